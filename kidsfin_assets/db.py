@@ -1,0 +1,194 @@
+"""Database access: engines, URL handling and every SQL dialect difference, in one place.
+
+PostgreSQL is the production database; SQLite is the embedded default. Where the two
+differ (time zones, NaN, schemas, locking, bulk load), this module hides it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+import sqlite3
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.sql.elements import ColumnElement
+
+# The schema placeholder used in table definitions; mapped per engine to the
+# configured schema on PostgreSQL and to nothing on SQLite.
+WAREHOUSE_SCHEMA_TOKEN = "kidsfin"
+
+
+class DatabaseUrlError(ValueError):
+    """KIDSFIN_DATABASE_URL is unusable."""
+
+
+def normalize_url(url: str) -> str:
+    """Map bare postgres URLs to psycopg2 (SQLAlchemy >= 2.1 would pick psycopg 3)."""
+    if not url:
+        raise DatabaseUrlError("empty database URL (set KIDSFIN_DATABASE_URL)")
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseUrlError(f"not a SQLAlchemy URL: {redact(url)}") from exc
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise DatabaseUrlError(
+            f"unsupported database {parsed.get_backend_name()!r}: use postgresql:// or sqlite://"
+        )
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(normalize_url(url) if "://" in url else url).render_as_string(
+            hide_password=True
+        )
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _epoch(value: Any) -> float | None:
+    """SQLite timestamps are ISO text (an offset, or UTC when none); None if unparseable."""
+    parsed = _parse_ts(value)
+    return None if parsed is None else parsed.timestamp()
+
+
+def _parse_ts(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC) if math.isfinite(value) else None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@functools.lru_cache(maxsize=16)
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(name)
+
+
+def _local_date(value: Any, tz: str) -> str | None:
+    parsed = _parse_ts(value)
+    return None if parsed is None else parsed.astimezone(_zone(tz)).date().isoformat()
+
+
+def _is_finite_positive(value: Any) -> int:
+    return int(isinstance(value, int | float) and math.isfinite(value) and value > 0)
+
+
+def _register_sqlite_functions(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.create_function("kidsfin_epoch", 1, _epoch, deterministic=True)
+    dbapi_conn.create_function("kidsfin_local_date", 2, _local_date, deterministic=True)
+    dbapi_conn.create_function("kidsfin_valid_amount", 1, _is_finite_positive, deterministic=True)
+    # Driver-level autocommit so that SQLAlchemy's "begin" below controls transactions.
+    dbapi_conn.isolation_level = None
+    dbapi_conn.execute("PRAGMA journal_mode=WAL")
+    dbapi_conn.execute("PRAGMA busy_timeout=60000")
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # IMMEDIATE takes the write lock up front: concurrent writers queue on
+    # busy_timeout instead of failing on a read-to-write upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@functools.cache
+def _cached_engine(url: str, schema: str) -> Engine:
+    return create_engine(url, schema)
+
+
+def get_engine(url: str, schema: str = WAREHOUSE_SCHEMA_TOKEN) -> Engine:
+    """One pooled engine per (url, schema) in this process."""
+    return _cached_engine(normalize_url(url), schema)
+
+
+def create_engine(url: str, schema: str = WAREHOUSE_SCHEMA_TOKEN) -> Engine:
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+        sa.event.listen(engine, "connect", _register_sqlite_functions)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        translate = {WAREHOUSE_SCHEMA_TOKEN: None}
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        translate = {WAREHOUSE_SCHEMA_TOKEN: schema}
+    return engine.execution_options(schema_translate_map=translate)
+
+
+def warehouse_schema(engine: Engine) -> str | None:
+    translate = engine.get_execution_options().get("schema_translate_map") or {}
+    return translate.get(WAREHOUSE_SCHEMA_TOKEN)
+
+
+def ensure_warehouse_schema(conn: sa.Connection) -> None:
+    schema = warehouse_schema(conn.engine)
+    if schema:
+        conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+
+
+def split_table_name(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or None), table
+
+
+# --- expressions that differ between dialects -------------------------------------------
+
+
+def timestamp_value(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A comparable instant: the column itself on PostgreSQL, epoch seconds on SQLite."""
+    if is_sqlite(engine):
+        return sa.func.kidsfin_epoch(column)
+    return column
+
+
+def timestamp_param(engine: Engine, value: dt.datetime) -> Any:
+    """A bound instant comparable with timestamp_value()."""
+    return value.timestamp() if is_sqlite(engine) else value
+
+
+def local_date(engine: Engine, column: ColumnElement[Any], tz: str) -> ColumnElement[Any]:
+    """The calendar date of an instant in time zone tz, as a comparable value."""
+    if is_sqlite(engine):
+        return sa.func.kidsfin_local_date(column, tz)
+    return sa.cast(sa.func.timezone(tz, column), sa.Date)
+
+
+def valid_amount(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[bool]:
+    """A finite number > 0. PostgreSQL's NUMERIC has NaN and ±Infinity, and NaN > 0 there."""
+    if is_sqlite(engine):
+        return sa.func.kidsfin_valid_amount(column) == 1
+    return sa.and_(
+        column > 0,
+        column != sa.literal_column("'NaN'"),
+        column != sa.literal_column("'Infinity'"),
+    )
+
+
+def money_sum(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """An exact sum of money: NUMERIC on PostgreSQL, integer cents on SQLite (floats)."""
+    if is_sqlite(engine):
+        return sa.func.sum(sa.cast(sa.func.round(column * 100), sa.Integer)) / 100.0
+    return sa.func.sum(column)
+
+
+def lock_clause(engine: Engine, select: sa.Select[Any]) -> sa.Select[Any]:
+    """Row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers."""
+    return select if is_sqlite(engine) else select.with_for_update()

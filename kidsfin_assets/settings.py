@@ -1,0 +1,214 @@
+"""Pipeline settings: config/pipeline.yaml, overridden by KIDSFIN_* environment variables.
+
+Validated by pydantic when loaded, so a bad value stops start-up with a message that
+names the key (and the environment variable, when that is where the value came from).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
+ENV_PREFIX = "KIDSFIN_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeeksSettings(_Section):
+    start_date: dt.date
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+    @field_validator("start_date")
+    @classmethod
+    def _monday(cls, value: dt.date) -> dt.date:
+        if value.weekday() != 0:
+            raise ValueError(f"{value} is a {value:%A}; weeks start on a Monday")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class TrendSettings(_Section):
+    threshold: float = Field(ge=0, le=10)
+
+
+class SourceTables(_Section):
+    kids: str = "kids"
+    transactions: str = "transactions"
+    app_events: str = "app_events"
+    savings_goals: str = "savings_goals"
+
+    @field_validator("*")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        parts = value.split(".")
+        if not 1 <= len(parts) <= 2 or not all(p.replace("_", "").isalnum() for p in parts):
+            raise ValueError(f"{value!r} is not a table name (letters, digits, _; schema.table)")
+        return value
+
+
+class WarehouseSettings(_Section):
+    schema_name: str = Field(default="kidsfin", alias="schema")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class OpenAISettings(_Section):
+    model: str = Field(min_length=1)
+    pricing_file: str = "config/pricing.yaml"
+    max_tokens: int = Field(gt=0, le=16384)
+    temperature: float = Field(ge=0, le=2)
+    requests_per_minute: int = Field(gt=0)
+    tokens_per_minute: int = Field(gt=0)
+    max_concurrent: int = Field(gt=0, le=256)
+    timeout_seconds: float = Field(gt=0)
+    language: str = "Vietnamese"
+
+
+class RetrySettings(_Section):
+    max_attempts: int = Field(ge=1, le=20)
+    initial_wait_seconds: float = Field(ge=0)
+    max_wait_seconds: float = Field(ge=0)
+    jitter_seconds: float = Field(ge=0)
+
+
+class PrivacySettings(_Section):
+    pseudonymize: bool = True
+
+
+class CheckSettings(_Section):
+    max_quarantine_share: float = Field(ge=0, le=1)
+    max_cost_per_report_usd: float = Field(ge=0)
+
+
+class SensorSettings(_Section):
+    interval_seconds: int = Field(ge=5)
+
+
+class Settings(BaseSettings):
+    """Every tunable of the pipeline; see config/pipeline.yaml for the meaning of each."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database_url: str = ""
+    export_dir: str = "data/exports"
+    weeks: WeeksSettings
+    trends: TrendSettings
+    sources: SourceTables = SourceTables()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    openai: OpenAISettings
+    retry: RetrySettings
+    privacy: PrivacySettings = PrivacySettings()
+    checks: CheckSettings
+    sensor: SensorSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML file; no .env file is read (secrets stay in the env).
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=config_path()),
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{resolve_path('data/kidsfin.db')}"
+
+    @property
+    def export_path(self) -> Path:
+        return resolve_path(self.export_dir)
+
+    @property
+    def pricing_path(self) -> Path:
+        return resolve_path(self.openai.pricing_file)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_CONFIG)
+
+
+def resolve_path(value: str) -> Path:
+    """Relative paths in settings are relative to the project root, not the cwd."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not isinstance(p, int))
+        key = ".".join(str(p) for p in loc) or "(root)"
+        env = _env_name(loc)
+        origin = f" (from environment variable {env})" if env in os.environ else ""
+        given = error.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f", got {given!r}"
+        lines.append(f"  {key}: {error['msg']}{shown}{origin}")
+    return "invalid kidsfin settings in " + str(config_path()) + ":\n" + "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """Load and validate; raise SettingsError naming every bad key."""
+    path = config_path()
+    if not path.is_file():
+        raise SettingsError(f"kidsfin config file not found: {path} (set KIDSFIN_CONFIG)")
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"kidsfin config file {path} is not valid YAML: {exc}") from exc
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests call get_settings.cache_clear() after changing env)."""
+    return load_settings()
