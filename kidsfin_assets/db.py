@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import math
 import sqlite3
+import time
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,26 @@ def money_sum(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
 def lock_clause(engine: Engine, select: sa.Select[Any]) -> sa.Select[Any]:
     """Row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers."""
     return select if is_sqlite(engine) else select.with_for_update()
+
+
+def clock_epoch(conn: sa.Connection) -> float:
+    """Epoch seconds by the database's clock, so that processes on several machines agree.
+
+    clock_timestamp() is the real time (now() would be frozen at the transaction's start).
+    SQLite is embedded, so its clock is this machine's.
+    """
+    if is_sqlite(conn.engine):
+        return time.time()
+    stmt = sa.select(sa.cast(sa.extract("epoch", sa.func.clock_timestamp()), sa.Float))
+    return float(conn.execute(stmt).scalar_one())
+
+
+def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: list[str]) -> None:
+    """Insert, or replace the row with the same keys (ON CONFLICT in both dialects)."""
+    if is_sqlite(conn.engine):
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    statement = insert(table).values(row)
+    updates = {c: statement.excluded[c] for c in row if c not in keys}
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))

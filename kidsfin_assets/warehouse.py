@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.db import WAREHOUSE_SCHEMA_TOKEN, ensure_warehouse_schema, split_table_name
 from kidsfin_assets.settings import SourceTables
@@ -160,3 +160,16 @@ def source_tables(names: SourceTables) -> Sources:
             "completed_at",
         ),
     )
+
+
+def nicknames(conn: Connection, src: Sources, kid_ids: list[int]) -> dict[int, str]:
+    """Nicknames of these kids (read here, after the API call, never sent to it)."""
+    if not kid_ids:
+        return {}
+    kids = src.kids
+    found: dict[int, str] = {}
+    for start in range(0, len(kid_ids), 5000):  # bounded IN lists
+        chunk = kid_ids[start : start + 5000]
+        query = sa.select(kids.c.kid_id, kids.c.nickname).where(kids.c.kid_id.in_(chunk))
+        found.update(dict(conn.execute(query).all()))
+    return found

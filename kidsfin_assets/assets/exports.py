@@ -1,0 +1,153 @@
+"""Exports: the weekly JSON files the earlier system wrote, one per week and layer."""
+
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kidsfin_assets.assets.gold import GOLD_KEY
+from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.resources import WarehouseResource
+from kidsfin_assets.settings import Settings
+from kidsfin_assets.warehouse import (
+    Sources,
+    kid_weekly_analysis,
+    kid_weekly_reports,
+    nicknames,
+    source_tables,
+)
+from kidsfin_assets.weeks import Week, weekly_partitions
+
+
+def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+    """Write to a temporary file, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, ensure_ascii=False, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def analysis_document(conn: Connection, src: Sources, week: Week) -> dict[str, Any]:
+    table = kid_weekly_analysis
+    query = sa.select(table).where(table.c.week_start == week.start).order_by(table.c.kid_id)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    names = nicknames(conn, src, [r["kid_id"] for r in rows])
+    kids = [
+        {"kid_id": r["kid_id"], "nickname": names.get(r["kid_id"]), **_metrics(r)} for r in rows
+    ]
+    return {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+        "week_start": week.key,
+        "timezone": week.timezone,
+        "total_kids": len(kids),
+        "kids": kids,
+    }
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    skip = {"kid_id", "week_start", "computed_at"}
+    return {k: v for k, v in row.items() if k not in skip}
+
+
+def export_path(settings: Settings, layer: str, week_key: str) -> Path:
+    return settings.export_path / f"kids_{layer}_{week_key}.json"
+
+
+def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["exports", "kids_analysis_json"],
+        group_name="exports",
+        kinds={"json"},
+        deps=[SILVER_KEY],
+        partitions_def=weekly_partitions(settings),
+        description=(
+            "`kids_analysis_<week>.json` under `export_dir`: every kid's silver metrics "
+            "for the week with the kid's nickname, as the earlier system wrote it."
+        ),
+    )
+    def kids_analysis_json(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        engine, src = warehouse.get_engine(), source_tables(settings.sources)
+        paths = []
+        for key in context.partition_keys:
+            week = Week.from_key(key, settings.weeks.timezone)
+            with engine.connect() as conn:
+                document = analysis_document(conn, src, week)
+            path = export_path(settings, "analysis", key)
+            write_json_atomically(path, document)
+            paths.append(path)
+            context.log.info(f"wrote {document['total_kids']} kids to {path}")
+        return dg.MaterializeResult(
+            metadata={"path": dg.MetadataValue.path(str(paths[-1])), "files": len(paths)}
+        )
+
+    return kids_analysis_json
+
+
+def reports_document(conn: Connection, week: Week) -> dict[str, Any]:
+    """The earlier system's shape: {generated_at, total_reports, reports: [...]}."""
+    gold = kid_weekly_reports
+    query = sa.select(gold).where(gold.c.week_start == week.start).order_by(gold.c.kid_id)
+    reports = [
+        {
+            "kid_id": r.kid_id,
+            **r.report,
+            "generated_at": r.generated_at.isoformat()
+            if isinstance(r.generated_at, dt.datetime)
+            else str(r.generated_at),
+            "writer": r.writer,
+            "model": r.model,
+        }
+        for r in conn.execute(query)
+    ]
+    return {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+        "week_start": week.key,
+        "total_reports": len(reports),
+        "reports": reports,
+    }
+
+
+def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["exports", "kids_reports_json"],
+        group_name="exports",
+        kinds={"json"},
+        deps=[GOLD_KEY],
+        partitions_def=weekly_partitions(settings),
+        description=(
+            "`kids_reports_<week>.json` under `export_dir`: "
+            "`{generated_at, total_reports, reports: [...]}` with each kid's nickname and "
+            "report, as the earlier system wrote it."
+        ),
+    )
+    def kids_reports_json(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        week = Week.from_key(context.partition_key, settings.weeks.timezone)
+        with warehouse.get_engine().connect() as conn:
+            document = reports_document(conn, week)
+        path = export_path(settings, "reports", week.key)
+        write_json_atomically(path, document)
+        context.log.info(f"wrote {document['total_reports']} reports to {path}")
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(path)),
+                "total_reports": document["total_reports"],
+            }
+        )
+
+    return kids_reports_json

@@ -1,0 +1,144 @@
+"""Gold layer: one AI report per kid-week, with usage and cost as metadata."""
+
+
+from typing import Any
+
+import dagster as dg
+
+from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.openai_client import OpenAIReportsResource
+from kidsfin_assets.pricing import Usage
+from kidsfin_assets.report_writer import WeekOutcome, WeekReportWriter
+from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.resources import WarehouseResource
+from kidsfin_assets.settings import Settings
+from kidsfin_assets.warehouse import source_tables
+from kidsfin_assets.weeks import Week, weekly_partitions
+
+GOLD_KEY = dg.AssetKey(["gold", "kid_weekly_reports"])
+OPENAI_POOL = "openai"
+
+
+def usage_metadata(outcome: WeekOutcome, usage: Usage, writer: str, model: str) -> dict[str, Any]:
+    """Numeric, so that the UI plots them across partitions."""
+    attempted = outcome.written + outcome.failed
+    return {
+        "writer": writer,
+        "model": model,
+        "silver_rows": outcome.silver_rows,
+        "reports_written": outcome.written,
+        "reports_reused": outcome.reused,
+        "reports_failed": outcome.failed,
+        "success_rate": round(outcome.written / attempted, 4) if attempted else 1.0,
+        "requests": usage.requests,
+        "retries": usage.retries,
+        "rate_limited": usage.rate_limited,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cost_usd": round(usage.cost_usd, 6),
+        "wall_seconds": round(outcome.wall_seconds, 3),
+        "avg_seconds_per_report": round(outcome.wall_seconds / outcome.written, 3)
+        if outcome.written
+        else 0.0,
+    }
+
+
+SUMMARY_ROWS = (
+    ("Reports", "silver_rows", "{}"),
+    ("Written", "reports_written", "{}"),
+    ("Reused (already paid)", "reports_reused", "{}"),
+    ("Failed", "reports_failed", "{}"),
+    ("Success rate", "success_rate", "{:.1%}"),
+    ("Requests", "requests", "{}"),
+    ("Retries", "retries", "{}"),
+    ("Prompt tokens", "prompt_tokens", "{:,}"),
+    ("  of which cached", "cached_tokens", "{:,}"),
+    ("Completion tokens", "completion_tokens", "{:,}"),
+    ("Cost (USD)", "cost_usd", "${:.4f}"),
+    ("Duration", "wall_seconds", "{:.1f} s"),
+    ("Average per report", "avg_seconds_per_report", "{:.2f} s"),
+)
+
+
+def summary_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(label, fmt.format(meta[key])) for label, key, fmt in SUMMARY_ROWS]
+
+
+def summary_box(title: str, meta: dict[str, Any]) -> str:
+    """The earlier system's closing summary, drawn with box-drawing characters."""
+    lines = summary_lines(meta)
+    left = max(len(label) for label, _ in lines)
+    right = max(max(len(value) for _, value in lines), len(title) - left - 3)
+    width = left + right + 3
+    out = ["╔" + "═" * (width + 2) + "╗", f"║ {title.center(width)} ║", "╠" + "═" * (width + 2) + "╣"]
+    out += [f"║ {label.ljust(left)} │ {value.rjust(right)} ║" for label, value in lines]
+    out.append("╚" + "═" * (width + 2) + "╝")
+    return "\n".join(out)
+
+
+def summary_markdown(meta: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {label.strip()} | {value} |" for label, value in summary_lines(meta))
+    return "| | |\n|---|---|\n" + rows
+
+
+def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=GOLD_KEY,
+        group_name="gold",
+        kinds={"openai"},
+        deps=[SILVER_KEY],
+        partitions_def=weekly_partitions(settings),
+        # One week per run, so that each run's cost metadata is exactly one week's.
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
+        pool=OPENAI_POOL,
+        retry_policy=dg.RetryPolicy(
+            max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        ),
+        description=(
+            "One report per kid-week for the parents (financial health, spending, saving, "
+            "activity, recommendations, score 0-10), written to `kid_weekly_reports` as "
+            "each answer arrives. Re-runs only ask for kids whose inputs (metrics, model, "
+            "prompt version) have no report yet, so a finished week costs nothing. No "
+            "nickname or kid id reaches the API. Without OPENAI_API_KEY an offline "
+            "writer builds the reports by rules, at no cost. Metadata: requests, retries, "
+            "tokens and cost in USD."
+        ),
+    )
+    def kid_weekly_reports(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        openai: OpenAIReportsResource,
+    ) -> dg.MaterializeResult:
+        if openai.offline:
+            context.log.warning(
+                "OPENAI_API_KEY is not set: NO AI IS USED. Reports come from the offline "
+                "rules writer (writer=offline) and cost nothing."
+            )
+        week = Week.from_key(context.partition_key, settings.weeks.timezone)
+        writer = WeekReportWriter(
+            context.log,
+            warehouse.get_engine(),
+            source_tables(settings.sources),
+            openai,
+            load_prompt(),
+            week,
+        )
+        outcome = writer.run()
+        meta = usage_metadata(outcome, writer.usage, writer.writer, writer.model)
+        context.log.info("\n" + summary_box(f"kidsfin reports · week {week.key}", meta))
+        meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
+        if outcome.failed:
+            raise dg.Failure(
+                description=(
+                    f"{outcome.failed} of {outcome.silver_rows} reports failed for week "
+                    f"{week.key}; {outcome.written} written and {outcome.reused} reused are "
+                    "kept, and a re-run asks only for the missing ones. "
+                    + (outcome.fatal or "First errors: " + "; ".join(outcome.errors[:3]))
+                ),
+                metadata=meta,
+                allow_retries=outcome.fatal is None,
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    return kid_weekly_reports

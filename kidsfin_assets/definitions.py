@@ -1,0 +1,79 @@
+"""The code location: every asset, resource, sensor and check, wired in one place."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from kidsfin_assets.assets.exports import build_analysis_export, build_reports_export
+from kidsfin_assets.assets.gold import build_kid_weekly_reports
+from kidsfin_assets.assets.raw import build_kid_activity
+from kidsfin_assets.assets.silver import build_kid_weekly_analysis
+from kidsfin_assets.openai_client import OpenAIReportsResource
+from kidsfin_assets.resources import WarehouseResource
+from kidsfin_assets.settings import Settings, get_settings
+
+DATABASE_URL_ENV = "KIDSFIN_DATABASE_URL"
+
+
+def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    return [
+        build_kid_activity(settings),
+        build_kid_weekly_analysis(settings),
+        build_kid_weekly_reports(settings),
+        build_analysis_export(settings),
+        build_reports_export(settings),
+    ]
+
+
+def _database_url(settings: Settings) -> str:
+    # From the environment, pass an EnvVar: the UI then shows the variable's name,
+    # never the URL and its password.
+    if os.environ.get(DATABASE_URL_ENV):
+        return dg.EnvVar(DATABASE_URL_ENV)  # type: ignore[return-value]
+    return settings.resolved_database_url
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": WarehouseResource(
+            database_url=_database_url(settings),
+            schema_name=settings.warehouse.schema_name,
+        ),
+        "openai": build_openai_resource(settings),
+    }
+
+
+def _from_env(name: str) -> str | None:
+    # EnvVar, not the value: the key never shows in the UI, run config or event log.
+    return dg.EnvVar(name) if os.environ.get(name) else None  # type: ignore[return-value]
+
+
+def build_openai_resource(settings: Settings) -> OpenAIReportsResource:
+    api, retry = settings.openai, settings.retry
+    return OpenAIReportsResource(
+        api_key=_from_env("OPENAI_API_KEY"),
+        base_url=_from_env("OPENAI_BASE_URL"),
+        organization=_from_env("OPENAI_ORG_ID"),
+        project=_from_env("OPENAI_PROJECT"),
+        model=api.model,
+        max_tokens=api.max_tokens,
+        temperature=api.temperature,
+        timeout_seconds=api.timeout_seconds,
+        requests_per_minute=api.requests_per_minute,
+        tokens_per_minute=api.tokens_per_minute,
+        max_concurrent=api.max_concurrent,
+        retry_max_attempts=retry.max_attempts,
+        retry_initial_wait_seconds=retry.initial_wait_seconds,
+        retry_max_wait_seconds=retry.max_wait_seconds,
+        retry_jitter_seconds=retry.jitter_seconds,
+        pricing_file=str(settings.pricing_path),
+    )
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=build_assets(settings), resources=build_resources(settings))
+
+
+defs = build_definitions(get_settings())

@@ -1,0 +1,331 @@
+"""The OpenAI resource: shared rate limit, one retry policy, structured output, usage.
+
+Built on dagster_openai.OpenAIResource (api_key, organization, project, base_url), but it
+makes its own client with the SDK's retries off (one retry policy, not two nested) and
+records usage from each response itself: dagster-openai's usage wrapper only patches
+`create`, double-counts when get_client is called twice, and breaks in-process runs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pydantic
+import tenacity
+from dagster import InitResourceContext
+from dagster_openai import OpenAIResource
+from pydantic import Field, PrivateAttr
+from sqlalchemy.engine import Engine
+
+from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price
+from kidsfin_assets.rate_limit import Reservation, SharedRateLimiter
+from kidsfin_assets.reports import KidWeeklyReport
+from kidsfin_assets.settings import resolve_path
+
+MAX_RETRY_AFTER_SECONDS = 300.0
+RETRYABLE_STATUS = {408, 409}
+
+
+class ReportError(Exception):
+    """A report could not be written; `kind` names the failure for metadata."""
+
+    kind = "error"
+    retryable = True
+
+
+class FatalApiError(ReportError):
+    """Retrying cannot help (bad key, no quota, bad request): stop the run at once."""
+
+    kind = "fatal"
+    retryable = False
+
+
+class RefusedAnswer(ReportError):
+    kind = "refusal"
+
+
+class TruncatedAnswer(ReportError):
+    kind = "truncated"
+
+
+class InvalidAnswer(ReportError):
+    kind = "invalid_answer"
+
+
+class Cancelled(ReportError):
+    kind = "cancelled"
+    retryable = False
+
+
+_FATAL_ADVICE = {
+    400: "the request was rejected as invalid; check openai.model and max_tokens",
+    401: "the API key was rejected; set a valid OPENAI_API_KEY",
+    403: "this key may not use the model or project; check OPENAI_PROJECT and the model",
+    404: "model or endpoint not found; check openai.model and OPENAI_BASE_URL",
+}
+QUOTA_ADVICE = (
+    "OpenAI says the quota is used up (insufficient_quota): add credit or raise the "
+    "monthly limit in the billing settings, then re-run the week; every report already "
+    "written is kept and will not be paid for again"
+)
+
+
+def is_quota_error(exc: BaseException) -> bool:
+    return isinstance(exc, openai.RateLimitError) and "insufficient_quota" in (
+        str(exc.code),
+        str(exc.type),
+    )
+
+
+def classify(exc: BaseException) -> ReportError:
+    """Map an SDK exception to what the retry policy should do with it."""
+    if isinstance(exc, ReportError):
+        return exc
+    if is_quota_error(exc):
+        return FatalApiError(QUOTA_ADVICE)
+    if isinstance(exc, openai.APITimeoutError):
+        return _kinded(ReportError("request timed out"), "timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return _kinded(ReportError(f"connection error: {exc}"), "connection")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429:
+            return _kinded(ReportError("rate limited (429)"), "rate_limited")
+        if status in RETRYABLE_STATUS or status >= 500:
+            return _kinded(ReportError(f"server error {status}"), f"http_{status}")
+        advice = _FATAL_ADVICE.get(status, "the API refused the request")
+        return FatalApiError(f"OpenAI answered {status}: {advice} ({exc.message})")
+    if isinstance(exc, openai.LengthFinishReasonError):
+        return TruncatedAnswer("the answer was cut off at max_tokens")
+    if isinstance(exc, openai.ContentFilterFinishReasonError):
+        return RefusedAnswer("the answer was blocked by the content filter")
+    if isinstance(exc, pydantic.ValidationError | ValueError):
+        return InvalidAnswer(f"the answer does not match the report schema: {exc}"[:300])
+    return _kinded(ReportError(f"unexpected error: {exc!r}"[:300]), "unexpected")
+
+
+def _kinded(error: ReportError, kind: str) -> ReportError:
+    error.kind = kind
+    return error
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """The server's Retry-After (retry-after-ms first), if the error carries one."""
+    cause = getattr(exc, "__cause__", None) or exc
+    response = getattr(cause, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, MAX_RETRY_AFTER_SECONDS)
+    return None
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int
+    initial_wait: float
+    max_wait: float
+    jitter: float
+
+
+class _BackoffWait(tenacity.wait.wait_base):
+    """Retry-After when the server gives one, else capped exponential back-off with jitter."""
+
+    def __init__(self, policy: RetrySettings) -> None:
+        self.exponential = tenacity.wait_exponential_jitter(
+            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+        )
+        self.jitter = policy.jitter
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        server_says = retry_after_seconds(exc)
+        if server_says is not None:
+            return server_says + random.uniform(0, min(self.jitter, 1.0))
+        return self.exponential(retry_state)
+
+
+@dataclass(frozen=True)
+class GeneratedReport:
+    report: KidWeeklyReport
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    attempts: int
+
+
+def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
+    """A generous estimate (no tokenizer download here): ~3 UTF-8 bytes a token."""
+    total = sum(len(m["content"].encode()) for m in messages)
+    return math.ceil(total / 3) + 8 * len(messages)
+
+
+class ReportSession:
+    """One step's use of the API: the shared limiter, retries and usage counters."""
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        resource: OpenAIReportsResource,
+        limiter: SharedRateLimiter,
+        usage: Usage,
+        cancel: threading.Event,
+    ) -> None:
+        self.client, self.resource, self.limiter = client, resource, limiter
+        self.usage, self.cancel = usage, cancel
+        self.policy = RetrySettings(
+            resource.retry_max_attempts,
+            resource.retry_initial_wait_seconds,
+            resource.retry_max_wait_seconds,
+            resource.retry_jitter_seconds,
+        )
+
+    def generate(self, messages: list[dict[str, str]]) -> GeneratedReport:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            wait=_BackoffWait(self.policy),
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, ReportError) and e.retryable and not self.cancel.is_set()
+            ),
+            before_sleep=lambda _state: self.usage.record_retry(),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                result = self._attempt(messages)
+                return GeneratedReport(**result, attempts=attempt.retry_state.attempt_number)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _sleep(self, seconds: float) -> None:
+        # Wakes early when another worker hit a fatal error.
+        if self.cancel.wait(seconds):
+            raise Cancelled("run stopped by another report's fatal error")
+
+    def _attempt(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        reserve = estimate_prompt_tokens(messages) + self.resource.max_tokens
+        reservation = self.limiter.acquire(reserve, cancelled=self.cancel.is_set)
+        try:
+            completion = self.client.chat.completions.parse(
+                model=self.resource.model,
+                messages=messages,  # type: ignore[arg-type]
+                response_format=KidWeeklyReport,
+                max_completion_tokens=self.resource.max_tokens,
+                temperature=self.resource.temperature,
+            )
+        except Exception as exc:
+            self._on_error(exc, reservation)
+            raise classify(exc) from exc
+        return self._on_answer(completion, reservation)
+
+    def _on_error(self, exc: Exception, reservation: Reservation) -> None:
+        # What a failed request cost upstream is unknown: keep the whole reservation.
+        self.limiter.settle(reservation, reservation.tokens)
+        error = classify(exc)
+        rate_limited = isinstance(exc, openai.RateLimitError) and not is_quota_error(exc)
+        self.usage.record_error(error.kind, rate_limited=rate_limited)
+        pause = retry_after_seconds(exc)
+        if rate_limited:
+            # Every process backs off, not only this worker.
+            self.limiter.pause(pause if pause is not None else self.policy.initial_wait)
+
+    def _on_answer(self, completion: Any, reservation: Reservation) -> dict[str, Any]:
+        usage = completion.usage
+        prompt = usage.prompt_tokens if usage else reservation.tokens
+        output = usage.completion_tokens if usage else 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = (getattr(details, "cached_tokens", 0) or 0) if details else 0
+        self.limiter.settle(reservation, prompt + output)
+        cost = self.usage.record_response(prompt, output, cached)
+        message = completion.choices[0].message
+        if message.refusal:
+            raise RefusedAnswer(f"the model refused: {message.refusal}"[:300])
+        if message.parsed is None:
+            raise InvalidAnswer("the answer had no parsable content")
+        return {
+            "report": message.parsed,
+            "prompt_tokens": prompt,
+            "completion_tokens": output,
+            "cached_tokens": cached,
+            "cost_usd": cost,
+        }
+
+
+class OpenAIReportsResource(OpenAIResource):
+    """OpenAI (or any compatible server) for the weekly reports, with a budget shared by
+    every process through the warehouse database. Without an API key, reports come from
+    the offline writer."""
+
+    api_key: str | None = Field(  # type: ignore[assignment]
+        default=None, description="From OPENAI_API_KEY; none means the offline writer."
+    )
+    model: str = Field(description="Chat model, e.g. gpt-4o-mini (priced in pricing_file).")
+    max_tokens: int = Field(description="Completion token cap for one report.")
+    temperature: float = Field(default=0.3)
+    timeout_seconds: float = Field(description="Per-request timeout.")
+    requests_per_minute: int = Field(description="Shared request budget per minute.")
+    tokens_per_minute: int = Field(description="Shared token budget per minute.")
+    max_concurrent: int = Field(description="Requests in flight in one step.")
+    retry_max_attempts: int = Field(description="Attempts per report, the first included.")
+    retry_initial_wait_seconds: float = 2.0
+    retry_max_wait_seconds: float = 10.0
+    retry_jitter_seconds: float = 1.0
+    pricing_file: str = "config/pricing.yaml"
+    rate_limit_period_seconds: float = Field(
+        default=60.0, description="Window of the per-minute limits (tests shorten it)."
+    )
+
+    _sdk: openai.OpenAI | None = PrivateAttr(default=None)
+
+    @property
+    def offline(self) -> bool:
+        return not self.api_key
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if self.offline:
+            return
+        self._sdk = openai.OpenAI(
+            api_key=self.api_key,
+            organization=self.organization,
+            project=self.project,
+            base_url=self.base_url,
+            max_retries=0,  # tenacity is the one retry policy
+            timeout=self.timeout_seconds,
+        )
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._sdk is not None:
+            self._sdk.close()
+
+    def price(self) -> ModelPrice:
+        return FREE if self.offline else load_price(resolve_path(self.pricing_file), self.model)
+
+    def limiter(self, engine: Engine) -> SharedRateLimiter:
+        return SharedRateLimiter(
+            engine,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            period_seconds=self.rate_limit_period_seconds,
+            max_request_tokens=self.max_tokens * 4,
+        )
+
+    def session(self, engine: Engine, usage: Usage, cancel: threading.Event) -> ReportSession:
+        if self._sdk is None:
+            raise FatalApiError("no OpenAI client: OPENAI_API_KEY is not set")
+        return ReportSession(self._sdk, self, self.limiter(engine), usage, cancel)
+

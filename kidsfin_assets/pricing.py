@@ -1,0 +1,87 @@
+"""Token prices (config/pricing.yaml) and the usage counters of one gold step."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kidsfin_assets.settings import SettingsError
+
+PER_TOKENS = 1_000_000
+
+
+class ModelPrice(BaseModel):
+    """USD per 1M tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input: float = Field(ge=0)
+    cached_input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> float:
+        """Cached prompt tokens are priced as cached, the rest of the prompt as input."""
+        fresh = max(0, prompt_tokens - cached_tokens)
+        return (
+            fresh * self.input + cached_tokens * self.cached_input + completion_tokens * self.output
+        ) / PER_TOKENS
+
+
+FREE = ModelPrice(input=0, cached_input=0, output=0)
+
+
+def load_price(path: Path, model: str) -> ModelPrice:
+    """The price of `model`; a missing model or a bad table fails with the key named."""
+    try:
+        table = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"openai.pricing_file: cannot read {path}: {exc}") from exc
+    models = table.get("models") or {}
+    if model not in models:
+        raise SettingsError(
+            f"openai.model: no price for {model!r} in {path} (known: {', '.join(sorted(models))});"
+            " add it under models: so that cost can be tracked"
+        )
+    try:
+        return ModelPrice.model_validate(models[model])
+    except ValidationError as exc:
+        raise SettingsError(f"{path}: models.{model}: {exc}") from exc
+
+
+@dataclass
+class Usage:
+    """Thread-safe counters for one materialisation, reported as asset metadata."""
+
+    price: ModelPrice = FREE
+    requests: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    rate_limited: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_response(self, prompt: int, completion: int, cached: int) -> float:
+        cost = self.price.cost(prompt, completion, cached)
+        with self._lock:
+            self.requests += 1
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+            self.cached_tokens += cached
+            self.cost_usd += cost
+        return cost
+
+    def record_error(self, kind: str, *, rate_limited: bool = False) -> None:
+        with self._lock:
+            self.requests += 1
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+            self.rate_limited += int(rate_limited)
+
+    def record_retry(self) -> None:
+        with self._lock:
+            self.retries += 1

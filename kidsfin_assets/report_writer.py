@@ -1,0 +1,228 @@
+"""Writes one week's reports: skips what is already paid for, stores each as it arrives."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from kidsfin_assets import db
+from kidsfin_assets.openai_client import (
+    Cancelled,
+    FatalApiError,
+    OpenAIReportsResource,
+    ReportError,
+    ReportSession,
+)
+from kidsfin_assets.pricing import Usage
+from kidsfin_assets.reports import (
+    OFFLINE_MODEL,
+    Prompt,
+    input_hash,
+    offline_report,
+    personalise,
+)
+from kidsfin_assets.warehouse import (
+    Sources,
+    kid_weekly_analysis,
+    kid_weekly_reports,
+    nicknames,
+)
+from kidsfin_assets.weeks import Week
+
+WRITER_OPENAI = "openai"
+WRITER_OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class PendingReport:
+    kid_id: int
+    metrics: dict[str, Any]
+    input_hash: str
+
+
+@dataclass
+class WeekOutcome:
+    silver_rows: int = 0
+    written: int = 0
+    reused: int = 0
+    failed: int = 0
+    fatal: str | None = None
+    errors: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def plan_week(
+    conn: Connection, week: Week, model: str, prompt: Prompt, writer: str
+) -> tuple[list[PendingReport], int]:
+    """The kids that still need a report (no row with the same input hash), and how many
+    were reused. Reports of kids no longer in silver are removed."""
+    silver = kid_weekly_analysis
+    rows = [
+        dict(r._mapping)
+        for r in conn.execute(
+            sa.select(silver).where(silver.c.week_start == week.start).order_by(silver.c.kid_id)
+        )
+    ]
+    gold = kid_weekly_reports
+    existing = dict(
+        conn.execute(
+            sa.select(gold.c.kid_id, gold.c.input_hash).where(gold.c.week_start == week.start)
+        ).all()
+    )
+    kids = [r["kid_id"] for r in rows]
+    stale = set(existing) - set(kids)
+    if stale:
+        conn.execute(
+            sa.delete(gold).where(gold.c.week_start == week.start, gold.c.kid_id.in_(stale))
+        )
+    pending = []
+    for row in rows:
+        digest = input_hash(row, model, prompt.version, writer)
+        if existing.get(row["kid_id"]) != digest:
+            pending.append(PendingReport(row["kid_id"], row, digest))
+    return pending, len(rows) - len(pending)
+
+
+def store_report(
+    engine: Engine,
+    week: Week,
+    item: PendingReport,
+    report: dict[str, Any],
+    usage: dict[str, Any],
+) -> None:
+    """One report, committed on its own: a crash later loses nothing already paid for."""
+    row = {
+        "week_start": week.start,
+        "kid_id": item.kid_id,
+        "report": report,
+        "input_hash": item.input_hash,
+        "generated_at": dt.datetime.now(dt.UTC),
+        **usage,
+    }
+    with engine.begin() as conn:
+        db.upsert(conn, kid_weekly_reports, row, ["week_start", "kid_id"])
+
+
+class WeekReportWriter:
+    """Runs one week: offline by rules, or through the API with bounded concurrency."""
+
+    def __init__(
+        self,
+        log: dg.DagsterLogManager,
+        engine: Engine,
+        src: Sources,
+        api: OpenAIReportsResource,
+        prompt: Prompt,
+        week: Week,
+    ) -> None:
+        self.log, self.engine, self.src, self.api = log, engine, src, api
+        self.prompt, self.week = prompt, week
+        self.writer = WRITER_OFFLINE if api.offline else WRITER_OPENAI
+        self.model = OFFLINE_MODEL if api.offline else api.model
+        self.usage = Usage(price=api.price())
+        self.cancel = threading.Event()
+        self.outcome = WeekOutcome()
+        self._lock = threading.Lock()
+        self._done = 0
+
+    def run(self) -> WeekOutcome:
+        started = time.monotonic()
+        with self.engine.begin() as conn:
+            pending, self.outcome.reused = plan_week(
+                conn, self.week, self.model, self.prompt, self.writer
+            )
+            names = nicknames(conn, self.src, [p.kid_id for p in pending])
+        self.outcome.silver_rows = len(pending) + self.outcome.reused
+        self.log.info(
+            f"week {self.week.key}: {self.outcome.silver_rows} kids, "
+            f"{self.outcome.reused} reports already written, {len(pending)} to write "
+            f"({self.writer}, {self.model})"
+        )
+        self._total = len(pending)
+        if self.api.offline:
+            for item in pending:
+                self._write_offline(item, names.get(item.kid_id))
+        elif pending:
+            self._write_with_api(pending, names)
+        self.outcome.wall_seconds = time.monotonic() - started
+        return self.outcome
+
+    def _write_offline(self, item: PendingReport, nickname: str | None) -> None:
+        report = personalise(offline_report(item.metrics), nickname)
+        self._store(item, report, 0, 0, 0, 0.0)
+
+    def _write_with_api(self, pending: list[PendingReport], names: dict[int, str]) -> None:
+        session = self.api.session(self.engine, self.usage, self.cancel)
+        with ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report") as pool:
+            for item in pending:
+                pool.submit(self._write_one, session, item, names.get(item.kid_id))
+
+    def _write_one(self, session: ReportSession, item: PendingReport, nickname: str | None) -> None:
+        try:
+            if self.cancel.is_set():
+                raise Cancelled("not started: the run is stopping")
+            result = session.generate(self.prompt.messages(item.metrics))
+            report = personalise(result.report, nickname)
+            self._store(
+                item,
+                report,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.cached_tokens,
+                result.cost_usd,
+            )
+        except FatalApiError as exc:
+            self._fail(item, exc)
+            if not self.cancel.is_set():
+                self.outcome.fatal = str(exc)
+                self.log.error(f"stopping the week: {exc}")
+                self.cancel.set()
+        except ReportError as exc:
+            self._fail(item, exc)
+        except Exception as exc:  # a bug or a database error: count it, keep the others going
+            self._fail(item, exc)
+
+    def _fail(self, item: PendingReport, exc: BaseException) -> None:
+        with self._lock:
+            self.outcome.failed += 1
+            if len(self.outcome.errors) < 20 and not isinstance(exc, Cancelled):
+                self.outcome.errors.append(f"kid {item.kid_id}: {exc}")
+        if not isinstance(exc, Cancelled):
+            self.log.warning(f"kid {item.kid_id}: no report: {exc}")
+
+    def _store(
+        self,
+        item: PendingReport,
+        report: dict[str, Any],
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int,
+        cost: float,
+    ) -> None:
+        usage = {
+            "model": self.model,
+            "prompt_version": self.prompt.version,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cached_tokens": cached_tokens,
+            "cost_usd": cost,
+            "writer": self.writer,
+        }
+        store_report(self.engine, self.week, item, report, usage)
+        with self._lock:
+            self.outcome.written += 1
+            self._done += 1
+            done = self._done
+        pct = 100 * done // max(1, self._total)
+        self.log.info(
+            f"[{done}/{self._total} {pct}%] kid {item.kid_id}: "
+            f"{prompt_tokens}+{completion_tokens} tokens ({cached_tokens} cached), ${cost:.5f}"
+        )

@@ -1,0 +1,142 @@
+"""The validity rules of DESIGN.md, as SQL over the source tables.
+
+One definition serves the raw layer (which copies valid rows and quarantines the rest)
+and the silver layer (which aggregates valid rows of W, W-1, W-2 straight from the
+source, so that one week can be materialised alone).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from kidsfin_assets import db
+from kidsfin_assets.warehouse import Sources
+
+TRANSACTION_KINDS = ("income", "spending", "saving", "withdrawal")
+OTHER_CATEGORY = "other"
+
+
+class Reason:
+    """Why a source row was quarantined."""
+
+    ORPHAN_KID = "orphan_kid"
+    MISSING_TIME = "missing_time"
+    UNKNOWN_KIND = "unknown_kind"
+    BAD_AMOUNT = "bad_amount"
+
+
+def _in_window(
+    engine: Engine, column: Any, start: dt.datetime | None, end: dt.datetime
+) -> sa.ColumnElement[bool]:
+    ts = db.timestamp_value(engine, column)
+    upper = ts < db.timestamp_param(engine, end)
+    if start is None:
+        return sa.and_(ts.is_not(None), upper)
+    return sa.and_(ts >= db.timestamp_param(engine, start), upper)
+
+
+def week_index(engine: Engine, column: Any, week_starts: list[dt.datetime]) -> sa.Case[Any]:
+    """0 for W, 1 for W-1, 2 for W-2 (given starts of W, W-1, W-2)."""
+    ts = db.timestamp_value(engine, column)
+    whens = [(ts >= db.timestamp_param(engine, start), i) for i, start in enumerate(week_starts)]
+    return sa.case(*whens, else_=len(week_starts))
+
+
+def valid_transactions(
+    engine: Engine,
+    src: Sources,
+    timezone: str,
+    start: dt.datetime | None,
+    end: dt.datetime,
+    extra: list[sa.ColumnElement[Any]] | None = None,
+) -> sa.Select[Any]:
+    """Valid transactions with start <= occurred_at < end (start None: all before end)."""
+    t, k = src.transactions, src.kids
+    return (
+        sa.select(
+            t.c.txn_id,
+            t.c.kid_id,
+            t.c.kind,
+            sa.func.coalesce(t.c.category, OTHER_CATEGORY).label("category"),
+            t.c.amount,
+            db.local_date(engine, t.c.occurred_at, timezone).label("local_date"),
+            *(extra or []),
+        )
+        .select_from(t.join(k, k.c.kid_id == t.c.kid_id))
+        .where(
+            _in_window(engine, t.c.occurred_at, start, end),
+            t.c.kind.in_(TRANSACTION_KINDS),
+            db.valid_amount(engine, t.c.amount),
+        )
+    )
+
+
+def valid_events(
+    engine: Engine,
+    src: Sources,
+    timezone: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    extra: list[sa.ColumnElement[Any]] | None = None,
+) -> sa.Select[Any]:
+    e, k = src.app_events, src.kids
+    return (
+        sa.select(
+            e.c.event_id,
+            e.c.kid_id,
+            e.c.event_type,
+            db.local_date(engine, e.c.occurred_at, timezone).label("local_date"),
+            *(extra or []),
+        )
+        .select_from(e.join(k, k.c.kid_id == e.c.kid_id))
+        .where(_in_window(engine, e.c.occurred_at, start, end))
+    )
+
+
+def invalid_transactions(
+    engine: Engine, src: Sources, start: dt.datetime, end: dt.datetime
+) -> sa.Select[Any]:
+    """The week's transactions that break a rule, each with its first broken rule."""
+    t, k = src.transactions, src.kids
+    reason = sa.case(
+        (k.c.kid_id.is_(None), Reason.ORPHAN_KID),
+        (sa.or_(t.c.kind.is_(None), t.c.kind.not_in(TRANSACTION_KINDS)), Reason.UNKNOWN_KIND),
+        (sa.not_(sa.func.coalesce(db.valid_amount(engine, t.c.amount), False)), Reason.BAD_AMOUNT),
+        else_=sa.null(),
+    )
+    inner = (
+        sa.select(t.c.txn_id.label("source_id"), reason.label("reason"))
+        .select_from(t.outerjoin(k, k.c.kid_id == t.c.kid_id))
+        .where(_in_window(engine, t.c.occurred_at, start, end))
+        .subquery()
+    )
+    return sa.select(inner.c.source_id, inner.c.reason).where(inner.c.reason.is_not(None))
+
+
+def invalid_events(
+    engine: Engine, src: Sources, start: dt.datetime, end: dt.datetime
+) -> sa.Select[Any]:
+    e, k = src.app_events, src.kids
+    return (
+        sa.select(e.c.event_id.label("source_id"), sa.literal(Reason.ORPHAN_KID).label("reason"))
+        .select_from(e.outerjoin(k, k.c.kid_id == e.c.kid_id))
+        .where(_in_window(engine, e.c.occurred_at, start, end), k.c.kid_id.is_(None))
+    )
+
+
+def undated_rows(engine: Engine, table: sa.TableClause, id_column: str) -> sa.Select[Any]:
+    """Rows whose time is NULL (or, on SQLite, unreadable): they belong to no week."""
+    return sa.select(
+        table.c[id_column].label("source_id"),
+        sa.literal(Reason.MISSING_TIME).label("reason"),
+    ).where(db.timestamp_value(engine, table.c.occurred_at).is_(None))
+
+
+def rows_in_window(
+    engine: Engine, table: sa.TableClause, start: dt.datetime, end: dt.datetime
+) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).where(_in_window(engine, table.c.occurred_at, start, end))

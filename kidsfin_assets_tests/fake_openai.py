@@ -1,0 +1,1315 @@
+"""A fake, OpenAI-compatible HTTP server for tests and benchmarks.
+
+Standard library only (``http.server``), so it can run in-process (``FakeOpenAIServer``
+/ ``running_server``) or as a subprocess::
+
+    python -m kidsfin_assets_tests.fake_openai --port 0 --rpm 600 --latency 0.5
+
+which prints exactly one stdout line ``READY <base_url>`` once listening and serves until
+SIGTERM/SIGINT.
+
+Endpoints
+---------
+* ``POST /v1/chat/completions`` -- returns a ``chat.completion`` whose content is JSON generated
+  from ``response_format.json_schema.schema`` (objects, ``$defs``/``$ref``, strings, numbers and
+  integers within ``minimum``/``maximum``, arrays within ``minItems``/``maxItems``, ``enum``,
+  ``const``, ``anyOf``/``oneOf`` with null, booleans).  Strings are short Vietnamese phrases; when
+  a user message contains ``[[KID]]`` every top-level string field contains ``[[KID]]`` too.
+  Content is deterministic: it is seeded by a SHA-256 of the request's ``messages``
+  (see :func:`generate_content`), so tests can reproduce it.
+* ``GET /v1/models`` -- lists the configured model.
+* ``GET /_stats``, ``GET /_requests``, ``POST /_reset``, ``POST /_config`` -- control plane for
+  benchmarks running in another process (no auth).
+* Anything else -- 404 with an OpenAI-style error body.
+
+Token accounting (deterministic)
+--------------------------------
+* ``prompt_tokens = ceil(total UTF-8 bytes of all message contents / 4) + 4 * len(messages)``
+  (list-of-parts contents count the concatenated ``text`` parts).
+* ``completion_tokens = ceil(UTF-8 bytes of the returned content (or refusal) / 4)``.
+* ``cached_tokens``: if ``prompt_tokens >= 1024`` and the first message's content was already seen
+  by this server (since the last reset), ``cached_tokens`` is the largest multiple of 128 that is
+  ``<= ceil(bytes of first message / 4) + 4``; otherwise 0.
+* If ``max_completion_tokens``/``max_tokens`` is smaller than ``completion_tokens`` (and
+  ``enforce_max_tokens`` is on) the content is cut to ``4 * limit`` bytes with
+  ``finish_reason="length"``, as OpenAI would.
+
+Rate limits
+-----------
+``rpm`` and ``tpm`` (``None`` = unlimited) are enforced over a strict sliding window of
+``window_seconds`` (default 60).  A request's token cost is ``prompt_tokens + completion_tokens``
+and is charged at arrival.  A request that would exceed a limit gets 429
+(``code="rate_limit_exceeded"``, ``type="requests"|"tokens"``, ``retry-after`` and
+``retry-after-ms`` headers telling exactly when the window frees enough budget), is counted in
+``stats.over_limit`` and does not consume budget.
+
+Request pipeline (order matters for scripted tests)
+---------------------------------------------------
+1. record the request (Authorization and similar headers redacted);
+2. auth (``api_key``) -> 401 ``invalid_api_key``;
+3. malformed body -> 400;
+4. choose a fault: next scripted entry (``server.script([...])``), else ``quota_after``
+   exhaustion (-> ``insufficient_quota``), else a random fault with probability ``fault_rate``;
+5. rejection faults (``429``, ``insufficient_quota``, ``400``, ``401``) answer immediately;
+6. real rate limit check (rpm, then tpm);
+7. ``500``/``503`` answer after the latency; ``hang`` sleeps ``hang_seconds`` first;
+   everything else answers 200 after ``latency +- jitter``.
+
+``quota_after=N`` counts every 200 response (content faults and ``hang`` included); a request
+rejected by the rate limiter gives its unit back.  ``server.requests`` keeps the most recent
+``max_recorded`` requests (``stats.recorded_dropped`` counts the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "ALL_FAULT_KINDS",
+    "FakeOpenAIConfig",
+    "FakeOpenAIServer",
+    "RecordedRequest",
+    "ServerStats",
+    "count_tokens",
+    "generate_content",
+    "generate_from_schema",
+    "main",
+    "prompt_token_count",
+    "running_server",
+]
+
+KID_PLACEHOLDER = "[[KID]]"
+
+#: Every fault kind understood by ``faults`` / ``script``.  ``"ok"`` is only valid in scripts.
+ALL_FAULT_KINDS: tuple[str, ...] = (
+    "429",
+    "500",
+    "503",
+    "hang",
+    "invalid_json",
+    "schema_invalid",
+    "insufficient_quota",
+    "400",
+    "401",
+    "refusal",
+    "length",
+)
+# Faults answered before the rate limiter: they model the API refusing the call outright.
+_REJECTION_FAULTS = frozenset({"429", "insufficient_quota", "400", "401"})
+_SERVER_ERROR_FAULTS = frozenset({"500", "503"})
+# Default for random faults: the transient ones a retrying client is expected to survive.
+_DEFAULT_RANDOM_FAULTS: tuple[str, ...] = ("429", "500", "503")
+# Headers never stored verbatim in ``server.requests`` (privacy tests inspect the recordings).
+_REDACTED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
+)
+REDACTED = "[REDACTED]"
+
+_VI_PHRASES: tuple[str, ...] = (
+    "chi tiêu khá hợp lý trong tháng này",
+    "tiết kiệm đều đặn mỗi tuần",
+    "nên đặt mục tiêu tiết kiệm rõ ràng",
+    "hoạt động tài chính ổn định",
+    "cần hạn chế mua đồ ăn vặt",
+    "có thói quen ghi chép chi tiêu",
+    "tình hình tài chính lành mạnh",
+    "nên hỏi ý kiến bố mẹ trước khi mua đồ đắt tiền",
+    "số dư tài khoản tăng nhẹ",
+    "giao dịch chủ yếu vào cuối tuần",
+    "hãy thử để dành một phần tiền tiêu vặt",
+    "mức chi cho trò chơi hơi cao",
+)
+
+
+# --------------------------------------------------------------------------------------
+# Token accounting and content generation (pure functions, reusable by tests)
+# --------------------------------------------------------------------------------------
+
+
+def count_tokens(text: str | None) -> int:
+    """Fake tokenizer: one token per 4 UTF-8 bytes, rounded up."""
+    return math.ceil(len((text or "").encode("utf-8")) / 4)
+
+
+def _message_text(message: Any) -> str:
+    if not isinstance(message, Mapping):
+        return ""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+        return "".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def prompt_token_count(messages: Sequence[Any]) -> int:
+    """``ceil(total UTF-8 bytes of contents / 4) + 4 per message``."""
+    total_bytes = sum(len(_message_text(m).encode("utf-8")) for m in messages)
+    return math.ceil(total_bytes / 4) + 4 * len(messages)
+
+
+def _first_message_tokens(messages: Sequence[Any]) -> int:
+    return count_tokens(_message_text(messages[0])) + 4 if messages else 0
+
+
+def _messages_seed(messages: Any) -> int:
+    # Why a hash of the messages: identical prompts must give identical numbers, across runs and
+    # processes (``hash()`` is salted per process, so it cannot be used).
+    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False, default=str)
+    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:8], "big")
+
+
+def _has_kid_placeholder(messages: Any) -> bool:
+    if not isinstance(messages, list):
+        return False
+    return any(
+        isinstance(m, Mapping) and m.get("role") == "user" and KID_PLACEHOLDER in _message_text(m)
+        for m in messages
+    )
+
+
+class _SchemaGenerator:
+    """Produces a value valid against a (strict-mode style) JSON schema."""
+
+    _MAX_DEPTH = 12
+
+    def __init__(self, root: Mapping[str, Any], rng: random.Random, kid: bool) -> None:
+        self.root = root
+        self.rng = rng
+        self.kid = kid
+
+    def _resolve(self, ref: str) -> Mapping[str, Any]:
+        if not ref.startswith("#"):
+            raise ValueError(f"only local $ref supported, got {ref!r}")
+        node: Any = self.root
+        for part in ref.lstrip("#").strip("/").split("/"):
+            if not part:
+                continue
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    def _text(self, top_level: bool) -> str:
+        words = self.rng.sample(_VI_PHRASES, k=self.rng.randint(1, 2))
+        text = ", ".join(words)
+        text = text[0].upper() + text[1:] + "."
+        # The client substitutes the real child name for [[KID]] afterwards; the real model is
+        # instructed to use the placeholder, so the fake echoes it where the client expects it.
+        return (
+            f"Bé {KID_PLACEHOLDER} {text[0].lower()}{text[1:]}" if top_level and self.kid else text
+        )
+
+    def _string(self, schema: Mapping[str, Any], top_level: bool) -> str:
+        fmt = schema.get("format")
+        if fmt == "date-time":
+            value = f"2024-{self.rng.randint(1, 12):02d}-{self.rng.randint(1, 28):02d}T08:30:00Z"
+        elif fmt == "date":
+            value = f"2024-{self.rng.randint(1, 12):02d}-{self.rng.randint(1, 28):02d}"
+        elif fmt == "email":
+            value = "be@example.com"
+        elif fmt == "uuid":
+            value = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        else:
+            value = self._text(top_level)
+        min_len = int(schema.get("minLength", 0))
+        max_len = schema.get("maxLength")
+        if len(value) < min_len:
+            value = value + " ." * ((min_len - len(value)) // 2 + 1)
+        if max_len is not None and len(value) > int(max_len):
+            value = value[: int(max_len)]
+        return value
+
+    def _number(self, schema: Mapping[str, Any], integer: bool) -> int | float:
+        lo: float | None = schema.get("minimum")
+        hi: float | None = schema.get("maximum")
+        ex_lo = schema.get("exclusiveMinimum")
+        ex_hi = schema.get("exclusiveMaximum")
+        if integer:
+            if ex_lo is not None:
+                lo = math.floor(ex_lo) + 1 if lo is None else max(lo, math.floor(ex_lo) + 1)
+            if ex_hi is not None:
+                hi = math.ceil(ex_hi) - 1 if hi is None else min(hi, math.ceil(ex_hi) - 1)
+            ilo = math.ceil(lo) if lo is not None else None
+            ihi = math.floor(hi) if hi is not None else None
+            if ilo is None and ihi is None:
+                ilo, ihi = 0, 100
+            elif ilo is None:
+                ilo = ihi - 100  # type: ignore[operator]
+            elif ihi is None:
+                ihi = ilo + 100
+            return self.rng.randint(ilo, max(ilo, ihi))  # type: ignore[arg-type]
+        flo = float(lo if lo is not None else (ex_lo if ex_lo is not None else 0.0))
+        fhi = float(hi if hi is not None else (ex_hi if ex_hi is not None else flo + 100.0))
+        if lo is None and ex_lo is None and (hi is not None or ex_hi is not None):
+            flo = fhi - 100.0
+        value = round(self.rng.uniform(flo, fhi), 2)
+        value = min(max(value, flo), fhi)  # rounding may step just outside the bounds
+        if (ex_lo is not None and value <= ex_lo) or (ex_hi is not None and value >= ex_hi):
+            value = (flo + fhi) / 2
+        return value
+
+    def generate(
+        self, schema: Any, depth: int = 0, top_level: bool = False, root: bool = False
+    ) -> Any:
+        """``top_level``: a direct property of the root object; ``root``: the root object itself."""
+        if schema is True or schema is None or schema == {}:
+            return self._text(top_level)
+        if not isinstance(schema, Mapping):
+            raise ValueError(f"unsupported schema node: {schema!r}")
+        if "$ref" in schema:
+            target = self._resolve(schema["$ref"])
+            return self.generate(target, depth + 1, top_level, root)
+        if "const" in schema:
+            return schema["const"]
+        if "enum" in schema:
+            return self.rng.choice(list(schema["enum"]))
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                options = list(schema[key])
+                non_null = [
+                    o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")
+                ]
+                # Prefer a real value (more useful for tests); fall back to null to stop recursion.
+                if non_null and depth < self._MAX_DEPTH:
+                    return self.generate(non_null[0], depth + 1, top_level, root)
+                return None
+        if "allOf" in schema:
+            merged: dict[str, Any] = {}
+            for part in schema["allOf"]:
+                merged.update(self._resolve(part["$ref"]) if "$ref" in part else part)
+            return self.generate(merged, depth + 1, top_level, root)
+
+        typ = schema.get("type")
+        if isinstance(typ, list):
+            non_null_types = [t for t in typ if t != "null"]
+            if not non_null_types or depth >= self._MAX_DEPTH:
+                return None
+            typ = non_null_types[0]
+        if typ is None:
+            typ = (
+                "object" if "properties" in schema else ("array" if "items" in schema else "string")
+            )
+
+        if typ == "object":
+            props: Mapping[str, Any] = schema.get("properties", {})
+            required = set(schema.get("required", props.keys()))
+            out: dict[str, Any] = {}
+            for name, sub in props.items():
+                if name in required or depth < self._MAX_DEPTH:
+                    out[name] = self.generate(sub, depth + 1, top_level=root)
+            return out
+        if typ == "array":
+            min_items = int(schema.get("minItems", 0))
+            max_items = schema.get("maxItems")
+            n = self.rng.randint(2, 3) if depth < self._MAX_DEPTH else 0
+            n = max(n, min_items)
+            if max_items is not None:
+                n = min(n, int(max_items))
+            items = schema.get("items", {"type": "string"})
+            return [self.generate(items, depth + 1) for _ in range(n)]
+        if typ == "string":
+            return self._string(schema, top_level)
+        if typ == "integer":
+            return self._number(schema, integer=True)
+        if typ == "number":
+            return self._number(schema, integer=False)
+        if typ == "boolean":
+            return self.rng.random() < 0.5
+        if typ == "null":
+            return None
+        raise ValueError(f"unsupported schema type: {typ!r}")
+
+
+def generate_from_schema(
+    schema: Mapping[str, Any], messages: Any = None, *, seed: int | None = None
+) -> Any:
+    """Generate a value for ``schema``; seeded by ``messages`` unless ``seed`` is given."""
+    rng = random.Random(seed if seed is not None else _messages_seed(messages))
+    return _SchemaGenerator(schema, rng, kid=_has_kid_placeholder(messages)).generate(
+        schema, root=True
+    )
+
+
+def _json_schema_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    rf = body.get("response_format")
+    if isinstance(rf, Mapping) and rf.get("type") == "json_schema":
+        js = rf.get("json_schema")
+        if isinstance(js, Mapping) and isinstance(js.get("schema"), Mapping):
+            return js["schema"]
+    return None
+
+
+def generate_content(body: Mapping[str, Any]) -> str:
+    """The exact ``message.content`` the server returns for a clean (fault-free) request."""
+    messages = body.get("messages", [])
+    schema = _json_schema_of(body)
+    if schema is not None:
+        value = generate_from_schema(schema, messages)
+        return json.dumps(value, ensure_ascii=False)
+    rng = random.Random(_messages_seed(messages))
+    gen = _SchemaGenerator({}, rng, kid=_has_kid_placeholder(messages))
+    rf = body.get("response_format")
+    if isinstance(rf, Mapping) and rf.get("type") == "json_object":
+        return json.dumps({"result": gen._text(True)}, ensure_ascii=False)
+    return gen._text(True)
+
+
+def _drop_required(content: str, schema: Mapping[str, Any] | None) -> str:
+    """Valid JSON that violates the schema: drop half (at least one) of the required fields."""
+    value = json.loads(content)
+    if isinstance(value, dict) and schema is not None:
+        required = list(schema.get("required", value.keys()))
+        for name in required[: max(1, len(required) // 2)]:
+            value.pop(name, None)
+        if value == {} and not required:
+            value = {"unexpected_field": True}  # additionalProperties=false makes this invalid
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps({"unexpected_field": True})
+
+
+def _truncate_invalid(schema: Mapping[str, Any] | None) -> str:
+    """JSON cut off mid-string, like a model stopped in the middle of its answer."""
+    first = next(iter((schema or {}).get("properties", {}) or {"financial_health": None}))
+    return f'{{"{first}": "'
+
+
+# --------------------------------------------------------------------------------------
+# Config, stats, recordings
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FakeOpenAIConfig:
+    """Run-time tunables (change them with ``server.configure(...)`` or ``POST /_config``)."""
+
+    model: str = "gpt-4o-mini"
+    api_key: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    window_seconds: float = 60.0
+    latency: float = 0.0
+    jitter: float = 0.0
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = _DEFAULT_RANDOM_FAULTS
+    seed: int = 0
+    fault_retry_after: float = 1.0
+    hang_seconds: float = 30.0
+    quota_after: int | None = None
+    max_recorded: int = 10000
+    enforce_max_tokens: bool = True
+
+    def validate(self) -> None:
+        unknown = [f for f in self.faults if f not in ALL_FAULT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; valid: {ALL_FAULT_KINDS}")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be within [0, 1]")
+        if self.fault_rate > 0 and not self.faults:
+            raise ValueError("fault_rate > 0 needs at least one fault kind")
+        if self.max_recorded < 0:
+            raise ValueError("max_recorded must be >= 0")
+        if self.window_seconds <= 0:
+            raise ValueError("window_seconds must be > 0")
+        for name in ("rpm", "tpm", "quota_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or None")
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["faults"] = list(self.faults)
+        data["api_key"] = REDACTED if self.api_key else None
+        return data
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(FakeOpenAIConfig))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerStats:
+    """Immutable snapshot of the server counters (``server.stats`` / ``GET /_stats``).
+
+    ``*_in_window`` maxima are over any sliding window of ``window_seconds``: the ``max_requests``/
+    ``max_tokens`` ones count every chat-completion arrival (the load the client offered, including
+    rejected calls); the ``max_admitted_*`` ones only what passed the rate limiter.
+    """
+
+    requests_total: int = 0  # every /v1/* request
+    ok: int = 0  # 200 responses to /v1/chat/completions
+    by_status: dict[int, int] = dataclasses.field(default_factory=dict)
+    over_limit: int = 0  # real rpm/tpm violations (injected "429" faults are not counted)
+    over_limit_requests: int = 0
+    over_limit_tokens: int = 0
+    faults_injected: dict[str, int] = dataclasses.field(default_factory=dict)
+    prompt_tokens: int = 0  # billed on 200 responses
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    max_requests_in_window: int = 0
+    max_tokens_in_window: int = 0
+    max_admitted_requests_in_window: int = 0
+    max_admitted_tokens_in_window: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    recorded_dropped: int = 0
+    window_seconds: float = 60.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["by_status"] = {str(k): v for k, v in self.by_status.items()}
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names, secrets redacted
+    body: Any  # parsed JSON, or the raw text if it was not JSON
+    timestamp: float
+
+
+class _SlidingWindow:
+    """Events (time, tokens) within the last ``window`` seconds; not thread-safe on its own."""
+
+    def __init__(self) -> None:
+        self.events: collections.deque[tuple[float, int]] = collections.deque()
+        self.tokens = 0
+
+    def prune(self, now: float, window: float) -> None:
+        while self.events and self.events[0][0] <= now - window:
+            _, tok = self.events.popleft()
+            self.tokens -= tok
+
+    def add(self, now: float, tokens: int) -> None:
+        self.events.append((now, tokens))
+        self.tokens += tokens
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.tokens = 0
+
+
+@dataclasses.dataclass
+class _Admission:
+    admitted: bool
+    limit_type: str = ""  # "requests" | "tokens"
+    retry_after: float = 0.0
+    limit: int = 0
+    used: int = 0
+    requested: int = 0
+    cached_tokens: int = 0
+
+
+# --------------------------------------------------------------------------------------
+# HTTP layer
+# --------------------------------------------------------------------------------------
+
+
+def _error_body(
+    message: str, type_: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Why: don't join handler threads on close -- a "hang" handler may still be sleeping.
+    block_on_close = False
+    allow_reuse_address = True
+    # Why: the default backlog (5) drops connects when benchmarks open ~30 at once.
+    request_queue_size = 256
+    fake: FakeOpenAIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return  # clients that time out or disconnect are normal here
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    protocol_version = (
+        "HTTP/1.1"  # keep-alive, like the real API; every response has Content-Length
+    )
+    server_version = "fake-openai/1.0"
+    timeout = 300  # reap idle keep-alive connections eventually
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes; without TCP_NODELAY, Nagle + delayed ACK add
+        # ~40 ms to every response, which would distort latency benchmarks.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # Quiet: stdout must only ever carry the READY line.
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def log_error(self, format: str, *args: Any) -> None:
+        return
+
+    # ---- plumbing -------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_json(
+        self,
+        status: int,
+        payload: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        api: bool = True,
+    ) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        if api:
+            self.server.fake._count_status(status)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-request-id", f"req_{uuid.uuid4().hex}")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            # The client gave up (e.g. timed out on a "hang"); nothing to report.
+            self.close_connection = True
+
+    def _parsed_body(self) -> tuple[Any, bool]:
+        raw = self._read_body()
+        if not raw:
+            return None, True
+        try:
+            return json.loads(raw), True
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return raw.decode("utf-8", "replace"), False
+
+    # ---- routing ----------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        fake = self.server.fake
+        if path == "/_stats":
+            self._send_json(200, fake.stats.to_json(), api=False)
+        elif path == "/_requests":
+            self._send_json(200, [dataclasses.asdict(r) for r in fake.requests], api=False)
+        elif path == "/_config":
+            self._send_json(200, fake.config.to_json(), api=False)
+        else:
+            self._api(lambda: self._get_api(path))
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        fake = self.server.fake
+        if path == "/_reset":
+            self._read_body()
+            fake.reset()
+            self._send_json(200, {"ok": True}, api=False)
+        elif path == "/_config":
+            body, is_json = self._parsed_body()
+            try:
+                if not is_json or not isinstance(body, dict):
+                    raise ValueError("body must be a JSON object")
+                script = body.pop("script", None)
+                fake.configure(**body)
+                if script:
+                    fake.script(script)
+            except (TypeError, ValueError) as exc:
+                self._send_json(
+                    400, _error_body(str(exc), "invalid_request_error", None), api=False
+                )
+                return
+            self._send_json(200, fake.config.to_json(), api=False)
+        elif path in ("/v1/chat/completions", "/chat/completions"):
+            self._api(self._chat)
+        else:
+            self._api(lambda: self._not_found("POST", path))
+
+    def do_PUT(self) -> None:
+        self._api(lambda: self._not_found("PUT", urlsplit(self.path).path))
+
+    def do_DELETE(self) -> None:
+        self._api(lambda: self._not_found("DELETE", urlsplit(self.path).path))
+
+    def _api(self, handler: Any) -> None:
+        fake = self.server.fake
+        fake._enter()
+        try:
+            handler()
+        finally:
+            fake._leave()
+
+    def _not_found(self, method: str, path: str) -> None:
+        self._read_body()
+        self._send_json(
+            404, _error_body(f"Invalid URL ({method} {path})", "invalid_request_error", None)
+        )
+
+    def _get_api(self, path: str) -> None:
+        fake = self.server.fake
+        if path in ("/v1/models", "/models"):
+            model = fake.config.model
+            listing = {"object": "list", "data": [_model_obj(model)]}
+            self._send_json(200, listing)
+        elif path.startswith("/v1/models/") and path.split("/")[-1] == fake.config.model:
+            self._send_json(200, _model_obj(fake.config.model))
+        else:
+            self._not_found("GET", path)
+
+    # ---- chat completions -----------------------------------------------------------
+
+    def _chat(self) -> None:
+        fake = self.server.fake
+        body, is_json = self._parsed_body()
+        headers = {
+            k.lower(): (REDACTED if k.lower() in _REDACTED_HEADERS else v)
+            for k, v in self.headers.items()
+        }
+        fake._record(RecordedRequest("POST", self.path, headers, body, time.time()))
+        cfg = fake.config  # snapshot: consistent view for this request
+
+        if (
+            cfg.api_key is not None
+            and self.headers.get("Authorization", "") != f"Bearer {cfg.api_key}"
+        ):
+            self._send_json(
+                401, _error_body(_BAD_KEY_MESSAGE, "invalid_request_error", "invalid_api_key")
+            )
+            return
+        if not is_json or not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            msg = (
+                "We could not parse the JSON body of your request."
+                if not is_json
+                else "'messages' is required."
+            )
+            self._send_json(400, _error_body(msg, "invalid_request_error", None, "messages"))
+            return
+        if body.get("stream"):
+            self._send_json(
+                400,
+                _error_body(
+                    "stream=true is not supported by the fake server.",
+                    "invalid_request_error",
+                    None,
+                    "stream",
+                ),
+            )
+            return
+
+        fault, quota_reserved = fake._next_fault()
+        if fault in _REJECTION_FAULTS:
+            self._send_rejection(fault, cfg)
+            return
+
+        messages: list[Any] = body["messages"]
+        schema = _json_schema_of(body)
+        content: str | None = generate_content(body)
+        refusal: str | None = None
+        finish_reason = "stop"
+        if fault == "invalid_json":
+            content = _truncate_invalid(schema)
+        elif fault == "schema_invalid":
+            content = _drop_required(content, schema)
+        elif fault == "refusal":
+            content, refusal = None, "I'm sorry, but I can't assist with that request."
+        elif fault == "length":
+            content = content[: max(1, len(content) // 2)]
+            finish_reason = "length"
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if (
+            cfg.enforce_max_tokens
+            and isinstance(limit, int)
+            and content is not None
+            and count_tokens(content) > limit
+        ):
+            content = content.encode("utf-8")[: 4 * limit].decode("utf-8", "ignore")
+            finish_reason = "length"
+
+        prompt_tokens = prompt_token_count(messages)
+        completion_tokens = (
+            0
+            if fault in _SERVER_ERROR_FAULTS
+            else count_tokens(content if content is not None else refusal)
+        )
+        adm = fake._admit(
+            cfg,
+            prompt_tokens + completion_tokens,
+            messages,
+            prompt_tokens,
+            quota_reserved=quota_reserved,
+        )
+        rate_headers = fake._rate_headers(cfg)
+        if not adm.admitted:
+            self._send_rate_limited(adm, cfg, rate_headers)
+            return
+
+        if fault == "hang":
+            # Sleep on the stop event so stop() never waits for a hanging handler.
+            fake._stop_event.wait(cfg.hang_seconds)
+        fake._stop_event.wait(fake._latency(cfg))
+
+        if fault in _SERVER_ERROR_FAULTS:
+            if fault == "500":
+                err = _error_body(
+                    "The server had an error while processing your request. Sorry about that!",
+                    "server_error",
+                    None,
+                )
+            else:
+                err = _error_body(
+                    "The engine is currently overloaded, please try again later.",
+                    "server_error",
+                    None,
+                )
+            self._send_json(int(fault), err, rate_headers)
+            return
+
+        completion = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model") or cfg.model),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": content,
+                        "refusal": refusal,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": adm.cached_tokens, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake0000",
+        }
+        fake._bill(prompt_tokens, completion_tokens, adm.cached_tokens)
+        self._send_json(200, completion, rate_headers)
+
+    def _send_rejection(self, fault: str, cfg: FakeOpenAIConfig) -> None:
+        if fault == "429":
+            seconds = cfg.fault_retry_after
+            msg = (
+                f"Rate limit reached for {cfg.model} in organization org-fake on requests "
+                f"per min (RPM). Please try again in {seconds:g}s."
+            )
+            self._send_json(
+                429, _error_body(msg, "requests", "rate_limit_exceeded"), _retry_headers(seconds)
+            )
+        elif fault == "insufficient_quota":
+            msg = (
+                "You exceeded your current quota, please check your plan and billing details. "
+                "For more information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors."
+            )
+            self._send_json(429, _error_body(msg, "insufficient_quota", "insufficient_quota"))
+        elif fault == "400":
+            msg = "Invalid value for 'messages': the request was rejected by the fake server."
+            self._send_json(400, _error_body(msg, "invalid_request_error", None, "messages"))
+        else:  # "401"
+            self._send_json(
+                401, _error_body(_BAD_KEY_MESSAGE, "invalid_request_error", "invalid_api_key")
+            )
+
+    def _send_rate_limited(
+        self, adm: _Admission, cfg: FakeOpenAIConfig, rate_headers: Mapping[str, str]
+    ) -> None:
+        unit = "requests per min (RPM)" if adm.limit_type == "requests" else "tokens per min (TPM)"
+        wait = (
+            f"{adm.retry_after * 1000:.0f}ms" if adm.retry_after < 1 else f"{adm.retry_after:.3f}s"
+        )
+        msg = (
+            f"Rate limit reached for {cfg.model} in organization org-fake on {unit}: "
+            f"Limit {adm.limit}, Used {adm.used}, Requested {adm.requested}. "
+            f"Please try again in {wait}. Visit "
+            "https://platform.openai.com/account/rate-limits to learn more."
+        )
+        headers = {**rate_headers, **_retry_headers(adm.retry_after)}
+        self._send_json(429, _error_body(msg, adm.limit_type, "rate_limit_exceeded"), headers)
+
+
+_BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+
+
+def _retry_headers(seconds: float) -> dict[str, str]:
+    # Round up: a client that waits exactly retry-after must then be admitted.
+    return {
+        "retry-after": str(max(1, math.ceil(seconds))),
+        "retry-after-ms": str(max(1, math.ceil(seconds * 1000))),
+    }
+
+
+def _model_obj(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 1700000000, "owned_by": "fake-openai"}
+
+
+# --------------------------------------------------------------------------------------
+# Public server object
+# --------------------------------------------------------------------------------------
+
+
+def _fault_tuple(faults: Iterable[str] | str) -> tuple[str, ...]:
+    """Accept ``["500", "503"]`` or ``"500,503"`` (CLI and /_config convenience)."""
+    if isinstance(faults, str):
+        return tuple(f.strip() for f in faults.split(",") if f.strip())
+    return tuple(faults)
+
+
+class FakeOpenAIServer:
+    """OpenAI-compatible fake server on ``127.0.0.1`` (port 0 = pick a free one).
+
+    Use as ``with FakeOpenAIServer(rpm=60) as srv: OpenAI(base_url=srv.base_url, ...)``.
+    Keyword arguments other than ``host``/``port`` are :class:`FakeOpenAIConfig` fields;
+    ``server.requests`` holds the recorded requests, ``server.stats`` a :class:`ServerStats`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        model: str = "gpt-4o-mini",
+        api_key: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        window_seconds: float = 60.0,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        fault_rate: float = 0.0,
+        faults: Iterable[str] | str | None = None,
+        seed: int = 0,
+        fault_retry_after: float = 1.0,
+        hang_seconds: float = 30.0,
+        quota_after: int | None = None,
+        max_recorded: int = 10000,
+        enforce_max_tokens: bool = True,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._config = FakeOpenAIConfig(
+            model=model,
+            api_key=api_key,
+            rpm=rpm,
+            tpm=tpm,
+            window_seconds=window_seconds,
+            latency=latency,
+            jitter=jitter,
+            fault_rate=fault_rate,
+            faults=_fault_tuple(faults) if faults is not None else _DEFAULT_RANDOM_FAULTS,
+            seed=seed,
+            fault_retry_after=fault_retry_after,
+            hang_seconds=hang_seconds,
+            quota_after=quota_after,
+            max_recorded=max_recorded,
+            enforce_max_tokens=enforce_max_tokens,
+        )
+        self._config.validate()
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._fault_rng = random.Random(seed)
+        self._latency_rng = random.Random(
+            seed + 1
+        )  # separate stream: latency must not shift faults
+        self._init_state()
+
+    def _init_state(self) -> None:
+        # Caller holds the lock (or we're in __init__).
+        self._counters = ServerStats(window_seconds=self._config.window_seconds)
+        self._by_status: collections.Counter[int] = collections.Counter()
+        self._faults: collections.Counter[str] = collections.Counter()
+        self._arrivals = _SlidingWindow()
+        self._admitted = _SlidingWindow()
+        self._seen_first_messages: set[str] = set()
+        self._script: collections.deque[str] = collections.deque()
+        self._quota_used = 0
+        self._in_flight = 0
+        self._recorded: collections.deque[RecordedRequest] = collections.deque(
+            maxlen=self._config.max_recorded
+        )
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAIServer:
+        if self._httpd is not None:
+            return self
+        self._stop_event.clear()
+        httpd = _HTTPServer((self._host, self._port), _Handler)
+        httpd.fake = self
+        self._httpd = httpd
+        # Short poll interval so stop() returns quickly.
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-openai",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stop_event.set()  # wakes handlers sleeping for latency/hang
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Root URL without ``/v1`` (for ``/_stats`` etc.)."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as ``OpenAI(base_url=...)``."""
+        return f"{self.url}/v1"
+
+    # ---- control ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> FakeOpenAIConfig:
+        """A copy of the current configuration."""
+        with self._lock:
+            return dataclasses.replace(self._config)
+
+    def configure(self, **changes: Any) -> FakeOpenAIConfig:
+        """Change settings at run time (same names as the constructor, except host/port)."""
+        unknown = set(changes) - _CONFIG_FIELDS
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        if "faults" in changes:
+            changes["faults"] = _fault_tuple(changes["faults"])
+        with self._lock:
+            new = dataclasses.replace(self._config, **changes)
+            new.validate()
+            self._config = new
+            if "seed" in changes:
+                self._fault_rng = random.Random(new.seed)
+                self._latency_rng = random.Random(new.seed + 1)
+            if "max_recorded" in changes:
+                self._recorded = collections.deque(self._recorded, maxlen=new.max_recorded)
+            if "window_seconds" in changes:
+                self._counters = dataclasses.replace(
+                    self._counters, window_seconds=new.window_seconds
+                )
+            return dataclasses.replace(new)
+
+    def script(self, kinds: Iterable[str]) -> None:
+        """Queue outcomes, one per chat request, used before random faults (``"ok"``: none)."""
+        kinds = list(kinds)
+        bad = [k for k in kinds if k != "ok" and k not in ALL_FAULT_KINDS]
+        if bad:
+            raise ValueError(
+                f"unknown scripted kinds {bad}; valid: ok, {', '.join(ALL_FAULT_KINDS)}"
+            )
+        with self._lock:
+            self._script.extend(kinds)
+
+    def reset(self) -> None:
+        """Clear stats, recordings, rate windows, prompt-cache memory, script and quota usage."""
+        with self._lock:
+            in_flight = self._in_flight
+            self._init_state()
+            self._in_flight = in_flight
+
+    @property
+    def stats(self) -> ServerStats:
+        with self._lock:
+            return dataclasses.replace(
+                self._counters,
+                by_status=dict(self._by_status),
+                faults_injected=dict(self._faults),
+                in_flight=self._in_flight,
+            )
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._recorded)
+
+    # ---- internals used by the handler -------------------------------------------------
+
+    def _bump(self, **deltas: int) -> None:
+        c = self._counters
+        self._counters = dataclasses.replace(c, **{k: getattr(c, k) + v for k, v in deltas.items()})
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._bump(requests_total=1)
+            if self._in_flight > self._counters.max_in_flight:
+                self._counters = dataclasses.replace(self._counters, max_in_flight=self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _count_status(self, status: int) -> None:
+        with self._lock:
+            self._by_status[status] += 1
+            if status == 200:
+                self._bump(ok=1)
+
+    def _record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            maxlen = self._recorded.maxlen or 0
+            if len(self._recorded) >= maxlen:
+                self._bump(recorded_dropped=1)  # the deque drops the oldest (or, at 0, this one)
+            self._recorded.append(rec)
+
+    def _next_fault(self) -> tuple[str | None, bool]:
+        """Pick this request's fault; also says whether a ``quota_after`` unit was reserved."""
+        with self._lock:
+            cfg = self._config
+            kind: str | None
+            if self._script:
+                kind = self._script.popleft()
+                kind = None if kind == "ok" else kind
+            elif cfg.quota_after is not None and self._quota_used >= cfg.quota_after:
+                kind = "insufficient_quota"
+            elif cfg.fault_rate > 0 and self._fault_rng.random() < cfg.fault_rate:
+                kind = self._fault_rng.choice(cfg.faults)
+            else:
+                kind = None
+            if kind is not None:
+                self._faults[kind] += 1
+            if (
+                cfg.quota_after is not None
+                and kind not in _REJECTION_FAULTS
+                and kind not in _SERVER_ERROR_FAULTS
+            ):
+                # Reserve quota now (not at response time) so concurrent calls can't overshoot;
+                # released again if the rate limiter rejects the call.
+                self._quota_used += 1
+                return kind, True
+            return kind, False
+
+    def _admit(
+        self,
+        cfg: FakeOpenAIConfig,
+        tokens: int,
+        messages: Sequence[Any],
+        prompt_tokens: int,
+        *,
+        quota_reserved: bool,
+    ) -> _Admission:
+        """Rate-limit check + budget charge, atomically."""
+        window = cfg.window_seconds
+        with self._lock:
+            now = time.monotonic()
+            # Offered load (every arrival), for benchmarks judging client pacing.
+            self._arrivals.prune(now, window)
+            self._arrivals.add(now, tokens)
+            c = self._counters
+            self._counters = dataclasses.replace(
+                c,
+                max_requests_in_window=max(c.max_requests_in_window, len(self._arrivals.events)),
+                max_tokens_in_window=max(c.max_tokens_in_window, self._arrivals.tokens),
+            )
+
+            adm = self._admitted
+            adm.prune(now, window)
+            if cfg.rpm is not None and len(adm.events) + 1 > cfg.rpm:
+                # The (len - rpm)-th oldest request must expire before one more fits.
+                k = len(adm.events) - cfg.rpm
+                retry = adm.events[k][0] + window - now if cfg.rpm > 0 else window
+                self._bump(over_limit=1, over_limit_requests=1)
+                self._quota_used -= quota_reserved  # a rejected call consumes no quota
+                return _Admission(False, "requests", retry, cfg.rpm, len(adm.events), 1)
+            if cfg.tpm is not None and adm.tokens + tokens > cfg.tpm:
+                if tokens > cfg.tpm:
+                    retry = window  # can never fit; OpenAI still answers 429
+                else:
+                    need, freed, retry = adm.tokens + tokens - cfg.tpm, 0, window
+                    for ts, tok in adm.events:
+                        freed += tok
+                        if freed >= need:
+                            retry = ts + window - now
+                            break
+                self._bump(over_limit=1, over_limit_tokens=1)
+                self._quota_used -= quota_reserved
+                return _Admission(False, "tokens", retry, cfg.tpm, adm.tokens, tokens)
+
+            adm.add(now, tokens)
+            c = self._counters
+            self._counters = dataclasses.replace(
+                c,
+                max_admitted_requests_in_window=max(
+                    c.max_admitted_requests_in_window, len(adm.events)
+                ),
+                max_admitted_tokens_in_window=max(c.max_admitted_tokens_in_window, adm.tokens),
+            )
+
+            cached = 0
+            if messages:
+                key = hashlib.sha256(_message_text(messages[0]).encode("utf-8")).hexdigest()
+                if prompt_tokens >= 1024 and key in self._seen_first_messages:
+                    cached = (_first_message_tokens(messages) // 128) * 128
+                self._seen_first_messages.add(key)
+            return _Admission(True, cached_tokens=cached)
+
+    def _rate_headers(self, cfg: FakeOpenAIConfig) -> dict[str, str]:
+        # Mirrors OpenAI's x-ratelimit-* headers so adaptive clients have something to read.
+        headers: dict[str, str] = {}
+        with self._lock:
+            used_req, used_tok = len(self._admitted.events), self._admitted.tokens
+        if cfg.rpm is not None:
+            headers["x-ratelimit-limit-requests"] = str(cfg.rpm)
+            headers["x-ratelimit-remaining-requests"] = str(max(0, cfg.rpm - used_req))
+        if cfg.tpm is not None:
+            headers["x-ratelimit-limit-tokens"] = str(cfg.tpm)
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, cfg.tpm - used_tok))
+        return headers
+
+    def _latency(self, cfg: FakeOpenAIConfig) -> float:
+        if cfg.latency <= 0 and cfg.jitter <= 0:
+            return 0.0
+        with self._lock:
+            delta = self._latency_rng.uniform(-cfg.jitter, cfg.jitter) if cfg.jitter > 0 else 0.0
+        return max(0.0, cfg.latency + delta)
+
+    def _bill(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> None:
+        with self._lock:
+            self._bump(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cached_tokens=cached_tokens,
+            )
+
+
+@contextlib.contextmanager
+def running_server(**config: Any) -> Iterator[FakeOpenAIServer]:
+    """``with running_server(rpm=60) as srv: ...`` -- starts and always stops the server."""
+    server = FakeOpenAIServer(**config)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kidsfin_assets_tests.fake_openai", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--model", default="gpt-4o-mini")
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--rpm", type=int, default=None)
+    p.add_argument("--tpm", type=int, default=None)
+    p.add_argument("--window-seconds", type=float, default=60.0)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--jitter", type=float, default=0.0)
+    p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--faults", type=_csv, default=None, help="comma-separated fault kinds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fault-retry-after", type=float, default=1.0)
+    p.add_argument("--hang-seconds", type=float, default=30.0)
+    p.add_argument("--quota-after", type=int, default=None)
+    p.add_argument("--max-recorded", type=int, default=10000)
+    p.add_argument("--enforce-max-tokens", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--script", type=_csv, default=None, help="comma-separated scripted outcomes")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = vars(_build_parser().parse_args(argv))
+    script = args.pop("script")
+    server = FakeOpenAIServer(**args)
+    if script:
+        server.script(script)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server.start()
+    print(f"READY {server.base_url}", flush=True)
+    try:
+        # Timed waits keep the main thread responsive to signals.
+        while not stop.wait(0.2):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Test helpers: settings for a test database, source rows, real materialisation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import zoneinfo
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from kidsfin_assets import db
+from kidsfin_assets.definitions import build_assets, build_resources
+from kidsfin_assets.demo_data import create_source_tables
+from kidsfin_assets.settings import Settings, get_settings
+from kidsfin_assets.warehouse import source_tables
+
+TZ = "Asia/Ho_Chi_Minh"
+
+
+def use_database(monkeypatch: pytest.MonkeyPatch, url: str, **env: str) -> Settings:
+    """Point the pipeline at `url` (plus KIDSFIN_* overrides) and return fresh settings."""
+    monkeypatch.setenv("KIDSFIN_DATABASE_URL", url)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def local(text: str, tz: str = TZ) -> dt.datetime:
+    """'2026-03-15 23:59' in the test time zone, as an aware datetime."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=zoneinfo.ZoneInfo(tz))
+
+
+class SourceDB:
+    """Writes hand-made rows into the app's source tables, in either dialect."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine: Engine = db.create_engine(settings.resolved_database_url)
+        self.names = settings.sources
+        self.src = source_tables(settings.sources)
+        create_source_tables(self.engine, self.names)
+
+    def _value(self, value: Any) -> Any:
+        if db.is_sqlite(self.engine):
+            if isinstance(value, dt.datetime):
+                return value.isoformat()
+            if isinstance(value, float) and math.isnan(value):
+                return None  # SQLite has no NaN: it stores NULL
+        return value
+
+    def insert(self, table: sa.TableClause, rows: list[dict[str, Any]]) -> None:
+        rows = [{k: self._value(v) for k, v in row.items()} for row in rows]
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(table), rows)
+
+    def kids(self, *rows: tuple[int, str]) -> None:
+        created = local("2026-01-01 08:00")
+        self.insert(
+            self.src.kids,
+            [{"kid_id": k, "nickname": n, "birth_date": None, "created_at": created} for k, n in rows],
+        )
+
+    def txns(self, *rows: tuple[int, int | None, str | None, str | None, str | None, Any]) -> None:
+        """(txn_id, kid_id, local time, kind, category, amount)"""
+        self.insert(
+            self.src.transactions,
+            [
+                {
+                    "txn_id": i,
+                    "kid_id": kid,
+                    "occurred_at": None if when is None else local(when),
+                    "kind": kind,
+                    "category": category,
+                    "amount": amount,
+                    "note": None,
+                }
+                for i, kid, when, kind, category, amount in rows
+            ],
+        )
+
+    def events(self, *rows: tuple[int, int | None, str | None, str]) -> None:
+        """(event_id, kid_id, local time, event_type)"""
+        self.insert(
+            self.src.app_events,
+            [
+                {
+                    "event_id": i,
+                    "kid_id": kid,
+                    "occurred_at": None if when is None else local(when),
+                    "event_type": kind,
+                }
+                for i, kid, when, kind in rows
+            ],
+        )
+
+
+def materialize_week(
+    settings: Settings,
+    week: str,
+    selection: str | None = None,
+    resources: dict[str, Any] | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Really run the project's assets for one week (in process, ephemeral instance)."""
+    return dg.materialize(
+        build_assets(settings),
+        resources={**build_resources(settings), **(resources or {})},
+        partition_key=week,
+        selection=selection,
+        raise_on_error=raise_on_error,
+    )
+
+
+def fetch(engine: Engine, query: sa.Select[Any] | str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(query) if isinstance(query, str) else query)
+        return [dict(r._mapping) for r in result]
+
+
+def warehouse_engine(settings: Settings) -> Engine:
+    return db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
