@@ -69,6 +69,7 @@ def build_openai_resource(settings: Settings) -> OpenAIReportsResource:
         retry_max_wait_seconds=retry.max_wait_seconds,
         retry_jitter_seconds=retry.jitter_seconds,
         pricing_file=str(settings.pricing_path),
+        rate_limit_period_seconds=api.rate_limit_period_seconds,
     )
 
 

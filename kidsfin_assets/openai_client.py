@@ -23,7 +23,7 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price
-from kidsfin_assets.rate_limit import Reservation, SharedRateLimiter
+from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.reports import KidWeeklyReport
 from kidsfin_assets.settings import resolve_path
 
@@ -219,7 +219,10 @@ class ReportSession:
 
     def _attempt(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         reserve = estimate_prompt_tokens(messages) + self.resource.max_tokens
-        reservation = self.limiter.acquire(reserve, cancelled=self.cancel.is_set)
+        try:
+            reservation = self.limiter.acquire(reserve, cancelled=self.cancel.is_set)
+        except RateLimiterCancelled as exc:
+            raise Cancelled("run stopped while waiting for the rate limit") from exc
         try:
             completion = self.client.chat.completions.parse(
                 model=self.resource.model,

@@ -90,7 +90,7 @@ class OpenAISettings(_Section):
     tokens_per_minute: int = Field(gt=0)
     max_concurrent: int = Field(gt=0, le=256)
     timeout_seconds: float = Field(gt=0)
-    language: str = "Vietnamese"
+    rate_limit_period_seconds: float = Field(default=60.0, gt=0)
 
 
 class RetrySettings(_Section):
@@ -111,6 +111,10 @@ class CheckSettings(_Section):
 
 class SensorSettings(_Section):
     interval_seconds: int = Field(ge=5)
+    # Recent processed weeks re-fingerprinted each tick to notice late rows (0: never).
+    late_data_weeks: int = Field(default=8, ge=0, le=52)
+    # Never-processed weeks requested per tick at most; a backlog continues next tick.
+    max_weeks_per_tick: int = Field(default=12, ge=1, le=520)
 
 
 class Settings(BaseSettings):

@@ -36,7 +36,7 @@ def usage_metadata(outcome: WeekOutcome, usage: Usage, writer: str, model: str) 
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "cached_tokens": usage.cached_tokens,
-        "cost_usd": round(usage.cost_usd, 6),
+        "cost_usd": usage.cost_usd,
         "wall_seconds": round(outcome.wall_seconds, 3),
         "avg_seconds_per_report": round(outcome.wall_seconds / outcome.written, 3)
         if outcome.written
