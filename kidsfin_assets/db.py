@@ -129,7 +129,9 @@ def create_engine(url: str, schema: str = WAREHOUSE_SCHEMA_TOKEN) -> Engine:
         sa.event.listen(engine, "begin", _sqlite_begin)
         translate = {WAREHOUSE_SCHEMA_TOKEN: None}
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        # A connect timeout, so that an unreachable host fails a sensor tick or a step
+        # with a message instead of hanging it.
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
         translate = {WAREHOUSE_SCHEMA_TOKEN: schema}
     return engine.execution_options(schema_translate_map=translate)
 

@@ -10,8 +10,10 @@ from kidsfin_assets.assets.exports import build_analysis_export, build_reports_e
 from kidsfin_assets.assets.gold import build_kid_weekly_reports
 from kidsfin_assets.assets.raw import build_kid_activity
 from kidsfin_assets.assets.silver import build_kid_weekly_analysis
+from kidsfin_assets.checks import build_checks
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.resources import WarehouseResource
+from kidsfin_assets.sensors import build_new_week_sensor, build_weekly_job
 from kidsfin_assets.settings import Settings, get_settings
 
 DATABASE_URL_ENV = "KIDSFIN_DATABASE_URL"
@@ -74,7 +76,14 @@ def build_openai_resource(settings: Settings) -> OpenAIReportsResource:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(assets=build_assets(settings), resources=build_resources(settings))
+    weekly_job = build_weekly_job(settings)
+    return dg.Definitions(
+        assets=build_assets(settings),
+        asset_checks=build_checks(settings),
+        jobs=[weekly_job],
+        sensors=[build_new_week_sensor(settings, weekly_job)],
+        resources=build_resources(settings),
+    )
 
 
 defs = build_definitions(get_settings())

@@ -13,6 +13,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from kidsfin_assets import db
+from kidsfin_assets.checks import build_checks
 from kidsfin_assets.definitions import build_assets, build_resources
 from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import Settings, SettingsError, get_settings
@@ -28,7 +29,7 @@ def _instance() -> dg.DagsterInstance:
 
 def run_week(settings: Settings, instance: dg.DagsterInstance, week: str) -> bool:
     result = dg.materialize(
-        build_assets(settings),
+        [*build_assets(settings), *build_checks(settings)],
         resources=build_resources(settings),
         partition_key=week,
         instance=instance,
@@ -61,7 +62,9 @@ def print_summary(settings: Settings, failed: list[str], seconds: float) -> None
     for week, kids, reports, cost, writer in _week_counts(settings):
         print(f"  {week}  {kids:>5}  {reports:>7}  {cost or 0:>10.4f}  {writer}")
     print(f"\n  database : {db.redact(settings.resolved_database_url)}")
-    print(f"  exports  : {settings.export_path}/kids_analysis_<week>.json, kids_reports_<week>.json")
+    print(
+        f"  exports  : {settings.export_path}/kids_analysis_<week>.json, kids_reports_<week>.json"
+    )
     print(f"  dagster  : {os.environ.get('DAGSTER_HOME', '(ephemeral instance)')}")
     print(f"  took     : {seconds:.1f} s")
     if not os.environ.get("OPENAI_API_KEY"):

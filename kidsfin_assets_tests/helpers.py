@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets import db
+from kidsfin_assets.checks import build_checks
 from kidsfin_assets.definitions import build_assets, build_resources
 from kidsfin_assets.demo_data import create_source_tables
 from kidsfin_assets.settings import Settings, get_settings
@@ -61,7 +62,10 @@ class SourceDB:
         created = local("2026-01-01 08:00")
         self.insert(
             self.src.kids,
-            [{"kid_id": k, "nickname": n, "birth_date": None, "created_at": created} for k, n in rows],
+            [
+                {"kid_id": k, "nickname": n, "birth_date": None, "created_at": created}
+                for k, n in rows
+            ],
         )
 
     def txns(self, *rows: tuple[int, int | None, str | None, str | None, str | None, Any]) -> None:
@@ -107,7 +111,7 @@ def materialize_week(
 ) -> dg.ExecuteInProcessResult:
     """Really run the project's assets for one week (in process, ephemeral instance)."""
     return dg.materialize(
-        build_assets(settings),
+        [*build_assets(settings), *build_checks(settings)],
         resources={**build_resources(settings), **(resources or {})},
         partition_key=week,
         selection=selection,

@@ -1,0 +1,380 @@
+"""new_week_sensor: runs every complete week once, and again when its source rows change.
+
+A tick (1) re-fingerprints the last `sensor.late_data_weeks` weeks up to the last processed
+one and re-requests each week whose fingerprint changed (late or edited rows), together
+with W+1 and W+2, whose trends read W; (2) requests the next complete weeks with activity
+that were never processed, at most `sensor.max_weeks_per_tick` of them. Run keys carry the
+week's data version, so a repeated tick (or a lost cursor) never runs the same data twice.
+
+A week's fingerprint is, for transactions and app_events, the row count, max id and max
+occurred_at inside the week: one range query per table on the occurred_at index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kidsfin_assets import db
+from kidsfin_assets.assets.gold import GOLD_KEY
+from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.settings import SensorSettings, Settings
+from kidsfin_assets.warehouse import Sources, source_tables
+from kidsfin_assets.weeks import Week, weekly_partitions
+
+JOB_NAME = "weekly_reports_job"
+SENSOR_NAME = "new_week_sensor"
+CURSOR_VERSION = 1
+
+REASON_TAG = "kidsfin/reason"
+DATA_VERSION_TAG = "kidsfin/data_version"
+CHANGED_WEEK_TAG = "kidsfin/changed_week"  # on trend_dependency runs: the week that changed
+
+NEW_WEEK = "new_week"
+LATE_DATA = "late_data"
+TREND_DEPENDENCY = "trend_dependency"
+TREND_WEEKS = 2  # silver's trends compare W with W-1 and W-2
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# The sensor's notion of "now"; tests replace it.
+clock: Callable[[], dt.datetime] = _utc_now
+
+
+class SourceDatabaseError(RuntimeError):
+    """The source tables could not be read; the tick fails and the cursor stays as it was."""
+
+
+class InvalidCursorError(ValueError):
+    """The stored cursor is not one this sensor wrote."""
+
+
+# --- fingerprints ----------------------------------------------------------------------
+
+
+class TableFingerprint(NamedTuple):
+    rows: int
+    max_id: int | None
+    max_at: str | None  # UTC ISO-8601, comparable across dialects
+
+
+class Fingerprint(NamedTuple):
+    transactions: TableFingerprint
+    app_events: TableFingerprint
+
+    @property
+    def empty(self) -> bool:
+        return self.transactions.rows == 0 and self.app_events.rows == 0
+
+    @property
+    def version(self) -> str:
+        """A short hash: what run keys and tags carry."""
+        text = json.dumps(list(self), separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _instant(value: Any) -> dt.datetime:
+    """A timestamp_value() result as an aware UTC datetime (SQLite yields epoch seconds)."""
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    return dt.datetime.fromtimestamp(float(value), dt.UTC)
+
+
+def _table_fingerprint(
+    conn: Connection, table: sa.TableClause, id_column: str, week: Week
+) -> TableFingerprint:
+    engine = conn.engine
+    at = db.timestamp_value(engine, table.c.occurred_at)
+    query = sa.select(sa.func.count(), sa.func.max(table.c[id_column]), sa.func.max(at)).where(
+        at >= db.timestamp_param(engine, week.starts_at),
+        at < db.timestamp_param(engine, week.ends_at),
+    )
+    rows, max_id, max_at = conn.execute(query).one()
+    return TableFingerprint(
+        int(rows),
+        None if max_id is None else int(max_id),
+        None if max_at is None else _instant(max_at).isoformat(),
+    )
+
+
+def week_fingerprint(conn: Connection, src: Sources, week: Week) -> Fingerprint:
+    """Two indexed range queries: count, max id, max occurred_at of each table in the week."""
+    return Fingerprint(
+        _table_fingerprint(conn, src.transactions, "txn_id", week),
+        _table_fingerprint(conn, src.app_events, "event_id", week),
+    )
+
+
+def next_activity(
+    conn: Connection, src: Sources, start: dt.datetime, end: dt.datetime
+) -> dt.datetime | None:
+    """The first occurred_at in [start, end) in either table: min() on the index, no scan."""
+    engine = conn.engine
+    found = []
+    for table in (src.transactions, src.app_events):
+        at = db.timestamp_value(engine, table.c.occurred_at)
+        query = sa.select(sa.func.min(at)).where(
+            at >= db.timestamp_param(engine, start), at < db.timestamp_param(engine, end)
+        )
+        value = conn.execute(query).scalar()
+        if value is not None:
+            found.append(_instant(value))
+    return min(found, default=None)
+
+
+# --- cursor ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SensorCursor:
+    """`through`: the last week requested as new; `fp`: versions of the processed weeks
+    in the late-data window ending at `through` (so it never grows with history)."""
+
+    through: str | None = None
+    fp: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str | None) -> SensorCursor:
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION:
+                raise ValueError(f"not a version {CURSOR_VERSION} cursor")
+            through, fp = data.get("through"), data.get("fp") or {}
+            for key in [through, *fp] if through else list(fp):
+                Week.from_key(key, "UTC")
+            if not all(isinstance(v, str) for v in fp.values()):
+                raise ValueError("fingerprint versions must be strings")
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise InvalidCursorError(f"unreadable {SENSOR_NAME} cursor {text!r}: {exc}") from exc
+        return cls(through, dict(fp))
+
+    def dump(self) -> str:
+        data = {"v": CURSOR_VERSION, "through": self.through, "fp": dict(sorted(self.fp.items()))}
+        return json.dumps(data, separators=(",", ":"))
+
+
+# --- one tick --------------------------------------------------------------------------
+
+
+class Evaluation(NamedTuple):
+    run_requests: list[dg.RunRequest]
+    cursor: str
+    summary: str  # what the tick looked at: the skip reason when nothing is requested
+
+
+def _request(
+    week: Week, reason: str, version: str, run_key: str, changed: Week | None = None
+) -> dg.RunRequest:
+    tags = {REASON_TAG: reason, DATA_VERSION_TAG: version}
+    if changed is not None:
+        tags[CHANGED_WEEK_TAG] = changed.key
+    return dg.RunRequest(run_key=run_key, partition_key=week.key, tags=tags)
+
+
+def _window(through: Week, first: Week, last: Week, size: int) -> list[Week]:
+    """The `size` weeks ending at `through`, clipped to [first, last], oldest first."""
+    weeks = [through.shifted(-i) for i in range(size - 1, -1, -1)]
+    return [w for w in weeks if first <= w <= last]
+
+
+def _late_data(
+    conn: Connection,
+    src: Sources,
+    state: SensorCursor,
+    window: list[Week],
+    requests: dict[str, dg.RunRequest],
+) -> dict[Week, Fingerprint]:
+    """Re-request changed weeks of the window, then W+1/W+2 of each; return the new prints."""
+    prints = {week: week_fingerprint(conn, src, week) for week in window}
+    # A week missing from the cursor was empty (or never processed): a change iff rows now.
+    changed = [
+        week
+        for week, fp in prints.items()
+        if state.fp.get(week.key) != (None if fp.empty else fp.version)
+    ]
+    for week in changed:
+        version = prints[week].version
+        requests[week.key] = _request(week, LATE_DATA, version, f"{week.key}:{version}")
+    for week in changed:
+        version = prints[week].version
+        for later in (week.shifted(n) for n in range(1, TREND_WEEKS + 1)):
+            # Only weeks already processed: later, unprocessed ones come as new weeks.
+            if later.key in requests or later.key not in state.fp or later not in prints:
+                continue
+            run_key = f"{later.key}:after:{week.key}:{version}"
+            requests[later.key] = _request(
+                later, TREND_DEPENDENCY, prints[later].version, run_key, changed=week
+            )
+    return prints
+
+
+def _new_weeks(
+    conn: Connection,
+    src: Sources,
+    start: Week,
+    last: Week,
+    limit: int,
+    requests: dict[str, dg.RunRequest],
+) -> dict[Week, Fingerprint]:
+    """Request up to `limit` complete weeks from `start` on that have rows, skipping gaps."""
+    found: dict[Week, Fingerprint] = {}
+    lower = start
+    for _ in range(limit):
+        if lower > last:
+            break
+        instant = next_activity(conn, src, lower.starts_at, last.ends_at)
+        if instant is None:
+            break
+        week = Week.containing(instant, start.timezone)
+        fp = week_fingerprint(conn, src, week)
+        lower = week.shifted(1)
+        if fp.empty:  # its rows vanished between the two queries
+            continue
+        requests[week.key] = _request(week, NEW_WEEK, fp.version, f"{week.key}:{fp.version}")
+        found[week] = fp
+    return found
+
+
+def _plan(
+    conn: Connection,
+    src: Sources,
+    state: SensorCursor,
+    first: Week,
+    last: Week,
+    config: SensorSettings,
+) -> tuple[dict[str, dg.RunRequest], SensorCursor]:
+    tz = first.timezone
+    requests: dict[str, dg.RunRequest] = {}
+    prints: dict[Week, Fingerprint] = {}
+    through = Week.from_key(state.through, tz) if state.through else None
+    if through is not None:
+        window = _window(through, first, last, config.late_data_weeks)
+        prints |= _late_data(conn, src, state, window, requests)
+    start = first if through is None else max(first, through.shifted(1))
+    new = _new_weeks(conn, src, start, last, config.max_weeks_per_tick, requests)
+    prints |= new
+    through = max(new, default=through)
+    if through is None:
+        return requests, SensorCursor()
+    keep = set(_window(through, first, last, config.late_data_weeks))
+    fp = {w.key: p.version for w, p in prints.items() if w in keep and not p.empty}
+    return requests, SensorCursor(through.key, fp)
+
+
+def _one_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    return " ".join(str(inner).split()) or type(inner).__name__
+
+
+def evaluate(settings: Settings, cursor: str | None, now: dt.datetime) -> Evaluation:
+    """One tick, as a function of the cursor, the source rows and `now`.
+
+    Raises SourceDatabaseError when the source tables cannot be read, and
+    InvalidCursorError when `cursor` was not written by this sensor.
+    """
+    state = SensorCursor.parse(cursor)
+    tz = settings.weeks.timezone
+    first = Week(settings.weeks.start_date, tz)
+    last = Week.containing(now, tz).shifted(-1)  # the week holding `now` is not complete
+    if last < first:
+        return Evaluation([], state.dump(), f"no complete week yet: the first ends {first.ends_at}")
+    url = settings.resolved_database_url
+    try:
+        engine = db.get_engine(url, settings.warehouse.schema_name)
+        with engine.connect() as conn:
+            requests, new_state = _plan(
+                conn, source_tables(settings.sources), state, first, last, settings.sensor
+            )
+    except (sa.exc.SQLAlchemyError, db.DatabaseUrlError) as exc:
+        raise SourceDatabaseError(
+            f"{SENSOR_NAME}: could not read the source database {db.redact(url)}: "
+            f"{_one_line(exc)}. Nothing was requested and the cursor is unchanged; "
+            "the next tick tries again."
+        ) from exc
+    outcome = f"{len(requests)} run(s) requested" if requests else "nothing new or changed"
+    summary = (
+        f"{outcome}: complete weeks through {last.key} checked, processed through "
+        f"{new_state.through or '(none yet)'}, {len(new_state.fp)} recent processed "
+        "week(s) watched for late data"
+    )
+    return Evaluation([requests[k] for k in sorted(requests)], new_state.dump(), summary)
+
+
+# --- definitions -----------------------------------------------------------------------
+
+
+def build_weekly_job(settings: Settings) -> dg.UnresolvedAssetJobDefinition:
+    selection = dg.AssetSelection.assets(
+        dg.AssetKey(["raw", "kid_activity"]), SILVER_KEY, GOLD_KEY
+    ) | dg.AssetSelection.key_prefixes("exports")
+    return dg.define_asset_job(
+        JOB_NAME,
+        selection=selection,
+        partitions_def=weekly_partitions(settings),
+        description=(
+            "One week end to end: raw/kid_activity → silver/kid_weekly_analysis → "
+            "gold/kid_weekly_reports → the JSON exports. new_week_sensor launches it for "
+            "each new or changed week; launch it from the UI for any other week."
+        ),
+    )
+
+
+def _sensor_description(settings: Settings) -> str:
+    config = settings.sensor
+    return (
+        f"Every {config.interval_seconds} s, looks at the app's transactions and app_events "
+        f"and runs `{JOB_NAME}` for each complete week (Monday to Monday, "
+        f"{settings.weeks.timezone}) that has rows and was not processed yet — at most "
+        f"{config.max_weeks_per_tick} weeks per tick; a longer backlog continues on the next "
+        f"tick. Late data: the last {config.late_data_weeks} processed weeks are re-checked "
+        "(row count, max id, latest occurred_at); a week that changed runs again, and so do "
+        "the two weeks after it, whose trends compare against it. Run tags `kidsfin/reason` "
+        "(new_week, late_data, trend_dependency) and `kidsfin/data_version` say why. Run "
+        "keys carry the data version, so the same data never runs twice, even after a "
+        "cursor reset. If the source database cannot be read the tick fails with the reason "
+        "and the next tick retries."
+    )
+
+
+def build_new_week_sensor(
+    settings: Settings, job: dg.UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=job,
+        minimum_interval_seconds=settings.sensor.interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=_sensor_description(settings),
+    )
+    def new_week_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        now = clock()
+        try:
+            result = evaluate(settings, context.cursor, now)
+        except InvalidCursorError as exc:
+            # Safe to start over: run keys stop a week's same data from running again.
+            context.log.warning(f"{exc}; starting from an empty cursor")
+            result = evaluate(settings, None, now)
+        for request in result.run_requests:
+            tags = request.tags
+            context.log.info(
+                f"week {request.partition_key}: {tags[REASON_TAG]} "
+                f"(data version {tags[DATA_VERSION_TAG]}, run key {request.run_key})"
+            )
+        if not result.run_requests:
+            return dg.SensorResult(skip_reason=result.summary, cursor=result.cursor)
+        return dg.SensorResult(run_requests=result.run_requests, cursor=result.cursor)
+
+    return new_week_sensor

@@ -1,0 +1,348 @@
+"""new_week_sensor against a real PostgreSQL source database, with a fixed "now".
+
+NOW is Wednesday 2026-03-18 12:00 local: week 2026-03-16 is in progress, 2026-03-09 is
+the last complete week, and the partitions start at 2026-01-05 (config/pipeline.yaml).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster import DagsterInstance
+
+from kidsfin_assets import db, sensors
+from kidsfin_assets.definitions import build_assets, build_resources
+from kidsfin_assets.sensors import (
+    CHANGED_WEEK_TAG,
+    DATA_VERSION_TAG,
+    JOB_NAME,
+    REASON_TAG,
+    Evaluation,
+    Fingerprint,
+    SourceDatabaseError,
+    TableFingerprint,
+    build_new_week_sensor,
+    build_weekly_job,
+    evaluate,
+    week_fingerprint,
+)
+from kidsfin_assets.settings import Settings
+from kidsfin_assets.warehouse import source_tables
+from kidsfin_assets.weeks import Week
+from kidsfin_assets_tests.helpers import TZ, SourceDB, local, use_database
+
+NOW = local("2026-03-18 12:00")
+FIVE_WEEKS = ["2026-02-09", "2026-02-16", "2026-02-23", "2026-03-02", "2026-03-09"]
+DOWN_URL = "postgresql://postgres:s3cret@127.0.0.1:1/x"  # nothing listens on port 1
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, pg_url: str) -> Settings:
+    return use_database(monkeypatch, pg_url)
+
+
+@pytest.fixture
+def source(settings: Settings) -> SourceDB:
+    source = SourceDB(settings)
+    source.kids((1, "An"))
+    return source
+
+
+def add_week(source: SourceDB, week: str, row_id: int) -> None:
+    """One transaction and one app event on the Tuesday of `week`."""
+    tuesday = dt.date.fromisoformat(week) + dt.timedelta(days=1)
+    source.txns((row_id, 1, f"{tuesday} 10:00", "income", None, 50000))
+    source.events((row_id, 1, f"{tuesday} 11:00", "login"))
+
+
+def seed_five_weeks(source: SourceDB) -> None:
+    for n, week in enumerate(FIVE_WEEKS, start=1):
+        add_week(source, week, n)
+
+
+def requested(result: Evaluation) -> list[tuple[str, str]]:
+    return [(r.partition_key, r.tags[REASON_TAG]) for r in result.run_requests]
+
+
+def run_keys(result: Evaluation) -> dict[str, str]:
+    return {r.partition_key: r.run_key for r in result.run_requests}
+
+
+def fingerprint(settings: Settings, week: str) -> Fingerprint:
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    with engine.connect() as conn:
+        return week_fingerprint(conn, source_tables(settings.sources), Week.from_key(week, TZ))
+
+
+def test_empty_database_requests_nothing(settings: Settings, source: SourceDB) -> None:
+    result = evaluate(settings, None, NOW)
+    assert result.run_requests == []
+    assert json.loads(result.cursor) == {"v": 1, "through": None, "fp": {}}
+
+    sensor = build_new_week_sensor(settings, build_weekly_job(settings))
+    outcome = sensor(dg.build_sensor_context())
+    assert isinstance(outcome, dg.SensorResult)
+    assert not outcome.run_requests
+    assert outcome.skip_reason is not None
+    assert "nothing new or changed" in outcome.skip_reason.skip_message
+
+
+def test_five_complete_weeks_are_requested_once_each(settings: Settings, source: SourceDB) -> None:
+    seed_five_weeks(source)
+    source.txns((99, 1, "2026-01-01 09:00", "income", None, 1000))  # before the first partition
+
+    result = evaluate(settings, None, NOW)
+
+    assert requested(result) == [(w, "new_week") for w in FIVE_WEEKS]
+    for r in result.run_requests:
+        version = r.tags[DATA_VERSION_TAG]
+        assert r.run_key == f"{r.partition_key}:{version}"
+        assert version == fingerprint(settings, r.partition_key).version
+    assert len({r.tags[DATA_VERSION_TAG] for r in result.run_requests}) == 5
+    cursor = json.loads(result.cursor)
+    assert cursor["through"] == "2026-03-09"
+    assert sorted(cursor["fp"]) == FIVE_WEEKS
+    # The fingerprint: rows, max id, latest occurred_at (UTC) of each table in the week.
+    assert fingerprint(settings, "2026-02-16") == Fingerprint(
+        TableFingerprint(1, 2, "2026-02-17T03:00:00+00:00"),
+        TableFingerprint(1, 2, "2026-02-17T04:00:00+00:00"),
+    )
+
+
+def test_a_sixth_week_completing_is_requested_alone(settings: Settings, source: SourceDB) -> None:
+    seed_five_weeks(source)
+    first = evaluate(settings, None, NOW)
+    add_week(source, "2026-03-16", 6)  # the week in progress at NOW
+
+    assert requested(evaluate(settings, first.cursor, NOW)) == []
+    later = evaluate(settings, first.cursor, NOW + dt.timedelta(weeks=1))
+
+    assert requested(later) == [("2026-03-16", "new_week")]
+    assert json.loads(later.cursor)["through"] == "2026-03-16"
+
+
+def test_a_late_row_in_week_2_reruns_it_and_the_two_weeks_after(
+    settings: Settings, source: SourceDB
+) -> None:
+    seed_five_weeks(source)
+    first = evaluate(settings, None, NOW)
+    source.txns((100, 1, "2026-02-19 20:00", "spending", "snacks", 20000))
+
+    second = evaluate(settings, first.cursor, NOW)
+
+    assert requested(second) == [
+        ("2026-02-16", "late_data"),
+        ("2026-02-23", "trend_dependency"),
+        ("2026-03-02", "trend_dependency"),
+    ]
+    version = fingerprint(settings, "2026-02-16").version
+    assert version != next(
+        r.tags[DATA_VERSION_TAG] for r in first.run_requests if r.partition_key == "2026-02-16"
+    )
+    assert run_keys(second) == {
+        "2026-02-16": f"2026-02-16:{version}",
+        "2026-02-23": f"2026-02-23:after:2026-02-16:{version}",
+        "2026-03-02": f"2026-03-02:after:2026-02-16:{version}",
+    }
+    assert {r.tags.get(CHANGED_WEEK_TAG) for r in second.run_requests[1:]} == {"2026-02-16"}
+    assert set(run_keys(second).values()).isdisjoint(run_keys(first).values())
+    assert requested(evaluate(settings, second.cursor, NOW)) == []
+
+
+def test_late_rows_in_an_empty_week_count_inside_the_window_only(
+    settings: Settings, source: SourceDB
+) -> None:
+    seed_five_weeks(source)
+    first = evaluate(settings, None, NOW)
+    # The window is the 8 weeks through 2026-03-09: 2026-01-19 .. 2026-03-09.
+    source.txns((200, 1, "2026-01-13 09:00", "income", None, 1000))  # week 2026-01-12: outside
+    source.events((201, 1, "2026-02-03 09:00", "login"))  # week 2026-02-02: was empty
+
+    second = evaluate(settings, first.cursor, NOW)
+
+    assert requested(second) == [
+        ("2026-02-02", "late_data"),
+        ("2026-02-09", "trend_dependency"),
+        ("2026-02-16", "trend_dependency"),
+    ]
+    assert "2026-02-02" in json.loads(second.cursor)["fp"]
+
+
+def test_the_week_in_progress_is_not_requested(settings: Settings, source: SourceDB) -> None:
+    source.txns(
+        (1, 1, "2026-03-15 23:59", "income", None, 1000),  # last minute of week 2026-03-09
+        (2, 1, "2026-03-16 00:00", "income", None, 1000),  # first minute of week 2026-03-16
+        (3, 1, "2026-03-18 09:00", "spending", "toys", 500),
+    )
+    source.events((1, 1, "2026-03-17 08:00", "login"))
+
+    result = evaluate(settings, None, NOW)
+    assert requested(result) == [("2026-03-09", "new_week")]
+    assert requested(evaluate(settings, result.cursor, NOW)) == []
+
+    # Complete at the very instant of the next Monday 00:00.
+    monday = evaluate(settings, result.cursor, local("2026-03-23 00:00"))
+    assert requested(monday) == [("2026-03-16", "new_week")]
+
+
+def test_a_second_tick_with_nothing_new_requests_nothing(
+    settings: Settings, source: SourceDB
+) -> None:
+    seed_five_weeks(source)
+    first = evaluate(settings, None, NOW)
+    second = evaluate(settings, first.cursor, NOW)
+
+    assert second.run_requests == []
+    assert second.cursor == first.cursor
+    assert second.summary.startswith("nothing new or changed")
+    # Had the cursor been lost, the same run keys come back: Dagster drops them as done.
+    assert run_keys(evaluate(settings, None, NOW)) == run_keys(first)
+
+
+def test_a_database_that_is_down_fails_the_tick_clearly_and_the_next_tick_recovers(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    up = use_database(monkeypatch, pg_url)
+    seed_five_weeks(SourceDB(up))
+    down = use_database(monkeypatch, DOWN_URL)
+
+    with pytest.raises(SourceDatabaseError) as failure:
+        evaluate(down, None, NOW)
+    message = str(failure.value)
+    assert "new_week_sensor: could not read the source database" in message
+    assert "postgresql+psycopg2://postgres:***@127.0.0.1:1/x" in message
+    assert "Connection refused" in message
+    assert "s3cret" not in message
+    assert "\n" not in message
+
+    # Through Dagster: the tick raises, so the stored cursor is left as it was.
+    sensor = build_new_week_sensor(down, build_weekly_job(down))
+    monkeypatch.setattr(sensors, "clock", lambda: NOW)
+    with pytest.raises(SourceDatabaseError):
+        sensor(dg.build_sensor_context(cursor=None))
+
+    recovered = evaluate(use_database(monkeypatch, pg_url), None, NOW)
+    assert requested(recovered) == [(w, "new_week") for w in FIVE_WEEKS]
+
+
+def test_the_sensor_definition_runs_in_dagster(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    settings = use_database(monkeypatch, pg_url, KIDSFIN_SENSOR__INTERVAL_SECONDS="60")
+    seed_five_weeks(SourceDB(settings))
+    job = build_weekly_job(settings)
+    sensor = build_new_week_sensor(settings, job)
+    defs = dg.Definitions(
+        assets=build_assets(settings),
+        jobs=[job],
+        sensors=[sensor],
+        resources=build_resources(settings),
+    )
+    monkeypatch.setattr(sensors, "clock", lambda: NOW)
+
+    assert sensor.name == "new_week_sensor"
+    assert sensor.minimum_interval_seconds == 60
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.job_name == JOB_NAME
+    assert "late data" in (sensor.description or "").lower()
+    resolved = defs.resolve_job_def(JOB_NAME)
+    assert {k.to_user_string() for k in resolved.asset_layer.executable_asset_keys} == {
+        "raw/kid_activity",
+        "silver/kid_weekly_analysis",
+        "gold/kid_weekly_reports",
+        "exports/kids_analysis_json",
+        "exports/kids_reports_json",
+    }
+
+    with DagsterInstance.ephemeral() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=None, definitions=defs)
+        tick = sensor.evaluate_tick(context)
+        assert [r.partition_key for r in tick.run_requests] == FIVE_WEEKS
+        for r in tick.run_requests:
+            assert r.tags["dagster/partition"] == r.partition_key
+            assert r.tags[REASON_TAG] == "new_week"
+            assert r.run_key == f"{r.partition_key}:{r.tags[DATA_VERSION_TAG]}"
+        assert json.loads(tick.cursor or "")["through"] == "2026-03-09"
+
+        again = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=tick.cursor, definitions=defs)
+        )
+        assert again.run_requests == []
+        assert again.skip_message and "nothing new or changed" in again.skip_message
+        assert again.cursor == tick.cursor
+
+        # A cursor this sensor did not write: a warning, then a fresh start.
+        reset = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor="garbage", definitions=defs)
+        )
+        assert [r.run_key for r in reset.run_requests] == [r.run_key for r in tick.run_requests]
+
+
+def record_source_queries(settings: Settings) -> list[str]:
+    """A list that collects every statement of the sensor against the source tables."""
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    queries: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "occurred_at" in statement:
+            queries.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    return queries
+
+
+def test_a_long_history_is_worked_through_in_bounded_ticks_with_a_small_cursor(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    settings = use_database(monkeypatch, pg_url, KIDSFIN_WEEKS__START_DATE="2024-01-01")
+    source = SourceDB(settings)
+    source.kids((1, "An"))
+    weeks = [dt.date(2024, 1, 1) + dt.timedelta(weeks=n) for n in range(100)]
+    source.txns(*[(n, 1, f"{w} 10:00", "income", None, 1000) for n, w in enumerate(weeks)])
+    now = local(f"{weeks[-1] + dt.timedelta(days=9)} 12:00")  # the Wednesday after week 100
+    queries = record_source_queries(settings)
+    limit = settings.sensor.max_weeks_per_tick
+    lookback = settings.sensor.late_data_weeks
+
+    cursor: str | None = None
+    seen: list[str] = []
+    for _ in range(12):
+        queries.clear()
+        result = evaluate(settings, cursor, now)
+        assert len(result.run_requests) <= limit
+        # Re-check the window (2 per week), then per new week: next activity + fingerprint.
+        assert len(queries) <= 2 * lookback + 4 * limit + 2
+        assert len(result.cursor) < 2048
+        assert len(json.loads(result.cursor)["fp"]) <= lookback
+        seen += [r.partition_key for r in result.run_requests]
+        cursor = result.cursor
+        if not result.run_requests:
+            break
+
+    assert seen == [w.isoformat() for w in weeks]
+    # Caught up (through = the last complete week): only the window's range queries.
+    assert len(queries) == 2 * lookback
+
+
+def test_sqlite_source_gives_the_same_requests(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    settings = use_database(monkeypatch, sqlite_url)
+    source = SourceDB(settings)
+    source.kids((1, "An"))
+    seed_five_weeks(source)
+    source.txns((7, 1, "2026-03-17 08:00", "income", None, 1000))  # week in progress
+    first = evaluate(settings, None, NOW)
+    assert requested(first) == [(w, "new_week") for w in FIVE_WEEKS]
+
+    source.txns((100, 1, "2026-02-19 20:00", "spending", "snacks", 20000))
+    assert requested(evaluate(settings, first.cursor, NOW)) == [
+        ("2026-02-16", "late_data"),
+        ("2026-02-23", "trend_dependency"),
+        ("2026-03-02", "trend_dependency"),
+    ]
