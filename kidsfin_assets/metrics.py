@@ -87,7 +87,9 @@ class _WeekQueries:
 
     def events(self) -> sa.Select[Any]:
         e = self._events()
-        return sa.select(e.c.kid_id, e.c.wk, sa.func.count().label("n")).group_by(e.c.kid_id, e.c.wk)
+        return sa.select(e.c.kid_id, e.c.wk, sa.func.count().label("n")).group_by(
+            e.c.kid_id, e.c.wk
+        )
 
     def active_days(self) -> sa.Select[Any]:
         t, e = self._txns(), self._events()
@@ -145,7 +147,9 @@ def compute_week(
     limit = Decimal(str(threshold))
     computed_at = dt.datetime.now(dt.UTC)
     return [
-        _row(week, kid_id, acc[kid_id], categories.get(kid_id, {}), balances.get(kid_id, ZERO), limit)
+        _row(
+            week, kid_id, acc[kid_id], categories.get(kid_id, {}), balances.get(kid_id, ZERO), limit
+        )
         | {"computed_at": computed_at}
         for kid_id in sorted(acc)
     ]

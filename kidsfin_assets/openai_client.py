@@ -331,4 +331,3 @@ class OpenAIReportsResource(OpenAIResource):
         if self._sdk is None:
             raise FatalApiError("no OpenAI client: OPENAI_API_KEY is not set")
         return ReportSession(self._sdk, self, self.limiter(engine), usage, cancel)
-

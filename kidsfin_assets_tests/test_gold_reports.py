@@ -73,6 +73,11 @@ def gold_meta(result) -> dict[str, Any]:
     return {k: v.value for k, v in events[0].metadata.items()}
 
 
+def step_failure_message(result) -> str:
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    return failure.event_specific_data.error.message
+
+
 def reports(settings) -> list[dict[str, Any]]:
     return fetch(warehouse_engine(settings), sa.select(kid_weekly_reports))
 
@@ -123,9 +128,7 @@ def test_rematerialising_a_finished_week_costs_nothing(monkeypatch, pg_url, serv
     assert (meta["requests"], meta["reports_reused"], meta["cost_usd"]) == (0, 4, 0)
 
 
-def test_all_reports_written_under_faults_without_duplicates(
-    monkeypatch, pg_url, server
-) -> None:
+def test_all_reports_written_under_faults_without_duplicates(monkeypatch, pg_url, server) -> None:
     server.configure(
         fault_rate=0.35,
         faults=["429", "500", "503", "hang", "invalid_json", "schema_invalid"],
@@ -133,7 +136,9 @@ def test_all_reports_written_under_faults_without_duplicates(
         hang_seconds=4,
         seed=7,
     )
-    settings, ids = setup_week(monkeypatch, pg_url, server, 12, KIDSFIN_OPENAI__TIMEOUT_SECONDS="0.5")
+    settings, ids = setup_week(
+        monkeypatch, pg_url, server, 12, KIDSFIN_OPENAI__TIMEOUT_SECONDS="0.5"
+    )
     result = materialize_week(settings, W, selection="group:gold")
     assert result.success
     rows = reports(settings)
@@ -148,16 +153,13 @@ def test_all_reports_written_under_faults_without_duplicates(
 
 def test_insufficient_quota_stops_at_once_and_keeps_reports(monkeypatch, pg_url, server) -> None:
     server.configure(quota_after=3)
-    settings, _ = setup_week(
-        monkeypatch, pg_url, server, 10, KIDSFIN_OPENAI__MAX_CONCURRENT="1"
-    )
+    settings, _ = setup_week(monkeypatch, pg_url, server, 10, KIDSFIN_OPENAI__MAX_CONCURRENT="1")
     started = time.monotonic()
     result = materialize_week(settings, W, selection="group:gold", raise_on_error=False)
     elapsed = time.monotonic() - started
     assert not result.success
     assert elapsed < 5
-    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    message = failure.event_specific_data.error.message
+    message = step_failure_message(result)
     assert "insufficient_quota" in message and "billing" in message
     assert len(reports(settings)) == 3
     assert server.stats.requests_total == 4  # no retry of a quota error
@@ -182,9 +184,7 @@ def test_changed_metrics_regenerate_only_that_kid(monkeypatch, pg_url, server) -
     engine = warehouse_engine(settings)
     with engine.begin() as conn:
         table = kid_weekly_analysis
-        conn.execute(
-            sa.update(table).where(table.c.kid_id == ids[0]).values(income_total=1.0)
-        )
+        conn.execute(sa.update(table).where(table.c.kid_id == ids[0]).values(income_total=1.0))
     before = server.stats.requests_total
     assert materialize_week(settings, W, selection="group:gold").success
     assert server.stats.requests_total - before == 1
@@ -210,10 +210,14 @@ def test_rate_limit_never_exceeded(monkeypatch, pg_url, server) -> None:
 
 def test_unauthorised_key_fails_fast_with_advice(monkeypatch, pg_url, server) -> None:
     settings, _ = setup_week(
-        monkeypatch, pg_url, server, 3, OPENAI_API_KEY="sk-wrong", KIDSFIN_OPENAI__MAX_CONCURRENT="1"
+        monkeypatch,
+        pg_url,
+        server,
+        3,
+        OPENAI_API_KEY="sk-wrong",
+        KIDSFIN_OPENAI__MAX_CONCURRENT="1",
     )
     result = materialize_week(settings, W, selection="group:gold", raise_on_error=False)
     assert not result.success
-    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "OPENAI_API_KEY" in failure.event_specific_data.error.message
+    assert "OPENAI_API_KEY" in step_failure_message(result)
     assert server.stats.requests_total == 1

@@ -3,8 +3,8 @@ on SQLite and on a real PostgreSQL database."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import pytest
+import sqlalchemy as sa
 
 from kidsfin_assets.metrics import top_category, trend
 from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine, raw_transactions
@@ -147,6 +147,10 @@ def test_invalid_rows_are_quarantined_with_reasons(contract) -> None:
     assert raw_ids == {2, 3, 4, 5, 6, 7, 8, 22, 25}
 
 
+def without_timestamps(rows: dict[int, dict]) -> dict[int, dict]:
+    return {k: {c: v for c, v in r.items() if c != "computed_at"} for k, r in rows.items()}
+
+
 def test_rematerialising_gives_same_rows_no_duplicates(contract) -> None:
     settings, _ = contract
     engine = warehouse_engine(settings)
@@ -154,8 +158,7 @@ def test_rematerialising_gives_same_rows_no_duplicates(contract) -> None:
     quarantined = len(fetch(engine, sa.select(quarantine)))
     assert materialize_week(settings, W).success
     after = silver_rows(settings)
-    strip = lambda rows: {k: {c: v for c, v in r.items() if c != "computed_at"} for k, r in rows.items()}  # noqa: E731
-    assert strip(after) == strip(before)
+    assert without_timestamps(after) == without_timestamps(before)
     count = fetch(engine, sa.select(sa.func.count()).select_from(kid_weekly_analysis))
     assert count[0]["count_1"] == 3
     assert len(fetch(engine, sa.select(quarantine))) == quarantined
@@ -172,8 +175,15 @@ def test_export_file_has_every_kid(contract) -> None:
 
 @pytest.mark.parametrize(
     ("value", "prev1", "prev2", "expected"),
-    [(0, 0, 0, "flat"), (5, 0, 0, "new"), (111, 100, 100, "up"), (110, 100, 100, "flat"),
-     (90, 100, 100, "flat"), (89, 100, 100, "down"), (0, 0, 1, "down")],
+    [
+        (0, 0, 0, "flat"),
+        (5, 0, 0, "new"),
+        (111, 100, 100, "up"),
+        (110, 100, 100, "flat"),
+        (90, 100, 100, "flat"),
+        (89, 100, 100, "down"),
+        (0, 0, 1, "down"),
+    ],
 )
 def test_trend_rule(value: int, prev1: int, prev2: int, expected: str) -> None:
     from decimal import Decimal

@@ -1,6 +1,5 @@
 """Exports: the weekly JSON files the earlier system wrote, one per week and layer."""
 
-
 import datetime as dt
 import json
 import os

@@ -1,6 +1,5 @@
 """Gold layer: one AI report per kid-week, with usage and cost as metadata."""
 
-
 from typing import Any
 
 import dagster as dg
@@ -71,7 +70,11 @@ def summary_box(title: str, meta: dict[str, Any]) -> str:
     left = max(len(label) for label, _ in lines)
     right = max(max(len(value) for _, value in lines), len(title) - left - 3)
     width = left + right + 3
-    out = ["╔" + "═" * (width + 2) + "╗", f"║ {title.center(width)} ║", "╠" + "═" * (width + 2) + "╣"]
+    out = [
+        "╔" + "═" * (width + 2) + "╗",
+        f"║ {title.center(width)} ║",
+        "╠" + "═" * (width + 2) + "╣",
+    ]
     out += [f"║ {label.ljust(left)} │ {value.rjust(right)} ║" for label, value in lines]
     out.append("╚" + "═" * (width + 2) + "╝")
     return "\n".join(out)

@@ -1,6 +1,5 @@
 """Raw layer: one week's valid source rows, copied into the warehouse; bad rows quarantined."""
 
-
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -48,9 +47,7 @@ def _copy_valid_rows(conn: Connection, src: Sources, week: Week) -> tuple[int, i
     return n_txn, n_evt
 
 
-def _quarantine(
-    conn: Connection, name: str, rows: sa.Select, week: Week | None
-) -> Counter[str]:
+def _quarantine(conn: Connection, name: str, rows: sa.Select, week: Week | None) -> Counter[str]:
     """Replace this week's (or the undated) quarantine rows of one source table."""
     week_start = None if week is None else week.start
     match = (
@@ -71,9 +68,7 @@ def _quarantine(
     return Counter(reason for _, reason in found)
 
 
-def load_raw_week(
-    conn: Connection, names: SourceTables, src: Sources, week: Week
-) -> RawWeekCounts:
+def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Week) -> RawWeekCounts:
     """Copy the valid rows and quarantine the rest, in the caller's transaction."""
     engine = conn.engine
     counts = RawWeekCounts()
@@ -146,4 +141,3 @@ def build_kid_activity(settings: Settings) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=_metadata(total))
 
     return kid_activity
-

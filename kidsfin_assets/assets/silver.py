@@ -1,6 +1,5 @@
 """Silver layer: per kid-week metrics and trends, the metric contract of DESIGN.md."""
 
-
 from typing import Any
 
 import dagster as dg
@@ -28,7 +27,9 @@ SILVER_KEY = dg.AssetKey(["silver", "kid_weekly_analysis"])
 
 def replace_week(conn: Connection, week: Week, rows: list[dict[str, Any]]) -> None:
     """Delete then insert, inside the caller's transaction: readers see old or new, never half."""
-    conn.execute(sa.delete(kid_weekly_analysis).where(kid_weekly_analysis.c.week_start == week.start))
+    conn.execute(
+        sa.delete(kid_weekly_analysis).where(kid_weekly_analysis.c.week_start == week.start)
+    )
     if rows:
         conn.execute(sa.insert(kid_weekly_analysis), rows)
 
