@@ -60,10 +60,13 @@ class WeekOutcome:
 
 
 def plan_week(
-    conn: Connection, week: Week, model: str, prompt: Prompt, writer: str
+    conn: Connection, week: Week, api_model: str, prompt: Prompt, offline: bool
 ) -> tuple[list[PendingReport], int]:
     """The kids that still need a report (no row with the same input hash), and how many
-    were reused. Reports of kids no longer in silver are removed."""
+    were reused. Reports of kids no longer in silver are removed.
+
+    Offline, an AI report for the same metrics counts as done: losing the API key for a
+    run must not throw away reports that were paid for."""
     silver = kid_weekly_analysis
     rows = [
         dict(r._mapping)
@@ -85,8 +88,9 @@ def plan_week(
         )
     pending = []
     for row in rows:
-        digest = input_hash(row, model, prompt.version, writer)
-        if existing.get(row["kid_id"]) != digest:
+        paid = input_hash(row, api_model, prompt.version, WRITER_OPENAI)
+        digest = input_hash(row, OFFLINE_MODEL, prompt.version, WRITER_OFFLINE) if offline else paid
+        if existing.get(row["kid_id"]) not in (digest, paid):
             pending.append(PendingReport(row["kid_id"], row, digest))
     return pending, len(rows) - len(pending)
 
@@ -137,7 +141,7 @@ class WeekReportWriter:
         started = time.monotonic()
         with self.engine.begin() as conn:
             pending, self.outcome.reused = plan_week(
-                conn, self.week, self.model, self.prompt, self.writer
+                conn, self.week, self.api.model, self.prompt, self.api.offline
             )
             names = nicknames(conn, self.src, [p.kid_id for p in pending])
         self.outcome.silver_rows = len(pending) + self.outcome.reused

@@ -221,3 +221,29 @@ def test_unauthorised_key_fails_fast_with_advice(monkeypatch, pg_url, server) ->
     assert not result.success
     assert "OPENAI_API_KEY" in step_failure_message(result)
     assert server.stats.requests_total == 1
+
+
+def test_offline_run_keeps_paid_reports(monkeypatch, pg_url, server) -> None:
+    settings, ids = setup_week(monkeypatch, pg_url, server, 3)
+    assert materialize_week(settings, W, selection="group:gold").success
+    monkeypatch.delenv("OPENAI_API_KEY")
+    offline = use_database(monkeypatch, pg_url)
+    meta = gold_meta(materialize_week(offline, W, selection="group:gold"))
+    assert (meta["writer"], meta["reports_reused"], meta["reports_written"]) == ("offline", 3, 0)
+    assert {r["writer"] for r in reports(settings)} == {"openai"}
+
+
+def test_offline_writer_without_key(monkeypatch, pg_url, server, capfd) -> None:
+    settings, ids = setup_week(monkeypatch, pg_url, server, 3)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    offline = use_database(monkeypatch, pg_url)
+    result = materialize_week(offline, W, selection="group:gold")
+    meta = gold_meta(result)
+    assert (meta["writer"], meta["requests"], meta["cost_usd"]) == ("offline", 0, 0)
+    rows = reports(offline)
+    assert sorted(r["kid_id"] for r in rows) == ids
+    assert {r["writer"] for r in rows} == {"offline"}
+    assert all(0 <= r["report"]["overall_score"] <= 10 for r in rows)
+    assert SECRET_NAMES[0] in rows[0]["report"]["financial_health"]
+    assert server.stats.requests_total == 0
+    assert "NO AI IS USED" in capfd.readouterr().err  # said loudly in the run log
