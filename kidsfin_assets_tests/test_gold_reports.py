@@ -224,7 +224,7 @@ def test_unauthorised_key_fails_fast_with_advice(monkeypatch, pg_url, server) ->
 
 
 def test_offline_run_keeps_paid_reports(monkeypatch, pg_url, server) -> None:
-    settings, ids = setup_week(monkeypatch, pg_url, server, 3)
+    settings, _ids = setup_week(monkeypatch, pg_url, server, 3)
     assert materialize_week(settings, W, selection="group:gold").success
     monkeypatch.delenv("OPENAI_API_KEY")
     offline = use_database(monkeypatch, pg_url)
@@ -234,7 +234,7 @@ def test_offline_run_keeps_paid_reports(monkeypatch, pg_url, server) -> None:
 
 
 def test_offline_writer_without_key(monkeypatch, pg_url, server, capfd) -> None:
-    settings, ids = setup_week(monkeypatch, pg_url, server, 3)
+    _settings, ids = setup_week(monkeypatch, pg_url, server, 3)
     monkeypatch.delenv("OPENAI_API_KEY")
     offline = use_database(monkeypatch, pg_url)
     result = materialize_week(offline, W, selection="group:gold")
