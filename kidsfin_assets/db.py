@@ -185,11 +185,39 @@ def valid_amount(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[bo
     )
 
 
-def money_sum(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """An exact sum of money: NUMERIC on PostgreSQL, integer cents on SQLite (floats)."""
+def exact_money(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Money in a form that sums exactly: NUMERIC on PostgreSQL, integer cents on SQLite."""
     if is_sqlite(engine):
-        return sa.func.sum(sa.cast(sa.func.round(column * 100), sa.Integer)) / 100.0
-    return sa.func.sum(column)
+        return sa.cast(sa.func.round(column * 100), sa.Integer)
+    return column
+
+
+def money_value(engine: Engine, exact: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Back from exact_money() units to an amount."""
+    return exact / 100.0 if is_sqlite(engine) else exact
+
+
+def byte_order(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Sort text by bytes, not by the database's locale (SQLite's BINARY already does)."""
+    return column if is_sqlite(engine) else column.collate("C")
+
+
+def json_object_agg(engine: Engine, key: ColumnElement[Any], value: Any) -> ColumnElement[Any]:
+    if is_sqlite(engine):
+        return sa.func.json_group_object(key, value)
+    return sa.func.jsonb_object_agg(key, value)
+
+
+def empty_json_object(engine: Engine) -> ColumnElement[Any]:
+    return sa.func.json("{}") if is_sqlite(engine) else sa.literal_column("'{}'::jsonb")
+
+
+def tune_for_aggregation(conn: sa.Connection) -> None:
+    """For this transaction only: hash aggregates in memory instead of sorts on disk, and
+    no JIT (its compile time costs more than it saves on these plans)."""
+    if not is_sqlite(conn.engine):
+        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+        conn.exec_driver_sql("SET LOCAL jit = off")
 
 
 def lock_clause(engine: Engine, select: sa.Select[Any]) -> sa.Select[Any]:

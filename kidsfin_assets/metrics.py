@@ -1,15 +1,16 @@
-"""The silver metric contract of DESIGN.md: per kid-week metrics and trends vs W-1, W-2.
+"""The silver metric contract of DESIGN.md, as one INSERT ... SELECT in the database.
 
-The heavy lifting (filtering, grouping, summing) runs in the database; only per-kid
-aggregates (a few rows per kid) come back to Python, where the contract's rules for
-top category, savings rate and trends are applied exactly (Decimal, byte order).
+Nothing per transaction or per kid comes back to Python: the database filters, groups,
+ranks categories and computes trends, and writes the week's rows itself. That keeps a
+week of millions of transactions fast and the process small. Money is summed exactly:
+NUMERIC on PostgreSQL, integer cents on SQLite (whose numbers are floats).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,170 +18,199 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import db
 from kidsfin_assets.validation import valid_events, valid_transactions, week_index
-from kidsfin_assets.warehouse import TREND_METRICS, Sources
+from kidsfin_assets.warehouse import TREND_METRICS, Sources, kid_weekly_analysis
 from kidsfin_assets.weeks import Week
 
-ZERO = Decimal(0)
-KIND_TOTALS = {
+KINDS = {
     "income": "income_total",
     "spending": "spending_total",
     "saving": "saving_total",
     "withdrawal": "withdrawal_total",
 }
+WEEKS_BACK = 3  # W, W-1, W-2
 
 
-def trend(value: Decimal, prev1: Decimal, prev2: Decimal, threshold: Decimal) -> str:
-    """up / down / flat against mean(prev1, prev2); `new` when there was nothing before."""
-    baseline = (prev1 + prev2) / 2
-    if baseline == 0:
-        return "new" if value > 0 else "flat"
-    change = (value - baseline) / baseline
-    if change > threshold:
-        return "up"
-    if change < -threshold:
-        return "down"
-    return "flat"
-
-
-def top_category(by_category: dict[str, Decimal]) -> str | None:
-    """Largest spending; ties go to the alphabetically first name in byte order."""
-    spent = [(amount, name) for name, amount in by_category.items() if amount > 0]
-    if not spent:
-        return None
-    return min(spent, key=lambda item: (-item[0], item[1].encode()))[1]
-
-
-def _dec(value: Any) -> Decimal:
-    if value is None:
-        return ZERO
-    # str() keeps SQLite's float sums (already whole cents) exact to the cent.
-    return value if isinstance(value, Decimal) else Decimal(str(round(float(value), 2)))
-
-
-class _WeekQueries:
-    """The four aggregate queries of one silver week, over W-2 .. W."""
+class _Ctes:
+    """The week's valid rows (W-2 .. W), each read from the source once."""
 
     def __init__(self, engine: Engine, src: Sources, week: Week) -> None:
         self.engine, self.src, self.week = engine, src, week
-        weeks = [week, week.shifted(-1), week.shifted(-2)]
-        self.starts = [w.starts_at for w in weeks]
-        self.window = (weeks[2].starts_at, week.ends_at)
+        starts = [week.shifted(-i).starts_at for i in range(WEEKS_BACK)]
+        window = (starts[-1], week.ends_at)
+        t, e = src.transactions, src.app_events
+        self.txn = valid_transactions(
+            engine,
+            src,
+            week.timezone,
+            *window,
+            extra=[
+                week_index(engine, t.c.occurred_at, starts).label("wk"),
+                db.exact_money(engine, t.c.amount).label("money"),
+            ],
+        ).cte("txn")
+        self.evt = valid_events(
+            engine,
+            src,
+            week.timezone,
+            *window,
+            extra=[week_index(engine, e.c.occurred_at, starts).label("wk")],
+        ).cte("evt")
 
-    def _txns(self) -> sa.Subquery:
-        wk = week_index(self.engine, self.src.transactions.c.occurred_at, self.starts)
-        return valid_transactions(
-            self.engine, self.src, self.week.timezone, *self.window, extra=[wk.label("wk")]
-        ).subquery("txn")
+    def totals(self) -> sa.CTE:
+        """Per kid: sums per kind and week, transaction counts per week."""
+        t = self.txn
+        columns = [
+            sa.func.sum(t.c.money).filter(t.c.wk == wk, t.c.kind == kind).label(f"{name}_{wk}")
+            for wk in range(WEEKS_BACK)
+            for kind, name in KINDS.items()
+        ]
+        columns += [
+            sa.func.count().filter(t.c.wk == wk).label(f"txn_count_{wk}")
+            for wk in range(WEEKS_BACK)
+        ]
+        return sa.select(t.c.kid_id, *columns).group_by(t.c.kid_id).cte("totals")
 
-    def _events(self) -> sa.Subquery:
-        wk = week_index(self.engine, self.src.app_events.c.occurred_at, self.starts)
-        return valid_events(
-            self.engine, self.src, self.week.timezone, *self.window, extra=[wk.label("wk")]
-        ).subquery("evt")
-
-    def totals(self) -> sa.Select[Any]:
-        t = self._txns()
-        total = db.money_sum(self.engine, t.c.amount).label("total")
-        return sa.select(t.c.kid_id, t.c.wk, t.c.kind, total, sa.func.count().label("n")).group_by(
-            t.c.kid_id, t.c.wk, t.c.kind
-        )
-
-    def events(self) -> sa.Select[Any]:
-        e = self._events()
-        return sa.select(e.c.kid_id, e.c.wk, sa.func.count().label("n")).group_by(
-            e.c.kid_id, e.c.wk
-        )
-
-    def active_days(self) -> sa.Select[Any]:
-        t, e = self._txns(), self._events()
+    def activity(self) -> sa.CTE:
+        """Per kid: distinct local dates with any valid row, per week."""
         days = sa.union(
-            sa.select(t.c.kid_id, t.c.wk, t.c.local_date),
-            sa.select(e.c.kid_id, e.c.wk, e.c.local_date),
+            sa.select(self.txn.c.kid_id, self.txn.c.wk, self.txn.c.local_date),
+            sa.select(self.evt.c.kid_id, self.evt.c.wk, self.evt.c.local_date),
         ).subquery("days")
-        return sa.select(days.c.kid_id, days.c.wk, sa.func.count().label("n")).group_by(
-            days.c.kid_id, days.c.wk
+        columns = [
+            sa.func.count().filter(days.c.wk == wk).label(f"active_days_{wk}")
+            for wk in range(WEEKS_BACK)
+        ]
+        return sa.select(days.c.kid_id, *columns).group_by(days.c.kid_id).cte("activity")
+
+    def events(self) -> sa.CTE:
+        e = self.evt
+        return (
+            sa.select(e.c.kid_id, sa.func.count().label("event_count"))
+            .where(e.c.wk == 0)
+            .group_by(e.c.kid_id)
+            .cte("events")
         )
 
-    def spending_by_category(self) -> sa.Select[Any]:
-        t = self._txns()
-        total = db.money_sum(self.engine, t.c.amount).label("total")
-        return (
-            sa.select(t.c.kid_id, t.c.category, total)
+    def categories(self) -> sa.CTE:
+        """Per kid: spending by category as JSON, and the top one (ties: byte order)."""
+        t = self.txn
+        spent = (
+            sa.select(t.c.kid_id, t.c.category, sa.func.sum(t.c.money).label("total"))
             .where(t.c.wk == 0, t.c.kind == "spending")
             .group_by(t.c.kid_id, t.c.category)
+            .subquery("spent")
+        )
+        rank = sa.func.row_number().over(
+            partition_by=spent.c.kid_id,
+            order_by=[spent.c.total.desc(), db.byte_order(self.engine, spent.c.category)],
+        )
+        ranked = sa.select(spent, rank.label("rank")).subquery("ranked")
+        amount = db.money_value(self.engine, ranked.c.total)
+        return (
+            sa.select(
+                ranked.c.kid_id,
+                db.json_object_agg(self.engine, ranked.c.category, amount).label("by_category"),
+                sa.func.max(ranked.c.category).filter(ranked.c.rank == 1).label("top_category"),
+            )
+            .group_by(ranked.c.kid_id)
+            .cte("categories")
         )
 
-    def savings_balance(self) -> sa.Select[Any]:
-        t = valid_transactions(self.engine, self.src, self.week.timezone, None, self.window[1])
-        sub = t.where(self.src.transactions.c.kind.in_(("saving", "withdrawal"))).subquery()
-        signed = sa.case((sub.c.kind == "withdrawal", -sub.c.amount), else_=sub.c.amount)
-        return sa.select(sub.c.kid_id, db.money_sum(self.engine, signed).label("total")).group_by(
-            sub.c.kid_id
+    def balance(self) -> sa.CTE:
+        """Per kid: all valid saving minus withdrawal before the end of W."""
+        t = self.src.transactions
+        history = valid_transactions(
+            self.engine,
+            self.src,
+            self.week.timezone,
+            None,
+            self.week.ends_at,
+            extra=[db.exact_money(self.engine, t.c.amount).label("money")],
+        ).where(t.c.kind.in_(("saving", "withdrawal")))
+        h = history.subquery("history")
+        signed = sa.case((h.c.kind == "withdrawal", -h.c.money), else_=h.c.money)
+        return (
+            sa.select(h.c.kid_id, sa.func.sum(signed).label("balance"))
+            .group_by(h.c.kid_id)
+            .cte("balance")
         )
 
 
-def _empty_kid() -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for wk in range(3):
-        for column in (*KIND_TOTALS.values(), "txn_count", "event_count", "active_days"):
-            row[(column, wk)] = 0 if column.endswith(("count", "days")) else ZERO
-    return row
+def _trend(value: Any, prev1: Any, prev2: Any, threshold: Fraction) -> sa.Case[Any]:
+    """new/flat when mean(prev1, prev2) is 0, else up/down beyond the threshold.
+
+    (v - b) / b > n/d with b = s/2 and s > 0 is (2v - s) * d > n * s: integers and
+    NUMERIC only, so a change of exactly the threshold is flat in both dialects."""
+    s = prev1 + prev2
+    change = (2 * value - s) * threshold.denominator
+    limit = threshold.numerator * s
+    return sa.case(
+        (sa.and_(s == 0, value > 0), "new"),
+        (s == 0, "flat"),
+        (change > limit, "up"),
+        (change < -limit, "down"),
+        else_="flat",
+    )
 
 
-def compute_week(
-    conn: Connection, src: Sources, week: Week, threshold: float
-) -> list[dict[str, Any]]:
-    """One row per kid with a valid transaction or event in W, W-1 or W-2."""
-    queries = _WeekQueries(conn.engine, src, week)
-    acc: dict[int, dict[Any, Any]] = defaultdict(_empty_kid)
-    for kid_id, wk, kind, total, n in conn.execute(queries.totals()):
-        acc[kid_id][(KIND_TOTALS[kind], wk)] = _dec(total)
-        acc[kid_id][("txn_count", wk)] += n
-    for kid_id, wk, n in conn.execute(queries.events()):
-        acc[kid_id][("event_count", wk)] = n
-    for kid_id, wk, n in conn.execute(queries.active_days()):
-        acc[kid_id][("active_days", wk)] = n
-    categories: dict[int, dict[str, Decimal]] = defaultdict(dict)
-    for kid_id, category, total in conn.execute(queries.spending_by_category()):
-        categories[kid_id][category] = _dec(total)
-    balances = {kid_id: _dec(total) for kid_id, total in conn.execute(queries.savings_balance())}
-    limit = Decimal(str(threshold))
-    computed_at = dt.datetime.now(dt.UTC)
-    return [
-        _row(
-            week, kid_id, acc[kid_id], categories.get(kid_id, {}), balances.get(kid_id, ZERO), limit
-        )
-        | {"computed_at": computed_at}
-        for kid_id in sorted(acc)
-    ]
+def silver_select(engine: Engine, src: Sources, week: Week, threshold: float) -> sa.Select[Any]:
+    """One row per kid with valid activity in W, W-1 or W-2, in the table's column order."""
+    ctes = _Ctes(engine, src, week)
+    totals, activity = ctes.totals(), ctes.activity()
+    events, categories, balance = ctes.events(), ctes.categories(), ctes.balance()
+    # Every valid row has a date, so `activity` lists exactly the kids of the week.
+    kids = activity
+    joined = kids
+    for cte in (totals, events, categories, balance):
+        joined = joined.outerjoin(cte, cte.c.kid_id == kids.c.kid_id)
 
+    def zero(column: Any) -> Any:
+        return sa.func.coalesce(column, 0)
 
-def _row(
-    week: Week,
-    kid_id: int,
-    acc: dict[Any, Any],
-    by_category: dict[str, Decimal],
-    balance: Decimal,
-    threshold: Decimal,
-) -> dict[str, Any]:
-    income, spending = acc[("income_total", 0)], acc[("spending_total", 0)]
-    row: dict[str, Any] = {
-        "week_start": week.start,
-        "kid_id": kid_id,
-        **{column: float(acc[(column, 0)]) for column in KIND_TOTALS.values()},
-        "net_flow": float(income - spending),
-        "savings_rate": None if income == 0 else float(acc[("saving_total", 0)] / income),
-        "txn_count": acc[("txn_count", 0)],
-        "event_count": acc[("event_count", 0)],
-        "active_days": acc[("active_days", 0)],
-        "spending_by_category": {k: float(v) for k, v in sorted(by_category.items())},
-        "top_spending_category": top_category(by_category),
-        "savings_balance": float(balance),
+    def money(column: Any) -> Any:
+        return db.money_value(engine, zero(column))
+
+    raw = {
+        f"{name}_{wk}": zero(totals.c[f"{name}_{wk}"]) for name in KINDS.values() for wk in range(3)
+    }
+    raw |= {f"txn_count_{wk}": zero(totals.c[f"txn_count_{wk}"]) for wk in range(3)}
+    raw |= {f"active_days_{wk}": zero(activity.c[f"active_days_{wk}"]) for wk in range(3)}
+    income, spending, saving = raw["income_total_0"], raw["spending_total_0"], raw["saving_total_0"]
+    limit = Fraction(Decimal(str(threshold)))
+    values: dict[str, Any] = {
+        "week_start": sa.literal(week.start, sa.Date),
+        "kid_id": kids.c.kid_id,
+        **{name: db.money_value(engine, raw[f"{name}_0"]) for name in KINDS.values()},
+        "net_flow": db.money_value(engine, income - spending),
+        "savings_rate": sa.case(
+            (income == 0, sa.null()),
+            else_=sa.cast(saving, sa.Float) / sa.cast(income, sa.Float),
+        ),
+        "txn_count": raw["txn_count_0"],
+        "event_count": zero(events.c.event_count),
+        "active_days": raw["active_days_0"],
+        "spending_by_category": sa.func.coalesce(
+            categories.c.by_category, db.empty_json_object(engine)
+        ),
+        "top_spending_category": categories.c.top_category,
+        "savings_balance": money(balance.c.balance),
     }
     for metric in TREND_METRICS:
-        value, prev1, prev2 = (acc[(metric, wk)] for wk in range(3))
-        cast = int if metric in ("txn_count", "active_days") else float
-        row[f"{metric}_prev1"] = cast(prev1)
-        row[f"{metric}_prev2"] = cast(prev2)
-        row[f"{metric}_trend"] = trend(Decimal(value), Decimal(prev1), Decimal(prev2), threshold)
-    return row
+        value, prev1, prev2 = (raw[f"{metric}_{wk}"] for wk in range(3))
+        is_money = metric.endswith("_total")
+        values[f"{metric}_prev1"] = db.money_value(engine, prev1) if is_money else prev1
+        values[f"{metric}_prev2"] = db.money_value(engine, prev2) if is_money else prev2
+        values[f"{metric}_trend"] = _trend(value, prev1, prev2, limit)
+    values["computed_at"] = sa.literal(dt.datetime.now(dt.UTC), sa.DateTime(timezone=True))
+    order = [c.name for c in kid_weekly_analysis.columns]
+    return sa.select(*(values[name].label(name) for name in order)).select_from(joined)
+
+
+def write_week(conn: Connection, src: Sources, week: Week, threshold: float) -> int:
+    """Replace the week's rows in the caller's transaction; returns the row count."""
+    table = kid_weekly_analysis
+    db.tune_for_aggregation(conn)
+    conn.execute(sa.delete(table).where(table.c.week_start == week.start))
+    select = silver_select(conn.engine, src, week, threshold)
+    result = conn.execute(sa.insert(table).from_select([c.name for c in table.columns], select))
+    return int(result.rowcount)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.metrics import top_category, trend
 from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine, raw_transactions
 from kidsfin_assets_tests.helpers import (
     SourceDB,
@@ -171,30 +170,3 @@ def test_export_file_has_every_kid(contract) -> None:
     document = json.loads((settings.export_path / f"kids_analysis_{W}.json").read_text())
     assert document["total_kids"] == 3
     assert [k["nickname"] for k in document["kids"]] == ["Bông", "Tí", "Sóc"]
-
-
-@pytest.mark.parametrize(
-    ("value", "prev1", "prev2", "expected"),
-    [
-        (0, 0, 0, "flat"),
-        (5, 0, 0, "new"),
-        (111, 100, 100, "up"),
-        (110, 100, 100, "flat"),
-        (90, 100, 100, "flat"),
-        (89, 100, 100, "down"),
-        (0, 0, 1, "down"),
-    ],
-)
-def test_trend_rule(value: int, prev1: int, prev2: int, expected: str) -> None:
-    from decimal import Decimal
-
-    assert trend(Decimal(value), Decimal(prev1), Decimal(prev2), Decimal("0.10")) == expected
-
-
-def test_top_category_byte_order() -> None:
-    from decimal import Decimal
-
-    # byte order: uppercase before lowercase, ASCII before accented letters
-    assert top_category({"b": Decimal(5), "B": Decimal(5)}) == "B"
-    assert top_category({"ăn vặt": Decimal(5), "zoo": Decimal(5)}) == "zoo"
-    assert top_category({}) is None

@@ -1,15 +1,16 @@
 """Silver layer: per kid-week metrics and trends, the metric contract of DESIGN.md."""
 
+import datetime as dt
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kidsfin_assets.metrics import compute_week
+from kidsfin_assets.metrics import write_week
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import Sources, kid_weekly_analysis, source_tables
+from kidsfin_assets.warehouse import kid_weekly_analysis, source_tables
 from kidsfin_assets.weeks import Week, weekly_partitions
 
 PREVIEW_COLUMNS = (
@@ -22,46 +23,39 @@ PREVIEW_COLUMNS = (
     "top_spending_category",
     "spending_total_trend",
 )
+PREVIEW_ROWS = 10
 SILVER_KEY = dg.AssetKey(["silver", "kid_weekly_analysis"])
 
 
-def replace_week(conn: Connection, week: Week, rows: list[dict[str, Any]]) -> None:
-    """Delete then insert, inside the caller's transaction: readers see old or new, never half."""
-    conn.execute(
-        sa.delete(kid_weekly_analysis).where(kid_weekly_analysis.c.week_start == week.start)
-    )
-    if rows:
-        conn.execute(sa.insert(kid_weekly_analysis), rows)
-
-
-def materialize_week(
-    conn: Connection, src: Sources, week: Week, threshold: float
-) -> list[dict[str, Any]]:
-    rows = compute_week(conn, src, week, threshold)
-    replace_week(conn, week, rows)
-    return rows
-
-
-def preview_table(rows: list[dict[str, Any]], limit: int = 10) -> str:
+def preview_table(rows: list[dict[str, Any]]) -> str:
     header = "| " + " | ".join(PREVIEW_COLUMNS) + " |"
     rule = "|" + "---|" * len(PREVIEW_COLUMNS)
-    body = ["| " + " | ".join(str(r[c]) for c in PREVIEW_COLUMNS) + " |" for r in rows[:limit]]
+    body = ["| " + " | ".join(str(r[c]) for c in PREVIEW_COLUMNS) + " |" for r in rows]
     return "\n".join([header, rule, *body])
 
 
-def _metadata(rows: list[dict[str, Any]], weeks: list[str]) -> dict[str, Any]:
-    def total(column: str) -> float:
-        return round(sum(r[column] for r in rows), 2)
-
+def week_summary(conn: Connection, weeks: list[dt.date]) -> dict[str, Any]:
+    """Totals over the written weeks, read back from the table (not held in memory)."""
+    t = kid_weekly_analysis
+    money = ("income_total", "spending_total", "saving_total", "withdrawal_total")
+    totals = conn.execute(
+        sa.select(
+            sa.func.count().label("row_count"),
+            sa.func.count(t.c.top_spending_category).label("kids_with_spending"),
+            *(sa.func.coalesce(sa.func.sum(t.c[c]), 0).label(c) for c in money),
+        ).where(t.c.week_start.in_(weeks))
+    ).one()
+    preview = conn.execute(
+        sa.select(*(t.c[c] for c in PREVIEW_COLUMNS))
+        .where(t.c.week_start == max(weeks))
+        .order_by(t.c.kid_id)
+        .limit(PREVIEW_ROWS)
+    )
     return {
-        "row_count": len(rows),
-        "weeks": len(weeks),
-        "income_total": total("income_total"),
-        "spending_total": total("spending_total"),
-        "saving_total": total("saving_total"),
-        "withdrawal_total": total("withdrawal_total"),
-        "kids_with_spending": sum(1 for r in rows if r["top_spending_category"]),
-        "preview": dg.MetadataValue.md(preview_table(rows)),
+        "row_count": int(totals.row_count),
+        "kids_with_spending": int(totals.kids_with_spending),
+        **{c: round(float(totals._mapping[c]), 2) for c in money},
+        "preview": dg.MetadataValue.md(preview_table([dict(r._mapping) for r in preview])),
     }
 
 
@@ -87,13 +81,13 @@ def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         engine, src = warehouse.get_engine(), source_tables(settings.sources)
-        all_rows: list[dict[str, Any]] = []
-        for key in context.partition_keys:
-            week = Week.from_key(key, settings.weeks.timezone)
-            with engine.begin() as conn:
-                rows = materialize_week(conn, src, week, settings.trends.threshold)
-            context.log.info(f"week {key}: {len(rows)} kid rows written")
-            all_rows += rows
-        return dg.MaterializeResult(metadata=_metadata(all_rows, context.partition_keys))
+        weeks = [Week.from_key(key, settings.weeks.timezone) for key in context.partition_keys]
+        for week in weeks:
+            with engine.begin() as conn:  # one transaction per week: all rows or none
+                written = write_week(conn, src, week, settings.trends.threshold)
+            context.log.info(f"week {week.key}: {written} kid rows written")
+        with engine.connect() as conn:
+            meta = week_summary(conn, [w.start for w in weeks])
+        return dg.MaterializeResult(metadata={**meta, "weeks": len(weeks)})
 
     return kid_weekly_analysis_asset
