@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
-from kidsfin_assets.reports import KidWeeklyReport
+from kidsfin_assets.reports import KidWeeklyReport, Prompt, max_prompt_bytes
 from kidsfin_assets.settings import resolve_path
 
 MAX_RETRY_AFTER_SECONDS = 300.0
@@ -169,10 +169,13 @@ class GeneratedReport:
     attempts: int
 
 
-def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
+def estimate_tokens(utf8_bytes: int, messages: int) -> int:
     """A generous estimate (no tokenizer download here): ~3 UTF-8 bytes a token."""
-    total = sum(len(m["content"].encode()) for m in messages)
-    return math.ceil(total / 3) + 8 * len(messages)
+    return math.ceil(utf8_bytes / 3) + 8 * messages
+
+
+def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
+    return estimate_tokens(sum(len(m["content"].encode()) for m in messages), len(messages))
 
 
 class ReportSession:
@@ -318,16 +321,19 @@ class OpenAIReportsResource(OpenAIResource):
     def price(self) -> ModelPrice:
         return FREE if self.offline else load_price(resolve_path(self.pricing_file), self.model)
 
-    def limiter(self, engine: Engine) -> SharedRateLimiter:
+    def limiter(self, engine: Engine, prompt: Prompt) -> SharedRateLimiter:
         return SharedRateLimiter(
             engine,
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
             period_seconds=self.rate_limit_period_seconds,
-            max_request_tokens=self.max_tokens * 4,
+            # The largest reservation one request can make: a full prompt plus max_tokens.
+            max_request_tokens=estimate_tokens(max_prompt_bytes(prompt), 2) + self.max_tokens,
         )
 
-    def session(self, engine: Engine, usage: Usage, cancel: threading.Event) -> ReportSession:
+    def session(
+        self, engine: Engine, prompt: Prompt, usage: Usage, cancel: threading.Event
+    ) -> ReportSession:
         if self._sdk is None:
             raise FatalApiError("no OpenAI client: OPENAI_API_KEY is not set")
-        return ReportSession(self._sdk, self, self.limiter(engine), usage, cancel)
+        return ReportSession(self._sdk, self, self.limiter(engine, prompt), usage, cancel)

@@ -164,7 +164,7 @@ class WeekReportWriter:
         self._store(item, report, 0, 0, 0, 0.0)
 
     def _write_with_api(self, pending: list[PendingReport], names: dict[int, str]) -> None:
-        session = self.api.session(self.engine, self.usage, self.cancel)
+        session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
         with ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report") as pool:
             for item in pending:
                 pool.submit(self._write_one, session, item, names.get(item.kid_id))

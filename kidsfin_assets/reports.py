@@ -19,6 +19,11 @@ REPORT_PROMPT_FILE = "vietnamese_financial_report.txt"
 # Stands for the child in everything sent to the API; replaced by the nickname after.
 PLACEHOLDER = "[[KID]]"
 OFFLINE_MODEL = "offline-rules"
+MAX_PROMPT_CATEGORIES = 10
+MAX_CATEGORY_CHARS = 40
+OTHER_CATEGORIES_LABEL = "(các danh mục khác)"
+# The data block's size with every field at its longest (bounded categories included).
+MAX_DATA_BYTES = 4096
 
 # What the model sees: metrics only. No ids, names, notes or goal titles.
 PROMPT_FIELDS = (
@@ -78,8 +83,27 @@ def load_prompt(directory: Path = PROMPTS_DIR) -> Prompt:
     return Prompt(system=system, instructions=instructions, version=f"p-{digest}")
 
 
+def _bounded_categories(by_category: dict[str, float]) -> dict[str, float]:
+    """Categories are free text from the app: keep the prompt (and its cost) bounded."""
+    ranked = sorted(by_category.items(), key=lambda item: (-item[1], item[0].encode()))
+    kept = {name[:MAX_CATEGORY_CHARS]: amount for name, amount in ranked[:MAX_PROMPT_CATEGORIES]}
+    rest = sum(amount for _, amount in ranked[MAX_PROMPT_CATEGORIES:])
+    if rest:
+        kept[OTHER_CATEGORIES_LABEL] = round(kept.get(OTHER_CATEGORIES_LABEL, 0) + rest, 2)
+    return kept
+
+
 def prompt_data(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"child": PLACEHOLDER, **{k: metrics[k] for k in PROMPT_FIELDS}}
+    data = {k: metrics[k] for k in PROMPT_FIELDS}
+    data["spending_by_category"] = _bounded_categories(metrics["spending_by_category"] or {})
+    top = metrics["top_spending_category"]
+    data["top_spending_category"] = top[:MAX_CATEGORY_CHARS] if top else top
+    return {"child": PLACEHOLDER, **data}
+
+
+def max_prompt_bytes(prompt: Prompt) -> int:
+    """An upper bound on one request's prompt size, for sizing the token bucket."""
+    return len(prompt.system.encode()) + len(prompt.instructions.encode()) + MAX_DATA_BYTES
 
 
 def input_hash(metrics: dict[str, Any], model: str, prompt_version: str, writer: str) -> str:
