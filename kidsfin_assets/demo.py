@@ -4,6 +4,7 @@ Runs on whatever KIDSFIN_DATABASE_URL names (default: SQLite under data/), with 
 Dagster runs recorded in DAGSTER_HOME so that `make dev` shows them in the UI.
 """
 
+import datetime as dt
 import os
 import sys
 import time
@@ -16,8 +17,10 @@ from kidsfin_assets import db
 from kidsfin_assets.checks import build_checks
 from kidsfin_assets.definitions import build_assets, build_resources
 from kidsfin_assets.demo_data import DemoSpec, generate
+from kidsfin_assets.sensors import weeks_with_activity
 from kidsfin_assets.settings import Settings, SettingsError, get_settings
-from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
+from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports, source_tables
+from kidsfin_assets.weeks import Week
 
 
 def _instance() -> dg.DagsterInstance:
@@ -74,6 +77,17 @@ def print_summary(settings: Settings, failed: list[str], seconds: float) -> None
         print(f"\n  FAILED weeks: {', '.join(failed)} (see the run logs in the UI)")
 
 
+def detect_weeks(settings: Settings) -> list[str]:
+    """Complete weeks with activity, found in the database (as the earlier system did)."""
+    tz = settings.weeks.timezone
+    first = Week(settings.weeks.start_date, tz)
+    last = Week.containing(dt.datetime.now(dt.UTC), tz).shifted(-1)
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    with engine.connect() as conn:
+        found = weeks_with_activity(conn, source_tables(settings.sources), first, last)
+    return [w.key for w in found]
+
+
 def main() -> int:
     started = time.monotonic()
     try:
@@ -84,11 +98,12 @@ def main() -> int:
     engine = db.create_engine(settings.resolved_database_url)
     summary = generate(engine, settings.sources, DemoSpec(timezone=settings.weeks.timezone))
     engine.dispose()
-    weeks = [w.isoformat() for w in summary.weeks]
     print(
         f"kidsfin demo: loaded {summary.kids} kids, {summary.transactions} transactions, "
-        f"{summary.app_events} app events over weeks {weeks[0]} .. {weeks[-1]}"
+        f"{summary.app_events} app events"
     )
+    weeks = detect_weeks(settings)
+    print(f"  weeks with activity in the database: {', '.join(weeks)}")
     instance = _instance()
     failed = []
     for week in weeks:

@@ -133,6 +133,19 @@ def next_activity(
     return min(found, default=None)
 
 
+def weeks_with_activity(conn: Connection, src: Sources, first: Week, last: Week) -> list[Week]:
+    """Every week in [first, last] with source rows, found week by week on the index."""
+    weeks: list[Week] = []
+    lower = first
+    while lower <= last:
+        instant = next_activity(conn, src, lower.starts_at, last.ends_at)
+        if instant is None:
+            break
+        weeks.append(Week.containing(instant, first.timezone))
+        lower = weeks[-1].shifted(1)
+    return weeks
+
+
 # --- cursor ----------------------------------------------------------------------------
 
 
