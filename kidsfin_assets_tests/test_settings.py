@@ -1,0 +1,109 @@
+"""Settings: YAML, environment overrides, KIDSFIN_CONFIG, and errors that name the key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
+from kidsfin_assets.settings import DEFAULT_CONFIG, SettingsError, load_settings
+from kidsfin_assets.weeks import Week, weekly_partitions
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_from_yaml() -> None:
+    settings = load_settings()
+    assert settings.weeks.timezone == "Asia/Ho_Chi_Minh"
+    assert settings.trends.threshold == 0.10
+    assert settings.openai.model == "gpt-4o-mini"
+    assert settings.resolved_database_url.startswith("sqlite:///")
+    assert settings.resolved_database_url.endswith("data/kidsfin.db")
+
+
+def test_environment_overrides_any_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIDSFIN_WEEKS__START_DATE", "2025-12-29")
+    monkeypatch.setenv("KIDSFIN_OPENAI__REQUESTS_PER_MINUTE", "123")
+    monkeypatch.setenv("KIDSFIN_PRIVACY__PSEUDONYMIZE", "false")
+    monkeypatch.setenv("KIDSFIN_DATABASE_URL", "postgresql://u@h/db")
+    settings = load_settings()
+    assert settings.weeks.start_date == dt.date(2025, 12, 29)
+    assert settings.openai.requests_per_minute == 123
+    assert settings.privacy.pseudonymize is False
+    assert settings.resolved_database_url == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("KIDSFIN_WEEKS__START_DATE", "2026-01-06", "weeks.start_date"),  # a Tuesday
+        ("KIDSFIN_WEEKS__TIMEZONE", "Mars/Olympus", "weeks.timezone"),
+        ("KIDSFIN_OPENAI__REQUESTS_PER_MINUTE", "lots", "openai.requests_per_minute"),
+        ("KIDSFIN_TRENDS__THRESHOLD", "-1", "trends.threshold"),
+        ("KIDSFIN_SOURCES__KIDS", "kids; drop table x", "sources.kids"),
+    ],
+)
+def test_bad_value_names_the_key_and_variable(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert named in str(error.value)
+    assert env in str(error.value)
+
+
+def test_kidsfin_config_points_at_another_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["openai"]["model"] = "gpt-4o"
+    config["unknown_section"] = {"x": 1}
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KIDSFIN_CONFIG", str(path))
+    with pytest.raises(SettingsError, match="unknown_section"):
+        load_settings()
+    del config["unknown_section"]
+    path.write_text(yaml.safe_dump(config))
+    assert load_settings().openai.model == "gpt-4o"
+    monkeypatch.setenv("KIDSFIN_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings()
+
+
+def test_bad_setting_stops_the_code_location_with_a_message() -> None:
+    env = {"KIDSFIN_OPENAI__TIMEOUT_SECONDS": "soon", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import kidsfin_assets.definitions"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "openai.timeout_seconds" in done.stderr
+
+
+def test_database_urls() -> None:
+    assert normalize_url("postgresql://u:p@h/db") == "postgresql+psycopg2://u:p@h/db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert "secret" not in redact("postgresql://u:secret@h/db")
+    with pytest.raises(DatabaseUrlError, match="unsupported"):
+        normalize_url("mysql://u@h/db")
+
+
+def test_only_complete_weeks_are_partitions() -> None:
+    settings = load_settings()
+    keys = weekly_partitions(settings).get_partition_keys()
+    assert keys[0] == "2026-01-05"
+    last = Week.from_key(keys[-1], settings.weeks.timezone)
+    assert last.is_complete()
+    assert not last.shifted(1).is_complete()
+    assert all(dt.date.fromisoformat(k).weekday() == 0 for k in keys)
