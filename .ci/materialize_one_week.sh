@@ -26,3 +26,18 @@ test "$GOLD" -eq "$SILVER"
 test -s "$KIDSFIN_EXPORT_DIR/kids_analysis_$WEEK.json"
 test -s "$KIDSFIN_EXPORT_DIR/kids_reports_$WEEK.json"
 echo "materialize check: ok"
+
+echo "== the same week through an OpenAI-compatible server (the suite's, on 127.0.0.1)"
+SERVER_LOG="$(mktemp)"
+.venv/bin/python -m kidsfin_assets_tests.fake_openai --port 0 --api-key sk-ci-only \
+  --latency 0.05 --fault-rate 0.1 --faults 429,500 --fault-retry-after 0.2 > "$SERVER_LOG" &
+SERVER_PID=$!
+trap 'kill $SERVER_PID 2>/dev/null || true; psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true' EXIT
+for _ in $(seq 1 50); do grep -q READY "$SERVER_LOG" && break; sleep 0.2; done
+export OPENAI_BASE_URL="$(awk '/READY/ {print $2}' "$SERVER_LOG")"
+export OPENAI_API_KEY=sk-ci-only KIDSFIN_RETRY__INITIAL_WAIT_SECONDS=0.1
+.venv/bin/dagster asset materialize -m kidsfin_assets.definitions --select '*' --partition "$WEEK"
+AI="$(psql "$KIDSFIN_DATABASE_URL" -tAc "SELECT count(*) FROM kidsfin.kid_weekly_reports WHERE week_start = '$WEEK' AND writer = 'openai'")"
+echo "AI reports: $AI of $SILVER"
+test "$AI" -eq "$SILVER"
+echo "materialize with the OpenAI resource: ok"
