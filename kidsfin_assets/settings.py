@@ -98,6 +98,8 @@ class RetrySettings(_Section):
     initial_wait_seconds: float = Field(ge=0)
     max_wait_seconds: float = Field(ge=0)
     jitter_seconds: float = Field(ge=0)
+    step_max_retries: int = Field(default=2, ge=0, le=10)
+    step_delay_seconds: float = Field(default=30, ge=0)
 
 
 class PrivacySettings(_Section):

@@ -29,6 +29,7 @@ FAST_RETRY = {
     "KIDSFIN_RETRY__MAX_WAIT_SECONDS": "0.2",
     "KIDSFIN_RETRY__JITTER_SECONDS": "0.05",
     "KIDSFIN_RETRY__MAX_ATTEMPTS": "8",
+    "KIDSFIN_RETRY__STEP_MAX_RETRIES": "0",
 }
 
 
@@ -74,8 +75,13 @@ def gold_meta(result) -> dict[str, Any]:
 
 
 def step_failure_message(result) -> str:
+    """The failure's message with its causes (a retried step wraps the original)."""
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    return failure.event_specific_data.error.message
+    error, messages = failure.event_specific_data.error, []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
 
 
 def reports(settings) -> list[dict[str, Any]]:
@@ -247,3 +253,25 @@ def test_offline_writer_without_key(monkeypatch, pg_url, server, capfd) -> None:
     assert SECRET_NAMES[0] in rows[0]["report"]["financial_health"]
     assert server.stats.requests_total == 0
     assert "NO AI IS USED" in capfd.readouterr().err  # said loudly in the run log
+
+
+def test_reports_failing_after_all_retries_fail_the_step_and_keep_the_rest(
+    monkeypatch, pg_url, server
+) -> None:
+    # 2 good answers, then the server errors for good: retries run out for the others.
+    server.script(["ok", "ok"])
+    server.configure(fault_rate=1.0, faults=["503"])
+    settings, _ = setup_week(
+        monkeypatch,
+        pg_url,
+        server,
+        5,
+        KIDSFIN_OPENAI__MAX_CONCURRENT="1",
+        KIDSFIN_RETRY__MAX_ATTEMPTS="3",
+    )
+    result = materialize_week(settings, W, selection="group:gold", raise_on_error=False)
+    assert not result.success
+    message = step_failure_message(result)
+    assert "3 of 5 reports failed" in message and "2 written" in message
+    assert len(reports(settings)) == 2
+    assert server.stats.requests_total == 2 + 3 * 3  # each failing kid tried 3 times

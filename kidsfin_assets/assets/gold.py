@@ -96,7 +96,10 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         pool=OPENAI_POOL,
         retry_policy=dg.RetryPolicy(
-            max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+            max_retries=settings.retry.step_max_retries,
+            delay=settings.retry.step_delay_seconds,
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
         ),
         description=(
             "One report per kid-week for the parents (financial health, spending, saving, "
