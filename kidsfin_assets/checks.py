@@ -221,11 +221,24 @@ def _build_check(
     def week_check(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
-        week = Week.from_key(context.partition_key, settings.weeks.timezone)
+        weeks = [Week.from_key(k, settings.weeks.timezone) for k in context.partition_keys]
         with warehouse.get_engine().connect() as conn:
-            return evaluate(conn, week)
+            results = {week.key: evaluate(conn, week) for week in weeks}
+        return results[weeks[0].key] if len(results) == 1 else _combined(results)
 
     return week_check
+
+
+def _combined(results: dict[str, dg.AssetCheckResult]) -> dg.AssetCheckResult:
+    """A range run (backfill) checks every week; a failing week's figures are shown."""
+    failed = [week for week, result in results.items() if not result.passed]
+    shown = results[failed[0] if failed else max(results)]
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=shown.severity,
+        description=f"weeks failing: {', '.join(failed)}" if failed else None,
+        metadata={**shown.metadata, "weeks_checked": len(results), "weeks_failed": len(failed)},
+    )
 
 
 def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
