@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from kidsfin_assets.openai_client import (
 from kidsfin_assets.pricing import Usage
 from kidsfin_assets.reports import (
     OFFLINE_MODEL,
+    PLACEHOLDER,
     Prompt,
     input_hash,
     offline_report,
@@ -60,7 +62,12 @@ class WeekOutcome:
 
 
 def plan_week(
-    conn: Connection, week: Week, api_model: str, prompt: Prompt, offline: bool
+    conn: Connection,
+    week: Week,
+    api_model: str,
+    prompt: Prompt,
+    offline: bool,
+    child: Callable[[int], str],
 ) -> tuple[list[PendingReport], int]:
     """The kids that still need a report (no row with the same input hash), and how many
     were reused. Reports of kids no longer in silver are removed.
@@ -88,6 +95,7 @@ def plan_week(
         )
     pending = []
     for row in rows:
+        row["child"] = child(row["kid_id"])
         paid = input_hash(row, api_model, prompt.version, WRITER_OPENAI)
         digest = input_hash(row, OFFLINE_MODEL, prompt.version, WRITER_OFFLINE) if offline else paid
         if existing.get(row["kid_id"]) not in (digest, paid):
@@ -115,6 +123,17 @@ def store_report(
         db.upsert(conn, kid_weekly_reports, row, ["week_start", "kid_id"])
 
 
+def _drain(pool: ThreadPoolExecutor) -> None:
+    """Wait for the requests in flight even through repeated interrupts: their answers
+    are paid for and must be stored. Each is bounded by the request timeout."""
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except BaseException:  # a second Ctrl+C / terminate while draining
+            continue
+
+
 class WeekReportWriter:
     """Runs one week: offline by rules, or through the API with bounded concurrency."""
 
@@ -126,9 +145,11 @@ class WeekReportWriter:
         api: OpenAIReportsResource,
         prompt: Prompt,
         week: Week,
+        pseudonymize: bool = True,
     ) -> None:
         self.log, self.engine, self.src, self.api = log, engine, src, api
-        self.prompt, self.week = prompt, week
+        self.prompt, self.week, self.pseudonymize = prompt, week, pseudonymize
+        self._total = 0
         self.writer = WRITER_OFFLINE if api.offline else WRITER_OPENAI
         self.model = OFFLINE_MODEL if api.offline else api.model
         self.usage = Usage(price=api.price())
@@ -140,10 +161,10 @@ class WeekReportWriter:
     def run(self) -> WeekOutcome:
         started = time.monotonic()
         with self.engine.begin() as conn:
+            names = self._names(conn)
             pending, self.outcome.reused = plan_week(
-                conn, self.week, self.api.model, self.prompt, self.api.offline
+                conn, self.week, self.api.model, self.prompt, self.api.offline, self._child(names)
             )
-            names = nicknames(conn, self.src, [p.kid_id for p in pending])
         self.outcome.silver_rows = len(pending) + self.outcome.reused
         self.log.info(
             f"week {self.week.key}: {self.outcome.silver_rows} kids, "
@@ -159,15 +180,39 @@ class WeekReportWriter:
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
 
+    def _names(self, conn: Connection) -> dict[int, str]:
+        silver = kid_weekly_analysis
+        kids = conn.execute(
+            sa.select(silver.c.kid_id).where(silver.c.week_start == self.week.start)
+        )
+        return nicknames(conn, self.src, list(kids.scalars()))
+
+    def _child(self, names: dict[int, str]) -> Callable[[int], str]:
+        """How the prompt names the child: a placeholder, unless pseudonymisation is off."""
+        if self.pseudonymize:
+            return lambda _kid_id: PLACEHOLDER
+        return lambda kid_id: names.get(kid_id) or PLACEHOLDER
+
     def _write_offline(self, item: PendingReport, nickname: str | None) -> None:
         report = personalise(offline_report(item.metrics), nickname)
         self._store(item, report, 0, 0, 0, 0.0)
 
     def _write_with_api(self, pending: list[PendingReport], names: dict[int, str]) -> None:
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
-        with ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report") as pool:
-            for item in pending:
+        pool = ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report")
+        try:
+            futures = [
                 pool.submit(self._write_one, session, item, names.get(item.kid_id))
+                for item in pending
+            ]
+            wait(futures)
+        except BaseException:
+            # Run terminated (Ctrl+C, UI "terminate"): start nothing new, let the requests in
+            # flight finish and store their (paid) reports, then stop.
+            self.cancel.set()
+            raise
+        finally:
+            _drain(pool)
 
     def _write_one(self, session: ReportSession, item: PendingReport, nickname: str | None) -> None:
         try:

@@ -98,7 +98,8 @@ def prompt_data(metrics: dict[str, Any]) -> dict[str, Any]:
     data["spending_by_category"] = _bounded_categories(metrics["spending_by_category"] or {})
     top = metrics["top_spending_category"]
     data["top_spending_category"] = top[:MAX_CATEGORY_CHARS] if top else top
-    return {"child": PLACEHOLDER, **data}
+    # The child is the placeholder unless privacy.pseudonymize is off (then the nickname).
+    return {"child": metrics.get("child", PLACEHOLDER), **data}
 
 
 def max_prompt_bytes(prompt: Prompt) -> int:

@@ -77,6 +77,17 @@ def materialize_gold_cli(week: str, env: dict[str, str]) -> subprocess.Popen[byt
     )
 
 
+def wait_for_group_exit(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process group {pgid} still running after {timeout} s")
+
+
 def gold_count(settings, week: str | None = None) -> int:
     table = kid_weekly_reports
     query = sa.select(sa.func.count()).select_from(table)
@@ -135,3 +146,37 @@ def test_killed_run_resumes_paying_only_for_missing(monkeypatch, pg_url, tmp_pat
         assert materialize_week(settings, week, selection="group:gold").success
         assert server.stats.requests_total == kids - kept
     assert gold_count(settings) == kids
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_the_run_and_a_rerun_pays_only_the_rest(monkeypatch, pg_url, tmp_path) -> None:
+    kids = 40
+    settings = use_database(monkeypatch, pg_url)
+    load_weeks(SourceDB(settings), kids)
+    week = WEEKS[-1]
+    assert materialize_week(settings, week, selection="group:raw or group:silver").success
+    with running_server(api_key=API_KEY, latency=0.3) as server:
+        env = cli_env(tmp_path, pg_url, server.base_url, KIDSFIN_OPENAI__MAX_CONCURRENT="2")
+        run = materialize_gold_cli(week, env)
+        deadline = time.monotonic() + 120
+        while gold_count(settings) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.killpg(run.pid, signal.SIGINT)
+        started = time.monotonic()
+        run.wait(timeout=60)
+        wait_for_group_exit(run.pid, timeout=60)  # no step process left behind
+        stopped_after = time.monotonic() - started
+        answered = server.stats.ok
+        assert stopped_after < 15
+        assert run.returncode != 0
+        # Nothing new is asked once stopped; of what was paid, at most the requests in
+        # flight when the CLI ended its step process (max_concurrent = 2) went unstored.
+        kept = gold_count(settings)
+        assert answered - 2 <= kept <= answered < kids
+        # ... and a re-run asks only for the kids without a report.
+        server.reset()
+        settings = use_database(
+            monkeypatch, pg_url, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=server.base_url
+        )
+        assert materialize_week(settings, week, selection="group:gold").success
+        assert server.stats.requests_total == kids - kept

@@ -275,3 +275,21 @@ def test_reports_failing_after_all_retries_fail_the_step_and_keep_the_rest(
     assert "3 of 5 reports failed" in message and "2 written" in message
     assert len(reports(settings)) == 2
     assert server.stats.requests_total == 2 + 3 * 3  # each failing kid tried 3 times
+
+
+def test_without_pseudonymisation_the_nickname_is_sent(monkeypatch, pg_url, server) -> None:
+    settings, ids = setup_week(
+        monkeypatch, pg_url, server, 2, KIDSFIN_PRIVACY__PSEUDONYMIZE="false"
+    )
+    assert materialize_week(settings, W, selection="group:gold").success
+    sent = json.dumps([r.body for r in server.requests], ensure_ascii=False)
+    assert SECRET_NAMES[0] in sent  # the user chose to send names
+    assert str(ids[0]) not in sent  # ids never
+
+
+def test_reports_export_has_nicknames(monkeypatch, pg_url, server) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, server, 2)
+    assert materialize_week(settings, W, selection="group:gold or group:exports").success
+    document = json.loads((settings.export_path / f"kids_reports_{W}.json").read_text())
+    assert [r["nickname"] for r in document["reports"]] == list(SECRET_NAMES)
+    assert set(document) >= {"generated_at", "total_reports", "reports"}

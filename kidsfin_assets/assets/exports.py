@@ -96,13 +96,16 @@ def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
     return kids_analysis_json
 
 
-def reports_document(conn: Connection, week: Week) -> dict[str, Any]:
+def reports_document(conn: Connection, src: Sources, week: Week) -> dict[str, Any]:
     """The earlier system's shape: {generated_at, total_reports, reports: [...]}."""
     gold = kid_weekly_reports
     query = sa.select(gold).where(gold.c.week_start == week.start).order_by(gold.c.kid_id)
+    rows = conn.execute(query).all()
+    names = nicknames(conn, src, [r.kid_id for r in rows])
     reports = [
         {
             "kid_id": r.kid_id,
+            "nickname": names.get(r.kid_id),
             **r.report,
             "generated_at": r.generated_at.isoformat()
             if isinstance(r.generated_at, dt.datetime)
@@ -110,7 +113,7 @@ def reports_document(conn: Connection, week: Week) -> dict[str, Any]:
             "writer": r.writer,
             "model": r.model,
         }
-        for r in conn.execute(query)
+        for r in rows
     ]
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -138,7 +141,7 @@ def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         week = Week.from_key(context.partition_key, settings.weeks.timezone)
         with warehouse.get_engine().connect() as conn:
-            document = reports_document(conn, week)
+            document = reports_document(conn, source_tables(settings.sources), week)
         path = export_path(settings, "reports", week.key)
         write_json_atomically(path, document)
         context.log.info(f"wrote {document['total_reports']} reports to {path}")

@@ -129,8 +129,14 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
             openai,
             load_prompt(),
             week,
+            pseudonymize=settings.privacy.pseudonymize,
         )
         outcome = writer.run()
+        if outcome.silver_rows == 0:
+            context.log.warning(
+                f"week {week.key} has no silver rows: nothing to report. If the week had "
+                "activity, materialise silver/kid_weekly_analysis for it first."
+            )
         meta = usage_metadata(outcome, writer.usage, writer.writer, writer.model)
         context.log.info("\n" + summary_box(f"kidsfin reports · week {week.key}", meta))
         meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
