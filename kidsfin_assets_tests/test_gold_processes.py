@@ -121,46 +121,55 @@ def test_parallel_runs_share_one_rate_limit(monkeypatch, pg_url, tmp_path) -> No
     assert gold_count(settings) == 3 * kids
 
 
-@pytest.mark.timeout(240)
-def test_killed_run_resumes_paying_only_for_missing(monkeypatch, pg_url, tmp_path) -> None:
-    kids = 30
+def prepare_week(monkeypatch, pg_url: str, kids: int):
     settings = use_database(monkeypatch, pg_url)
     load_weeks(SourceDB(settings), kids)
     week = WEEKS[-1]
     assert materialize_week(settings, week, selection="group:raw or group:silver").success
+    return settings, week
+
+
+def start_and_wait_for(settings, week, env, reports: int) -> subprocess.Popen[bytes]:
+    run = materialize_gold_cli(week, env)
+    deadline = time.monotonic() + 120
+    while gold_count(settings) < reports and time.monotonic() < deadline:
+        assert run.poll() is None, run.stderr.read().decode()[-2000:] if run.stderr else ""
+        time.sleep(0.1)
+    return run
+
+
+def requests_of_a_rerun(monkeypatch, pg_url: str, server, week: str) -> int:
+    """Re-materialise gold in this process; how many requests did it send?"""
+    server.reset()
+    settings = use_database(
+        monkeypatch, pg_url, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=server.base_url
+    )
+    assert materialize_week(settings, week, selection="group:gold").success
+    return server.stats.requests_total
+
+
+@pytest.mark.timeout(240)
+def test_killed_run_resumes_paying_only_for_missing(monkeypatch, pg_url, tmp_path) -> None:
+    kids = 30
+    settings, week = prepare_week(monkeypatch, pg_url, kids)
     with running_server(api_key=API_KEY, latency=0.25) as server:
         env = cli_env(tmp_path, pg_url, server.base_url, KIDSFIN_OPENAI__MAX_CONCURRENT="2")
-        run = materialize_gold_cli(week, env)
-        deadline = time.monotonic() + 120
-        while gold_count(settings) < kids // 3 and time.monotonic() < deadline:
-            assert run.poll() is None, run.stderr.read().decode()[-2000:] if run.stderr else ""
-            time.sleep(0.1)
+        run = start_and_wait_for(settings, week, env, kids // 3)
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
         kept = gold_count(settings)
         assert kids // 3 <= kept < kids  # killed half-way
-        server.reset()
-        settings = use_database(
-            monkeypatch, pg_url, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=server.base_url
-        )
-        assert materialize_week(settings, week, selection="group:gold").success
-        assert server.stats.requests_total == kids - kept
+        assert requests_of_a_rerun(monkeypatch, pg_url, server, week) == kids - kept
     assert gold_count(settings) == kids
 
 
 @pytest.mark.timeout(240)
 def test_ctrl_c_stops_the_run_and_a_rerun_pays_only_the_rest(monkeypatch, pg_url, tmp_path) -> None:
     kids = 40
-    settings = use_database(monkeypatch, pg_url)
-    load_weeks(SourceDB(settings), kids)
-    week = WEEKS[-1]
-    assert materialize_week(settings, week, selection="group:raw or group:silver").success
+    settings, week = prepare_week(monkeypatch, pg_url, kids)
     with running_server(api_key=API_KEY, latency=0.3) as server:
         env = cli_env(tmp_path, pg_url, server.base_url, KIDSFIN_OPENAI__MAX_CONCURRENT="2")
-        run = materialize_gold_cli(week, env)
-        deadline = time.monotonic() + 120
-        while gold_count(settings) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        run = start_and_wait_for(settings, week, env, 4)
         os.killpg(run.pid, signal.SIGINT)
         started = time.monotonic()
         run.wait(timeout=60)
@@ -173,10 +182,4 @@ def test_ctrl_c_stops_the_run_and_a_rerun_pays_only_the_rest(monkeypatch, pg_url
         # flight when the CLI ended its step process (max_concurrent = 2) went unstored.
         kept = gold_count(settings)
         assert answered - 2 <= kept <= answered < kids
-        # ... and a re-run asks only for the kids without a report.
-        server.reset()
-        settings = use_database(
-            monkeypatch, pg_url, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=server.base_url
-        )
-        assert materialize_week(settings, week, selection="group:gold").success
-        assert server.stats.requests_total == kids - kept
+        assert requests_of_a_rerun(monkeypatch, pg_url, server, week) == kids - kept
