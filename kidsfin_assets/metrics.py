@@ -1,9 +1,15 @@
 """The silver metric contract of DESIGN.md, as one INSERT ... SELECT in the database.
 
 Nothing per transaction or per kid comes back to Python: the database filters, groups,
-ranks categories and computes trends, and writes the week's rows itself. That keeps a
-week of millions of transactions fast and the process small. Money is summed exactly:
-NUMERIC on PostgreSQL, integer cents on SQLite (whose numbers are floats).
+ranks categories, computes trends and writes the week's rows itself. Each source table
+is read once per week, in one grouped pass per kid:
+
+- a row's local day is its bucket among the window's local midnights (no per-row time
+  zone conversion), and active days are a bit mask of those days, OR-ed per kid;
+- whether the kid exists is checked once per kid after grouping, not once per row
+  (an orphan row's kid_id has no kid, so its whole group drops out).
+
+Money is summed exactly: NUMERIC on PostgreSQL, integer cents on SQLite.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import db
-from kidsfin_assets.validation import valid_events, valid_transactions, week_index
+from kidsfin_assets.validation import OTHER_CATEGORY, TRANSACTION_KINDS, in_window
 from kidsfin_assets.warehouse import TREND_METRICS, Sources, kid_weekly_analysis
 from kidsfin_assets.weeks import Week
 
@@ -28,112 +34,152 @@ KINDS = {
     "withdrawal": "withdrawal_total",
 }
 WEEKS_BACK = 3  # W, W-1, W-2
+DAYS = 7
 
 
-class _Ctes:
-    """The week's valid rows (W-2 .. W), each read from the source once."""
+class _Window:
+    """W-2 .. W: 21 local days. Day 0 is W-2's Monday; week 0 is W-2 and week 2 is W."""
 
-    def __init__(self, engine: Engine, src: Sources, week: Week) -> None:
-        self.engine, self.src, self.week = engine, src, week
-        starts = [week.shifted(-i).starts_at for i in range(WEEKS_BACK)]
-        window = (starts[-1], week.ends_at)
-        t, e = src.transactions, src.app_events
-        self.txn = valid_transactions(
-            engine,
-            src,
-            week.timezone,
-            *window,
-            extra=[
-                week_index(engine, t.c.occurred_at, starts).label("wk"),
-                db.exact_money(engine, t.c.amount).label("money"),
-            ],
-        ).cte("txn")
-        self.evt = valid_events(
-            engine,
-            src,
-            week.timezone,
-            *window,
-            extra=[week_index(engine, e.c.occurred_at, starts).label("wk")],
-        ).cte("evt")
+    def __init__(self, engine: Engine, week: Week) -> None:
+        self.engine, self.week = engine, week
+        first = week.shifted(1 - WEEKS_BACK)
+        self.first_day = first.start
+        self.midnights = [
+            Week(first.start + dt.timedelta(days=d), week.timezone).starts_at
+            for d in range(WEEKS_BACK * DAYS + 1)
+        ]  # localised one by one, so DST days are 23 or 25 hours long
+        self.start, self.end = self.midnights[0], self.midnights[-1]
 
-    def totals(self) -> sa.CTE:
-        """Per kid: sums per kind and week, transaction counts per week."""
-        t = self.txn
-        columns = [
-            sa.func.sum(t.c.money).filter(t.c.wk == wk, t.c.kind == kind).label(f"{name}_{wk}")
-            for wk in range(WEEKS_BACK)
-            for kind, name in KINDS.items()
-        ]
-        columns += [
-            sa.func.count().filter(t.c.wk == wk).label(f"txn_count_{wk}")
-            for wk in range(WEEKS_BACK)
-        ]
-        return sa.select(t.c.kid_id, *columns).group_by(t.c.kid_id).cte("totals")
+    def day(self, column: Any) -> Any:
+        return db.day_index(self.engine, column, self.week.timezone, self.first_day, self.midnights)
 
-    def activity(self) -> sa.CTE:
-        """Per kid: distinct local dates with any valid row, per week."""
-        days = sa.union(
-            sa.select(self.txn.c.kid_id, self.txn.c.wk, self.txn.c.local_date),
-            sa.select(self.evt.c.kid_id, self.evt.c.wk, self.evt.c.local_date),
-        ).subquery("days")
-        columns = [
-            sa.func.count().filter(days.c.wk == wk).label(f"active_days_{wk}")
-            for wk in range(WEEKS_BACK)
-        ]
-        return sa.select(days.c.kid_id, *columns).group_by(days.c.kid_id).cte("activity")
+    @staticmethod
+    def first_day_of(back: int) -> int:
+        """The window's day number of W-back's Monday."""
+        return (WEEKS_BACK - 1 - back) * DAYS
 
-    def events(self) -> sa.CTE:
-        e = self.evt
-        return (
-            sa.select(e.c.kid_id, sa.func.count().label("event_count"))
-            .where(e.c.wk == 0)
-            .group_by(e.c.kid_id)
-            .cte("events")
+    def in_week(self, day: Any, back: int) -> Any:
+        first = self.first_day_of(back)
+        return sa.and_(day >= first, day < first + DAYS)
+
+    def active_days(self, mask: Any, back: int) -> Any:
+        """How many days of week W-back are set in a day mask."""
+        first = self.first_day_of(back)
+        return sum((mask.op(">>")(first + bit)).op("&")(1) for bit in range(DAYS))
+
+
+def _rows_with_day(
+    window: _Window, table: sa.TableClause, columns: list[Any], where: list[Any]
+) -> sa.Subquery:
+    """The window's rows of a source table, each with its local day (0 .. 20)."""
+    day = sa.type_coerce(window.day(table.c.occurred_at), sa.Integer).label("day")
+    rows = sa.select(table.c.kid_id, *columns, day).where(
+        in_window(window.engine, table.c.occurred_at, window.start, window.end), *where
+    )
+    return db.computed_once(window.engine, rows).subquery()
+
+
+def _day_mask(engine: Engine, day: Any) -> Any:
+    return db.bit_or_agg(engine, sa.literal(1).op("<<")(day)).label("days")
+
+
+def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
+    """Per kid_id (orphans included, dropped later): sums, counts and the day mask.
+
+    Each row gets one small integer, its slot (week * 4 + kind), so that every FILTER
+    below is one integer comparison."""
+    t = src.transactions
+    kind = sa.case(*((t.c.kind == k, i) for i, k in enumerate(KINDS)), else_=len(KINDS))
+    day = sa.type_coerce(window.day(t.c.occurred_at), sa.Integer).self_group()
+    r = _rows_with_day(
+        window,
+        t,
+        [
+            db.exact_money(engine, t.c.amount).label("money"),
+            ((day // DAYS) * len(KINDS) + kind).label("slot"),
+        ],
+        [t.c.kind.in_(TRANSACTION_KINDS), db.valid_amount(engine, t.c.amount)],
+    )
+
+    def slot(back: int, kind: str) -> int:
+        return window.first_day_of(back) // DAYS * len(KINDS) + list(KINDS).index(kind)
+
+    sums = [
+        sa.func.sum(r.c.money).filter(r.c.slot == slot(back, kind)).label(f"{name}_{back}")
+        for back in range(WEEKS_BACK)
+        for kind, name in KINDS.items()
+        if back == 0 or kind != "withdrawal"  # withdrawals have no trend
+    ]
+    counts = [
+        sa.func.count()
+        .filter(r.c.slot >= slot(back, "income"), r.c.slot <= slot(back, "withdrawal"))
+        .label(f"txn_count_{back}")
+        for back in range(WEEKS_BACK)
+    ]
+    mask = _day_mask(engine, r.c.day)
+    return sa.select(r.c.kid_id, *sums, *counts, mask).group_by(r.c.kid_id).subquery("txn_totals")
+
+
+def _event_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
+    r = _rows_with_day(window, src.app_events, [], [])
+    count = sa.func.count().filter(window.in_week(r.c.day, 0)).label("event_count")
+    return (
+        sa.select(r.c.kid_id, count, _day_mask(engine, r.c.day))
+        .group_by(r.c.kid_id)
+        .subquery("event_totals")
+    )
+
+
+def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
+    """Per kid: W's spending by category as JSON, and the top one (ties: byte order)."""
+    t = src.transactions
+    category = sa.func.coalesce(t.c.category, OTHER_CATEGORY)
+    spent = (
+        sa.select(
+            t.c.kid_id,
+            category.label("category"),
+            sa.func.sum(db.exact_money(engine, t.c.amount)).label("total"),
         )
+        .where(
+            in_window(engine, t.c.occurred_at, week.starts_at, week.ends_at),
+            t.c.kind == "spending",
+            db.valid_amount(engine, t.c.amount),
+        )
+        .group_by(t.c.kid_id, category)
+        .subquery("spent")
+    )
+    rank = sa.func.row_number().over(
+        partition_by=spent.c.kid_id,
+        order_by=[spent.c.total.desc(), db.byte_order(engine, spent.c.category)],
+    )
+    ranked = sa.select(spent, rank.label("rank")).subquery("ranked")
+    amount = db.money_value(engine, ranked.c.total)
+    return (
+        sa.select(
+            ranked.c.kid_id,
+            db.json_object_agg(engine, ranked.c.category, amount).label("by_category"),
+            sa.func.max(ranked.c.category).filter(ranked.c.rank == 1).label("top_category"),
+        )
+        .group_by(ranked.c.kid_id)
+        .subquery("categories")
+    )
 
-    def categories(self) -> sa.CTE:
-        """Per kid: spending by category as JSON, and the top one (ties: byte order)."""
-        t = self.txn
-        spent = (
-            sa.select(t.c.kid_id, t.c.category, sa.func.sum(t.c.money).label("total"))
-            .where(t.c.wk == 0, t.c.kind == "spending")
-            .group_by(t.c.kid_id, t.c.category)
-            .subquery("spent")
-        )
-        rank = sa.func.row_number().over(
-            partition_by=spent.c.kid_id,
-            order_by=[spent.c.total.desc(), db.byte_order(self.engine, spent.c.category)],
-        )
-        ranked = sa.select(spent, rank.label("rank")).subquery("ranked")
-        amount = db.money_value(self.engine, ranked.c.total)
-        return (
-            sa.select(
-                ranked.c.kid_id,
-                db.json_object_agg(self.engine, ranked.c.category, amount).label("by_category"),
-                sa.func.max(ranked.c.category).filter(ranked.c.rank == 1).label("top_category"),
-            )
-            .group_by(ranked.c.kid_id)
-            .cte("categories")
-        )
 
-    def balance(self) -> sa.CTE:
-        """Per kid: all valid saving minus withdrawal before the end of W."""
-        t = self.src.transactions
-        history = valid_transactions(
-            self.engine,
-            self.src,
-            self.week.timezone,
-            None,
-            self.week.ends_at,
-            extra=[db.exact_money(self.engine, t.c.amount).label("money")],
-        ).where(t.c.kind.in_(("saving", "withdrawal")))
-        h = history.subquery("history")
-        signed = sa.case((h.c.kind == "withdrawal", -h.c.money), else_=h.c.money)
-        return (
-            sa.select(h.c.kid_id, sa.func.sum(signed).label("balance"))
-            .group_by(h.c.kid_id)
-            .cte("balance")
+def _balances(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
+    """Per kid: all valid saving minus withdrawal before the end of W."""
+    t = src.transactions
+    money = db.exact_money(engine, t.c.amount)
+    signed = sa.case((t.c.kind == "withdrawal", -money), else_=money)
+    return (
+        sa.select(t.c.kid_id, sa.func.sum(signed).label("balance"))
+        .where(
+            in_window(engine, t.c.occurred_at, None, week.ends_at),
+            t.c.kind.in_(("saving", "withdrawal")),
+            db.valid_amount(engine, t.c.amount),
         )
+        .group_by(t.c.kid_id)
+        .subquery("balances")
+    )
 
 
 def _trend(value: Any, prev1: Any, prev2: Any, threshold: Fraction) -> sa.Case[Any]:
@@ -153,57 +199,76 @@ def _trend(value: Any, prev1: Any, prev2: Any, threshold: Fraction) -> sa.Case[A
     )
 
 
-def silver_select(engine: Engine, src: Sources, week: Week, threshold: float) -> sa.Select[Any]:
-    """One row per kid with valid activity in W, W-1 or W-2, in the table's column order."""
-    ctes = _Ctes(engine, src, week)
-    totals, activity = ctes.totals(), ctes.activity()
-    events, categories, balance = ctes.events(), ctes.categories(), ctes.balance()
-    # Every valid row has a date, so `activity` lists exactly the kids of the week.
-    kids = activity
-    joined = kids
-    for cte in (totals, events, categories, balance):
-        joined = joined.outerjoin(cte, cte.c.kid_id == kids.c.kid_id)
+def _per_kid(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
+    """Each existing kid with valid activity in the window: its raw figures per week."""
+    window = _Window(engine, week)
+    txn, evt = _txn_totals(engine, src, window), _event_totals(engine, src, window)
+    categories, balances = _categories(engine, src, week), _balances(engine, src, week)
+    kids = src.kids
+    # From the kids table: the validity rule (the kid exists) applied once per kid, and
+    # each aggregate referenced once, so that the database can run it in parallel.
+    joined = (
+        kids.outerjoin(txn, txn.c.kid_id == kids.c.kid_id)
+        .outerjoin(evt, evt.c.kid_id == kids.c.kid_id)
+        .outerjoin(categories, categories.c.kid_id == kids.c.kid_id)
+        .outerjoin(balances, balances.c.kid_id == kids.c.kid_id)
+    )
+    days = sa.func.coalesce(txn.c.days, 0).op("|")(sa.func.coalesce(evt.c.days, 0))
+    figures = [
+        sa.func.coalesce(column, 0).label(name)
+        for name, column in txn.c.items()
+        if name not in ("kid_id", "days")
+    ]
+    return (
+        sa.select(
+            kids.c.kid_id,
+            *figures,
+            *(window.active_days(days, back).label(f"active_days_{back}") for back in range(3)),
+            sa.func.coalesce(evt.c.event_count, 0).label("event_count"),
+            categories.c.by_category,
+            categories.c.top_category,
+            sa.func.coalesce(balances.c.balance, 0).label("balance"),
+        )
+        .select_from(joined)
+        .where(sa.or_(txn.c.kid_id.is_not(None), evt.c.kid_id.is_not(None)))
+        .subquery("per_kid")
+    )
 
-    def zero(column: Any) -> Any:
-        return sa.func.coalesce(column, 0)
+
+def silver_select(engine: Engine, src: Sources, week: Week, threshold: float) -> sa.Select[Any]:
+    """One row per existing kid with valid activity in W, W-1 or W-2, in column order."""
+    k = _per_kid(engine, src, week)
 
     def money(column: Any) -> Any:
-        return db.money_value(engine, zero(column))
+        return db.money_value(engine, column)
 
-    raw = {
-        f"{name}_{wk}": zero(totals.c[f"{name}_{wk}"]) for name in KINDS.values() for wk in range(3)
-    }
-    raw |= {f"txn_count_{wk}": zero(totals.c[f"txn_count_{wk}"]) for wk in range(3)}
-    raw |= {f"active_days_{wk}": zero(activity.c[f"active_days_{wk}"]) for wk in range(3)}
-    income, spending, saving = raw["income_total_0"], raw["spending_total_0"], raw["saving_total_0"]
-    limit = Fraction(Decimal(str(threshold)))
+    income, spending, saving = k.c.income_total_0, k.c.spending_total_0, k.c.saving_total_0
     values: dict[str, Any] = {
         "week_start": sa.literal(week.start, sa.Date),
-        "kid_id": kids.c.kid_id,
-        **{name: db.money_value(engine, raw[f"{name}_0"]) for name in KINDS.values()},
-        "net_flow": db.money_value(engine, income - spending),
+        "kid_id": k.c.kid_id,
+        **{name: money(k.c[f"{name}_0"]) for name in KINDS.values()},
+        "net_flow": money(income - spending),
         "savings_rate": sa.case(
             (income == 0, sa.null()),
             else_=sa.cast(saving, sa.Float) / sa.cast(income, sa.Float),
         ),
-        "txn_count": raw["txn_count_0"],
-        "event_count": zero(events.c.event_count),
-        "active_days": raw["active_days_0"],
-        "spending_by_category": sa.func.coalesce(
-            categories.c.by_category, db.empty_json_object(engine)
-        ),
-        "top_spending_category": categories.c.top_category,
-        "savings_balance": money(balance.c.balance),
+        "txn_count": k.c.txn_count_0,
+        "event_count": k.c.event_count,
+        "active_days": k.c.active_days_0,
+        "spending_by_category": sa.func.coalesce(k.c.by_category, db.empty_json_object(engine)),
+        "top_spending_category": k.c.top_category,
+        "savings_balance": money(k.c.balance),
     }
+    limit = Fraction(Decimal(str(threshold)))
     for metric in TREND_METRICS:
-        value, prev1, prev2 = (raw[f"{metric}_{wk}"] for wk in range(3))
+        value, prev1, prev2 = (k.c[f"{metric}_{wk}"] for wk in range(WEEKS_BACK))
         is_money = metric.endswith("_total")
-        values[f"{metric}_prev1"] = db.money_value(engine, prev1) if is_money else prev1
-        values[f"{metric}_prev2"] = db.money_value(engine, prev2) if is_money else prev2
+        values[f"{metric}_prev1"] = money(prev1) if is_money else prev1
+        values[f"{metric}_prev2"] = money(prev2) if is_money else prev2
         values[f"{metric}_trend"] = _trend(value, prev1, prev2, limit)
     values["computed_at"] = sa.literal(dt.datetime.now(dt.UTC), sa.DateTime(timezone=True))
     order = [c.name for c in kid_weekly_analysis.columns]
-    return sa.select(*(values[name].label(name) for name in order)).select_from(joined)
+    return sa.select(*(values[name].label(name) for name in order))
 
 
 def write_week(conn: Connection, src: Sources, week: Week, threshold: float) -> int:

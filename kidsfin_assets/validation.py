@@ -29,7 +29,7 @@ class Reason:
     BAD_AMOUNT = "bad_amount"
 
 
-def _in_window(
+def in_window(
     engine: Engine, column: Any, start: dt.datetime | None, end: dt.datetime
 ) -> sa.ColumnElement[bool]:
     ts = db.timestamp_value(engine, column)
@@ -68,7 +68,7 @@ def valid_transactions(
         )
         .select_from(t.join(k, k.c.kid_id == t.c.kid_id))
         .where(
-            _in_window(engine, t.c.occurred_at, start, end),
+            in_window(engine, t.c.occurred_at, start, end),
             t.c.kind.in_(TRANSACTION_KINDS),
             db.valid_amount(engine, t.c.amount),
         )
@@ -93,7 +93,7 @@ def valid_events(
             *(extra or []),
         )
         .select_from(e.join(k, k.c.kid_id == e.c.kid_id))
-        .where(_in_window(engine, e.c.occurred_at, start, end))
+        .where(in_window(engine, e.c.occurred_at, start, end))
     )
 
 
@@ -111,7 +111,7 @@ def invalid_transactions(
     inner = (
         sa.select(t.c.txn_id.label("source_id"), reason.label("reason"))
         .select_from(t.outerjoin(k, k.c.kid_id == t.c.kid_id))
-        .where(_in_window(engine, t.c.occurred_at, start, end))
+        .where(in_window(engine, t.c.occurred_at, start, end))
         .subquery()
     )
     return sa.select(inner.c.source_id, inner.c.reason).where(inner.c.reason.is_not(None))
@@ -124,7 +124,7 @@ def invalid_events(
     return (
         sa.select(e.c.event_id.label("source_id"), sa.literal(Reason.ORPHAN_KID).label("reason"))
         .select_from(e.outerjoin(k, k.c.kid_id == e.c.kid_id))
-        .where(_in_window(engine, e.c.occurred_at, start, end), k.c.kid_id.is_(None))
+        .where(in_window(engine, e.c.occurred_at, start, end), k.c.kid_id.is_(None))
     )
 
 
@@ -139,4 +139,4 @@ def undated_rows(engine: Engine, table: sa.TableClause, id_column: str) -> sa.Se
 def rows_in_window(
     engine: Engine, table: sa.TableClause, start: dt.datetime, end: dt.datetime
 ) -> sa.Select[Any]:
-    return sa.select(sa.func.count()).where(_in_window(engine, table.c.occurred_at, start, end))
+    return sa.select(sa.func.count()).where(in_window(engine, table.c.occurred_at, start, end))
