@@ -170,3 +170,40 @@ def test_export_file_has_every_kid(contract) -> None:
     document = json.loads((settings.export_path / f"kids_analysis_{W}.json").read_text())
     assert document["total_kids"] == 3
     assert [k["nickname"] for k in document["kids"]] == ["Bông", "Tí", "Sóc"]
+
+
+def test_weeks_follow_local_midnight_across_a_dst_change(monkeypatch, database_url) -> None:
+    """Europe/Berlin moves to summer time on Sunday 2026-03-29: that day has 23 hours."""
+    from kidsfin_assets_tests.helpers import local
+
+    settings = use_database(monkeypatch, database_url, KIDSFIN_WEEKS__TIMEZONE="Europe/Berlin")
+    source = SourceDB(settings)
+    source.kids((1, "Bông"))
+    berlin = "Europe/Berlin"
+    source.insert(
+        source.src.transactions,
+        [
+            {
+                "txn_id": i,
+                "kid_id": 1,
+                "occurred_at": local(when, berlin),
+                "kind": "income",
+                "category": None,
+                "amount": 1000,
+                "note": None,
+            }
+            for i, when in enumerate(
+                ["2026-03-23 00:00", "2026-03-29 01:30", "2026-03-29 23:30", "2026-03-30 00:30"]
+            )
+        ],
+    )
+    for week in ("2026-03-23", "2026-03-30"):
+        assert materialize_week(settings, week, selection="group:raw or group:silver").success
+    rows = {
+        str(r["week_start"]): r
+        for r in fetch(warehouse_engine(settings), sa.select(kid_weekly_analysis))
+    }
+    first, second = rows["2026-03-23"], rows["2026-03-30"]
+    assert (first["txn_count"], first["active_days"], first["income_total"]) == (3, 2, 3000)
+    assert (second["txn_count"], second["active_days"]) == (1, 1)
+    assert (second["txn_count_prev1"], second["active_days_prev1"]) == (3, 2)
