@@ -155,6 +155,8 @@ def test_all_reports_written_under_faults_without_duplicates(monkeypatch, pg_url
     # Every report that was paid for was stored: successful answers == reports.
     assert server.stats.faults_injected  # faults did happen
     assert meta["reports_written"] == 12
+    error_kinds = {k for k in meta if k.startswith("errors_")}
+    assert error_kinds and sum(meta[k] for k in error_kinds) == meta["retries"]
 
 
 def test_insufficient_quota_stops_at_once_and_keeps_reports(monkeypatch, pg_url, server) -> None:

@@ -32,6 +32,8 @@ def usage_metadata(outcome: WeekOutcome, usage: Usage, writer: str, model: str) 
         "requests": usage.requests,
         "retries": usage.retries,
         "rate_limited": usage.rate_limited,
+        # failed attempts by kind (timeout, http_503, invalid_answer, ...), retried or not
+        **{f"errors_{kind}": n for kind, n in sorted(usage.errors_by_kind.items())},
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "cached_tokens": usage.cached_tokens,
