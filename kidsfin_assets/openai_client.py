@@ -8,6 +8,7 @@ records usage from each response itself: dagster-openai's usage wrapper only pat
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import threading
@@ -227,17 +228,28 @@ class ReportSession:
         except RateLimiterCancelled as exc:
             raise Cancelled("run stopped while waiting for the rate limit") from exc
         try:
-            completion = self.client.chat.completions.parse(
+            # The raw response first: an answer that is cut off or fails the schema is
+            # still paid for, and its usage must be counted before parsing can fail.
+            raw = self.client.chat.completions.with_raw_response.parse(
                 model=self.resource.model,
                 messages=messages,  # type: ignore[arg-type]
                 response_format=KidWeeklyReport,
                 max_completion_tokens=self.resource.max_tokens,
                 temperature=self.resource.temperature,
             )
-        except Exception as exc:
+        except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
             self._on_error(exc, reservation)
             raise classify(exc) from exc
-        return self._on_answer(completion, reservation)
+        tokens = self._on_usage(raw, reservation)
+        try:
+            message = raw.parse().choices[0].message
+        except Exception as exc:
+            raise self._failed_answer(classify(exc)) from exc
+        if message.refusal:
+            raise self._failed_answer(RefusedAnswer(f"the model refused: {message.refusal}"[:300]))
+        if message.parsed is None:
+            raise self._failed_answer(InvalidAnswer("the answer had no parsable content"))
+        return {"report": message.parsed, **tokens}
 
     def _on_error(self, exc: Exception, reservation: Reservation) -> None:
         # What a failed request cost upstream is unknown: keep the whole reservation.
@@ -250,26 +262,32 @@ class ReportSession:
             # Every process backs off, not only this worker.
             self.limiter.pause(pause if pause is not None else self.policy.initial_wait)
 
-    def _on_answer(self, completion: Any, reservation: Reservation) -> dict[str, Any]:
-        usage = completion.usage
-        prompt = usage.prompt_tokens if usage else reservation.tokens
-        output = usage.completion_tokens if usage else 0
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = (getattr(details, "cached_tokens", 0) or 0) if details else 0
+    def _on_usage(self, raw: Any, reservation: Reservation) -> dict[str, Any]:
+        """Count what the answer cost (from the response body) and settle the bucket."""
+        usage = _usage_of(raw)
+        prompt = int(usage.get("prompt_tokens") or reservation.tokens)
+        output = int(usage.get("completion_tokens") or 0)
+        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         self.limiter.settle(reservation, prompt + output)
         cost = self.usage.record_response(prompt, output, cached)
-        message = completion.choices[0].message
-        if message.refusal:
-            raise RefusedAnswer(f"the model refused: {message.refusal}"[:300])
-        if message.parsed is None:
-            raise InvalidAnswer("the answer had no parsable content")
         return {
-            "report": message.parsed,
             "prompt_tokens": prompt,
             "completion_tokens": output,
             "cached_tokens": cached,
             "cost_usd": cost,
         }
+
+    def _failed_answer(self, error: ReportError) -> ReportError:
+        self.usage.record_failed_answer(error.kind)
+        return error
+
+
+def _usage_of(raw: Any) -> dict[str, Any]:
+    try:
+        usage = json.loads(raw.text).get("usage")
+    except (ValueError, AttributeError):
+        return {}
+    return usage if isinstance(usage, dict) else {}
 
 
 class OpenAIReportsResource(OpenAIResource):

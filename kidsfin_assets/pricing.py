@@ -82,6 +82,11 @@ class Usage:
             self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
             self.rate_limited += int(rate_limited)
 
+    def record_failed_answer(self, kind: str) -> None:
+        """An answer came (and was counted) but cannot be used: refused, cut off, invalid."""
+        with self._lock:
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
     def record_retry(self) -> None:
         with self._lock:
             self.retries += 1

@@ -295,3 +295,15 @@ def test_reports_export_has_nicknames(monkeypatch, pg_url, server) -> None:
     document = json.loads((settings.export_path / f"kids_reports_{W}.json").read_text())
     assert [r["nickname"] for r in document["reports"]] == list(SECRET_NAMES)
     assert set(document) >= {"generated_at", "total_reports", "reports"}
+
+
+def test_refusal_and_cut_off_answers_are_their_own_errors(monkeypatch, pg_url, server) -> None:
+    server.script(["refusal", "length", "invalid_json"])
+    settings, _ = setup_week(
+        monkeypatch, pg_url, server, 2, KIDSFIN_OPENAI__MAX_CONCURRENT="1"
+    )
+    meta = gold_meta(materialize_week(settings, W, selection="group:gold"))
+    assert meta["reports_written"] == 2
+    assert (meta["errors_refusal"], meta["errors_truncated"]) == (1, 1)
+    assert meta["errors_invalid_answer"] == 1
+    assert meta["retries"] == 3
