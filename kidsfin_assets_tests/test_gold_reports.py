@@ -299,9 +299,7 @@ def test_reports_export_has_nicknames(monkeypatch, pg_url, server) -> None:
 
 def test_refusal_and_cut_off_answers_are_their_own_errors(monkeypatch, pg_url, server) -> None:
     server.script(["refusal", "length", "invalid_json"])
-    settings, _ = setup_week(
-        monkeypatch, pg_url, server, 2, KIDSFIN_OPENAI__MAX_CONCURRENT="1"
-    )
+    settings, _ = setup_week(monkeypatch, pg_url, server, 2, KIDSFIN_OPENAI__MAX_CONCURRENT="1")
     meta = gold_meta(materialize_week(settings, W, selection="group:gold"))
     assert meta["reports_written"] == 2
     assert (meta["errors_refusal"], meta["errors_truncated"]) == (1, 1)

@@ -1,0 +1,203 @@
+"""The figures section of bench/README.md, rendered from bench/results/*.json.
+
+    python -m bench.report           # print the Markdown
+    python -m bench.report --write   # replace the block between the README's markers
+
+Kept apart from `make bench` on purpose: a run on another machine must not rewrite the
+README's figures (and the causes written next to them) unless someone means it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS_DIR, fmt, machine_line
+
+README = Path(__file__).resolve().parent / "README.md"
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def throughput(data: dict[str, Any]) -> str:
+    cases = data["cases"]
+    keys = (
+        ("reports (N) / processes", lambda c: f"{c['reports_expected']:,} / {c['processes']}"),
+        ("limit", lambda c: f"TPM {c['tpm_limit']:,}" if c["tpm_limit"] else f"R {c['rpm_limit']}"),
+        (
+            "latency, max_concurrent",
+            lambda c: f"{c['latency_s']} ± {c['jitter_s']} s, {c['max_concurrent']}",
+        ),
+        ("requests sent / over the limit", lambda c: f"{c['requests_sent']:,} / {c['over_limit']}"),
+        ("steady rate / limit (goal >= 0.95)", lambda c: c["steady_share"]),
+        ("best 60 s window / limit", lambda c: c["best_60s_window_share"]),
+        ("whole run / limit (Dagster start-up incl.)", lambda c: c["whole_run_share"]),
+        ("bucket ceiling / limit", lambda c: c["ceiling"]),
+        ("gold step wall / ideal", lambda c: f"{c['gold_step_wall_s']} s / {c['ideal_s']} s"),
+        ("run wall (CLI) / ideal", lambda c: f"{c['wall_s']} s = {c['wall_over_ideal']}x"),
+    )
+    for c in cases:
+        c["ceiling"] = (
+            c["tokens_ceiling_share"] if c["binding"] == "tokens" else c["requests_ceiling_share"]
+        )
+    rows = [(label, *(get(c) for c in cases)) for label, get in keys]
+    return _table(("", *(c["case"] for c in cases)), rows)
+
+
+def silver(data: dict[str, Any]) -> str:
+    scales = data["scales"]
+    keys = (
+        ("kids", "kids"),
+        ("transactions in the week", "week_transactions"),
+        ("transactions, W-2 .. W", "all_transactions"),
+        ("silver step, s", "silver_step_s"),
+        ("floor (bare GROUP BY kid_id, kind), s", "floor_s"),
+        ("ratio (goal <= 1.5)", "ratio"),
+        ("floor over W-2 .. W, s", "floor_3_weeks_s"),
+        ("silver / 3-week floor", "ratio_vs_3_week_floor"),
+        ("peak RSS of the silver process, MiB (goal < 1024)", "peak_rss_mib"),
+    )
+    rows = [(label, *(s[k] for s in scales)) for label, k in keys]
+    scaling = data["scaling"]
+    rows.append(
+        (
+            "large / small: rows, silver time, per-row cost",
+            f"{scaling['rows_ratio']}x, {scaling['silver_time_ratio']}x, "
+            f"{scaling['per_row_cost_ratio']}",
+            "",
+        )
+    )
+    return _table(("", *(s["scale"] + " kids" for s in scales)), rows)
+
+
+def faults(data: dict[str, Any]) -> str:
+    free, bad = data["faults"]["fault_free"], data["faults"]["faults"]
+    resume, quota = data["kill_and_resume"], data["quota"]
+    rows = [
+        ("reports written (goal 100 %)", free["reports_written"], bad["reports_written"]),
+        ("duplicates: paid twice / rows (goal 0)", "0 / 0", _dups(bad)),
+        ("requests / report", free["requests_per_report"], bad["requests_per_report"]),
+        ("retries / report", free["retries_per_report"], bad["retries_per_report"]),
+        ("Dagster step attempts", free["dagster_step_attempts"], bad["dagster_step_attempts"]),
+        ("requests over the limit (goal 0)", free["over_limit"], bad["over_limit"]),
+        ("gold step wall, s", free["gold_step_wall_s"], bad["gold_step_wall_s"]),
+        ("95 % / 100 % of reports stored, s", _pct(free), _pct(bad)),
+        ("stalls >= 1 s without a request", _stall(free), _stall(bad)),
+    ]
+    injected = ", ".join(f"{k}: {v}" for k, v in sorted(bad["faults_injected"].items()))
+    out = [_table(("", "fault-free", "20 % faults"), rows), "", f"Faults injected: {injected}."]
+    out += [
+        "",
+        _table(
+            ("SIGKILL half-way, re-run", ""),
+            [
+                ("reports kept / missing after the kill", _pair(resume, "reports_kept")),
+                ("answers paid but lost in flight", resume["answers_lost_in_flight"]),
+                ("requests sent by the re-run", resume["rerun_requests"]),
+                ("re-run requests / missing (goal <= 1.05)", resume["resume_ratio"]),
+            ],
+        ),
+        "",
+        _table(
+            (f"insufficient_quota after {quota['quota_after']}", ""),
+            [
+                ("reports kept (goal 50)", quota["reports_kept"]),
+                ("requests after the first refusal", quota["requests_after_first_refusal"]),
+                ("last request, s after the first refusal", quota["last_request_after_refusal_s"]),
+                ("run stopped (process exit), s after it (goal < 5)", quota["stop_s"]),
+            ],
+        ),
+    ]
+    return "\n".join(out)
+
+
+def _dups(run: dict[str, Any]) -> str:
+    return f"{run['paid_duplicates']} / {run['duplicate_rows']}"
+
+
+def _pct(run: dict[str, Any]) -> str:
+    return f"{run.get('reports_95pct_s')} / {run.get('reports_100pct_s')}"
+
+
+def _stall(run: dict[str, Any]) -> str:
+    before = run.get("stalled_before_95pct_s")
+    return f"{run.get('stalls')} ({run.get('stalled_s')} s, {before} s before 95 %)"
+
+
+def _pair(resume: dict[str, Any], key: str) -> str:
+    return f"{resume[key]} / {resume['reports_missing']}"
+
+
+def _code(name: str) -> str:
+    data = _load(name)
+    if not data:
+        return f"{name} (no results)"
+    m = data["machine"]
+    changed = ", ".join(m.get("uncommitted_project_files") or [])
+    return f"{name} at {m.get('git_commit')}" + (f" + uncommitted {changed}" if changed else "")
+
+
+def render() -> str:
+    summary = _load("run_all")
+    parts = []
+    if summary:
+        m = summary["machine"]
+        parts += [
+            f"Machine: {machine_line(m)}; {m['os']}; PostgreSQL shared_buffers "
+            f"{m.get('pg_shared_buffers')}, work_mem {m.get('pg_work_mem')}. Load average "
+            f"{m.get('load_avg_1m_at_start')} at the start and {summary.get('load_avg_1m_at_end')} "
+            "at the end (other work shared the 2 CPUs). Code measured: "
+            + "; ".join(_code(name) for name in summary["seconds"])
+            + ".",
+            "",
+            f"`make bench` took {summary['total_s'] / 60:.1f} min ("
+            + ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items())
+            + ").",
+        ]
+    sections = (
+        ("llm_throughput", "LLM throughput", throughput),
+        ("silver_scale", "Silver at scale", silver),
+        ("faults", "Faults", faults),
+    )
+    for name, title, render_one in sections:
+        data = _load(name)
+        if data:
+            parts += ["", f"#### {title}", "", render_one(data)]
+    if summary:
+        rows = [
+            (g["name"], g["value"], g["target"], "met" if g["met"] else "**MISSED**")
+            for g in summary["goals"]
+        ]
+        parts += ["", "#### Goals", "", _table(("goal", "measured", "target", ""), rows)]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.report")
+    parser.add_argument("--write", action="store_true", help=f"update {README.name}")
+    args = parser.parse_args(argv)
+    block = render()
+    if not args.write:
+        print(block)
+        return
+    text = README.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    README.write_text(f"{head}{START}\n{block}\n{END}{tail}")
+    print(f"updated {README}")
+
+
+if __name__ == "__main__":
+    main()
