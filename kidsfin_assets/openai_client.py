@@ -227,6 +227,9 @@ class ReportSession:
             reservation = self.limiter.acquire(reserve, cancelled=self.cancel.is_set)
         except RateLimiterCancelled as exc:
             raise Cancelled("run stopped while waiting for the rate limit") from exc
+        if self.cancel.is_set():  # stopped while this worker waited: send nothing more
+            self.limiter.settle(reservation, 0)
+            raise Cancelled("run stopped before the request was sent")
         try:
             # The raw response first: an answer that is cut off or fails the schema is
             # still paid for, and its usage must be counted before parsing can fail.
