@@ -74,6 +74,7 @@ def build_openai_resource(settings: Settings) -> OpenAIReportsResource:
         requests_per_minute=api.requests_per_minute,
         tokens_per_minute=api.tokens_per_minute,
         max_concurrent=api.max_concurrent,
+        batch_size=api.batch_size,
         retry_max_attempts=retry.max_attempts,
         retry_initial_wait_seconds=retry.initial_wait_seconds,
         retry_max_wait_seconds=retry.max_wait_seconds,

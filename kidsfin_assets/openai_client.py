@@ -308,6 +308,7 @@ class OpenAIReportsResource(OpenAIResource):
     requests_per_minute: int = Field(description="Shared request budget per minute.")
     tokens_per_minute: int = Field(description="Shared token budget per minute.")
     max_concurrent: int = Field(description="Requests in flight in one step.")
+    batch_size: int = Field(default=20, description="Reports per progress batch in the log.")
     retry_max_attempts: int = Field(description="Attempts per report, the first included.")
     retry_initial_wait_seconds: float = 2.0
     retry_max_wait_seconds: float = 10.0

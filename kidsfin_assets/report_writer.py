@@ -173,7 +173,8 @@ class WeekReportWriter:
         )
         self._total = len(pending)
         if self.api.offline:
-            for item in pending:
+            for index, item in enumerate(pending):
+                self._announce_batch(index)
                 self._write_offline(item, names.get(item.kid_id))
         elif pending:
             self._write_with_api(pending, names)
@@ -202,8 +203,8 @@ class WeekReportWriter:
         pool = ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report")
         try:
             futures = [
-                pool.submit(self._write_one, session, item, names.get(item.kid_id))
-                for item in pending
+                pool.submit(self._write_one, session, index, item, names.get(item.kid_id))
+                for index, item in enumerate(pending)
             ]
             wait(futures)
         except BaseException:
@@ -214,10 +215,21 @@ class WeekReportWriter:
         finally:
             _drain(pool)
 
-    def _write_one(self, session: ReportSession, item: PendingReport, nickname: str | None) -> None:
+    def _announce_batch(self, index: int) -> None:
+        """The earlier system's "Processing batch i/n" lines (batches only group the log:
+        requests flow continuously, so no batch waits for the slowest of the one before)."""
+        size = self.api.batch_size
+        if index % size == 0:
+            total = -(-self._total // size)
+            self.log.info(f"Processing batch {index // size + 1}/{total}")
+
+    def _write_one(
+        self, session: ReportSession, index: int, item: PendingReport, nickname: str | None
+    ) -> None:
         try:
             if self.cancel.is_set():
                 raise Cancelled("not started: the run is stopping")
+            self._announce_batch(index)
             result = session.generate(self.prompt.messages(item.metrics))
             report = personalise(result.report, nickname)
             self._store(

@@ -89,6 +89,7 @@ class OpenAISettings(_Section):
     requests_per_minute: int = Field(gt=0)
     tokens_per_minute: int = Field(gt=0)
     max_concurrent: int = Field(gt=0, le=256)
+    batch_size: int = Field(default=20, gt=0)
     timeout_seconds: float = Field(gt=0)
     rate_limit_period_seconds: float = Field(default=60.0, gt=0)
 

@@ -305,3 +305,11 @@ def test_refusal_and_cut_off_answers_are_their_own_errors(monkeypatch, pg_url, s
     assert (meta["errors_refusal"], meta["errors_truncated"]) == (1, 1)
     assert meta["errors_invalid_answer"] == 1
     assert meta["retries"] == 3
+
+
+def test_progress_is_logged_in_batches(monkeypatch, pg_url, server, capfd) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, server, 5, KIDSFIN_OPENAI__BATCH_SIZE="2")
+    assert materialize_week(settings, W, selection="group:gold").success
+    err = capfd.readouterr().err
+    assert all(f"Processing batch {i}/3" in err for i in (1, 2, 3))
+    assert "[5/5 100%]" in err and "╚" in err  # progress lines and the summary box
