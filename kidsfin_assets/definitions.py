@@ -92,6 +92,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[weekly_job],
         sensors=[build_new_week_sensor(settings, weekly_job)],
         resources=build_resources(settings),
+        # Console by default; run config `loggers: {json: {config: {log_level: INFO}}}`
+        # switches a run to one JSON object per log line (for log shippers).
+        loggers={"console": dg.colored_console_logger, "json": dg.json_console_logger},
     )
 
 

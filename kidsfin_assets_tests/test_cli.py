@@ -46,3 +46,21 @@ def test_sensor_preview_requests_every_complete_demo_week(monkeypatch, pg_url, t
     weeks = [w.isoformat() for w in summary.weeks]
     assert f"Sensor returning run requests for {len(weeks)} run(s)" in done.stdout
     assert len(weeks) == 6 and all(dt.date.fromisoformat(w).weekday() == 0 for w in weeks)
+
+
+def test_json_logs_on_request(monkeypatch, sqlite_url, capfd) -> None:
+    import json
+
+    from kidsfin_assets.definitions import build_definitions
+
+    settings = use_database(monkeypatch, sqlite_url)
+    generate(db.create_engine(sqlite_url), settings.sources, DemoSpec(kids=3, weeks=3))
+    week = DemoSpec(weeks=1).week_starts()[-1].isoformat()
+    job = build_definitions(settings).resolve_job_def("weekly_reports_job")
+    result = job.execute_in_process(
+        partition_key=week, run_config={"loggers": {"json": {"config": {"log_level": "INFO"}}}}
+    )
+    assert result.success
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    messages = [json.loads(line)["dagster_meta"]["orig_message"] for line in lines]
+    assert any("NO AI IS USED" in m for m in messages)
