@@ -84,18 +84,19 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-def _local_date(value: Any, tz: str) -> str | None:
+def _local_day(value: Any, tz: str) -> dt.date | None:
     parsed = _parse_ts(value)
-    return None if parsed is None else parsed.astimezone(_zone(tz)).date().isoformat()
+    return None if parsed is None else parsed.astimezone(_zone(tz)).date()
+
+
+def _local_date(value: Any, tz: str) -> str | None:
+    day = _local_day(value, tz)
+    return None if day is None else day.isoformat()
 
 
 def _day_index(value: Any, tz: str, first_day: str) -> int | None:
-    day = _local_date(value, tz)
-    return (
-        None
-        if day is None
-        else (dt.date.fromisoformat(day) - dt.date.fromisoformat(first_day)).days
-    )
+    day = _local_day(value, tz)
+    return None if day is None else (day - dt.date.fromisoformat(first_day)).days
 
 
 def _is_finite_positive(value: Any) -> int:
@@ -233,7 +234,7 @@ def valid_amount(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[bo
     )
 
 
-def exact_money(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
+def exact_money(column: ColumnElement[Any]) -> ColumnElement[Any]:
     """Money as integer cents: sums exactly in both dialects (SQLite's numbers are floats)
     and fast (PostgreSQL adds 64-bit integers far quicker than NUMERIC)."""
     return sa.cast(sa.func.round(column * 100), sa.BigInteger)

@@ -9,7 +9,7 @@ is read once per week, in one grouped pass per kid:
 - whether the kid exists is checked once per kid after grouping, not once per row
   (an orphan row's kid_id has no kid, so its whole group drops out).
 
-Money is summed exactly: NUMERIC on PostgreSQL, integer cents on SQLite.
+Money is summed exactly, as integer cents in both dialects.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
         window,
         t,
         [
-            db.exact_money(engine, t.c.amount).label("money"),
+            db.exact_money(t.c.amount).label("money"),
             ((day // DAYS) * len(KINDS) + kind).label("slot"),
         ],
         [t.c.kind.in_(TRANSACTION_KINDS), db.valid_amount(engine, t.c.amount)],
@@ -138,7 +138,7 @@ def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
         sa.select(
             t.c.kid_id,
             category.label("category"),
-            sa.func.sum(db.exact_money(engine, t.c.amount)).label("total"),
+            sa.func.sum(db.exact_money(t.c.amount)).label("total"),
         )
         .where(
             in_window(engine, t.c.occurred_at, week.starts_at, week.ends_at),
@@ -168,7 +168,7 @@ def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
 def _balances(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
     """Per kid: all valid saving minus withdrawal before the end of W."""
     t = src.transactions
-    money = db.exact_money(engine, t.c.amount)
+    money = db.exact_money(t.c.amount)
     signed = sa.case((t.c.kind == "withdrawal", -money), else_=money)
     return (
         sa.select(t.c.kid_id, sa.func.sum(signed).label("balance"))

@@ -26,7 +26,3 @@ class WarehouseResource(dg.ConfigurableResource):
             create_warehouse_tables(engine)
             _READY.add(engine)
         return engine
-
-    @property
-    def display_url(self) -> str:
-        return db.redact(self.database_url)

@@ -1,8 +1,8 @@
 """The validity rules of DESIGN.md, as SQL over the source tables.
 
-One definition serves the raw layer (which copies valid rows and quarantines the rest)
-and the silver layer (which aggregates valid rows of W, W-1, W-2 straight from the
-source, so that one week can be materialised alone).
+The raw layer copies valid rows and quarantines the rest; the silver layer (metrics.py)
+and the checks apply the same rules to W, W-1 and W-2 straight from the source, so that
+one week can be materialised alone.
 """
 
 from __future__ import annotations
@@ -39,22 +39,15 @@ def in_window(
     return sa.and_(ts >= db.timestamp_param(engine, start), upper)
 
 
-def week_index(engine: Engine, column: Any, week_starts: list[dt.datetime]) -> sa.Case[Any]:
-    """0 for W, 1 for W-1, 2 for W-2 (given starts of W, W-1, W-2)."""
-    ts = db.timestamp_value(engine, column)
-    whens = [(ts >= db.timestamp_param(engine, start), i) for i, start in enumerate(week_starts)]
-    return sa.case(*whens, else_=len(week_starts))
-
-
 def valid_transactions(
     engine: Engine,
     src: Sources,
     timezone: str,
-    start: dt.datetime | None,
+    start: dt.datetime,
     end: dt.datetime,
     extra: list[sa.ColumnElement[Any]] | None = None,
 ) -> sa.Select[Any]:
-    """Valid transactions with start <= occurred_at < end (start None: all before end)."""
+    """Valid transactions with start <= occurred_at < end."""
     t, k = src.transactions, src.kids
     return (
         sa.select(
