@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import db
-from kidsfin_assets.validation import OTHER_CATEGORY, TRANSACTION_KINDS, in_window
+from kidsfin_assets.validation import OTHER_CATEGORY, in_window, valid_kind_and_amount
 from kidsfin_assets.warehouse import TREND_METRICS, Sources, kid_weekly_analysis
 from kidsfin_assets.weeks import Week
 
@@ -98,7 +98,7 @@ def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
             db.exact_money(t.c.amount).label("money"),
             ((day // DAYS) * len(KINDS) + kind).label("slot"),
         ],
-        [t.c.kind.in_(TRANSACTION_KINDS), db.valid_amount(engine, t.c.amount)],
+        [valid_kind_and_amount(engine, t)],
     )
 
     def slot(back: int, kind: str) -> int:
@@ -142,8 +142,7 @@ def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
         )
         .where(
             in_window(engine, t.c.occurred_at, week.starts_at, week.ends_at),
-            t.c.kind == "spending",
-            db.valid_amount(engine, t.c.amount),
+            valid_kind_and_amount(engine, t, ("spending",)),
         )
         .group_by(t.c.kid_id, category)
         .subquery("spent")
@@ -174,8 +173,7 @@ def _balances(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
         sa.select(t.c.kid_id, sa.func.sum(signed).label("balance"))
         .where(
             in_window(engine, t.c.occurred_at, None, week.ends_at),
-            t.c.kind.in_(("saving", "withdrawal")),
-            db.valid_amount(engine, t.c.amount),
+            valid_kind_and_amount(engine, t, ("saving", "withdrawal")),
         )
         .group_by(t.c.kid_id)
         .subquery("balances")

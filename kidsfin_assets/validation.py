@@ -39,6 +39,14 @@ def in_window(
     return sa.and_(ts >= db.timestamp_param(engine, start), upper)
 
 
+def valid_kind_and_amount(
+    engine: Engine, t: sa.TableClause, kinds: tuple[str, ...] = TRANSACTION_KINDS
+) -> sa.ColumnElement[bool]:
+    """A transaction's own rules: a known kind (here, one of `kinds`) and a finite amount
+    > 0. The time window and the kid's existence are the caller's to apply."""
+    return sa.and_(t.c.kind.in_(kinds), db.valid_amount(engine, t.c.amount))
+
+
 def valid_transactions(
     engine: Engine,
     src: Sources,
@@ -60,11 +68,7 @@ def valid_transactions(
             *(extra or []),
         )
         .select_from(t.join(k, k.c.kid_id == t.c.kid_id))
-        .where(
-            in_window(engine, t.c.occurred_at, start, end),
-            t.c.kind.in_(TRANSACTION_KINDS),
-            db.valid_amount(engine, t.c.amount),
-        )
+        .where(in_window(engine, t.c.occurred_at, start, end), valid_kind_and_amount(engine, t))
     )
 
 
