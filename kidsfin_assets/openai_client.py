@@ -38,6 +38,11 @@ class ReportError(Exception):
     kind = "error"
     retryable = True
 
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind:
+            self.kind = kind
+
 
 class FatalApiError(ReportError):
     """Retrying cannot help (bad key, no quota, bad request): stop the run at once."""
@@ -90,15 +95,15 @@ def classify(exc: BaseException) -> ReportError:
     if is_quota_error(exc):
         return FatalApiError(QUOTA_ADVICE)
     if isinstance(exc, openai.APITimeoutError):
-        return _kinded(ReportError("request timed out"), "timeout")
+        return ReportError("request timed out", "timeout")
     if isinstance(exc, openai.APIConnectionError):
-        return _kinded(ReportError(f"connection error: {exc}"), "connection")
+        return ReportError(f"connection error: {exc}", "connection")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         if status == 429:
-            return _kinded(ReportError("rate limited (429)"), "rate_limited")
+            return ReportError("rate limited (429)", "rate_limited")
         if status in RETRYABLE_STATUS or status >= 500:
-            return _kinded(ReportError(f"server error {status}"), f"http_{status}")
+            return ReportError(f"server error {status}", f"http_{status}")
         advice = _FATAL_ADVICE.get(status, "the API refused the request")
         return FatalApiError(f"OpenAI answered {status}: {advice} ({exc.message})")
     if isinstance(exc, openai.LengthFinishReasonError):
@@ -107,12 +112,7 @@ def classify(exc: BaseException) -> ReportError:
         return RefusedAnswer("the answer was blocked by the content filter")
     if isinstance(exc, pydantic.ValidationError | ValueError):
         return InvalidAnswer(f"the answer does not match the report schema: {exc}"[:300])
-    return _kinded(ReportError(f"unexpected error: {exc!r}"[:300]), "unexpected")
-
-
-def _kinded(error: ReportError, kind: str) -> ReportError:
-    error.kind = kind
-    return error
+    return ReportError(f"unexpected error: {exc!r}"[:300], "unexpected")
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
@@ -135,22 +135,14 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
     return None
 
 
-@dataclass(frozen=True)
-class RetrySettings:
-    max_attempts: int
-    initial_wait: float
-    max_wait: float
-    jitter: float
-
-
 class _BackoffWait(tenacity.wait.wait_base):
     """Retry-After when the server gives one, else capped exponential back-off with jitter."""
 
-    def __init__(self, policy: RetrySettings) -> None:
+    def __init__(self, initial: float, maximum: float, jitter: float) -> None:
         self.exponential = tenacity.wait_exponential_jitter(
-            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+            initial=initial, max=maximum, jitter=jitter
         )
-        self.jitter = policy.jitter
+        self.jitter = jitter
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -163,11 +155,9 @@ class _BackoffWait(tenacity.wait.wait_base):
 @dataclass(frozen=True)
 class GeneratedReport:
     report: KidWeeklyReport
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    cost_usd: float
-    attempts: int
+    # What the answer cost, by kid_weekly_reports' column names: prompt_tokens,
+    # completion_tokens, cached_tokens, cost_usd.
+    usage: dict[str, Any]
 
 
 def estimate_tokens(utf8_bytes: int, messages: int) -> int:
@@ -192,17 +182,15 @@ class ReportSession:
     ) -> None:
         self.client, self.resource, self.limiter = client, resource, limiter
         self.usage, self.cancel = usage, cancel
-        self.policy = RetrySettings(
-            resource.retry_max_attempts,
-            resource.retry_initial_wait_seconds,
-            resource.retry_max_wait_seconds,
-            resource.retry_jitter_seconds,
-        )
 
     def generate(self, messages: list[dict[str, str]]) -> GeneratedReport:
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
-            wait=_BackoffWait(self.policy),
+            stop=tenacity.stop_after_attempt(self.resource.retry_max_attempts),
+            wait=_BackoffWait(
+                self.resource.retry_initial_wait_seconds,
+                self.resource.retry_max_wait_seconds,
+                self.resource.retry_jitter_seconds,
+            ),
             retry=tenacity.retry_if_exception(
                 lambda e: isinstance(e, ReportError) and e.retryable and not self.cancel.is_set()
             ),
@@ -212,8 +200,7 @@ class ReportSession:
         )
         for attempt in retrying:
             with attempt:
-                result = self._attempt(messages)
-                return GeneratedReport(**result, attempts=attempt.retry_state.attempt_number)
+                return self._attempt(messages)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _sleep(self, seconds: float) -> None:
@@ -221,7 +208,7 @@ class ReportSession:
         if self.cancel.wait(seconds):
             raise Cancelled("run stopped by another report's fatal error")
 
-    def _attempt(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _attempt(self, messages: list[dict[str, str]]) -> GeneratedReport:
         reserve = estimate_prompt_tokens(messages) + self.resource.max_tokens
         try:
             reservation = self.limiter.acquire(reserve, cancelled=self.cancel.is_set)
@@ -243,7 +230,7 @@ class ReportSession:
         except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
             self._on_error(exc, reservation)
             raise classify(exc) from exc
-        tokens = self._on_usage(raw, reservation)
+        usage = self._on_usage(raw, reservation)
         try:
             message = raw.parse().choices[0].message
         except Exception as exc:
@@ -252,7 +239,7 @@ class ReportSession:
             raise self._failed_answer(RefusedAnswer(f"the model refused: {message.refusal}"[:300]))
         if message.parsed is None:
             raise self._failed_answer(InvalidAnswer("the answer had no parsable content"))
-        return {"report": message.parsed, **tokens}
+        return GeneratedReport(message.parsed, usage)
 
     def _on_error(self, exc: Exception, reservation: Reservation) -> None:
         # What a failed request cost upstream is unknown: keep the whole reservation.
@@ -263,7 +250,8 @@ class ReportSession:
         pause = retry_after_seconds(exc)
         if rate_limited:
             # Every process backs off, not only this worker.
-            self.limiter.pause(pause if pause is not None else self.policy.initial_wait)
+            wait = self.resource.retry_initial_wait_seconds
+            self.limiter.pause(pause if pause is not None else wait)
 
     def _on_usage(self, raw: Any, reservation: Reservation) -> dict[str, Any]:
         """Count what the answer cost (from the response body) and settle the bucket."""

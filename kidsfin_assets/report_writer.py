@@ -19,7 +19,6 @@ from kidsfin_assets.openai_client import (
     Cancelled,
     FatalApiError,
     OpenAIReportsResource,
-    ReportError,
     ReportSession,
 )
 from kidsfin_assets.pricing import Usage
@@ -41,6 +40,7 @@ from kidsfin_assets.weeks import Week
 
 WRITER_OPENAI = "openai"
 WRITER_OFFLINE = "offline"
+FREE_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0}
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,6 @@ class WeekReportWriter:
         self.cancel = threading.Event()
         self.outcome = WeekOutcome()
         self._lock = threading.Lock()
-        self._done = 0
 
     def run(self) -> WeekOutcome:
         started = time.monotonic()
@@ -196,7 +195,7 @@ class WeekReportWriter:
 
     def _write_offline(self, item: PendingReport, nickname: str | None) -> None:
         report = personalise(offline_report(item.metrics), nickname)
-        self._store(item, report, 0, 0, 0, 0.0)
+        self._store(item, report, FREE_USAGE)
 
     def _write_with_api(self, pending: list[PendingReport], names: dict[int, str]) -> None:
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
@@ -231,24 +230,14 @@ class WeekReportWriter:
                 raise Cancelled("not started: the run is stopping")
             self._announce_batch(index)
             result = session.generate(self.prompt.messages(item.metrics))
-            report = personalise(result.report, nickname)
-            self._store(
-                item,
-                report,
-                result.prompt_tokens,
-                result.completion_tokens,
-                result.cached_tokens,
-                result.cost_usd,
-            )
+            self._store(item, personalise(result.report, nickname), result.usage)
         except FatalApiError as exc:
             self._fail(item, exc)
             if not self.cancel.is_set():
                 self.outcome.fatal = str(exc)
                 self.log.error(f"stopping the week: {exc}")
                 self.cancel.set()
-        except ReportError as exc:
-            self._fail(item, exc)
-        except Exception as exc:  # a bug or a database error: count it, keep the others going
+        except Exception as exc:  # retries spent, a bug or a database error: keep going
             self._fail(item, exc)
 
     def _fail(self, item: PendingReport, exc: BaseException) -> None:
@@ -259,31 +248,20 @@ class WeekReportWriter:
         if not isinstance(exc, Cancelled):
             self.log.warning(f"kid {item.kid_id}: no report: {exc}")
 
-    def _store(
-        self,
-        item: PendingReport,
-        report: dict[str, Any],
-        prompt_tokens: int,
-        completion_tokens: int,
-        cached_tokens: int,
-        cost: float,
-    ) -> None:
-        usage = {
+    def _store(self, item: PendingReport, report: dict[str, Any], usage: dict[str, Any]) -> None:
+        columns = {
             "model": self.model,
             "prompt_version": self.prompt.version,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cached_tokens": cached_tokens,
-            "cost_usd": cost,
             "writer": self.writer,
+            **usage,
         }
-        store_report(self.engine, self.week, item, report, usage)
+        store_report(self.engine, self.week, item, report, columns)
         with self._lock:
             self.outcome.written += 1
-            self._done += 1
-            done = self._done
+            done = self.outcome.written
         pct = 100 * done // max(1, self._total)
         self.log.info(
             f"[{done}/{self._total} {pct}%] kid {item.kid_id}: "
-            f"{prompt_tokens}+{completion_tokens} tokens ({cached_tokens} cached), ${cost:.5f}"
+            f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens "
+            f"({usage['cached_tokens']} cached), ${usage['cost_usd']:.5f}"
         )
