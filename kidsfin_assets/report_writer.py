@@ -61,26 +61,26 @@ class WeekOutcome:
     wall_seconds: float = 0.0
 
 
+def silver_rows(conn: Connection, week: Week) -> list[dict[str, Any]]:
+    silver = kid_weekly_analysis
+    query = sa.select(silver).where(silver.c.week_start == week.start).order_by(silver.c.kid_id)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
 def plan_week(
     conn: Connection,
     week: Week,
+    rows: list[dict[str, Any]],
     api_model: str,
     prompt: Prompt,
     offline: bool,
     child: Callable[[int], str],
 ) -> tuple[list[PendingReport], int]:
-    """The kids that still need a report (no row with the same input hash), and how many
-    were reused. Reports of kids no longer in silver are removed.
+    """Of the week's silver rows, those that still need a report (no row with the same
+    input hash), and how many were reused. Reports of kids no longer in silver are removed.
 
     Offline, an AI report for the same metrics counts as done: losing the API key for a
     run must not throw away reports that were paid for."""
-    silver = kid_weekly_analysis
-    rows = [
-        dict(r._mapping)
-        for r in conn.execute(
-            sa.select(silver).where(silver.c.week_start == week.start).order_by(silver.c.kid_id)
-        )
-    ]
     gold = kid_weekly_reports
     existing = dict(
         conn.execute(
@@ -160,9 +160,16 @@ class WeekReportWriter:
     def run(self) -> WeekOutcome:
         started = time.monotonic()
         with self.engine.begin() as conn:
-            names = self._names(conn)
+            rows = silver_rows(conn, self.week)
+            names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
             pending, self.outcome.reused = plan_week(
-                conn, self.week, self.api.model, self.prompt, self.api.offline, self._child(names)
+                conn,
+                self.week,
+                rows,
+                self.api.model,
+                self.prompt,
+                self.api.offline,
+                self._child(names),
             )
         self.outcome.silver_rows = len(pending) + self.outcome.reused
         self.log.info(
@@ -179,13 +186,6 @@ class WeekReportWriter:
             self._write_with_api(pending, names)
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
-
-    def _names(self, conn: Connection) -> dict[int, str]:
-        silver = kid_weekly_analysis
-        kids = conn.execute(
-            sa.select(silver.c.kid_id).where(silver.c.week_start == self.week.start)
-        )
-        return nicknames(conn, self.src, list(kids.scalars()))
 
     def _child(self, names: dict[int, str]) -> Callable[[int], str]:
         """How the prompt names the child: a placeholder, unless pseudonymisation is off."""
