@@ -49,12 +49,12 @@ def normalize_url(url: str) -> str:
 
 def redact(url: str) -> str:
     """The URL with its password hidden, for messages and logs."""
-    try:
-        return make_url(normalize_url(url) if "://" in url else url).render_as_string(
-            hide_password=True
-        )
-    except Exception:
-        return "<unparseable database URL>"
+    for candidate in (normalize_url, str):  # an unsupported scheme is still shown
+        try:
+            return make_url(candidate(url)).render_as_string(hide_password=True)
+        except Exception:
+            continue
+    return "<unparseable database URL>"
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -22,6 +22,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
 ENV_PREFIX = "KIDSFIN_"
@@ -142,6 +144,17 @@ class Settings(BaseSettings):
     checks: CheckSettings
     sensor: SensorSettings
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database(cls, value: str) -> str:
+        # Checked at load, so a wrong URL stops start-up instead of failing every run.
+        if value:
+            try:
+                normalize_url(value)
+            except DatabaseUrlError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -195,6 +208,8 @@ def _describe(exc: ValidationError) -> str:
         env = _env_name(loc)
         origin = f" (from environment variable {env})" if env in os.environ else ""
         given = error.get("input")
+        if key == "database_url" and isinstance(given, str):
+            given = redact(given)  # never echo a password
         shown = "" if isinstance(given, dict) or given is None else f", got {given!r}"
         lines.append(f"  {key}: {error['msg']}{shown}{origin}")
     return "invalid kidsfin settings in " + str(config_path()) + ":\n" + "\n".join(lines)

@@ -107,3 +107,15 @@ def test_only_complete_weeks_are_partitions() -> None:
     assert last.is_complete()
     assert not last.shifted(1).is_complete()
     assert all(dt.date.fromisoformat(k).weekday() == 0 for k in keys)
+
+
+def test_unusable_database_url_stops_start_up_without_echoing_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIDSFIN_DATABASE_URL", "mysql://app:s3cret-pw@db.example/app")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "database_url" in message and "KIDSFIN_DATABASE_URL" in message
+    assert "unsupported database 'mysql'" in message
+    assert "s3cret-pw" not in message
