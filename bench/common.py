@@ -410,7 +410,7 @@ def fmt(value: Any) -> str:
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain fixed-width table (also valid Markdown)."""
     cells = [[fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
         return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"

@@ -12,6 +12,7 @@ from kidsfin_assets.assets.gold import build_kid_weekly_reports
 from kidsfin_assets.assets.raw import build_kid_activity
 from kidsfin_assets.assets.silver import build_kid_weekly_analysis
 from kidsfin_assets.checks import build_checks
+from kidsfin_assets.loggers import build_run_loggers
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.sensors import build_new_week_sensor, build_weekly_job
@@ -92,9 +93,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[weekly_job],
         sensors=[build_new_week_sensor(settings, weekly_job)],
         resources=build_resources(settings),
-        # Console by default; run config `loggers: {json: {config: {log_level: INFO}}}`
-        # switches a run to one JSON object per log line (for log shippers).
-        loggers={"console": dg.colored_console_logger, "json": dg.json_console_logger},
+        loggers=build_run_loggers(settings.log_file_path),
     )
 
 

@@ -134,6 +134,7 @@ class Settings(BaseSettings):
 
     database_url: str = ""
     export_dir: str = "data/exports"
+    log_file: str = "data/logs/kidsfin.log"
     weeks: WeeksSettings
     trends: TrendSettings
     sources: SourceTables = SourceTables()
@@ -180,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def export_path(self) -> Path:
         return resolve_path(self.export_dir)
+
+    @property
+    def log_file_path(self) -> Path:
+        return resolve_path(self.log_file)
 
     @property
     def pricing_path(self) -> Path:

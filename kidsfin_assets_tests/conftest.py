@@ -33,6 +33,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
         if name.startswith(("KIDSFIN_", "OPENAI_")) and name != "KIDSFIN_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("KIDSFIN_EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.setenv("KIDSFIN_LOG_FILE", str(tmp_path / "logs" / "kidsfin.log"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

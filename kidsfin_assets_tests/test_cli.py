@@ -64,3 +64,69 @@ def test_json_logs_on_request(monkeypatch, sqlite_url, capfd) -> None:
     lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     messages = [json.loads(line)["dagster_meta"]["orig_message"] for line in lines]
     assert any("NO AI IS USED" in m for m in messages)
+
+
+def test_file_log_from_the_cli(monkeypatch, sqlite_url, tmp_path) -> None:
+    """`dagster asset materialize` with the `file` logger: every step process appends JSON
+    lines to one file (by default the `log_file` setting), and the console keeps its log."""
+    import json
+
+    settings = use_database(monkeypatch, sqlite_url)
+    generate(db.create_engine(sqlite_url), settings.sources, DemoSpec(kids=3, weeks=3))
+    week = DemoSpec(weeks=1).week_starts()[-1].isoformat()
+    run_config = tmp_path / "run_config.yaml"
+    run_config.write_text(
+        "loggers:\n  console: {}\n  file:\n    config: {json: true, log_level: DEBUG}\n"
+    )
+    # The test's own settings (database, export_dir, log_file), not the shell's OpenAI key.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "--config", str(run_config)]
+    command += ["-m", "kidsfin_assets.definitions", "--select", "*", "--partition", week]
+    done = subprocess.run(
+        command,
+        cwd=PROJECT,
+        env={**env, "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in settings.log_file_path.read_text().splitlines()]
+    steps = {r["step"] for r in records if r["step"]}
+    assert {"raw__kid_activity", "silver__kid_weekly_analysis", "gold__kid_weekly_reports"} <= steps
+    events = {r["event"] for r in records}
+    assert {"STEP_START", "STEP_SUCCESS", "ASSET_MATERIALIZATION"} <= events
+    assert {r["run_id"] for r in records} == {records[0]["run_id"]}
+    assert any("NO AI IS USED" in r["message"] and r["level"] == "WARNING" for r in records)
+    assert "NO AI IS USED" in done.stderr  # the console logger still runs beside it
+
+
+def test_file_log_rejects_an_unknown_level(monkeypatch, sqlite_url) -> None:
+    import dagster as dg
+    import pytest
+
+    from kidsfin_assets.definitions import build_definitions
+
+    settings = use_database(monkeypatch, sqlite_url)
+    job = build_definitions(settings).resolve_job_def("weekly_reports_job")
+    config = {"loggers": {"file": {"config": {"log_level": "LOUD"}}}}
+    week = DemoSpec(weeks=1).week_starts()[-1].isoformat()
+    with pytest.raises(dg.DagsterInvalidConfigError, match="log_level"):
+        job.execute_in_process(partition_key=week, run_config=config)
+    assert not settings.log_file_path.exists()
+
+
+def test_file_log_as_text_at_a_given_path(monkeypatch, sqlite_url, tmp_path) -> None:
+    from kidsfin_assets.definitions import build_definitions
+
+    settings = use_database(monkeypatch, sqlite_url)
+    generate(db.create_engine(sqlite_url), settings.sources, DemoSpec(kids=3, weeks=3))
+    path = tmp_path / "elsewhere" / "run.log"
+    job = build_definitions(settings).resolve_job_def("weekly_reports_job")
+    config = {"loggers": {"file": {"config": {"path": str(path), "log_level": "WARNING"}}}}
+    week = DemoSpec(weeks=1).week_starts()[-1].isoformat()
+    assert job.execute_in_process(partition_key=week, run_config=config).success
+    lines = path.read_text().splitlines()
+    assert lines and all(" WARNING " in line or " ERROR " in line for line in lines)
+    assert any("NO AI IS USED" in line for line in lines)
+    assert not settings.log_file_path.exists()  # the path given replaced the setting

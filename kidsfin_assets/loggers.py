@@ -1,0 +1,84 @@
+"""Run loggers: the console (Dagster's own), JSON lines on the console, and a log file.
+
+The earlier system logged to the console and/or a file, in text or JSON. Dagster keeps
+every run's log in its event log (the UI shows it); the `file` logger is for whoever also
+wants it in a file (a log shipper, `tail -f`), selected per run in run config:
+
+    loggers:
+      console: {}
+      file: {config: {json: true, log_level: INFO}}   # path: the `log_file` setting
+
+Every step process of a run appends to the same file; each record is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s - %(message)s"
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per record, with the run, step and event that Dagster attached."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        meta: dict[str, Any] = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "message": meta.get("orig_message") or record.getMessage(),
+            "run_id": meta.get("run_id"),
+            "job": meta.get("job_name"),
+            "step": meta.get("step_key"),
+            "event": getattr(event, "event_type_value", None),
+        }
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def build_file_logger(default_path: Path) -> dg.LoggerDefinition:
+    """The `file` run logger; its path defaults to the `log_file` setting."""
+
+    @dg.logger(
+        config_schema={
+            "path": dg.Field(str, default_value=str(default_path), description="appended to"),
+            # An enum, so a wrong level is a config error in the launchpad and the CLI.
+            "log_level": dg.Field(
+                dg.Enum("KidsfinLogLevel", [dg.EnumValue(level) for level in LEVELS]),
+                default_value="INFO",
+            ),
+            "json": dg.Field(bool, default_value=False, description="one JSON object a line"),
+        },
+        description="Appends the run's log to a file, as text or one JSON object per line.",
+    )
+    def file_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+        config = init_context.logger_config
+        path = Path(config["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        formatter = JsonLineFormatter() if config["json"] else logging.Formatter(_TEXT_FORMAT)
+        handler.setFormatter(formatter)
+        # A logger object of its own, not logging.getLogger(): two runs in one process
+        # must not share handlers.
+        run_logger = logging.Logger("kidsfin", level=config["log_level"])
+        run_logger.addHandler(handler)
+        return run_logger
+
+    return file_logger
+
+
+def build_run_loggers(log_file: Path) -> dict[str, dg.LoggerDefinition]:
+    """Console by default; `json` and `file` are chosen in a run's config."""
+    return {
+        "console": dg.colored_console_logger,
+        "json": dg.json_console_logger,
+        "file": build_file_logger(log_file),
+    }
