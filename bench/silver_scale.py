@@ -195,8 +195,10 @@ def explain_hotspots(
         with engine.connect() as conn:
             trans = conn.begin()
             try:
-                # As silver does, in the same (rolled-back) transaction: the week's rows go
-                # first, so that an INSERT of them meets no duplicate key.
+                # As silver does, in the same (rolled-back) transaction: its session
+                # settings (work_mem, no JIT), and the week's rows go first, so that an
+                # INSERT of them meets no duplicate key.
+                db.tune_for_aggregation(conn)
                 conn.execute(
                     sa.text("DELETE FROM kidsfin.kid_weekly_analysis WHERE week_start = :week"),
                     {"week": week},
