@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import statistics
 import subprocess
@@ -56,8 +55,6 @@ MAX_RSS_MIB = 1024
 # Per-row cost at the large scale may exceed the small one's by this much and still count
 # as linear (timer noise, and a hash table that outgrows a cache, are not a trend).
 LINEAR_TOLERANCE = 1.2
-# For the diagnosis only: enough for silver's hash aggregates and sorts at 100,000 kids.
-TUNED_WORK_MEM = "256MB"
 FLOOR_SQL = """
 SELECT kid_id, kind, sum(amount) AS total, count(*) AS n
 FROM {transactions}
@@ -266,17 +263,11 @@ def explain_hotspots(
 # --- the parent ---------------------------------------------------------------------------
 
 
-def run_child(url: str, week: str, explain: bool, work_mem: str | None = None) -> dict[str, Any]:
+def run_child(url: str, week: str, explain: bool) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.silver_scale", "--child", url, week]
     if explain:
         command.append("--explain")
-    env = dict(os.environ)
-    if work_mem:
-        # libpq applies PGOPTIONS to every connection: the project's code is untouched.
-        env["PGOPTIONS"] = f"-c work_mem={work_mem}"
-    done = subprocess.run(
-        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=3600
-    )
+    done = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=3600)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
@@ -289,7 +280,6 @@ def floor_seconds(
     week: Week,
     repeats: int = 3,
     weeks_back: int = 0,
-    work_mem: str | None = None,
 ) -> tuple[float, int]:
     """The bare GROUP BY, all rows fetched: (median seconds, groups). `weeks_back`=2 reads
     W-2 .. W, the rows silver must read for its trends."""
@@ -297,10 +287,7 @@ def floor_seconds(
 
     sql = sa.text(FLOOR_SQL.format(transactions=settings.sources.transactions))
     params = {"start": week.shifted(-weeks_back).starts_at, "end": week.ends_at}
-    engine = sa.create_engine(
-        db.normalize_url(url),
-        connect_args={"options": f"-c work_mem={work_mem}"} if work_mem else {},
-    )
+    engine = sa.create_engine(db.normalize_url(url))  # the server's settings, as a user has
     timings, groups = [], 0
     try:
         with engine.connect() as conn:
@@ -374,11 +361,6 @@ def run_scale(scale: Scale, explain: bool) -> dict[str, Any]:
         silver["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
         floor_s, groups = floor_seconds(url, settings, week)
         floor_3w_s, _ = floor_seconds(url, settings, week, weeks_back=2)
-        tuned: dict[str, Any] = {}
-        if explain:
-            # Diagnosis: the same with enough work_mem that no sort or hash spills to disk.
-            tuned = run_child(url, week.key, False, work_mem=TUNED_WORK_MEM)
-            tuned["floor_s"] = floor_seconds(url, settings, week, work_mem=TUNED_WORK_MEM)[0]
     step_s = silver["step_s"]
     return {
         "scale": scale.name,
@@ -398,15 +380,6 @@ def run_scale(scale: Scale, explain: bool) -> dict[str, Any]:
         "ratio_whole_call": round(silver["materialize_call_s"] / floor_s, 3),
         "floor_3_weeks_s": round(floor_3w_s, 3),
         "ratio_vs_3_week_floor": round(step_s / floor_3w_s, 3),
-        "work_mem_experiment": {
-            "work_mem": TUNED_WORK_MEM,
-            "silver_step_s": tuned["step_s"],
-            "floor_s": round(tuned["floor_s"], 3),
-            "ratio": round(tuned["step_s"] / tuned["floor_s"], 3),
-            "peak_rss_mib": tuned["peak_rss_mib"],
-        }
-        if tuned
-        else None,
         "peak_rss_mib": silver["peak_rss_mib"],
         "baseline_rss_mib": silver["baseline_rss_mib"],
         "ru_maxrss_mib": silver["ru_maxrss_mib"],
@@ -506,18 +479,6 @@ def report(results: list[dict[str, Any]], scale: dict[str, float]) -> str:
             [(s["seconds"], s["sql"]) for s in large["slowest_statements"]],
         )
     )
-    tuned = large.get("work_mem_experiment")
-    if tuned:
-        out.append(
-            table(
-                f"Diagnosis: work_mem={tuned['work_mem']} (PGOPTIONS) instead of the server's",
-                ("", "silver step, s", "floor, s", "ratio"),
-                [
-                    ("server default", large["silver_step_s"], large["floor_s"], large["ratio"]),
-                    (tuned["work_mem"], tuned["silver_step_s"], tuned["floor_s"], tuned["ratio"]),
-                ],
-            )
-        )
     if large["plan_hotspots"]:
         head, *nodes = large["plan_hotspots"]
         out.append(
