@@ -41,6 +41,25 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class AppendingFileHandler(logging.Handler):
+    """Opens the file for each record and closes it again: Dagster gives loggers no
+    teardown, so a handler that kept the file open would leak one descriptor per run in a
+    long-lived process (a code server, in-process runs). One write per record, in append
+    mode, also keeps the lines of several step processes whole."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+        except Exception:
+            self.handleError(record)
+
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -63,7 +82,7 @@ def build_file_logger(default_path: Path) -> dg.LoggerDefinition:
         config = init_context.logger_config
         path = Path(config["path"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = AppendingFileHandler(path)
         formatter = JsonLineFormatter() if config["json"] else logging.Formatter(_TEXT_FORMAT)
         handler.setFormatter(formatter)
         # A logger object of its own, not logging.getLogger(): two runs in one process

@@ -98,9 +98,9 @@ def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
     )
     # The slot from the day already computed (a day bucket is a search per row; this is
     # integer arithmetic), itself computed once per row rather than once per FILTER.
-    slot = (dated.c.day // DAYS) * len(KINDS) + dated.c.kind
+    row_slot = (dated.c.day // DAYS) * len(KINDS) + dated.c.kind
     r = db.computed_once(
-        engine, sa.select(dated.c.kid_id, dated.c.money, dated.c.day, slot.label("slot"))
+        engine, sa.select(dated.c.kid_id, dated.c.money, dated.c.day, row_slot.label("slot"))
     ).subquery()
 
     def slot(back: int, kind: str) -> int:
