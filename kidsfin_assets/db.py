@@ -44,6 +44,12 @@ def normalize_url(url: str) -> str:
         raise DatabaseUrlError(
             f"unsupported database {parsed.get_backend_name()!r}: use postgresql:// or sqlite://"
         )
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg2":
+        # Only psycopg2 is installed: another driver would fail at the first run, not here.
+        raise DatabaseUrlError(
+            f"unsupported PostgreSQL driver {parsed.get_driver_name()!r}: "
+            "use postgresql:// or postgresql+psycopg2://"
+        )
     return url
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -32,14 +34,29 @@ MAX_RETRY_AFTER_SECONDS = 300.0
 RETRYABLE_STATUS = {408, 409}
 
 
+# OpenAI's 401 echoes the key masked ("sk-proj-****abcd"); a proxy may echo more.
+_KEY_LIKE = re.compile(r"\b(?:sk|rk|sess)-[A-Za-z0-9_*-]+")
+
+
+def scrub_secrets(text: str) -> str:
+    """`text` without the API key or anything shaped like one, for logs and events."""
+    key = os.environ.get("OPENAI_API_KEY")
+    if key:
+        text = text.replace(key, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
 class ReportError(Exception):
-    """A report could not be written; `kind` names the failure for metadata."""
+    """A report could not be written; `kind` names the failure for metadata.
+
+    Its message goes to logs, asset metadata and the step failure (stored events), so it
+    is scrubbed of key-like text here, once for every path."""
 
     kind = "error"
     retryable = True
 
     def __init__(self, message: str, kind: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(scrub_secrets(message))
         if kind:
             self.kind = kind
 

@@ -226,13 +226,23 @@ def load_settings() -> Settings:
     if not path.is_file():
         raise SettingsError(f"kidsfin config file not found: {path} (set KIDSFIN_CONFIG)")
     try:
-        yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SettingsError(f"kidsfin config file {path} is not valid YAML: {exc}") from exc
+    if isinstance(document, dict) and "database_url" in document:
+        # A URL holds a password: from a file it would reach the UI as plain resource config.
+        raise SettingsError(
+            f"invalid kidsfin settings in {path}:\n  database_url: not allowed in a config "
+            f"file (it holds a password); set the environment variable {ENV_PREFIX}DATABASE_URL"
+        )
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    from kidsfin_assets.pricing import load_price  # pricing imports this module
+
+    load_price(settings.pricing_path, settings.openai.model)  # an unpriced model stops here
+    return settings
 
 
 @functools.cache

@@ -707,7 +707,12 @@ class _Handler(BaseHTTPRequestHandler):
             and self.headers.get("Authorization", "") != f"Bearer {cfg.api_key}"
         ):
             self._send_json(
-                401, _error_body(_BAD_KEY_MESSAGE, "invalid_request_error", "invalid_api_key")
+                401,
+                _error_body(
+                    _bad_key_message(self.headers.get("Authorization", "")),
+                    "invalid_request_error",
+                    "invalid_api_key",
+                ),
             )
             return
         if not is_json or not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -856,7 +861,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, _error_body(msg, "invalid_request_error", None, "messages"))
         else:  # "401"
             self._send_json(
-                401, _error_body(_BAD_KEY_MESSAGE, "invalid_request_error", "invalid_api_key")
+                401,
+                _error_body(
+                    _bad_key_message(self.headers.get("Authorization", "")),
+                    "invalid_request_error",
+                    "invalid_api_key",
+                ),
             )
 
     def _send_rate_limited(
@@ -877,6 +887,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+
+
+def _bad_key_message(authorization: str) -> str:
+    """As OpenAI words it: the key presented, masked but for its first 8 and last 4 chars."""
+    key = authorization.removeprefix("Bearer ").strip()
+    if len(key) <= 12:
+        return _BAD_KEY_MESSAGE
+    masked = key[:8] + "*" * (len(key) - 12) + key[-4:]
+    return _BAD_KEY_MESSAGE.replace("provided.", f"provided: {masked}.")
 
 
 def _retry_headers(seconds: float) -> dict[str, str]:

@@ -383,14 +383,16 @@ def test_tpm_limit(server_factory: Callable[..., FakeOpenAIServer]) -> None:
 
 
 def test_concurrent_requests_with_latency(server_factory: Callable[..., FakeOpenAIServer]) -> None:
-    srv = server_factory(latency=0.3, jitter=0.05, rpm=100)
+    # A latency well above the time 30 client threads take to start on 2 busy CPUs
+    # (~0.3 s), so that the requests really overlap at the server.
+    srv = server_factory(latency=1.0, jitter=0.05, rpm=100)
     client = make_client(srv)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=30) as pool:
         results = list(pool.map(lambda _: ask(client), range(30)))
     elapsed = time.monotonic() - started
     assert all(r.choices[0].message.parsed for r in results)
-    assert 0.25 <= elapsed < 2.0  # served in parallel, not 30 x 0.3 s
+    assert 0.95 <= elapsed < 4.0  # served in parallel, not 30 x 1 s
     assert srv.stats.ok == 30 and srv.stats.max_in_flight >= 20
 
 

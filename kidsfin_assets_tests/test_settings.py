@@ -97,6 +97,10 @@ def test_database_urls() -> None:
     assert "secret" not in redact("postgresql://u:secret@h/db")
     with pytest.raises(DatabaseUrlError, match="unsupported"):
         normalize_url("mysql://u@h/db")
+    for driver in ("psycopg", "asyncpg", "pg8000"):
+        with pytest.raises(DatabaseUrlError, match=f"driver '{driver}'"):
+            normalize_url(f"postgresql+{driver}://u@h/db")
+    assert normalize_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
 
 
 def test_only_complete_weeks_are_partitions() -> None:
@@ -119,3 +123,29 @@ def test_unusable_database_url_stops_start_up_without_echoing_the_password(
     assert "database_url" in message and "KIDSFIN_DATABASE_URL" in message
     assert "unsupported database 'mysql'" in message
     assert "s3cret-pw" not in message
+
+
+def test_database_url_is_refused_in_a_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["database_url"] = "postgresql://app:s3cret-pw@db.example/app"
+    path = tmp_path / "with_url.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KIDSFIN_CONFIG", str(path))
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "database_url" in message and "KIDSFIN_DATABASE_URL" in message
+    assert "s3cret-pw" not in message
+
+
+def test_model_missing_from_the_pricing_table_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIDSFIN_OPENAI__MODEL", "gpt-9-imaginary")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "openai.model" in message and "gpt-9-imaginary" in message
+    assert "pricing" in message
