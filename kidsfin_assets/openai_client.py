@@ -172,9 +172,14 @@ class _BackoffWait(tenacity.wait.wait_base):
 @dataclass(frozen=True)
 class GeneratedReport:
     report: KidWeeklyReport
-    # What the answer cost, by kid_weekly_reports' column names: prompt_tokens,
-    # completion_tokens, cached_tokens, cost_usd.
+    # What the report cost, every answer paid for it included (a refused, cut-off or
+    # invalid one before the good one), by kid_weekly_reports' column names:
+    # prompt_tokens, completion_tokens, cached_tokens, cost_usd.
     usage: dict[str, Any]
+
+
+def _total_usage(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: sum(answer[key] for answer in answers) for key in answers[0]}
 
 
 def estimate_tokens(utf8_bytes: int, messages: int) -> int:
@@ -215,9 +220,11 @@ class ReportSession:
             sleep=self._sleep,
             reraise=True,
         )
+        paid: list[dict[str, Any]] = []  # the usage of every answer received for it
         for attempt in retrying:
             with attempt:
-                return self._attempt(messages)
+                report = self._attempt(messages, paid)
+                return GeneratedReport(report, _total_usage(paid))
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _sleep(self, seconds: float) -> None:
@@ -225,7 +232,9 @@ class ReportSession:
         if self.cancel.wait(seconds):
             raise Cancelled("run stopped by another report's fatal error")
 
-    def _attempt(self, messages: list[dict[str, str]]) -> GeneratedReport:
+    def _attempt(
+        self, messages: list[dict[str, str]], paid: list[dict[str, Any]]
+    ) -> KidWeeklyReport:
         reserve = estimate_prompt_tokens(messages) + self.resource.max_tokens
         try:
             reservation = self.limiter.acquire(reserve, cancelled=self.cancel.is_set)
@@ -247,7 +256,7 @@ class ReportSession:
         except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
             self._on_error(exc, reservation)
             raise classify(exc) from exc
-        usage = self._on_usage(raw, reservation)
+        paid.append(self._on_usage(raw, reservation))
         try:
             message = raw.parse().choices[0].message
         except Exception as exc:
@@ -256,7 +265,7 @@ class ReportSession:
             raise self._failed_answer(RefusedAnswer(f"the model refused: {message.refusal}"[:300]))
         if message.parsed is None:
             raise self._failed_answer(InvalidAnswer("the answer had no parsable content"))
-        return GeneratedReport(message.parsed, usage)
+        return message.parsed
 
     def _on_error(self, exc: Exception, reservation: Reservation) -> None:
         # What a failed request cost upstream is unknown: keep the whole reservation.

@@ -23,11 +23,15 @@ class ModelPrice(BaseModel):
     output: float = Field(ge=0)
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> float:
-        """Cached prompt tokens are priced as cached, the rest of the prompt as input."""
+        return sum(self.split_cost(prompt_tokens, completion_tokens, cached_tokens))
+
+    def split_cost(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int
+    ) -> tuple[float, float]:
+        """(input, output) in USD: cached prompt tokens priced as cached, the rest as input."""
         fresh = max(0, prompt_tokens - cached_tokens)
-        return (
-            fresh * self.input + cached_tokens * self.cached_input + completion_tokens * self.output
-        ) / PER_TOKENS
+        prompt_cost = fresh * self.input + cached_tokens * self.cached_input
+        return prompt_cost / PER_TOKENS, completion_tokens * self.output / PER_TOKENS
 
 
 FREE = ModelPrice(input=0, cached_input=0, output=0)
@@ -62,19 +66,23 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    input_cost_usd: float = 0.0  # the prompt's share of cost_usd (cached tokens included)
+    output_cost_usd: float = 0.0
     rate_limited: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_response(self, prompt: int, completion: int, cached: int) -> float:
-        cost = self.price.cost(prompt, completion, cached)
+        input_cost, output_cost = self.price.split_cost(prompt, completion, cached)
         with self._lock:
             self.requests += 1
             self.prompt_tokens += prompt
             self.completion_tokens += completion
             self.cached_tokens += cached
-            self.cost_usd += cost
-        return cost
+            self.cost_usd += input_cost + output_cost
+            self.input_cost_usd += input_cost
+            self.output_cost_usd += output_cost
+        return input_cost + output_cost
 
     def record_error(self, kind: str, *, rate_limited: bool = False) -> None:
         with self._lock:

@@ -111,6 +111,8 @@ def test_reports_usage_cost_and_privacy(monkeypatch, pg_url, server, capfd) -> N
     ) / 1e6
     assert meta["cost_usd"] == pytest.approx(expected, rel=1e-6)
     assert sum(r["cost_usd"] for r in rows) == pytest.approx(expected, rel=1e-6)
+    assert meta["output_cost_usd"] == pytest.approx(stats.completion_tokens * price.output / 1e6)
+    assert meta["input_cost_usd"] + meta["output_cost_usd"] == pytest.approx(expected, rel=1e-9)
     # Privacy: no nickname or kid id in anything sent; nicknames back in the stored reports.
     sent = json.dumps([r.body for r in server.requests], ensure_ascii=False)
     for secret in (*SECRET_NAMES, *(str(i) for i in ids)):
@@ -120,7 +122,11 @@ def test_reports_usage_cost_and_privacy(monkeypatch, pg_url, server, capfd) -> N
     assert SECRET_NAMES[0] in by_kid[ids[0]]["financial_health"]
     assert "[[KID]]" not in json.dumps(by_kid, ensure_ascii=False)
     # The key is nowhere in what Dagster recorded: events (metadata included) and logs.
-    assert API_KEY not in recorded_text(result, capfd)
+    logged = recorded_text(result, capfd)
+    assert API_KEY not in logged
+    # The earlier system's start banner and summary box, with input and output cost apart.
+    assert f"═══ kidsfin reports · week {W} · {settings.openai.model}" in logged
+    assert "Input cost (USD)" in logged and "Output cost (USD)" in logged and "╚" in logged
     exported = json.loads((settings.export_path / f"kids_reports_{W}.json").read_text())
     assert exported["total_reports"] == 6
 
@@ -169,6 +175,9 @@ def test_all_reports_written_under_faults_without_duplicates(monkeypatch, pg_url
     assert faults  # faults did happen
     bad_200s = sum(faults.get(kind, 0) for kind in ("invalid_json", "schema_invalid", "hang"))
     assert stats.ok - bad_200s == 12
+    # A bad answer is paid for too: it is in its report's cost, so the rows add up to the step.
+    assert faults.get("invalid_json", 0) + faults.get("schema_invalid", 0) > 0
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(meta["cost_usd"], rel=1e-9)
     error_kinds = {k for k in meta if k.startswith("errors_")}
     assert error_kinds and sum(meta[k] for k in error_kinds) == meta["retries"]
 

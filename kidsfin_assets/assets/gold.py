@@ -38,6 +38,8 @@ def usage_metadata(outcome: WeekOutcome, usage: Usage, writer: str, model: str) 
         "completion_tokens": usage.completion_tokens,
         "cached_tokens": usage.cached_tokens,
         "cost_usd": usage.cost_usd,
+        "input_cost_usd": usage.input_cost_usd,
+        "output_cost_usd": usage.output_cost_usd,
         "wall_seconds": round(outcome.wall_seconds, 3),
         "avg_seconds_per_report": round(outcome.wall_seconds / outcome.written, 3)
         if outcome.written
@@ -56,10 +58,24 @@ SUMMARY_ROWS = (
     ("Prompt tokens", "prompt_tokens", "{:,}"),
     ("  of which cached", "cached_tokens", "{:,}"),
     ("Completion tokens", "completion_tokens", "{:,}"),
+    ("Input cost (USD)", "input_cost_usd", "${:.4f}"),
+    ("Output cost (USD)", "output_cost_usd", "${:.4f}"),
     ("Cost (USD)", "cost_usd", "${:.4f}"),
     ("Duration", "wall_seconds", "{:.1f} s"),
     ("Average per report", "avg_seconds_per_report", "{:.2f} s"),
 )
+
+
+def start_banner(week: Week, openai: OpenAIReportsResource) -> str:
+    """The earlier system's start banner: what this step is about to do, and its limits."""
+    if openai.offline:
+        how = "offline rules writer"
+    else:
+        how = (
+            f"{openai.model}, {openai.max_concurrent} in flight, "
+            f"{openai.requests_per_minute} req/min, {openai.tokens_per_minute:,} tokens/min"
+        )
+    return f"═══ kidsfin reports · week {week.key} · {how} ═══"
 
 
 def summary_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
@@ -124,6 +140,7 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
                 "rules writer (writer=offline) and cost nothing."
             )
         week = Week.from_key(context.partition_key, settings.weeks.timezone)
+        context.log.info(start_banner(week, openai))
         writer = WeekReportWriter(
             context.log,
             warehouse.get_engine(),

@@ -63,7 +63,7 @@ def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
         key=SILVER_KEY,
         group_name="silver",
-        kinds={"sql", "pandas"},
+        kinds={"sql"},
         deps=[dg.AssetKey(["raw", "kid_activity"])],
         partitions_def=weekly_partitions(settings),
         backfill_policy=dg.BackfillPolicy.single_run(),
