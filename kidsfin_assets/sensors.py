@@ -7,7 +7,9 @@ that were never processed, at most `sensor.max_weeks_per_tick` of them. Run keys
 week's data version, so a repeated tick (or a lost cursor) never runs the same data twice.
 
 A week's fingerprint is, for transactions and app_events, the row count, max id and max
-occurred_at inside the week: one range query per table on the occurred_at index.
+occurred_at inside the week: one range query per table on the occurred_at index. It does
+not see an in-place UPDATE that keeps all three, nor a late `kids` row (the README says
+what to do then).
 """
 
 from __future__ import annotations

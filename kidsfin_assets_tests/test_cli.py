@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -43,9 +42,10 @@ def test_sensor_preview_requests_every_complete_demo_week(monkeypatch, pg_url, t
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    weeks = [w.isoformat() for w in summary.weeks]
-    assert f"Sensor returning run requests for {len(weeks)} run(s)" in done.stdout
-    assert len(weeks) == 6 and all(dt.date.fromisoformat(w).weekday() == 0 for w in weeks)
+    # One run per demo week, all six complete; the preview prints no partition keys
+    # (test_sensor.py checks those, request by request).
+    assert len(summary.weeks) == 6
+    assert "Sensor returning run requests for 6 run(s)" in done.stdout
 
 
 def test_json_logs_on_request(monkeypatch, sqlite_url, capfd) -> None:

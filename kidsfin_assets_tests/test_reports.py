@@ -38,8 +38,13 @@ def test_prompt_has_no_identity_and_puts_data_last() -> None:
     assert "123456789" not in text and "kid_id" not in text
     assert PLACEHOLDER in messages[-1]["content"]
     assert messages[0]["role"] == "system"
-    # The fixed instructions come before the data, so the prefix is cacheable.
-    assert messages[-1]["content"].index("<data>") > len(load_prompt().instructions) - 1
+    # Everything before the data is the same for every kid, so the prefix is cacheable.
+    other = load_prompt().messages(metrics(kid_id=987, income_total=5e5, spending_total=1e5))
+    assert messages[:-1] == other[:-1]
+    mine, theirs = messages[-1]["content"], other[-1]["content"]
+    assert mine != theirs
+    prefix = mine[: mine.index("<data>")]
+    assert len(prefix) > 200 and theirs.startswith(prefix)
 
 
 def test_prompt_version_changes_with_the_prompt_files(tmp_path) -> None:
