@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.storage.tags import BACKFILL_ID_TAG as BACKFILL_TAG
+from dagster._core.utils import make_new_backfill_id
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import ModuleTarget
+from dagster._daemon.backfill import execute_backfill_iteration
 
 from kidsfin_assets import db
+from kidsfin_assets.assets.gold import GOLD_KEY
+from kidsfin_assets.assets.silver import SILVER_KEY
 from kidsfin_assets.definitions import build_definitions
 from kidsfin_assets.demo_data import DemoSpec, generate
-from kidsfin_assets.warehouse import kid_weekly_analysis
+from kidsfin_assets.settings import PROJECT_ROOT
+from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 
 END = dt.date(2026, 3, 16)
@@ -57,3 +68,87 @@ def test_one_run_over_a_range_equals_week_by_week(monkeypatch, pg_url) -> None:
     for week in reversed(WEEKS):  # any order: each week reads its own W-1, W-2
         assert materialize_week(settings, week, selection="group:raw or group:silver").success
     assert silver_by_week(settings) == ranged
+
+
+# --- a real asset backfill, planned and launched by Dagster's backfill logic ---------------
+
+
+def _backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill_id})))
+
+
+def _run_weeks(run: dg.DagsterRun) -> tuple[str, str]:
+    """(first, last) week of a run: a single partition, or a range."""
+    if "dagster/partition" in run.tags:
+        return run.tags["dagster/partition"], run.tags["dagster/partition"]
+    tags = run.tags
+    return tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
+
+
+def _run_backfill_to_the_end(
+    context: WorkspaceProcessContext, backfill_id: str, timeout: float = 240.0
+) -> BulkActionStatus:
+    """What the daemon's backfill loop does, without its 30 s sleeps: an iteration, then
+    wait for the runs it launched, until the backfill is no longer in progress."""
+    instance = context.instance
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        list(execute_backfill_iteration(context, logging.getLogger("backfill")))
+        status = instance.get_backfill(backfill_id).status
+        if status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
+            return status
+        while any(not run.is_finished for run in _backfill_runs(instance, backfill_id)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    raise AssertionError(f"backfill {backfill_id} still running after {timeout} s")
+
+
+def test_asset_backfill_runs_silver_once_and_gold_per_week(monkeypatch, pg_url, tmp_path) -> None:
+    """A backfill of every asset over three weeks, as the UI launches it: raw and silver in
+    one run over the range, gold (and its exports) one run per week."""
+    settings = use_database(monkeypatch, pg_url)
+    engine = db.create_engine(settings.resolved_database_url)
+    generate(engine, settings.sources, DemoSpec(kids=4, weeks=5, end_week=END, seed=3))
+    weeks = WEEKS[1:]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # Runs start as soon as the backfill submits them (no run-queue daemon in this test).
+    coordinator = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
+    instance = dg.DagsterInstance.local_temp(str(home), overrides={"run_coordinator": coordinator})
+    target = ModuleTarget(
+        module_name="kidsfin_assets.definitions",
+        attribute=None,
+        working_directory=str(PROJECT_ROOT),
+        location_name="kidsfin",
+    )
+    with instance, WorkspaceProcessContext(instance, target) as context:
+        asset_graph = context.create_request_context().asset_graph
+        backfill = PartitionBackfill.from_asset_partitions(
+            backfill_id=make_new_backfill_id(),
+            asset_graph=asset_graph,
+            partition_names=weeks,
+            asset_selection=list(asset_graph.materializable_asset_keys),
+            backfill_timestamp=time.time(),
+            tags={},
+            dynamic_partitions_store=instance,
+            all_partitions=False,
+            title="a quarter, in small",
+            description=None,
+            run_config=None,
+        )
+        instance.add_backfill(backfill)
+        status = _run_backfill_to_the_end(context, backfill.backfill_id)
+        runs = _backfill_runs(instance, backfill.backfill_id)
+
+    assert status == BulkActionStatus.COMPLETED_SUCCESS
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    silver = [r for r in runs if SILVER_KEY in (r.asset_selection or set())]
+    gold = [r for r in runs if GOLD_KEY in (r.asset_selection or set())]
+    assert len(silver) == 1  # BackfillPolicy.single_run: the whole range at once
+    assert _run_weeks(silver[0]) == (weeks[0], weeks[-1])
+    # BackfillPolicy.multi_run(1): one week per gold run, so each run's cost is one week's.
+    assert sorted(_run_weeks(r) for r in gold) == [(w, w) for w in weeks]
+    assert sorted(silver_by_week(settings)) == weeks
+    reports = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports.c.week_start))
+    assert sorted({str(r["week_start"]) for r in reports}) == weeks
