@@ -15,12 +15,28 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s - %(message)s"
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(caller)s - %(message)s"
+_PROJECT_PACKAGE = "kidsfin_assets"
+
+
+def project_caller() -> str | None:
+    """`module:line` of the project code that logged, as the earlier system's caller info.
+
+    A record's own pathname is inside Dagster's log manager, so the caller is found on the
+    stack instead: logging is synchronous, so the logging frame is still on it."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_PROJECT_PACKAGE) and module != __name__:
+            return f"{module}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None  # a Dagster event, not a line of ours
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -37,6 +53,7 @@ class JsonLineFormatter(logging.Formatter):
             "job": meta.get("job_name"),
             "step": meta.get("step_key"),
             "event": getattr(event, "event_type_value", None),
+            "caller": getattr(record, "caller", None),
         }
         return json.dumps(line, ensure_ascii=False, default=str)
 
@@ -52,6 +69,7 @@ class AppendingFileHandler(logging.Handler):
         self.path = path
 
     def emit(self, record: logging.LogRecord) -> None:
+        record.caller = project_caller() or "dagster"
         try:
             line = self.format(record) + "\n"
             with self.path.open("a", encoding="utf-8") as handle:
