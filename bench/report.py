@@ -175,11 +175,13 @@ def render() -> str:
         data = _load(name)
         if data:
             parts += ["", f"#### {title}", "", render_one(data)]
-    if summary:
-        rows = [
-            (g["name"], g["value"], g["target"], "met" if g["met"] else "**MISSED**")
-            for g in summary["goals"]
-        ]
+    # From each benchmark's own results, so a benchmark re-run alone stays consistent.
+    rows = [
+        (f"{name}: {g['name']}", g["value"], g["target"], "met" if g["met"] else "**MISSED**")
+        for name, _title, _render in sections
+        for g in (_load(name) or {}).get("goals", [])
+    ]
+    if rows:
         parts += ["", "#### Goals", "", _table(("goal", "measured", "target", ""), rows)]
     return "\n".join(parts)
 
