@@ -113,13 +113,18 @@ def test_only_complete_weeks_are_partitions() -> None:
     assert all(dt.date.fromisoformat(k).weekday() == 0 for k in keys)
 
 
+def settings_error() -> str:
+    """The message load_settings() stops with."""
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    return str(error.value)
+
+
 def test_unusable_database_url_stops_start_up_without_echoing_the_password(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("KIDSFIN_DATABASE_URL", "mysql://app:s3cret-pw@db.example/app")
-    with pytest.raises(SettingsError) as error:
-        load_settings()
-    message = str(error.value)
+    message = settings_error()
     assert "database_url" in message and "KIDSFIN_DATABASE_URL" in message
     assert "unsupported database 'mysql'" in message
     assert "s3cret-pw" not in message
@@ -133,9 +138,7 @@ def test_database_url_is_refused_in_a_config_file(
     path = tmp_path / "with_url.yaml"
     path.write_text(yaml.safe_dump(config))
     monkeypatch.setenv("KIDSFIN_CONFIG", str(path))
-    with pytest.raises(SettingsError) as error:
-        load_settings()
-    message = str(error.value)
+    message = settings_error()
     assert "database_url" in message and "KIDSFIN_DATABASE_URL" in message
     assert "s3cret-pw" not in message
 
@@ -144,8 +147,6 @@ def test_model_missing_from_the_pricing_table_stops_start_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("KIDSFIN_OPENAI__MODEL", "gpt-9-imaginary")
-    with pytest.raises(SettingsError) as error:
-        load_settings()
-    message = str(error.value)
+    message = settings_error()
     assert "openai.model" in message and "gpt-9-imaginary" in message
     assert "pricing" in message
