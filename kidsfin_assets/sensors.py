@@ -3,8 +3,11 @@
 A tick (1) re-fingerprints the last `sensor.late_data_weeks` weeks up to the last processed
 one and re-requests each week whose fingerprint changed (late or edited rows), together
 with W+1 and W+2, whose trends read W; (2) requests the next complete weeks with activity
-that were never processed, at most `sensor.max_weeks_per_tick` of them. Run keys carry the
-week's data version, so a repeated tick (or a lost cursor) never runs the same data twice.
+that were never processed, at most `sensor.max_weeks_per_tick` of them, and the empty
+weeks up to two after one with activity (silver has rows for them: kids active in W-1 or
+W-2). New weeks' run keys carry the week's data version, so a repeated tick (or a lost
+cursor) never runs the same data twice; late-data keys also carry the tick, so data that
+changes back to an earlier version still runs again.
 
 A week's fingerprint is, for transactions and app_events, the row count, max id and max
 occurred_at inside the week: one range query per table on the occurred_at index. It does
@@ -205,31 +208,37 @@ def _window(through: Week, first: Week, last: Week, size: int) -> list[Week]:
     return [w for w in weeks if first <= w <= last]
 
 
+def _changed(previous: str | None, fp: Fingerprint) -> bool:
+    # Missing from the cursor: the week was empty and not processed, so a change iff rows now.
+    return fp.version != previous if previous is not None else not fp.empty
+
+
 def _late_data(
     conn: Connection,
     src: Sources,
     state: SensorCursor,
     window: list[Week],
     requests: dict[str, dg.RunRequest],
+    tick: str,
 ) -> dict[Week, Fingerprint]:
-    """Re-request changed weeks of the window, then W+1/W+2 of each; return the new prints."""
+    """Re-request changed weeks of the window, then W+1/W+2 of each; return the new prints.
+
+    Late-data run keys carry the tick as well as the version: data that changes and then
+    changes back (a row added, then deleted) has a version that already ran once, and
+    Dagster would drop a run key it has seen."""
     prints = {week: week_fingerprint(conn, src, week) for week in window}
-    # A week missing from the cursor was empty (or never processed): a change iff rows now.
-    changed = [
-        week
-        for week, fp in prints.items()
-        if state.fp.get(week.key) != (None if fp.empty else fp.version)
-    ]
+    changed = [week for week, fp in prints.items() if _changed(state.fp.get(week.key), fp)]
     for week in changed:
         version = prints[week].version
-        requests[week.key] = _request(week, LATE_DATA, version, f"{week.key}:{version}")
+        key = f"{week.key}:{version}:{tick}"
+        requests[week.key] = _request(week, LATE_DATA, version, key)
     for week in changed:
         version = prints[week].version
         for later in (week.shifted(n) for n in range(1, TREND_WEEKS + 1)):
-            # Only weeks already processed: later, unprocessed ones come as new weeks.
-            if later.key in requests or later.key not in state.fp or later not in prints:
+            # Weeks already passed (processed, or empty until now): later ones come as new.
+            if later.key in requests or later not in prints:
                 continue
-            run_key = f"{later.key}:after:{week.key}:{version}"
+            run_key = f"{later.key}:after:{week.key}:{version}:{tick}"
             requests[later.key] = _request(
                 later, TREND_DEPENDENCY, prints[later].version, run_key, changed=week
             )
@@ -244,7 +253,8 @@ def _new_weeks(
     limit: int,
     requests: dict[str, dg.RunRequest],
 ) -> dict[Week, Fingerprint]:
-    """Request up to `limit` complete weeks from `start` on that have rows, skipping gaps."""
+    """Request up to `limit` complete weeks from `start` on that have rows, skipping gaps,
+    and the empty weeks that trail them (see `_trailing_weeks`)."""
     found: dict[Week, Fingerprint] = {}
     lower = start
     for _ in range(limit):
@@ -252,6 +262,7 @@ def _new_weeks(
             break
         instant = next_activity(conn, src, lower.starts_at, last.ends_at)
         if instant is None:
+            lower = last.shifted(1)  # nothing more: every week through `last` was looked at
             break
         week = Week.containing(instant, start.timezone)
         fp = week_fingerprint(conn, src, week)
@@ -260,7 +271,37 @@ def _new_weeks(
             continue
         requests[week.key] = _request(week, NEW_WEEK, fp.version, f"{week.key}:{fp.version}")
         found[week] = fp
+    for week, fp in _trailing_weeks(conn, src, start, lower, found).items():
+        requests[week.key] = _request(week, NEW_WEEK, fp.version, f"{week.key}:{fp.version}")
+        found[week] = fp
     return found
+
+
+def _trailing_weeks(
+    conn: Connection, src: Sources, start: Week, scanned_to: Week, active: dict[Week, Fingerprint]
+) -> dict[Week, Fingerprint]:
+    """Empty weeks in [start, scanned_to) within TREND_WEEKS after a week with rows.
+
+    Silver has a row for every kid active in W, W-1 or W-2, so a week without rows of its
+    own still has rows (and reports) when one of the two before it had activity. Only
+    weeks before `scanned_to` qualify: beyond it, a week with rows may not be found yet.
+    """
+    known = dict(active)
+
+    def fingerprint(week: Week) -> Fingerprint:
+        if week not in known:
+            known[week] = week_fingerprint(conn, src, week)
+        return known[week]
+
+    after_active = {a.shifted(n) for a in active for n in range(1, TREND_WEEKS + 1)}
+    candidates = {start.shifted(n) for n in range(TREND_WEEKS)} | after_active
+    trailing: dict[Week, Fingerprint] = {}
+    for week in sorted(c for c in candidates if start <= c < scanned_to and c not in active):
+        fp = fingerprint(week)
+        before = (week.shifted(-n) for n in range(1, TREND_WEEKS + 1))
+        if fp.empty and (week in after_active or any(not fingerprint(b).empty for b in before)):
+            trailing[week] = fp
+    return trailing
 
 
 def _plan(
@@ -270,6 +311,7 @@ def _plan(
     first: Week,
     last: Week,
     config: SensorSettings,
+    tick: str,
 ) -> tuple[dict[str, dg.RunRequest], SensorCursor]:
     tz = first.timezone
     requests: dict[str, dg.RunRequest] = {}
@@ -277,7 +319,7 @@ def _plan(
     through = Week.from_key(state.through, tz) if state.through else None
     if through is not None:
         window = _window(through, first, last, config.late_data_weeks)
-        prints |= _late_data(conn, src, state, window, requests)
+        prints |= _late_data(conn, src, state, window, requests, tick)
     start = first if through is None else max(first, through.shifted(1))
     new = _new_weeks(conn, src, start, last, config.max_weeks_per_tick, requests)
     prints |= new
@@ -285,7 +327,10 @@ def _plan(
     if through is None:
         return requests, SensorCursor()
     keep = set(_window(through, first, last, config.late_data_weeks))
-    fp = {w.key: p.version for w, p in prints.items() if w in keep and not p.empty}
+    # Processed weeks, empty ones included: a row arriving in those is a change.
+    processed = {w for w, p in prints.items() if not p.empty or w.key in requests}
+    processed |= {w for w in prints if w.key in state.fp}
+    fp = {w.key: prints[w].version for w in processed if w in keep}
     return requests, SensorCursor(through.key, fp)
 
 
@@ -310,8 +355,9 @@ def evaluate(settings: Settings, cursor: str | None, now: dt.datetime) -> Evalua
     try:
         engine = db.get_engine(url, settings.warehouse.schema_name)
         with engine.connect() as conn:
+            tick = str(int(now.timestamp()))
             requests, new_state = _plan(
-                conn, source_tables(settings.sources), state, first, last, settings.sensor
+                conn, source_tables(settings.sources), state, first, last, settings.sensor, tick
             )
     except (sa.exc.SQLAlchemyError, db.DatabaseUrlError) as exc:
         raise SourceDatabaseError(
@@ -352,15 +398,17 @@ def _sensor_description(settings: Settings) -> str:
     return (
         f"Every {config.interval_seconds} s, looks at the app's transactions and app_events "
         f"and runs `{JOB_NAME}` for each complete week (Monday to Monday, "
-        f"{settings.weeks.timezone}) that has rows and was not processed yet — at most "
-        f"{config.max_weeks_per_tick} weeks per tick; a longer backlog continues on the next "
-        f"tick. Late data: the last {config.late_data_weeks} processed weeks are re-checked "
-        "(row count, max id, latest occurred_at); a week that changed runs again, and so do "
-        "the two weeks after it, whose trends compare against it. Run tags `kidsfin/reason` "
-        "(new_week, late_data, trend_dependency) and `kidsfin/data_version` say why. Run "
-        "keys carry the data version, so the same data never runs twice, even after a "
-        "cursor reset. If the source database cannot be read the tick fails with the reason "
-        "and the next tick retries."
+        f"{settings.weeks.timezone}) that has rows, or follows one with rows by at most two "
+        "weeks (its silver rows carry those kids' trends), and was not processed yet: at "
+        f"most {config.max_weeks_per_tick} weeks with rows per tick; a longer backlog "
+        f"continues on the next tick. Late data: the last {config.late_data_weeks} processed "
+        "weeks are re-checked (row count, max id, latest occurred_at); a week that changed "
+        "runs again, and so do the two weeks after it, whose trends compare against it. Run "
+        "tags `kidsfin/reason` (new_week, late_data, trend_dependency) and "
+        "`kidsfin/data_version` say why. New weeks' run keys carry the data version, so the "
+        "same data never runs twice, even after a cursor reset; late-data keys also carry "
+        "the tick. If the source database cannot be read the tick fails with the reason and "
+        "the next tick retries."
     )
 
 

@@ -98,12 +98,15 @@ def test_five_complete_weeks_are_requested_once_each(settings: Settings, source:
 
     result = evaluate(settings, None, NOW)
 
-    assert requested(result) == [(w, "new_week") for w in FIVE_WEEKS]
+    # The row before the first partition is W-1 of 2026-01-05 and W-2 of 2026-01-12: both
+    # have a silver row for the kid (trends), though no rows of their own.
+    trailing = ["2026-01-05", "2026-01-12"]
+    assert requested(result) == [(w, "new_week") for w in trailing + FIVE_WEEKS]
     for r in result.run_requests:
         version = r.tags[DATA_VERSION_TAG]
         assert r.run_key == f"{r.partition_key}:{version}"
         assert version == fingerprint(settings, r.partition_key).version
-    assert len({r.tags[DATA_VERSION_TAG] for r in result.run_requests}) == 5
+    assert len({r.tags[DATA_VERSION_TAG] for r in result.run_requests}) == 6  # 2 empty
     cursor = json.loads(result.cursor)
     assert cursor["through"] == "2026-03-09"
     assert sorted(cursor["fp"]) == FIVE_WEEKS
@@ -144,14 +147,78 @@ def test_a_late_row_in_week_2_reruns_it_and_the_two_weeks_after(
     assert version != next(
         r.tags[DATA_VERSION_TAG] for r in first.run_requests if r.partition_key == "2026-02-16"
     )
+    tick = int(NOW.timestamp())
     assert run_keys(second) == {
-        "2026-02-16": f"2026-02-16:{version}",
-        "2026-02-23": f"2026-02-23:after:2026-02-16:{version}",
-        "2026-03-02": f"2026-03-02:after:2026-02-16:{version}",
+        "2026-02-16": f"2026-02-16:{version}:{tick}",
+        "2026-02-23": f"2026-02-23:after:2026-02-16:{version}:{tick}",
+        "2026-03-02": f"2026-03-02:after:2026-02-16:{version}:{tick}",
     }
     assert {r.tags.get(CHANGED_WEEK_TAG) for r in second.run_requests[1:]} == {"2026-02-16"}
     assert set(run_keys(second).values()).isdisjoint(run_keys(first).values())
     assert requested(evaluate(settings, second.cursor, NOW)) == []
+
+
+def test_data_that_changes_back_runs_again_under_a_new_run_key(
+    settings: Settings, source: SourceDB
+) -> None:
+    seed_five_weeks(source)
+    first = evaluate(settings, None, NOW)
+    source.txns((100, 1, "2026-02-19 20:00", "spending", "snacks", 20000))
+    added = evaluate(settings, first.cursor, NOW + dt.timedelta(minutes=5))
+    with db.create_engine(settings.resolved_database_url).begin() as conn:
+        conn.execute(sa.text("DELETE FROM transactions WHERE txn_id = 100"))
+    removed = evaluate(settings, added.cursor, NOW + dt.timedelta(minutes=10))
+
+    # Back to the first tick's data version, but silver still holds the deleted row.
+    week = "2026-02-16"
+    assert requested(removed)[0] == (week, "late_data")
+    assert (
+        removed.run_requests[0].tags[DATA_VERSION_TAG]
+        == (next(r for r in first.run_requests if r.partition_key == week).tags[DATA_VERSION_TAG])
+    )
+    used = {*run_keys(first).values(), *run_keys(added).values()}
+    assert used.isdisjoint(run_keys(removed).values())
+
+
+def test_empty_weeks_after_activity_are_run_for_the_trends(
+    settings: Settings, source: SourceDB
+) -> None:
+    """A kid active in W-1 or W-2 has a silver row (and a report) in W, rows or not."""
+    add_week(source, "2026-02-09", 1)
+    add_week(source, "2026-02-16", 2)
+    thursday = local("2026-02-26 12:00")  # 2026-02-16 is the last complete week
+
+    first = evaluate(settings, None, thursday)
+    assert requested(first) == [("2026-02-09", "new_week"), ("2026-02-16", "new_week")]
+    # Two weeks on, the two empty weeks after the last activity complete, one by one.
+    second = evaluate(settings, first.cursor, thursday + dt.timedelta(weeks=1))
+    assert requested(second) == [("2026-02-23", "new_week")]
+    third = evaluate(settings, second.cursor, NOW)
+    assert requested(third) == [("2026-03-02", "new_week")]  # 2026-03-09: nobody active
+    assert requested(evaluate(settings, third.cursor, NOW)) == []
+    # From scratch, the same four weeks at once.
+    assert [w for w, _ in requested(evaluate(settings, None, NOW))] == [
+        "2026-02-09",
+        "2026-02-16",
+        "2026-02-23",
+        "2026-03-02",
+    ]
+    # A late row in 2026-02-16 re-runs the empty weeks that read it, too.
+    source.txns((100, 1, "2026-02-19 20:00", "spending", "snacks", 20000))
+    late = evaluate(settings, third.cursor, NOW + dt.timedelta(minutes=5))
+    assert requested(late) == [
+        ("2026-02-16", "late_data"),
+        ("2026-02-23", "trend_dependency"),
+        ("2026-03-02", "trend_dependency"),
+    ]
+    # A row arriving in a processed empty week is late data for it.
+    source.events((300, 1, "2026-02-24 09:00", "login"))
+    again = evaluate(settings, late.cursor, NOW + dt.timedelta(minutes=10))
+    assert requested(again) == [
+        ("2026-02-23", "late_data"),
+        ("2026-03-02", "trend_dependency"),
+        ("2026-03-09", "new_week"),  # its W-2 has a kid active now
+    ]
 
 
 def test_late_rows_in_an_empty_week_count_inside_the_window_only(
