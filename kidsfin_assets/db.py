@@ -250,7 +250,9 @@ def money_value(engine: Engine, cents: ColumnElement[Any]) -> ColumnElement[Any]
     """Back from exact_money() cents to an amount."""
     if is_sqlite(engine):
         return cents / 100.0
-    return sa.cast(cents, sa.Numeric(18, 2)) / 100
+    # Divide at full precision, then round to the column's scale: casting the cents to
+    # NUMERIC(18, 2) first would cap totals 100 times below what the columns hold.
+    return sa.cast(sa.cast(cents, sa.Numeric) / 100, sa.Numeric(18, 2))
 
 
 def byte_order(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -207,3 +207,18 @@ def test_weeks_follow_local_midnight_across_a_dst_change(monkeypatch, database_u
     assert (first["txn_count"], first["active_days"], first["income_total"]) == (3, 2, 3000)
     assert (second["txn_count"], second["active_days"]) == (1, 1)
     assert (second["txn_count_prev1"], second["active_days_prev1"]) == (3, 2)
+
+
+def test_largest_amounts_do_not_overflow(monkeypatch, database_url) -> None:
+    """101 savings of NUMERIC(14,2)'s largest amount: totals of ~10^14 VND, which the
+    NUMERIC(18, 2) columns hold, must neither overflow nor fail the week."""
+    settings = use_database(monkeypatch, database_url)
+    source = SourceDB(settings)
+    source.kids((1, "Bông"))
+    largest = 999_999_999_999.99
+    source.txns(*[(i, 1, "2026-03-17 10:00", "saving", None, largest) for i in range(101)])
+    assert materialize_week(settings, W, selection="group:raw or group:silver").success
+    (row,) = silver_rows(settings).values()
+    expected = 100_999_999_999_998.99
+    assert float(row["saving_total"]) == pytest.approx(expected, abs=0.02)
+    assert float(row["savings_balance"]) == pytest.approx(expected, abs=0.02)
