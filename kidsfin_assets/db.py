@@ -25,6 +25,10 @@ from sqlalchemy.sql.elements import ColumnElement
 WAREHOUSE_SCHEMA_TOKEN = "kidsfin"
 
 
+# The source contract's amount is NUMERIC(14,2): anything from 10^12 on is not an amount.
+MAX_AMOUNT = 10**12
+
+
 class DatabaseUrlError(ValueError):
     """KIDSFIN_DATABASE_URL is unusable."""
 
@@ -106,7 +110,7 @@ def _day_index(value: Any, tz: str, first_day: str) -> int | None:
 
 
 def _is_finite_positive(value: Any) -> int:
-    return int(isinstance(value, int | float) and math.isfinite(value) and value > 0)
+    return int(isinstance(value, int | float) and math.isfinite(value) and 0 < value < MAX_AMOUNT)
 
 
 class _BitOr:
@@ -230,11 +234,14 @@ def bit_or_agg(engine: Engine, bits: ColumnElement[Any]) -> ColumnElement[Any]:
 
 
 def valid_amount(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[bool]:
-    """A finite number > 0. PostgreSQL's NUMERIC has NaN and ±Infinity, and NaN > 0 there."""
+    """A finite number > 0 within the source contract's NUMERIC(14,2). PostgreSQL's NUMERIC
+    has NaN and ±Infinity, and NaN > 0 there; SQLite's column takes any number, and one
+    above the contract's range would overflow the integer cents silver sums."""
     if is_sqlite(engine):
         return sa.func.kidsfin_valid_amount(column) == 1
     return sa.and_(
         column > 0,
+        column < MAX_AMOUNT,
         column != sa.literal_column("'NaN'"),
         column != sa.literal_column("'Infinity'"),
     )

@@ -222,3 +222,22 @@ def test_largest_amounts_do_not_overflow(monkeypatch, database_url) -> None:
     expected = 100_999_999_999_998.99
     assert float(row["saving_total"]) == pytest.approx(expected, abs=0.02)
     assert float(row["savings_balance"]) == pytest.approx(expected, abs=0.02)
+
+
+def test_amounts_beyond_the_source_type_are_quarantined_on_sqlite(monkeypatch, sqlite_url) -> None:
+    """SQLite's column takes any number (PostgreSQL's NUMERIC(14,2) refuses them): one past
+    the contract's range is a bad amount, not an overflow that fails the week."""
+    settings = use_database(monkeypatch, sqlite_url)
+    source = SourceDB(settings)
+    source.kids((1, "Bông"))
+    source.txns(
+        (1, 1, "2026-03-17 10:00", "income", None, 1e17),
+        (2, 1, "2026-03-17 11:00", "income", None, 5000),
+    )
+    assert materialize_week(settings, W, selection="group:raw or group:silver").success
+    (row,) = silver_rows(settings).values()
+    assert (row["txn_count"], float(row["income_total"])) == (1, 5000.0)
+    reasons = fetch(
+        warehouse_engine(settings), sa.select(quarantine.c.source_id, quarantine.c.reason)
+    )
+    assert reasons == [{"source_id": 1, "reason": "bad_amount"}]

@@ -115,7 +115,8 @@ def build_kid_activity(settings: Settings) -> dg.AssetsDefinition:
         description=(
             "One week's valid transactions and app events, copied from the app's tables "
             "into `raw_transactions` / `raw_app_events`. Rows that break a rule (kid "
-            "missing, no time, unknown kind, amount <= 0 or NaN) go to `quarantine` with "
+            "missing, no time, unknown kind, amount <= 0, NaN or beyond NUMERIC(14,2)) go to "
+            "`quarantine` with "
             "the reason; rows with no time belong to no week and are re-checked every run."
         ),
     )
