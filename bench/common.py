@@ -424,16 +424,21 @@ def goals_table(goals: Sequence[Goal]) -> str:
     return table("Goals", ("goal", "measured", "target", ""), rows)
 
 
-def write_results(name: str, payload: dict[str, Any]) -> Path:
-    """bench/results/<name>.json, with the machine the figures came from."""
+def write_results(name: str, quick: bool, machine: dict[str, Any], payload: dict[str, Any]) -> Path:
+    """bench/results/<name>.json (<name>_quick.json for --quick, so that a smoke run never
+    replaces real figures), with the machine the figures came from."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    stem = name + ("_quick" if quick else "")
+    path = RESULTS_DIR / f"{stem}.json"
     data = {
-        "benchmark": name,
+        "benchmark": stem,
+        "machine": machine,
+        "quick": quick,
         **payload,
         "goals": [asdict(g) for g in payload.get("goals", [])],
     }
     path.write_text(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    print(f"\nwritten to {path}")
     return path
 
 

@@ -401,8 +401,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if run["log_tail"]:
             print(f"\n{label} run exited {run['exit_code']}; its log ends with:\n{run['log_tail']}")
     payload = {
-        "machine": machine,
-        "quick": args.quick,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "plan": p.__dict__,
         "fault_kinds": FAULT_KINDS,
@@ -411,8 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quota": quota,
         "goals": goal_list,
     }
-    path = write_results(NAME + ("_quick" if args.quick else ""), payload)
-    print(f"\nwritten to {path}")
+    write_results(NAME, args.quick, machine, payload)
     return payload
 
 

@@ -315,8 +315,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     goal_list = goals(results)
     print(goals_table(goal_list))
     payload = {
-        "machine": machine,
-        "quick": args.quick,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "plan": {
             "latency_s": p.latency,
@@ -327,8 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cases": results,
         "goals": goal_list,
     }
-    path = write_results(NAME + ("_quick" if args.quick else ""), payload)
-    print(f"\nwritten to {path}")
+    write_results(NAME, args.quick, machine, payload)
     return payload
 
 

@@ -65,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"FAILED to run: {', '.join(failed)}")
     write_results(
-        "run_all" + ("_quick" if args.quick else ""),
+        "run_all",
+        args.quick,
+        machine,
         {
-            "machine": machine,
-            "quick": args.quick,
             "seconds": timings,
             "total_s": round(total, 1),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),

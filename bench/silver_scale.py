@@ -516,16 +516,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     goal_list = goals(*results, scale, args.quick)
     print(goals_table(goal_list))
     payload = {
-        "machine": machine,
-        "quick": args.quick,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "floor_sql": " ".join(FLOOR_SQL.split()),
         "scales": results,
         "scaling": scale,
         "goals": goal_list,
     }
-    path = write_results(NAME + ("_quick" if args.quick else ""), payload)
-    print(f"\nwritten to {path}")
+    write_results(NAME, args.quick, machine, payload)
     return payload
 
 
