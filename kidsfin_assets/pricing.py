@@ -22,9 +22,6 @@ class ModelPrice(BaseModel):
     cached_input: float = Field(ge=0)
     output: float = Field(ge=0)
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> float:
-        return sum(self.split_cost(prompt_tokens, completion_tokens, cached_tokens))
-
     def split_cost(
         self, prompt_tokens: int, completion_tokens: int, cached_tokens: int
     ) -> tuple[float, float]:
