@@ -267,13 +267,11 @@ def _new_weeks(
         week = Week.containing(instant, start.timezone)
         fp = week_fingerprint(conn, src, week)
         lower = week.shifted(1)
-        if fp.empty:  # its rows vanished between the two queries
-            continue
+        if not fp.empty:  # else its rows vanished between the two queries
+            found[week] = fp
+    found |= _trailing_weeks(conn, src, start, lower, found)
+    for week, fp in found.items():
         requests[week.key] = _request(week, NEW_WEEK, fp.version, f"{week.key}:{fp.version}")
-        found[week] = fp
-    for week, fp in _trailing_weeks(conn, src, start, lower, found).items():
-        requests[week.key] = _request(week, NEW_WEEK, fp.version, f"{week.key}:{fp.version}")
-        found[week] = fp
     return found
 
 
