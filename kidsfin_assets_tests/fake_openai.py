@@ -50,12 +50,34 @@ Request pipeline (order matters for scripted tests)
 3. malformed body -> 400;
 4. choose a fault: next scripted entry (``server.script([...])``), else ``quota_after``
    exhaustion (-> ``insufficient_quota``), else a random fault with probability ``fault_rate``;
-5. rejection faults (``429``, ``insufficient_quota``, ``400``, ``401``) answer immediately;
+5. rejection faults (``429``, ``insufficient_quota``, ``400``, ``401``, ``401_key_echo``,
+   ``html_body``) answer immediately;
 6. real rate limit check (rpm, then tpm);
-7. ``500``/``503`` answer after the latency; ``hang`` sleeps ``hang_seconds`` first;
-   everything else answers 200 after ``latency +- jitter``.
+7. ``500``/``503``/``500_explained`` answer after the latency; ``hang`` sleeps ``hang_seconds``
+   first; everything else answers 200 after ``latency +- jitter``.
 
-``quota_after=N`` counts every 200 response (content faults and ``hang`` included); a request
+Misbehaving answers
+-------------------
+Each is a fault kind like the others (``server.script([...])`` or random ``faults``).  The
+server's stats always bill what it counted, whatever the answer claims:
+
+* ``usage_absurd`` -- usage claims ``prompt_tokens = 10**9`` (``total_tokens`` to match);
+* ``usage_negative`` -- negative ``prompt_tokens``, ``completion_tokens`` and total;
+* ``usage_missing`` -- no ``usage`` key at all;
+* ``usage_non_numeric`` -- usage values ``"lots"`` / ``null``;
+* ``empty_choices`` -- ``choices: []``; only the prompt is billed;
+* ``html_body`` -- a 200 ``text/html`` login page, as a captive proxy sends; billed nothing;
+* ``trickle`` -- a normal answer (billed in full) whose body, with a true Content-Length, comes
+  one byte per ``trickle_interval`` seconds (default 1.0), so no per-read timeout fires; the
+  handler stops when the server stops or the client disconnects;
+* ``other_model`` -- ``model`` names ``other_model_name`` (default ``gpt-4o``);
+* ``500_explained`` -- a 500 whose message is ``server_error_message`` (default: what a local
+  server says when it refuses ``json_schema``);
+* ``401_key_echo`` -- a 401 whose message echoes the presented key without its ``sk-`` prefix
+  and its last 12 characters: forms a scrubber of the exact key does not recognise.
+
+``quota_after=N`` counts every 200 response (content faults and ``hang`` included, ``html_body``
+not: the API never saw it); a request
 rejected by the rate limiter gives its unit back.  ``server.requests`` keeps the most recent
 ``max_recorded`` requests (``stats.recorded_dropped`` counts the rest).
 """
@@ -70,13 +92,14 @@ import hashlib
 import json
 import math
 import random
+import select
 import signal
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,10 +133,24 @@ ALL_FAULT_KINDS: tuple[str, ...] = (
     "401",
     "refusal",
     "length",
+    # Misbehaving answers (issue 8): odd usage, odd shapes, slow bodies, telling errors.
+    "usage_absurd",
+    "usage_negative",
+    "usage_missing",
+    "usage_non_numeric",
+    "empty_choices",
+    "html_body",
+    "trickle",
+    "other_model",
+    "500_explained",
+    "401_key_echo",
 )
-# Faults answered before the rate limiter: they model the API refusing the call outright.
-_REJECTION_FAULTS = frozenset({"429", "insufficient_quota", "400", "401"})
-_SERVER_ERROR_FAULTS = frozenset({"500", "503"})
+# Faults answered before the rate limiter: they model the API refusing the call outright
+# (``html_body``: a captive proxy answering in the API's place).
+_REJECTION_FAULTS = frozenset(
+    {"429", "insufficient_quota", "400", "401", "401_key_echo", "html_body"}
+)
+_SERVER_ERROR_FAULTS = frozenset({"500", "503", "500_explained"})
 # Default for random faults: the transient ones a retrying client is expected to survive.
 _DEFAULT_RANDOM_FAULTS: tuple[str, ...] = ("429", "500", "503")
 # Headers never stored verbatim in ``server.requests`` (privacy tests inspect the recordings).
@@ -121,6 +158,10 @@ _REDACTED_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
 )
 REDACTED = "[REDACTED]"
+#: What a local OpenAI-compatible server (llama.cpp) says when it refuses ``json_schema``.
+DEFAULT_SERVER_ERROR_MESSAGE = "response_format.type: Input should be 'text' or 'json_object'"
+#: ``usage_absurd``: the prompt token count claimed.
+ABSURD_PROMPT_TOKENS = 10**9
 
 _VI_PHRASES: tuple[str, ...] = (
     "chi tiêu khá hợp lý trong tháng này",
@@ -414,6 +455,9 @@ class FakeOpenAIConfig:
     seed: int = 0
     fault_retry_after: float = 1.0
     hang_seconds: float = 30.0
+    trickle_interval: float = 1.0  # seconds between two bytes of a "trickle" body
+    other_model_name: str = "gpt-4o"  # what an "other_model" answer says it is
+    server_error_message: str = DEFAULT_SERVER_ERROR_MESSAGE  # a "500_explained" message
     quota_after: int | None = None
     max_recorded: int = 10000
     enforce_max_tokens: bool = True
@@ -430,6 +474,8 @@ class FakeOpenAIConfig:
             raise ValueError("max_recorded must be >= 0")
         if self.window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
+        if not 0.0 <= self.trickle_interval < math.inf:
+            raise ValueError("trickle_interval must be finite and >= 0")
         for name in ("rpm", "tpm", "quota_after"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -609,6 +655,46 @@ class _Handler(BaseHTTPRequestHandler):
             # The client gave up (e.g. timed out on a "hang"); nothing to report.
             self.close_connection = True
 
+    def _send_html(self, status: int, page: str) -> None:
+        """An HTML page where JSON was expected (``html_body``: a captive proxy's answer)."""
+        data = page.encode("utf-8")
+        self.server.fake._count_status(status)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+
+    def _send_trickle(self, payload: Any, headers: Mapping[str, str], interval: float) -> None:
+        """A 200 whose body (with a true Content-Length) comes one byte per ``interval``.
+
+        Every read gets a byte in time, so a per-read timeout never fires. Stops when the
+        server stops or the client goes away, whichever comes first.
+        """
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        fake = self.server.fake
+        fake._count_status(200)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-request-id", f"req_{uuid.uuid4().hex}")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for i in range(len(data)):
+                if fake._stop_event.wait(interval) or _peer_closed(self.connection):
+                    self.close_connection = True
+                    return
+                self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+
     def _parsed_body(self) -> tuple[Any, bool]:
         raw = self._read_body()
         if not raw:
@@ -767,7 +853,7 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_tokens = prompt_token_count(messages)
         completion_tokens = (
             0
-            if fault in _SERVER_ERROR_FAULTS
+            if fault in _SERVER_ERROR_FAULTS or fault == "empty_choices"  # no output to bill
             else count_tokens(content if content is not None else refusal)
         )
         adm = fake._admit(
@@ -788,7 +874,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake._stop_event.wait(fake._latency(cfg))
 
         if fault in _SERVER_ERROR_FAULTS:
-            if fault == "500":
+            if fault == "500_explained":
+                err = _error_body(cfg.server_error_message, "server_error", None)
+            elif fault == "500":
                 err = _error_body(
                     "The server had an error while processing your request. Sorry about that!",
                     "server_error",
@@ -800,7 +888,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "server_error",
                     None,
                 )
-            self._send_json(int(fault), err, rate_headers)
+            self._send_json(500 if fault == "500_explained" else int(fault), err, rate_headers)
             return
 
         completion = {
@@ -836,8 +924,14 @@ class _Handler(BaseHTTPRequestHandler):
             "service_tier": "default",
             "system_fingerprint": "fp_fake0000",
         }
+        # Billed as counted, whatever the answer claims: the server's stats are the truth.
         fake._bill(prompt_tokens, completion_tokens, adm.cached_tokens)
-        self._send_json(200, completion, rate_headers)
+        if fault in _ANSWER_FAULTS:
+            _ANSWER_FAULTS[fault](completion, cfg)
+        if fault == "trickle":
+            self._send_trickle(completion, rate_headers, cfg.trickle_interval)
+        else:
+            self._send_json(200, completion, rate_headers)
 
     def _send_rejection(self, fault: str, cfg: FakeOpenAIConfig) -> None:
         if fault == "429":
@@ -859,6 +953,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "400":
             msg = "Invalid value for 'messages': the request was rejected by the fake server."
             self._send_json(400, _error_body(msg, "invalid_request_error", None, "messages"))
+        elif fault == "401_key_echo":
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            self._send_json(
+                401,
+                _error_body(_key_echo_message(key), "invalid_request_error", "invalid_api_key"),
+            )
+        elif fault == "html_body":
+            self._send_html(200, CAPTIVE_PORTAL_PAGE)
         else:  # "401"
             self._send_json(
                 401,
@@ -896,6 +998,76 @@ def _bad_key_message(authorization: str) -> str:
         return _BAD_KEY_MESSAGE
     masked = key[:8] + "*" * (len(key) - 12) + key[-4:]
     return _BAD_KEY_MESSAGE.replace("provided.", f"provided: {masked}.")
+
+
+def _key_echo_message(key: str) -> str:
+    """``401_key_echo``: the key echoed in forms a scrubber of the exact key misses."""
+    return (
+        f"Incorrect API key provided: {key.removeprefix('sk-')}. "
+        f"The key ending in {key[-12:]} is not valid for this organization."
+    )
+
+
+CAPTIVE_PORTAL_PAGE = """<!DOCTYPE html>
+<html><head><title>Network login</title></head>
+<body><h1>Sign in to continue</h1>
+<p>You must log in to this network before you can access the Internet.</p>
+<form method="post" action="/login"><input name="user"><input type="submit"></form>
+</body></html>
+"""
+
+
+def _usage_absurd(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    usage = completion["usage"]
+    usage["prompt_tokens"] = ABSURD_PROMPT_TOKENS
+    usage["total_tokens"] = ABSURD_PROMPT_TOKENS + usage["completion_tokens"]
+
+
+def _usage_negative(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    usage = completion["usage"]
+    usage["prompt_tokens"] = -max(1, usage["prompt_tokens"])
+    usage["completion_tokens"] = -max(1, usage["completion_tokens"])
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def _usage_missing(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    del completion["usage"]
+
+
+def _usage_non_numeric(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    usage = completion["usage"]
+    usage["prompt_tokens"] = "lots"
+    usage["completion_tokens"] = None
+    usage["total_tokens"] = "lots"
+    usage["prompt_tokens_details"]["cached_tokens"] = "some"
+
+
+def _empty_choices(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    completion["choices"] = []
+
+
+def _other_model(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    completion["model"] = cfg.other_model_name
+
+
+#: 200 answers worded wrongly: each rewrites the ``chat.completion`` about to be sent.
+_ANSWER_FAULTS: dict[str, Callable[[dict[str, Any], FakeOpenAIConfig], None]] = {
+    "usage_absurd": _usage_absurd,
+    "usage_negative": _usage_negative,
+    "usage_missing": _usage_missing,
+    "usage_non_numeric": _usage_non_numeric,
+    "empty_choices": _empty_choices,
+    "other_model": _other_model,
+}
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True once the client has closed its end (readable, and reading gives EOF)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _retry_headers(seconds: float) -> dict[str, str]:
@@ -947,6 +1119,9 @@ class FakeOpenAIServer:
         seed: int = 0,
         fault_retry_after: float = 1.0,
         hang_seconds: float = 30.0,
+        trickle_interval: float = 1.0,
+        other_model_name: str = "gpt-4o",
+        server_error_message: str = DEFAULT_SERVER_ERROR_MESSAGE,
         quota_after: int | None = None,
         max_recorded: int = 10000,
         enforce_max_tokens: bool = True,
@@ -966,6 +1141,9 @@ class FakeOpenAIServer:
             seed=seed,
             fault_retry_after=fault_retry_after,
             hang_seconds=hang_seconds,
+            trickle_interval=trickle_interval,
+            other_model_name=other_model_name,
+            server_error_message=server_error_message,
             quota_after=quota_after,
             max_recorded=max_recorded,
             enforce_max_tokens=enforce_max_tokens,
@@ -1299,6 +1477,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fault-retry-after", type=float, default=1.0)
     p.add_argument("--hang-seconds", type=float, default=30.0)
+    p.add_argument("--trickle-interval", type=float, default=1.0)
+    p.add_argument("--other-model-name", default="gpt-4o")
+    p.add_argument("--server-error-message", default=DEFAULT_SERVER_ERROR_MESSAGE)
     p.add_argument("--quota-after", type=int, default=None)
     p.add_argument("--max-recorded", type=int, default=10000)
     p.add_argument("--enforce-max-tokens", action=argparse.BooleanOptionalAction, default=True)
