@@ -33,6 +33,12 @@ def _week_rows(table: sa.Table, week: Week) -> sa.Select:
     return sa.select(sa.func.count()).select_from(table).where(table.c.week_start == week.start)
 
 
+def _current_reports(week: Week) -> sa.ColumnElement[bool]:
+    """The week's reports of kids still in silver (superseded ones are kept, not counted)."""
+    gold = kid_weekly_reports
+    return sa.and_(gold.c.week_start == week.start, gold.c.superseded_at.is_(None))
+
+
 def silver_row_per_active_kid(settings: Settings) -> WeekCheck:
     src = source_tables(settings.sources)
 
@@ -73,9 +79,10 @@ def gold_report_per_silver_row(_: Settings) -> WeekCheck:
                     ),
                 )
             )
-            .where(gold.c.week_start == week.start),
+            .where(_current_reports(week)),
         )
-        reports = _count(conn, _week_rows(gold, week))
+        reports = _count(conn, sa.select(sa.func.count()).where(_current_reports(week)))
+        superseded = _count(conn, _week_rows(gold, week)) - reports
         return dg.AssetCheckResult(
             passed=silver_rows == matched == reports,
             metadata={
@@ -83,6 +90,7 @@ def gold_report_per_silver_row(_: Settings) -> WeekCheck:
                 "reports": reports,
                 "missing_reports": silver_rows - matched,
                 "orphan_reports": reports - matched,
+                "superseded_reports": superseded,
             },
         )
 
@@ -94,7 +102,7 @@ def scores_in_range(_: Settings) -> WeekCheck:
         gold = kid_weekly_reports
         scores = [
             r.report.get("overall_score")
-            for r in conn.execute(sa.select(gold.c.report).where(gold.c.week_start == week.start))
+            for r in conn.execute(sa.select(gold.c.report).where(_current_reports(week)))
         ]
         bad = [s for s in scores if not isinstance(s, int | float) or not 0 <= s <= 10]
         numbers = [float(s) for s in scores if s not in bad]
@@ -142,7 +150,7 @@ def cost_per_report(settings: Settings) -> WeekCheck:
         gold = kid_weekly_reports
         n, total = conn.execute(
             sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(gold.c.cost_usd), 0.0)).where(
-                gold.c.week_start == week.start
+                _current_reports(week)
             )
         ).one()
         average = float(total) / n if n else 0.0

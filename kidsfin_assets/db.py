@@ -39,11 +39,12 @@ def normalize_url(url: str) -> str:
         raise DatabaseUrlError("empty database URL (set KIDSFIN_DATABASE_URL)")
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix) :]
+            url = "postgresql+psycopg2://" + url[len(prefix) :]
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DatabaseUrlError(f"not a SQLAlchemy URL: {redact(url)}") from exc
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        # ValueError: a port that is not a number
+        raise DatabaseUrlError(f"not a usable database URL ({exc}): {_hide_password(url)}") from exc
     if parsed.get_backend_name() not in ("postgresql", "sqlite"):
         raise DatabaseUrlError(
             f"unsupported database {parsed.get_backend_name()!r}: use postgresql:// or sqlite://"
@@ -57,6 +58,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _hide_password(url: str) -> str:
+    """Without parsing it as a URL (it may not parse): user:password@ becomes user:***@."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url if not at else f"{scheme}{sep}***@{host}"
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
 def redact(url: str) -> str:
     """The URL with its password hidden, for messages and logs."""
     for candidate in (normalize_url, str):  # an unsupported scheme is still shown
@@ -64,7 +74,7 @@ def redact(url: str) -> str:
             return make_url(candidate(url)).render_as_string(hide_password=True)
         except Exception:
             continue
-    return "<unparseable database URL>"
+    return _hide_password(url)
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -317,3 +327,43 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: list
     statement = insert(table).values(row)
     updates = {c: statement.excluded[c] for c in row if c not in keys}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+
+
+def ddl_lock(conn: sa.Connection) -> None:
+    """Serialise creating the warehouse's schema and tables (PostgreSQL's catalog does not
+    take two CREATE SCHEMA IF NOT EXISTS at once); held until the transaction ends."""
+    if not is_sqlite(conn.engine):
+        key = sa.func.hashtextextended(f"kidsfin:ddl:{warehouse_schema(conn.engine)}", 0)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def week_lock(conn: sa.Connection, layer: str, week_key: str) -> None:
+    """Hold, until the caller's transaction ends, the lock of one layer's week: a second
+    run of the same week waits here instead of failing on the first one's rows. SQLite's
+    BEGIN IMMEDIATE already serialises writers."""
+    if is_sqlite(conn.engine):
+        return
+    key = f"kidsfin:{warehouse_schema(conn.engine)}:{layer}:{week_key}"
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
+
+
+def insert_ignoring_duplicates(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
+) -> None:
+    """Insert; a row whose key (any unique index) is already there is left as it is."""
+    if not rows:
+        return
+    if is_sqlite(conn.engine):
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    conn.execute(insert(table).on_conflict_do_nothing(), rows)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The database is unreachable (down, restarting, network cut), not a bad statement."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and "could not connect" in str(exc)

@@ -77,6 +77,7 @@ def build_openai_resource(settings: Settings) -> OpenAIReportsResource:
         max_concurrent=api.max_concurrent,
         batch_size=api.batch_size,
         retry_max_attempts=retry.max_attempts,
+        fail_fast_after=api.fail_fast_after,
         retry_initial_wait_seconds=retry.initial_wait_seconds,
         retry_max_wait_seconds=retry.max_wait_seconds,
         retry_jitter_seconds=retry.jitter_seconds,

@@ -8,12 +8,16 @@ records usage from each response itself: dagster-openai's usage wrapper only pat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import re
 import threading
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +26,11 @@ import pydantic
 import tenacity
 from dagster import InitResourceContext
 from dagster_openai import OpenAIResource
+from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price
+from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price, load_prices
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.reports import KidWeeklyReport, Prompt, max_prompt_bytes
 from kidsfin_assets.settings import resolve_path
@@ -36,14 +41,37 @@ RETRYABLE_STATUS = {408, 409}
 
 # OpenAI's 401 echoes the key masked ("sk-proj-****abcd"); a proxy may echo more.
 _KEY_LIKE = re.compile(r"\b(?:sk|rk|sess)-[A-Za-z0-9_*-]+")
+# Any run of this many characters of the key is taken as the key echoed in altered form
+# (without its prefix, or only its tail).
+KEY_FRAGMENT_CHARS = 8
 
 
 def scrub_secrets(text: str) -> str:
-    """`text` without the API key or anything shaped like one, for logs and events."""
+    """`text` without the API key, any run of 8 or more of its characters, or anything
+    shaped like a key, for logs and events."""
+    text = _KEY_LIKE.sub("[redacted]", text)  # first: a masked key keeps its own shape
     key = os.environ.get("OPENAI_API_KEY")
-    if key:
-        text = text.replace(key, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", text)
+    if key and len(key) >= KEY_FRAGMENT_CHARS:
+        text = _redact_fragments(text, key)
+    return text
+
+
+def _redact_fragments(text: str, key: str) -> str:
+    grams = {key[i : i + KEY_FRAGMENT_CHARS] for i in range(len(key) - KEY_FRAGMENT_CHARS + 1)}
+    hidden = [False] * len(text)
+    for i in range(len(text) - KEY_FRAGMENT_CHARS + 1):
+        if text[i : i + KEY_FRAGMENT_CHARS] in grams:
+            hidden[i : i + KEY_FRAGMENT_CHARS] = [True] * KEY_FRAGMENT_CHARS
+    out, i = [], 0
+    while i < len(text):
+        if hidden[i]:
+            while i < len(text) and hidden[i]:
+                i += 1
+            out.append("[redacted]")
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 class ReportError(Exception):
@@ -120,7 +148,7 @@ def classify(exc: BaseException) -> ReportError:
         if status == 429:
             return ReportError("rate limited (429)", "rate_limited")
         if status in RETRYABLE_STATUS or status >= 500:
-            return ReportError(f"server error {status}", f"http_{status}")
+            return ReportError(f"server error {status}: {exc.message}"[:300], f"http_{status}")
         advice = _FATAL_ADVICE.get(status, "the API refused the request")
         return FatalApiError(f"OpenAI answered {status}: {advice} ({exc.message})")
     if isinstance(exc, openai.LengthFinishReasonError):
@@ -129,6 +157,8 @@ def classify(exc: BaseException) -> ReportError:
         return RefusedAnswer("the answer was blocked by the content filter")
     if isinstance(exc, pydantic.ValidationError | ValueError):
         return InvalidAnswer(f"the answer does not match the report schema: {exc}"[:300])
+    if isinstance(exc, openai.APIResponseValidationError):
+        return InvalidAnswer(f"the answer is not an API response: {exc}"[:300], "not_json")
     return ReportError(f"unexpected error: {exc!r}"[:300], "unexpected")
 
 
@@ -169,17 +199,42 @@ class _BackoffWait(tenacity.wait.wait_base):
         return self.exponential(retry_state)
 
 
+ACCEPTED = "accepted"
+# An answer body larger than this is not a report (a proxy's page, a runaway stream).
+MAX_BODY_BYTES = 1_000_000
+# Answer kinds that a new request cannot fix; a 429 or a timeout is transient.
+_TRANSIENT_KINDS = frozenset({"rate_limited", "timeout", "connection", "deadline", "http_408"})
+
+
+class DeadlineExceeded(ReportError):
+    kind = "deadline"
+
+
 @dataclass(frozen=True)
-class GeneratedReport:
-    report: KidWeeklyReport
-    # What the report cost, every answer paid for it included (a refused, cut-off or
-    # invalid one before the good one), by kid_weekly_reports' column names:
-    # prompt_tokens, completion_tokens, cached_tokens, cost_usd.
-    usage: dict[str, Any]
+class Exchange:
+    """One request and what came back: recorded in the ledger before anything else."""
 
+    answer_id: str
+    outcome: str  # ACCEPTED, or the kind of failure
+    model_answered: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    input_cost_usd: float = 0.0
+    output_cost_usd: float = 0.0
+    usage_note: str | None = None
+    content: str | None = None
+    report: KidWeeklyReport | None = None
+    error: ReportError | None = None
 
-def _total_usage(answers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {key: sum(answer[key] for answer in answers) for key in answers[0]}
+    @property
+    def cost_usd(self) -> float:
+        return self.input_cost_usd + self.output_cost_usd
+
+    @property
+    def paid(self) -> bool:
+        """An answer came back (it is billed), whatever became of it."""
+        return self.model_answered is not None or self.prompt_tokens > 0
 
 
 def estimate_tokens(utf8_bytes: int, messages: int) -> int:
@@ -191,8 +246,110 @@ def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
     return estimate_tokens(sum(len(m["content"].encode()) for m in messages), len(messages))
 
 
+@dataclass(frozen=True)
+class Tokens:
+    prompt: int
+    completion: int
+    cached: int
+    note: str | None
+
+
+def _count(value: Any) -> int | None:
+    """A token count as the API gives it, or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        return None
+    return int(value)
+
+
+def read_usage(body: dict[str, Any], prompt_estimate: int, content: str | None) -> Tokens:
+    """The answer's usage; missing, negative or non-numeric figures are replaced by our
+    estimate and the replacement is noted, so that cost stays honest and visible."""
+    usage = body.get("usage")
+    completion_estimate = estimate_tokens(len((content or "").encode()), 0)
+    if not isinstance(usage, dict):
+        return Tokens(prompt_estimate, completion_estimate, 0, "usage missing: estimated")
+    notes = []
+    prompt = _count(usage.get("prompt_tokens"))
+    if prompt is None:
+        notes.append(f"prompt_tokens {usage.get('prompt_tokens')!r}")
+        prompt = prompt_estimate
+    completion = _count(usage.get("completion_tokens"))
+    if completion is None:
+        notes.append(f"completion_tokens {usage.get('completion_tokens')!r}")
+        completion = completion_estimate
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens", 0)) if isinstance(details, dict) else 0
+    if cached is None or cached > prompt:
+        notes.append(f"cached_tokens {details.get('cached_tokens')!r}")  # type: ignore[union-attr]
+        cached = 0
+    note = ("usage invalid, estimated: " + ", ".join(notes))[:300] if notes else None
+    return Tokens(prompt, completion, cached, note)
+
+
+def _answer_kind(body: Any) -> tuple[dict[str, Any] | None, ReportError | None]:
+    """The first choice's message, or the named reason the body holds none."""
+    if not isinstance(body, dict):
+        return None, InvalidAnswer("the answer is not a JSON object", "not_json")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return None, InvalidAnswer("the answer has no choices", "empty_choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        return None, InvalidAnswer("the answer's choice has no message", "empty_choices")
+    if message.get("refusal"):
+        return None, RefusedAnswer(f"the model refused: {message['refusal']}"[:300])
+    reason = choice.get("finish_reason")
+    if reason == "length":
+        return None, TruncatedAnswer("the answer was cut off at max_tokens")
+    if reason == "content_filter":
+        return None, RefusedAnswer("the answer was blocked by the content filter")
+    return message, None
+
+
+def parse_report(content: Any) -> tuple[KidWeeklyReport | None, ReportError | None]:
+    if not isinstance(content, str) or not content.strip():
+        return None, InvalidAnswer("the answer had no content")
+    try:
+        return KidWeeklyReport.model_validate_json(content), None
+    except pydantic.ValidationError as exc:
+        return None, InvalidAnswer(f"the answer does not match the report schema: {exc}"[:300])
+
+
+class FailFast:
+    """Stops a run whose first attempts all fail the same non-transient way (a server
+    that refuses every request alike), instead of spending every kid's retries on it."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.seen: list[str] = []
+        self.succeeded = False
+        self._lock = threading.Lock()
+
+    def observe(self, exchange: Exchange) -> FatalApiError | None:
+        with self._lock:
+            if self.succeeded or self.after <= 0:
+                return None
+            if exchange.error is None:
+                self.succeeded = True
+                return None
+            error = exchange.error
+            if error.kind in _TRANSIENT_KINDS or isinstance(error, Cancelled):
+                return None
+            self.seen.append(f"{error.kind}: {error}")
+            if len(self.seen) < self.after or len(set(self.seen)) != 1:
+                return None
+            return FatalApiError(
+                f"the first {self.after} requests of this run all failed the same way, so "
+                f"retrying every kid would only pay for it again: {self.seen[0]}"
+            )
+
+
 class ReportSession:
-    """One step's use of the API: the shared limiter, retries and usage counters."""
+    """One step's use of the API: the shared limiter, retries, deadlines, and every
+    exchange handed to `record` the moment it is known (before retrying or parsing on)."""
 
     def __init__(
         self,
@@ -201,11 +358,21 @@ class ReportSession:
         limiter: SharedRateLimiter,
         usage: Usage,
         cancel: threading.Event,
+        prices: dict[str, ModelPrice],
     ) -> None:
         self.client, self.resource, self.limiter = client, resource, limiter
-        self.usage, self.cancel = usage, cancel
+        self.usage, self.cancel, self.prices = usage, cancel, prices
+        self.fail_fast = FailFast(resource.fail_fast_after)
+        self.response_format = type_to_response_format_param(KidWeeklyReport)  # built once
 
-    def generate(self, messages: list[dict[str, str]]) -> GeneratedReport:
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        record: Callable[[Exchange], None],
+        acquire: Callable[[Callable[[], Reservation]], Reservation],
+    ) -> Exchange:
+        """The accepted exchange, after retries; `record` sees every exchange first, and
+        `acquire` runs the limiter's call (the caller waits out warehouse outages there)."""
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.resource.retry_max_attempts),
             wait=_BackoffWait(
@@ -220,11 +387,16 @@ class ReportSession:
             sleep=self._sleep,
             reraise=True,
         )
-        paid: list[dict[str, Any]] = []  # the usage of every answer received for it
         for attempt in retrying:
             with attempt:
-                report = self._attempt(messages, paid)
-                return GeneratedReport(report, _total_usage(paid))
+                exchange = self._attempt(messages, acquire)
+                record(exchange)
+                fatal = self.fail_fast.observe(exchange)
+                if fatal is not None:
+                    raise fatal
+                if exchange.error is not None:
+                    raise exchange.error
+                return exchange
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     def _sleep(self, seconds: float) -> None:
@@ -232,79 +404,132 @@ class ReportSession:
         if self.cancel.wait(seconds):
             raise Cancelled("run stopped by another report's fatal error")
 
-    def _attempt(
-        self, messages: list[dict[str, str]], paid: list[dict[str, Any]]
-    ) -> KidWeeklyReport:
+    def _reserve(
+        self,
+        messages: list[dict[str, str]],
+        acquire: Callable[[Callable[[], Reservation]], Reservation],
+    ) -> Reservation:
         reserve = estimate_prompt_tokens(messages) + self.resource.max_tokens
         try:
-            reservation = self.limiter.acquire(reserve, cancelled=self.cancel.is_set)
+            return acquire(lambda: self.limiter.acquire(reserve, cancelled=self.cancel.is_set))
         except RateLimiterCancelled as exc:
             raise Cancelled("run stopped while waiting for the rate limit") from exc
+
+    def _attempt(
+        self,
+        messages: list[dict[str, str]],
+        acquire: Callable[[Callable[[], Reservation]], Reservation],
+    ) -> Exchange:
+        reservation = self._reserve(messages, acquire)
+        answer_id = uuid.uuid4().hex
         if self.cancel.is_set():  # stopped while this worker waited: send nothing more
-            self.limiter.settle(reservation, 0)
+            self._settle(reservation, 0)
             raise Cancelled("run stopped before the request was sent")
         try:
-            # The raw response first: an answer that is cut off or fails the schema is
-            # still paid for, and its usage must be counted before parsing can fail.
-            raw = self.client.chat.completions.with_raw_response.parse(
-                model=self.resource.model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=KidWeeklyReport,
-                max_completion_tokens=self.resource.max_tokens,
-                temperature=self.resource.temperature,
-            )
+            body = self._post(messages)
         except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
-            self._on_error(exc, reservation)
-            raise classify(exc) from exc
-        paid.append(self._on_usage(raw, reservation))
-        try:
-            message = raw.parse().choices[0].message
-        except Exception as exc:
-            raise self._failed_answer(classify(exc)) from exc
-        if message.refusal:
-            raise self._failed_answer(RefusedAnswer(f"the model refused: {message.refusal}"[:300]))
-        if message.parsed is None:
-            raise self._failed_answer(InvalidAnswer("the answer had no parsable content"))
-        return message.parsed
+            error = classify(exc)
+            self._on_error(exc, error, reservation)
+            return Exchange(answer_id, error.kind, error=error)
+        exchange = self._read_answer(answer_id, body, estimate_prompt_tokens(messages))
+        self._settle(reservation, exchange.prompt_tokens + exchange.completion_tokens)
+        self.usage.record_response(
+            exchange.prompt_tokens, exchange.completion_tokens, exchange.cached_tokens
+        )
+        if exchange.error is not None:
+            self.usage.record_failed_answer(exchange.error.kind)
+        return exchange
 
-    def _on_error(self, exc: Exception, reservation: Reservation) -> None:
+    def _post(self, messages: list[dict[str, str]]) -> bytes:
+        """The answer's body, read within one deadline for connect, send and the whole
+        body: the SDK's timeout applies per read, so a server trickling its body a byte
+        at a time would otherwise hold the request for ever."""
+        timeout = self.resource.timeout_seconds
+        deadline = time.monotonic() + timeout
+        with self.client.chat.completions.with_streaming_response.create(
+            model=self.resource.model,
+            messages=messages,  # type: ignore[arg-type]
+            response_format=self.response_format,  # type: ignore[arg-type]
+            max_completion_tokens=self.resource.max_tokens,
+            temperature=self.resource.temperature,
+            timeout=timeout,
+        ) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded(
+                        f"no complete answer within openai.timeout_seconds={timeout:g} "
+                        f"({len(body)} bytes received)"
+                    )
+                if len(body) > MAX_BODY_BYTES:
+                    raise InvalidAnswer("the answer is larger than any report", "not_json")
+            return bytes(body)
+
+    def _read_answer(self, answer_id: str, raw: bytes, prompt_estimate: int) -> Exchange:
+        """Everything the answer says, priced; never raises (a paid answer is recorded)."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        message, error = _answer_kind(body)
+        content = message.get("content") if message else None
+        report = None
+        if error is None:
+            report, error = parse_report(content)
+        if body is None:
+            content = raw[:2000].decode("utf-8", "replace")
+        tokens = read_usage(body if isinstance(body, dict) else {}, prompt_estimate, content)
+        model = body.get("model") if isinstance(body, dict) else None
+        model = model if isinstance(model, str) and model else self.resource.model
+        price, price_note = self._price_of(model)
+        input_cost, output_cost = price.split_cost(tokens.prompt, tokens.completion, tokens.cached)
+        notes = [n for n in (tokens.note, price_note) if n]
+        return Exchange(
+            answer_id,
+            ACCEPTED if error is None else error.kind,
+            model_answered=model,
+            prompt_tokens=tokens.prompt,
+            completion_tokens=tokens.completion,
+            cached_tokens=tokens.cached,
+            input_cost_usd=input_cost,
+            output_cost_usd=output_cost,
+            usage_note="; ".join(notes) or None,
+            content=content if isinstance(content, str) else None,
+            report=report,
+            error=error,
+        )
+
+    def _price_of(self, model: str) -> tuple[ModelPrice, str | None]:
+        """The price of the model that answered: the configured one for it or its dated
+        snapshot (gpt-4o-mini-2024-07-18), else the priced model it names."""
+        asked = self.resource.model
+        if model == asked or model.startswith(asked + "-"):
+            return self.prices[asked], None
+        named = sorted((m for m in self.prices if model == m or model.startswith(m + "-")), key=len)
+        if named:
+            return self.prices[named[-1]], f"answered by {model}, not {asked}"
+        return self.prices[asked], f"answered by unpriced {model}, priced as {asked}"
+
+    def _settle(self, reservation: Reservation, used: int) -> None:
+        """Best effort, bounded: a usage figure outside [0, the largest request] moves the
+        shared bucket by at most one request's worth; a warehouse error here costs only
+        the bucket's precision, never the answer."""
+        used = min(max(0, used), self.limiter.max_request_tokens)
+        with contextlib.suppress(Exception):
+            self.limiter.settle(reservation, used)
+
+    def _on_error(self, exc: Exception, error: ReportError, reservation: Reservation) -> None:
         # What a failed request cost upstream is unknown: keep the whole reservation.
-        self.limiter.settle(reservation, reservation.tokens)
-        error = classify(exc)
+        self._settle(reservation, reservation.tokens)
         rate_limited = isinstance(exc, openai.RateLimitError) and not is_quota_error(exc)
         self.usage.record_error(error.kind, rate_limited=rate_limited)
-        pause = retry_after_seconds(exc)
         if rate_limited:
             # Every process backs off, not only this worker.
+            pause = retry_after_seconds(exc)
             wait = self.resource.retry_initial_wait_seconds
-            self.limiter.pause(pause if pause is not None else wait)
-
-    def _on_usage(self, raw: Any, reservation: Reservation) -> dict[str, Any]:
-        """Count what the answer cost (from the response body) and settle the bucket."""
-        usage = _usage_of(raw)
-        prompt = int(usage.get("prompt_tokens") or reservation.tokens)
-        output = int(usage.get("completion_tokens") or 0)
-        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        self.limiter.settle(reservation, prompt + output)
-        cost = self.usage.record_response(prompt, output, cached)
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": output,
-            "cached_tokens": cached,
-            "cost_usd": cost,
-        }
-
-    def _failed_answer(self, error: ReportError) -> ReportError:
-        self.usage.record_failed_answer(error.kind)
-        return error
-
-
-def _usage_of(raw: Any) -> dict[str, Any]:
-    try:
-        usage = json.loads(raw.text).get("usage")
-    except (ValueError, AttributeError):
-        return {}
-    return usage if isinstance(usage, dict) else {}
+            with contextlib.suppress(Exception):
+                self.limiter.pause(pause if pause is not None else wait)
 
 
 class OpenAIReportsResource(OpenAIResource):
@@ -318,12 +543,17 @@ class OpenAIReportsResource(OpenAIResource):
     model: str = Field(description="Chat model, e.g. gpt-4o-mini (priced in pricing_file).")
     max_tokens: int = Field(description="Completion token cap for one report.")
     temperature: float = Field(default=0.3)
-    timeout_seconds: float = Field(description="Per-request timeout.")
+    timeout_seconds: float = Field(
+        description="Deadline of one request: connect, send and the whole answer."
+    )
     requests_per_minute: int = Field(description="Shared request budget per minute.")
     tokens_per_minute: int = Field(description="Shared token budget per minute.")
     max_concurrent: int = Field(description="Requests in flight in one step.")
     batch_size: int = Field(default=20, description="Reports per progress batch in the log.")
     retry_max_attempts: int = Field(description="Attempts per report, the first included.")
+    fail_fast_after: int = Field(
+        default=5, description="Stop when this run's first N attempts all fail alike (0: never)."
+    )
     retry_initial_wait_seconds: float = 2.0
     retry_max_wait_seconds: float = 10.0
     retry_jitter_seconds: float = 1.0
@@ -372,4 +602,6 @@ class OpenAIReportsResource(OpenAIResource):
     ) -> ReportSession:
         if self._sdk is None:
             raise FatalApiError("no OpenAI client: OPENAI_API_KEY is not set")
-        return ReportSession(self._sdk, self, self.limiter(engine, prompt), usage, cancel)
+        prices = load_prices(resolve_path(self.pricing_file))
+        limiter = self.limiter(engine, prompt)
+        return ReportSession(self._sdk, self, limiter, usage, cancel, prices)

@@ -17,7 +17,7 @@ PER_TOKENS = 1_000_000
 class ModelPrice(BaseModel):
     """USD per 1M tokens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     input: float = Field(ge=0)
     cached_input: float = Field(ge=0)
     output: float = Field(ge=0)
@@ -34,22 +34,36 @@ class ModelPrice(BaseModel):
 FREE = ModelPrice(input=0, cached_input=0, output=0)
 
 
-def load_price(path: Path, model: str) -> ModelPrice:
-    """The price of `model`; a missing model or a bad table fails with the key named."""
+def load_prices(path: Path) -> dict[str, ModelPrice]:
+    """Every model's price in the pricing file; a bad file fails with the key named."""
     try:
         table = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise SettingsError(f"openai.pricing_file: cannot read {path}: {exc}") from exc
-    models = table.get("models") or {}
-    if model not in models:
+    models = table.get("models") if isinstance(table, dict) else None
+    if not isinstance(models, dict):
         raise SettingsError(
-            f"openai.model: no price for {model!r} in {path} (known: {', '.join(sorted(models))});"
+            f"openai.pricing_file: {path} must be a mapping with a `models:` mapping of "
+            "model name to {input, cached_input, output} (USD per 1M tokens)"
+        )
+    prices = {}
+    for model, price in models.items():
+        try:
+            prices[str(model)] = ModelPrice.model_validate(price)
+        except ValidationError as exc:
+            raise SettingsError(f"{path}: models.{model}: {exc}") from exc
+    return prices
+
+
+def load_price(path: Path, model: str) -> ModelPrice:
+    """The price of `model`; a missing model or a bad table fails with the key named."""
+    prices = load_prices(path)
+    if model not in prices:
+        raise SettingsError(
+            f"openai.model: no price for {model!r} in {path} (known: {', '.join(sorted(prices))});"
             " add it under models: so that cost can be tracked"
         )
-    try:
-        return ModelPrice.model_validate(models[model])
-    except ValidationError as exc:
-        raise SettingsError(f"{path}: models.{model}: {exc}") from exc
+    return prices[model]
 
 
 @dataclass

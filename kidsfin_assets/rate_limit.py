@@ -165,6 +165,7 @@ class SharedRateLimiter:
             refill_per_second=(tokens_per_minute - tok_cap) / period_seconds,
         )
         self.namespace = namespace
+        self.max_request_tokens = max_request_tokens
         self.period_seconds = float(period_seconds)
         self._engine = engine
         self._sleep = sleep

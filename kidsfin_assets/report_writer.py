@@ -1,4 +1,5 @@
-"""Writes one week's reports: skips what is already paid for, stores each as it arrives."""
+"""Writes one week's reports: claims each kid-week before paying for it, records every
+answer as it arrives, rides out warehouse outages, and never deletes a paid report."""
 
 from __future__ import annotations
 
@@ -6,21 +7,25 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kidsfin_assets import db
+from kidsfin_assets import db, ledger, spool
+from kidsfin_assets.ledger import Claims
 from kidsfin_assets.openai_client import (
     Cancelled,
+    Exchange,
     FatalApiError,
     OpenAIReportsResource,
     ReportSession,
 )
+from kidsfin_assets.outage import WarehouseGate, WarehouseUnavailable
 from kidsfin_assets.pricing import Usage
 from kidsfin_assets.reports import (
     OFFLINE_MODEL,
@@ -41,6 +46,9 @@ from kidsfin_assets.weeks import Week
 WRITER_OPENAI = "openai"
 WRITER_OFFLINE = "offline"
 FREE_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0}
+# How often a run waiting for another run's kids looks again, and says so in the log.
+AWAIT_POLL_SECONDS = 1.0
+AWAIT_LOG_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +58,27 @@ class PendingReport:
     input_hash: str
 
 
+@dataclass(frozen=True)
+class LedgerSettings:
+    """Where and how the gold step keeps what it pays for."""
+
+    run_id: str
+    outage_wait_seconds: float
+    claim_lease_seconds: float
+    spool_dir: Path
+    warehouse_id: str
+
+
 @dataclass
 class WeekOutcome:
     silver_rows: int = 0
     written: int = 0
     reused: int = 0
+    by_other_runs: int = 0
     failed: int = 0
+    superseded: int = 0
+    replayed: int = 0
+    unstored: int = 0
     fatal: str | None = None
     errors: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
@@ -77,7 +100,7 @@ def plan_week(
     child: Callable[[int], str],
 ) -> tuple[list[PendingReport], int]:
     """Of the week's silver rows, those that still need a report (no row with the same
-    input hash), and how many were reused. Reports of kids no longer in silver are removed.
+    input hash), and how many were reused.
 
     Offline, an AI report for the same metrics counts as done: losing the API key for a
     run must not throw away reports that were paid for."""
@@ -87,12 +110,6 @@ def plan_week(
             sa.select(gold.c.kid_id, gold.c.input_hash).where(gold.c.week_start == week.start)
         ).all()
     )
-    kids = [r["kid_id"] for r in rows]
-    stale = set(existing) - set(kids)
-    if stale:
-        conn.execute(
-            sa.delete(gold).where(gold.c.week_start == week.start, gold.c.kid_id.in_(stale))
-        )
     pending = []
     for row in rows:
         row["child"] = child(row["kid_id"])
@@ -103,35 +120,25 @@ def plan_week(
     return pending, len(rows) - len(pending)
 
 
-def store_report(
-    engine: Engine,
-    week: Week,
-    item: PendingReport,
-    report: dict[str, Any],
-    usage: dict[str, Any],
-) -> None:
-    """One report, committed on its own: a crash later loses nothing already paid for."""
-    row = {
-        "week_start": week.start,
-        "kid_id": item.kid_id,
-        "report": report,
-        "input_hash": item.input_hash,
-        "generated_at": dt.datetime.now(dt.UTC),
-        **usage,
-    }
-    with engine.begin() as conn:
-        db.upsert(conn, kid_weekly_reports, row, ["week_start", "kid_id"])
-
-
 def _drain(pool: ThreadPoolExecutor) -> None:
     """Wait for the requests in flight even through repeated interrupts: their answers
-    are paid for and must be stored. Each is bounded by the request timeout."""
+    are paid for and must be recorded. Each ends by its deadline (openai.timeout_seconds)."""
     while True:
         try:
             pool.shutdown(wait=True, cancel_futures=True)
             return
         except BaseException:  # a second Ctrl+C / terminate while draining
             continue
+
+
+def _from_spool(entry: dict[str, Any]) -> dict[str, Any]:
+    """A spooled row with its dates back as dates."""
+    row = dict(entry)
+    row["week_start"] = dt.date.fromisoformat(row["week_start"])
+    for key in ("received_at", "generated_at"):
+        if isinstance(row.get(key), str):
+            row[key] = dt.datetime.fromisoformat(row[key])
+    return row
 
 
 class WeekReportWriter:
@@ -145,10 +152,12 @@ class WeekReportWriter:
         api: OpenAIReportsResource,
         prompt: Prompt,
         week: Week,
+        keeping: LedgerSettings,
         pseudonymize: bool = True,
     ) -> None:
         self.log, self.engine, self.src, self.api = log, engine, src, api
         self.prompt, self.week, self.pseudonymize = prompt, week, pseudonymize
+        self.keeping = keeping
         self._total = 0
         self.writer = WRITER_OFFLINE if api.offline else WRITER_OPENAI
         self.model = OFFLINE_MODEL if api.offline else api.model
@@ -156,12 +165,26 @@ class WeekReportWriter:
         self.cancel = threading.Event()
         self.outcome = WeekOutcome()
         self._lock = threading.Lock()
+        self.claims = Claims(engine, week.start, keeping.run_id, keeping.claim_lease_seconds)
+        self.spool = spool.Spool(
+            keeping.spool_dir, keeping.warehouse_id, self.claims.owner.rsplit(":", 1)[-1]
+        )
+        self.gate = WarehouseGate(
+            engine, keeping.outage_wait_seconds, self.cancel.is_set, self.log.warning
+        )
+        self._names: dict[int, str] = {}
+        self._submitted = 0
+
+    # --- the week ---------------------------------------------------------------------
 
     def run(self) -> WeekOutcome:
         started = time.monotonic()
+        self.outcome.replayed = self.replay_spool()
         with self.engine.begin() as conn:
             rows = silver_rows(conn, self.week)
-            names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
+            self._names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
+            kids = {row["kid_id"] for row in rows}
+            self.outcome.superseded = ledger.supersede_missing(conn, self.week.start, kids)
             pending, self.outcome.reused = plan_week(
                 conn,
                 self.week,
@@ -169,21 +192,29 @@ class WeekReportWriter:
                 self.api.model,
                 self.prompt,
                 self.api.offline,
-                self._child(names),
+                self._child(self._names),
             )
-        self.outcome.silver_rows = len(pending) + self.outcome.reused
+        self.outcome.silver_rows = len(rows)
         self.log.info(
-            f"week {self.week.key}: {self.outcome.silver_rows} kids, "
-            f"{self.outcome.reused} reports already written, {len(pending)} to write "
-            f"({self.writer}, {self.model})"
+            f"week {self.week.key}: {len(rows)} kids, {self.outcome.reused} reports already "
+            f"written, {len(pending)} to write ({self.writer}, {self.model})"
+            + (
+                f"; {self.outcome.superseded} reports of kids no longer in silver kept, "
+                "marked superseded"
+                if self.outcome.superseded
+                else ""
+            )
         )
         self._total = len(pending)
         if self.api.offline:
             for index, item in enumerate(pending):
                 self._announce_batch(index)
-                self._write_offline(item, names.get(item.kid_id))
+                self._write_offline(item)
         elif pending:
-            self._write_with_api(pending, names)
+            self._write_with_api(pending)
+            # Every pending kid is written here, by another run, or not at all.
+            done = self.outcome.written + self.outcome.by_other_runs
+            self.outcome.failed = len(pending) - done
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
 
@@ -193,69 +224,271 @@ class WeekReportWriter:
             return lambda _kid_id: PLACEHOLDER
         return lambda kid_id: names.get(kid_id) or PLACEHOLDER
 
-    def _write_offline(self, item: PendingReport, nickname: str | None) -> None:
-        report = personalise(offline_report(item.metrics), nickname)
-        self._store(item, report, FREE_USAGE)
+    def _write_offline(self, item: PendingReport) -> None:
+        report = personalise(offline_report(item.metrics), self._names.get(item.kid_id))
+        row = self._report_row(item, report, None, self.model)
+        with self.engine.begin() as conn:
+            ledger.store_report(conn, {**row, **FREE_USAGE})
+        self._count_written(item, FREE_USAGE)
 
-    def _write_with_api(self, pending: list[PendingReport], names: dict[int, str]) -> None:
+    # --- through the API --------------------------------------------------------------
+
+    def _write_with_api(self, pending: list[PendingReport]) -> None:
+        items = {item.kid_id: item for item in pending}
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
         pool = ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report")
+        heartbeat = threading.Thread(target=self._renew_claims, daemon=True, name="claims")
+        futures: list[Future[None]] = []
         try:
-            futures = [
-                pool.submit(self._write_one, session, index, item, names.get(item.kid_id))
-                for index, item in enumerate(pending)
-            ]
+            claimed = self.gate.call(lambda: self.claims.claim(self._wanted(items)))
+            heartbeat.start()
+            self._note_claim_result(claimed)
+            futures += self._submit(pool, session, [items[k] for k in sorted(claimed.mine)])
+            self._await_other_runs(pool, session, items, claimed.elsewhere, futures)
             wait(futures)
+        except WarehouseUnavailable as exc:
+            self._stop(str(exc))
         except BaseException:
             # Run terminated (Ctrl+C, UI "terminate"): start nothing new, let the requests in
-            # flight finish and store their (paid) reports, then stop.
+            # flight finish (each by its deadline) and record their (paid) answers, then stop.
             self.cancel.set()
             raise
         finally:
             _drain(pool)
+            self.cancel.set()  # ends the heartbeat
+            self._finish_claims()
+
+    def _wanted(self, items: dict[int, PendingReport]) -> dict[int, str]:
+        return {kid: item.input_hash for kid, item in items.items()}
+
+    def _note_claim_result(self, claimed: ledger.ClaimResult) -> None:
+        self.outcome.by_other_runs += len(claimed.done)
+        if claimed.elsewhere:
+            runs = sorted(set(claimed.elsewhere.values()))
+            self.log.info(
+                f"{len(claimed.elsewhere)} kids are being asked for by another run "
+                f"({', '.join(r[:8] for r in runs)}): this run waits for their answers "
+                "instead of paying for them again"
+            )
+
+    def _submit(
+        self, pool: ThreadPoolExecutor, session: ReportSession, items: list[PendingReport]
+    ) -> list[Future[None]]:
+        with self._lock:
+            first = self._submitted
+            self._submitted += len(items)
+        return [
+            pool.submit(self._write_one, session, first + i, item) for i, item in enumerate(items)
+        ]
+
+    def _await_other_runs(
+        self,
+        pool: ThreadPoolExecutor,
+        session: ReportSession,
+        items: dict[int, PendingReport],
+        elsewhere: dict[int, str],
+        futures: list[Future[None]],
+    ) -> None:
+        """Kids another run holds: wait for their reports; take over any it gives up or
+        whose lease runs out (that run died)."""
+        waiting, last_log = dict(elsewhere), time.monotonic()
+        while waiting and not self.cancel.wait(AWAIT_POLL_SECONDS):
+            wanted = self._wanted({k: items[k] for k in waiting})
+            claimed = self.gate.call(lambda w=wanted: self.claims.claim(w))
+            self.outcome.by_other_runs += len(claimed.done)
+            futures += self._submit(pool, session, [items[k] for k in sorted(claimed.mine)])
+            waiting = claimed.elsewhere
+            if waiting and time.monotonic() - last_log > AWAIT_LOG_SECONDS:
+                last_log = time.monotonic()
+                self.log.info(f"still waiting for {len(waiting)} kids held by another run")
+
+    def _renew_claims(self) -> None:
+        interval = min(10.0, self.keeping.claim_lease_seconds / 4)
+        while not self.cancel.wait(interval):
+            try:
+                self.claims.renew()
+            except Exception:  # an outage: the gate handles it; the lease has slack
+                continue
+
+    def _finish_claims(self) -> None:
+        """Give back every claim not turned into a report (failed, cancelled), and drop
+        the spool file once everything in it reached the warehouse."""
+        try:
+            self.claims.release_all()
+        except Exception as exc:  # they expire with their lease
+            self.log.warning(f"claims not released ({exc}); they expire with their lease")
+        if self.spool.entries and not self.outcome.unstored:
+            self.spool.discard()
+
+    def _stop(self, reason: str) -> None:
+        if self.outcome.fatal is None:
+            self.outcome.fatal = reason
+            self.log.error(f"stopping the week: {reason}")
+        self.cancel.set()
 
     def _announce_batch(self, index: int) -> None:
         """The earlier system's "Processing batch i/n" lines (batches only group the log:
         requests flow continuously, so no batch waits for the slowest of the one before)."""
         size = self.api.batch_size
         if index % size == 0:
-            total = -(-self._total // size)
+            total = -(-max(self._total, index + 1) // size)
             self.log.info(f"Processing batch {index // size + 1}/{total}")
 
-    def _write_one(
-        self, session: ReportSession, index: int, item: PendingReport, nickname: str | None
-    ) -> None:
+    def _write_one(self, session: ReportSession, index: int, item: PendingReport) -> None:
         try:
             if self.cancel.is_set():
                 raise Cancelled("not started: the run is stopping")
             self._announce_batch(index)
-            result = session.generate(self.prompt.messages(item.metrics))
-            self._store(item, personalise(result.report, nickname), result.usage)
+            exchange = session.generate(
+                self.prompt.messages(item.metrics),
+                record=lambda ex: self._record(item, ex),
+                acquire=self.gate.call,
+            )
+            self._count_written(item, exchange_usage(exchange))
         except FatalApiError as exc:
             self._fail(item, exc)
-            if not self.cancel.is_set():
-                self.outcome.fatal = str(exc)
-                self.log.error(f"stopping the week: {exc}")
-                self.cancel.set()
-        except Exception as exc:  # retries spent, a bug or a database error: keep going
+            self._stop(str(exc))
+        except WarehouseUnavailable as exc:
             self._fail(item, exc)
+            self._stop(f"{exc}. {self._kept_note()}")
+        except Exception as exc:  # retries spent, a bug: keep going
+            self._fail(item, exc)
+
+    def _kept_note(self) -> str:
+        if not self.outcome.unstored:
+            return "Every answer received is stored"
+        return (
+            f"{self.outcome.unstored} paid answers are kept in {self.spool.path}; the next "
+            "gold run on this warehouse stores them before asking for anything"
+        )
+
+    # --- recording --------------------------------------------------------------------
+
+    def _record(self, item: PendingReport, exchange: Exchange) -> None:
+        """Store the exchange (and, if accepted, its report) the moment it is known. If
+        the warehouse cannot take it, it goes to the spool file first, then waits here
+        for the warehouse (no new request is sent meanwhile)."""
+        row = self._ledger_row(item, exchange)
+        report = None
+        if exchange.report is not None:
+            report = self._report_row(
+                item,
+                personalise(exchange.report, self._names.get(item.kid_id)),
+                exchange.answer_id,
+                exchange.model_answered or self.model,
+            )
+
+        def store() -> None:
+            with self.engine.begin() as conn:
+                ledger.store_exchange(conn, row)
+                if report is not None:
+                    ledger.store_report(conn, report)
+                    self.claims.delete_in(conn, [item.kid_id])
+
+        try:
+            store()
+            return
+        except Exception as exc:
+            if exchange.paid or report is not None:
+                self._spool(row, exchange, report)
+            if not db.is_disconnect(exc):
+                raise
+            self.gate.mark_down(exc)
+        self.gate.call(store)
+        if exchange.paid or report is not None:
+            with self._lock:
+                self.outcome.unstored -= 1
+
+    def _spool(
+        self, row: dict[str, Any], exchange: Exchange, report: dict[str, Any] | None
+    ) -> None:
+        entry: dict[str, Any] = {"ledger": row}
+        if report is not None and exchange.report is not None:
+            # As the model wrote it (placeholder, no nickname): named again on replay.
+            entry["report"] = {**report, "report": exchange.report.model_dump()}
+        self.spool.append(entry)
+        with self._lock:
+            self.outcome.unstored += 1
+
+    def _ledger_row(self, item: PendingReport, exchange: Exchange) -> dict[str, Any]:
+        return {
+            "answer_id": exchange.answer_id,
+            "week_start": self.week.start,
+            "kid_id": item.kid_id,
+            "input_hash": item.input_hash,
+            "run_id": self.keeping.run_id,
+            "outcome": exchange.outcome,
+            "model_requested": self.api.model,
+            "model_answered": exchange.model_answered,
+            "prompt_tokens": exchange.prompt_tokens,
+            "completion_tokens": exchange.completion_tokens,
+            "cached_tokens": exchange.cached_tokens,
+            "input_cost_usd": exchange.input_cost_usd,
+            "output_cost_usd": exchange.output_cost_usd,
+            "cost_usd": exchange.cost_usd,
+            "usage_note": exchange.usage_note,
+            "content": exchange.content,
+            "received_at": dt.datetime.now(dt.UTC),
+        }
+
+    def _report_row(
+        self, item: PendingReport, report: dict[str, Any], answer_id: str | None, model: str
+    ) -> dict[str, Any]:
+        return {
+            "week_start": self.week.start,
+            "kid_id": item.kid_id,
+            "report": report,
+            "model": model,
+            "prompt_version": self.prompt.version,
+            "input_hash": item.input_hash,
+            "writer": self.writer,
+            "generated_at": dt.datetime.now(dt.UTC),
+            "answer_id": answer_id,
+        }
+
+    def replay_spool(self) -> int:
+        """Store the answers an earlier run could not (its spool files), before planning:
+        they may be the very reports this run would otherwise pay for again."""
+        stored = 0
+        for path in spool.pending_files(self.keeping.spool_dir, self.keeping.warehouse_id):
+            taken = spool.take(path)
+            if taken is None:
+                continue
+            try:
+                stored += self._replay_file(taken)
+            except BaseException:
+                taken.rename(path)  # kept for the next run
+                raise
+            taken.unlink()
+        if stored:
+            self.log.info(f"stored {stored} paid answers kept in the spool by an earlier run")
+        return stored
+
+    def _replay_file(self, path: Path) -> int:
+        stored = 0
+        for entry in spool.read_entries(path):
+            row = _from_spool(entry["ledger"])
+            with self.engine.begin() as conn:
+                ledger.store_exchange(conn, row)
+                report = entry.get("report")
+                if report:
+                    report = _from_spool(report)
+                    names = nicknames(conn, self.src, [report["kid_id"]])
+                    report["report"] = personalise(report["report"], names.get(report["kid_id"]))
+                    ledger.store_report(conn, report, replace=False)
+            stored += 1
+        return stored
+
+    # --- counting ---------------------------------------------------------------------
 
     def _fail(self, item: PendingReport, exc: BaseException) -> None:
         with self._lock:
-            self.outcome.failed += 1
             if len(self.outcome.errors) < 20 and not isinstance(exc, Cancelled):
                 self.outcome.errors.append(f"kid {item.kid_id}: {exc}")
         if not isinstance(exc, Cancelled):
             self.log.warning(f"kid {item.kid_id}: no report: {exc}")
 
-    def _store(self, item: PendingReport, report: dict[str, Any], usage: dict[str, Any]) -> None:
-        columns = {
-            "model": self.model,
-            "prompt_version": self.prompt.version,
-            "writer": self.writer,
-            **usage,
-        }
-        store_report(self.engine, self.week, item, report, columns)
+    def _count_written(self, item: PendingReport, usage: dict[str, Any]) -> None:
         with self._lock:
             self.outcome.written += 1
             done = self.outcome.written
@@ -265,3 +498,12 @@ class WeekReportWriter:
             f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens "
             f"({usage['cached_tokens']} cached), ${usage['cost_usd']:.5f}"
         )
+
+
+def exchange_usage(exchange: Exchange) -> dict[str, Any]:
+    return {
+        "prompt_tokens": exchange.prompt_tokens,
+        "completion_tokens": exchange.completion_tokens,
+        "cached_tokens": exchange.cached_tokens,
+        "cost_usd": exchange.cost_usd,
+    }

@@ -118,10 +118,11 @@ def input_hash(metrics: dict[str, Any], model: str, prompt_version: str, writer:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def personalise(report: KidWeeklyReport, nickname: str | None) -> dict[str, Any]:
-    """Put the child's nickname where the model wrote the placeholder."""
+def personalise(report: KidWeeklyReport | dict[str, Any], nickname: str | None) -> dict[str, Any]:
+    """Put the child's nickname where the model wrote the placeholder (every field, list
+    items included)."""
     name = nickname or "bé"
-    data = report.model_dump()
+    data = report.model_dump() if isinstance(report, KidWeeklyReport) else report
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):

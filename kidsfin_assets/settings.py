@@ -34,7 +34,8 @@ class SettingsError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinities or NaN: `timeout_seconds: .inf` would pass `gt=0` and never time out.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WeeksSettings(_Section):
@@ -79,8 +80,17 @@ class SourceTables(_Section):
 
 class WarehouseSettings(_Section):
     schema_name: str = Field(default="kidsfin", alias="schema")
+    # How long a gold run waits for an unreachable warehouse (sending nothing new, keeping
+    # what it holds) before it fails.
+    outage_wait_seconds: float = Field(default=120.0, ge=0, le=86400)
+    # A claim on a kid-week lasts this long unless its run renews it (it does while alive).
+    claim_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # Paid answers that could not reach the warehouse; the next gold run stores them.
+    spool_dir: str = "data/spool"
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class OpenAISettings(_Section):
@@ -88,11 +98,13 @@ class OpenAISettings(_Section):
     pricing_file: str = "config/pricing.yaml"
     max_tokens: int = Field(gt=0, le=16384)
     temperature: float = Field(ge=0, le=2)
-    requests_per_minute: int = Field(gt=0)
+    # The shared bucket keeps 1 % (at least one request) as burst: 1 would leave no refill.
+    requests_per_minute: int = Field(ge=2)
     tokens_per_minute: int = Field(gt=0)
     max_concurrent: int = Field(gt=0, le=256)
     batch_size: int = Field(default=20, gt=0)
     timeout_seconds: float = Field(gt=0)
+    fail_fast_after: int = Field(default=5, ge=0, le=1000)
     rate_limit_period_seconds: float = Field(default=60.0, gt=0)
 
 
@@ -103,6 +115,11 @@ class RetrySettings(_Section):
     jitter_seconds: float = Field(ge=0)
     step_max_retries: int = Field(default=2, ge=0, le=10)
     step_delay_seconds: float = Field(default=30, ge=0)
+
+
+class SilverSettings(_Section):
+    # A week losing more than this share of its kid rows at once fails before gold runs.
+    max_shrink_share: float = Field(default=0.5, ge=0, le=1)
 
 
 class PrivacySettings(_Section):
@@ -141,6 +158,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = WarehouseSettings()
     openai: OpenAISettings
     retry: RetrySettings
+    silver: SilverSettings = SilverSettings()
     privacy: PrivacySettings = PrivacySettings()
     checks: CheckSettings
     sensor: SensorSettings
@@ -235,6 +253,12 @@ def load_settings() -> Settings:
             f"invalid kidsfin settings in {path}:\n  database_url: not allowed in a config "
             f"file (it holds a password); set the environment variable {ENV_PREFIX}DATABASE_URL"
         )
+    unknown = _unknown_variables()
+    if unknown:
+        raise SettingsError(
+            "unknown kidsfin environment variables (a section and its key are joined by two "
+            "underscores, e.g. KIDSFIN_OPENAI__MODEL): " + ", ".join(unknown)
+        )
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -242,7 +266,43 @@ def load_settings() -> Settings:
     from kidsfin_assets.pricing import load_price  # pricing imports this module
 
     load_price(settings.pricing_path, settings.openai.model)  # an unpriced model stops here
+    _check_token_budget(settings)
     return settings
+
+
+def _unknown_variables() -> list[str]:
+    """KIDSFIN_ variables that name no setting (a typo would otherwise be ignored)."""
+    known = {f"{ENV_PREFIX}CONFIG"}
+    for name, field in Settings.model_fields.items():
+        known.add(_env_name((name,)))
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for key, sub in section.model_fields.items():
+                known.add(_env_name((name, key)))
+                if sub.alias:
+                    known.add(_env_name((name, sub.alias)))
+    # KIDSFIN_TEST_* and KIDSFIN_BENCH_* belong to the test suite and the benchmarks.
+    tools = (f"{ENV_PREFIX}TEST_", f"{ENV_PREFIX}BENCH_")
+    return sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name not in known and not name.startswith(tools)
+    )
+
+
+def _check_token_budget(settings: Settings) -> None:
+    """The shared token bucket must hold two of the largest requests (see rate_limit.py):
+    refused here rather than by the first gold run."""
+    from kidsfin_assets.openai_client import estimate_tokens
+    from kidsfin_assets.reports import load_prompt, max_prompt_bytes
+
+    largest = estimate_tokens(max_prompt_bytes(load_prompt()), 2) + settings.openai.max_tokens
+    if settings.openai.tokens_per_minute < 2 * largest:
+        raise SettingsError(
+            f"invalid kidsfin settings in {config_path()}:\n  openai.tokens_per_minute: "
+            f"must be at least {2 * largest} (two of the largest requests: prompt plus "
+            f"max_tokens={settings.openai.max_tokens}), got {settings.openai.tokens_per_minute}"
+        )
 
 
 @functools.cache

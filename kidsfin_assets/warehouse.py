@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
-from kidsfin_assets.db import WAREHOUSE_SCHEMA_TOKEN, ensure_warehouse_schema, split_table_name
+from kidsfin_assets.db import (
+    WAREHOUSE_SCHEMA_TOKEN,
+    ddl_lock,
+    ensure_warehouse_schema,
+    split_table_name,
+    warehouse_schema,
+)
 from kidsfin_assets.settings import SourceTables
 
 metadata = sa.MetaData(schema=WAREHOUSE_SCHEMA_TOKEN)
 JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
 Money = sa.Numeric(18, 2, asdecimal=False)
+# The week an undated quarantine row is keyed under in the unique index (NULL is distinct).
+QUARANTINE_UNDATED = "0001-01-01"
 
 TREND_METRICS = ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
 
@@ -101,6 +110,52 @@ kid_weekly_reports = sa.Table(
     sa.Column("cost_usd", sa.Float, nullable=False),
     sa.Column("writer", sa.String(16), nullable=False),
     sa.Column("generated_at", sa.DateTime(timezone=True), nullable=False),
+    # The accepted answer in report_ledger this report was derived from (NULL: offline).
+    sa.Column("answer_id", sa.String(64), nullable=True),
+    # Set when the kid left the week's silver rows: a paid report is kept, never deleted.
+    sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# The ledger: every request sent to the API and what came back (an answer is paid for,
+# whether it became a report or not), recorded the moment it is known.
+report_ledger = sa.Table(
+    "report_ledger",
+    metadata,
+    # Chosen before the request is sent, so a replayed spool entry is stored once.
+    sa.Column("answer_id", sa.String(64), primary_key=True),
+    sa.Column("week_start", sa.Date, nullable=False),
+    sa.Column("kid_id", sa.BigInteger, nullable=False),
+    sa.Column("input_hash", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    # accepted, or the kind of failure (http_503, timeout, refusal, invalid_answer, ...)
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("model_requested", sa.Text, nullable=False),
+    sa.Column("model_answered", sa.Text, nullable=True),  # as the response names it
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("input_cost_usd", sa.Float, nullable=False),
+    sa.Column("output_cost_usd", sa.Float, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    # Why the usage above is not the response's own figures (missing, negative, absurd).
+    sa.Column("usage_note", sa.Text, nullable=True),
+    sa.Column("content", sa.Text, nullable=True),  # placeholder, never a nickname
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_report_ledger_kid", "week_start", "kid_id", "input_hash"),
+    sa.Index("ix_report_ledger_run", "run_id"),
+)
+
+# Claims: a kid-week being asked for right now, by whom, until when (the lease is renewed
+# while the owner lives). A second run skips claimed kids and waits for their answers.
+report_claims = sa.Table(
+    "report_claims",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("kid_id", sa.BigInteger, primary_key=True),
+    sa.Column("input_hash", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),  # host:pid:token of the claiming writer
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=False),  # epoch seconds, database clock
 )
 
 # The shared OpenAI budget: one row per bucket, updated under a lock by every process.
@@ -115,10 +170,45 @@ rate_limit_buckets = sa.Table(
 
 
 def create_warehouse_tables(engine: Engine) -> None:
-    """Idempotent: create the schema and any missing table."""
+    """Idempotent: create the schema, any missing table, and the columns and indexes
+    added since a table was first created (nullable columns only)."""
     with engine.begin() as conn:
+        # Runs starting at once on a fresh database would race on the catalog.
+        ddl_lock(conn)
         ensure_warehouse_schema(conn)
         metadata.create_all(conn, checkfirst=True)
+        for table in metadata.sorted_tables:
+            add_missing_columns(conn, table)
+        ensure_quarantine_key(conn)
+
+
+def add_missing_columns(conn: Connection, table: sa.Table) -> None:
+    schema = warehouse_schema(conn.engine)
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name, schema=schema)}
+    for column in table.columns:
+        if column.name not in present and column.nullable:
+            kind = column.type.compile(dialect=conn.dialect)
+            name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+            conn.exec_driver_sql(f'ALTER TABLE {name} ADD COLUMN "{column.name}" {kind}')
+
+
+def ensure_quarantine_key(conn: Connection) -> None:
+    """One quarantine row per source row and week (undated rows: week NULL), so that two
+    runs at once cannot duplicate them. Duplicates left by earlier versions are removed."""
+    schema = warehouse_schema(conn.engine)
+    name = f'"{schema}".quarantine' if schema else "quarantine"
+    index = "uq_quarantine_row"
+    existing = {i["name"] for i in sa.inspect(conn).get_indexes("quarantine", schema=schema)}
+    if index in existing:
+        return
+    conn.exec_driver_sql(
+        f"DELETE FROM {name} WHERE id NOT IN (SELECT min(id) FROM {name} "
+        "GROUP BY source_table, source_id, week_start)"
+    )
+    conn.exec_driver_sql(
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {name} "
+        f"(source_table, source_id, COALESCE(week_start, {QUARANTINE_UNDATED!r}))"
+    )
 
 
 @dataclass(frozen=True)
@@ -160,6 +250,15 @@ def source_tables(names: SourceTables) -> Sources:
             "completed_at",
         ),
     )
+
+
+_MISSING_TABLE = re.compile(r'relation "([^"]+)" does not exist|no such table: (\S+)')
+
+
+def missing_table(exc: BaseException) -> str | None:
+    """The table a database error says does not exist, if that is what it says."""
+    found = _MISSING_TABLE.search(str(getattr(exc, "orig", exc)))
+    return (found.group(1) or found.group(2)) if found else None
 
 
 def nicknames(conn: Connection, src: Sources, kid_ids: list[int]) -> dict[int, str]:

@@ -34,6 +34,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
             monkeypatch.delenv(name)
     monkeypatch.setenv("KIDSFIN_EXPORT_DIR", str(tmp_path / "exports"))
     monkeypatch.setenv("KIDSFIN_LOG_FILE", str(tmp_path / "logs" / "kidsfin.log"))
+    monkeypatch.setenv("KIDSFIN_WAREHOUSE__SPOOL_DIR", str(tmp_path / "spool"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

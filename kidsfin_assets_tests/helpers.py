@@ -108,6 +108,7 @@ def materialize_week(
     selection: str | None = None,
     resources: dict[str, Any] | None = None,
     raise_on_error: bool = True,
+    run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Really run the project's assets for one week (in process, ephemeral instance)."""
     return dg.materialize(
@@ -116,6 +117,7 @@ def materialize_week(
         partition_key=week,
         selection=selection,
         raise_on_error=raise_on_error,
+        run_config=run_config,
     )
 
 

@@ -99,7 +99,8 @@ def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
 def reports_document(conn: Connection, src: Sources, week: Week) -> dict[str, Any]:
     """The earlier system's shape: {generated_at, total_reports, reports: [...]}."""
     gold = kid_weekly_reports
-    query = sa.select(gold).where(gold.c.week_start == week.start).order_by(gold.c.kid_id)
+    current = sa.and_(gold.c.week_start == week.start, gold.c.superseded_at.is_(None))
+    query = sa.select(gold).where(current).order_by(gold.c.kid_id)
     rows = conn.execute(query).all()
     names = nicknames(conn, src, [r.kid_id for r in rows])
     reports = [

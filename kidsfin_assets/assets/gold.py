@@ -3,14 +3,17 @@
 from typing import Any
 
 import dagster as dg
+from sqlalchemy.engine import Engine
 
+from kidsfin_assets import ledger
 from kidsfin_assets.assets.silver import SILVER_KEY
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.pricing import Usage
-from kidsfin_assets.report_writer import WeekOutcome, WeekReportWriter
+from kidsfin_assets.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
 from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.resources import WarehouseResource
-from kidsfin_assets.settings import Settings
+from kidsfin_assets.settings import Settings, resolve_path
+from kidsfin_assets.spool import warehouse_id
 from kidsfin_assets.warehouse import source_tables
 from kidsfin_assets.weeks import Week, weekly_partitions
 
@@ -18,8 +21,11 @@ GOLD_KEY = dg.AssetKey(["gold", "kid_weekly_reports"])
 OPENAI_POOL = "openai"
 
 
-def usage_metadata(outcome: WeekOutcome, usage: Usage, writer: str, model: str) -> dict[str, Any]:
-    """Numeric, so that the UI plots them across partitions."""
+def usage_metadata(
+    outcome: WeekOutcome, paid: dict[str, Any], writer: str, model: str
+) -> dict[str, Any]:
+    """Numeric, so that the UI plots them across partitions. What was paid comes from the
+    ledger: every request of this run (earlier attempts of a retried step included)."""
     attempted = outcome.written + outcome.failed
     return {
         "writer": writer,
@@ -27,19 +33,25 @@ def usage_metadata(outcome: WeekOutcome, usage: Usage, writer: str, model: str) 
         "silver_rows": outcome.silver_rows,
         "reports_written": outcome.written,
         "reports_reused": outcome.reused,
+        "reports_by_other_runs": outcome.by_other_runs,
         "reports_failed": outcome.failed,
+        "reports_superseded": outcome.superseded,
+        "answers_replayed": outcome.replayed,
+        "answers_unstored": outcome.unstored,
         "success_rate": round(outcome.written / attempted, 4) if attempted else 1.0,
-        "requests": usage.requests,
-        "retries": usage.retries,
-        "rate_limited": usage.rate_limited,
+        "requests": paid["requests"],
+        "answers_paid": paid["answers_paid"],
+        "retries": paid["retries"],
+        "rate_limited": paid["errors_by_kind"].get("rate_limited", 0),
+        "usage_flagged": paid["usage_flagged"],
         # failed attempts by kind (timeout, http_503, invalid_answer, ...), retried or not
-        **{f"errors_{kind}": n for kind, n in sorted(usage.errors_by_kind.items())},
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "cached_tokens": usage.cached_tokens,
-        "cost_usd": usage.cost_usd,
-        "input_cost_usd": usage.input_cost_usd,
-        "output_cost_usd": usage.output_cost_usd,
+        **{f"errors_{kind}": n for kind, n in sorted(paid["errors_by_kind"].items())},
+        "prompt_tokens": paid["prompt_tokens"],
+        "completion_tokens": paid["completion_tokens"],
+        "cached_tokens": paid["cached_tokens"],
+        "cost_usd": paid["cost_usd"],
+        "input_cost_usd": paid["input_cost_usd"],
+        "output_cost_usd": paid["output_cost_usd"],
         "wall_seconds": round(outcome.wall_seconds, 3),
         "avg_seconds_per_report": round(outcome.wall_seconds / outcome.written, 3)
         if outcome.written
@@ -47,13 +59,37 @@ def usage_metadata(outcome: WeekOutcome, usage: Usage, writer: str, model: str) 
     }
 
 
+def paid_in_run(engine: Engine, week: Week, run_id: str, usage: Usage) -> dict[str, Any]:
+    """The run's requests and cost from the ledger; from this process's counters when the
+    warehouse cannot be read (the step is failing then anyway)."""
+    try:
+        with engine.connect() as conn:
+            return ledger.run_totals(conn, week.start, run_id)
+    except Exception:
+        return {
+            "requests": usage.requests,
+            "answers_paid": usage.requests - sum(usage.errors_by_kind.values()),
+            "retries": usage.retries,
+            "usage_flagged": 0,
+            "errors_by_kind": dict(usage.errors_by_kind),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "cost_usd": usage.cost_usd,
+            "input_cost_usd": usage.input_cost_usd,
+            "output_cost_usd": usage.output_cost_usd,
+        }
+
+
 SUMMARY_ROWS = (
     ("Reports", "silver_rows", "{}"),
     ("Written", "reports_written", "{}"),
     ("Reused (already paid)", "reports_reused", "{}"),
+    ("Written by another run", "reports_by_other_runs", "{}"),
     ("Failed", "reports_failed", "{}"),
     ("Success rate", "success_rate", "{:.1%}"),
     ("Requests", "requests", "{}"),
+    ("Answers paid", "answers_paid", "{}"),
     ("Retries", "retries", "{}"),
     ("Prompt tokens", "prompt_tokens", "{:,}"),
     ("  of which cached", "cached_tokens", "{:,}"),
@@ -141,13 +177,22 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
             )
         week = Week.from_key(context.partition_key, settings.weeks.timezone)
         context.log.info(start_banner(week, openai))
+        engine = warehouse.get_engine()
+        keeping = LedgerSettings(
+            run_id=context.run_id,
+            outage_wait_seconds=settings.warehouse.outage_wait_seconds,
+            claim_lease_seconds=settings.warehouse.claim_lease_seconds,
+            spool_dir=resolve_path(settings.warehouse.spool_dir),
+            warehouse_id=warehouse_id(warehouse.database_url, warehouse.schema_name),
+        )
         writer = WeekReportWriter(
             context.log,
-            warehouse.get_engine(),
+            engine,
             source_tables(settings.sources),
             openai,
             load_prompt(),
             week,
+            keeping,
             pseudonymize=settings.privacy.pseudonymize,
         )
         outcome = writer.run()
@@ -156,7 +201,8 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
                 f"week {week.key} has no silver rows: nothing to report. If the week had "
                 "activity, materialise silver/kid_weekly_analysis for it first."
             )
-        meta = usage_metadata(outcome, writer.usage, writer.writer, writer.model)
+        paid = paid_in_run(engine, week, context.run_id, writer.usage)
+        meta = usage_metadata(outcome, paid, writer.writer, writer.model)
         context.log.info("\n" + summary_box(f"kidsfin reports · week {week.key}", meta))
         meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
         if outcome.failed:

@@ -1,17 +1,21 @@
 """Raw layer: one week's valid source rows, copied into the warehouse; bad rows quarantined."""
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from kidsfin_assets import db
 from kidsfin_assets import validation as v
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings, SourceTables
 from kidsfin_assets.warehouse import (
     Sources,
+    missing_table,
     quarantine,
     raw_app_events,
     raw_transactions,
@@ -57,20 +61,23 @@ def _quarantine(conn: Connection, name: str, rows: sa.Select, week: Week | None)
     )
     conn.execute(sa.delete(quarantine).where(match, quarantine.c.source_table == name))
     found = conn.execute(rows).all()
-    if found:
-        conn.execute(
-            sa.insert(quarantine),
-            [
-                {"source_table": name, "source_id": sid, "week_start": week_start, "reason": r}
-                for sid, r in found
-            ],
-        )
+    # Keyed per source row and week: a parallel run refreshing the same undated rows
+    # cannot duplicate them.
+    db.insert_ignoring_duplicates(
+        conn,
+        quarantine,
+        [
+            {"source_table": name, "source_id": sid, "week_start": week_start, "reason": r}
+            for sid, r in found
+        ],
+    )
     return Counter(reason for _, reason in found)
 
 
 def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Week) -> RawWeekCounts:
     """Copy the valid rows and quarantine the rest, in the caller's transaction."""
     engine = conn.engine
+    db.week_lock(conn, "raw", week.key)
     counts = RawWeekCounts()
     window = (week.starts_at, week.ends_at)
     for table in (src.transactions, src.app_events):
@@ -90,6 +97,25 @@ def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Wee
             v.Reason.MISSING_TIME
         ]
     return counts
+
+
+@contextlib.contextmanager
+def source_errors_explained(names: SourceTables) -> Iterator[None]:
+    """A missing app table fails the step with one line naming it, not a traceback."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        table = missing_table(exc)
+        if table is None:
+            raise
+        configured = ", ".join(f"{k}={v}" for k, v in names.model_dump().items())
+        raise dg.Failure(
+            description=(
+                f"the app table {table!r} does not exist in the database "
+                f"(sources in config/pipeline.yaml: {configured})"
+            ),
+            allow_retries=False,
+        ) from None
 
 
 def _metadata(counts: RawWeekCounts) -> dict[str, int]:
@@ -128,7 +154,8 @@ def build_kid_activity(settings: Settings) -> dg.AssetsDefinition:
         total = RawWeekCounts()
         for key in context.partition_keys:
             week = Week.from_key(key, tz)
-            with engine.begin() as conn:  # one transaction per week: all of it or none
+            # one transaction per week: all of it or none
+            with source_errors_explained(settings.sources), engine.begin() as conn:
                 counts = load_raw_week(conn, settings.sources, src, week)
             context.log.info(
                 f"week {key}: {counts.rows_read} rows read, {counts.rows_valid} valid, "

@@ -5,8 +5,11 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
+from pydantic import Field
 from sqlalchemy.engine import Connection
 
+from kidsfin_assets import db
+from kidsfin_assets.assets.raw import source_errors_explained
 from kidsfin_assets.metrics import write_week
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings
@@ -59,6 +62,40 @@ def week_summary(conn: Connection, weeks: list[dt.date]) -> dict[str, Any]:
     }
 
 
+class SilverRunConfig(dg.Config):
+    allow_shrink: bool = Field(
+        default=False,
+        description=(
+            "Write a week whose kid rows dropped by more than silver.max_shrink_share since "
+            "its last materialisation (refused by default: an emptied app table would "
+            "otherwise turn every paid report of the week into a superseded one)."
+        ),
+    )
+
+
+def week_row_count(conn: Connection, week: Week) -> int:
+    t = kid_weekly_analysis
+    query = sa.select(sa.func.count()).where(t.c.week_start == week.start)
+    return int(conn.execute(query).scalar_one())
+
+
+def refuse_shrink(week: Week, before: int, after: int, max_share: float | None) -> None:
+    """Fail (rolling the week back) when the week lost too many kid rows at once."""
+    if max_share is None or before == 0 or (before - after) / before <= max_share:
+        return
+    raise dg.Failure(
+        description=(
+            f"silver week {week.key} would drop from {before} to {after} kid rows "
+            f"({(before - after) / before:.0%}, above silver.max_shrink_share={max_share}); "
+            "nothing was written and gold keeps its reports. Check the app's tables (an "
+            "emptied kids or transactions table?); if the drop is real, re-run with run "
+            "config `ops: {silver__kid_weekly_analysis: {config: {allow_shrink: true}}}`."
+        ),
+        metadata={"rows_before": before, "rows_after": after},
+        allow_retries=False,
+    )
+
+
 def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
         key=SILVER_KEY,
@@ -78,13 +115,20 @@ def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
         ),
     )
     def kid_weekly_analysis_asset(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext,
+        config: SilverRunConfig,
+        warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         engine, src = warehouse.get_engine(), source_tables(settings.sources)
         weeks = [Week.from_key(key, settings.weeks.timezone) for key in context.partition_keys]
+        max_shrink = None if config.allow_shrink else settings.silver.max_shrink_share
         for week in weeks:
-            with engine.begin() as conn:  # one transaction per week: all rows or none
+            # one transaction per week: all rows or none
+            with source_errors_explained(settings.sources), engine.begin() as conn:
+                db.week_lock(conn, "silver", week.key)
+                before = week_row_count(conn, week)
                 written = write_week(conn, src, week, settings.trends.threshold)
+                refuse_shrink(week, before, written, max_shrink)  # rolls the week back
             context.log.info(f"week {week.key}: {written} kid rows written")
         with engine.connect() as conn:
             meta = week_summary(conn, [w.start for w in weeks])

@@ -1,0 +1,318 @@
+"""The gold ledger: claims on kid-weeks, every request and answer paid for, and the reports
+derived from accepted answers.
+
+- A kid-week is claimed (with a lease its run renews) before its request is sent, so two
+  runs of one week never both pay for it: the second skips it and waits for the answer.
+- Every exchange with the API is a row of `report_ledger`, written when it is known; a
+  report row is derived from its accepted answer in the same transaction, and carries the
+  sum of every answer paid for that kid-week and input (failed ones included).
+- Cost metadata is read back from the ledger, so runs and rows always agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from kidsfin_assets import db
+from kidsfin_assets.warehouse import kid_weekly_reports, report_claims, report_ledger
+
+CHUNK = 1000  # rows per multi-row statement (bounded IN lists and parameters)
+USAGE_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
+
+
+def new_owner() -> str:
+    """host:pid:token -- the pid lets a run on the same host see that a claimant died."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's: only its lease can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _insert(engine: Engine) -> Any:
+    if db.is_sqlite(engine):
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    mine: set[int]  # claimed by this writer: ask for them
+    done: set[int]  # a report with the wanted input is already there
+    elsewhere: dict[int, str]  # claimed by another live run (kid -> its run id)
+
+
+class Claims:
+    """This writer's claims on the kid-weeks of one week."""
+
+    def __init__(self, engine: Engine, week_start: dt.date, run_id: str, lease: float) -> None:
+        self.engine, self.week_start, self.run_id, self.lease = engine, week_start, run_id, lease
+        self.owner = new_owner()
+
+    def claim(self, wanted: dict[int, str]) -> ClaimResult:
+        """Take every kid of `wanted` (kid -> input hash) that nobody holds, or whose
+        claim's lease has run out; leave the rest to their owners."""
+        mine: set[int] = set()
+        done: set[int] = set()
+        elsewhere: dict[int, str] = {}
+        for chunk in _chunks(sorted(wanted)):
+            with self.engine.begin() as conn:
+                self._expire_dead_owners(conn, chunk)
+                taken = self._take(conn, {kid: wanted[kid] for kid in chunk})
+                finished = self._reported(conn, {kid: wanted[kid] for kid in taken})
+                self.delete_in(conn, finished)
+                elsewhere.update(self._holders(conn, set(chunk) - taken))
+            mine |= taken - finished
+            done |= finished
+        done |= self.reported({kid: wanted[kid] for kid in elsewhere})
+        return ClaimResult(mine, done, {k: r for k, r in elsewhere.items() if k not in done})
+
+    def _take(self, conn: Connection, wanted: dict[int, str]) -> set[int]:
+        claims = report_claims
+        now = db.clock_epoch(conn)
+        rows = [
+            {
+                "week_start": self.week_start,
+                "kid_id": kid,
+                "input_hash": digest,
+                "owner": self.owner,
+                "run_id": self.run_id,
+                "lease_until": now + self.lease,
+            }
+            for kid, digest in wanted.items()
+        ]
+        insert = _insert(conn.engine)(claims).values(rows)
+        statement = insert.on_conflict_do_update(
+            index_elements=["week_start", "kid_id"],
+            set_={c: insert.excluded[c] for c in ("input_hash", "owner", "run_id", "lease_until")},
+            where=sa.or_(claims.c.lease_until < now, claims.c.owner == self.owner),
+        ).returning(claims.c.kid_id)
+        return set(conn.execute(statement).scalars())
+
+    def _expire_dead_owners(self, conn: Connection, kids: list[int]) -> None:
+        claims = report_claims
+        owners = conn.execute(
+            sa.select(claims.c.owner)
+            .distinct()
+            .where(claims.c.week_start == self.week_start, claims.c.kid_id.in_(kids))
+        ).scalars()
+        dead = [owner for owner in owners if owner != self.owner and _owner_is_dead(owner)]
+        if dead:
+            conn.execute(
+                claims.update()
+                .where(claims.c.week_start == self.week_start, claims.c.owner.in_(dead))
+                .values(lease_until=0.0)
+            )
+
+    def _holders(self, conn: Connection, kids: set[int]) -> dict[int, str]:
+        if not kids:
+            return {}
+        claims = report_claims
+        query = sa.select(claims.c.kid_id, claims.c.run_id).where(
+            claims.c.week_start == self.week_start, claims.c.kid_id.in_(sorted(kids))
+        )
+        return dict(conn.execute(query).all())
+
+    def _reported(self, conn: Connection, wanted: dict[int, str]) -> set[int]:
+        if not wanted:
+            return set()
+        gold = kid_weekly_reports
+        query = sa.select(gold.c.kid_id, gold.c.input_hash).where(
+            gold.c.week_start == self.week_start, gold.c.kid_id.in_(sorted(wanted))
+        )
+        return {kid for kid, digest in conn.execute(query) if wanted.get(kid) == digest}
+
+    def reported(self, wanted: dict[int, str]) -> set[int]:
+        """Kids of `wanted` whose report with that input is stored (by any run)."""
+        found: set[int] = set()
+        for chunk in _chunks(sorted(wanted)):
+            with self.engine.connect() as conn:
+                found |= self._reported(conn, {kid: wanted[kid] for kid in chunk})
+        return found
+
+    def delete_in(self, conn: Connection, kids: Iterable[int]) -> None:
+        kids = sorted(kids)
+        if kids:
+            claims = report_claims
+            conn.execute(
+                claims.delete().where(
+                    claims.c.week_start == self.week_start,
+                    claims.c.kid_id.in_(kids),
+                    claims.c.owner == self.owner,
+                )
+            )
+
+    def release(self, kids: Iterable[int]) -> None:
+        """Give kids back (failed or not asked): another run may take them at once."""
+        with self.engine.begin() as conn:
+            self.delete_in(conn, kids)
+
+    def release_all(self) -> None:
+        claims = report_claims
+        with self.engine.begin() as conn:
+            conn.execute(claims.delete().where(claims.c.owner == self.owner))
+
+    def renew(self) -> set[int]:
+        """Extend every lease this writer holds; the kids it still holds."""
+        claims = report_claims
+        with self.engine.begin() as conn:
+            until = db.clock_epoch(conn) + self.lease
+            conn.execute(
+                claims.update().where(claims.c.owner == self.owner).values(lease_until=until)
+            )
+            query = sa.select(claims.c.kid_id).where(claims.c.owner == self.owner)
+            return set(conn.execute(query).scalars())
+
+
+# --- the ledger ---------------------------------------------------------------------------
+
+
+def store_exchange(conn: Connection, row: dict[str, Any]) -> None:
+    """One ledger row; stored once even when a spool replays it."""
+    db.insert_ignoring_duplicates(conn, report_ledger, [row])
+
+
+def paid_for(conn: Connection, week_start: dt.date, kid_id: int, digest: str) -> dict[str, Any]:
+    """What every answer for this kid-week and input cost, by the report's column names."""
+    t = report_ledger
+    totals = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(t.c.prompt_tokens), 0),
+            sa.func.coalesce(sa.func.sum(t.c.completion_tokens), 0),
+            sa.func.coalesce(sa.func.sum(t.c.cached_tokens), 0),
+            sa.func.coalesce(sa.func.sum(t.c.cost_usd), 0.0),
+        ).where(t.c.week_start == week_start, t.c.kid_id == kid_id, t.c.input_hash == digest)
+    ).one()
+    return {
+        "prompt_tokens": int(totals[0]),
+        "completion_tokens": int(totals[1]),
+        "cached_tokens": int(totals[2]),
+        "cost_usd": float(totals[3]),
+    }
+
+
+def store_report(conn: Connection, row: dict[str, Any], *, replace: bool = True) -> bool:
+    """The report row, with what its answers cost; `replace=False` keeps a stored report of
+    the same input (a replayed spool entry arriving after a re-run)."""
+    gold = kid_weekly_reports
+    if not replace:
+        existing = conn.execute(
+            sa.select(gold.c.input_hash).where(
+                gold.c.week_start == row["week_start"], gold.c.kid_id == row["kid_id"]
+            )
+        ).scalar_one_or_none()
+        if existing == row["input_hash"]:
+            return False
+    if row.get("answer_id"):
+        row = {**row, **paid_for(conn, row["week_start"], row["kid_id"], row["input_hash"])}
+    db.upsert(conn, gold, {**row, "superseded_at": None}, ["week_start", "kid_id"])
+    return True
+
+
+def run_totals(conn: Connection, week_start: dt.date, run_id: str) -> dict[str, Any]:
+    """This run's requests and what they cost, from the ledger: every attempt of the step
+    (a Dagster step retry included) and every outcome."""
+    t = report_ledger
+    rows = conn.execute(
+        sa.select(
+            t.c.outcome,
+            sa.func.count(),
+            *(sa.func.coalesce(sa.func.sum(t.c[c]), 0) for c in _SUMMED),
+            sa.func.count(t.c.usage_note),
+        )
+        .where(t.c.week_start == week_start, t.c.run_id == run_id)
+        .group_by(t.c.outcome)
+    ).all()
+    totals: dict[str, Any] = {"requests": 0, "answers_paid": 0, "usage_flagged": 0}
+    totals.update({c: 0 for c in _SUMMED})
+    errors: dict[str, int] = {}
+    for outcome, n, *sums, flagged in rows:
+        totals["requests"] += n
+        totals["usage_flagged"] += flagged
+        for column, value in zip(_SUMMED, sums, strict=True):
+            totals[column] += value
+        if outcome != "accepted":
+            errors[outcome] = n
+    totals["answers_paid"] = _answers_paid(conn, week_start, run_id)
+    totals["retries"] = totals["requests"] - _kids_asked(conn, week_start, run_id)
+    totals["errors_by_kind"] = errors
+    for column in _SUMMED:  # PostgreSQL sums BIGINT as NUMERIC
+        totals[column] = float(totals[column]) if "cost" in column else int(totals[column])
+    return totals
+
+
+_SUMMED = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "input_cost_usd",
+    "output_cost_usd",
+)
+
+
+def _kids_asked(conn: Connection, week_start: dt.date, run_id: str) -> int:
+    t = report_ledger
+    query = sa.select(sa.func.count(sa.distinct(t.c.kid_id))).where(
+        t.c.week_start == week_start, t.c.run_id == run_id
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _answers_paid(conn: Connection, week_start: dt.date, run_id: str) -> int:
+    t = report_ledger
+    query = sa.select(sa.func.count()).where(
+        t.c.week_start == week_start, t.c.run_id == run_id, t.c.model_answered.is_not(None)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def supersede_missing(conn: Connection, week_start: dt.date, kids: set[int]) -> int:
+    """Mark the week's reports of kids no longer in silver as superseded (kept, never
+    deleted: they were paid for); clear the mark of kids who are back."""
+    gold = kid_weekly_reports
+    present = conn.execute(
+        sa.select(gold.c.kid_id, gold.c.superseded_at).where(gold.c.week_start == week_start)
+    ).all()
+    gone = [kid for kid, mark in present if kid not in kids and mark is None]
+    back = [kid for kid, mark in present if kid in kids and mark is not None]
+    now = dt.datetime.now(dt.UTC)
+    for chunk in _chunks(gone):
+        conn.execute(
+            gold.update()
+            .where(gold.c.week_start == week_start, gold.c.kid_id.in_(chunk))
+            .values(superseded_at=now)
+        )
+    for chunk in _chunks(back):
+        conn.execute(
+            gold.update()
+            .where(gold.c.week_start == week_start, gold.c.kid_id.in_(chunk))
+            .values(superseded_at=None)
+        )
+    return len(gone)
