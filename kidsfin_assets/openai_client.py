@@ -206,6 +206,10 @@ MAX_BODY_BYTES = 1_000_000
 _TRANSIENT_KINDS = frozenset({"rate_limited", "timeout", "connection", "deadline", "http_408"})
 
 
+# The server may bill a request abandoned mid-answer; what it cost is not known here.
+ABANDONED_NOTE = "abandoned at the deadline: the server may bill it; cost unknown"
+
+
 class DeadlineExceeded(ReportError):
     kind = "deadline"
 
@@ -263,9 +267,21 @@ def _count(value: Any) -> int | None:
     return int(value)
 
 
-def read_usage(body: dict[str, Any], prompt_estimate: int, content: str | None) -> Tokens:
+def read_usage(
+    body: dict[str, Any], prompt_estimate: int, content: str | None, largest: int
+) -> Tokens:
     """The answer's usage; missing, negative or non-numeric figures are replaced by our
-    estimate and the replacement is noted, so that cost stays honest and visible."""
+    estimate, and figures above the largest request that could have been sent are kept
+    (it is what the bill will say) but flagged, so that cost stays honest and visible."""
+    tokens = _read_usage(body, prompt_estimate, content)
+    if tokens.prompt + tokens.completion <= largest:
+        return tokens
+    note = f"usage above the largest possible request ({largest} tokens)"
+    note = f"{tokens.note}; {note}" if tokens.note else note
+    return Tokens(tokens.prompt, tokens.completion, tokens.cached, note)
+
+
+def _read_usage(body: dict[str, Any], prompt_estimate: int, content: str | None) -> Tokens:
     usage = body.get("usage")
     completion_estimate = estimate_tokens(len((content or "").encode()), 0)
     if not isinstance(usage, dict):
@@ -430,7 +446,8 @@ class ReportSession:
         except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
             error = classify(exc)
             self._on_error(exc, error, reservation)
-            return Exchange(answer_id, error.kind, error=error)
+            note = ABANDONED_NOTE if isinstance(error, DeadlineExceeded) else None
+            return Exchange(answer_id, error.kind, usage_note=note, error=error)
         exchange = self._read_answer(answer_id, body, estimate_prompt_tokens(messages))
         self._settle(reservation, exchange.prompt_tokens + exchange.completion_tokens)
         self.usage.record_response(
@@ -479,7 +496,12 @@ class ReportSession:
             report, error = parse_report(content)
         if body is None:
             content = raw[:2000].decode("utf-8", "replace")
-        tokens = read_usage(body if isinstance(body, dict) else {}, prompt_estimate, content)
+        tokens = read_usage(
+            body if isinstance(body, dict) else {},
+            prompt_estimate,
+            content,
+            self.limiter.max_request_tokens,
+        )
         model = body.get("model") if isinstance(body, dict) else None
         model = model if isinstance(model, str) and model else self.resource.model
         price, price_note = self._price_of(model)

@@ -1,0 +1,231 @@
+"""Gold against a server that answers absurdly, slowly or not at all, and a warehouse that
+goes away mid-run: real HTTP to the suite's server, real PostgreSQL behind a TCP proxy the
+test cuts, real Dagster runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kidsfin_assets.definitions import build_openai_resource
+from kidsfin_assets.pricing import load_prices
+from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.warehouse import report_ledger
+from kidsfin_assets_tests.fake_openai import ABSURD_PROMPT_TOKENS, FakeOpenAIServer, running_server
+from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
+from kidsfin_assets_tests.tcp_proxy import TcpProxy
+from kidsfin_assets_tests.test_gold_reports import (
+    API_KEY,
+    W,
+    gold_meta,
+    recorded_text,
+    reports,
+    setup_week,
+    step_failure_message,
+)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with running_server(api_key=API_KEY, latency=0.02) as srv:
+        yield srv
+
+
+def ledger(settings) -> list[dict]:
+    query = sa.select(report_ledger).order_by(report_ledger.c.received_at)
+    return fetch(warehouse_engine(settings), query)
+
+
+ONE_AT_A_TIME = {"KIDSFIN_OPENAI__MAX_CONCURRENT": "1"}
+
+
+def run_with_first_answer(monkeypatch, pg_url, server, fault: str, **env: str):
+    """Three kids; the run's first answer is `fault`; the week must still be written."""
+    server.script([fault])
+    settings, ids = setup_week(monkeypatch, pg_url, server, 3, **ONE_AT_A_TIME, **env)
+    result = materialize_week(settings, W, selection="group:gold")
+    assert result.success
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    return settings, gold_meta(result), ledger(settings)
+
+
+@pytest.mark.parametrize("fault", ["usage_negative", "usage_missing", "usage_non_numeric"])
+def test_odd_usage_keeps_the_answer_and_estimates_its_cost(
+    monkeypatch, pg_url, server, fault
+) -> None:
+    _, meta, answers = run_with_first_answer(monkeypatch, pg_url, server, fault)
+    assert len(answers) == 3  # the odd answer became a report: not asked (or paid) again
+    odd = answers[0]
+    assert odd["outcome"] == "accepted"
+    assert "estimated" in odd["usage_note"]
+    assert odd["prompt_tokens"] > 0 and odd["cost_usd"] > 0
+    assert meta["usage_flagged"] == 1
+
+
+def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_most(
+    monkeypatch, pg_url, server
+) -> None:
+    settings, meta, answers = run_with_first_answer(monkeypatch, pg_url, server, "usage_absurd")
+    assert answers[0]["prompt_tokens"] == ABSURD_PROMPT_TOKENS  # what the bill will say
+    assert "above the largest possible request" in answers[0]["usage_note"]
+    assert meta["usage_flagged"] == 1
+    limiter = build_openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    level = limiter.state()["tokens"]["level"]
+    assert level > -limiter.max_request_tokens
+    started = time.monotonic()
+    limiter.acquire(limiter.max_request_tokens // 2)
+    assert time.monotonic() - started < 1.0  # not ~85 hours
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"), [("empty_choices", "empty_choices"), ("html_body", "not_json")]
+)
+def test_a_200_without_a_report_is_its_own_error_and_asked_again(
+    monkeypatch, pg_url, server, fault, kind
+) -> None:
+    _, meta, answers = run_with_first_answer(monkeypatch, pg_url, server, fault)
+    assert [a["outcome"] for a in answers] == [kind, "accepted", "accepted", "accepted"]
+    assert meta[f"errors_{kind}"] == 1 and meta["retries"] == 1
+
+
+def test_an_answer_from_another_model_is_priced_as_that_model(monkeypatch, pg_url, server) -> None:
+    settings, _, answers = run_with_first_answer(monkeypatch, pg_url, server, "other_model")
+    other = answers[0]
+    assert (other["outcome"], other["model_answered"]) == ("accepted", "gpt-4o")
+    assert "answered by gpt-4o, not gpt-4o-mini" in other["usage_note"]
+    price = load_prices(settings.pricing_path)["gpt-4o"]
+    expected = other["prompt_tokens"] * price.input + other["completion_tokens"] * price.output
+    assert other["cost_usd"] == pytest.approx(expected / 1e6)
+
+
+def test_a_trickling_answer_is_abandoned_at_the_deadline(monkeypatch, pg_url, server) -> None:
+    # Without a total deadline, the first kid's answer (~1.5 kB, a byte every 0.2 s) would
+    # hold its request ~5 minutes, twice.
+    server.configure(trickle_interval=0.2)
+    server.script(["trickle", "trickle"])
+    settings, ids = setup_week(
+        monkeypatch,
+        pg_url,
+        server,
+        2,
+        **ONE_AT_A_TIME,
+        KIDSFIN_OPENAI__TIMEOUT_SECONDS="2",
+        KIDSFIN_RETRY__MAX_ATTEMPTS="2",
+    )
+    started = time.monotonic()
+    result = materialize_week(settings, W, selection="group:gold", raise_on_error=False)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 * 2 + 20  # deadline × attempts + a margin for a loaded machine
+    assert not result.success and "no complete answer within" in step_failure_message(result)
+    assert [r["kid_id"] for r in reports(settings)] == ids[1:]
+    abandoned = [a for a in ledger(settings) if a["outcome"] == "deadline"]
+    assert len(abandoned) == 2 and all("may bill" in a["usage_note"] for a in abandoned)
+
+
+def test_the_key_echoed_in_altered_form_is_never_recorded(
+    monkeypatch, pg_url, server, capfd
+) -> None:
+    key = "sk-proj-kidsfinSECRETkey0123456789abcdef"
+    server.configure(api_key=None)
+    server.script(["401_key_echo"])
+    settings, _ = setup_week(monkeypatch, pg_url, server, 2, **ONE_AT_A_TIME, OPENAI_API_KEY=key)
+    result = materialize_week(settings, W, selection="group:gold", raise_on_error=False)
+    assert not result.success
+    text = recorded_text(result, capfd)
+    text += "".join(p.read_text() for p in Path(settings.log_file_path).parent.glob("*"))
+    for start in range(len(key) - 7):
+        assert key[start : start + 8] not in text, key[start : start + 8]
+
+
+# --- the warehouse going away ---------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    with TcpProxy("127.0.0.1", 5432) as tcp:
+        yield tcp
+
+
+def cut_when_answers_arrive(server: FakeOpenAIServer, proxy: TcpProxy, answers: int) -> None:
+    def watch() -> None:
+        while server.stats.ok < answers:
+            time.sleep(0.02)
+        proxy.cut()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def through(proxy: TcpProxy, monkeypatch, pg_url: str, **env: str):
+    """Settings whose database is reached through the proxy."""
+    return use_database(monkeypatch, proxy.url_for(pg_url), **env)
+
+
+@pytest.mark.timeout(240)
+def test_a_warehouse_outage_mid_run_loses_and_repays_nothing(
+    monkeypatch, pg_url, server, proxy, capfd
+) -> None:
+    server.configure(latency=0.4)
+    kids = 20
+    settings, ids = setup_week(monkeypatch, pg_url, server, kids)
+    proxied = through(
+        proxy,
+        monkeypatch,
+        pg_url,
+        KIDSFIN_OPENAI__MAX_CONCURRENT="3",
+        KIDSFIN_WAREHOUSE__OUTAGE_WAIT_SECONDS="60",
+    )
+    cut_when_answers_arrive(server, proxy, 6)
+    restorer = threading.Timer(8.0, proxy.restore)
+    restorer.start()
+    result = materialize_week(proxied, W, selection="group:gold")
+    restorer.join()
+    assert result.success
+    log = capfd.readouterr().err
+    assert "warehouse unreachable" in log and "reachable again" in log  # it did go away
+    assert server.stats.ok == kids  # answers paid ÷ reports = 1.00
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert len(ledger(settings)) == kids
+    meta = gold_meta(result)
+    assert meta["answers_paid"] == kids and meta["answers_unstored"] == 0
+
+
+@pytest.mark.timeout(240)
+def test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run(
+    monkeypatch, pg_url, server, proxy
+) -> None:
+    server.configure(latency=0.4)
+    kids = 12
+    settings, ids = setup_week(monkeypatch, pg_url, server, kids)
+    proxied = through(
+        proxy,
+        monkeypatch,
+        pg_url,
+        KIDSFIN_OPENAI__MAX_CONCURRENT="3",
+        KIDSFIN_WAREHOUSE__OUTAGE_WAIT_SECONDS="3",
+        KIDSFIN_WAREHOUSE__CLAIM_LEASE_SECONDS="5",
+    )
+    cut_when_answers_arrive(server, proxy, 3)
+    failed = materialize_week(proxied, W, selection="group:gold", raise_on_error=False)
+    assert not failed.success
+    message = step_failure_message(failed)
+    assert "unreachable for more than warehouse.outage_wait_seconds=3" in message
+    spooled = list(Path(proxied.warehouse.spool_dir).glob("*.jsonl"))
+    assert len(spooled) == 1 and str(spooled[0]) in message
+    paid_before = server.stats.ok
+    stored = len(reports(settings))
+    assert paid_before > stored  # answers arrived that the warehouse could not take
+
+    proxy.restore()
+    time.sleep(5)  # the dead run's leases run out (same process: its pid is alive)
+    rerun = materialize_week(proxied, W, selection="group:gold")
+    assert rerun.success
+    meta = gold_meta(rerun)
+    assert meta["answers_replayed"] == paid_before - stored
+    assert server.stats.ok == kids  # answers paid ÷ reports after one re-run = 1.00
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert not list(Path(proxied.warehouse.spool_dir).glob("*"))
