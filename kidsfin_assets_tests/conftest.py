@@ -6,6 +6,7 @@ gets a database of its own, created from it and dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,13 +41,13 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     get_settings.cache_clear()
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database; dropped after the test."""
+@contextlib.contextmanager
+def _new_database(options: str = "") -> Iterator[str]:
+    """A new, empty PostgreSQL database (CREATE DATABASE ... `options`); dropped after."""
     admin = sa.create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
     name = f"kidsfin_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" {options}')
     url = make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
@@ -57,6 +58,45 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database; dropped after the test."""
+    with _new_database() as url:
+        yield url
+
+
+def _locale_collation_options() -> str | None:
+    """CREATE DATABASE options for an English (non-C) default collation, if the server has
+    one: ICU en-US (PostgreSQL 15+), else the OS locale en_US.utf8; None if neither."""
+    admin = sa.create_engine(_admin_url())
+    try:
+        with admin.connect() as conn:
+            version = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one())
+            names = set(conn.exec_driver_sql("SELECT collname FROM pg_collation").scalars())
+    finally:
+        admin.dispose()
+    if version >= 150000 and "en-US-x-icu" in names:
+        return (
+            "TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+        )
+    for libc in ("en_US.utf8", "en_US.UTF-8"):
+        if libc in names:
+            return f"TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE '{libc}' LC_CTYPE '{libc}'"
+    return None
+
+
+@pytest.fixture
+def pg_locale_url() -> Iterator[str]:
+    """Like pg_url, but the database sorts text by English rules ('a' < 'B'), not by bytes
+    as the suite's other (C collation) databases do; skipped if the server has no such
+    collation."""
+    options = _locale_collation_options()
+    if options is None:
+        pytest.skip("this PostgreSQL has neither ICU en-US nor the en_US.utf8 locale")
+    with _new_database(options) as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ Endpoints
   from ``response_format.json_schema.schema`` (objects, ``$defs``/``$ref``, strings, numbers and
   integers within ``minimum``/``maximum``, arrays within ``minItems``/``maxItems``, ``enum``,
   ``const``, ``anyOf``/``oneOf`` with null, booleans).  Strings are short Vietnamese phrases; when
-  a user message contains ``[[KID]]`` every top-level string field contains ``[[KID]]`` too.
+  a user message contains ``[[KID]]`` every top-level string field, and every string item of a
+  top-level list (e.g. recommendations), contains ``[[KID]]`` too, as a real model writes it.
   Content is deterministic: it is seeded by a SHA-256 of the request's ``messages``
   (see :func:`generate_content`), so tests can reproduce it.
 * ``GET /v1/models`` -- lists the configured model.
@@ -27,8 +28,9 @@ Token accounting (deterministic)
 * ``prompt_tokens = ceil(total UTF-8 bytes of all message contents / 4) + 4 * len(messages)``
   (list-of-parts contents count the concatenated ``text`` parts).
 * ``completion_tokens = ceil(UTF-8 bytes of the returned content (or refusal) / 4)``.
-* ``cached_tokens``: if ``prompt_tokens >= 1024`` and the first message's content was already seen
-  by this server (since the last reset), ``cached_tokens`` is the largest multiple of 128 that is
+* ``cached_tokens``: if ``prompt_tokens >= cache_min_prompt_tokens`` (1024 by default, OpenAI's
+  threshold) and the first message's content was already seen by this server (since the last
+  reset), ``cached_tokens`` is the largest multiple of 128 that is
   ``<= ceil(bytes of first message / 4) + 4``; otherwise 0.
 * If ``max_completion_tokens``/``max_tokens`` is smaller than ``completion_tokens`` (and
   ``enforce_max_tokens`` is on) the content is cut to ``4 * limit`` bytes with
@@ -255,7 +257,8 @@ class _SchemaGenerator:
         text = ", ".join(words)
         text = text[0].upper() + text[1:] + "."
         # The client substitutes the real child name for [[KID]] afterwards; the real model is
-        # instructed to use the placeholder, so the fake echoes it where the client expects it.
+        # instructed to use the placeholder, so the fake echoes it where the client expects it
+        # (`top_level`: a direct string property of the root, or an item of such a list).
         return (
             f"Bé {KID_PLACEHOLDER} {text[0].lower()}{text[1:]}" if top_level and self.kid else text
         )
@@ -367,7 +370,9 @@ class _SchemaGenerator:
             if max_items is not None:
                 n = min(n, int(max_items))
             items = schema.get("items", {"type": "string"})
-            return [self.generate(items, depth + 1) for _ in range(n)]
+            # A top-level list's strings carry the placeholder too (recommendations do, from
+            # a real model); objects inside it decide for their own properties.
+            return [self.generate(items, depth + 1, top_level=top_level) for _ in range(n)]
         if typ == "string":
             return self._string(schema, top_level)
         if typ == "integer":
@@ -461,6 +466,9 @@ class FakeOpenAIConfig:
     quota_after: int | None = None
     max_recorded: int = 10000
     enforce_max_tokens: bool = True
+    # Prompts shorter than this get no cached tokens (OpenAI caches from 1,024 tokens on);
+    # tests lower it so that the project's shorter prompts exercise cached pricing.
+    cache_min_prompt_tokens: int = 1024
 
     def validate(self) -> None:
         unknown = [f for f in self.faults if f not in ALL_FAULT_KINDS]
@@ -476,6 +484,8 @@ class FakeOpenAIConfig:
             raise ValueError("window_seconds must be > 0")
         if not 0.0 <= self.trickle_interval < math.inf:
             raise ValueError("trickle_interval must be finite and >= 0")
+        if self.cache_min_prompt_tokens < 0:
+            raise ValueError("cache_min_prompt_tokens must be >= 0")
         for name in ("rpm", "tpm", "quota_after"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -1125,6 +1135,7 @@ class FakeOpenAIServer:
         quota_after: int | None = None,
         max_recorded: int = 10000,
         enforce_max_tokens: bool = True,
+        cache_min_prompt_tokens: int = 1024,
     ) -> None:
         self._host = host
         self._port = port
@@ -1147,6 +1158,7 @@ class FakeOpenAIServer:
             quota_after=quota_after,
             max_recorded=max_recorded,
             enforce_max_tokens=enforce_max_tokens,
+            cache_min_prompt_tokens=cache_min_prompt_tokens,
         )
         self._config.validate()
         self._lock = threading.Lock()
@@ -1405,7 +1417,8 @@ class FakeOpenAIServer:
             cached = 0
             if messages:
                 key = hashlib.sha256(_message_text(messages[0]).encode("utf-8")).hexdigest()
-                if prompt_tokens >= 1024 and key in self._seen_first_messages:
+                seen = key in self._seen_first_messages
+                if prompt_tokens >= cfg.cache_min_prompt_tokens and seen:
                     cached = (_first_message_tokens(messages) // 128) * 128
                 self._seen_first_messages.add(key)
             return _Admission(True, cached_tokens=cached)
@@ -1483,6 +1496,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quota-after", type=int, default=None)
     p.add_argument("--max-recorded", type=int, default=10000)
     p.add_argument("--enforce-max-tokens", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--cache-min-prompt-tokens", type=int, default=1024)
     p.add_argument("--script", type=_csv, default=None, help="comma-separated scripted outcomes")
     return p
 

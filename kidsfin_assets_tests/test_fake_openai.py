@@ -135,6 +135,8 @@ def test_kid_placeholder_echoed_in_every_top_level_string(server: FakeOpenAIServ
     assert parsed is not None
     for field in ("financial_health", "spending_pattern", "savings_behavior", "activity_level"):
         assert "[[KID]]" in getattr(parsed, field)
+    # A real model names the child in list items too: the client must replace it there.
+    assert parsed.recommendations and all("[[KID]]" in r for r in parsed.recommendations)
 
     no_kid = [{"role": "user", "content": "Phân tích giao dịch của bé An."}]
     parsed = ask(make_client(server), messages=no_kid).choices[0].message.parsed
@@ -177,6 +179,22 @@ def test_cached_tokens_for_repeated_long_system_prompt(server: FakeOpenAIServer)
     assert first.prompt_tokens_details and first.prompt_tokens_details.cached_tokens == 0
     assert second.prompt_tokens_details and second.prompt_tokens_details.cached_tokens == 1152
     assert server.stats.cached_tokens == 1152
+
+
+def test_cache_threshold_lowered_caches_short_prompts(server: FakeOpenAIServer) -> None:
+    # 300 + 4 tokens of system prompt: below OpenAI's 1,024 floor, cached once it is 0.
+    system = {"role": "system", "content": "x" * 1200}
+    msgs = [system, {"role": "user", "content": "tuần 1"}]
+    ask(make_client(server), messages=msgs)
+    assert server.stats.cached_tokens == 0
+    ask(make_client(server), messages=msgs)
+    assert server.stats.cached_tokens == 0  # the default floor: too short to be cached
+    server.configure(cache_min_prompt_tokens=0)
+    usage = ask(make_client(server), messages=msgs).usage
+    assert usage and usage.prompt_tokens_details
+    assert usage.prompt_tokens_details.cached_tokens == 256
+    with pytest.raises(ValueError, match="cache_min_prompt_tokens"):
+        server.configure(cache_min_prompt_tokens=-1)
 
 
 def test_max_completion_tokens_truncates_with_length(server: FakeOpenAIServer) -> None:
