@@ -32,7 +32,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from kidsfin_assets.assets.gold import OPENAI_POOL
-from kidsfin_assets.settings import PROJECT_ROOT, Settings
+from kidsfin_assets.settings import PROJECT_ROOT, Settings, WarehouseSettings
 
 ROOT = PROJECT_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -442,6 +442,9 @@ def test_volumes_land_where_the_code_writes() -> None:
     default_exports = Settings.model_fields["export_dir"].default
     mounts = {v.split(":", 1)[1] for v in services["code"]["volumes"]}
     assert f"{app}/{default_exports}" in mounts
+    # The spool of paid answers must outlive the container that wrote it.
+    default_spool = WarehouseSettings.model_fields["spool_dir"].default
+    assert f"{app}/{default_spool}" in mounts
     # Compute logs: written by run workers in `code`, read by the webserver.
     assert f"{home}/storage" in mounts
     web_mounts = {v.split(":", 1)[1] for v in services["webserver"]["volumes"]}

@@ -150,3 +150,44 @@ def test_model_missing_from_the_pricing_table_stops_start_up(
     message = settings_error()
     assert "openai.model" in message and "gpt-9-imaginary" in message
     assert "pricing" in message
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        # each passed start-up before and failed (or hung) a run later
+        ("KIDSFIN_OPENAI__REQUESTS_PER_MINUTE", "1", "openai.requests_per_minute"),
+        ("KIDSFIN_OPENAI__TOKENS_PER_MINUTE", "500", "openai.tokens_per_minute"),
+        ("KIDSFIN_OPENAI__TIMEOUT_SECONDS", "inf", "openai.timeout_seconds"),
+        ("KIDSFIN_RETRY__INITIAL_WAIT_SECONDS", "inf", "retry.initial_wait_seconds"),
+        ("KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS", "inf", "openai.rate_limit_period_seconds"),
+        ("KIDSFIN_DATABASE_URL", "postgresql://u:pw@h:port/db", "database_url"),
+        ("KIDSFIN_SILVER__MAX_SHRINK_SHARE", "1.5", "silver.max_shrink_share"),
+    ],
+)
+def test_settings_that_would_fail_later_stop_start_up(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert named in str(error.value)
+    assert "pw" not in str(error.value)
+
+
+def test_a_misspelled_variable_is_reported_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIDSFIN_OPENAI_MODEL", "gpt-4o")  # one underscore: no such setting
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "KIDSFIN_OPENAI_MODEL" in str(error.value)
+
+
+def test_a_pricing_file_that_is_not_a_mapping(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    prices = tmp_path / "pricing.yaml"
+    prices.write_text("- gpt-4o-mini\n- 0.15\n")
+    monkeypatch.setenv("KIDSFIN_OPENAI__PRICING_FILE", str(prices))
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "must be a mapping" in str(error.value)
