@@ -82,7 +82,11 @@ class _Values:
 
     @classmethod
     def of(cls, pairs: Sequence[tuple[float, str]]) -> _Values:
-        ordered = sorted((round(v, 6), label) for v, label in pairs if math.isfinite(v))
+        # Equal values: the plainest name first (income_total before a mean equal to it).
+        ordered = sorted(
+            ((round(v, 6), label) for v, label in pairs if math.isfinite(v)),
+            key=lambda pair: (pair[0], len(pair[1])),
+        )
         return cls(tuple(v for v, _ in ordered), tuple(label for _, label in ordered))
 
     def match(self, value: float, tolerance: float) -> str | None:
@@ -100,6 +104,7 @@ class _Values:
             (j for j in (i - 1, i) if 0 <= j < len(self.values)),
             key=lambda j: abs(self.values[j] - value),
         )
+        near = bisect.bisect_left(self.values, self.values[near])  # its plainest name
         return f"{self.labels[near]} = {_plain(self.values[near])}"
 
 
