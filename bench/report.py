@@ -123,6 +123,35 @@ def faults(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def grounding(data: dict[str, Any]) -> str:
+    rows = [
+        ("lie", data["true_positives"], data["false_negatives"]),
+        ("truthful (corpus + offline writer)", data["false_positives"], data["true_negatives"]),
+    ]
+    kinds = ", ".join(f"{k} {v['caught']}/{v['lies']}" for k, v in data["by_kind"].items())
+    figures = [
+        ("reports / lies", f"{data['reports']:,} / {data['lies']:,} ({data['lie_share']:.1%})"),
+        ("recall (goal >= 0.995)", data["recall"]),
+        ("false-positive rate (goal <= 0.005)", data["false_positive_rate"]),
+        ("precision", data["precision"]),
+        (
+            "offline writer's reports rejected",
+            f"{data['offline_rejected']} / {data['offline_reports']}",
+        ),
+        ("CPU ms per report (goal < 2)", data["cpu_ms_per_report"]),
+        ("wall ms per report, median / p99", f"{data['median_ms']} / {data['p99_ms']}"),
+    ]
+    return "\n".join(
+        [
+            _table(("", "flagged", "passed"), rows),
+            "",
+            f"Caught by lie kind: {kinds}.",
+            "",
+            _table(("", ""), figures),
+        ]
+    )
+
+
 def _dups(run: dict[str, Any]) -> str:
     return f"{run['paid_duplicates']} / {run['duplicate_rows']}"
 
@@ -170,6 +199,7 @@ def render() -> str:
         ("llm_throughput", "LLM throughput", throughput),
         ("silver_scale", "Silver at scale", silver),
         ("faults", "Faults", faults),
+        ("grounding", "Grounding", grounding),
     )
     for name, title, render_one in sections:
         data = _load(name)

@@ -267,8 +267,12 @@ _ADVICE = re.compile(
     r"(?<!\w)(?:nên|hãy|cần|cố\sgắng|khuyến\skhích|thử|mục\stiêu|đặt|giúp|có\sthể|nếu|muốn|nhằm)"
     r"(?!\w)"
 )
-_SENTENCES = re.compile(r"(?:[.!?;:](?=\s|$)|\n)+")
-_CLAUSES = re.compile(r",\s|\s[-–]\s|\s(?=(?:nhưng|trong\skhi|tuy\snhiên|song|còn)\s)")
+# Sentences end at . ! ? ; : (not inside 160.000) or a line break; clauses at ", ", " - "
+# and before a conjunction that starts a new subject.
+_BOUNDARIES = re.compile(
+    r"(?P<sentence>(?:[.!?;:](?=\s|$)|\n)+)"
+    r"|(?P<clause>,\s|\s[-–]\s|\s(?=(?:nhưng|trong\skhi|tuy\snhiên|song|còn)\s))"
+)
 # Longest first: "số dư tiết kiệm" is the balance, "tỷ lệ tiết kiệm" has no trend.
 _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
     ("số dư tiết kiệm", "savings_balance"),
@@ -317,10 +321,11 @@ _DIRECTIONS = re.compile(
 _PAST = re.compile(r"tuần\strước|trước\sđó|hai\stuần|2\stuần")
 _PREV1_ONLY = re.compile(r"(?<!hai\s)(?<!2\s)(?<!các\s)(?<!những\s)tuần\strước")
 _MEAN_REF = re.compile(r"hai\stuần|2\stuần|trung\sbình|các\stuần|những\stuần")
+_DIRECTION_KINDS = ("flat", "new", "up", "down", "more", "less")
 _SPACES = re.compile(r"\s+")
 # A clause states a number only if it has a digit or a number word.
 _MAY_STATE = re.compile(r"\d|(?<!\w)(?:" + "|".join(_SPELLED) + r")\s")
-_WORD = re.compile(r"[^\W\d_]+")
+_SENTENCE_OF_WORDS = re.compile(rf"(?:[^\W\d_]+[\W\d_]+){{{MIN_WORDS - 1}}}[^\W\d_]")
 _JSONISH = re.compile(r"[{}\[\]]|\"\s*:")
 _METRIC_NAMES = {
     "income_total": "thu nhập",
@@ -424,27 +429,32 @@ def _stated_numbers(clause: str, spelled: bool = True) -> Iterator[_Stated]:
         yield _Stated(kind, float(_SPELLED[m.group("word")]), _EXACT, "", m.start(), m.end())
 
 
-def _is_target(clause: str, n: _Stated) -> bool:
+def _is_target(text: str, clause_starts: list[int], n: _Stated) -> bool:
     """In a recommendation: a goal ("ít nhất 20%", "5.000 đ mỗi ngày"), not a claim."""
-    if _TARGET_BEFORE.search(clause, 0, n.start) or _PER_AFTER.match(clause, n.end):
+    start = clause_starts[bisect.bisect_right(clause_starts, n.start) - 1]
+    if _TARGET_BEFORE.search(text, start, n.start) or _PER_AFTER.match(text, n.end):
         return True
     # "thử 2 ngày không mua đồ ăn vặt": days and counts in advice are plans
-    return n.kind in ("days", "count") and bool(_ADVICE.search(clause, 0, n.start))
+    return n.kind in ("days", "count") and bool(_ADVICE.search(text, start, n.start))
 
 
-def _clauses(text: str) -> Iterator[tuple[int, list[tuple[int, int]]]]:
-    """Per sentence: its start and its clauses' (start, end)."""
-    start = 0
-    for m in [*_SENTENCES.finditer(text), None]:
-        end = m.start() if m else len(text)
-        if end > start:
-            pieces, at = [], start
-            for c in _CLAUSES.finditer(text, start, end):
-                pieces.append((at, c.start()))
-                at = c.end()
-            pieces.append((at, end))
-            yield start, pieces
-        start = m.end() if m else len(text)
+def _clauses(text: str) -> list[list[tuple[int, int]]]:
+    """The sentences of a text, each as its clauses' (start, end); one regex pass."""
+    sentences: list[list[tuple[int, int]]] = []
+    clauses: list[tuple[int, int]] = []
+    at = 0
+    for m in _BOUNDARIES.finditer(text):
+        if m.start() > at:
+            clauses.append((at, m.start()))
+        if m.lastgroup == "sentence" and clauses:
+            sentences.append(clauses)
+            clauses = []
+        at = m.end()
+    if len(text) > at:
+        clauses.append((at, len(text)))
+    if clauses:
+        sentences.append(clauses)
+    return sentences
 
 
 # --- the checks ----------------------------------------------------------------------------
@@ -462,28 +472,22 @@ class _Checker:
         text = unicodedata.normalize("NFC", original)
         for masked in self.facts.masked:  # a child or category named "Bin 2015"
             text = text.replace(masked, " " * len(masked))
-        words = _WORD.findall(text)
-        if len(words) < MIN_WORDS or _JSONISH.search(text.replace(PLACEHOLDER, "")):
+        if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
             self.add("too_thin", field, original[:80], f"not a sentence of words: {original!r}")
             return
         low = text.lower()
         advice_field = field.startswith("recommendations")
-        spelled = not advice_field
-        for _, clauses in _clauses(low):
-            context: str | None = None
-            sentence: list[Any] = []  # (has a past reference, its reference), when needed
-            for s, e in clauses:
-                clause = low[s:e]
-                stated = list(_stated_numbers(clause, spelled)) if _MAY_STATE.search(clause) else []
-                for n in stated:
-                    if advice_field and _is_target(clause, n):
-                        continue
-                    self.number(field, text[s + n.start : s + n.end], n)
-                if not sentence and _DIRECTIONS.search(clause):
-                    refs = {_reference(low[a:b]) for a, b in clauses} - {None}
-                    past = any(_PAST.search(low, a, b) for a, b in clauses)
-                    sentence = [past, refs.pop() if len(refs) == 1 else None]
-                context = self.trends(field, text[s:e], clause, stated, context, sentence)
+        # One pass of each regex over the field; clauses only bound what they found.
+        stated = list(_stated_numbers(low, not advice_field)) if _MAY_STATE.search(low) else []
+        directions = list(_DIRECTIONS.finditer(low))
+        sentences = _clauses(low)
+        if advice_field and stated:
+            starts = [s for clauses in sentences for s, _ in clauses]
+            stated = [n for n in stated if not _is_target(low, starts, n)]
+        for n in stated:
+            self.number(field, text[n.start : n.end], n)
+        if directions:
+            self.trends(field, text, low, sentences, directions, stated)
 
     # numbers
 
@@ -556,40 +560,51 @@ class _Checker:
     def trends(
         self,
         field: str,
-        original: str,
-        clause: str,
+        text: str,
+        low: str,
+        sentences: list[list[tuple[int, int]]],
+        directions: list[re.Match[str]],
         stated: list[_Stated],
-        context: str | None,
-        sentence: list[Any],
-    ) -> str | None:
-        """Check the clause's trend statements; returns the metric the next clause inherits."""
+    ) -> None:
+        """Check each trend statement: a direction after the metric it is about (in its
+        clause, or the clause before in the same sentence: "Chi tiêu 160.000 đ, tăng ...")."""
         metrics = [
-            (m.end(), _METRIC_OF[_SPACES.sub(" ", m.group())]) for m in _METRICS.finditer(clause)
+            (m.start(), m.end(), _METRIC_OF[_SPACES.sub(" ", m.group())])
+            for m in _METRICS.finditer(low)
         ]
-        last = metrics[-1][1] if metrics else context
-        directions = list(_DIRECTIONS.finditer(clause)) if sentence else []
-        if not directions or _ADVICE.search(clause):
-            return last
-        sentence_has_past, sentence_ref = sentence
-        for d in directions:
-            before = [metric for end, metric in metrics if end <= d.start()]
-            metric = before[-1] if before else (context if not metrics else None)
-            if metric is None:
+        for clauses in sentences:
+            first, last = clauses[0][0], clauses[-1][1]
+            here = [d for d in directions if first <= d.start() < last]
+            if not here:
                 continue
-            comparative = d.group("more") or d.group("less")
-            if comparative and not sentence_has_past:
-                continue  # "chi nhiều hơn nhận": metrics compared, not weeks
-            direction = next(k for k in ("flat", "new", "up", "down", "more", "less") if d.group(k))
-            direction = {"more": "up", "less": "down"}.get(direction, direction)
-            ref = _reference(clause) or sentence_ref
-            negated = bool(d.group("neg"))
-            self.trend(field, original, d, metric, direction, negated, stated, ref)
-        return last
+            sentence_has_past = any(_PAST.search(low, a, b) for a, b in clauses)
+            refs = {_reference(low, a, b) for a, b in clauses} - {None}
+            sentence_ref = refs.pop() if len(refs) == 1 else None
+            context: str | None = None
+            for s, e in clauses:
+                named = [(end, metric) for start, end, metric in metrics if s <= start < e]
+                said = [d for d in here if s <= d.start() < e]
+                if said and not _ADVICE.search(low, s, e):
+                    ref = _reference(low, s, e) or sentence_ref
+                    for d in said:
+                        before = [metric for end, metric in named if end <= d.start()]
+                        metric = before[-1] if before else (context if not named else None)
+                        if metric is None:
+                            continue
+                        if (d.group("more") or d.group("less")) and not sentence_has_past:
+                            continue  # "chi nhiều hơn nhận": metrics compared, not weeks
+                        direction = next(k for k in _DIRECTION_KINDS if d.group(k))
+                        direction = {"more": "up", "less": "down"}.get(direction, direction)
+                        negated = bool(d.group("neg"))
+                        span = text[max(s, d.start() - 40) : d.end()]
+                        self.trend(field, text, span, d, metric, direction, negated, stated, ref)
+                context = named[-1][1] if named else context
 
     def trend(
         self,
         field: str,
-        original: str,
+        text: str,
+        span: str,
         d: re.Match[str],
         metric: str,
         direction: str,
@@ -598,7 +613,6 @@ class _Checker:
         reference: str | None,
     ) -> None:
         f = self.facts
-        span = original[: d.end()][-60:]
         name = _METRIC_NAMES[metric]
         prev1_only = metric in f.prev1 and reference == "prev1"
         if prev1_only:
@@ -622,7 +636,7 @@ class _Checker:
             return
         after = next((n for n in stated if n.start >= d.end()), None)
         if after is not None:
-            self.change_sign(field, original[after.start : after.end], metric, direction, after)
+            self.change_sign(field, text[after.start : after.end], metric, direction, after)
 
     def change_sign(self, field: str, span: str, metric: str, direction: str, n: _Stated) -> None:
         """A stated change must have the direction's sign ("tăng 20.000 đ" is +20.000)."""
@@ -656,11 +670,11 @@ _KIND_OF = {
 }
 
 
-def _reference(clause: str) -> str | None:
+def _reference(text: str, start: int, end: int) -> str | None:
     """What a comparison is against: "tuần trước" is prev1, "hai tuần trước" their mean."""
-    if _MEAN_REF.search(clause):
+    if _MEAN_REF.search(text, start, end):
         return "mean"
-    return "prev1" if _PREV1_ONLY.search(clause) else None
+    return "prev1" if _PREV1_ONLY.search(text, start, end) else None
 
 
 def _agrees(direction: str, negated: bool, actual: str) -> bool:
