@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import random
 import statistics
 import time
@@ -62,8 +63,18 @@ def corpus(weeks: int, seed: int) -> list[dict[str, Any]]:
     return items
 
 
+def reference_ms() -> float:
+    """CPU ms of a fixed loop of a million additions: how fast Python ran here (a few tens
+    of ms on an idle machine), to read the checker's times against."""
+    started, total = time.process_time(), 0
+    for i in range(1_000_000):
+        total += i
+    return round((time.process_time() - started) * 1000, 1)
+
+
 def measure(items: list[dict[str, Any]]) -> dict[str, Any]:
     walls: list[float] = []
+    reference = reference_ms()
     cpu_started = time.process_time()
     for item in items:
         data = dict(item["data"])  # a new dict: the checker's per-data cache does not help
@@ -78,6 +89,8 @@ def measure(items: list[dict[str, Any]]) -> dict[str, Any]:
         "median_ms": round(statistics.median(walls) * 1000, 3),
         "p99_ms": round(walls[int(0.99 * (len(walls) - 1))] * 1000, 3),
         "cpu_ms_per_report": round(cpu / len(items) * 1000, 3),
+        "reference_loop_cpu_ms": round((reference + reference_ms()) / 2, 1),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
     }
 
 
@@ -167,6 +180,7 @@ def report(c: dict[str, Any], timing: dict[str, Any]) -> str:
                 f"{timing['median_ms']} / {timing['p99_ms']}",
             ),
             ("CPU time per report (ms)", timing["cpu_ms_per_report"]),
+            ("reference: CPU ms of 1M Python additions", timing["reference_loop_cpu_ms"]),
         ],
     )
     return "\n".join((matrix, kinds, cases, figures))

@@ -140,7 +140,11 @@ def grounding(data: dict[str, Any]) -> str:
         ),
         ("CPU ms per report (goal < 2)", data["cpu_ms_per_report"]),
         ("wall ms per report, median / p99", f"{data['median_ms']} / {data['p99_ms']}"),
+        ("reference: CPU ms of 1M Python additions", data.get("reference_loop_cpu_ms")),
     ]
+    m = data["machine"]
+    load = f"load average {m.get('load_avg_1m_at_start')} at the start, "
+    load += f"{data.get('load_avg_1m_at_end')} at the end"
     return "\n".join(
         [
             _table(("", "flagged", "passed"), rows),
@@ -148,6 +152,8 @@ def grounding(data: dict[str, Any]) -> str:
             f"Caught by lie kind: {kinds}.",
             "",
             _table(("", ""), figures),
+            "",
+            f"Grounding at {m.get('git_commit')}, {m.get('date_utc')}; {load}.",
         ]
     )
 

@@ -283,6 +283,10 @@ _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
     ("mục tiêu tiết kiệm", None),
     ("rút tiết kiệm", None),
     ("hoạt động tài chính", None),
+    ("thói quen tiết kiệm", None),  # a habit, not this week's amount
+    ("thói quen chi tiêu", None),
+    ("tinh thần tiết kiệm", None),
+    ("ý thức tiết kiệm", None),
     ("dòng tiền", None),
     ("tiền rút", None),
     ("số ngày hoạt động", "active_days"),
@@ -312,9 +316,10 @@ _METRICS = re.compile(
 )
 _DIRECTIONS = re.compile(
     r"(?<!\w)(?:"
-    r"(?P<flat>không\sđổi|không\sthay\sđổi|giữ\snguyên|ổn\sđịnh|tương\sđương|đi\sngang)"
-    r"|(?P<new>mới\sxuất\shiện|lần\sđầu|mới\sbắt\sđầu|mới\scó)"
-    r"|(?P<neg>(?:không|chưa)\s)?(?:(?P<up>tăng|đi\slên)|(?P<down>giảm|đi\sxuống)"
+    # not "tương đương" (equal to: "50.000 đ, tương đương 25%"), nor "mới có" (only had)
+    r"(?P<flat>không\sđổi|không\sthay\sđổi|giữ\snguyên|ổn\sđịnh|đi\sngang)"
+    r"|(?P<new>mới\sxuất\shiện|lần\sđầu|mới\sbắt\sđầu)"
+    r"|(?P<neg>(?:không|chưa)\s)?(?:(?P<up>tăng(?!\scường)|đi\slên)|(?P<down>giảm|đi\sxuống)"
     r"|(?P<more>cao\shơn|nhiều\shơn)|(?P<less>thấp\shơn|ít\shơn))"
     r")(?!\w)"
 )

@@ -53,7 +53,7 @@ _DATA_BLOCK = re.compile(r"<data>\s*(\{.*\})\s*</data>", re.S)
 _WORDS = {
     "up": ("tăng", "tăng lên", "tăng mạnh"),
     "down": ("giảm", "giảm xuống", "giảm nhẹ"),
-    "flat": ("ổn định", "không đổi", "giữ nguyên", "tương đương"),
+    "flat": ("ổn định", "không đổi", "giữ nguyên", "không thay đổi nhiều"),
     "new": ("mới xuất hiện", "lần đầu xuất hiện"),
 }
 _REVERSED = {"up": ("down",), "down": ("up",), "flat": ("up", "down"), "new": ("down",)}

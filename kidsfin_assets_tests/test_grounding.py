@@ -242,6 +242,11 @@ def test_days_and_counts(text: str, expected: list[str]) -> None:
         ("Hãy cùng con giảm chi tiêu cho đồ ăn vặt.", []),
         ("Con nên giữ chi tiêu ổn định trong tuần tới.", []),
         ("Tuần này [[KID]] chi nhiều hơn nhận một chút.", []),
+        # words that look like directions and are not
+        ("Con tiết kiệm được 50.000 đ, tương đương 25% thu nhập.", []),
+        ("Thói quen tiết kiệm của con rất ổn định.", []),
+        ("Tiết kiệm mới có 50.000 đ trong tuần này.", []),
+        ("Chi tiêu tăng cường cho việc học là điều tốt.", []),
     ],
 )
 def test_trend_statements_agree_with_the_trend(text: str, expected: list[str]) -> None:
