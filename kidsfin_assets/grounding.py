@@ -231,10 +231,10 @@ _NUMBER = re.compile(r"(?<![\w.,/])(?P<sign>[-−](?=\d))?(?P<num>\d+(?:[.,]\d+)
 _UNIT = re.compile(
     rf"""\s?(?:
       (?P<pct>%|phần\s+trăm)
-    | (?P<mil>triệu|tr(?!\w))
-        (?:\s?(?P<mil_thou>\d{{1,3}})\s?(?:nghìn|ngàn|k(?!\w)))?(?:\s?{_CURRENCY})?
-    | (?P<bil>tỷ|tỉ)(?!\w)(?:\s?{_CURRENCY})?
-    | (?P<thou>nghìn|ngàn|k(?!\w))(?:\s?{_CURRENCY})?
+    | (?P<mil>(?:triệu|tr(?!\w))
+        (?:\s?(?P<mil_thou>\d{{1,3}})\s?(?:nghìn|ngàn|k(?!\w)))?(?:\s?{_CURRENCY})?)
+    | (?P<bil>(?:tỷ|tỉ)(?!\w)(?:\s?{_CURRENCY})?)
+    | (?P<thou>(?:nghìn|ngàn|k(?!\w))(?:\s?{_CURRENCY})?)
     | (?P<cur>{_CURRENCY})
     | (?P<days>(?:/\s?7\s?|\s?trên\s7\s)?ngày)
     | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần)(?!\w)
@@ -251,15 +251,15 @@ _SPELLED_DAYS = re.compile(
 )
 _BARE_THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+|\d{1,3}(?:,\d{3}){2,}")
 # Just before an amount: how its sign is said in words.
-_NEGATIVE_BEFORE = re.compile(r"(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)\s*$")
-_NET_NEGATIVE_BEFORE = re.compile(
-    r"(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
-    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*(?:là\s|khoảng\s)?$"
+_SIGN_BEFORE = re.compile(
+    # "chi nhiều hơn nhận 77.000 đ": the net flow is -77.000
+    r"(?P<net>(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
+    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*(?:là\s|khoảng\s)?$)"
+    r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)\s*$)"
+    r"|(?P<pos>(?:(?<!\w)dương|(?<!số\s)(?<!\w)dư(?:\sra)?|(?:nhận|thu\snhập|thu)\snhiều\shơn\s"
+    r"(?:chi\stiêu|chi|tiêu))\s*(?:là\s)?$)"
 )
-_POSITIVE_BEFORE = re.compile(
-    r"(?:(?<!\w)dương|(?<!số\s)(?<!\w)dư(?:\sra)?|(?:nhận|thu\snhập|thu)\snhiều\shơn\s"
-    r"(?:chi\stiêu|chi|tiêu))\s*(?:là\s)?$"
-)
+_SIGN_OF = {"net": "net-", "neg": "-", "pos": "+"}
 # A recommendation's target is not a claim about the week.
 _TARGET_BEFORE = re.compile(r"mục\stiêu|ít\snhất|tối\sthiểu|tối\sđa|không\squá|dưới|thêm")
 _PER_AFTER = re.compile(r"\s*(?:mỗi|một)\s(?:ngày|tuần|tháng|lần)")
@@ -374,13 +374,9 @@ def _parse_number(num: str, decimal_comma: bool) -> tuple[float, float]:
     return value, 10.0 ** -len(frac)
 
 
-_UNIT_KINDS = ("pct", "mil", "bil", "thou", "cur", "days", "count", "skip")
-
-
 def _unit_kind(unit: re.Match[str] | None) -> str | None:
-    if unit is None:
-        return None
-    return next((k for k in _UNIT_KINDS if unit.group(k) is not None), None)
+    # Each kind is the outermost group of its alternative: the last group to close.
+    return unit.lastgroup if unit is not None else None
 
 
 def _stated_numbers(clause: str, spelled: bool = True) -> Iterator[_Stated]:
@@ -415,16 +411,10 @@ def _stated_numbers(clause: str, spelled: bool = True) -> Iterator[_Stated]:
         else:
             continue  # a small bare number: an ordinal, a list, not a claim we can place
         end = consumed = unit.end() if unit and group else m.end()
-        before = clause[max(0, start - 40) : start]
-        sign = ""
-        if m.group("sign"):
-            sign = "-"
-        elif kind == "money" and _NET_NEGATIVE_BEFORE.search(before):
-            sign = "net-"
-        elif kind == "money" and _NEGATIVE_BEFORE.search(before):
-            sign = "-"
-        elif kind == "money" and _POSITIVE_BEFORE.search(before):
-            sign = "+"
+        sign = "-" if m.group("sign") else ""
+        if kind == "money" and not sign:
+            said = _SIGN_BEFORE.search(clause, max(0, start - 40), start)
+            sign = _SIGN_OF[said.lastgroup] if said and said.lastgroup else ""
         tolerance = step * scale / 2 if kind in ("money", "percent") else _EXACT
         if kind in ("days", "count") and step < 1:
             tolerance = step / 2
@@ -485,7 +475,7 @@ class _Checker:
         # One pass of each regex over the field; clauses only bound what they found.
         stated = list(_stated_numbers(low, not advice_field)) if _MAY_STATE.search(low) else []
         directions = list(_DIRECTIONS.finditer(low))
-        sentences = _clauses(low)
+        sentences = _clauses(low) if directions or (advice_field and stated) else []
         if advice_field and stated:
             starts = [s for clauses in sentences for s, _ in clauses]
             stated = [n for n in stated if not _is_target(low, starts, n)]
