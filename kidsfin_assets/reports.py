@@ -182,21 +182,27 @@ def category_words(name: str) -> str:
 
 
 def offline_score(metrics: dict[str, Any]) -> int:
-    """0-10: flow, withdrawals, saving and activity; a week that spent more than it received
-    and took money out of savings scores 5 at most."""
+    """0-10 from flow, withdrawals, saving and activity; a week that spent more than it
+    received scores 5 at most, one that ends with a negative balance 6 at most."""
     rate = metrics["savings_rate"]
     score = 5 + (2 if metrics["net_flow"] >= 0 else -2)
     score -= 1 if metrics["withdrawal_total"] > 0 else 0
     score += 0 if rate is None else min(2, int(max(rate, 0) * 10))
     score += 1 if metrics["active_days"] >= 3 else 0
+    if metrics["net_flow"] < 0:  # more out than in: never a good week, however active
+        score = min(score, 5)
+    if metrics["savings_balance"] < 0:
+        score = min(score, 6)
     return max(0, min(10, score))
 
 
 def _financial_health(d: dict[str, Any]) -> str:
-    kid, net = d["child"], d["net_flow"]
+    kid, net, income, spending = d["child"], d["net_flow"], d["income_total"], d["spending_total"]
     why = " vì con chi nhiều hơn số tiền nhận được" if net < 0 else ""
+    got = f"nhận {_vnd(income)}" if income else "không có thu nhập"
+    spent = f"chi {_vnd(spending)}" if spending else "không chi khoản nào"
     return (
-        f"Tuần này {kid} nhận {_vnd(d['income_total'])} và chi {_vnd(d['spending_total'])}. "
+        f"Tuần này {kid} {got} và {spent}. "
         f"Dòng tiền ròng của tuần là {_vnd(net)}{why}. "
         f"Số dư tiết kiệm hiện là {_vnd(d['savings_balance'])}."
     )

@@ -391,6 +391,7 @@ def test_the_offline_writer_says_nothing_a_parent_would_find_wrong() -> None:
         active_days=6,
     )
     assert offline_report(bad_week).overall_score <= 5
+    assert offline_report(metrics(savings_balance=-1.0, withdrawal_total=1.0)).overall_score <= 6
     assert offline_report(metrics()).overall_score > offline_report(bad_week).overall_score
     quiet = metrics(
         spending_total=0.0,
