@@ -135,7 +135,7 @@ _VI_PHRASES: tuple[str, ...] = (
     "có thói quen ghi chép chi tiêu",
     "tình hình tài chính lành mạnh",
     "nên hỏi ý kiến bố mẹ trước khi mua đồ đắt tiền",
-    "số dư tài khoản tăng nhẹ",
+    "số dư tài khoản được theo dõi đều",  # no trend: schema-mode text stays grounded
     "giao dịch chủ yếu vào cuối tuần",
     "hãy thử để dành một phần tiền tiêu vặt",
     "mức chi cho trò chơi hơi cao",

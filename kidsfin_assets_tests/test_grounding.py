@@ -23,7 +23,7 @@ from kidsfin_assets.reports import (
     offline_report,
     prompt_data,
 )
-from kidsfin_assets_tests.fake_openai import running_server
+from kidsfin_assets_tests.fake_openai import generate_content, running_server
 from kidsfin_assets_tests.report_corpus import (
     EDGE_CASES,
     LIE_KINDS,
@@ -492,3 +492,17 @@ def test_the_server_answers_from_the_schema_without_a_data_block() -> None:
         assert server.stats.reports_lied == 0
     with pytest.raises(ValueError, match="report_mode"):
         running_server(report_mode="honest").__enter__()
+
+
+def test_the_servers_schema_mode_text_states_nothing_to_check() -> None:
+    """Gold tests run the server in schema mode: its phrases must not fail the gate."""
+    rng = random.Random(13)
+    schema = to_strict_json_schema(KidWeeklyReport)
+    for i in range(200):
+        row = random_metrics(rng, EDGE_CASES[i % len(EDGE_CASES)])
+        body = {
+            "messages": load_prompt().messages(row),
+            "response_format": {"type": "json_schema", "json_schema": {"schema": schema}},
+        }
+        answer = json.loads(generate_content(body))
+        assert check_report(answer, prompt_data(row)) == [], answer
