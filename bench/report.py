@@ -123,6 +123,41 @@ def faults(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def grounding(data: dict[str, Any]) -> str:
+    rows = [
+        ("lie", data["true_positives"], data["false_negatives"]),
+        ("truthful (corpus + offline writer)", data["false_positives"], data["true_negatives"]),
+    ]
+    kinds = ", ".join(f"{k} {v['caught']}/{v['lies']}" for k, v in data["by_kind"].items())
+    figures = [
+        ("reports / lies", f"{data['reports']:,} / {data['lies']:,} ({data['lie_share']:.1%})"),
+        ("recall (goal >= 0.995)", data["recall"]),
+        ("false-positive rate (goal <= 0.005)", data["false_positive_rate"]),
+        ("precision", data["precision"]),
+        (
+            "offline writer's reports rejected",
+            f"{data['offline_rejected']} / {data['offline_reports']}",
+        ),
+        ("CPU ms per report (goal < 2)", data["cpu_ms_per_report"]),
+        ("wall ms per report, median / p99", f"{data['median_ms']} / {data['p99_ms']}"),
+        ("reference: CPU ms of 1M Python additions", data.get("reference_loop_cpu_ms")),
+    ]
+    m = data["machine"]
+    load = f"load average {m.get('load_avg_1m_at_start')} at the start, "
+    load += f"{data.get('load_avg_1m_at_end')} at the end"
+    return "\n".join(
+        [
+            _table(("", "flagged", "passed"), rows),
+            "",
+            f"Caught by lie kind: {kinds}.",
+            "",
+            _table(("", ""), figures),
+            "",
+            f"Grounding at {m.get('git_commit')}, {m.get('date_utc')}; {load}.",
+        ]
+    )
+
+
 def _dups(run: dict[str, Any]) -> str:
     return f"{run['paid_duplicates']} / {run['duplicate_rows']}"
 
@@ -170,6 +205,7 @@ def render() -> str:
         ("llm_throughput", "LLM throughput", throughput),
         ("silver_scale", "Silver at scale", silver),
         ("faults", "Faults", faults),
+        ("grounding", "Grounding", grounding),
     )
     for name, title, render_one in sections:
         data = _load(name)

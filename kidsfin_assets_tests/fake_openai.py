@@ -18,6 +18,10 @@ Endpoints
   top-level list (e.g. recommendations), contains ``[[KID]]`` too, as a real model writes it.
   Content is deterministic: it is seeded by a SHA-256 of the request's ``messages``
   (see :func:`generate_content`), so tests can reproduce it.
+  With ``report_mode="truthful"`` or ``"lying"``, a request whose user message holds a
+  ``<data>{...}</data>`` block is answered with a report written from that data
+  (``report_corpus``); ``"lying"`` puts one lie in ``lie_rate`` of them and counts them
+  (``stats.reports_lied``, ``stats.lie_kinds``, ``server.lies``).
 * ``GET /v1/models`` -- lists the configured model.
 * ``GET /_stats``, ``GET /_requests``, ``POST /_reset``, ``POST /_config`` -- control plane for
   benchmarks running in another process (no auth).
@@ -174,7 +178,7 @@ _VI_PHRASES: tuple[str, ...] = (
     "có thói quen ghi chép chi tiêu",
     "tình hình tài chính lành mạnh",
     "nên hỏi ý kiến bố mẹ trước khi mua đồ đắt tiền",
-    "số dư tài khoản tăng nhẹ",
+    "số dư tài khoản được theo dõi đều",  # no trend: schema-mode text stays grounded
     "giao dịch chủ yếu vào cuối tuần",
     "hãy thử để dành một phần tiền tiêu vặt",
     "mức chi cho trò chơi hơi cao",
@@ -433,6 +437,15 @@ def _drop_required(content: str, schema: Mapping[str, Any] | None) -> str:
     return json.dumps({"unexpected_field": True})
 
 
+def _corpus_content(messages: Any, cfg: FakeOpenAIConfig, content: str) -> tuple[str, str | None]:
+    """report_mode truthful/lying: a report written from the request's <data> block
+    (report_corpus), lying at lie_rate; the schema's content when there is no block."""
+    from kidsfin_assets_tests.report_corpus import corpus_answer  # not needed otherwise
+
+    answer = corpus_answer(messages, cfg.report_mode, cfg.lie_rate)
+    return answer if answer is not None else (content, None)
+
+
 def _truncate_invalid(schema: Mapping[str, Any] | None) -> str:
     """JSON cut off mid-string, like a model stopped in the middle of its answer."""
     first = next(iter((schema or {}).get("properties", {}) or {"financial_health": None}))
@@ -469,6 +482,10 @@ class FakeOpenAIConfig:
     # Prompts shorter than this get no cached tokens (OpenAI caches from 1,024 tokens on);
     # tests lower it so that the project's shorter prompts exercise cached pricing.
     cache_min_prompt_tokens: int = 1024
+    # Reports from the data block (report_corpus): "schema" (generated from the schema),
+    # "truthful", or "lying" at lie_rate.
+    report_mode: str = "schema"
+    lie_rate: float = 0.0
 
     def validate(self) -> None:
         unknown = [f for f in self.faults if f not in ALL_FAULT_KINDS]
@@ -480,6 +497,10 @@ class FakeOpenAIConfig:
             raise ValueError("fault_rate > 0 needs at least one fault kind")
         if self.max_recorded < 0:
             raise ValueError("max_recorded must be >= 0")
+        if self.report_mode not in ("schema", "truthful", "lying"):
+            raise ValueError("report_mode must be schema, truthful or lying")
+        if not 0.0 <= self.lie_rate <= 1.0:
+            raise ValueError("lie_rate must be within [0, 1]")
         if self.window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
         if not 0.0 <= self.trickle_interval < math.inf:
@@ -528,6 +549,9 @@ class ServerStats:
     max_in_flight: int = 0
     recorded_dropped: int = 0
     window_seconds: float = 60.0
+    reports_truthful: int = 0  # report_mode truthful/lying: 200 answers written from data
+    reports_lied: int = 0
+    lie_kinds: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -839,6 +863,9 @@ class _Handler(BaseHTTPRequestHandler):
         messages: list[Any] = body["messages"]
         schema = _json_schema_of(body)
         content: str | None = generate_content(body)
+        lie: str | None = None
+        if cfg.report_mode != "schema" and fault is None:
+            content, lie = _corpus_content(messages, cfg, content)
         refusal: str | None = None
         finish_reason = "stop"
         if fault == "invalid_json":
@@ -936,6 +963,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         # Billed as counted, whatever the answer claims: the server's stats are the truth.
         fake._bill(prompt_tokens, completion_tokens, adm.cached_tokens)
+        if cfg.report_mode != "schema" and fault is None:
+            fake._count_report(str(completion["id"]), lie, content)
         if fault in _ANSWER_FAULTS:
             _ANSWER_FAULTS[fault](completion, cfg)
         if fault == "trickle":
@@ -1136,6 +1165,8 @@ class FakeOpenAIServer:
         max_recorded: int = 10000,
         enforce_max_tokens: bool = True,
         cache_min_prompt_tokens: int = 1024,
+        report_mode: str = "schema",
+        lie_rate: float = 0.0,
     ) -> None:
         self._host = host
         self._port = port
@@ -1159,6 +1190,8 @@ class FakeOpenAIServer:
             max_recorded=max_recorded,
             enforce_max_tokens=enforce_max_tokens,
             cache_min_prompt_tokens=cache_min_prompt_tokens,
+            report_mode=report_mode,
+            lie_rate=lie_rate,
         )
         self._config.validate()
         self._lock = threading.Lock()
@@ -1183,6 +1216,10 @@ class FakeOpenAIServer:
         self._quota_used = 0
         self._in_flight = 0
         self._recorded: collections.deque[RecordedRequest] = collections.deque(
+            maxlen=self._config.max_recorded
+        )
+        self._lie_kinds: collections.Counter[str] = collections.Counter()
+        self._lies: collections.deque[tuple[str, str, str]] = collections.deque(
             maxlen=self._config.max_recorded
         )
 
@@ -1294,7 +1331,23 @@ class FakeOpenAIServer:
                 by_status=dict(self._by_status),
                 faults_injected=dict(self._faults),
                 in_flight=self._in_flight,
+                lie_kinds=dict(self._lie_kinds),
             )
+
+    @property
+    def lies(self) -> list[tuple[str, str, str]]:
+        """(completion id, lie kind, content) of every lying answer (report_mode lying)."""
+        with self._lock:
+            return list(self._lies)
+
+    def _count_report(self, completion_id: str, lie: str | None, content: str | None) -> None:
+        with self._lock:
+            if lie is None:
+                self._bump(reports_truthful=1)
+                return
+            self._bump(reports_lied=1)
+            self._lie_kinds[lie] += 1
+            self._lies.append((completion_id, lie, content or ""))
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -1497,6 +1550,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-recorded", type=int, default=10000)
     p.add_argument("--enforce-max-tokens", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--cache-min-prompt-tokens", type=int, default=1024)
+    p.add_argument("--report-mode", choices=("schema", "truthful", "lying"), default="schema")
+    p.add_argument("--lie-rate", type=float, default=0.0)
     p.add_argument("--script", type=_csv, default=None, help="comma-separated scripted outcomes")
     return p
 
