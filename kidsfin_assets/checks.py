@@ -143,6 +143,32 @@ def quarantine_share(settings: Settings) -> WeekCheck:
     return check
 
 
+def reports_grounded(settings: Settings) -> WeekCheck:
+    least = settings.checks.min_grounded_share
+
+    def check(conn: Connection, week: Week) -> dg.AssetCheckResult:
+        gold = kid_weekly_reports
+        reports, ungrounded = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count().filter(gold.c.grounded.is_(False)),
+            ).where(_current_reports(week))
+        ).one()
+        share = (reports - ungrounded) / reports if reports else 1.0
+        return dg.AssetCheckResult(
+            passed=share >= least,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "reports": int(reports),
+                "ungrounded_reports": int(ungrounded),
+                "grounded_share": round(share, 6),
+                "min_grounded_share": least,
+            },
+        )
+
+    return check
+
+
 def cost_per_report(settings: Settings) -> WeekCheck:
     limit = settings.checks.max_cost_per_report_usd
 
@@ -190,6 +216,15 @@ CHECKS: list[tuple[str, dg.AssetKey, bool, Callable[[Settings], WeekCheck], str]
         False,
         scores_in_range,
         "Every report's overall_score is a number from 0 to 10.",
+    ),
+    (
+        "reports_grounded",
+        GOLD_KEY,
+        False,
+        reports_grounded,
+        "Warns when fewer than checks.min_grounded_share of the week's reports have every "
+        "number and trend they state supported by the data (the rest wait for review in "
+        "needs_review_reports_<week>.json).",
     ),
     (
         "quarantine_share_below_threshold",

@@ -262,6 +262,7 @@ def run_totals(conn: Connection, week_start: dt.date, run_id: str) -> dict[str, 
     totals["answers_paid"] = _answers_paid(conn, week_start, run_id)
     totals["retries"] = totals["requests"] - _kids_asked(conn, week_start, run_id)
     totals["errors_by_kind"] = errors
+    totals["findings_by_kind"] = _findings_by_kind(conn, week_start, run_id)
     for column in _SUMMED:  # PostgreSQL sums BIGINT as NUMERIC
         totals[column] = float(totals[column]) if "cost" in column else int(totals[column])
     return totals
@@ -275,6 +276,19 @@ _SUMMED = (
     "input_cost_usd",
     "output_cost_usd",
 )
+
+
+def _findings_by_kind(conn: Connection, week_start: dt.date, run_id: str) -> dict[str, int]:
+    """What the grounding gate found in this run's answers, by kind of finding."""
+    t = report_ledger
+    query = sa.select(t.c.findings).where(
+        t.c.week_start == week_start, t.c.run_id == run_id, t.c.findings.is_not(None)
+    )
+    counts: dict[str, int] = {}
+    for findings in conn.execute(query).scalars():
+        for finding in findings or []:
+            counts[finding["kind"]] = counts.get(finding["kind"], 0) + 1
+    return counts
 
 
 def _kids_asked(conn: Connection, week_start: dt.date, run_id: str) -> int:

@@ -9,6 +9,7 @@ records usage from each response itself: dagster-openai's usage wrapper only pat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
+from kidsfin_assets.grounding import Finding, describe_findings
 from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price, load_prices
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.reports import KidWeeklyReport, Prompt, max_prompt_bytes
@@ -106,6 +108,19 @@ class TruncatedAnswer(ReportError):
 
 class InvalidAnswer(ReportError):
     kind = "invalid_answer"
+
+
+class UngroundedAnswer(InvalidAnswer):
+    """A valid report stating something the week's data does not say. Paid for and
+    counted like any invalid answer; kept (marked not grounded) if no better one comes."""
+
+    kind = "ungrounded"
+
+    def __init__(self, findings: list[Finding], exchange: Exchange | None = None) -> None:
+        super().__init__(
+            f"{len(findings)} statements the data does not support:\n" + describe_findings(findings)
+        )
+        self.findings, self.exchange = findings, exchange
 
 
 class Cancelled(ReportError):
@@ -230,6 +245,7 @@ class Exchange:
     content: str | None = None
     report: KidWeeklyReport | None = None
     error: ReportError | None = None
+    findings: tuple[Finding, ...] = ()
 
     @property
     def cost_usd(self) -> float:
@@ -239,6 +255,19 @@ class Exchange:
     def paid(self) -> bool:
         """An answer came back (it is billed), whatever became of it."""
         return self.model_answered is not None or self.prompt_tokens > 0
+
+
+def reask_message(findings: list[Finding]) -> dict[str, str]:
+    """What the model is told when its report stated numbers the data does not hold."""
+    return {
+        "role": "user",
+        "content": (
+            "Báo cáo trước có những câu không khớp với dữ liệu trong <data>:\n"
+            + describe_findings(findings)
+            + "\nHãy viết lại toàn bộ báo cáo, chỉ dùng các con số có trong <data> "
+            "(hoặc suy ra đúng từ chúng) và đúng xu hướng *_trend."
+        ),
+    }
 
 
 def estimate_tokens(utf8_bytes: int, messages: int) -> int:
@@ -386,9 +415,12 @@ class ReportSession:
         messages: list[dict[str, str]],
         record: Callable[[Exchange], None],
         acquire: Callable[[Callable[[], Reservation]], Reservation],
+        check: Callable[[KidWeeklyReport], list[Finding]] | None = None,
     ) -> Exchange:
-        """The accepted exchange, after retries; `record` sees every exchange first, and
-        `acquire` runs the limiter's call (the caller waits out warehouse outages there)."""
+        """The accepted exchange, after retries; `record` sees every exchange first,
+        `acquire` runs the limiter's call (the caller waits out warehouse outages there),
+        and `check` (the grounding gate) judges every valid report before it is accepted.
+        An ungrounded answer is asked again, saying what was wrong."""
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.resource.retry_max_attempts),
             wait=_BackoffWait(
@@ -403,17 +435,32 @@ class ReportSession:
             sleep=self._sleep,
             reraise=True,
         )
+        asking = messages
         for attempt in retrying:
             with attempt:
-                exchange = self._attempt(messages, acquire)
+                exchange = self._judged(self._attempt(asking, acquire), check)
                 record(exchange)
                 fatal = self.fail_fast.observe(exchange)
                 if fatal is not None:
                     raise fatal
+                if isinstance(exchange.error, UngroundedAnswer):
+                    asking = [*messages, reask_message(exchange.error.findings)]
                 if exchange.error is not None:
                     raise exchange.error
                 return exchange
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    @staticmethod
+    def _judged(
+        exchange: Exchange, check: Callable[[KidWeeklyReport], list[Finding]] | None
+    ) -> Exchange:
+        if exchange.report is None or check is None:
+            return exchange
+        findings = check(exchange.report)
+        if not findings:
+            return exchange
+        judged = dataclasses.replace(exchange, outcome="ungrounded", findings=tuple(findings))
+        return dataclasses.replace(judged, error=UngroundedAnswer(findings, judged))
 
     def _sleep(self, seconds: float) -> None:
         # Wakes early when another worker hit a fatal error.

@@ -3,6 +3,7 @@ answer as it arrives, rides out warehouse outages, and never deletes a paid repo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -17,23 +18,28 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import db, ledger, spool
+from kidsfin_assets.grounding import Finding, check_report
 from kidsfin_assets.ledger import Claims
 from kidsfin_assets.openai_client import (
+    ACCEPTED,
     Cancelled,
     Exchange,
     FatalApiError,
     OpenAIReportsResource,
     ReportSession,
+    UngroundedAnswer,
 )
 from kidsfin_assets.outage import WarehouseGate, WarehouseUnavailable
 from kidsfin_assets.pricing import Usage
 from kidsfin_assets.reports import (
     OFFLINE_MODEL,
     PLACEHOLDER,
+    KidWeeklyReport,
     Prompt,
     input_hash,
     offline_report,
     personalise,
+    prompt_data,
 )
 from kidsfin_assets.warehouse import (
     Sources,
@@ -77,6 +83,7 @@ class WeekOutcome:
     by_other_runs: int = 0
     failed: int = 0
     superseded: int = 0
+    ungrounded: int = 0  # kept for review: every answer stated what the data does not say
     replayed: int = 0
     unstored: int = 0
     fatal: str | None = None
@@ -213,7 +220,7 @@ class WeekReportWriter:
         elif pending:
             self._write_with_api(pending)
             # Every pending kid is written here, by another run, or not at all.
-            done = self.outcome.written + self.outcome.by_other_runs
+            done = self.outcome.written + self.outcome.ungrounded + self.outcome.by_other_runs
             self.outcome.failed = len(pending) - done
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
@@ -225,11 +232,21 @@ class WeekReportWriter:
         return lambda kid_id: names.get(kid_id) or PLACEHOLDER
 
     def _write_offline(self, item: PendingReport) -> None:
-        report = personalise(offline_report(item.metrics), self._names.get(item.kid_id))
-        row = self._report_row(item, report, None, self.model)
+        report = offline_report(item.metrics)
+        findings = self._check(item)(report)  # the rules are held to the same standard
+        named = personalise(report, self._names.get(item.kid_id))
+        row = self._report_row(item, named, None, self.model, findings)
         with self.engine.begin() as conn:
             ledger.store_report(conn, {**row, **FREE_USAGE})
-        self._count_written(item, FREE_USAGE)
+        if findings:
+            self._count_ungrounded(item, findings)
+        else:
+            self._count_written(item, FREE_USAGE)
+
+    def _check(self, item: PendingReport) -> Callable[[KidWeeklyReport], list[Finding]]:
+        """The grounding gate: the report against exactly the data the model was given."""
+        data = prompt_data(item.metrics)
+        return lambda report: check_report(report, data)
 
     # --- through the API --------------------------------------------------------------
 
@@ -343,8 +360,11 @@ class WeekReportWriter:
                 self.prompt.messages(item.metrics),
                 record=lambda ex: self._record(item, ex),
                 acquire=self.gate.call,
+                check=self._check(item),
             )
             self._count_written(item, exchange_usage(exchange))
+        except UngroundedAnswer as exc:  # retries spent, every answer ungrounded
+            self._keep_ungrounded(item, exc)
         except FatalApiError as exc:
             self._fail(item, exc)
             self._stop(str(exc))
@@ -353,6 +373,26 @@ class WeekReportWriter:
             self._stop(f"{exc}. {self._kept_note()}")
         except Exception as exc:  # retries spent, a bug: keep going
             self._fail(item, exc)
+
+    def _keep_ungrounded(self, item: PendingReport, exc: UngroundedAnswer) -> None:
+        """The last answer is stored for review, marked not grounded: paid for, never
+        exported to the parents, counted by the one-report-per-row check."""
+        exchange = exc.exchange
+        if exchange is None or exchange.report is None:
+            self._fail(item, exc)
+            return
+        named = personalise(exchange.report, self._names.get(item.kid_id))
+        row = self._report_row(
+            item, named, exchange.answer_id, exchange.model_answered or self.model, exc.findings
+        )
+
+        def store() -> None:
+            with self.engine.begin() as conn:
+                ledger.store_report(conn, row)
+                self.claims.delete_in(conn, [item.kid_id])
+
+        self.gate.call(store)
+        self._count_ungrounded(item, exc.findings)
 
     def _kept_note(self) -> str:
         if not self.outcome.unstored:
@@ -370,7 +410,7 @@ class WeekReportWriter:
         for the warehouse (no new request is sent meanwhile)."""
         row = self._ledger_row(item, exchange)
         report = None
-        if exchange.report is not None:
+        if exchange.report is not None and exchange.outcome == ACCEPTED:
             report = self._report_row(
                 item,
                 personalise(exchange.report, self._names.get(item.kid_id)),
@@ -428,13 +468,21 @@ class WeekReportWriter:
             "cost_usd": exchange.cost_usd,
             "usage_note": exchange.usage_note,
             "content": exchange.content,
+            "findings": [dataclasses.asdict(f) for f in exchange.findings] or None,
             "received_at": dt.datetime.now(dt.UTC),
         }
 
     def _report_row(
-        self, item: PendingReport, report: dict[str, Any], answer_id: str | None, model: str
+        self,
+        item: PendingReport,
+        report: dict[str, Any],
+        answer_id: str | None,
+        model: str,
+        findings: list[Finding] | None = None,
     ) -> dict[str, Any]:
         return {
+            "grounded": not findings,
+            "findings": [dataclasses.asdict(f) for f in findings] if findings else None,
             "week_start": self.week.start,
             "kid_id": item.kid_id,
             "report": report,
@@ -487,6 +535,14 @@ class WeekReportWriter:
                 self.outcome.errors.append(f"kid {item.kid_id}: {exc}")
         if not isinstance(exc, Cancelled):
             self.log.warning(f"kid {item.kid_id}: no report: {exc}")
+
+    def _count_ungrounded(self, item: PendingReport, findings: list[Finding]) -> None:
+        with self._lock:
+            self.outcome.ungrounded += 1
+        self.log.warning(
+            f"kid {item.kid_id}: report kept for review, not for the parents: "
+            f"{len(findings)} statements the data does not support ({findings[0].message})"
+        )
 
     def _count_written(self, item: PendingReport, usage: dict[str, Any]) -> None:
         with self._lock:

@@ -129,6 +129,7 @@ class PrivacySettings(_Section):
 class CheckSettings(_Section):
     max_quarantine_share: float = Field(ge=0, le=1)
     max_cost_per_report_usd: float = Field(ge=0)
+    min_grounded_share: float = Field(default=0.99, ge=0, le=1)
 
 
 class SensorSettings(_Section):

@@ -114,6 +114,10 @@ kid_weekly_reports = sa.Table(
     sa.Column("answer_id", sa.String(64), nullable=True),
     # Set when the kid left the week's silver rows: a paid report is kept, never deleted.
     sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
+    # False: every answer stated something the data does not say; the last one is kept for
+    # review, out of the parents' export (NULL: written before reports were checked).
+    sa.Column("grounded", sa.Boolean, nullable=True),
+    sa.Column("findings", JsonType, nullable=True),  # what the grounding check found
 )
 
 # The ledger: every request sent to the API and what came back (an answer is paid for,
@@ -140,6 +144,7 @@ report_ledger = sa.Table(
     # Why the usage above is not the response's own figures (missing, negative, absurd).
     sa.Column("usage_note", sa.Text, nullable=True),
     sa.Column("content", sa.Text, nullable=True),  # placeholder, never a nickname
+    sa.Column("findings", JsonType, nullable=True),  # an ungrounded answer's statements
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_report_ledger_kid", "week_start", "kid_id", "input_hash"),
     sa.Index("ix_report_ledger_run", "run_id"),

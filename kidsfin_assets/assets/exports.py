@@ -96,11 +96,18 @@ def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
     return kids_analysis_json
 
 
-def reports_document(conn: Connection, src: Sources, week: Week) -> dict[str, Any]:
-    """The earlier system's shape: {generated_at, total_reports, reports: [...]}."""
+def reports_document(
+    conn: Connection, src: Sources, week: Week, *, for_review: bool = False
+) -> dict[str, Any]:
+    """The earlier system's shape: {generated_at, total_reports, reports: [...]}. The
+    parents' document holds current reports the grounding check passed (or that predate
+    it); the review document, the ones kept because no grounded answer came, with what
+    the check found."""
     gold = kid_weekly_reports
+    grounded = sa.or_(gold.c.grounded.is_(None), gold.c.grounded.is_(True))
     current = sa.and_(gold.c.week_start == week.start, gold.c.superseded_at.is_(None))
-    query = sa.select(gold).where(current).order_by(gold.c.kid_id)
+    wanted = sa.not_(grounded) if for_review else grounded
+    query = sa.select(gold).where(current, wanted).order_by(gold.c.kid_id)
     rows = conn.execute(query).all()
     names = nicknames(conn, src, [r.kid_id for r in rows])
     reports = [
@@ -113,6 +120,7 @@ def reports_document(conn: Connection, src: Sources, week: Week) -> dict[str, An
             else str(r.generated_at),
             "writer": r.writer,
             "model": r.model,
+            **({"findings": r.findings} if for_review else {}),
         }
         for r in rows
     ]
@@ -122,6 +130,11 @@ def reports_document(conn: Connection, src: Sources, week: Week) -> dict[str, An
         "total_reports": len(reports),
         "reports": reports,
     }
+
+
+def review_path(settings: Settings, week_key: str) -> Path:
+    """Not `kids_reports_*`: nothing that picks up the parents' files picks this one up."""
+    return settings.export_path / f"needs_review_reports_{week_key}.json"
 
 
 def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
@@ -134,22 +147,36 @@ def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
         description=(
             "`kids_reports_<week>.json` under `export_dir`: "
             "`{generated_at, total_reports, reports: [...]}` with each kid's nickname and "
-            "report, as the earlier system wrote it."
+            "report, as the earlier system wrote it; only reports whose numbers and trends "
+            "the data supports. Reports kept without a grounded answer go to "
+            "`needs_review_reports_<week>.json`, with what the check found."
         ),
     )
     def kids_reports_json(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         week = Week.from_key(context.partition_key, settings.weeks.timezone)
+        src = source_tables(settings.sources)
         with warehouse.get_engine().connect() as conn:
-            document = reports_document(conn, source_tables(settings.sources), week)
+            document = reports_document(conn, src, week)
+            review = reports_document(conn, src, week, for_review=True)
         path = export_path(settings, "reports", week.key)
         write_json_atomically(path, document)
         context.log.info(f"wrote {document['total_reports']} reports to {path}")
+        kept_out = review_path(settings, week.key)
+        if review["total_reports"]:
+            write_json_atomically(kept_out, review)
+            context.log.warning(
+                f"{review['total_reports']} reports stated something the data does not say "
+                f"and are kept out of the parents' file: review them in {kept_out}"
+            )
+        else:
+            kept_out.unlink(missing_ok=True)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(path)),
                 "total_reports": document["total_reports"],
+                "reports_needing_review": review["total_reports"],
             }
         )
 

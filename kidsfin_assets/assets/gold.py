@@ -26,7 +26,7 @@ def usage_metadata(
 ) -> dict[str, Any]:
     """Numeric, so that the UI plots them across partitions. What was paid comes from the
     ledger: every request of this run (earlier attempts of a retried step included)."""
-    attempted = outcome.written + outcome.failed
+    attempted = outcome.written + outcome.ungrounded + outcome.failed
     return {
         "writer": writer,
         "model": model,
@@ -36,6 +36,12 @@ def usage_metadata(
         "reports_by_other_runs": outcome.by_other_runs,
         "reports_failed": outcome.failed,
         "reports_superseded": outcome.superseded,
+        # grounding: reports whose every number and trend the data supports, answers
+        # rejected for a statement it does not, reports kept for review without one
+        "reports_grounded": outcome.written,
+        "reports_ungrounded": outcome.ungrounded,
+        "answers_ungrounded": paid["errors_by_kind"].get("ungrounded", 0),
+        **{f"findings_{kind}": n for kind, n in sorted(paid["findings_by_kind"].items())},
         "answers_replayed": outcome.replayed,
         "answers_unstored": outcome.unstored,
         "success_rate": round(outcome.written / attempted, 4) if attempted else 1.0,
@@ -72,6 +78,7 @@ def paid_in_run(engine: Engine, week: Week, run_id: str, usage: Usage) -> dict[s
             "retries": usage.retries,
             "usage_flagged": 0,
             "errors_by_kind": dict(usage.errors_by_kind),
+            "findings_by_kind": {},
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "cached_tokens": usage.cached_tokens,
@@ -86,6 +93,7 @@ SUMMARY_ROWS = (
     ("Written", "reports_written", "{}"),
     ("Reused (already paid)", "reports_reused", "{}"),
     ("Written by another run", "reports_by_other_runs", "{}"),
+    ("Kept for review (ungrounded)", "reports_ungrounded", "{}"),
     ("Failed", "reports_failed", "{}"),
     ("Success rate", "success_rate", "{:.1%}"),
     ("Requests", "requests", "{}"),
@@ -158,11 +166,14 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
         description=(
             "One report per kid-week for the parents (financial health, spending, saving, "
             "activity, recommendations, score 0-10), written to `kid_weekly_reports` as "
-            "each answer arrives. Re-runs only ask for kids whose inputs (metrics, model, "
-            "prompt version) have no report yet, so a finished week costs nothing. No "
-            "nickname or kid id reaches the API. Without OPENAI_API_KEY an offline "
-            "writer builds the reports by rules, at no cost. Metadata: requests, retries, "
-            "tokens and cost in USD."
+            "each answer arrives. Each kid-week is claimed before it is paid for, and every "
+            "request is recorded in `report_ledger`. Every number and trend a report states "
+            "is checked against the week's data; an ungrounded answer is asked again, and "
+            "kept for review (out of the export) if no grounded one comes. Re-runs only ask "
+            "for kids whose inputs (metrics, model, prompt version) have no report yet, so a "
+            "finished week costs nothing. No nickname or kid id reaches the API. Without "
+            "OPENAI_API_KEY an offline writer builds the reports by rules, at no cost. "
+            "Metadata: requests, retries, tokens, cost in USD (from the ledger), grounding."
         ),
     )
     def kid_weekly_reports(

@@ -1,0 +1,106 @@
+"""No report tells a parent what the week's data does not say: gold asks again when an
+answer's numbers or trends are wrong, keeps a report without a grounded answer for review,
+out of the parents' export. Against the suite's server lying at a given rate, through the
+real `dagster` CLI and in process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kidsfin_assets.warehouse import kid_weekly_reports, report_ledger
+from kidsfin_assets_tests.fake_openai import FakeOpenAIServer, running_server
+from kidsfin_assets_tests.helpers import fetch, materialize_week, warehouse_engine
+from kidsfin_assets_tests.test_gold_processes import PROJECT, cli_env
+from kidsfin_assets_tests.test_gold_reports import API_KEY, W, gold_meta, setup_week
+
+KIDS = 16
+DAGSTER_MATERIALIZE = [sys.executable, "-m", "dagster", "asset", "materialize"]
+DAGSTER_MATERIALIZE += ["-m", "kidsfin_assets.definitions"]
+
+
+@pytest.fixture
+def liar() -> Iterator[FakeOpenAIServer]:
+    with running_server(api_key=API_KEY, latency=0.02, report_mode="lying", lie_rate=0.4) as srv:
+        yield srv
+
+
+def answers_by_id(settings) -> dict[str, dict]:
+    rows = fetch(warehouse_engine(settings), sa.select(report_ledger))
+    return {r["answer_id"]: r for r in rows}
+
+
+def lied_contents(server: FakeOpenAIServer) -> set[str]:
+    return {content for _id, _kind, content in server.lies}
+
+
+def test_every_lie_is_caught_asked_again_and_counted(monkeypatch, pg_url, liar) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, liar, KIDS)
+    result = materialize_week(settings, W, selection="group:gold")
+    assert result.success
+    lied = liar.stats.reports_lied
+    assert lied > 0
+    meta = gold_meta(result)
+    assert meta["answers_ungrounded"] == lied  # every lie caught, no truthful one rejected
+    assert meta["reports_grounded"] + meta["reports_ungrounded"] == KIDS
+    assert sum(v for k, v in meta.items() if k.startswith("findings_")) >= lied
+    answers = answers_by_id(settings)
+    lies = lied_contents(liar)
+    for row in fetch(warehouse_engine(settings), sa.select(kid_weekly_reports)):
+        answer = answers[row["answer_id"]]
+        assert (answer["content"] in lies) == (row["grounded"] is False)
+    # The re-ask said what was wrong.
+    reasks = [r for r in liar.requests if len(r.body["messages"]) == 3]
+    assert len(reasks) == lied and "không khớp" in reasks[0].body["messages"][2]["content"]
+
+
+def test_a_report_without_a_grounded_answer_is_kept_for_review_not_exported(
+    monkeypatch, pg_url, liar
+) -> None:
+    liar.configure(lie_rate=1.0)
+    settings, _ = setup_week(monkeypatch, pg_url, liar, 3, KIDSFIN_RETRY__MAX_ATTEMPTS="2")
+    result = materialize_week(settings, W, selection="group:gold or group:exports")
+    assert result.success  # stored, counted, and flagged by the reports_grounded check
+    rows = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports))
+    assert len(rows) == 3 and all(r["grounded"] is False and r["findings"] for r in rows)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["one_report_per_silver_row"].passed
+    assert not checks["reports_grounded"].passed
+    exports = Path(settings.export_path)
+    parents = json.loads((exports / f"kids_reports_{W}.json").read_text())
+    review = json.loads((exports / f"needs_review_reports_{W}.json").read_text())
+    assert parents["total_reports"] == 0
+    assert review["total_reports"] == 3 and all(r["findings"] for r in review["reports"])
+
+
+@pytest.mark.timeout(300)
+def test_no_lie_reaches_the_parents_export_through_the_cli(
+    monkeypatch, pg_url, liar, tmp_path
+) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, liar, KIDS)
+    env = cli_env(tmp_path, pg_url, liar.base_url)
+    selection = "gold/kid_weekly_reports,exports/kids_reports_json"
+    done = subprocess.run(
+        [*DAGSTER_MATERIALIZE, "--select", selection, "--partition", W],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert liar.stats.reports_lied > 0
+    export = json.loads((tmp_path / "exports" / f"kids_reports_{W}.json").read_text())
+    exported = {r["kid_id"] for r in export["reports"]}
+    answers = answers_by_id(settings)
+    lies = lied_contents(liar)
+    rows = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports))
+    for row in rows:
+        if row["kid_id"] in exported:
+            assert answers[row["answer_id"]]["content"] not in lies
+    assert exported == {r["kid_id"] for r in rows if r["grounded"]}
