@@ -148,12 +148,27 @@ def is_quota_error(exc: BaseException) -> bool:
     )
 
 
+FLEX_UNAVAILABLE = "flex_unavailable"
+# Flex refusals of one report after which it is sent at the default tier (flex_fallback).
+FLEX_REFUSALS_BEFORE_FALLBACK = 2
+
+
+def is_flex_unavailable(exc: BaseException) -> bool:
+    """Flex processing's 429 when it has no capacity: not billed, not a rate limit."""
+    return isinstance(exc, openai.RateLimitError) and "resource_unavailable" in (
+        str(exc.code),
+        str(exc.type),
+    )
+
+
 def classify(exc: BaseException) -> ReportError:
     """Map an SDK exception to what the retry policy should do with it."""
     if isinstance(exc, ReportError):
         return exc
     if is_quota_error(exc):
         return FatalApiError(QUOTA_ADVICE)
+    if is_flex_unavailable(exc):
+        return ReportError("flex processing has no capacity now (429)", FLEX_UNAVAILABLE)
     if isinstance(exc, openai.APITimeoutError):
         return ReportError("request timed out", "timeout")
     if isinstance(exc, openai.APIConnectionError):
@@ -218,7 +233,9 @@ ACCEPTED = "accepted"
 # An answer body larger than this is not a report (a proxy's page, a runaway stream).
 MAX_BODY_BYTES = 1_000_000
 # Answer kinds that a new request cannot fix; a 429 or a timeout is transient.
-_TRANSIENT_KINDS = frozenset({"rate_limited", "timeout", "connection", "deadline", "http_408"})
+_TRANSIENT_KINDS = frozenset(
+    {"rate_limited", "timeout", "connection", "deadline", "http_408", "flex_unavailable"}
+)
 
 
 # The server may bill a request abandoned mid-answer; what it cost is not known here.
@@ -435,10 +452,14 @@ class ReportSession:
             sleep=self._sleep,
             reraise=True,
         )
-        asking = messages
+        asking, tier, refusals = messages, self.resource.service_tier, 0
         for attempt in retrying:
             with attempt:
-                exchange = self._judged(self._attempt(asking, acquire), check)
+                exchange = self._judged(self._attempt(asking, acquire, tier), check)
+                if exchange.outcome == FLEX_UNAVAILABLE:
+                    refusals += 1
+                    if self.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
+                        tier = "default"  # flex is short of capacity: pay the default price
                 record(exchange)
                 fatal = self.fail_fast.observe(exchange)
                 if fatal is not None:
@@ -482,6 +503,7 @@ class ReportSession:
         self,
         messages: list[dict[str, str]],
         acquire: Callable[[Callable[[], Reservation]], Reservation],
+        tier: str = "default",
     ) -> Exchange:
         reservation = self._reserve(messages, acquire)
         answer_id = uuid.uuid4().hex
@@ -489,13 +511,13 @@ class ReportSession:
             self._settle(reservation, 0)
             raise Cancelled("run stopped before the request was sent")
         try:
-            body = self._post(messages)
+            body = self._post(messages, tier)
         except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
             error = classify(exc)
             self._on_error(exc, error, reservation)
             note = ABANDONED_NOTE if isinstance(error, DeadlineExceeded) else None
             return Exchange(answer_id, error.kind, usage_note=note, error=error)
-        exchange = self._read_answer(answer_id, body, estimate_prompt_tokens(messages))
+        exchange = self.read_answer(answer_id, body, estimate_prompt_tokens(messages))
         self._settle(reservation, exchange.prompt_tokens + exchange.completion_tokens)
         self.usage.record_response(
             exchange.prompt_tokens, exchange.completion_tokens, exchange.cached_tokens
@@ -504,18 +526,26 @@ class ReportSession:
             self.usage.record_failed_answer(exchange.error.kind)
         return exchange
 
-    def _post(self, messages: list[dict[str, str]]) -> bytes:
+    def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """The chat completion request, as sent (and as a batch input line's body)."""
+        return {
+            "model": self.resource.model,
+            "messages": messages,
+            "response_format": self.response_format,
+            "max_completion_tokens": self.resource.max_tokens,
+            "temperature": self.resource.temperature,
+        }
+
+    def _post(self, messages: list[dict[str, str]], tier: str = "default") -> bytes:
         """The answer's body, read within one deadline for connect, send and the whole
         body: the SDK's timeout applies per read, so a server trickling its body a byte
         at a time would otherwise hold the request for ever."""
         timeout = self.resource.timeout_seconds
         deadline = time.monotonic() + timeout
+        flex = {"service_tier": "flex"} if tier == "flex" else {}
         with self.client.chat.completions.with_streaming_response.create(
-            model=self.resource.model,
-            messages=messages,  # type: ignore[arg-type]
-            response_format=self.response_format,  # type: ignore[arg-type]
-            max_completion_tokens=self.resource.max_tokens,
-            temperature=self.resource.temperature,
+            **self.request_body(messages),
+            **flex,
             timeout=timeout,
         ) as response:
             body = bytearray()
@@ -530,12 +560,17 @@ class ReportSession:
                     raise InvalidAnswer("the answer is larger than any report", "not_json")
             return bytes(body)
 
-    def _read_answer(self, answer_id: str, raw: bytes, prompt_estimate: int) -> Exchange:
-        """Everything the answer says, priced; never raises (a paid answer is recorded)."""
+    def read_answer(
+        self, answer_id: str, raw: bytes | dict[str, Any], prompt_estimate: int, tier: str = ""
+    ) -> Exchange:
+        """Everything the answer says, priced at the tier that served it (`tier`, or what
+        the answer says: flex or default); never raises (a paid answer is recorded)."""
         try:
-            body = json.loads(raw)
+            body = raw if isinstance(raw, dict) else json.loads(raw)
         except ValueError:
             body = None
+        if not isinstance(raw, bytes):
+            raw = json.dumps(raw).encode()
         message, error = _answer_kind(body)
         content = message.get("content") if message else None
         report = None
@@ -551,7 +586,10 @@ class ReportSession:
         )
         model = body.get("model") if isinstance(body, dict) else None
         model = model if isinstance(model, str) and model else self.resource.model
+        served = body.get("service_tier") if isinstance(body, dict) else None
+        tier = tier or ("flex" if served == "flex" else "default")
         price, price_note = self._price_of(model)
+        price = price.at(tier)
         input_cost, output_cost = price.split_cost(tokens.prompt, tokens.completion, tokens.cached)
         notes = [n for n in (tokens.note, price_note) if n]
         return Exchange(
@@ -591,7 +629,11 @@ class ReportSession:
     def _on_error(self, exc: Exception, error: ReportError, reservation: Reservation) -> None:
         # What a failed request cost upstream is unknown: keep the whole reservation.
         self._settle(reservation, reservation.tokens)
-        rate_limited = isinstance(exc, openai.RateLimitError) and not is_quota_error(exc)
+        rate_limited = (
+            isinstance(exc, openai.RateLimitError)
+            and not is_quota_error(exc)
+            and not is_flex_unavailable(exc)  # flex's own capacity, not our rate limit
+        )
         self.usage.record_error(error.kind, rate_limited=rate_limited)
         if rate_limited:
             # Every process backs off, not only this worker.
@@ -623,6 +665,15 @@ class OpenAIReportsResource(OpenAIResource):
     fail_fast_after: int = Field(
         default=5, description="Stop when this run's first N attempts all fail alike (0: never)."
     )
+    mode: str = Field(default="sync", description="sync, batch (the Batch API) or auto.")
+    batch_min_reports: int = Field(default=1000, description="auto: batch from this many.")
+    batch_max_requests: int = Field(default=50_000, description="Lines per batch input file.")
+    batch_max_bytes: int = Field(default=190_000_000, description="Bytes per batch input file.")
+    batch_queue_tokens: int = Field(
+        default=2_000_000, description="The model's enqueued-token budget for batches."
+    )
+    service_tier: str = Field(default="default", description="default or flex (sync path).")
+    flex_fallback: bool = Field(default=True, description="After flex refusals, use default.")
     retry_initial_wait_seconds: float = 2.0
     retry_max_wait_seconds: float = 10.0
     retry_jitter_seconds: float = 1.0

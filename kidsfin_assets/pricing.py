@@ -14,13 +14,28 @@ from kidsfin_assets.settings import SettingsError
 PER_TOKENS = 1_000_000
 
 
+TIERS = ("default", "batch", "flex")
+
+
 class ModelPrice(BaseModel):
-    """USD per 1M tokens."""
+    """USD per 1M tokens, at the default tier; `batch` and `flex` are the prices of the
+    Batch API and of flex processing where the model has them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     input: float = Field(ge=0)
     cached_input: float = Field(ge=0)
     output: float = Field(ge=0)
+    batch: ModelPrice | None = None
+    flex: ModelPrice | None = None
+
+    def at(self, tier: str) -> ModelPrice:
+        """The price at the tier that served an answer ("default", "batch" or "flex")."""
+        if tier in ("batch", "flex"):
+            price = getattr(self, tier)
+            if price is None:
+                raise SettingsError(f"no {tier} price for this model in the pricing file")
+            return price
+        return self
 
     def split_cost(
         self, prompt_tokens: int, completion_tokens: int, cached_tokens: int

@@ -11,7 +11,7 @@ import functools
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -105,6 +105,17 @@ class OpenAISettings(_Section):
     batch_size: int = Field(default=20, gt=0)
     timeout_seconds: float = Field(gt=0)
     fail_fast_after: int = Field(default=5, ge=0, le=1000)
+    # sync: one request per report; batch: OpenAI's Batch API (half price, answers within
+    # 24 h); auto: batch when a week has at least batch_min_reports reports to write.
+    mode: Literal["sync", "batch", "auto"] = "sync"
+    batch_min_reports: int = Field(default=1000, ge=1)
+    batch_max_requests: int = Field(default=50_000, ge=1, le=50_000)
+    batch_max_bytes: int = Field(default=190_000_000, ge=10_000, le=200_000_000)
+    # Enqueued-token budget of the model's batch queue, shared by every process.
+    batch_queue_tokens: int = Field(default=2_000_000, ge=1)
+    # default, or flex (batch prices on the synchronous API, 429 when it has no capacity)
+    service_tier: Literal["default", "flex"] = "default"
+    flex_fallback: bool = True  # after flex refusals, send at the default tier
     rate_limit_period_seconds: float = Field(default=60.0, gt=0)
 
 
@@ -136,6 +147,8 @@ class SensorSettings(_Section):
     interval_seconds: int = Field(ge=5)
     # Recent processed weeks re-fingerprinted each tick to notice late rows (0: never).
     late_data_weeks: int = Field(default=8, ge=0, le=52)
+    # How often openai_batch_sensor looks at open batches.
+    batch_interval_seconds: int = Field(default=300, ge=30)
     # Never-processed weeks requested per tick at most; a backlog continues next tick.
     max_weeks_per_tick: int = Field(default=12, ge=1, le=520)
 
@@ -266,7 +279,17 @@ def load_settings() -> Settings:
         raise SettingsError(_describe(exc)) from None
     from kidsfin_assets.pricing import load_price  # pricing imports this module
 
-    load_price(settings.pricing_path, settings.openai.model)  # an unpriced model stops here
+    price = load_price(settings.pricing_path, settings.openai.model)  # unpriced: stops here
+    for tier, needed in (
+        ("batch", settings.openai.mode != "sync"),
+        ("flex", settings.openai.service_tier == "flex"),
+    ):
+        if needed and getattr(price, tier) is None:
+            raise SettingsError(
+                f"openai.model: no {tier} price for {settings.openai.model!r} in "
+                f"{settings.pricing_path}; add `{tier}: {{input, cached_input, output}}` "
+                "under the model, or do not use that tier"
+            )
     _check_token_budget(settings)
     return settings
 
