@@ -35,6 +35,7 @@ def new_owner() -> str:
 
 
 def _owner_is_dead(owner: str) -> bool:
+    """A claimant process on this host that is gone (a batch's claims live by their lease)."""
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
@@ -71,9 +72,16 @@ class ClaimResult:
 class Claims:
     """This writer's claims on the kid-weeks of one week."""
 
-    def __init__(self, engine: Engine, week_start: dt.date, run_id: str, lease: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        week_start: dt.date,
+        run_id: str,
+        lease: float,
+        owner: str | None = None,
+    ) -> None:
         self.engine, self.week_start, self.run_id, self.lease = engine, week_start, run_id, lease
-        self.owner = new_owner()
+        self.owner = owner or new_owner()
 
     def claim(self, wanted: dict[int, str]) -> ClaimResult:
         """Take every kid of `wanted` (kid -> input hash) that nobody holds, or whose
@@ -193,6 +201,44 @@ class Claims:
 # --- the ledger ---------------------------------------------------------------------------
 
 
+def attempts(conn: Connection, week_start: dt.date, wanted: dict[int, str]) -> dict[int, int]:
+    """Requests already made for each kid's current input (sync and batch alike)."""
+    t = report_ledger
+    counts: dict[int, int] = {}
+    for chunk in _chunks(sorted(wanted)):
+        query = (
+            sa.select(t.c.kid_id, t.c.input_hash, sa.func.count())
+            .where(t.c.week_start == week_start, t.c.kid_id.in_(chunk))
+            .group_by(t.c.kid_id, t.c.input_hash)
+        )
+        for kid, digest, n in conn.execute(query):
+            if wanted.get(kid) == digest:
+                counts[kid] = int(n)
+    return counts
+
+
+def claimed_by(conn: Connection, week_start: dt.date, owner: str) -> dict[int, str]:
+    """The kids (and the input each was claimed for) that `owner` holds this week."""
+    claims = report_claims
+    query = sa.select(claims.c.kid_id, claims.c.input_hash).where(
+        claims.c.week_start == week_start, claims.c.owner == owner
+    )
+    return dict(conn.execute(query).all())
+
+
+def claimed_by_batches(conn: Connection, week_start: dt.date) -> set[int]:
+    claims = report_claims
+    query = sa.select(claims.c.kid_id).where(
+        claims.c.week_start == week_start, claims.c.owner.like("batch:%")
+    )
+    return set(conn.execute(query).scalars())
+
+
+def release_owner(conn: Connection, week_start: dt.date, owner: str) -> None:
+    claims = report_claims
+    conn.execute(claims.delete().where(claims.c.week_start == week_start, claims.c.owner == owner))
+
+
 def store_exchange(conn: Connection, row: dict[str, Any]) -> None:
     """One ledger row; stored once even when a spool replays it."""
     db.insert_ignoring_duplicates(conn, report_ledger, [row])
@@ -263,6 +309,7 @@ def run_totals(conn: Connection, week_start: dt.date, run_id: str) -> dict[str, 
     totals["retries"] = totals["requests"] - _kids_asked(conn, week_start, run_id)
     totals["errors_by_kind"] = errors
     totals["findings_by_kind"] = _findings_by_kind(conn, week_start, run_id)
+    totals["tokens_by_tier"] = _tokens_by_tier(conn, week_start, run_id)
     for column in _SUMMED:  # PostgreSQL sums BIGINT as NUMERIC
         totals[column] = float(totals[column]) if "cost" in column else int(totals[column])
     return totals
@@ -276,6 +323,24 @@ _SUMMED = (
     "input_cost_usd",
     "output_cost_usd",
 )
+
+
+def _tokens_by_tier(
+    conn: Connection, week_start: dt.date, run_id: str
+) -> dict[str, tuple[int, int, int]]:
+    """(prompt, completion, cached) tokens by the tier that served them."""
+    t = report_ledger
+    query = (
+        sa.select(
+            sa.func.coalesce(t.c.tier, "default"),
+            sa.func.sum(t.c.prompt_tokens),
+            sa.func.sum(t.c.completion_tokens),
+            sa.func.sum(t.c.cached_tokens),
+        )
+        .where(t.c.week_start == week_start, t.c.run_id == run_id)
+        .group_by(sa.func.coalesce(t.c.tier, "default"))
+    )
+    return {tier: (int(p or 0), int(c or 0), int(k or 0)) for tier, p, c, k in conn.execute(query)}
 
 
 def _findings_by_kind(conn: Connection, week_start: dt.date, run_id: str) -> dict[str, int]:

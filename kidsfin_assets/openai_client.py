@@ -263,6 +263,7 @@ class Exchange:
     report: KidWeeklyReport | None = None
     error: ReportError | None = None
     findings: tuple[Finding, ...] = ()
+    tier: str = "default"  # the price tier that served it: default, flex or batch
 
     @property
     def cost_usd(self) -> float:
@@ -455,7 +456,7 @@ class ReportSession:
         asking, tier, refusals = messages, self.resource.service_tier, 0
         for attempt in retrying:
             with attempt:
-                exchange = self._judged(self._attempt(asking, acquire, tier), check)
+                exchange = self.judge(self._attempt(asking, acquire, tier), check)
                 if exchange.outcome == FLEX_UNAVAILABLE:
                     refusals += 1
                     if self.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
@@ -472,7 +473,7 @@ class ReportSession:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     @staticmethod
-    def _judged(
+    def judge(
         exchange: Exchange, check: Callable[[KidWeeklyReport], list[Finding]] | None
     ) -> Exchange:
         if exchange.report is None or check is None:
@@ -605,6 +606,7 @@ class ReportSession:
             content=content if isinstance(content, str) else None,
             report=report,
             error=error,
+            tier=tier,
         )
 
     def _price_of(self, model: str) -> tuple[ModelPrice, str | None]:
@@ -716,6 +718,16 @@ class OpenAIReportsResource(OpenAIResource):
             # The largest reservation one request can make: a full prompt plus max_tokens.
             max_request_tokens=estimate_tokens(max_prompt_bytes(prompt), 2) + self.max_tokens,
         )
+
+    def uses_batches(self, pending: int) -> bool:
+        """Whether a week with `pending` reports to write goes through the Batch API."""
+        return self.mode == "batch" or (self.mode == "auto" and pending >= self.batch_min_reports)
+
+    @property
+    def client(self) -> openai.OpenAI:
+        if self._sdk is None:
+            raise FatalApiError("no OpenAI client: OPENAI_API_KEY is not set")
+        return self._sdk
 
     def session(
         self, engine: Engine, prompt: Prompt, usage: Usage, cancel: threading.Event

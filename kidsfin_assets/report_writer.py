@@ -17,7 +17,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kidsfin_assets import db, ledger, spool
+from kidsfin_assets import batches, db, ledger, spool
 from kidsfin_assets.grounding import Finding, check_report
 from kidsfin_assets.ledger import Claims
 from kidsfin_assets.openai_client import (
@@ -26,6 +26,7 @@ from kidsfin_assets.openai_client import (
     Exchange,
     FatalApiError,
     OpenAIReportsResource,
+    ReportError,
     ReportSession,
     UngroundedAnswer,
 )
@@ -84,6 +85,8 @@ class WeekOutcome:
     failed: int = 0
     superseded: int = 0
     ungrounded: int = 0  # kept for review: every answer stated what the data does not say
+    in_batches: int = 0  # waiting in the Batch API's queue
+    batches: list[dict[str, Any]] = field(default_factory=list)  # the week's, as recorded
     replayed: int = 0
     unstored: int = 0
     fatal: str | None = None
@@ -181,6 +184,7 @@ class WeekReportWriter:
         )
         self._names: dict[int, str] = {}
         self._submitted = 0
+        self.mode = "offline" if api.offline else "sync"
 
     # --- the week ---------------------------------------------------------------------
 
@@ -217,11 +221,15 @@ class WeekReportWriter:
             for index, item in enumerate(pending):
                 self._announce_batch(index)
                 self._write_offline(item)
-        elif pending:
-            self._write_with_api(pending)
-            # Every pending kid is written here, by another run, or not at all.
+        elif pending or self.api.mode != "sync":
+            if self.api.uses_batches(len(pending)) or self._has_open_batches():
+                self.mode = "batch"
+                self._write_with_batches(pending)
+            else:
+                self._write_with_api(pending)
+            # Every pending kid is written here, by another run, in a batch, or not at all.
             done = self.outcome.written + self.outcome.ungrounded + self.outcome.by_other_runs
-            self.outcome.failed = len(pending) - done
+            self.outcome.failed = len(pending) - done - self.outcome.in_batches
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
 
@@ -274,6 +282,80 @@ class WeekReportWriter:
             _drain(pool)
             self.cancel.set()  # ends the heartbeat
             self._finish_claims()
+
+    # --- through the Batch API ----------------------------------------------------------
+
+    def _has_open_batches(self) -> bool:
+        with self.engine.connect() as conn:
+            return bool(batches.open_batches(conn, self.week.start))
+
+    def _write_with_batches(self, pending: list[PendingReport]) -> None:
+        """Collect what finished, then submit what must be: nothing in flight twice."""
+        items = {item.kid_id: item for item in pending}
+        session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
+        week = batches.WeekBatches(
+            self.api.client,
+            session,
+            self.engine,
+            self.week.key,
+            self.week.start,
+            self.keeping.run_id,
+            self.log,
+        )
+        week.collect(
+            lambda kid, digest, ex: self._record_batch_line(session, items, kid, ex, digest)
+        )
+        unanswered = self._unanswered(items)
+        if unanswered:
+            wanted = {
+                kid: (item.input_hash, self.prompt.messages(item.metrics))
+                for kid, item in unanswered.items()
+            }
+            created = week.submit(wanted)
+            if created:
+                self.log.info(f"week {self.week.key}: submitted batches {', '.join(created)}")
+        with self.engine.connect() as conn:
+            self.outcome.batches = batches.week_batches(conn, self.week.start)
+            held = ledger.claimed_by_batches(conn, self.week.start)
+        self.outcome.in_batches = len(set(held) & set(items))
+        self._finish_claims()
+
+    def _record_line(
+        self,
+        session: ReportSession,
+        items: dict[int, PendingReport],
+        kid: int,
+        exchange: Exchange,
+        digest: str,
+    ) -> None:
+        item = items.get(kid)
+        if item is None or item.input_hash != digest:
+            # Answered for inputs that changed since (or a kid already reported): paid for,
+            # so recorded, but it is not this week's report.
+            stale = PendingReport(kid, item.metrics if item else {}, digest)
+            self._record(stale, dataclasses.replace(exchange, report=None))
+            return
+        exchange = session.judge(exchange, self._check(item))
+        self._record(item, exchange)
+        if exchange.outcome == ACCEPTED:
+            self._count_written(item, exchange_usage(exchange))
+
+    def _unanswered(self, items: dict[int, PendingReport]) -> dict[int, PendingReport]:
+        """Kids still without a report for their input, within the retry budget; those
+        whose attempts are spent fail (their last ungrounded answer, if any, is kept)."""
+        wanted = {kid: item.input_hash for kid, item in items.items()}
+        done = self.claims.reported(wanted)
+        with self.engine.connect() as conn:
+            tried = ledger.attempts(conn, self.week.start, wanted)
+        left = {}
+        for kid, item in items.items():
+            if kid in done:
+                continue
+            if tried.get(kid, 0) >= self.api.retry_max_attempts:
+                self._fail(item, ReportError(f"no answer after {tried[kid]} attempts"))
+                continue
+            left[kid] = item
+        return left
 
     def _wanted(self, items: dict[int, PendingReport]) -> dict[int, str]:
         return {kid: item.input_hash for kid, item in items.items()}
@@ -460,6 +542,7 @@ class WeekReportWriter:
             "outcome": exchange.outcome,
             "model_requested": self.api.model,
             "model_answered": exchange.model_answered,
+            "tier": exchange.tier,
             "prompt_tokens": exchange.prompt_tokens,
             "completion_tokens": exchange.completion_tokens,
             "cached_tokens": exchange.cached_tokens,

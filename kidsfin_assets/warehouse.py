@@ -134,6 +134,7 @@ report_ledger = sa.Table(
     # accepted, or the kind of failure (http_503, timeout, refusal, invalid_answer, ...)
     sa.Column("outcome", sa.String(32), nullable=False),
     sa.Column("model_requested", sa.Text, nullable=False),
+    sa.Column("tier", sa.String(16), nullable=True),  # default, flex or batch: its price
     sa.Column("model_answered", sa.Text, nullable=True),  # as the response names it
     sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
     sa.Column("completion_tokens", sa.BigInteger, nullable=False),
@@ -161,6 +162,29 @@ report_claims = sa.Table(
     sa.Column("owner", sa.Text, nullable=False),  # host:pid:token of the claiming writer
     sa.Column("run_id", sa.Text, nullable=False),
     sa.Column("lease_until", sa.Float, nullable=False),  # epoch seconds, database clock
+)
+
+# Batches sent to OpenAI's Batch API, one row per input file: recorded before the file is
+# uploaded, with the file id before the batch is created and the batch id right after, so
+# a run killed in between finds (and adopts) its batch instead of paying for it again.
+openai_batches = sa.Table(
+    "openai_batches",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # ours; the batch's metadata.kidsfin_id
+    sa.Column("week_start", sa.Date, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("input_file_id", sa.Text, nullable=True),
+    sa.Column("batch_id", sa.Text, nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),  # preparing, or OpenAI's status
+    sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("lines_completed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lines_failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("estimated_tokens", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_openai_batches_open", "week_start", "ingested_at"),
 )
 
 # The shared OpenAI budget: one row per bucket, updated under a lock by every process.

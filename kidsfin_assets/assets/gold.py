@@ -1,5 +1,7 @@
 """Gold layer: one AI report per kid-week, with usage and cost as metadata."""
 
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -8,7 +10,7 @@ from sqlalchemy.engine import Engine
 from kidsfin_assets import ledger
 from kidsfin_assets.assets.silver import SILVER_KEY
 from kidsfin_assets.openai_client import OpenAIReportsResource
-from kidsfin_assets.pricing import Usage
+from kidsfin_assets.pricing import ModelPrice, Usage
 from kidsfin_assets.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
 from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.resources import WarehouseResource
@@ -22,7 +24,7 @@ OPENAI_POOL = "openai"
 
 
 def usage_metadata(
-    outcome: WeekOutcome, paid: dict[str, Any], writer: str, model: str
+    outcome: WeekOutcome, paid: dict[str, Any], writer: str, model: str, mode: str
 ) -> dict[str, Any]:
     """Numeric, so that the UI plots them across partitions. What was paid comes from the
     ledger: every request of this run (earlier attempts of a retried step included)."""
@@ -30,6 +32,7 @@ def usage_metadata(
     return {
         "writer": writer,
         "model": model,
+        "mode": mode,
         "silver_rows": outcome.silver_rows,
         "reports_written": outcome.written,
         "reports_reused": outcome.reused,
@@ -58,6 +61,8 @@ def usage_metadata(
         "cost_usd": paid["cost_usd"],
         "input_cost_usd": paid["input_cost_usd"],
         "output_cost_usd": paid["output_cost_usd"],
+        "saving_vs_sync_usd": paid.get("saving_vs_sync_usd", 0.0),
+        "reports_in_batches": outcome.in_batches,
         "wall_seconds": round(outcome.wall_seconds, 3),
         "avg_seconds_per_report": round(outcome.wall_seconds / outcome.written, 3)
         if outcome.written
@@ -65,12 +70,14 @@ def usage_metadata(
     }
 
 
-def paid_in_run(engine: Engine, week: Week, run_id: str, usage: Usage) -> dict[str, Any]:
+def paid_in_run(
+    engine: Engine, week: Week, run_id: str, usage: Usage, sync_price: ModelPrice
+) -> dict[str, Any]:
     """The run's requests and cost from the ledger; from this process's counters when the
     warehouse cannot be read (the step is failing then anyway)."""
     try:
         with engine.connect() as conn:
-            return ledger.run_totals(conn, week.start, run_id)
+            totals = ledger.run_totals(conn, week.start, run_id)
     except Exception:
         return {
             "requests": usage.requests,
@@ -86,6 +93,11 @@ def paid_in_run(engine: Engine, week: Week, run_id: str, usage: Usage) -> dict[s
             "input_cost_usd": usage.input_cost_usd,
             "output_cost_usd": usage.output_cost_usd,
         }
+    at_sync_prices = sum(
+        sum(sync_price.split_cost(*tokens)) for tokens in totals["tokens_by_tier"].values()
+    )
+    totals["saving_vs_sync_usd"] = round(max(0.0, at_sync_prices - totals["cost_usd"]), 6)
+    return totals
 
 
 SUMMARY_ROWS = (
@@ -105,9 +117,29 @@ SUMMARY_ROWS = (
     ("Input cost (USD)", "input_cost_usd", "${:.4f}"),
     ("Output cost (USD)", "output_cost_usd", "${:.4f}"),
     ("Cost (USD)", "cost_usd", "${:.4f}"),
+    ("Saved against sync prices", "saving_vs_sync_usd", "${:.4f}"),
     ("Duration", "wall_seconds", "{:.1f} s"),
     ("Average per report", "avg_seconds_per_report", "{:.2f} s"),
 )
+
+
+def batches_markdown(rows: list[dict[str, Any]]) -> str:
+    """The week's batches for the UI: state, lines done and failed, time in the queue."""
+    now = dt.datetime.now(dt.UTC)
+    out = ["| batch | state | lines | done | failed | in queue |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        created = row["created_at"]
+        if isinstance(created, dt.datetime) and created.tzinfo is None:
+            created = created.replace(tzinfo=dt.UTC)
+        end = row["finished_at"] or now
+        if isinstance(end, dt.datetime) and end.tzinfo is None:
+            end = end.replace(tzinfo=dt.UTC)
+        queued = (end - created).total_seconds() if isinstance(created, dt.datetime) else 0.0
+        out.append(
+            f"| {row['batch_id'] or row['id']} | {row['status']} | {row['lines']} | "
+            f"{row['lines_completed']} | {row['lines_failed']} | {queued / 60:.1f} min |"
+        )
+    return "\n".join(out)
 
 
 def start_banner(week: Week, openai: OpenAIReportsResource) -> str:
@@ -157,6 +189,8 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
         # One week per run, so that each run's cost metadata is exactly one week's.
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         pool=OPENAI_POOL,
+        # In batch mode a run may only submit: the week is materialised when collected.
+        output_required=False,
         retry_policy=dg.RetryPolicy(
             max_retries=settings.retry.step_max_retries,
             delay=settings.retry.step_delay_seconds,
@@ -180,7 +214,7 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         warehouse: WarehouseResource,
         openai: OpenAIReportsResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
         if openai.offline:
             context.log.warning(
                 "OPENAI_API_KEY is not set: NO AI IS USED. Reports come from the offline "
@@ -212,10 +246,24 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
                 f"week {week.key} has no silver rows: nothing to report. If the week had "
                 "activity, materialise silver/kid_weekly_analysis for it first."
             )
-        paid = paid_in_run(engine, week, context.run_id, writer.usage)
-        meta = usage_metadata(outcome, paid, writer.writer, writer.model)
+        paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
+        meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
         context.log.info("\n" + summary_box(f"kidsfin reports · week {week.key}", meta))
         meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
+        if outcome.batches:
+            meta["batches"] = dg.MetadataValue.md(batches_markdown(outcome.batches))
+        if outcome.in_batches and not outcome.failed:
+            # Answers pending in the Batch API: not materialised yet. openai_batch_sensor
+            # (or materialising the week again) collects them when the batches finish.
+            open_ids = [b["batch_id"] or b["id"] for b in outcome.batches if not b["ingested_at"]]
+            context.log.info(
+                f"week {week.key}: {outcome.in_batches} reports wait in batches "
+                f"{', '.join(open_ids)}; the week is materialised once they are collected"
+            )
+            yield dg.AssetObservation(
+                asset_key=GOLD_KEY, partition=context.partition_key, metadata=meta
+            )
+            return
         if outcome.failed:
             raise dg.Failure(
                 description=(
@@ -227,6 +275,6 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
                 metadata=meta,
                 allow_retries=outcome.fatal is None,
             )
-        return dg.MaterializeResult(metadata=meta)
+        yield dg.MaterializeResult(metadata=meta)
 
     return kid_weekly_reports
