@@ -11,6 +11,11 @@ from kidsfin_assets.assets.exports import build_analysis_export, build_reports_e
 from kidsfin_assets.assets.gold import build_kid_weekly_reports
 from kidsfin_assets.assets.raw import build_kid_activity
 from kidsfin_assets.assets.silver import build_kid_weekly_analysis
+from kidsfin_assets.batch_sensor import (
+    build_collect_job,
+    build_openai_batch_sensor,
+    cancel_openai_batches,
+)
 from kidsfin_assets.checks import build_checks
 from kidsfin_assets.loggers import build_run_loggers
 from kidsfin_assets.openai_client import OpenAIReportsResource
@@ -95,11 +100,15 @@ def build_openai_resource(settings: Settings) -> OpenAIReportsResource:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     weekly_job = build_weekly_job(settings)
+    collect_job = build_collect_job(settings)
     return dg.Definitions(
         assets=build_assets(settings),
         asset_checks=build_checks(settings),
-        jobs=[weekly_job],
-        sensors=[build_new_week_sensor(settings, weekly_job)],
+        jobs=[weekly_job, collect_job, cancel_openai_batches],
+        sensors=[
+            build_new_week_sensor(settings, weekly_job),
+            build_openai_batch_sensor(settings, collect_job),
+        ],
         resources=build_resources(settings),
         loggers=build_run_loggers(settings.log_file_path),
     )

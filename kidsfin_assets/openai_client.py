@@ -691,9 +691,11 @@ class OpenAIReportsResource(OpenAIResource):
         return not self.api_key
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        if self.offline:
-            return
-        self._sdk = openai.OpenAI(
+        if not self.offline:
+            self._sdk = self.new_client()
+
+    def new_client(self) -> openai.OpenAI:
+        return openai.OpenAI(
             api_key=self.api_key,
             organization=self.organization,
             project=self.project,

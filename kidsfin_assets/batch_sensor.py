@@ -1,0 +1,132 @@
+"""Batch API mode in Dagster: the sensor that collects finished batches, the job it runs,
+and the job that cancels a week's open batches."""
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+import dagster as dg
+import openai as openai_sdk
+
+from kidsfin_assets.assets.gold import GOLD_KEY
+from kidsfin_assets.batches import TERMINAL, open_batches
+from kidsfin_assets.openai_client import OpenAIReportsResource
+from kidsfin_assets.resources import WarehouseResource
+from kidsfin_assets.settings import Settings
+from kidsfin_assets.warehouse import openai_batches
+from kidsfin_assets.weeks import Week, weekly_partitions
+
+COLLECT_JOB_NAME = "collect_batches_job"
+SENSOR_NAME = "openai_batch_sensor"
+REPORTS_EXPORT_KEY = dg.AssetKey(["exports", "kids_reports_json"])
+# A batch row still "preparing" this long after it was created belongs to a dead run: the
+# week's next run adopts or abandons it.
+ORPHAN_AFTER = dt.timedelta(minutes=10)
+
+
+def build_collect_job(settings: Settings) -> "dg.UnresolvedAssetJobDefinition":
+    return dg.define_asset_job(
+        COLLECT_JOB_NAME,
+        selection=dg.AssetSelection.assets(GOLD_KEY, REPORTS_EXPORT_KEY),
+        partitions_def=weekly_partitions(settings),
+        description=(
+            "Gold and the reports export for one week: collects the week's finished Batch "
+            "API batches and submits again what must be. openai_batch_sensor launches it."
+        ),
+    )
+
+
+def _week_is_ready(rows: list[dict[str, Any]], client: openai_sdk.OpenAI) -> bool:
+    """Every batch of the week has finished (or was never created: its run died)."""
+    now = dt.datetime.now(dt.UTC)
+    for row in rows:
+        if row["batch_id"] is None:
+            created = row["created_at"]
+            created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
+            if now - created < ORPHAN_AFTER:
+                return False
+            continue
+        if client.batches.retrieve(row["batch_id"]).status not in TERMINAL:
+            return False
+    return True
+
+
+def build_openai_batch_sensor(
+    settings: Settings, job: "dg.UnresolvedAssetJobDefinition"
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=job,
+        minimum_interval_seconds=settings.sensor.batch_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"Every {settings.sensor.batch_interval_seconds} s, asks OpenAI about the open "
+            f"Batch API batches recorded in `openai_batches`, and runs `{COLLECT_JOB_NAME}` "
+            "for each week whose batches have all finished (completed, expired, cancelled "
+            "or failed): the run collects their answers and submits again what must be."
+        ),
+    )
+    def openai_batch_sensor(
+        context: dg.SensorEvaluationContext,
+        warehouse: WarehouseResource,
+        openai: OpenAIReportsResource,
+    ) -> dg.SensorResult | dg.SkipReason:
+        with warehouse.get_engine().connect() as conn:
+            rows = open_batches(conn)
+        if not rows:
+            return dg.SkipReason("no open batches")
+        if openai.offline:
+            return dg.SkipReason("open batches, but OPENAI_API_KEY is not set")
+        client = openai.new_client()
+        by_week: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            by_week[row["week_start"]].append(row)
+        requests = []
+        for week_start, week_rows in sorted(by_week.items()):
+            if _week_is_ready(week_rows, client):
+                ids = "-".join(sorted(r["batch_id"] or r["id"] for r in week_rows))
+                requests.append(
+                    dg.RunRequest(partition_key=week_start.isoformat(), run_key=f"{ids}")
+                )
+        if not requests:
+            return dg.SkipReason(f"{len(rows)} batches still open")
+        return dg.SensorResult(run_requests=requests)
+
+    return openai_batch_sensor
+
+
+@dg.op(
+    description="Cancels a week's open Batch API batches; what they answered is kept.",
+    config_schema={
+        "week": dg.Field(str, description="The week (its Monday, YYYY-MM-DD) to cancel.")
+    },
+)
+def cancel_week_batches(
+    context: dg.OpExecutionContext,
+    warehouse: WarehouseResource,
+    openai: OpenAIReportsResource,
+) -> None:
+    week_key = context.op_config["week"]
+    week_start = Week.from_key(week_key, "UTC").start
+    with warehouse.get_engine().connect() as conn:
+        rows = [r for r in open_batches(conn, week_start) if r["batch_id"]]
+    client = openai.new_client()
+    for row in rows:
+        batch = client.batches.cancel(row["batch_id"])
+        context.log.info(f"batch {row['batch_id']}: {batch.status}")
+        with warehouse.get_engine().begin() as conn:
+            t = openai_batches
+            conn.execute(t.update().where(t.c.id == row["id"]).values(status=batch.status))
+    context.log.info(
+        f"{len(rows)} batches of week {week_key} cancelled; the next gold run of the week "
+        "collects their partial answers"
+    )
+
+
+@dg.job(
+    name="cancel_openai_batches",
+    description="Cancels one week's open Batch API batches (run config: ops: "
+    "{cancel_week_batches: {config: {week: YYYY-MM-DD}}}). Partial results are kept.",
+)
+def cancel_openai_batches() -> None:
+    cancel_week_batches()
