@@ -66,6 +66,7 @@ def test_all_checks_pass_on_a_clean_week(week) -> None:
         "scores_within_0_10": True,
         "quarantine_share_below_threshold": True,
         "cost_per_report_below_threshold": True,
+        "reports_grounded": True,
     }
 
 

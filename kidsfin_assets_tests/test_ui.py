@@ -48,6 +48,7 @@ CHECKS = {  # check name → (asset, blocking)
     "one_report_per_silver_row": (("gold", "kid_weekly_reports"), True),
     "scores_within_0_10": (("gold", "kid_weekly_reports"), False),
     "cost_per_report_below_threshold": (("gold", "kid_weekly_reports"), False),
+    "reports_grounded": (("gold", "kid_weekly_reports"), False),
 }
 
 
