@@ -98,7 +98,9 @@ twice); ``batch_lines_errored`` (lines answered with an error); ``batch_lines_un
 the batch price, so NOT in ``prompt_tokens``/``completion_tokens``). Flex: ``flex_ok``,
 ``flex_prompt_tokens``, ``flex_completion_tokens``, ``flex_cached_tokens`` (a subset of the
 sync counters, which bill every 200 chat answer) and ``flex_unavailable``. Files and Batches
-requests count in ``requests_total`` only, not in ``ok``/``by_status`` (chat answers).
+requests count in ``requests_total`` only, not in ``ok``/``by_status`` (chat answers). While a
+batch runs, its ``request_counts`` move line by line but these stats in chunks of 256 lines;
+they are complete once the batch has ended.
 Files and batches survive ``reset()``, like an account's; they live in memory.
 """
 
@@ -160,6 +162,7 @@ _ALL_ENDPOINTS = frozenset(
 _ENQUEUED_STATUSES = frozenset({"in_progress", "finalizing", "cancelling"})
 _CANCELLABLE_STATUSES = frozenset({"validating", "in_progress", "finalizing"})
 _MAX_LISTED_ERRORS = 100
+_BILLING_CHUNK = 256  # lines added to the server's stats at once
 _BATCH_FILE_LIFETIME = 30 * 24 * 3600  # OpenAI keeps batch files 30 days by default
 _WINDOW_SECONDS = 24 * 3600
 _EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
@@ -951,11 +954,14 @@ class BatchService:
         stop = server._stop_event
         output: list[bytes] = []
         failures: list[bytes] = []
+        to_bill: list[tuple[str, _LineAnswer]] = []
         order = _answer_order(len(lines), rng)
         ended_as = "completed"
         done = 0
         for done, index in enumerate(order):
-            cfg = server.config  # re-read: tests may change faults or speed mid-batch
+            # Re-read each line (tests change faults or speed mid-batch); configure() swaps the
+            # whole object, so no copy is needed.
+            cfg = server._config
             with self._lock:
                 if job.cancel_requested:
                     if job.lines_after_cancel >= cfg.batch_cancel_after_lines:
@@ -965,7 +971,10 @@ class BatchService:
             if cfg.batch_expire_after_lines is not None and done >= cfg.batch_expire_after_lines:
                 ended_as = "expired"
                 break
-            if cfg.batch_seconds_per_line > 0 and stop.wait(cfg.batch_seconds_per_line):
+            if stop.is_set() or (
+                cfg.batch_seconds_per_line > 0 and stop.wait(cfg.batch_seconds_per_line)
+            ):
+                self._bill_lines(to_bill)
                 return  # the server stopped: the batch stays where it is, as after a crash
             fault = None
             if cfg.batch_line_fault_rate > 0 and rng.random() < cfg.batch_line_fault_rate:
@@ -973,9 +982,19 @@ class BatchService:
             line = lines[index]
             answer = answer_line(line.body, fault, cfg.enforce_max_tokens)
             (output if answer.ok else failures).append(_result_line(line.custom_id, answer))
-            self._count_line(job, line.custom_id, answer)
+            with self._lock:  # request_counts move line by line, as clients poll them
+                if answer.ok:
+                    job.completed += 1
+                    job.input_tokens += answer.prompt_tokens
+                    job.output_tokens += answer.completion_tokens
+                else:
+                    job.failed += 1
+            to_bill.append((line.custom_id, answer))
+            if len(to_bill) >= _BILLING_CHUNK:
+                self._bill_lines(to_bill)
         else:
             done = len(order)
+        self._bill_lines(to_bill)
         unprocessed = order[done:] if ended_as != "completed" else []
         if unprocessed:
             code, message = (
@@ -991,27 +1010,31 @@ class BatchService:
             self._bump(batch_lines_unprocessed=len(unprocessed))
         self._finalize(job, output, failures, ended_as, rng)
 
-    def _count_line(self, job: BatchJob, custom_id: str, answer: _LineAnswer) -> None:
-        with self._lock:
-            if answer.ok:
-                job.completed += 1
-                job.input_tokens += answer.prompt_tokens
-                job.output_tokens += answer.completion_tokens
-            else:
-                job.failed += 1
+    def _bill_lines(self, answers: list[tuple[str, _LineAnswer]]) -> None:
+        """Adds answered lines to the server's stats (in chunks: each update copies them)."""
         server = self._server
+        deltas = dict.fromkeys(
+            (
+                "batch_lines_answered",
+                "batch_lines_answered_again",
+                "batch_lines_errored",
+                "batch_prompt_tokens",
+                "batch_completion_tokens",
+            ),
+            0,
+        )
         with server._lock:
-            if not answer.ok:
-                server._bump(batch_lines_errored=1)
-                return
-            again = custom_id in server._batch_answered_ids
-            server._batch_answered_ids.add(custom_id)
-            server._bump(
-                batch_lines_answered=1,
-                batch_lines_answered_again=int(again),
-                batch_prompt_tokens=answer.prompt_tokens,
-                batch_completion_tokens=answer.completion_tokens,
-            )
+            for custom_id, answer in answers:
+                if not answer.ok:
+                    deltas["batch_lines_errored"] += 1
+                    continue
+                deltas["batch_lines_answered"] += 1
+                deltas["batch_lines_answered_again"] += custom_id in server._batch_answered_ids
+                server._batch_answered_ids.add(custom_id)
+                deltas["batch_prompt_tokens"] += answer.prompt_tokens
+                deltas["batch_completion_tokens"] += answer.completion_tokens
+            server._bump(**deltas)
+        answers.clear()
 
     def _finalize(
         self,

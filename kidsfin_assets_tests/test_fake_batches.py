@@ -183,7 +183,7 @@ def test_batch_upload_needs_a_jsonl_file_and_the_api_key(server_factory) -> None
 
 def test_batch_answers_every_line_with_a_report_in_shuffled_order(server_factory) -> None:
     server = server_factory(
-        batch_validating_seconds=0.2, batch_seconds_per_line=0.02, batch_finalizing_seconds=0.3
+        batch_validating_seconds=0.3, batch_seconds_per_line=0.04, batch_finalizing_seconds=0.4
     )
     client = make_client(server)
     lines = [request_line(f"w1-kid{i}-h{i:04x}") for i in range(12)]
@@ -467,7 +467,7 @@ def test_cancel_takes_effect_after_part_of_the_lines(server_factory) -> None:
 
 
 def test_cancel_while_validating_and_after_the_end(server_factory) -> None:
-    server = server_factory(batch_validating_seconds=0.5)
+    server = server_factory(batch_validating_seconds=1.0)
     client = make_client(server)
     batch = submit(client, [request_line("a")])
     assert client.batches.cancel(batch.id).status == "cancelling"
@@ -488,7 +488,7 @@ def test_enqueued_token_limit_per_model(server_factory) -> None:
     lines = [request_line(f"k{i}") for i in range(4)]
     tokens = sum(prompt_token_count(line["body"]["messages"]) for line in lines)
     # Room for one such batch per model, not two.
-    server = server_factory(batch_seconds_per_line=0.1, batch_queue_tokens=tokens + tokens // 2)
+    server = server_factory(batch_seconds_per_line=0.5, batch_queue_tokens=tokens + tokens // 2)
     client = make_client(server)
     first = submit(client, lines)
     wait_for(client, first.id, lambda b: b.status == "in_progress")
