@@ -465,7 +465,13 @@ def answer_line(
         return _LineAnswer(None, None, error)
 
     schema = _fo._json_schema_of(body)
-    content: str | None = _fo.generate_content(body)
+    try:
+        content: str | None = _fo.generate_content(body)
+    except (ValueError, KeyError, TypeError) as exc:  # a schema the generator cannot follow
+        err = _fo._error_body(
+            f"Invalid schema for response_format: {exc}", "invalid_request_error", None
+        )
+        return _LineAnswer(400, err, None)
     refusal: str | None = None
     finish_reason = "stop"
     if fault == "invalid_json":
@@ -912,6 +918,17 @@ class BatchService:
     # ---- background processing ----------------------------------------------------------
 
     def _run(self, batch_id: str) -> None:
+        try:
+            self._validate_and_process(batch_id)
+        except Exception as exc:
+            # A bug here must not leave the batch in_progress for ever, tests waiting on it.
+            with self._lock:
+                job = self._batches[batch_id]
+                job.errors = [_line_error("server_error", None, f"The fake server failed: {exc!r}")]
+                self._finish(job, "failed")
+            raise
+
+    def _validate_and_process(self, batch_id: str) -> None:
         server = self._server
         stop = server._stop_event
         cfg = server.config

@@ -405,14 +405,23 @@ def test_all_lines_failed_gives_an_error_file_only(server_factory) -> None:
     assert len(results(client, done)[1]) == 3
 
 
-def test_a_line_without_messages_is_answered_400(server_factory) -> None:
+def test_unanswerable_lines_are_answered_400(server_factory) -> None:
     client = make_client(server_factory())
-    bad = request_line("bad")
-    del bad["body"]["messages"]
-    done = wait_for(client, submit(client, [request_line("good"), bad]).id)
+    no_messages = request_line("no-messages")
+    del no_messages["body"]["messages"]
+    remote_schema = request_line("remote-schema")
+    remote_schema["body"]["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "R", "schema": {"$ref": "https://example.com/r.json"}},
+    }
+    done = wait_for(client, submit(client, [request_line("good"), no_messages, remote_schema]).id)
+    assert done.status == "completed"
     output, errors = results(client, done)
     assert [line["custom_id"] for line in output] == ["good"]
-    assert [line["response"]["status_code"] for line in errors] == [400]
+    assert sorted((line["custom_id"], line["response"]["status_code"]) for line in errors) == [
+        ("no-messages", 400),
+        ("remote-schema", 400),
+    ]
 
 
 def test_completed_without_output_file(server_factory) -> None:
