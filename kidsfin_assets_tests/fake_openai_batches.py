@@ -144,7 +144,6 @@ BATCH_LINE_FAULT_KINDS: tuple[str, ...] = (
     "refusal",
     "length",
 )
-_CONTENT_FAULTS = frozenset({"invalid_json", "schema_invalid", "refusal", "length"})
 _UPLOAD_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 _ALL_ENDPOINTS = frozenset(
     {
