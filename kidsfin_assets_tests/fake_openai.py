@@ -23,6 +23,10 @@ Endpoints
   (``report_corpus``); ``"lying"`` puts one lie in ``lie_rate`` of them and counts them
   (``stats.reports_lied``, ``stats.lie_kinds``, ``server.lies``).
 * ``GET /v1/models`` -- lists the configured model.
+* ``/v1/files`` and ``/v1/batches`` (OpenAI's Files and Batch APIs), and flex processing
+  (``service_tier: "flex"``, ``flex_unavailable_rate``) -- see
+  :mod:`kidsfin_assets_tests.fake_openai_batches` for their endpoints, faults, config fields
+  (``batch_*``, ``flex_*``) and stats.
 * ``GET /_stats``, ``GET /_requests``, ``POST /_reset``, ``POST /_config`` -- control plane for
   benchmarks running in another process (no auth).
 * Anything else -- 404 with an OpenAI-style error body.
@@ -486,6 +490,19 @@ class FakeOpenAIConfig:
     # "truthful", or "lying" at lie_rate.
     report_mode: str = "schema"
     lie_rate: float = 0.0
+    # Batch API and flex processing: see fake_openai_batches for what each one does.
+    batch_validating_seconds: float = 0.0
+    batch_seconds_per_line: float = 0.0
+    batch_finalizing_seconds: float = 0.0
+    batch_line_fault_rate: float = 0.0
+    batch_line_faults: tuple[str, ...] = ("500",)
+    batch_expire_after_lines: int | None = None
+    batch_cancel_after_lines: int = 0
+    batch_lose_output_rate: float = 0.0
+    batch_queue_tokens: int | None = None
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 200 * 1024 * 1024
+    flex_unavailable_rate: float = 0.0
 
     def validate(self) -> None:
         unknown = [f for f in self.faults if f not in ALL_FAULT_KINDS]
@@ -511,10 +528,14 @@ class FakeOpenAIConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or None")
+        from kidsfin_assets_tests.fake_openai_batches import validate_config
+
+        validate_config(self)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["faults"] = list(self.faults)
+        data["batch_line_faults"] = list(self.batch_line_faults)
         data["api_key"] = REDACTED if self.api_key else None
         return data
 
@@ -552,6 +573,20 @@ class ServerStats:
     reports_truthful: int = 0  # report_mode truthful/lying: 200 answers written from data
     reports_lied: int = 0
     lie_kinds: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Batch API (billed at the batch price, so kept out of the token counts above) and flex
+    # (a subset of the counts above); see fake_openai_batches.
+    batches_created: int = 0
+    batch_lines_answered: int = 0
+    batch_lines_answered_again: int = 0
+    batch_lines_errored: int = 0
+    batch_lines_unprocessed: int = 0
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
+    flex_ok: int = 0
+    flex_prompt_tokens: int = 0
+    flex_completion_tokens: int = 0
+    flex_cached_tokens: int = 0
+    flex_unavailable: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -749,6 +784,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, [dataclasses.asdict(r) for r in fake.requests], api=False)
         elif path == "/_config":
             self._send_json(200, fake.config.to_json(), api=False)
+        elif _batch_api_path(path):
+            self._api(lambda: fake.batches.handle(self, "GET"))
         else:
             self._api(lambda: self._get_api(path))
 
@@ -776,6 +813,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, fake.config.to_json(), api=False)
         elif path in ("/v1/chat/completions", "/chat/completions"):
             self._api(self._chat)
+        elif _batch_api_path(path):
+            self._api(lambda: fake.batches.handle(self, "POST"))
         else:
             self._api(lambda: self._not_found("POST", path))
 
@@ -783,7 +822,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._api(lambda: self._not_found("PUT", urlsplit(self.path).path))
 
     def do_DELETE(self) -> None:
-        self._api(lambda: self._not_found("DELETE", urlsplit(self.path).path))
+        path = urlsplit(self.path).path.rstrip("/")
+        if _batch_api_path(path):
+            self._api(lambda: self.server.fake.batches.handle(self, "DELETE"))
+        else:
+            self._api(lambda: self._not_found("DELETE", path))
 
     def _api(self, handler: Any) -> None:
         fake = self.server.fake
@@ -853,6 +896,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "stream",
                 ),
             )
+            return
+
+        flex = body.get("service_tier") == "flex"
+        if flex and fake.batches.flex_unavailable(cfg):
+            # No flex capacity: refused before anything else, so not billed nor rate-counted.
+            self._send_json(429, _flex_unavailable_body(str(body.get("model") or cfg.model)))
             return
 
         fault, quota_reserved = fake._next_fault()
@@ -958,13 +1007,15 @@ class _Handler(BaseHTTPRequestHandler):
                     "rejected_prediction_tokens": 0,
                 },
             },
-            "service_tier": "default",
+            "service_tier": "flex" if flex else "default",
             "system_fingerprint": "fp_fake0000",
         }
         # Billed as counted, whatever the answer claims: the server's stats are the truth.
         fake._bill(prompt_tokens, completion_tokens, adm.cached_tokens)
         if cfg.report_mode != "schema" and fault is None:
             fake._count_report(str(completion["id"]), lie, content)
+        if flex:
+            fake.batches.bill_flex(prompt_tokens, completion_tokens, adm.cached_tokens)
         if fault in _ANSWER_FAULTS:
             _ANSWER_FAULTS[fault](completion, cfg)
         if fault == "trickle":
@@ -1117,6 +1168,18 @@ def _retry_headers(seconds: float) -> dict[str, str]:
     }
 
 
+def _batch_api_path(path: str) -> bool:
+    from kidsfin_assets_tests.fake_openai_batches import handles_path
+
+    return handles_path(path)
+
+
+def _flex_unavailable_body(model: str) -> dict[str, Any]:
+    from kidsfin_assets_tests.fake_openai_batches import flex_unavailable_body
+
+    return flex_unavailable_body(model)
+
+
 def _model_obj(model: str) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": 1700000000, "owned_by": "fake-openai"}
 
@@ -1167,6 +1230,18 @@ class FakeOpenAIServer:
         cache_min_prompt_tokens: int = 1024,
         report_mode: str = "schema",
         lie_rate: float = 0.0,
+        batch_validating_seconds: float = 0.0,
+        batch_seconds_per_line: float = 0.0,
+        batch_finalizing_seconds: float = 0.0,
+        batch_line_fault_rate: float = 0.0,
+        batch_line_faults: Iterable[str] | str = ("500",),
+        batch_expire_after_lines: int | None = None,
+        batch_cancel_after_lines: int = 0,
+        batch_lose_output_rate: float = 0.0,
+        batch_queue_tokens: int | None = None,
+        batch_max_requests: int = 50_000,
+        batch_max_bytes: int = 200 * 1024 * 1024,
+        flex_unavailable_rate: float = 0.0,
     ) -> None:
         self._host = host
         self._port = port
@@ -1192,6 +1267,18 @@ class FakeOpenAIServer:
             cache_min_prompt_tokens=cache_min_prompt_tokens,
             report_mode=report_mode,
             lie_rate=lie_rate,
+            batch_validating_seconds=batch_validating_seconds,
+            batch_seconds_per_line=batch_seconds_per_line,
+            batch_finalizing_seconds=batch_finalizing_seconds,
+            batch_line_fault_rate=batch_line_fault_rate,
+            batch_line_faults=_fault_tuple(batch_line_faults),
+            batch_expire_after_lines=batch_expire_after_lines,
+            batch_cancel_after_lines=batch_cancel_after_lines,
+            batch_lose_output_rate=batch_lose_output_rate,
+            batch_queue_tokens=batch_queue_tokens,
+            batch_max_requests=batch_max_requests,
+            batch_max_bytes=batch_max_bytes,
+            flex_unavailable_rate=flex_unavailable_rate,
         )
         self._config.validate()
         self._lock = threading.Lock()
@@ -1202,6 +1289,10 @@ class FakeOpenAIServer:
         self._latency_rng = random.Random(
             seed + 1
         )  # separate stream: latency must not shift faults
+        from kidsfin_assets_tests.fake_openai_batches import BatchService
+
+        #: Files, batches and flex capacity (``fake_openai_batches``); they survive reset().
+        self.batches = BatchService(self)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -1215,6 +1306,7 @@ class FakeOpenAIServer:
         self._script: collections.deque[str] = collections.deque()
         self._quota_used = 0
         self._in_flight = 0
+        self._batch_answered_ids: set[str] = set()  # custom_ids answered 200 in a batch
         self._recorded: collections.deque[RecordedRequest] = collections.deque(
             maxlen=self._config.max_recorded
         )
@@ -1288,8 +1380,9 @@ class FakeOpenAIServer:
         unknown = set(changes) - _CONFIG_FIELDS
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        if "faults" in changes:
-            changes["faults"] = _fault_tuple(changes["faults"])
+        for name in ("faults", "batch_line_faults"):
+            if name in changes:
+                changes[name] = _fault_tuple(changes[name])
         with self._lock:
             new = dataclasses.replace(self._config, **changes)
             new.validate()
@@ -1552,6 +1645,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-min-prompt-tokens", type=int, default=1024)
     p.add_argument("--report-mode", choices=("schema", "truthful", "lying"), default="schema")
     p.add_argument("--lie-rate", type=float, default=0.0)
+    p.add_argument("--batch-validating-seconds", type=float, default=0.0)
+    p.add_argument("--batch-seconds-per-line", type=float, default=0.0)
+    p.add_argument("--batch-finalizing-seconds", type=float, default=0.0)
+    p.add_argument("--batch-line-fault-rate", type=float, default=0.0)
+    p.add_argument("--batch-line-faults", type=_csv, default=["500"])
+    p.add_argument("--batch-expire-after-lines", type=int, default=None)
+    p.add_argument("--batch-cancel-after-lines", type=int, default=0)
+    p.add_argument("--batch-lose-output-rate", type=float, default=0.0)
+    p.add_argument("--batch-queue-tokens", type=int, default=None)
+    p.add_argument("--batch-max-requests", type=int, default=50_000)
+    p.add_argument("--batch-max-bytes", type=int, default=200 * 1024 * 1024)
+    p.add_argument("--flex-unavailable-rate", type=float, default=0.0)
     p.add_argument("--script", type=_csv, default=None, help="comma-separated scripted outcomes")
     return p
 
