@@ -19,9 +19,6 @@ from kidsfin_assets.weeks import Week, weekly_partitions
 COLLECT_JOB_NAME = "collect_batches_job"
 SENSOR_NAME = "openai_batch_sensor"
 REPORTS_EXPORT_KEY = dg.AssetKey(["exports", "kids_reports_json"])
-# A batch row still "preparing" this long after it was created belongs to a dead run: the
-# week's next run adopts or abandons it.
-ORPHAN_AFTER = dt.timedelta(minutes=10)
 
 
 def build_collect_job(settings: Settings) -> "dg.UnresolvedAssetJobDefinition":
@@ -38,13 +35,11 @@ def build_collect_job(settings: Settings) -> "dg.UnresolvedAssetJobDefinition":
 
 def _week_is_ready(rows: list[dict[str, Any]], client: openai_sdk.OpenAI) -> bool:
     """Every batch of the week has finished (or was never created: its run died)."""
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC).timestamp()
     for row in rows:
         if row["batch_id"] is None:
-            created = row["created_at"]
-            created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
-            if now - created < ORPHAN_AFTER:
-                return False
+            if now < (row["preparing_until"] or 0.0):
+                return False  # its run is still uploading or creating it
             continue
         if client.batches.retrieve(row["batch_id"]).status not in TERMINAL:
             return False

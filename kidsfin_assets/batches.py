@@ -35,6 +35,8 @@ ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
 # A batch's claims outlive the 24 h window; the collecting run releases them.
 BATCH_LEASE_SECONDS = 26 * 3600
+# How long a run may take from recording a batch to recording its id (upload included).
+PREPARING_LEASE_SECONDS = 600
 OPEN = ("preparing", "validating", "in_progress", "finalizing", "cancelling")
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
@@ -125,8 +127,10 @@ class WeekBatches:
         week_start: dt.date,
         run_id: str,
         log: Any,
+        submitter: str,
     ) -> None:
         self.client, self.session, self.engine = client, session, engine
+        self.submitter = submitter  # host:pid:token of this run's writer
         self.week_key, self.week_start, self.run_id, self.log = week_key, week_start, run_id, log
         self.resource = session.resource
 
@@ -148,6 +152,8 @@ class WeekBatches:
         """The batch as OpenAI sees it now; adopts a batch created by a run killed before
         it could record the id, and creates one for a file uploaded but never submitted."""
         if row["batch_id"] is None:
+            if not self._submitter_gone(row):
+                return None  # another run is uploading or creating it right now
             if row["input_file_id"] is None:  # killed before the upload: nothing was sent
                 self._abandon(row)
                 return None
@@ -163,6 +169,12 @@ class WeekBatches:
             lines_failed=counts.failed if counts else 0,
         )
         return batch
+
+    def _submitter_gone(self, row: dict[str, Any]) -> bool:
+        if row["submitter"] and ledger.owner_is_dead(row["submitter"]):
+            return True
+        with self.engine.connect() as conn:
+            return db.clock_epoch(conn) > (row["preparing_until"] or 0.0)
 
     def _adopt(self, row: dict[str, Any]) -> Any:
         for batch in self.client.batches.list(limit=100):
@@ -305,6 +317,7 @@ class WeekBatches:
         tokens = sum(line.tokens for line in chunk)
         with self.engine.begin() as conn:
             queue_lock(conn, self.resource.model)
+            preparing_until = db.clock_epoch(conn) + PREPARING_LEASE_SECONDS
             if (
                 enqueued_tokens(conn, self.resource.model) + tokens
                 > self.resource.batch_queue_tokens
@@ -320,6 +333,8 @@ class WeekBatches:
                     lines=0,
                     estimated_tokens=tokens,
                     created_at=dt.datetime.now(dt.UTC),
+                    submitter=self.submitter,
+                    preparing_until=preparing_until,
                 )
             )
         claims = ledger.Claims(

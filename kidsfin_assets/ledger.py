@@ -34,7 +34,7 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _owner_is_dead(owner: str) -> bool:
+def owner_is_dead(owner: str) -> bool:
     """A claimant process on this host that is gone (a batch's claims live by their lease)."""
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
@@ -130,7 +130,7 @@ class Claims:
             .distinct()
             .where(claims.c.week_start == self.week_start, claims.c.kid_id.in_(kids))
         ).scalars()
-        dead = [owner for owner in owners if owner != self.owner and _owner_is_dead(owner)]
+        dead = [owner for owner in owners if owner != self.owner and owner_is_dead(owner)]
         if dead:
             conn.execute(
                 claims.update()

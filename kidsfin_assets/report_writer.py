@@ -86,6 +86,7 @@ class WeekOutcome:
     superseded: int = 0
     ungrounded: int = 0  # kept for review: every answer stated what the data does not say
     in_batches: int = 0  # waiting in the Batch API's queue
+    queued: int = 0  # not submitted: the model's enqueued-token budget was full
     batches: list[dict[str, Any]] = field(default_factory=list)  # the week's, as recorded
     replayed: int = 0
     unstored: int = 0
@@ -229,7 +230,8 @@ class WeekReportWriter:
                 self._write_with_api(pending)
             # Every pending kid is written here, by another run, in a batch, or not at all.
             done = self.outcome.written + self.outcome.ungrounded + self.outcome.by_other_runs
-            self.outcome.failed = len(pending) - done - self.outcome.in_batches
+            waiting = self.outcome.in_batches + self.outcome.queued
+            self.outcome.failed = len(pending) - done - waiting
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
 
@@ -301,10 +303,9 @@ class WeekReportWriter:
             self.week.start,
             self.keeping.run_id,
             self.log,
+            self.claims.owner,
         )
-        week.collect(
-            lambda kid, digest, ex: self._record_batch_line(session, items, kid, ex, digest)
-        )
+        week.collect(lambda kid, digest, ex: self._record_line(session, items, kid, ex, digest))
         unanswered = self._unanswered(items)
         if unanswered:
             wanted = {
@@ -318,6 +319,8 @@ class WeekReportWriter:
             self.outcome.batches = batches.week_batches(conn, self.week.start)
             held = ledger.claimed_by_batches(conn, self.week.start)
         self.outcome.in_batches = len(set(held) & set(items))
+        # Held back by the model's queue budget: submitted by a later run, not failed.
+        self.outcome.queued = len(set(unanswered) - set(held))
         self._finish_claims()
 
     def _record_line(

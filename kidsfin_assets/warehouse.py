@@ -184,6 +184,10 @@ openai_batches = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=True),
+    # Who is uploading and creating it, and until when (epoch, database clock): another
+    # run adopts or abandons a batch without an id only once its submitter is gone.
+    sa.Column("submitter", sa.Text, nullable=True),
+    sa.Column("preparing_until", sa.Float, nullable=True),
     sa.Index("ix_openai_batches_open", "week_start", "ingested_at"),
 )
 

@@ -63,6 +63,7 @@ def usage_metadata(
         "output_cost_usd": paid["output_cost_usd"],
         "saving_vs_sync_usd": paid.get("saving_vs_sync_usd", 0.0),
         "reports_in_batches": outcome.in_batches,
+        "reports_queued": outcome.queued,
         "wall_seconds": round(outcome.wall_seconds, 3),
         "avg_seconds_per_report": round(outcome.wall_seconds / outcome.written, 3)
         if outcome.written
@@ -252,13 +253,14 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
         meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
         if outcome.batches:
             meta["batches"] = dg.MetadataValue.md(batches_markdown(outcome.batches))
-        if outcome.in_batches and not outcome.failed:
+        if (outcome.in_batches or outcome.queued) and not outcome.failed:
             # Answers pending in the Batch API: not materialised yet. openai_batch_sensor
             # (or materialising the week again) collects them when the batches finish.
             open_ids = [b["batch_id"] or b["id"] for b in outcome.batches if not b["ingested_at"]]
             context.log.info(
                 f"week {week.key}: {outcome.in_batches} reports wait in batches "
-                f"{', '.join(open_ids)}; the week is materialised once they are collected"
+                f"{', '.join(open_ids) or '-'}, {outcome.queued} for room in the batch "
+                "queue; the week is materialised once they are collected"
             )
             yield dg.AssetObservation(
                 asset_key=GOLD_KEY, partition=context.partition_key, metadata=meta

@@ -1,0 +1,272 @@
+"""Gold through OpenAI's Batch API (and flex processing), against the suite's server's
+Files and Batches APIs over real HTTP, with real Dagster runs on PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from kidsfin_assets.batch_sensor import build_collect_job, build_openai_batch_sensor
+from kidsfin_assets.batches import WeekBatches
+from kidsfin_assets.definitions import build_openai_resource, build_resources
+from kidsfin_assets.pricing import load_prices
+from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.warehouse import openai_batches, report_ledger
+from kidsfin_assets_tests.fake_openai import FakeOpenAIServer, running_server
+from kidsfin_assets_tests.helpers import fetch, materialize_week, warehouse_engine
+from kidsfin_assets_tests.test_gold_reports import (
+    API_KEY,
+    SECRET_NAMES,
+    W,
+    gold_meta,
+    reports,
+    setup_week,
+)
+
+BATCH = {"KIDSFIN_OPENAI__MODE": "batch"}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with running_server(api_key=API_KEY, latency=0.01, batch_seconds_per_line=0.02) as srv:
+        yield srv
+
+
+def batch_rows(settings) -> list[dict]:
+    return fetch(warehouse_engine(settings), sa.select(openai_batches))
+
+
+def wait_for_batches(server: FakeOpenAIServer, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {b["status"] for b in server.batches.batches()}
+        if states <= {"completed", "failed", "expired", "cancelled"}:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"batches still open: {server.batches.batches()}")
+
+
+def expire_preparing(settings) -> None:
+    """The submitting run's lease on its batch runs out, as when that run died elsewhere."""
+    with warehouse_engine(settings).begin() as conn:
+        conn.execute(openai_batches.update().values(preparing_until=0.0))
+
+
+def gold(settings, **kwargs):
+    return materialize_week(settings, W, selection="group:gold", **kwargs)
+
+
+def materialised(result) -> bool:
+    return bool(result.asset_materializations_for_node("gold__kid_weekly_reports"))
+
+
+def until_done(settings, server: FakeOpenAIServer, runs: int = 6):
+    """Materialise the week again as a deployment would, until it is materialised."""
+    for _ in range(runs):
+        wait_for_batches(server)
+        result = gold(settings)
+        if materialised(result):
+            return result
+    raise AssertionError("the week did not converge")
+
+
+def test_a_week_in_batch_mode_submits_returns_and_is_collected_at_half_price(
+    monkeypatch, pg_url, server
+) -> None:
+    settings, ids = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
+    first = gold(settings)
+    assert first.success and not materialised(first)  # submitted, nothing to show yet
+    observed = first.asset_observations_for_node("gold__kid_weekly_reports")
+    assert observed and "batches" in observed[0].metadata
+    assert server.stats.batches_created == 1 and server.stats.ok == 0
+    uploaded = server.batches.file_content(batch_rows(settings)[0]["input_file_id"]).decode()
+    for secret in SECRET_NAMES:  # custom_id and prompts name no child
+        assert secret not in uploaded
+    done = until_done(settings, server)
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    meta = gold_meta(done)
+    assert meta["mode"] == "batch" and meta["reports_written"] == 6
+    answers = fetch(warehouse_engine(settings), sa.select(report_ledger))
+    assert {a["tier"] for a in answers} == {"batch"}
+    price = load_prices(settings.pricing_path)[settings.openai.model]
+    half = price.batch
+    assert half is not None
+    for a in answers:
+        expected = (a["prompt_tokens"] * half.input + a["completion_tokens"] * half.output) / 1e6
+        assert a["cost_usd"] == pytest.approx(expected)
+    assert meta["saving_vs_sync_usd"] == pytest.approx(meta["cost_usd"], abs=1e-6)  # 0.50
+    again = gold(settings)
+    assert materialised(again) and server.stats.batches_created == 1  # nothing resubmitted
+    assert server.stats.batch_lines_answered_again == 0
+
+
+def test_repeating_the_run_while_batches_are_open_submits_nothing_twice(
+    monkeypatch, pg_url, server
+) -> None:
+    server.configure(batch_seconds_per_line=0.3)
+    settings, _ = setup_week(monkeypatch, pg_url, server, 5, **BATCH)
+    for _ in range(3):
+        assert not materialised(gold(settings))
+    assert server.stats.batches_created == 1
+    until_done(settings, server)
+    assert len(reports(settings)) == 5 and server.stats.batch_lines_answered_again == 0
+
+
+@pytest.mark.parametrize(
+    ("faults", "paid_twice"),
+    [
+        ({"batch_line_fault_rate": 0.4}, 0),  # failed lines
+        ({"batch_expire_after_lines": 3}, 0),  # expired after part of the lines
+        # completed without an output file: the provider answered (and billed) lines it
+        # never returned, so asking again is the only way to a report
+        ({"batch_lose_output_rate": 1.0}, 6),
+    ],
+)
+def test_lines_without_an_answer_are_asked_again_until_the_week_is_done(
+    monkeypatch, pg_url, server, faults, paid_twice
+) -> None:
+    server.configure(**faults)
+    settings, ids = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
+    gold(settings)
+    wait_for_batches(server)
+    server.configure(
+        batch_line_fault_rate=0.0, batch_expire_after_lines=None, batch_lose_output_rate=0.0
+    )
+    until_done(settings, server)
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert server.stats.batches_created >= 2  # the unanswered ones went again
+    assert server.stats.batch_lines_answered_again == paid_twice
+
+
+def test_a_run_killed_between_upload_and_batch_creation_pays_once(
+    monkeypatch, pg_url, server
+) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, server, 4, **BATCH)
+
+    def killed(self, row):  # the process dies right after the upload was recorded
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(WeekBatches, "_create", killed)
+        with pytest.raises(SystemExit):
+            gold(settings)
+    (row,) = batch_rows(settings)
+    assert row["input_file_id"] and row["batch_id"] is None
+    assert server.stats.batches_created == 0
+    assert not materialised(gold(settings))  # its submitter may still be at work: left alone
+    assert server.stats.batches_created == 0
+    expire_preparing(settings)  # ... until its lease runs out (a dead process: at once)
+    until_done(settings, server)  # the next run creates the batch from the kept file
+    assert server.stats.batches_created == 1
+    assert len(reports(settings)) == 4
+
+
+def test_a_run_killed_after_creating_its_batch_adopts_it(monkeypatch, pg_url, server) -> None:
+    server.configure(batch_seconds_per_line=0.2)
+    settings, _ = setup_week(monkeypatch, pg_url, server, 4, **BATCH)
+    gold(settings)
+    with warehouse_engine(settings).begin() as conn:  # the id never reached the database
+        conn.execute(openai_batches.update().values(batch_id=None))
+    expire_preparing(settings)
+    until_done(settings, server)
+    assert server.stats.batches_created == 1 and len(reports(settings)) == 4
+
+
+def test_two_batch_runs_of_one_week_at_once_put_each_kid_in_one_batch(
+    monkeypatch, pg_url, server
+) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, server, 12, **BATCH)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: gold(settings), range(2)))
+    assert all(r.success for r in results)
+    rows = batch_rows(settings)
+    assert sum(r["lines"] for r in rows) == 12, [
+        (r["status"], r["lines"], r["run_id"][:6]) for r in rows
+    ]
+    until_done(settings, server)
+    assert len(reports(settings)) == 12 and server.stats.batch_lines_answered_again == 0
+
+
+def test_the_sensor_requests_the_week_once_its_batches_have_finished(
+    monkeypatch, pg_url, server
+) -> None:
+    server.configure(batch_seconds_per_line=0.2)
+    settings, _ = setup_week(monkeypatch, pg_url, server, 4, **BATCH)
+    gold(settings)
+    sensor = build_openai_batch_sensor(settings, build_collect_job(settings))
+    resources = build_resources(settings)
+    with dg.build_sensor_context(resources=resources) as context:
+        assert isinstance(sensor(context), dg.SkipReason)  # still in progress
+    wait_for_batches(server)
+    with dg.build_sensor_context(resources=resources) as context:
+        result = sensor(context)
+    assert [r.partition_key for r in result.run_requests] == [W]
+
+
+def test_cancelling_a_week_keeps_what_was_answered(monkeypatch, pg_url, server) -> None:
+    server.configure(batch_seconds_per_line=0.3, batch_cancel_after_lines=2)
+    settings, ids = setup_week(monkeypatch, pg_url, server, 8, **BATCH)
+    gold(settings)
+    from kidsfin_assets.batch_sensor import cancel_openai_batches
+
+    cancelled = cancel_openai_batches.execute_in_process(
+        run_config={"ops": {"cancel_week_batches": {"config": {"week": W}}}},
+        resources=build_resources(settings),
+    )
+    assert cancelled.success
+    wait_for_batches(server)
+    assert {b["status"] for b in server.batches.batches()} == {"cancelled"}
+    server.configure(batch_seconds_per_line=0.01)
+    until_done(settings, server)
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert server.stats.batch_lines_answered_again == 0
+
+
+def test_the_enqueued_token_budget_holds_back_what_does_not_fit(
+    monkeypatch, pg_url, server
+) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
+    resource = build_openai_resource(settings)
+    one_line = resource.max_tokens + 3000  # a prompt's estimate is below 3,000 tokens
+    budget = str(2 * one_line)
+    monkeypatch.setenv("KIDSFIN_OPENAI__BATCH_QUEUE_TOKENS", budget)
+    monkeypatch.setenv("KIDSFIN_OPENAI__BATCH_MAX_REQUESTS", "2")
+    from kidsfin_assets.settings import get_settings
+
+    get_settings.cache_clear()
+    limited = get_settings()
+    gold(limited)
+    rows = batch_rows(limited)
+    assert sum(r["estimated_tokens"] for r in rows) <= int(budget)
+    assert sum(r["lines"] for r in rows) < 6  # the rest waits for a later run
+    assert load_prompt()  # the prompt the estimate was made from
+
+
+def test_flex_answers_are_priced_as_flex_and_refusals_fall_back(
+    monkeypatch, pg_url, server
+) -> None:
+    settings, _ = setup_week(monkeypatch, pg_url, server, 3, KIDSFIN_OPENAI__SERVICE_TIER="flex")
+    assert gold(settings).success
+    tiers = {a["tier"] for a in fetch(warehouse_engine(settings), sa.select(report_ledger))}
+    assert tiers == {"flex"} and server.stats.flex_ok == 3
+
+
+def test_flex_without_capacity_is_not_paid_and_falls_back_to_the_default_tier(
+    monkeypatch, pg_url, server
+) -> None:
+    server.configure(flex_unavailable_rate=1.0)
+    settings, _ = setup_week(monkeypatch, pg_url, server, 2, KIDSFIN_OPENAI__SERVICE_TIER="flex")
+    result = gold(settings)
+    assert result.success
+    answers = fetch(warehouse_engine(settings), sa.select(report_ledger))
+    refused = [a for a in answers if a["outcome"] == "flex_unavailable"]
+    assert len(refused) == 4 and all(a["cost_usd"] == 0 for a in refused)  # 2 a kid
+    assert {a["tier"] for a in answers if a["outcome"] == "accepted"} == {"default"}
+    assert gold_meta(result)["rate_limited"] == 0
+    limiter = build_openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    assert limiter.state()["paused_for_seconds"] == 0  # flex's capacity is not our limit
