@@ -132,3 +132,23 @@ def test_a_week_alone_with_and_without_its_stored_predecessor(demo: Settings) ->
     run_silver(demo, W6, W6)  # W3 stored and still valid: carried from it
     assert bases(demo)[W6] == W3
     assert_equals_full_scan(demo, [W3, W6])
+
+
+def test_a_late_kids_row_brings_its_earlier_savings_into_the_carried_balance(
+    demo: Settings,
+) -> None:
+    """Savings of a kid_id with no kids row yet are stored too: when the row arrives,
+    the next week's balance counts them, as the full scan does."""
+    source = SourceDB(demo)
+    source.txns(
+        (990_000_010, 555, f"{W1} 09:00", "saving", None, 40_000),
+        (990_000_011, 555, f"{W2} 09:00", "saving", None, 2_000),
+    )
+    run_silver(demo, W1, W6)
+    assert 555 not in silver(demo, W2)
+    source.kids((555, "late"))
+    source.txns((990_000_012, 555, f"{W6} 09:00", "income", None, 1_000))
+    run_silver(demo, W6, W6)
+    assert bases(demo)[W6] == W3
+    assert float(silver(demo, W6)[555]["savings_balance"]) == 42_000
+    assert_equals_full_scan(demo, [W6])
