@@ -140,6 +140,13 @@ def _pair(resume: dict[str, Any], key: str) -> str:
     return f"{resume[key]} / {resume['reports_missing']}"
 
 
+def history(data: dict[str, Any]) -> str:
+    from bench.history import report_rows
+
+    cases = data["cases"]
+    return _table(("", *(c["case"] for c in cases)), report_rows(cases))
+
+
 def _code(name: str) -> str:
     data = _load(name)
     if not data:
@@ -170,6 +177,8 @@ def render() -> str:
         ("llm_throughput", "LLM throughput", throughput),
         ("silver_scale", "Silver at scale", silver),
         ("faults", "Faults", faults),
+        ("history", "A week against the length of history", history),
+        ("history_large", "A week at 100,000 kids (history.py --large)", history),
     )
     for name, title, render_one in sections:
         data = _load(name)

@@ -1,6 +1,6 @@
-"""`make bench`: the three benchmarks of issue 5, one after the other, then every goal.
+"""`make bench`: the benchmarks (issues 5 and 12), one after the other, then every goal.
 
-    python -m bench.run_all [--quick] [--only llm_throughput,silver_scale,faults]
+    python -m bench.run_all [--quick] [--only llm_throughput,silver_scale,faults,history]
 
 Each writes bench/results/<name>.json; this adds bench/results/run_all.json (total time
 and the goals). They run in sequence, never together: each one's timings assume it has
@@ -16,13 +16,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import faults, llm_throughput, silver_scale
+from bench import faults, history, llm_throughput, silver_scale
 from bench.common import Goal, goals_table, machine_info, machine_line, write_results
 
 BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
     "llm_throughput": llm_throughput.main,
     "silver_scale": silver_scale.main,
     "faults": faults.main,
+    "history": history.main,
 }
 
 
