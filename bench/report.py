@@ -175,6 +175,13 @@ def _pair(resume: dict[str, Any], key: str) -> str:
     return f"{resume[key]} / {resume['reports_missing']}"
 
 
+def history(data: dict[str, Any]) -> str:
+    from bench.history import report_rows
+
+    cases = data["cases"]
+    return _table(("", *(c["case"] for c in cases)), report_rows(cases))
+
+
 def _code(name: str) -> str:
     data = _load(name)
     if not data:
@@ -206,6 +213,8 @@ def render() -> str:
         ("silver_scale", "Silver at scale", silver),
         ("faults", "Faults", faults),
         ("grounding", "Grounding", grounding),
+        ("history", "A week against the length of history", history),
+        ("history_large", "A week at 100,000 kids (history.py --large)", history),
     )
     for name, title, render_one in sections:
         data = _load(name)

@@ -24,7 +24,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import db
 from kidsfin_assets.validation import OTHER_CATEGORY, in_window, valid_kind_and_amount
-from kidsfin_assets.warehouse import TREND_METRICS, Sources, kid_weekly_analysis
+from kidsfin_assets.warehouse import (
+    TREND_METRICS,
+    Sources,
+    kid_weekly_analysis,
+    savings_balance_weeks,
+    savings_balances,
+)
 from kidsfin_assets.weeks import Week
 
 KINDS = {
@@ -83,8 +89,9 @@ def _day_mask(engine: Engine, day: Any) -> Any:
     return db.bit_or_agg(engine, sa.literal(1).op("<<")(day)).label("days")
 
 
-def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
-    """Per kid_id (orphans included, dropped later): sums, counts and the day mask.
+def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Select[Any]:
+    """Per kid_id (orphans included, dropped later): sums, counts and the day mask, and
+    the window's saving and withdrawal totals (the balance carried forward adds them).
 
     Each row gets one small integer, its slot (week * 4 + kind), so that every FILTER
     below is one integer comparison."""
@@ -100,7 +107,8 @@ def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
     # integer arithmetic), itself computed once per row rather than once per FILTER.
     row_slot = (dated.c.day // DAYS) * len(KINDS) + dated.c.kind
     r = db.computed_once(
-        engine, sa.select(dated.c.kid_id, dated.c.money, dated.c.day, row_slot.label("slot"))
+        engine,
+        sa.select(dated.c.kid_id, dated.c.money, dated.c.day, dated.c.kind, row_slot.label("slot")),
     ).subquery()
 
     def slot(back: int, kind: str) -> int:
@@ -118,8 +126,12 @@ def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
         .label(f"txn_count_{back}")
         for back in range(WEEKS_BACK)
     ]
+    flows = [
+        sa.func.sum(r.c.money).filter(r.c.kind == list(KINDS).index(kind)).label(name)
+        for kind, name in (("saving", "saved_in_window"), ("withdrawal", "withdrawn_in_window"))
+    ]
     mask = _day_mask(engine, r.c.day)
-    return sa.select(r.c.kid_id, *sums, *counts, mask).group_by(r.c.kid_id).subquery("txn_totals")
+    return sa.select(r.c.kid_id, *sums, *counts, *flows, mask).group_by(r.c.kid_id)
 
 
 def _event_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
@@ -166,19 +178,99 @@ def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
     )
 
 
-def _balances(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
-    """Per kid: all valid saving minus withdrawal before the end of W."""
-    t = src.transactions
-    money = db.exact_money(t.c.amount)
-    signed = sa.case((t.c.kind == "withdrawal", -money), else_=money)
-    return (
-        sa.select(t.c.kid_id, sa.func.sum(signed).label("balance"))
-        .where(
-            in_window(engine, t.c.occurred_at, None, week.ends_at),
-            valid_kind_and_amount(engine, t, ("saving", "withdrawal")),
+# --- savings_balance, carried forward ------------------------------------------------------
+#
+# savings_balance(W) is every valid saving minus withdrawal before the end of W. Summing
+# all history each week would cost more every week, so each materialisation of W also
+# stores the balance of every kid_id at the end of W (`savings_balances`, orphans
+# included), and computes W's as
+#
+#     balance(W) = stored balance(B) + flows read now from the source after the end of B
+#
+# for a base week B <= W-3, or with no base (a full scan) when none qualifies. The flows
+# of W-2 .. W come free with the trends' window scan; weeks between B and W-2 (none when
+# B = W-3) are read by one range scan. B is at most W-3, not W-1, so that W, W+1 and W+2,
+# which the sensor re-runs together after late data in W and Dagster may run in any
+# order, each read W's rows from the source, never a W balance stored before the change.
+#
+# Why the stored balance of B is still right. Materialisations are serialised (a table
+# lock) and numbered in commit order (`seq`). B qualifies only if no week before B was
+# materialised after B's latest materialisation. Premise: after a change to the source
+# rows of week Y, Y is materialised again (the sensor does it for the changes it sees,
+# README "Late data"; a backfill from Y for the others). Then, by induction on seq: when
+# B was materialised, its own base qualified and so was right, and B's flows after it
+# were read from the source, so B's stored balance was right then; any later change to a
+# week <= B was followed by a materialisation of that week, after B's, which disqualifies
+# B (or replaced B itself). So a qualifying B is still right, and so is balance(W).
+# Rows written while a change awaits its week's run can be stale (as rows written before
+# the change always are); the run that settles it disqualifies them as bases, so the
+# staleness never carries on. Each week's snapshot costs O(kids), not O(history).
+
+SNAPSHOT_GAP = WEEKS_BACK  # a base is at most W-3
+
+
+def _lock_balances(conn: Connection) -> None:
+    """Serialise silver's writes until commit, so that `seq` follows commit order.
+    (SQLite's BEGIN IMMEDIATE already serialises every writer.)"""
+    if not db.is_sqlite(conn.engine):
+        table = db.warehouse_schema(conn.engine) or "public"
+        conn.exec_driver_sql(
+            f'LOCK TABLE "{table}".savings_balance_weeks IN SHARE ROW EXCLUSIVE MODE'
         )
-        .group_by(t.c.kid_id)
-        .subquery("balances")
+
+
+def balance_base(conn: Connection, week: Week) -> tuple[dt.date | None, int]:
+    """The latest week <= W-3 whose stored balances qualify (see above), or None; and
+    the seq of this materialisation. Reads one small row per stored week."""
+    t = savings_balance_weeks
+    rows = conn.execute(sa.select(t.c.week_start, t.c.seq, t.c.timezone).order_by(t.c.week_start))
+    latest_seq, qualified = 0, []
+    for week_start, seq, timezone in rows:
+        # Stored under another time zone, a "week" covered other instants: never a base.
+        if seq > latest_seq and timezone == week.timezone:
+            qualified.append(week_start)
+        latest_seq = max(latest_seq, seq)
+    limit = week.shifted(-SNAPSHOT_GAP).start
+    base = max((w for w in qualified if w <= limit), default=None)
+    next_seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.c.seq), 0) + 1))
+    return base, int(next_seq.scalar_one())
+
+
+def _balance_rows(
+    engine: Engine, src: Sources, window: _Window, base: Week | None, totals: Any
+) -> sa.Select[Any]:
+    """Per kid_id: the base's stored balance + valid flows from its end to W-2's start
+    (all of them before W-2 without a base) + the window's flows, from `totals`."""
+    t, stored = src.transactions, savings_balances
+    money = db.exact_money(t.c.amount)
+    gap = sa.select(
+        t.c.kid_id, sa.case((t.c.kind == "withdrawal", -money), else_=money).label("cents")
+    ).where(
+        in_window(engine, t.c.occurred_at, base.ends_at if base else None, window.start),
+        valid_kind_and_amount(engine, t, ("saving", "withdrawal")),
+        t.c.kid_id.is_not(None),
+    )
+    saved, withdrawn = totals.c.saved_in_window, totals.c.withdrawn_in_window
+    in_window_flows = sa.select(
+        totals.c.kid_id,
+        (sa.func.coalesce(saved, 0) - sa.func.coalesce(withdrawn, 0)).label("cents"),
+    ).where(totals.c.kid_id.is_not(None), sa.or_(saved.is_not(None), withdrawn.is_not(None)))
+    parts: list[sa.Select[Any]] = [gap, in_window_flows]
+    if base is not None:
+        carried = sa.select(stored.c.kid_id, stored.c.balance_cents.label("cents")).where(
+            stored.c.week_start == base.start
+        )
+        parts.insert(0, carried)
+    flows = sa.union_all(*parts).subquery("flows")
+    total = sa.cast(sa.func.sum(flows.c.cents), sa.BigInteger)
+    return sa.select(flows.c.kid_id, total.label("balance_cents")).group_by(flows.c.kid_id)
+
+
+def _snapshot_insert(week: Week, rows: sa.Select[Any]) -> sa.Insert:
+    r = rows.subquery("balance_rows")
+    select = sa.select(sa.literal(week.start, sa.Date), r.c.kid_id, r.c.balance_cents)
+    return sa.insert(savings_balances).from_select(
+        ["week_start", "kid_id", "balance_cents"], select
     )
 
 
@@ -199,11 +291,11 @@ def _trend(value: Any, prev1: Any, prev2: Any, threshold: Fraction) -> sa.Case[A
     )
 
 
-def _per_kid(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
-    """Each existing kid with valid activity in the window: its raw figures per week."""
-    window = _Window(engine, week)
-    txn, evt = _txn_totals(engine, src, window), _event_totals(engine, src, window)
-    categories, balances = _categories(engine, src, week), _balances(engine, src, week)
+def _per_kid(engine: Engine, src: Sources, window: _Window, txn: Any, balances: Any) -> sa.Subquery:
+    """Each existing kid with valid activity in the window: its raw figures per week.
+    `txn` is _txn_totals' result, `balances` has kid_id and balance_cents."""
+    week = window.week
+    evt, categories = _event_totals(engine, src, window), _categories(engine, src, week)
     kids = src.kids
     # From the kids table: the validity rule (the kid exists) applied once per kid, and
     # each aggregate referenced once, so that the database can run it in parallel.
@@ -217,7 +309,7 @@ def _per_kid(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
     figures = [
         sa.func.coalesce(column, 0).label(name)
         for name, column in txn.c.items()
-        if name not in ("kid_id", "days")
+        if name not in ("kid_id", "days", "saved_in_window", "withdrawn_in_window")
     ]
     return (
         sa.select(
@@ -227,7 +319,7 @@ def _per_kid(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
             sa.func.coalesce(evt.c.event_count, 0).label("event_count"),
             categories.c.by_category,
             categories.c.top_category,
-            sa.func.coalesce(balances.c.balance, 0).label("balance"),
+            sa.func.coalesce(balances.c.balance_cents, 0).label("balance"),
         )
         .select_from(joined)
         .where(sa.or_(txn.c.kid_id.is_not(None), evt.c.kid_id.is_not(None)))
@@ -235,9 +327,12 @@ def _per_kid(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
     )
 
 
-def silver_select(engine: Engine, src: Sources, week: Week, threshold: float) -> sa.Select[Any]:
+def silver_select(
+    engine: Engine, src: Sources, window: _Window, threshold: float, txn: Any, balances: Any
+) -> sa.Select[Any]:
     """One row per existing kid with valid activity in W, W-1 or W-2, in column order."""
-    k = _per_kid(engine, src, week)
+    week = window.week
+    k = _per_kid(engine, src, window, txn, balances)
 
     def money(column: Any) -> Any:
         return db.money_value(engine, column)
@@ -272,10 +367,56 @@ def silver_select(engine: Engine, src: Sources, week: Week, threshold: float) ->
 
 
 def write_week(conn: Connection, src: Sources, week: Week, threshold: float) -> int:
-    """Replace the week's rows in the caller's transaction; returns the row count."""
-    table = kid_weekly_analysis
+    """Replace the week's rows and stored balances in the caller's transaction; returns
+    the silver row count."""
+    engine, table = conn.engine, kid_weekly_analysis
     db.tune_for_aggregation(conn)
+    _lock_balances(conn)
+    base_week, seq = balance_base(conn, week)
+    base = None if base_week is None else Week(base_week, week.timezone)
     conn.execute(sa.delete(table).where(table.c.week_start == week.start))
-    select = silver_select(conn.engine, src, week, threshold)
-    result = conn.execute(sa.insert(table).from_select([c.name for c in table.columns], select))
-    return int(result.rowcount)
+    conn.execute(sa.delete(savings_balances).where(savings_balances.c.week_start == week.start))
+    window = _Window(engine, week)
+    totals = _txn_totals(engine, src, window)
+    columns = [c.name for c in table.columns]
+    if db.is_sqlite(engine):
+        # No data-modifying CTE: the balances first, then silver reads them back (the
+        # window is scanned twice; SQLite holds small data).
+        conn.execute(
+            _snapshot_insert(week, _balance_rows(engine, src, window, base, totals.subquery()))
+        )
+        stored = savings_balances
+        balances = (
+            sa.select(stored.c.kid_id, stored.c.balance_cents)
+            .where(stored.c.week_start == week.start)
+            .subquery("balances")
+        )
+        select = silver_select(
+            engine, src, window, threshold, totals.subquery("txn_totals"), balances
+        )
+        written = conn.execute(sa.insert(table).from_select(columns, select)).rowcount
+    else:
+        # One statement: the window's totals once (a CTE), the balances written by a
+        # data-modifying CTE whose RETURNING rows silver joins.
+        txn = totals.cte("txn_totals")
+        stored_cte = (
+            _snapshot_insert(week, _balance_rows(engine, src, window, base, txn))
+            .returning(savings_balances.c.kid_id, savings_balances.c.balance_cents)
+            .cte("balances")
+        )
+        select = silver_select(engine, src, window, threshold, txn, stored_cte)
+        statement = sa.insert(table).from_select(columns, select).add_cte(stored_cte)
+        written = conn.execute(statement).rowcount
+    _record_balances(conn, week, seq, base_week)
+    return int(written)
+
+
+def _record_balances(conn: Connection, week: Week, seq: int, base: dt.date | None) -> None:
+    row = {
+        "week_start": week.start,
+        "seq": seq,
+        "timezone": week.timezone,
+        "base_week": base,
+        "computed_at": dt.datetime.now(dt.UTC),
+    }
+    db.upsert(conn, savings_balance_weeks, row, ["week_start"])

@@ -95,6 +95,30 @@ kid_weekly_analysis = sa.Table(
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Silver's savings balances carried from week to week (metrics.py says why they stay
+# right under late data). One row per kid_id (orphans too: a late `kids` row makes their
+# rows count) with any valid saving or withdrawal before the end of the week, in cents.
+savings_balances = sa.Table(
+    "savings_balances",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("kid_id", sa.BigInteger, primary_key=True),
+    sa.Column("balance_cents", sa.BigInteger, nullable=False),
+)
+
+# One row per week with stored balances: `seq` numbers silver's materialisations in
+# commit order (they are serialised), which decides whether a week's balances may be
+# carried forward; `base_week` is the week they were carried from (NULL: a full scan).
+savings_balance_weeks = sa.Table(
+    "savings_balance_weeks",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("base_week", sa.Date, nullable=True),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 kid_weekly_reports = sa.Table(
     "kid_weekly_reports",
     metadata,

@@ -111,7 +111,9 @@ def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
             "`kid_weekly_analysis`, replacing the week's rows in one transaction. Trends "
             "read W-1 and W-2 straight from the source tables, so one week can be "
             "materialised alone; a backfill needs no earlier partitions, but re-run W+1 "
-            "and W+2 after late data in W (the sensor does)."
+            "and W+2 after late data in W (the sensor does). The savings balance is "
+            "carried from the balances stored with W-3 (or an earlier week, or a full "
+            "scan when none is still valid), so a week's cost does not grow with history."
         ),
     )
     def kid_weekly_analysis_asset(
@@ -120,7 +122,8 @@ def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         engine, src = warehouse.get_engine(), source_tables(settings.sources)
-        weeks = [Week.from_key(key, settings.weeks.timezone) for key in context.partition_keys]
+        # Oldest first: each week's stored savings balances serve the weeks after it.
+        weeks = sorted(Week.from_key(k, settings.weeks.timezone) for k in context.partition_keys)
         max_shrink = None if config.allow_shrink else settings.silver.max_shrink_share
         for week in weeks:
             # one transaction per week: all rows or none

@@ -1,0 +1,388 @@
+"""A week's cost against the length of history (issue 12, part 3).
+
+The same last three weeks, once with 3 weeks of history and once with 104, on PostgreSQL:
+~20,000 kids, ~10 transactions and 2 app events a kid-week, made by a direct SQL
+generator (generate_series, one INSERT a week: the demo generator's wallet simulation is
+not what is measured here, and it is slower), each week's rows in time order as an app
+writes them (so a week's rows sit together on disk). The source tables and their indexes are the
+demo's (`demo_data.create_source_tables`): occurred_at on both tables, kid_id on
+transactions. Then `VACUUM ANALYZE`, as autovacuum would have done.
+
+For the last complete week W, in each case:
+
+* silver - `metrics.write_week`, the silver step's work for one week, with the balances
+           stored with W-3 (materialised first, untimed): the carried-forward balance.
+           Also the first materialisation of W-3 (no stored balances: the full scan);
+* raw    - `raw.load_raw_week`, the raw step's work for W;
+* tick   - `sensors.evaluate`, one sensor tick with a cursor through W watching the
+           last `late_data_weeks` weeks, nothing changed (the steady state).
+
+Medians of 3, both cases loaded side by side and timed in alternating rounds (other
+work on the shared machine then weighs on both alike). With `--large`, instead: 100,000
+kids and 10 transactions a kid-week over `late_data_weeks` + 1 weeks (>= 1,000,000
+transactions a week), written to history_large.json: the tick, and silver against a bare
+`GROUP BY kid_id, kind` over the same week (the floor of silver_scale).
+
+    python -m bench.history [--quick] [--large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.common import (
+    Goal,
+    goals_table,
+    machine_info,
+    machine_line,
+    scratch_database,
+    table,
+    use_settings,
+    write_results,
+)
+from kidsfin_assets import db
+from kidsfin_assets.assets.raw import load_raw_week
+from kidsfin_assets.demo_data import create_source_tables
+from kidsfin_assets.metrics import write_week
+from kidsfin_assets.sensors import SensorCursor, evaluate, week_fingerprint
+from kidsfin_assets.settings import Settings
+from kidsfin_assets.warehouse import create_warehouse_tables, source_tables
+from kidsfin_assets.weeks import Week
+
+NAME = "history"
+RUNS = 3
+MAX_HISTORY_RATIO = 1.2
+MAX_TICK_S = 2.0
+MAX_FLOOR_RATIO = 1.5
+FLOOR_SQL = """
+SELECT kid_id, kind, sum(amount) AS total, count(*) AS n
+FROM {transactions}
+WHERE occurred_at >= :start AND occurred_at < :end
+GROUP BY kid_id, kind
+"""
+CATEGORIES = ["ăn vặt", "đồ chơi", "sách vở", "quà tặng", "đi chơi", "học phí"]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kids: int
+    weeks: int
+    txns_per_kid_week: int = 10
+    events_per_kid_week: int = 2
+
+
+def cases(quick: bool, large: bool, late_weeks: int) -> list[Case]:
+    """The two history cases; with `large`, the 100,000-kid case alone (its own file)."""
+    if large:
+        return [Case("100k kids", 10_000 if quick else 100_000, late_weeks + 1)]
+    kids = 2_000 if quick else 20_000
+    return [Case("3 weeks", kids, 3), Case("104 weeks", kids, 104)]
+
+
+# --- the direct generator ---------------------------------------------------------------
+
+
+def _mondays(settings: Settings, weeks: int, now: dt.datetime) -> list[Week]:
+    last = Week.containing(now, settings.weeks.timezone).shifted(-1)
+    return [last.shifted(-n) for n in range(weeks - 1, -1, -1)]
+
+
+TXN_SQL = """
+INSERT INTO {t} (txn_id, kid_id, occurred_at, kind, category, amount, note)
+SELECT id, kid,
+       CAST(:start AS timestamptz) + make_interval(secs => (id * 2654435761) % 604800),
+       CASE WHEN j = 0 THEN 'income' WHEN j = 7 THEN 'saving'
+            WHEN j = 9 AND id % 3 = 0 THEN 'withdrawal' WHEN j = 9 THEN 'saving'
+            ELSE 'spending' END,
+       (CAST(:categories AS text[]))[1 + (id * 40503) % 6],
+       CASE WHEN j = 0 THEN 60000 WHEN j IN (7, 9) THEN 1000 * (2 + id % 9)
+            ELSE 1000 * (1 + (id * 7919) % 20) END,
+       NULL
+FROM (SELECT CAST(:first_id AS bigint) + (kid - 1) * :per_kid + j AS id, kid, j
+      FROM generate_series(1, :kids) AS kid, generate_series(0, :per_kid - 1) AS j) AS r
+ORDER BY 3
+"""
+EVENT_SQL = """
+INSERT INTO {e} (event_id, kid_id, occurred_at, event_type)
+SELECT id, kid,
+       CAST(:start AS timestamptz) + make_interval(secs => (id * 2246822519) % 604800),
+       'login'
+FROM (SELECT CAST(:first_id AS bigint) + (kid - 1) * :per_kid + j AS id, kid
+      FROM generate_series(1, :kids) AS kid, generate_series(0, :per_kid - 1) AS j) AS r
+ORDER BY 3
+"""
+
+
+def _index_names(settings: Settings) -> list[str]:
+    names = settings.sources
+    return [
+        f"ix_{db.split_table_name(n)[1]}_{c}"
+        for n, c in (
+            (names.transactions, "occurred_at"),
+            (names.transactions, "kid_id"),
+            (names.app_events, "occurred_at"),
+        )
+    ]
+
+
+def generate(url: str, settings: Settings, case: Case, weeks: list[Week]) -> dict[str, Any]:
+    """Kids, then one INSERT ... SELECT per week and table; the demo's indexes are built
+    after the load (far faster than maintained row by row), then VACUUM ANALYZE."""
+    engine = db.create_engine(url)
+    names = settings.sources
+    began = time.perf_counter()
+    try:
+        create_source_tables(engine, names)
+        with engine.begin() as conn:
+            for index in _index_names(settings):
+                conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index}"')
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {names.kids} (kid_id, nickname, created_at) "
+                    "SELECT k, 'kid ' || k, now() FROM generate_series(1, :n) AS k"
+                ),
+                {"n": case.kids},
+            )
+        per_week_txns = case.kids * case.txns_per_kid_week
+        per_week_events = case.kids * case.events_per_kid_week
+        for n, week in enumerate(weeks):
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(TXN_SQL.format(t=names.transactions)),
+                    {
+                        "start": week.starts_at,
+                        "categories": CATEGORIES,
+                        "first_id": n * per_week_txns + 1,
+                        "per_kid": case.txns_per_kid_week,
+                        "kids": case.kids,
+                    },
+                )
+                conn.execute(
+                    sa.text(EVENT_SQL.format(e=names.app_events)),
+                    {
+                        "start": week.starts_at,
+                        "first_id": n * per_week_events + 1,
+                        "per_kid": case.events_per_kid_week,
+                        "kids": case.kids,
+                    },
+                )
+        create_source_tables(engine, names)  # the indexes again
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for name in (names.kids, names.transactions, names.app_events):
+                conn.exec_driver_sql(f"VACUUM ANALYZE {name}")
+    finally:
+        engine.dispose()
+    return {
+        "transactions": per_week_txns * len(weeks),
+        "transactions_per_week": per_week_txns,
+        "app_events": per_week_events * len(weeks),
+        "load_s": round(time.perf_counter() - began, 1),
+    }
+
+
+# --- timings ------------------------------------------------------------------------------
+
+
+def time_silver(settings: Settings, week: Week) -> float:
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    src = source_tables(settings.sources)
+    began = time.perf_counter()
+    with engine.begin() as conn:
+        write_week(conn, src, week, settings.trends.threshold)
+    return time.perf_counter() - began
+
+
+def time_raw(settings: Settings, week: Week) -> None:
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    with engine.begin() as conn:
+        load_raw_week(conn, settings.sources, source_tables(settings.sources), week)
+
+
+def steady_cursor(settings: Settings, through: Week) -> str:
+    """The cursor after W was processed: the last late_data_weeks weeks' versions."""
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    src = source_tables(settings.sources)
+    weeks = [through.shifted(-n) for n in range(settings.sensor.late_data_weeks)]
+    first = Week(settings.weeks.start_date, settings.weeks.timezone)
+    with engine.connect() as conn:
+        fp = {w.key: week_fingerprint(conn, src, w).version for w in weeks if w >= first}
+    return SensorCursor(through.key, fp).dump()
+
+
+def time_floor(settings: Settings, week: Week) -> float:
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    sql = sa.text(FLOOR_SQL.format(transactions=settings.sources.transactions))
+    began = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execute(sql, {"start": week.starts_at, "end": week.ends_at}).all()
+    return time.perf_counter() - began
+
+
+def prepare(case: Case, url: str, now: dt.datetime) -> tuple[Settings, Week, dict[str, Any]]:
+    """Load the case, then silver for W-3 with nothing stored (the full scan, timed once)."""
+    # Partitions from far enough back for 104 weeks; the sensor watches 8 of them.
+    settings = use_settings(url, KIDSFIN_WEEKS__START_DATE="2020-01-06")
+    weeks = _mondays(settings, case.weeks, now)
+    print(f"  {case.name}: generating {case.kids:,} kids x {case.weeks} weeks ...", flush=True)
+    out: dict[str, Any] = {"case": case.name, "kids": case.kids, "weeks": case.weeks}
+    out |= generate(url, settings, case, weeks)
+    create_warehouse_tables(db.create_engine(url, settings.warehouse.schema_name))
+    last = weeks[-1]
+    out["silver_full_scan_s"] = round(time_silver(settings, last.shifted(-3)), 3)
+    out["cursor"] = steady_cursor(settings, last)
+    out["watched_weeks"] = len(SensorCursor.parse(out["cursor"]).fp)
+    out["watched_weeks_with_rows"] = min(case.weeks, out["watched_weeks"])
+    return settings, last, out
+
+
+def one_round(settings: Settings, last: Week, out: dict[str, Any]) -> None:
+    """One timing of each measure, appended to the case's lists."""
+    tick_now = last.ends_at + dt.timedelta(hours=1)
+
+    def tick() -> None:
+        result = evaluate(settings, out["cursor"], tick_now)
+        assert not result.run_requests, f"a steady tick requested runs: {result.summary}"
+
+    for name, fn in (
+        ("silver", lambda: time_silver(settings, last)),
+        ("raw", lambda: time_raw(settings, last)),
+        ("tick", tick),
+        ("floor", lambda: time_floor(settings, last)),
+    ):
+        began = time.perf_counter()
+        fn()
+        out.setdefault(f"{name}_runs_s", []).append(round(time.perf_counter() - began, 3))
+
+
+def measure_all(chosen: list[Case], now: dt.datetime) -> list[dict[str, Any]]:
+    """Every case loaded side by side, then the timings in rounds that alternate between
+    the cases: other work on the machine then weighs on each case alike."""
+    with contextlib.ExitStack() as stack:
+        prepared = []
+        for case in chosen:
+            url = stack.enter_context(scratch_database(f"{NAME}_{uuid.uuid4().hex[:8]}"))
+            prepared.append(prepare(case, url, now))
+        for _ in range(RUNS):
+            for settings, last, out in prepared:
+                one_round(settings, last, out)
+    results = []
+    for _settings, _last, out in prepared:
+        out.pop("cursor")
+        for name in ("silver", "raw", "tick", "floor"):
+            out[f"{name}_s"] = round(statistics.median(out[f"{name}_runs_s"]), 3)
+        out["silver_vs_floor"] = round(out["silver_s"] / out["floor_s"], 3)
+        out["tick_per_week_with_rows_s"] = round(out["tick_s"] / out["watched_weeks_with_rows"], 3)
+        results.append(out)
+    return results
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def goals(results: list[dict[str, Any]]) -> list[Goal]:
+    by = {r["case"]: r for r in results}
+    out = []
+    short, long = by.get("3 weeks"), by.get("104 weeks")
+    # The tick watches 8 weeks: with 3 weeks of history only 3 of them have rows, so its
+    # cost is compared per watched week with rows.
+    for what in ("silver", "raw", "tick_per_week_with_rows") if short and long else ():
+        ratio = round(long[f"{what}_s"] / short[f"{what}_s"], 3)
+        out.append(
+            Goal(
+                f"{what}: 104 weeks / 3 weeks",
+                ratio,
+                f"<= {MAX_HISTORY_RATIO}",
+                ratio <= MAX_HISTORY_RATIO,
+            )
+        )
+    big = by.get("100k kids")
+    if big is not None:
+        per_week = big["transactions_per_week"]
+        out.append(
+            Goal(
+                f"tick at {per_week:,} transactions a week, s",
+                big["tick_s"],
+                f"< {MAX_TICK_S}",
+                big["tick_s"] < MAX_TICK_S,
+            )
+        )
+        out.append(
+            Goal(
+                "silver / bare GROUP BY, 100k kids",
+                big["silver_vs_floor"],
+                f"<= {MAX_FLOOR_RATIO}",
+                big["silver_vs_floor"] <= MAX_FLOOR_RATIO,
+            )
+        )
+    return out
+
+
+def report_rows(results: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The figures, one row per measure and one column per case (also bench/report.py)."""
+    return [
+        ("kids", *(r["kids"] for r in results)),
+        ("weeks of history", *(r["weeks"] for r in results)),
+        ("transactions a week", *(r["transactions_per_week"] for r in results)),
+        ("transactions in all", *(r["transactions"] for r in results)),
+        ("silver, last week (balances carried from W-3), s", *(r["silver_s"] for r in results)),
+        (
+            "silver, W-3 with nothing stored (full scan), s",
+            *(r["silver_full_scan_s"] for r in results),
+        ),
+        ("raw, last week, s", *(r["raw_s"] for r in results)),
+        ("sensor tick, s", *(r["tick_s"] for r in results)),
+        (
+            "weeks the tick fingerprints (with rows)",
+            *(f"{r['watched_weeks']} ({r['watched_weeks_with_rows']})" for r in results),
+        ),
+        (
+            "sensor tick per watched week with rows, s",
+            *(r["tick_per_week_with_rows_s"] for r in results),
+        ),
+        ("bare GROUP BY over the last week, s", *(r["floor_s"] for r in results)),
+        ("silver / bare GROUP BY", *(r["silver_vs_floor"] for r in results)),
+    ]
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    return table("History", ("", *(r["case"] for r in results)), report_rows(results))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.history")
+    parser.add_argument("--quick", action="store_true", help="2,000 kids: a smoke run")
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="instead, 100,000 kids over 9 weeks (the tick, silver vs GROUP BY): history_large",
+    )
+    args = parser.parse_args(argv)
+    machine = machine_info()
+    print(f"machine: {machine_line(machine)}", flush=True)
+    began = time.perf_counter()
+    now = dt.datetime.now(dt.UTC)
+    results = measure_all(cases(args.quick, args.large, 8), now)
+    print(report(results))
+    found = goals(results)
+    print(goals_table(found))
+    payload = {
+        "elapsed_s": round(time.perf_counter() - began, 1),
+        "cases": results,
+        "goals": found,
+    }
+    write_results(NAME + ("_large" if args.large else ""), args.quick, machine, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""savings_balance carried forward (metrics.py) equals the full scan of DESIGN.md, also
+after late data and when weeks are materialised alone or out of order.
+
+Silver stores every kid's balance with each week and carries it from the latest stored
+week (at most W-3) that is still valid. Each test compares every silver row with the
+pure-Python reference of test_silver_reference.py (all history summed from the source),
+and checks which week each balance was carried from, so that a test cannot pass on the
+full scan alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from fractions import Fraction
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from kidsfin_assets import db
+from kidsfin_assets.definitions import build_definitions
+from kidsfin_assets.demo_data import DemoSpec, generate
+from kidsfin_assets.settings import Settings
+from kidsfin_assets.warehouse import savings_balance_weeks
+from kidsfin_assets_tests.helpers import SourceDB, fetch, use_database, warehouse_engine
+from kidsfin_assets_tests.test_silver_reference import (
+    differences,
+    read_sources,
+    reference,
+    silver,
+)
+
+END = dt.date(2026, 3, 16)
+WEEKS = [END - dt.timedelta(weeks=n) for n in range(5, -1, -1)]  # W1 .. W6, oldest first
+W1, W2, W3, W4, W5, W6 = WEEKS
+SPEC = DemoSpec(kids=12, weeks=6, end_week=END, seed=11, dirty=True)
+LATE_SAVING = 777_000
+
+
+@pytest.fixture
+def demo(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Settings:
+    settings = use_database(monkeypatch, database_url)
+    engine = db.create_engine(settings.resolved_database_url)
+    try:
+        generate(engine, settings.sources, SPEC)
+    finally:
+        engine.dispose()
+    return settings
+
+
+def run_silver(settings: Settings, first: dt.date, last: dt.date) -> None:
+    """One real Dagster run of silver over [first, last], as a backfill launches it."""
+    job = dg.define_asset_job("silver_range", selection="group:silver")
+    defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[job]))
+    result = defs.resolve_job_def("silver_range").execute_in_process(
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        }
+    )
+    assert result.success
+
+
+def bases(settings: Settings) -> dict[dt.date, dt.date | None]:
+    """Each stored week -> the week its balances were carried from (None: full scan)."""
+    t = savings_balance_weeks
+    rows = fetch(warehouse_engine(settings), sa.select(t.c.week_start, t.c.base_week))
+    return {r["week_start"]: r["base_week"] for r in rows}
+
+
+def assert_equals_full_scan(settings: Settings, weeks: list[dt.date]) -> None:
+    source = read_sources(settings)
+    threshold = Fraction(str(settings.trends.threshold))
+    problems = [
+        p
+        for week in weeks
+        for p in differences(week, reference(source, week, threshold), silver(settings, week))
+    ]
+    assert not problems, "silver differs from the full scan:\n" + "\n".join(problems)
+
+
+def add_late_rows(settings: Settings) -> None:
+    """A late saving in W2 and a late withdrawal in W3, for kids the demo has."""
+    SourceDB(settings).txns(
+        (990_000_001, 1, f"{W2 + dt.timedelta(days=2)} 09:00", "saving", None, LATE_SAVING),
+        (990_000_002, 2, f"{W3 + dt.timedelta(days=4)} 18:00", "withdrawal", None, 12_000),
+    )
+
+
+def test_weeks_in_order_carry_the_balance_and_equal_the_full_scan(demo: Settings) -> None:
+    run_silver(demo, W1, W6)
+    # Not a full scan each week: from W4 on, each week carried W-3's stored balances.
+    assert bases(demo) == {W1: None, W2: None, W3: None, W4: W1, W5: W2, W6: W3}
+    assert_equals_full_scan(demo, WEEKS)
+
+
+def test_late_saving_rerun_in_order_from_its_week_equals_the_full_scan(demo: Settings) -> None:
+    run_silver(demo, W1, W6)
+    before = silver(demo, W6)[1]["savings_balance"]
+    add_late_rows(demo)
+    run_silver(demo, W2, W6)  # the changed week and every week after it, in order
+    assert bases(demo) == {W1: None, W2: None, W3: None, W4: W1, W5: W2, W6: W3}
+    assert_equals_full_scan(demo, WEEKS)
+    assert float(silver(demo, W6)[1]["savings_balance"]) == float(before) + LATE_SAVING
+
+
+def test_rerunning_only_the_changed_week_keeps_later_weeks_right(demo: Settings) -> None:
+    """W2 re-run alone after late data: the balances stored with W3 .. W5 predate it, so
+    W6 alone must not carry W3's; it carries W2's and reads W3 from the source."""
+    run_silver(demo, W1, W6)
+    add_late_rows(demo)
+    run_silver(demo, W2, W2)
+    run_silver(demo, W6, W6)
+    assert bases(demo)[W6] == W2
+    assert_equals_full_scan(demo, [W2, W6])
+
+
+def test_the_sensors_reruns_in_any_order_equal_the_full_scan(demo: Settings) -> None:
+    """After late data in W3 the sensor re-runs W3, W4 and W5 as separate runs, which
+    Dagster may start in any order: each reads W3 from the source, none a stale balance."""
+    run_silver(demo, W1, W6)
+    SourceDB(demo).txns((990_000_003, 3, f"{W3} 10:00", "saving", None, 55_000))
+    for week in (W5, W4, W3):
+        run_silver(demo, week, week)
+    assert_equals_full_scan(demo, [W3, W4, W5])
+
+
+def test_a_week_alone_with_and_without_its_stored_predecessor(demo: Settings) -> None:
+    run_silver(demo, W6, W6)  # nothing stored before it: the full scan
+    assert bases(demo) == {W6: None}
+    run_silver(demo, W3, W3)
+    run_silver(demo, W6, W6)  # W3 stored and still valid: carried from it
+    assert bases(demo)[W6] == W3
+    assert_equals_full_scan(demo, [W3, W6])
+
+
+def test_a_late_kids_row_brings_its_earlier_savings_into_the_carried_balance(
+    demo: Settings,
+) -> None:
+    """Savings of a kid_id with no kids row yet are stored too: when the row arrives,
+    the next week's balance counts them, as the full scan does."""
+    source = SourceDB(demo)
+    source.txns(
+        (990_000_010, 555, f"{W1} 09:00", "saving", None, 40_000),
+        (990_000_011, 555, f"{W2} 09:00", "saving", None, 2_000),
+    )
+    run_silver(demo, W1, W6)
+    assert 555 not in silver(demo, W2)
+    source.kids((555, "late"))
+    source.txns((990_000_012, 555, f"{W6} 09:00", "income", None, 1_000))
+    run_silver(demo, W6, W6)
+    assert bases(demo)[W6] == W3
+    assert float(silver(demo, W6)[555]["savings_balance"]) == 42_000
+    assert_equals_full_scan(demo, [W6])
