@@ -361,6 +361,7 @@ def gold_run_metadata(home: Path) -> dict[str, Any]:
             return out
         run = runs[0]
         out["run_status"] = run.status.value
+        out["run_id"] = run.run_id  # the ledger's run_id: what this run itself paid for
         first_start, attempts = None, 0
         for entry in instance.all_logs(run.run_id):
             event = entry.dagster_event

@@ -120,6 +120,11 @@ def faults(data: dict[str, Any]) -> str:
             ],
         ),
     ]
+    if "two_runs_at_once" in data:  # results from before the gold ledger have none
+        from bench.faults import ledger_tables
+
+        for title, header, rows in ledger_tables(data):
+            out += ["", f"{title}:", "", _table(header, rows)]
     return "\n".join(out)
 
 
