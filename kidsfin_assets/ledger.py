@@ -23,10 +23,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import db
-from kidsfin_assets.warehouse import kid_weekly_reports, report_claims, report_ledger
+from kidsfin_assets.warehouse import (
+    kid_weekly_reports,
+    report_claims,
+    report_ledger,
+    warehouse_identity,
+)
 
 CHUNK = 1000  # rows per multi-row statement (bounded IN lists and parameters)
 USAGE_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
+
+
+def warehouse_id(engine: Engine) -> str:
+    """The warehouse's own id (created on first use): names its spool files."""
+    t = warehouse_identity
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(t.c.id).limit(1)).scalar_one_or_none()
+        if found is None:
+            db.insert_ignoring_duplicates(conn, t, [{"id": uuid.uuid4().hex}])
+            found = conn.execute(sa.select(t.c.id).order_by(t.c.id).limit(1)).scalar_one()
+    return str(found)
 
 
 def new_owner() -> str:

@@ -10,7 +10,6 @@ and removes the file. The file holds the ledger row and the report as the model 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import threading
@@ -21,15 +20,9 @@ from typing import Any
 SPOOL_SUFFIX = ".jsonl"
 
 
-def warehouse_id(url: str, schema: str) -> str:
-    """Names a warehouse without its password: spool files of another one are left alone."""
-    from kidsfin_assets.db import redact
-
-    return hashlib.sha256(f"{redact(url)}|{schema}".encode()).hexdigest()[:16]
-
-
 class Spool:
-    """One writer's spool file: `<spool_dir>/<warehouse id>-<owner token>.jsonl`."""
+    """One writer's spool file: `<spool_dir>/<warehouse id>-<owner token>.jsonl`, the
+    warehouse id being the one stored in the warehouse (ledger.warehouse_id)."""
 
     def __init__(self, directory: Path, warehouse: str, token: str) -> None:
         self.directory = directory

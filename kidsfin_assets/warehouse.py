@@ -215,6 +215,14 @@ openai_batches = sa.Table(
     sa.Index("ix_openai_batches_open", "week_start", "ingested_at"),
 )
 
+# One row: this warehouse's own id, so that a spool file finds its way back to it whatever
+# URL the next run reaches it by (another host name, a pooler, a fail-over address).
+warehouse_identity = sa.Table(
+    "warehouse_identity",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+)
+
 # The shared OpenAI budget: one row per bucket, updated under a lock by every process.
 rate_limit_buckets = sa.Table(
     "rate_limit_buckets",

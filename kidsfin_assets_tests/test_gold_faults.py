@@ -222,7 +222,13 @@ def test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run(
 
     proxy.restore()
     time.sleep(5)  # the dead run's leases run out (same process: its pid is alive)
-    rerun = materialize_week(proxied, W, selection="group:gold")
+    # Re-run by another URL to the same database (no proxy): the spool still finds it.
+    direct = use_database(
+        monkeypatch,
+        pg_url,
+        KIDSFIN_WAREHOUSE__SPOOL_DIR=str(proxied.warehouse.spool_dir),
+    )
+    rerun = materialize_week(direct, W, selection="group:gold")
     assert rerun.success
     meta = gold_meta(rerun)
     assert meta["answers_replayed"] == paid_before - stored

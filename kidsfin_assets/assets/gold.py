@@ -15,7 +15,6 @@ from kidsfin_assets.report_writer import LedgerSettings, WeekOutcome, WeekReport
 from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings, resolve_path
-from kidsfin_assets.spool import warehouse_id
 from kidsfin_assets.warehouse import source_tables
 from kidsfin_assets.weeks import Week, weekly_partitions
 
@@ -229,7 +228,7 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
             outage_wait_seconds=settings.warehouse.outage_wait_seconds,
             claim_lease_seconds=settings.warehouse.claim_lease_seconds,
             spool_dir=resolve_path(settings.warehouse.spool_dir),
-            warehouse_id=warehouse_id(warehouse.database_url, warehouse.schema_name),
+            warehouse_id=ledger.warehouse_id(engine),
         )
         writer = WeekReportWriter(
             context.log,
