@@ -158,6 +158,7 @@ QUIZ_RATE = np.array([0.8, 0.3, 0.6, 0.2])
 GOAL_P = np.array([0.3, 0.1, 0.2, 0.1])  # a new goal in a week without an open one
 FIRST_GOAL_P = 0.6  # a goal set in the kid's first week
 BUY_GOAL_P = 0.8  # a reached goal is bought the week after
+GOAL_WEEKS = (1.5, 16.0)  # weeks of usual saving a new goal asks for (log-uniform)
 QUIET_WEEK_P = 0.4  # an irregular kid's week with only the allowance and a login
 GIFT_P = 0.12
 GIFT_AMOUNTS = np.array([20_000, 50_000, 100_000, 200_000, 500_000])
@@ -816,7 +817,7 @@ class DemoGenerator:
         new = np.flatnonzero(eligible & (self.goal_id[kw.kids] == 0) & (rng.random(n) < p))
         k, saved = len(new), kw.saved[new]
         weekly = self.allowance[kw.kids[new]] * SAVE_SHARE[kw.persona[new]]
-        weeks = np.exp(rng.uniform(np.log(2.0), np.log(30.0), k))
+        weeks = np.exp(rng.uniform(np.log(GOAL_WEEKS[0]), np.log(GOAL_WEEKS[1]), k))
         target = (np.ceil((saved + weekly * weeks) / 10_000) * 10_000).astype(np.int64)
         # The title whose price is nearest what is still to save, give or take (Gumbel noise).
         gap = np.abs(np.log(np.maximum(target - saved, 10_000))[:, None] - _GOAL_LOG_PRICE)
