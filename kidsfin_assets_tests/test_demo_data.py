@@ -646,3 +646,25 @@ def test_a_chunk_without_active_kids(monkeypatch: pytest.MonkeyPatch) -> None:
     check_goals(money, goals)
     late = gen.summary(0.0).late_starters[0]
     assert set(money.week[money.kid == late]) == {2, 3}
+
+
+def test_wallet_pass_equals_paying_row_by_row() -> None:
+    rng = np.random.default_rng(5)
+    group = np.sort(rng.integers(0, 50, 2_000))
+    delta = rng.integers(-60, 40, len(group)) * 1000
+    opening = rng.integers(0, 30, 50) * 1000
+    moved, after = demo_data.wallet_pass(group, delta, opening)
+    wallets = opening.copy()
+    for i, (kid, d) in enumerate(zip(group, delta, strict=True)):
+        take = d if d >= 0 else -min(-d, wallets[kid])  # never more than the wallet holds
+        wallets[kid] += take
+        assert (moved[i], after[i]) == (abs(take), wallets[kid]), i
+    assert (moved < np.abs(delta)).any() and (moved == 0).any()  # some rows were cut
+
+
+def test_stable_order_equals_lexsort() -> None:
+    rng = np.random.default_rng(6)
+    low, high = rng.integers(0, 1 << 20, 5_000), rng.integers(0, 300, 5_000)
+    assert np.array_equal(demo_data._stable_order(low, high), np.lexsort((low, high)))
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        demo_data._stable_order(np.array([-1]))
