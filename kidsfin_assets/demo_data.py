@@ -1,14 +1,18 @@
 """Demo source data: realistic pocket-money activity for the app tables of DESIGN.md.
 
 `generate()` fills `kids`, `transactions`, `app_events` and `savings_goals` (names from
-settings) with a fresh, seeded load: Vietnamese nicknames, weekly allowances, gifts,
-spending by category, saving and withdrawals, app events and savings goals, with a
-persona per kid (saver, spender, balanced, irregular) so that trends vary. With
-`dirty=True` about 2 % of the transactions and app events are deliberately invalid,
-one defect per row, each counted in the summary.
+settings) with a fresh, seeded load: Vietnamese nicknames and categories, a persona per kid
+(saver, spender, balanced, irregular), and money that adds up. Each kid has a wallet and
+savings: the weekly allowance, money given and chores come in; purchases and savings never
+take more than the wallet holds, withdrawals never more than was saved; savings goals are
+set and completed when the savings reach their target, then often bought. Spending follows
+a habit that wanders and comes back, so years of weeks stay bounded. With `dirty=True`
+about 2 % of the transactions and app events are deliberately invalid, one defect per row,
+labelled and counted in the summary (see DIRTY_SHARE); the valid rows are the same without.
 
 Rows are generated with numpy week by week and kid-chunk by kid-chunk, so memory stays
 flat at any scale; PostgreSQL loads with COPY, SQLite with executemany.
+`DemoGenerator(spec).tables()` yields the same rows without a database.
 
     python -m kidsfin_assets.demo_data --kids 100 --weeks 6
 """
@@ -21,7 +25,7 @@ import io
 import sys
 import time
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -54,13 +58,28 @@ SAVER, SPENDER, BALANCED, IRREGULAR = range(4)
 KINDS = ("income", "spending", "saving", "withdrawal", "refund")  # refund: invalid on purpose
 INCOME, SPENDING, SAVING, WITHDRAWAL, REFUND = range(5)
 
-SPENDING_CATEGORIES = ("snacks", "toys", "books", "games", "transport", "stationery", "gifts")
+# The categories the app offers a child, as the app stores them (Vietnamese, lower case):
+# snacks, toys, books, games, getting about, school things, presents for others.
+SPENDING_CATEGORIES = (
+    "ăn vặt", "đồ chơi", "sách vở", "trò chơi", "đi lại", "đồ dùng học tập", "quà tặng",
+)  # fmt: skip
+# Where money comes from: the weekly allowance, money given (lì xì, birthdays, rewards),
+# money earned with chores.
+INCOME_CATEGORIES = ("tiền tiêu vặt", "tiền mừng", "việc nhà")
 # A row's "slot" fixes its kind, category and note pool at once:
 # 0-6 spending by category, 7 spending without category, 8 allowance, 9 gift money,
-# 10 saving, 11 withdrawal.
-SLOT_NULL_SPENDING, SLOT_ALLOWANCE, SLOT_GIFT, SLOT_SAVING, SLOT_WITHDRAWAL = 7, 8, 9, 10, 11
-SLOT_KIND = np.array([SPENDING] * 8 + [INCOME, INCOME, SAVING, WITHDRAWAL], dtype=np.int8)
-SLOT_CATEGORY = np.array([*SPENDING_CATEGORIES, None, "allowance", "gift", None, None], object)
+# 10 saving, 11 withdrawal, 12 chores.
+SLOT_NULL_SPENDING, SLOT_ALLOWANCE, SLOT_GIFT, SLOT_SAVING, SLOT_WITHDRAWAL, SLOT_CHORE = range(
+    7, 13
+)
+SLOT_KIND = np.array([SPENDING] * 8 + [INCOME, INCOME, SAVING, WITHDRAWAL, INCOME], np.int8)
+ALLOWANCE_CATEGORY, GIFT_CATEGORY, CHORE_CATEGORY = INCOME_CATEGORIES
+SLOT_CATEGORY = np.array(
+    [*SPENDING_CATEGORIES, None, ALLOWANCE_CATEGORY, GIFT_CATEGORY, None, None, CHORE_CATEGORY],
+    dtype=object,
+)
+# Money into the wallet (+1) or out of it (-1), per kind; a withdrawal moves savings back.
+KIND_WALLET_SIGN = np.array([1, -1, -1, 1, 0], dtype=np.int64)
 # Share of spending rows per slot 0-7 (the last: the child left the category empty).
 SPENDING_SLOT_P = np.array([0.32, 0.12, 0.10, 0.12, 0.10, 0.12, 0.07, 0.05])
 # Typical price (VND) per spending slot 0-7.
@@ -81,6 +100,7 @@ SLOT_NOTES: tuple[tuple[str, ...], ...] = (
     ("bà nội cho", "lì xì", "thưởng học giỏi", "cô Út cho", "được điểm 10 bố thưởng"),
     ("bỏ heo đất", "tiết kiệm mua xe đạp", "để dành", "gửi tiết kiệm"),
     ("rút heo mua quà", "lấy tiền tiết kiệm", "cần tiền gấp"),
+    ("rửa bát", "quét nhà", "tưới cây", "gấp quần áo", "trông em"),
 )
 # Free text from a child is untrusted: prompt injection, SQL, markup, CSV-hostile text.
 TRICKY_NOTES = (
@@ -102,40 +122,73 @@ _TRICKY = np.array(TRICKY_NOTES, dtype=object)
 EVENT_TYPES = ("login", "lesson_completed", "quiz_completed", "goal_created", "goal_completed")
 LOGIN, LESSON, QUIZ, GOAL_CREATED, GOAL_COMPLETED = range(5)
 
+# Savings goals: title, typical price (VND), and the spending slot the child buys it in once
+# the goal is reached (-1: nothing to buy, the full piggy bank is the point).
 GOALS = (
-    ("Mua xe đạp", 1_500_000),
-    ("Mua bộ Lego", 600_000),
-    ("Quà sinh nhật mẹ", 200_000),
-    ("Trọn bộ truyện Conan", 400_000),
-    ("Đi công viên nước", 250_000),
-    ("Mua giày đá bóng", 350_000),
-    ("Mua máy tính bỏ túi", 300_000),
-    ("Nuôi heo đất đầy", 500_000),
+    ("Mua hộp bút mới", 80_000, 5),
+    ("Mua gấu bông", 120_000, 1),
+    ("Quà sinh nhật mẹ", 200_000, 6),
+    ("Đi công viên nước", 250_000, 3),
+    ("Mua máy tính bỏ túi", 300_000, 5),
+    ("Mua giày đá bóng", 350_000, 1),
+    ("Trọn bộ truyện Conan", 400_000, 2),
+    ("Nuôi heo đất đầy", 500_000, -1),
+    ("Mua bộ Lego", 600_000, 1),
+    ("Mua xe đạp", 1_500_000, 1),
 )
 _GOAL_TITLES = np.array([g[0] for g in GOALS], dtype=object)
-_GOAL_TARGETS = np.array([g[1] for g in GOALS], dtype=np.float64)
+_GOAL_LOG_PRICE = np.log(np.array([g[1] for g in GOALS], dtype=np.float64))
+_GOAL_SLOT = np.array([g[2] for g in GOALS], dtype=np.int64)
+# Notes the generator writes itself: a goal's purchase is noted with the goal's title.
+_FIXED_NOTES = _GOAL_TITLES
 
 # Per persona (saver, spender, balanced, irregular).
-SPEND_FACTOR = np.array([0.65, 1.35, 1.0, 0.8])
+SPEND_FACTOR = np.array([0.65, 1.35, 1.0, 0.8])  # purchases a week, relative
 SAVE_RATE = np.array([1.5, 0.3, 0.9, 0.5])  # saving transactions a week
-SAVE_SHARE = np.array([0.45, 0.08, 0.2, 0.15])  # of the allowance
-SPEND_SHARE = np.array([0.45, 1.0, 0.75, 0.6])  # of the allowance, in a flat week
-WITHDRAW_P = np.array([0.05, 0.15, 0.1, 0.1])
+SAVE_SHARE = np.array([0.45, 0.08, 0.2, 0.15])  # of the week's income
+# Of the kid's usual weekly income, in an ordinary week: with SAVE_SHARE, about all of it.
+SPEND_SHARE = np.array([0.55, 1.0, 0.85, 0.95])
+CHORE_RATE = np.array([0.6, 0.2, 0.4, 0.3])  # paid chores a week
+WITHDRAW_P = np.array([0.04, 0.12, 0.08, 0.08])  # savings taken out for a bigger purchase
+# Which spending slot (0-7) such a bigger purchase falls in.
+BIG_PURCHASE_SLOT_P = np.array([0.05, 0.35, 0.15, 0.2, 0.0, 0.0, 0.25])
 LOGIN_RATE = np.array([3.0, 2.0, 2.5, 1.0])
 LESSON_RATE = np.array([1.2, 0.4, 0.9, 0.3])
 QUIZ_RATE = np.array([0.8, 0.3, 0.6, 0.2])
-GOAL_P = np.array([0.15, 0.05, 0.1, 0.05])
-GOAL_DONE_P = np.array([0.5, 0.15, 0.3, 0.2])
+GOAL_P = np.array([0.3, 0.1, 0.2, 0.1])  # a new goal in a week without an open one
+FIRST_GOAL_P = 0.6  # a goal set in the kid's first week
+BUY_GOAL_P = 0.8  # a reached goal is bought the week after
+GOAL_WEEKS = (1.5, 16.0)  # weeks of usual saving a new goal asks for (log-uniform)
 QUIET_WEEK_P = 0.4  # an irregular kid's week with only the allowance and a login
-TREND_GROWTH = np.array([-0.15, 0.0, 0.15])  # weekly growth of spending: down, flat, up
+GIFT_P = 0.12
+GIFT_AMOUNTS = np.array([20_000, 50_000, 100_000, 200_000, 500_000])
+GIFT_AMOUNT_P = np.array([0.3, 0.3, 0.25, 0.1, 0.05])
+CHORE_AMOUNTS = np.array([5_000, 10_000, 15_000, 20_000, 30_000])
+# Spending habits wander and come back (mean-reverting), they never compound: the log of a
+# kid's weekly spending level is a slow seasonal swing plus AR(1) noise.
+HABIT_RHO, HABIT_SIGMA = 0.6, 0.2
+# Cash piling up in the wallet burns a hole in the pocket: a share of what exceeds some
+# weeks' allowance is spent on top of the habit, so wallets do not grow without end.
+WALLET_SPEND_SHARE, WALLET_CUSHION_WEEKS = 0.3, 1.0
+# Valid rows a kid-week other than purchases, and purchases per unit of `base` (measured
+# over 104 weeks at 20,000 kids; they set the volume `txns_per_kid_week` asks for).
+OTHER_ROWS, PURCHASES_PER_BASE = 2.25, 0.78
 
 # Kids are awake and out of school at these local hours (weights per hour 0-23).
 _HOUR_W = np.array([0, 0, 0, 0, 0, 0, 1, 3, 2, 2, 2, 4, 4, 2, 2, 3, 5, 6, 5, 5, 5, 3, 1, 0.0])
 HOUR_P = _HOUR_W / _HOUR_W.sum()
 
+# Deliberately invalid rows, for the pipeline's quarantine and its tests: about 2 % of the
+# transactions and app events, one defect a row, dealt round-robin over the defects so that
+# even a small demo has every kind (a fixed, seeded set: the same rows every run). They are
+# extra rows: the valid data, and every wallet, are the same with or without them. Each is
+# recognisable: an invalid transaction's note is DIRTY_NOTE_PREFIX + its defect, and an
+# orphan's kid_id is ORPHAN_KID_BASE or above (never a real kid).
 DIRTY_SHARE = 0.02
 TXN_DEFECTS = ("orphan_kid", "missing_time", "unknown_kind", "zero_amount", "negative_amount")
 EVENT_DEFECTS = ("orphan_kid", "missing_time")
+DIRTY_NOTE_PREFIX = "demo: invalid on purpose: "
+ORPHAN_KID_BASE = 900_000_000
 # What the pipeline's quarantine calls each defect (kidsfin_assets.validation.Reason).
 QUARANTINE_REASON = {
     "orphan_kid": "orphan_kid",
@@ -151,6 +204,7 @@ KID_CHUNK = 20_000  # kids generated (and loaded) together; fixed, so output is 
 SQLITE_BATCH = 20_000
 _SECOND = np.timedelta64(1, "s")
 _DAY = 86_400
+_NAT = np.datetime64("NaT", "s")
 
 
 # --- public API ---------------------------------------------------------------------------
@@ -213,6 +267,7 @@ class DemoSummary:
     invalid_by_reason: dict[str, int]
     elapsed_seconds: float
     late_starters: list[int] = field(default_factory=list)
+    savings_goals_completed: int = 0
 
     @property
     def invalid_rows(self) -> int:
@@ -284,30 +339,15 @@ def generate(engine: Engine, names: SourceTables, spec: DemoSpec) -> DemoSummary
     """Replace the four tables' rows with a fresh demo load; deterministic per seed."""
     started = time.perf_counter()
     create_source_tables(engine, names)
-    gen = _Generator(spec, is_sqlite(engine))
+    gen = DemoGenerator(spec, sqlite=is_sqlite(engine))
     with engine.begin() as conn:  # one transaction: the old data or the new, never half
         tables = [names.kids, names.transactions, names.app_events, names.savings_goals]
         loader = (_SqliteLoader if is_sqlite(engine) else _PgLoader)(conn, spec.timezone)
         loader.clear(tables)
-        for lo in range(0, spec.kids, KID_CHUNK):
-            loader.rows(names.kids, gen.kids_chunk(lo, min(lo + KID_CHUNK, spec.kids)))
-        for w in range(spec.weeks):
-            for lo in range(0, spec.kids, KID_CHUNK):
-                txns, events, goals = gen.week_chunk(w, lo, min(lo + KID_CHUNK, spec.kids))
-                loader.rows(names.transactions, txns)
-                loader.rows(names.app_events, events)
-                loader.rows(names.savings_goals, goals)
+        for table, rows in gen.tables():
+            loader.rows(getattr(names, table), rows)
         loader.finish(tables)
-    return DemoSummary(
-        kids=spec.kids,
-        weeks=gen.mondays,
-        transactions=gen.n_txns,
-        app_events=gen.n_events,
-        savings_goals=gen.n_goals,
-        invalid_by_reason={k: v for k, v in gen.invalid.items() if v},
-        elapsed_seconds=time.perf_counter() - started,
-        late_starters=[int(i) + 1 for i in np.flatnonzero(gen.start_week > 0)],
-    )
+    return gen.summary(time.perf_counter() - started)
 
 
 # --- generation ---------------------------------------------------------------------------
@@ -360,7 +400,7 @@ def iso_local(utc: np.ndarray, tz: str) -> np.ndarray:
 
 
 @dataclass
-class _Rows:
+class Rows:
     """One chunk of rows of one table, as column arrays."""
 
     columns: dict[str, np.ndarray]
@@ -369,45 +409,176 @@ class _Rows:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
-class _Generator:
-    """Per-kid profiles plus running ids and counters; rows come chunk by chunk."""
+# Each kid's running sums are shifted this far below the previous kid's (VND; far above any
+# wallet), so that one running minimum over a chunk never reaches into another kid's rows.
+_GROUP_SHIFT = 1 << 40
 
-    def __init__(self, spec: DemoSpec, sqlite: bool) -> None:
+
+def _run_starts(group: np.ndarray) -> np.ndarray:
+    """Index of the first row of each run of equal values in `group`."""
+    if len(group) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+
+
+def _running_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Cumulative sum restarting at each index of `starts` (the first must be 0)."""
+    total = np.cumsum(values)
+    before = total[starts] - values[starts]
+    return total - np.repeat(before, np.diff(np.r_[starts, len(values)]))
+
+
+def _stable_order(*keys: np.ndarray) -> np.ndarray:
+    """Indices that sort stably by `keys`, the last the most significant. Each key is a
+    non-negative integer below 2**32, sorted in 16-bit digits: numpy sorts uint16 stably
+    with a radix sort, in linear time (several times faster than sorting int64)."""
+    order = np.arange(len(keys[0]))
+    for key in keys:
+        if len(key) and (key.min() < 0 or key.max() >= 1 << 32):
+            raise ValueError("sort keys must be in [0, 2**32)")
+        for shift in (0, 16) if len(key) and key.max() >= 1 << 16 else (0,):
+            digit = ((key[order] >> shift) & 0xFFFF).astype(np.uint16)
+            order = order[np.argsort(digit, kind="stable")]
+    return order
+
+
+def wallet_pass(
+    group: np.ndarray, delta: np.ndarray, opening: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a week's rows to the wallets in order; an outflow never takes more than is there.
+
+    `group` numbers each row's kid (0, 1, ..., rows sorted by kid, then time), `delta` is the
+    money each row means to move in (+) or out (-), `opening` the wallets before the week.
+    The wallet after row i is W_i = max(0, W_{i-1} + d_i): a purchase or saving larger than
+    the wallet takes what is left, or nothing. In closed form (Lindley's recursion),
+    W_i = S_i - min(0, min_{k<=i} S_k) with S the running sum from the opening wallet: no
+    Python loop over rows. Returns the money each row moved (|delta| or less) and W.
+    """
+    if len(delta) == 0:
+        return delta.copy(), delta.copy()
+    starts = _run_starts(group)
+    running = opening[group] + _running_sum(delta, starts)
+    if np.abs(running).max() >= _GROUP_SHIFT // 2:
+        raise ValueError("wallet sums beyond the generator's range")
+    shift = group.astype(np.int64) * _GROUP_SHIFT
+    lowest = np.minimum(np.minimum.accumulate(running - shift) + shift, opening[group])
+    wallet = running - np.minimum(lowest, 0)
+    before = np.empty_like(wallet)
+    before[1:] = wallet[:-1]
+    before[starts] = opening[group[starts]]
+    return np.abs(wallet - before), wallet
+
+
+def _floor_vnd(values: np.ndarray, step: int = 1000) -> np.ndarray:
+    return (np.floor(values / step) * step).astype(np.int64)
+
+
+# The tables `DemoGenerator.tables()` yields rows of: SourceTables' field names.
+TABLES = ("kids", "transactions", "app_events", "savings_goals")
+
+
+class DemoGenerator:
+    """Per-kid profiles and money, running ids and counters; rows come chunk by chunk.
+
+    Each kid has a wallet (cash) and savings, both starting at nothing, simulated week by
+    week in time order: the allowance (weekly), money given and chores come in; purchases
+    and savings go out of the wallet and never take more than it holds (`wallet_pass`);
+    withdrawals move savings back and never take more than was saved at the week's start.
+    Savings goals open with a target above the savings, complete at the first saving that
+    brings the savings to the target, and are often bought the week after (a withdrawal,
+    then the purchase). Spending follows a mean-reverting habit, so it stays bounded over
+    years. `tables()` yields every row without touching a database.
+    """
+
+    def __init__(self, spec: DemoSpec, sqlite: bool = False) -> None:
         self.spec, self.tz = spec, spec.timezone
         self.mondays = spec.week_starts()
         # Week bounds as UTC instants, localised per Monday (a DST change moves them).
         bounds = [*self.mondays, self.mondays[-1] + dt.timedelta(days=7)]
         self.bounds_utc = np.array([_local_midnight_utc(d, self.tz) for d in bounds])
-        self.range_end = self.bounds_utc[-1]
         self.nan_defect = "null_amount" if sqlite else "nan_amount"  # SQLite has no NaN
         self.txn_defects = (*TXN_DEFECTS, self.nan_defect)
         self.invalid: dict[str, int] = {
             **{f"transactions.{d}": 0 for d in self.txn_defects},
             **{f"app_events.{d}": 0 for d in EVENT_DEFECTS},
         }
-        self.n_txns = self.n_events = self.n_goals = 0
+        self.n_txns = self.n_events = self.n_goals = self.n_goals_completed = 0
         self.next_txn_id = self.next_event_id = self.next_goal_id = 1
         # Dirty rows owed so far: a running fraction keeps the share exact at any scale.
         self._txn_debt = self._event_debt = 0.0
         self._txn_dirty_seen = self._event_dirty_seen = 0
+        # Purchases a kid-week per unit of SPEND_FACTOR, so that valid rows average about
+        # txns_per_kid_week.
+        self.base = max((spec.txns_per_kid_week - OTHER_ROWS) / PURCHASES_PER_BASE, 0.3)
 
         n = spec.kids
         rng = np.random.default_rng([spec.seed, 0])
         # Personas dealt round-robin then shuffled, so even 10 kids get all four.
         self.persona = rng.permutation(np.resize(np.arange(4), n)).astype(np.int8)
-        self.allowance = rng.integers(5, 21, n).astype(np.float64) * 10_000  # 50k-200k
-        self.allowance_day = rng.integers(0, 7, n)
-        self.allowance_hour = rng.integers(7, 21, n)
-        self.growth = TREND_GROWTH[rng.integers(0, 3, n)]
+        self.allowance = rng.integers(5, 21, n).astype(np.int64) * 10_000  # 50k-200k
+        # Most parents give the allowance on Monday, some a day or two later.
+        self.allowance_day = rng.choice(3, size=n, p=[0.7, 0.15, 0.15])
+        self.allowance_hour = rng.integers(6, 21, n)
         self.start_week = np.zeros(n, dtype=np.int64)
         if n >= 10 and spec.weeks >= 2:
             # One late starter: no history, so its first weeks show the `new` trend.
             self.start_week[rng.integers(0, n)] = min(2, spec.weeks - 1)
         self.name_order = rng.permutation(len(NICKNAMES))
+        # The spending habit: a seasonal swing (amplitude, period in weeks, phase) on the
+        # log scale, plus AR(1) noise carried from week to week.
+        self.habit_amp = rng.uniform(0.1, 0.4, n)
+        self.habit_period = rng.uniform(6.0, 30.0, n)
+        self.habit_phase = rng.uniform(0.0, 2 * np.pi, n)
+        self.habit_noise = np.zeros(n)
+        self.chore_rate = CHORE_RATE[self.persona] * rng.uniform(0.0, 2.0, n)
+        # What usually comes in a week: what the spending habit is sized from.
+        self.usual_income = (
+            self.allowance
+            + GIFT_P * float(GIFT_AMOUNTS @ GIFT_AMOUNT_P)
+            + self.chore_rate * float(CHORE_AMOUNTS.mean())
+        )
+        # Money held (whole VND).
+        self.wallet = np.zeros(n, dtype=np.int64)
+        self.saved = np.zeros(n, dtype=np.int64)
+        # The open goal per kid (id 0: none), and a goal reached, to buy next week (-1: none).
+        self.goal_id = np.zeros(n, dtype=np.int64)
+        self.goal_title = np.zeros(n, dtype=np.int64)
+        self.goal_target = np.zeros(n, dtype=np.int64)
+        self.goal_created = np.full(n, _NAT)
+        self.goal_to_buy = np.full(n, -1, dtype=np.int64)
+        self.goal_price = np.zeros(n, dtype=np.int64)
+
+    def tables(self) -> Iterator[tuple[str, Rows]]:
+        """Every row, as (table, chunk): the kids, then week by week, then the open goals."""
+        kids = self.spec.kids
+        chunks = [(lo, min(lo + KID_CHUNK, kids)) for lo in range(0, kids, KID_CHUNK)]
+        for lo, hi in chunks:
+            yield "kids", self.kids_chunk(lo, hi)
+        for w in range(self.spec.weeks):
+            for lo, hi in chunks:
+                txns, events, goals = self.week_chunk(w, lo, hi)
+                yield "transactions", txns
+                yield "app_events", events
+                yield "savings_goals", goals  # the goals completed in the week
+        for lo, hi in chunks:
+            yield "savings_goals", self.open_goals_chunk(lo, hi)
+
+    def summary(self, elapsed_seconds: float) -> DemoSummary:
+        return DemoSummary(
+            kids=self.spec.kids,
+            weeks=self.mondays,
+            transactions=self.n_txns,
+            app_events=self.n_events,
+            savings_goals=self.n_goals,
+            invalid_by_reason={k: v for k, v in self.invalid.items() if v},
+            elapsed_seconds=elapsed_seconds,
+            late_starters=[int(i) + 1 for i in np.flatnonzero(self.start_week > 0)],
+            savings_goals_completed=self.n_goals_completed,
+        )
 
     # -- kids ----------------------------------------------------------------------------
 
-    def kids_chunk(self, lo: int, hi: int) -> _Rows:
+    def kids_chunk(self, lo: int, hi: int) -> Rows:
         rng = np.random.default_rng([self.spec.seed, 3, lo])
         idx = np.arange(lo, hi)
         names = np.array(NICKNAMES, dtype=object)[self.name_order[idx % len(NICKNAMES)]]
@@ -427,7 +598,7 @@ class _Generator:
         created[late] = self.bounds_utc[self.start_week[idx][late]] - (
             rng.integers(2 * 3600, 6 * 3600, int(late.sum())) * _SECOND
         )
-        return _Rows(
+        return Rows(
             {
                 "kid_id": idx + 1,
                 "nickname": names,
@@ -457,146 +628,285 @@ class _Generator:
             u < 0.35, None, np.where(u < 0.47, "", np.where(u < 0.96, _FLAT_NOTES[pick], tricky))
         )
 
-    def week_chunk(self, w: int, lo: int, hi: int) -> tuple[_Rows, _Rows, _Rows]:
+    def _habit(self, rng: np.random.Generator, w: int, kids: np.ndarray) -> np.ndarray:
+        """This week's spending level per kid, around 1: it wanders and comes back."""
+        noise = HABIT_RHO * self.habit_noise[kids] + HABIT_SIGMA * rng.standard_normal(len(kids))
+        self.habit_noise[kids] = noise
+        swing = self.habit_amp[kids] * np.sin(
+            2 * np.pi * w / self.habit_period[kids] + self.habit_phase[kids]
+        )
+        return np.exp(swing + noise)
+
+    def week_chunk(self, w: int, lo: int, hi: int) -> tuple[Rows, Rows, Rows]:
+        """One week of kids lo..hi-1: (transactions, app events, goals completed)."""
         spec = self.spec
         rng = np.random.default_rng([spec.seed, 1, w, lo])
         kids = np.arange(lo, hi)
         kids = kids[self.start_week[kids] <= w]
-        n = len(kids)
         persona = self.persona[kids]
         rel = w - self.start_week[kids]  # weeks since the kid's first week
-        trend = (1.0 + self.growth[kids]) ** rel
-        quiet = (persona == IRREGULAR) & (rel > 0) & (rng.random(n) < QUIET_WEEK_P)
-        busy = ~quiet
+        quiet = (persona == IRREGULAR) & (rel > 0) & (rng.random(len(kids)) < QUIET_WEEK_P)
+        kw = _KidWeek(w, kids, persona, rel, ~quiet, self.saved[kids])
 
-        # Counts per kid: one allowance always (so every kid is active every week).
-        # Spending fills the volume up to txns_per_kid_week: the other kinds average about
-        # 1.9 a kid-week, and personas, trends and quiet weeks scale spending by about 0.9.
-        base = max((spec.txns_per_kid_week - 1.9) / 0.9, 0.3)
-        n_spend = rng.poisson(base * SPEND_FACTOR[persona] * trend) * busy
-        n_save = rng.poisson(SAVE_RATE[persona]) * busy
-        n_gift = (rng.random(n) < 0.12).astype(np.int64)
-        n_wd = ((rng.random(n) < WITHDRAW_P[persona]) & (rel > 0) & busy).astype(np.int64)
-        per_slot = [
-            (SLOT_ALLOWANCE, np.ones(n, dtype=np.int64)),
-            (SLOT_GIFT, n_gift),
-            (SLOT_SAVING, n_save),
-            (SLOT_WITHDRAWAL, n_wd),
-            (-1, n_spend),  # spending: slot drawn per row below
-        ]
-        kid_rows = np.concatenate([np.repeat(kids, c) for _, c in per_slot])
-        slot = np.concatenate([np.full(int(c.sum()), s) for s, c in per_slot])
-        spend = slot == -1
-        slot[spend] = rng.choice(8, size=int(spend.sum()), p=SPENDING_SLOT_P)
-        m = len(slot)
+        income, income_rows = self._income(rng, kw)
+        withdrawal_rows, buying = self._withdrawals(rng, kw)
+        planned = _Segment.join(
+            [
+                *income_rows,
+                *withdrawal_rows,
+                self._purchases(rng, kw),
+                self._savings(rng, kw, income),
+            ]
+        )
+        paid = self._pay(kw, planned)
+        created = self._goals(rng, kw, kw.busy & ~buying)
+        completed = self._completed_goals(rng, kw, paid)
 
-        allowance = self.allowance[kid_rows]
-        amount = np.zeros(m)
-        is_allow = slot == SLOT_ALLOWANCE
-        amount[is_allow] = allowance[is_allow]
-        is_gift = slot == SLOT_GIFT
-        amount[is_gift] = rng.choice(
-            [20_000, 50_000, 100_000, 200_000, 500_000],
-            size=int(is_gift.sum()),
-            p=[0.3, 0.3, 0.25, 0.1, 0.05],
-        )
-        is_save = slot == SLOT_SAVING
-        p_rows = self.persona[kid_rows]
-        amount[is_save] = (
-            allowance[is_save]
-            * SAVE_SHARE[p_rows[is_save]]
-            / np.maximum(SAVE_RATE[p_rows[is_save]], 1.0)
-            * rng.lognormal(0.0, 0.3, int(is_save.sum()))
-        )
-        is_wd = slot == SLOT_WITHDRAWAL
-        amount[is_wd] = allowance[is_wd] * rng.uniform(0.3, 1.0, int(is_wd.sum()))
-        # A weekly budget (share of the allowance, following the kid's trend) spread over
-        # the expected number of purchases, weighted by what the category costs.
-        p_spend = p_rows[spend]
-        per_purchase = allowance[spend] * SPEND_SHARE[p_spend] / (base * SPEND_FACTOR[p_spend])
-        amount[spend] = (
-            per_purchase
-            * _RELATIVE_PRICE[slot[spend]]
-            * rng.lognormal(-0.1, 0.45, int(spend.sum()))
-        )
-        amount = _round_vnd(amount)
-
-        local = self._random_local(rng, w, m)
-        local[is_allow] = self._local(
-            w,
-            self.allowance_day[kid_rows[is_allow]],
-            self.allowance_hour[kid_rows[is_allow]],
-            rng.integers(0, 3600, int(is_allow.sum())),
-        )
+        # Rows the wallet paid for (a purchase or saving it could not pay at all is
+        # dropped), back in time order (same-second rows of a kid keep the wallet's order).
+        keep = np.flatnonzero(paid.moved > 0)
+        keep = keep[_stable_order(paid.second[keep])]
+        notes = self._notes(rng, paid.slot[keep])
+        fixed = paid.note[keep]
+        notes[fixed >= 0] = _FIXED_NOTES[fixed[fixed >= 0]]
         txns = {
-            "kid_id": kid_rows + 1,  # ids are 1-based; arrays are indexed from 0
-            "occurred_at": _local_to_utc(local, self.tz),
-            "kind": SLOT_KIND[slot],
-            "category": SLOT_CATEGORY[slot],
-            "amount": amount,
-            "note": self._notes(rng, slot),
+            "kid_id": kids[paid.pos[keep]] + 1,  # ids are 1-based; arrays are indexed from 0
+            "occurred_at": paid.utc[keep],
+            "kind": paid.kind[keep],
+            "category": SLOT_CATEGORY[paid.slot[keep]],
+            "amount": paid.moved[keep].astype(np.float64),
+            "note": notes,
         }
+        events = self._events(rng, kw, created, completed)
 
-        # Savings goals: most kids set one in their first week, a few later.
-        new_goal = busy & (rng.random(n) < np.where(rel == 0, 0.6, GOAL_P[persona]))
-        g_kids = kids[new_goal]
-        g = len(g_kids)
-        which = rng.integers(0, len(GOALS), g)
-        g_created = _local_to_utc(self._random_local(rng, w, g), self.tz)
-        g_done = g_created + rng.integers(2 * _DAY, 35 * _DAY, g) * _SECOND
-        done = (rng.random(g) < GOAL_DONE_P[self.persona[g_kids]]) & (g_done < self.range_end)
-        g_done[~done] = np.datetime64("NaT")
-        goals = {
-            "kid_id": g_kids + 1,
-            "title": _GOAL_TITLES[which],
-            "target_amount": _round_vnd(
-                _GOAL_TARGETS[which] * rng.uniform(0.8, 1.5, g), step=10_000
-            ),
-            "created_at": g_created,
-            "completed_at": g_done,
-        }
-
-        # App events: at least one login a week; lessons and quizzes by persona.
-        e_counts = [
-            (LOGIN, 1 + rng.poisson(LOGIN_RATE[persona]) * busy),
-            (LESSON, rng.poisson(LESSON_RATE[persona]) * busy),
-            (QUIZ, rng.poisson(QUIZ_RATE[persona]) * busy),
-        ]
-        e_kids = np.concatenate([np.repeat(kids, c) for _, c in e_counts])
-        e_type = np.concatenate([np.full(int(c.sum()), t) for t, c in e_counts])
-        e_time = _local_to_utc(self._random_local(rng, w, len(e_kids)), self.tz)
-        events = {
-            "kid_id": np.concatenate([e_kids, g_kids, g_kids[done]]) + 1,
-            "occurred_at": np.concatenate([e_time, g_created, g_done[done]]),
-            "event_type": np.concatenate(
-                [e_type, np.full(g, GOAL_CREATED), np.full(int(done.sum()), GOAL_COMPLETED)]
-            ),
-        }
-
-        if spec.dirty and n:
+        if spec.dirty and len(kids):
             drng = np.random.default_rng([spec.seed, 2, w, lo])  # apart: clean rows unchanged
             txns = self._dirty_txns(drng, w, kids, txns)
             events = self._dirty_events(drng, w, kids, events)
 
         txn_rows = self._finish(txns, "txn_id", "next_txn_id")
         event_rows = self._finish(events, "event_id", "next_event_id")
-        goal_rows = self._finish(goals, "goal_id", "next_goal_id", time_column="created_at")
         self.n_txns += len(txn_rows)
         self.n_events += len(event_rows)
-        self.n_goals += len(goal_rows)
-        return txn_rows, event_rows, goal_rows
+        return txn_rows, event_rows, completed
 
-    def _finish(
-        self, cols: dict[str, np.ndarray], id_name: str, counter: str, time_column: str = ""
-    ) -> _Rows:
+    def _income(self, rng: np.random.Generator, kw: _KidWeek) -> tuple[np.ndarray, list[_Segment]]:
+        """The allowance every week (a new kid's first one on its first Monday morning, so
+        that its first purchases have money behind them), money given now and then, chores.
+        Returns the week's income per kid and the rows."""
+        n, w = len(kw.kids), kw.w
+        allowance = self.allowance[kw.kids]
+        first_week = kw.rel == 0
+        allowance_at = self._local(
+            w,
+            np.where(first_week, 0, self.allowance_day[kw.kids]),
+            np.where(first_week, 6, self.allowance_hour[kw.kids]),
+            rng.integers(0, 600, n),
+        )
+        gift = np.flatnonzero(rng.random(n) < GIFT_P)
+        gift_amount = rng.choice(GIFT_AMOUNTS, size=len(gift), p=GIFT_AMOUNT_P)
+        chore = np.repeat(np.arange(n), rng.poisson(self.chore_rate[kw.kids]) * kw.busy)
+        chore_amount = rng.choice(CHORE_AMOUNTS, size=len(chore))
+        income = (
+            allowance
+            + np.bincount(gift, gift_amount, minlength=n).astype(np.int64)
+            + np.bincount(chore, chore_amount, minlength=n).astype(np.int64)
+        )
+        return income, [
+            _Segment(np.arange(n), SLOT_ALLOWANCE, allowance, allowance_at),
+            _Segment(gift, SLOT_GIFT, gift_amount, self._random_local(rng, w, len(gift))),
+            _Segment(chore, SLOT_CHORE, chore_amount, self._random_local(rng, w, len(chore))),
+        ]
+
+    def _withdrawals(
+        self, rng: np.random.Generator, kw: _KidWeek
+    ) -> tuple[list[_Segment], np.ndarray]:
+        """Withdrawals, sized from what was saved before the week (so savings never go below
+        zero), each followed within hours by what the money was for: a goal reached last
+        week (noted with its title), or now and then something pocket money does not buy.
+        Returns the rows and which kids are buying their goal."""
+        n = len(kw.kids)
+        to_buy = self.goal_to_buy[kw.kids]
+        self.goal_to_buy[kw.kids] = -1
+        goal_amount = np.minimum(self.goal_price[kw.kids], kw.saved)
+        buy = (to_buy >= 0) & (goal_amount > 0)
+        other = (rng.random(n) < WITHDRAW_P[kw.persona]) & kw.busy & ~buy & (kw.saved >= 10_000)
+        wd = np.flatnonzero(buy | other)
+        buys = buy[wd]
+        amount = np.where(
+            buys, goal_amount[wd], _floor_vnd(kw.saved[wd] * rng.uniform(0.2, 0.8, len(wd)))
+        )
+        at = self._local(
+            kw.w,
+            rng.integers(0, 6, len(wd)),
+            rng.integers(8, 20, len(wd)),
+            rng.integers(0, 3600, len(wd)),
+        )
+        big_slot = rng.choice(len(BIG_PURCHASE_SLOT_P), size=len(wd), p=BIG_PURCHASE_SLOT_P)
+        bought = _Segment(
+            wd,
+            np.where(buys, _GOAL_SLOT[to_buy[wd]], big_slot),
+            amount,
+            at + rng.integers(1800, 3 * 3600, len(wd)) * _SECOND,
+            note=np.where(buys, to_buy[wd], -1),  # the goal's title
+        )
+        return [_Segment(wd, SLOT_WITHDRAWAL, amount, at), bought], buy
+
+    def _purchases(self, rng: np.random.Generator, kw: _KidWeek) -> _Segment:
+        """As many purchases as the habit's level says; a kid with cash piling up in the
+        wallet buys dearer things (a share of the surplus on top of the week's budget)."""
+        allowance, factor = self.allowance[kw.kids], SPEND_FACTOR[kw.persona]
+        budget = self.usual_income[kw.kids] * SPEND_SHARE[kw.persona]
+        habit = self._habit(rng, kw.w, kw.kids)
+        surplus = np.maximum(0, self.wallet[kw.kids] - WALLET_CUSHION_WEEKS * allowance)
+        dearer = 1.0 + WALLET_SPEND_SHARE * surplus / (budget * habit)
+        spend = np.repeat(
+            np.arange(len(kw.kids)), rng.poisson(self.base * factor * habit) * kw.busy
+        )
+        slot = rng.choice(8, size=len(spend), p=SPENDING_SLOT_P)
+        # A budget spread over the expected purchases, weighted by what the category costs.
+        per_purchase = budget * dearer / (self.base * factor)
+        amount = _round_vnd(
+            per_purchase[spend] * _RELATIVE_PRICE[slot] * rng.lognormal(-0.1, 0.45, len(spend))
+        )
+        return _Segment(spend, slot, amount, self._random_local(rng, kw.w, len(spend)))
+
+    def _savings(self, rng: np.random.Generator, kw: _KidWeek, income: np.ndarray) -> _Segment:
+        """Savings: a share of the week's income, never more than all of it."""
+        n = len(kw.kids)
+        save = np.repeat(np.arange(n), rng.poisson(SAVE_RATE[kw.persona]) * kw.busy)
+        persona = kw.persona[save]
+        planned = _round_vnd(
+            income[save]
+            * SAVE_SHARE[persona]
+            / np.maximum(SAVE_RATE[persona], 1.0)
+            * rng.lognormal(0.0, 0.3, len(save))
+        )
+        over = income / np.maximum(np.bincount(save, planned, minlength=n), 1.0)
+        amount = _floor_vnd(planned * np.minimum(over, 1.0)[save])
+        return _Segment(save, SLOT_SAVING, amount, self._random_local(rng, kw.w, len(save)))
+
+    def _pay(self, kw: _KidWeek, planned: _Segment) -> _Paid:
+        """The week in time order, kid by kid: the wallet decides what really moves. Updates
+        each kid's wallet and savings."""
+        utc = _local_to_utc(planned.local, self.tz)
+        second = (utc - self.bounds_utc[kw.w]).astype(np.int64)  # of the week
+        order = _stable_order(second, planned.pos)
+        pos, slot = planned.pos[order], planned.slot[order]
+        kind = SLOT_KIND[slot]
+        moved, wallet = wallet_pass(
+            pos, KIND_WALLET_SIGN[kind] * planned.amount[order], self.wallet[kw.kids]
+        )
+        starts = _run_starts(pos)
+        saving = np.where(kind == SAVING, moved, np.where(kind == WITHDRAWAL, -moved, 0))
+        savings = kw.saved[pos] + _running_sum(saving, starts)
+        last = np.r_[starts[1:], len(pos)][: len(starts)] - 1
+        self.wallet[kw.kids[pos[last]]] = wallet[last]
+        self.saved[kw.kids[pos[last]]] = savings[last]
+        return _Paid(
+            pos, slot, kind, utc[order], second[order], moved, planned.note[order], savings
+        )
+
+    def _events(
+        self, rng: np.random.Generator, kw: _KidWeek, created: Rows, completed: Rows
+    ) -> dict[str, np.ndarray]:
+        """At least one login a week; lessons and quizzes by persona; goals set and reached."""
+        counts = [
+            (LOGIN, 1 + rng.poisson(LOGIN_RATE[kw.persona]) * kw.busy),
+            (LESSON, rng.poisson(LESSON_RATE[kw.persona]) * kw.busy),
+            (QUIZ, rng.poisson(QUIZ_RATE[kw.persona]) * kw.busy),
+        ]
+        kid = np.concatenate([np.repeat(kw.kids + 1, c) for _, c in counts])
+        kind = np.concatenate([np.full(int(c.sum()), t) for t, c in counts])
+        at = _local_to_utc(self._random_local(rng, kw.w, len(kid)), self.tz)
+        goals = [(created, "created_at", GOAL_CREATED), (completed, "completed_at", GOAL_COMPLETED)]
+        return {
+            "kid_id": np.concatenate([kid, *(g.columns["kid_id"] for g, _, _ in goals)]),
+            "occurred_at": np.concatenate([at, *(g.columns[c] for g, c, _ in goals)]),
+            "event_type": np.concatenate([kind, *(np.full(len(g), t) for g, _, t in goals)]),
+        }
+
+    def _goals(self, rng: np.random.Generator, kw: _KidWeek, eligible: np.ndarray) -> Rows:
+        """Open new goals (most kids in their first week, a few later, one at a time): a
+        target some weeks of saving above the savings, titled by what it could buy.
+        Returns the goals opened (kid_id and created_at)."""
+        n = len(kw.kids)
+        p = np.where(kw.rel == 0, FIRST_GOAL_P, GOAL_P[kw.persona])
+        new = np.flatnonzero(eligible & (self.goal_id[kw.kids] == 0) & (rng.random(n) < p))
+        k, saved = len(new), kw.saved[new]
+        weekly = self.allowance[kw.kids[new]] * SAVE_SHARE[kw.persona[new]]
+        weeks = np.exp(rng.uniform(np.log(GOAL_WEEKS[0]), np.log(GOAL_WEEKS[1]), k))
+        target = (np.ceil((saved + weekly * weeks) / 10_000) * 10_000).astype(np.int64)
+        # The title whose price is nearest what is still to save, give or take (Gumbel noise).
+        gap = np.abs(np.log(np.maximum(target - saved, 10_000))[:, None] - _GOAL_LOG_PRICE)
+        title = np.argmax(-4.0 * gap + rng.gumbel(size=(k, len(GOALS))), axis=1)
+        created = _local_to_utc(self._random_local(rng, kw.w, k), self.tz)
+        g = kw.kids[new]
+        self.goal_id[g] = np.arange(self.next_goal_id, self.next_goal_id + k)
+        self.next_goal_id += k
+        self.goal_title[g], self.goal_target[g], self.goal_created[g] = title, target, created
+        return Rows({"kid_id": g + 1, "created_at": created})
+
+    def _completed_goals(self, rng: np.random.Generator, kw: _KidWeek, paid: _Paid) -> Rows:
+        """Goals whose target the savings reached this week: completed at the first saving
+        after the goal was set that brought the savings to the target. Their rows; most are
+        bought the week after (see _withdrawals)."""
+        kid = kw.kids[paid.pos]
+        reached = (
+            (paid.kind == SAVING)
+            & (paid.moved > 0)
+            & (self.goal_id[kid] > 0)
+            & (paid.utc > self.goal_created[kid])
+            & (paid.savings >= self.goal_target[kid])
+        )
+        first = np.flatnonzero(reached)
+        first = first[_run_starts(paid.pos[first])]
+        g = kid[first]
+        rows = self._goal_rows(g, paid.utc[first])
+        title = self.goal_title[g]
+        buys = (_GOAL_SLOT[title] >= 0) & (rng.random(len(g)) < BUY_GOAL_P)
+        self.goal_to_buy[g] = np.where(buys, title, -1)
+        self.goal_price[g] = self.goal_target[g]
+        self.goal_id[g] = 0
+        self.n_goals_completed += len(g)
+        return rows
+
+    def open_goals_chunk(self, lo: int, hi: int) -> Rows:
+        """The goals still open at the end, kids lo..hi-1."""
+        g = lo + np.flatnonzero(self.goal_id[lo:hi] > 0)
+        return self._goal_rows(g, np.full(len(g), _NAT))
+
+    def _goal_rows(self, g: np.ndarray, completed_at: np.ndarray) -> Rows:
+        order = np.argsort(self.goal_id[g], kind="stable")
+        g = g[order]
+        self.n_goals += len(g)
+        return Rows(
+            {
+                "goal_id": self.goal_id[g],
+                "kid_id": g + 1,
+                "title": _GOAL_TITLES[self.goal_title[g]],
+                "target_amount": self.goal_target[g].astype(np.float64),
+                "created_at": self.goal_created[g],
+                "completed_at": completed_at[order],
+            }
+        )
+
+    def _finish(self, cols: dict[str, np.ndarray], id_name: str, counter: str) -> Rows:
         """Order by time (missing times last) and number the rows, as the app would."""
-        times = cols[time_column or "occurred_at"]
-        key = np.where(np.isnat(times), np.iinfo(np.int64).max, times.astype(np.int64))
-        order = np.argsort(key, kind="stable")
+        times = cols["occurred_at"]
+        seconds = times.astype(np.int64)
+        known = ~np.isnat(times)
+        start = seconds[known].min() if known.any() else 0
+        # Seconds since the earliest row (a week's span), missing times after every other.
+        key = np.where(known, seconds - start, 0)
+        key[~known] = key.max(initial=0) + 1
+        order = _stable_order(key)
         first = getattr(self, counter)
         ids = np.arange(first, first + len(order), dtype=np.int64)
         setattr(self, counter, first + len(order))
-        return _Rows({id_name: ids, **{k: v[order] for k, v in cols.items()}})
+        return Rows({id_name: ids, **{k: v[order] for k, v in cols.items()}})
+
+    # -- invalid rows, on purpose (see DIRTY_SHARE) ------------------------------------------
 
     def _dirty_count(self, debt_attr: str, valid_rows: int) -> int:
         debt = getattr(self, debt_attr) + DIRTY_SHARE * valid_rows
@@ -611,7 +921,7 @@ class _Generator:
         return np.asarray(names, dtype=object)[(seen + np.arange(k)) % len(names)]
 
     def _orphans(self, rng: np.random.Generator, k: int) -> np.ndarray:
-        return self.spec.kids + rng.integers(1, 100_000, k)
+        return ORPHAN_KID_BASE + rng.integers(0, 100_000, k)
 
     def _dirty_txns(
         self, rng: np.random.Generator, w: int, kids: np.ndarray, txns: dict[str, np.ndarray]
@@ -639,7 +949,7 @@ class _Generator:
             "kind": kind,
             "category": SLOT_CATEGORY[slot],
             "amount": amount,
-            "note": self._notes(rng, slot),
+            "note": np.char.add(DIRTY_NOTE_PREFIX, defect.astype(str)).astype(object),
         }
         return {c: np.concatenate([txns[c], dirty[c]]) for c in txns}
 
@@ -658,6 +968,57 @@ class _Generator:
             self.invalid[f"app_events.{d}"] += int((defect == d).sum())
         dirty = {"kid_id": kid, "occurred_at": when, "event_type": rng.integers(0, 3, k)}
         return {c: np.concatenate([events[c], dirty[c]]) for c in events}
+
+
+@dataclass
+class _KidWeek:
+    """The kids of a chunk active in week w, and what the week starts from."""
+
+    w: int
+    kids: np.ndarray  # 0-based kid indexes
+    persona: np.ndarray
+    rel: np.ndarray  # weeks since the kid's first week
+    busy: np.ndarray  # not an irregular kid's quiet week
+    saved: np.ndarray  # savings at the start of the week
+
+
+@dataclass
+class _Paid:
+    """A week's rows in time order, kid by kid, after the wallet: `moved` is what each row
+    really moved (0: nothing), `savings` the kid's savings after it."""
+
+    pos: np.ndarray  # index into _KidWeek.kids
+    slot: np.ndarray
+    kind: np.ndarray
+    utc: np.ndarray
+    second: np.ndarray  # of the week
+    moved: np.ndarray
+    note: np.ndarray  # index into _FIXED_NOTES, or -1
+    savings: np.ndarray
+
+
+@dataclass
+class _Segment:
+    """Planned rows of one kind of activity: kid index, slot, amount (VND), local time."""
+
+    pos: np.ndarray
+    slot: np.ndarray | int
+    amount: np.ndarray
+    local: np.ndarray
+    note: np.ndarray | int = -1  # an index into _FIXED_NOTES, or -1 for a random note
+
+    @staticmethod
+    def join(segments: list[_Segment]) -> _Segment:
+        def column(values: np.ndarray | int, n: int) -> np.ndarray:
+            return np.broadcast_to(np.asarray(values, np.int64), (n,))
+
+        return _Segment(
+            pos=np.concatenate([s.pos for s in segments]),
+            slot=np.concatenate([column(s.slot, len(s.pos)) for s in segments]),
+            amount=np.concatenate([column(s.amount, len(s.pos)) for s in segments]),
+            local=np.concatenate([s.local for s in segments]),
+            note=np.concatenate([column(s.note, len(s.pos)) for s in segments]),
+        )
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -681,7 +1042,7 @@ _KIND_VALUES = np.array(KINDS, dtype=object)
 _EVENT_VALUES = np.array(EVENT_TYPES, dtype=object)
 
 
-def _table_columns(rows: _Rows, tz: str, sqlite: bool) -> dict[str, np.ndarray]:
+def _table_columns(rows: Rows, tz: str, sqlite: bool) -> dict[str, np.ndarray]:
     """Database-ready columns: text timestamps, kind/type names, dialect's amounts."""
     out: dict[str, np.ndarray] = {}
     for name, values in rows.columns.items():
@@ -717,7 +1078,7 @@ class _Loader:
     def finish(self, tables: list[str]) -> None:
         pass
 
-    def rows(self, table: str, rows: _Rows) -> None:
+    def rows(self, table: str, rows: Rows) -> None:
         if len(rows):
             self.load(table, _table_columns(rows, self.tz, self.sqlite))
 
@@ -871,7 +1232,10 @@ def _print_summary(summary: DemoSummary, url: str, names: SourceTables, tz: str)
     print(f"  kids:          {summary.kids:,}")
     print(f"  transactions:  {summary.transactions:,}")
     print(f"  app_events:    {summary.app_events:,}")
-    print(f"  savings_goals: {summary.savings_goals:,}")
+    print(
+        f"  savings_goals: {summary.savings_goals:,} "
+        f"({summary.savings_goals_completed:,} completed)"
+    )
     print(f"  invalid rows:  {summary.invalid_rows:,}" + (f" ({invalid})" if invalid else ""))
     if summary.late_starters:
         print(f"  late starters: kid_id {', '.join(map(str, summary.late_starters))}")

@@ -9,18 +9,28 @@ import sys
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from kidsfin_assets import demo_data
 from kidsfin_assets.db import create_engine
 from kidsfin_assets.demo_data import (
+    ALLOWANCE_CATEGORY,
+    DIRTY_NOTE_PREFIX,
     EVENT_TYPES,
+    INCOME_CATEGORIES,
+    KINDS,
     NICKNAMES,
+    ORPHAN_KID_BASE,
+    SPENDING_CATEGORIES,
     TRICKY_NOTES,
+    DemoGenerator,
     DemoSpec,
     DemoSummary,
     create_source_tables,
@@ -32,7 +42,8 @@ from kidsfin_assets.settings import PROJECT_ROOT, SourceTables
 TZ = "Asia/Ho_Chi_Minh"
 END_WEEK = dt.date(2026, 10, 5)  # a Monday
 NAMES = SourceTables()
-VALID_KINDS = {"income", "spending", "saving", "withdrawal"}
+VALID_KINDS_IN_ORDER = ("income", "spending", "saving", "withdrawal")
+VALID_KINDS = set(VALID_KINDS_IN_ORDER)
 
 
 @pytest.fixture
@@ -160,11 +171,14 @@ def test_demo_content_is_realistic(engine: Engine) -> None:
     summary = _load(engine)
     txns = _rows(engine, "transactions", "txn_id")
     valid = [t for t in txns if t[3] in VALID_KINDS and t[2] is not None and t[1] <= 10]
-    allowances = [float(t[5]) for t in valid if t[4] == "allowance"]
+    allowances = [float(t[5]) for t in valid if t[4] == ALLOWANCE_CATEGORY]
     assert len(allowances) == 10 * 6 - 2  # one a kid-week; the late starter misses two
     assert all(50_000 <= a <= 200_000 for a in allowances)
+    # The app's Vietnamese categories (and spending left without one).
     spending = [t for t in valid if t[3] == "spending"]
-    assert {t[4] for t in spending} >= {"snacks", "toys", "books", "games", "transport", None}
+    assert {t[4] for t in spending} >= {"ăn vặt", "đồ chơi", "sách vở", "trò chơi", None}
+    assert {t[4] for t in spending} <= {*SPENDING_CATEGORIES, None}
+    assert {t[4] for t in valid if t[3] == "income"} == set(INCOME_CATEGORIES)
     notes = [t[6] for t in txns]
     assert None in notes and "" in notes
     assert any(n in TRICKY_NOTES for n in notes), "no adversarial note"
@@ -396,3 +410,261 @@ def test_scale_copy_path_on_postgres(pg_url: str) -> None:
             assert set(TRICKY_NOTES) <= notes
     finally:
         engine.dispose()
+
+
+# --- money that adds up -------------------------------------------------------------------
+
+INCOME, SPENDING, SAVING, WITHDRAWAL = (KINDS.index(k) for k in VALID_KINDS_IN_ORDER)
+# Per kind: what a row does to the wallet (cash) and to the savings.
+WALLET_SIGN = np.array([1, -1, -1, 1])
+SAVINGS_SIGN = np.array([0, 0, 1, -1])
+
+
+@dataclass
+class Money:
+    """Valid transactions as arrays, each kid's in time order (then txn_id, as the app
+    numbered them): kid, instant (epoch seconds), generated week, kind (KINDS index), VND."""
+
+    kid: np.ndarray
+    at: np.ndarray
+    txn_id: np.ndarray
+    week: np.ndarray
+    kind: np.ndarray
+    amount: np.ndarray
+
+    @classmethod
+    def sorted(cls, **columns: np.ndarray) -> Money:
+        order = np.lexsort((columns["txn_id"], columns["at"], columns["kid"]))
+        return cls(**{k: np.asarray(v)[order] for k, v in columns.items()})
+
+    def running(self, values: np.ndarray) -> np.ndarray:
+        """Cumulative sum per kid, row by row."""
+        total = np.cumsum(values)
+        first = np.flatnonzero(np.r_[True, self.kid[1:] != self.kid[:-1]])
+        before = total[first] - values[first]
+        return total - np.repeat(before, np.diff(np.r_[first, len(values)]))
+
+    def wallet(self) -> np.ndarray:
+        return self.running(WALLET_SIGN[self.kind] * self.amount)
+
+    def savings(self) -> np.ndarray:
+        return self.running(SAVINGS_SIGN[self.kind] * self.amount)
+
+    def total(self, kind: int, by: np.ndarray) -> np.ndarray:
+        mask = self.kind == kind
+        return np.bincount(by[mask], self.amount[mask], minlength=int(by.max()) + 1)
+
+
+@dataclass
+class Goals:
+    kid: np.ndarray
+    target: np.ndarray
+    created: np.ndarray  # epoch seconds
+    completed: np.ndarray  # epoch seconds, -1 while open
+
+
+def check_money_adds_up(money: Money) -> None:
+    """Replayed in order, no wallet and no savings is ever below zero; over each kid's whole
+    history spending and saving stay within the income, and saving within each week's."""
+    wallet, savings = money.wallet(), money.savings()
+    assert wallet.min() >= 0, f"kid {money.kid[wallet.argmin()]}: wallet {wallet.min()}"
+    assert savings.min() >= 0, f"kid {money.kid[savings.argmin()]}: savings {savings.min()}"
+    income = money.total(INCOME, money.kid)
+    assert np.all(money.total(SPENDING, money.kid) <= income)
+    assert np.all(money.total(SAVING, money.kid) <= income)
+    kid_week = money.kid * (int(money.week.max()) + 1) + money.week
+    # The week's savings rate as silver computes it (saving / income) is at most 100 %.
+    assert np.all(money.total(SAVING, kid_week) <= money.total(INCOME, kid_week))
+
+
+def check_goals(money: Money, goals: Goals) -> tuple[int, int]:
+    """A goal completes at the first saving after it was set that brings the savings to its
+    target, and stays open while none has; a kid has one open goal at a time. Returns
+    (completed, open)."""
+    savings = money.savings()
+    is_saving = money.kind == SAVING
+    for kid in np.unique(goals.kid):
+        lo, hi = np.searchsorted(money.kid, [kid, kid + 1])
+        mine = np.flatnonzero(goals.kid == kid)
+        mine = mine[np.argsort(goals.created[mine])]
+        for i, g in enumerate(mine):
+            reached = np.flatnonzero(
+                is_saving[lo:hi]
+                & (money.at[lo:hi] > goals.created[g])
+                & (savings[lo:hi] >= goals.target[g])
+            )
+            expected = money.at[lo + reached[0]] if len(reached) else -1
+            assert goals.completed[g] == expected, (kid, goals.target[g], goals.completed[g])
+            if i + 1 < len(mine):  # one open goal at a time: this one ended before the next
+                assert 0 <= goals.completed[g] < goals.created[mine[i + 1]], kid
+    done = int((goals.completed >= 0).sum())
+    return done, len(goals.kid) - done
+
+
+def _epoch(value: Any) -> int:
+    instant = _instant(value)
+    assert instant is not None
+    return int(instant.timestamp())
+
+
+def _money_from_db(engine: Engine, mondays: list[dt.date]) -> tuple[Money, Goals]:
+    starts = _week_starts(mondays)
+    kids = {r[0] for r in _rows(engine, "kids", "1")}
+    rows = [
+        (kid, _epoch(at), txn_id, _week_index(_instant(at), starts), KINDS.index(kind), amount)
+        for txn_id, kid, at, kind, _cat, amount, _note in _rows(engine, "transactions", "1")
+        if kid in kids and at is not None and kind in VALID_KINDS and not _amount_defect(amount)
+    ]
+    kid, at, txn_id, week, kind, amount = (np.array(c) for c in zip(*rows, strict=True))
+    money = Money.sorted(
+        kid=kid, at=at, txn_id=txn_id, week=week, kind=kind, amount=amount.astype(np.int64)
+    )
+    goal_rows = _rows(engine, "savings_goals", "goal_id")
+    goals = Goals(
+        kid=np.array([g[1] for g in goal_rows]),
+        target=np.array([int(g[3]) for g in goal_rows]),
+        created=np.array([_epoch(g[4]) for g in goal_rows]),
+        completed=np.array([-1 if g[5] is None else _epoch(g[5]) for g in goal_rows]),
+    )
+    return money, goals
+
+
+def test_money_adds_up_in_the_database(engine: Engine) -> None:
+    summary = _load(engine, kids=60, weeks=12, seed=11)
+    money, goals = _money_from_db(engine, summary.weeks)
+    check_money_adds_up(money)
+    done, still_open = check_goals(money, goals)
+    assert done == summary.savings_goals_completed > 0 and still_open > 0
+    assert done + still_open == summary.savings_goals
+    # Goals reached are bought: a withdrawal, then a purchase noted with the goal's title.
+    titles = {g[2] for g in _rows(engine, "savings_goals", "1") if g[5] is not None}
+    notes = {t[6] for t in _rows(engine, "transactions", "1") if t[3] == "spending"}
+    assert titles & notes
+
+
+def test_dirty_rows_are_labelled_and_the_same_every_run(engine: Engine) -> None:
+    first = _load(engine, kids=30, weeks=4, seed=3)
+    kids = {r[0] for r in _rows(engine, "kids", "1")}
+    labelled: Counter[str] = Counter()
+    for txn_id, kid, at, kind, _cat, amount, note in _rows(engine, "transactions", "1"):
+        defect = (
+            "orphan_kid" if kid not in kids
+            else "missing_time" if at is None
+            else "unknown_kind" if kind not in VALID_KINDS
+            else _amount_defect(amount)
+        )  # fmt: skip
+        if defect is None:
+            assert not (note or "").startswith(DIRTY_NOTE_PREFIX), txn_id
+        else:
+            assert note == DIRTY_NOTE_PREFIX + defect, (txn_id, note)
+            labelled[f"transactions.{defect}"] += 1
+        assert kid in kids or kid >= ORPHAN_KID_BASE
+    for _id, kid, _at, _type in _rows(engine, "app_events", "1"):
+        assert kid in kids or kid >= ORPHAN_KID_BASE
+    txn_reasons = {k: v for k, v in first.invalid_by_reason.items() if k.startswith("trans")}
+    assert labelled == Counter(txn_reasons)
+    again = _load(engine, kids=30, weeks=4, seed=3)
+    assert again.invalid_by_reason == first.invalid_by_reason
+
+
+def _in_memory(spec: DemoSpec) -> tuple[DemoGenerator, Money, Goals, dict[str, np.ndarray]]:
+    """Generate without a database: the valid transactions, goals, and the dirty rows' notes."""
+    gen = DemoGenerator(spec)
+    txns: dict[str, list[np.ndarray]] = {}
+    goal_parts: dict[str, list[np.ndarray]] = {}
+    for table, rows in gen.tables():
+        into = txns if table == "transactions" else goal_parts if table == "savings_goals" else None
+        if into is not None and len(rows):
+            for name, values in rows.columns.items():
+                into.setdefault(name, []).append(values)
+    t = {k: np.concatenate(v) for k, v in txns.items()}
+    g = {k: np.concatenate(v) for k, v in goal_parts.items()}
+    amount = t["amount"]
+    valid = (
+        (t["kid_id"] <= spec.kids)
+        & ~np.isnat(t["occurred_at"])
+        & (t["kind"] < len(VALID_KINDS))
+        & np.isfinite(amount)
+        & (np.nan_to_num(amount) > 0)
+    )
+    at = t["occurred_at"][valid]
+    money = Money.sorted(
+        kid=t["kid_id"][valid],
+        at=at.astype(np.int64),
+        txn_id=t["txn_id"][valid],
+        week=np.searchsorted(gen.bounds_utc, at, side="right") - 1,
+        kind=t["kind"][valid].astype(np.int64),
+        amount=amount[valid].astype(np.int64),
+    )
+    completed = g["completed_at"]
+    goals = Goals(
+        kid=g["kid_id"],
+        target=g["target_amount"].astype(np.int64),
+        created=g["created_at"].astype(np.int64),
+        completed=np.where(np.isnat(completed), -1, completed.astype(np.int64)),
+    )
+    return gen, money, goals, {"note": t["note"][~valid], "kid": t["kid_id"][~valid]}
+
+
+def test_two_years_of_two_thousand_kids_add_up() -> None:
+    weeks = 104
+    spec = DemoSpec(kids=2_000, weeks=weeks, end_week=END_WEEK, seed=1)
+    gen, money, goals, dirty = _in_memory(spec)
+    check_money_adds_up(money)
+    done, still_open = check_goals(money, goals)
+    assert done > 1_000 and still_open > 100
+
+    # Bounded spending, no compounding: the last week against the first, for all kids and
+    # kid by kid (its last four weeks against its first four).
+    spent = money.total(SPENDING, money.week)
+    assert 0.5 < spent[weeks - 1] / spent[0] < 2.5, spent[[0, weeks - 1]]
+    kid_week_spent = np.zeros((spec.kids + 1, weeks))
+    np.add.at(
+        kid_week_spent, (money.kid, money.week), np.where(money.kind == SPENDING, money.amount, 0)
+    )
+    first, last = kid_week_spent[:, :4].sum(axis=1), kid_week_spent[:, -4:].sum(axis=1)
+    ratio = last[first > 0] / first[first > 0]
+    assert 0.5 < np.median(ratio) < 2.5 and np.percentile(ratio, 99) < 25
+    # The volume asked for: about 8 valid rows a kid-week, from the first week to the last.
+    per_kid_week = np.bincount(money.week, minlength=weeks) / spec.kids
+    assert 7.0 < per_kid_week.mean() < 9.0 and per_kid_week.min() > 6.0
+
+    # Dirty rows, labelled: one per defect counted, orphans far from real kids.
+    summary = gen.summary(0.0)
+    labels = Counter(str(n).removeprefix(DIRTY_NOTE_PREFIX) for n in dirty["note"])
+    assert labels == Counter(
+        {k.split(".")[1]: v for k, v in summary.invalid_by_reason.items() if k.startswith("tr")}
+    )
+    assert np.all((dirty["kid"] <= spec.kids) | (dirty["kid"] >= ORPHAN_KID_BASE))
+
+
+def test_a_chunk_without_active_kids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One kid a chunk: the late starter's chunk has nobody active in the first weeks.
+    monkeypatch.setattr(demo_data, "KID_CHUNK", 1)
+    gen, money, goals, _dirty = _in_memory(DemoSpec(kids=12, weeks=4, end_week=END_WEEK))
+    check_money_adds_up(money)
+    check_goals(money, goals)
+    late = gen.summary(0.0).late_starters[0]
+    assert set(money.week[money.kid == late]) == {2, 3}
+
+
+def test_wallet_pass_equals_paying_row_by_row() -> None:
+    rng = np.random.default_rng(5)
+    group = np.sort(rng.integers(0, 50, 2_000))
+    delta = rng.integers(-60, 40, len(group)) * 1000
+    opening = rng.integers(0, 30, 50) * 1000
+    moved, after = demo_data.wallet_pass(group, delta, opening)
+    wallets = opening.copy()
+    for i, (kid, d) in enumerate(zip(group, delta, strict=True)):
+        take = d if d >= 0 else -min(-d, wallets[kid])  # never more than the wallet holds
+        wallets[kid] += take
+        assert (moved[i], after[i]) == (abs(take), wallets[kid]), i
+    assert (moved < np.abs(delta)).any() and (moved == 0).any()  # some rows were cut
+
+
+def test_stable_order_equals_lexsort() -> None:
+    rng = np.random.default_rng(6)
+    low, high = rng.integers(0, 1 << 20, 5_000), rng.integers(0, 300, 5_000)
+    assert np.array_equal(demo_data._stable_order(low, high), np.lexsort((low, high)))
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        demo_data._stable_order(np.array([-1]))
