@@ -8,6 +8,7 @@ one week can be materialised alone.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ class Reason:
     MISSING_TIME = "missing_time"
     UNKNOWN_KIND = "unknown_kind"
     BAD_AMOUNT = "bad_amount"
+    DUPLICATE_ID = "duplicate_id"
 
 
 def in_window(
@@ -42,9 +44,67 @@ def in_window(
 def valid_kind_and_amount(
     engine: Engine, t: sa.TableClause, kinds: tuple[str, ...] = TRANSACTION_KINDS
 ) -> sa.ColumnElement[bool]:
-    """A transaction's own rules: a known kind (here, one of `kinds`) and a finite amount
-    > 0. The time window and the kid's existence are the caller's to apply."""
-    return sa.and_(t.c.kind.in_(kinds), db.valid_amount(engine, t.c.amount))
+    """A transaction's own rules: a known kind (here, one of `kinds`), a finite amount > 0
+    and an id no other row has. The time window and the kid's existence are the caller's
+    to apply."""
+    return sa.and_(
+        t.c.kind.in_(kinds), db.valid_amount(engine, t.c.amount), unique_txn_id(engine, t)
+    )
+
+
+def unique_txn_id(engine: Engine, t: sa.TableClause) -> sa.ColumnElement[bool]:
+    """True when no other row of the table has this txn_id. Free when the app's table keys
+    txn_id (the contract's PRIMARY KEY); a table without that key is searched for ids that
+    occur twice, a scan of the whole table, and each copy is quarantined as duplicate_id."""
+    if _txn_id_is_keyed(engine, t.schema, t.name):
+        return sa.true()
+    copies = t.alias("txn_copies")
+    duplicated = (
+        sa.select(copies.c.txn_id)
+        .where(copies.c.txn_id.is_not(None))
+        .group_by(copies.c.txn_id)
+        .having(sa.func.count() > 1)
+    )
+    return t.c.txn_id.not_in(duplicated)
+
+
+@functools.lru_cache(maxsize=64)
+def _keyed(url: str, schema: str | None, table: str, engine: Engine) -> bool:
+    if db.is_sqlite(engine):
+        return _sqlite_keyed(engine, table)
+    inspector = sa.inspect(engine)
+    try:
+        if inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") == [
+            "txn_id"
+        ]:
+            return True
+        uniques = inspector.get_unique_constraints(table, schema=schema)
+        indexes = [i for i in inspector.get_indexes(table, schema=schema) if i.get("unique")]
+    except sa.exc.NoSuchTableError:
+        return True  # the query itself will say the table is missing
+    return any(c.get("column_names") == ["txn_id"] for c in [*uniques, *indexes])
+
+
+def _sqlite_keyed(engine: Engine, table: str) -> bool:
+    """From the driver's own connection: an SQLAlchemy one would BEGIN IMMEDIATE and wait
+    for the caller's open write transaction."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        columns = cursor.execute(f'PRAGMA table_info("{table}")').fetchall()
+        if [c[1] for c in columns if c[5]] == ["txn_id"]:
+            return True
+        for index in cursor.execute(f'PRAGMA index_list("{table}")').fetchall():
+            names = [c[2] for c in cursor.execute(f'PRAGMA index_info("{index[1]}")')]
+            if index[2] and names == ["txn_id"]:
+                return True
+        return not columns  # no such table: the query itself will say so
+    finally:
+        raw.close()
+
+
+def _txn_id_is_keyed(engine: Engine, schema: str | None, table: str) -> bool:
+    return _keyed(str(engine.url), schema, table, engine)
 
 
 def valid_transactions(
@@ -100,6 +160,7 @@ def invalid_transactions(
     """The week's transactions that break a rule, each with its first broken rule."""
     t, k = src.transactions, src.kids
     reason = sa.case(
+        (sa.not_(unique_txn_id(engine, t)), Reason.DUPLICATE_ID),
         (k.c.kid_id.is_(None), Reason.ORPHAN_KID),
         (sa.or_(t.c.kind.is_(None), t.c.kind.not_in(TRANSACTION_KINDS)), Reason.UNKNOWN_KIND),
         (sa.not_(sa.func.coalesce(db.valid_amount(engine, t.c.amount), False)), Reason.BAD_AMOUNT),

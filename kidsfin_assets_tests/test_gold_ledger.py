@@ -203,3 +203,40 @@ def test_a_missing_app_table_is_one_line_naming_it(monkeypatch, request, db) -> 
         message = step_failure_message(result)
         assert "the app table 'txns_gone' does not exist" in message, message
         assert "Traceback" not in message
+
+
+def test_a_duplicated_txn_id_is_quarantined_and_counted_alike_in_raw_and_silver(
+    monkeypatch, database_url
+) -> None:
+    settings = use_database(monkeypatch, database_url)
+    source = SourceDB(settings)
+    with source.engine.begin() as conn:  # an app table that lost its primary key
+        ts = "TEXT" if database_url.startswith("sqlite") else "TIMESTAMPTZ"
+        conn.exec_driver_sql("DROP TABLE transactions")
+        conn.exec_driver_sql(
+            f"CREATE TABLE transactions (txn_id BIGINT, kid_id BIGINT, occurred_at {ts}, "
+            "kind TEXT, category TEXT, amount NUMERIC(14,2), note TEXT)"
+        )
+    source.kids((1, "A"))
+    source.txns(
+        (1, 1, "2026-03-16 08:00", "income", None, 100000),
+        (2, 1, "2026-03-17 08:00", "spending", "snacks", 20000),
+        (2, 1, "2026-03-18 08:00", "spending", "snacks", 20000),  # the same id twice
+    )
+    result = materialize_week(settings, W, selection="group:raw or group:silver")
+    assert result.success
+    raw_meta = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("raw__kid_activity")[0].metadata.items()
+    }
+    # both copies out of raw and silver alike; one quarantine row for the id
+    assert raw_meta["quarantined_duplicate_id"] == 1 and raw_meta["transactions_valid"] == 1
+    engine = warehouse_engine(settings)
+    reasons = [r["reason"] for r in fetch(engine, sa.select(quarantine))]
+    assert reasons == ["duplicate_id"]
+    (silver,) = fetch(engine, sa.select(kid_weekly_analysis))
+    assert (silver["income_total"], silver["spending_total"], silver["txn_count"]) == (
+        100000,
+        0,
+        1,
+    )

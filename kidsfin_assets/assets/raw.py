@@ -68,10 +68,11 @@ def _quarantine(conn: Connection, name: str, rows: sa.Select, week: Week | None)
         quarantine,
         [
             {"source_table": name, "source_id": sid, "week_start": week_start, "reason": r}
-            for sid, r in found
+            for sid, r in set(found)
         ],
     )
-    return Counter(reason for _, reason in found)
+    # One row (and one count) per source id: the copies of a duplicated id are one problem.
+    return Counter(reason for _, reason in set(found))
 
 
 def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Week) -> RawWeekCounts:
