@@ -4,6 +4,8 @@ test cuts, real Dagster runs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +21,11 @@ from kidsfin_assets.warehouse import report_ledger
 from kidsfin_assets_tests.fake_openai import ABSURD_PROMPT_TOKENS, FakeOpenAIServer, running_server
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
+from kidsfin_assets_tests.test_gold_processes import (
+    cli_env,
+    materialize_gold_cli,
+    wait_for_group_exit,
+)
 from kidsfin_assets_tests.test_gold_reports import (
     API_KEY,
     W,
@@ -235,3 +242,30 @@ def test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run(
     assert server.stats.ok == kids  # answers paid ÷ reports after one re-run = 1.00
     assert sorted(r["kid_id"] for r in reports(settings)) == ids
     assert not list(Path(proxied.warehouse.spool_dir).glob("*"))
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_a_run_held_by_a_trickling_server(
+    monkeypatch, pg_url, server, tmp_path
+) -> None:
+    # Before the total deadline, the drain waited for a request that never ended.
+    server.configure(fault_rate=1.0, faults=["trickle"], trickle_interval=0.5)
+    setup_week(monkeypatch, pg_url, server, 4)
+    env = cli_env(
+        tmp_path,
+        pg_url,
+        server.base_url,
+        KIDSFIN_OPENAI__TIMEOUT_SECONDS="4",
+        KIDSFIN_OPENAI__MAX_CONCURRENT="2",
+    )
+    run = materialize_gold_cli(W, env)
+    deadline = time.monotonic() + 120
+    while server.stats.requests_total < 2 and time.monotonic() < deadline:
+        assert run.poll() is None
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGINT)
+    started = time.monotonic()
+    run.wait(timeout=60)
+    wait_for_group_exit(run.pid, timeout=60)
+    assert time.monotonic() - started < 4 + 15  # one deadline and a margin, not for ever
+    assert run.returncode != 0
