@@ -108,7 +108,7 @@ def test_a_week_in_batch_mode_submits_returns_and_is_collected_at_half_price(
 def test_repeating_the_run_while_batches_are_open_submits_nothing_twice(
     monkeypatch, pg_url, server
 ) -> None:
-    server.configure(batch_seconds_per_line=0.3)
+    server.configure(batch_seconds_per_line=2.0)  # open for ~10 s: margin on a loaded machine
     settings, _ = setup_week(monkeypatch, pg_url, server, 5, **BATCH)
     for _ in range(3):
         assert not materialised(gold(settings))
@@ -195,7 +195,7 @@ def test_two_batch_runs_of_one_week_at_once_put_each_kid_in_one_batch(
 def test_the_sensor_requests_the_week_once_its_batches_have_finished(
     monkeypatch, pg_url, server
 ) -> None:
-    server.configure(batch_seconds_per_line=0.2)
+    server.configure(batch_seconds_per_line=2.5)  # open for ~10 s: margin on a loaded machine
     settings, _ = setup_week(monkeypatch, pg_url, server, 4, **BATCH)
     gold(settings)
     sensor = build_openai_batch_sensor(settings, build_collect_job(settings))
@@ -209,7 +209,7 @@ def test_the_sensor_requests_the_week_once_its_batches_have_finished(
 
 
 def test_cancelling_a_week_keeps_what_was_answered(monkeypatch, pg_url, server) -> None:
-    server.configure(batch_seconds_per_line=0.3, batch_cancel_after_lines=2)
+    server.configure(batch_seconds_per_line=1.5, batch_cancel_after_lines=2)
     settings, ids = setup_week(monkeypatch, pg_url, server, 8, **BATCH)
     gold(settings)
     from kidsfin_assets.batch_sensor import cancel_openai_batches
