@@ -198,14 +198,16 @@ class WeekBatches:
         return batch
 
     def _abandon(self, row: dict[str, Any]) -> None:
+        self._close(row, status="abandoned")
+
+    def _close(self, row: dict[str, Any], **values: Any) -> None:
+        """Done with a batch: its claims released (kids without an answer are asked again)
+        and its row marked ingested, in one transaction."""
+        now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as conn:
             ledger.release_owner(conn, self.week_start, batch_owner(row["id"]))
             t = openai_batches
-            conn.execute(
-                t.update()
-                .where(t.c.id == row["id"])
-                .values(status="abandoned", ingested_at=dt.datetime.now(dt.UTC))
-            )
+            conn.execute(t.update().where(t.c.id == row["id"]).values(ingested_at=now, **values))
 
     def _ingest(
         self, row: dict[str, Any], batch: Any, record: Callable[[int, str, Exchange], None]
@@ -220,14 +222,7 @@ class WeekBatches:
                 continue
             for line in self._lines(file_id):
                 lines += self._ingest_line(line, claimed, batch.id, record)
-        with self.engine.begin() as conn:
-            ledger.release_owner(conn, self.week_start, batch_owner(row["id"]))
-            t = openai_batches
-            conn.execute(
-                t.update()
-                .where(t.c.id == row["id"])
-                .values(ingested_at=dt.datetime.now(dt.UTC), finished_at=dt.datetime.now(dt.UTC))
-            )
+        self._close(row, finished_at=dt.datetime.now(dt.UTC))
         missing = row["lines"] - lines
         self.log.info(
             f"batch {batch.id} {batch.status}: {lines} lines collected"

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -109,3 +110,16 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs twice: on SQLite and on a real PostgreSQL database."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return request.getfixturevalue(name)
+
+
+# The key the suite's OpenAI-compatible server expects in the gold tests.
+TEST_API_KEY = "sk-test-kidsfin-0123456789"
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    """The suite's OpenAI-compatible server on 127.0.0.1, answering within ~20 ms."""
+    from kidsfin_assets_tests.fake_openai import running_server
+
+    with running_server(api_key=TEST_API_KEY, latency=0.02) as srv:
+        yield srv

@@ -18,7 +18,7 @@ from kidsfin_assets.definitions import build_openai_resource
 from kidsfin_assets.pricing import load_prices
 from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.warehouse import report_ledger
-from kidsfin_assets_tests.fake_openai import ABSURD_PROMPT_TOKENS, FakeOpenAIServer, running_server
+from kidsfin_assets_tests.fake_openai import ABSURD_PROMPT_TOKENS, FakeOpenAIServer
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
 from kidsfin_assets_tests.test_gold_processes import (
@@ -27,7 +27,6 @@ from kidsfin_assets_tests.test_gold_processes import (
     wait_for_group_exit,
 )
 from kidsfin_assets_tests.test_gold_reports import (
-    API_KEY,
     W,
     gold_meta,
     recorded_text,
@@ -35,12 +34,6 @@ from kidsfin_assets_tests.test_gold_reports import (
     setup_week,
     step_failure_message,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with running_server(api_key=API_KEY, latency=0.02) as srv:
-        yield srv
 
 
 def ledger(settings) -> list[dict]:

@@ -5,7 +5,6 @@ OpenAI-compatible server, real Dagster runs (in process and through the CLI)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from kidsfin_assets.warehouse import (
     report_claims,
     report_ledger,
 )
-from kidsfin_assets_tests.fake_openai import FakeOpenAIServer, running_server
+from kidsfin_assets_tests.fake_openai import running_server
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -40,13 +39,6 @@ from kidsfin_assets_tests.test_gold_reports import (
     setup_week,
     step_failure_message,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with running_server(api_key=API_KEY, latency=0.02) as srv:
-        yield srv
-
 
 ALLOW_SHRINK = {"ops": {"silver__kid_weekly_analysis": {"config": {"allow_shrink": True}}}}
 
