@@ -160,6 +160,18 @@ def cut_when_answers_arrive(server: FakeOpenAIServer, proxy: TcpProxy, answers: 
     threading.Thread(target=watch, daemon=True).start()
 
 
+def cut_while_answering(server: FakeOpenAIServer, proxy: TcpProxy, requests: int) -> None:
+    """Cut the database the moment the server has `requests` requests: the last ones are
+    still being answered (the server's latency), so their paid answers arrive mid-outage."""
+
+    def watch() -> None:
+        while server.stats.requests_total < requests:
+            time.sleep(0.005)
+        proxy.cut()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def through(proxy: TcpProxy, monkeypatch, pg_url: str, **env: str):
     """Settings whose database is reached through the proxy."""
     return use_database(monkeypatch, proxy.url_for(pg_url), **env)
@@ -209,7 +221,7 @@ def test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run(
         KIDSFIN_WAREHOUSE__OUTAGE_WAIT_SECONDS="3",
         KIDSFIN_WAREHOUSE__CLAIM_LEASE_SECONDS="5",
     )
-    cut_when_answers_arrive(server, proxy, 3)
+    cut_while_answering(server, proxy, 6)
     failed = materialize_week(proxied, W, selection="group:gold", raise_on_error=False)
     assert not failed.success
     message = step_failure_message(failed)
