@@ -118,20 +118,68 @@ def child(week: str) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def run_child(week: str, env: dict[str, str], log: Path) -> dict[str, Any]:
-    """One gold materialisation in a fresh interpreter; its log (stderr) into `log`."""
+def vm_hwm_mib(pid: int) -> float | None:
+    """Peak RSS so far of a running process (VmHWM), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def run_child(week: str, env: dict[str, str], log: Path, budget_s: float | None) -> dict[str, Any]:
+    """One gold materialisation in a fresh interpreter; its log (stderr) into `log`. Past
+    `budget_s` it is killed (what it stored stays stored) and reported as unfinished, with
+    its peak RSS sampled from outside."""
     command = [sys.executable, "-m", "bench.batch", "--child", week]
     began = time.perf_counter()
+    sampled: float | None = None
     with log.open("ab") as err:
-        done = subprocess.run(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        while proc.poll() is None:
+            sampled = vm_hwm_mib(proc.pid) or sampled
+            if budget_s is not None and time.perf_counter() - began > budget_s:
+                proc.kill()
+                proc.wait()
+                return {
+                    "finished": False,
+                    "materialised": False,
+                    "killed_after_s": round(time.perf_counter() - began, 1),
+                    "peak_rss_mib": sampled,
+                }
+            time.sleep(1.0)
+        stdout = proc.stdout.read().decode()
     wall = time.perf_counter() - began
-    lines = [x for x in done.stdout.decode().splitlines() if x.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
+    lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
         tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"gold child exited {done.returncode}; its log ends with:\n{tail}")
+        raise RuntimeError(f"gold child exited {proc.returncode}; its log ends with:\n{tail}")
     out = json.loads(lines[-1].removeprefix("RESULT "))
+    out["finished"] = True
     out["process_wall_s"] = round(wall, 2)  # interpreter start and imports included
     return out
+
+
+def ingest_rate(settings: Settings, week: str) -> dict[str, Any]:
+    """Reports stored and their rate, from the ledger's receipt times (a killed run too)."""
+    sql = (
+        "SELECT json_build_object('answers', count(*), "
+        "'span_s', extract(epoch FROM max(received_at) - min(received_at))) "
+        "FROM kidsfin.report_ledger WHERE week_start = CAST(:week AS date)"
+    )
+    value = warehouse_scalar(settings, sql, week=week)
+    got = value if isinstance(value, dict) else json.loads(value)
+    span = float(got["span_s"] or 0.0)
+    per_s = (got["answers"] - 1) / span if span > 0 else None
+    return {
+        "answers_stored": got["answers"],
+        "span_s": round(span, 1),
+        "answers_per_s": round(per_s, 1) if per_s else None,
+    }
 
 
 # --- the server's batches -----------------------------------------------------------------
@@ -178,8 +226,14 @@ def ledger_totals(settings: Settings, week: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else json.loads(value)
 
 
-def measure(kids: int, per_file: int, workdir: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"kids": kids, "batch_max_requests": per_file}
+def measure(
+    kids: int, per_file: int, workdir: Path, ingest_budget_s: float | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kids": kids,
+        "batch_max_requests": per_file,
+        "ingest_budget_s": ingest_budget_s,
+    }
     with (
         scratch_database(f"{NAME}_{uuid.uuid4().hex[:8]}") as url,
         FakeServer(latency=0.0) as server,
@@ -205,7 +259,7 @@ def measure(kids: int, per_file: int, workdir: Path) -> dict[str, Any]:
         )
         log = workdir / "gold.log"
         print(f"  week {week}: submitting in batch mode ...", flush=True)
-        submit = run_child(week, env, log)
+        submit = run_child(week, env, log, None)
         stats = server.stats()
         out["submit"] = submit
         out["batches_created"] = stats["batches_created"]
@@ -218,11 +272,12 @@ def measure(kids: int, per_file: int, workdir: Path) -> dict[str, Any]:
         ingests = []
         while len(ingests) < MAX_INGEST_RUNS:
             print(f"  ingest run {len(ingests) + 1} ...", flush=True)
-            ingests.append(run_child(week, env, log))
-            if ingests[-1]["materialised"]:
+            ingests.append(run_child(week, env, log, ingest_budget_s))
+            if ingests[-1]["materialised"] or not ingests[-1]["finished"]:
                 break
             wait_for_batches(server)
         out["ingest_runs"] = ingests
+        out["ingest"] = ingest_rate(settings, week)
         stats = server.stats()
         out["server_stats"] = {k: v for k, v in stats.items() if k.startswith("batch")}
         out["reports"] = gold_count(settings, week)
@@ -275,12 +330,13 @@ def report_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
             f"{submit['peak_rss_mib']} ({submit['baseline_rss_mib']})",
         ),
         ("server answering every line, s", r["server_s"]),
-        ("ingest: runs until materialised", len(r["ingest_runs"])),
-        ("ingest: gold step wall (last run), s", ingest["seconds"]),
+        ("ingest: runs until materialised", _runs(r)),
+        ("ingest: gold step wall (last run), s", ingest.get("seconds", _killed(ingest))),
         (
             "ingest: peak RSS, MiB (before the run)",
-            f"{ingest['peak_rss_mib']} ({ingest['baseline_rss_mib']})",
+            f"{ingest['peak_rss_mib']} ({ingest.get('baseline_rss_mib', 'sampled from outside')})",
         ),
+        ("ingest: answers stored per second", r.get("ingest", {}).get("answers_per_s")),
         (
             "lines answered / answered twice (goal 0)",
             answered,
@@ -289,6 +345,15 @@ def report_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
         ("same tokens at sync prices, USD", c["sync_cost_same_tokens_usd"]),
         ("batch / sync (goal <= 0.50)", c["ratio"]),
     ]
+
+
+def _runs(r: dict[str, Any]) -> str:
+    runs = r["ingest_runs"]
+    return str(len(runs)) + ("" if runs[-1]["finished"] else " (the last one killed)")
+
+
+def _killed(run: dict[str, Any]) -> str:
+    return f"unfinished: killed after {run['killed_after_s']} s"
 
 
 def goals(r: dict[str, Any]) -> list[Goal]:
@@ -311,6 +376,14 @@ def goals(r: dict[str, Any]) -> list[Goal]:
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(prog="python -m bench.batch")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_KIDS:,} kids: a smoke run")
+    parser.add_argument(
+        "--ingest-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="kill an ingest run after S seconds and report its rate (a machine too slow "
+        "or too loaded to ingest the whole week in the time there is)",
+    )
     parser.add_argument("--child", metavar="WEEK", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -322,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     began = time.perf_counter()
     kids = QUICK_KIDS if args.quick else FULL_KIDS
     with tempfile.TemporaryDirectory(prefix="kidsfin_bench_") as tmp:
-        result = measure(kids, kids // 2, Path(tmp))
+        result = measure(kids, kids // 2, Path(tmp), args.ingest_budget)
     print(table("Batch mode", ("", ""), report_rows(result)))
     found = goals(result)
     print(goals_table(found))
