@@ -282,7 +282,8 @@ def measure(
         out["server_stats"] = {k: v for k, v in stats.items() if k.startswith("batch")}
         out["reports"] = gold_count(settings, week)
         out["ledger"] = ledger_totals(settings, week)
-        out["lines_in_batches"] = sum(b["request_counts"]["total"] for b in server_batches(server))
+        out["lines_per_batch"] = [b["request_counts"]["total"] for b in server_batches(server)]
+        out["lines_in_batches"] = sum(out["lines_per_batch"])
         out["cost"] = cost(out, settings.pricing_path, settings.openai.model)
     return out
 
