@@ -332,7 +332,10 @@ def report_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
         ),
         ("server answering every line, s", r["server_s"]),
         ("ingest: runs until materialised", _runs(r)),
-        ("ingest: gold step wall (last run), s", ingest.get("seconds", _killed(ingest))),
+        (
+            "ingest: gold step wall (last run), s",
+            ingest["seconds"] if ingest["finished"] else _killed(ingest),
+        ),
         (
             "ingest: peak RSS, MiB (before the run)",
             f"{ingest['peak_rss_mib']} ({ingest.get('baseline_rss_mib', 'sampled from outside')})",
