@@ -187,6 +187,12 @@ def history(data: dict[str, Any]) -> str:
     return _table(("", *(c["case"] for c in cases)), report_rows(cases))
 
 
+def batch(data: dict[str, Any]) -> str:
+    from bench.batch import report_rows
+
+    return _table(("", ""), report_rows(data))
+
+
 def _code(name: str) -> str:
     data = _load(name)
     if not data:
@@ -220,6 +226,7 @@ def render() -> str:
         ("grounding", "Grounding", grounding),
         ("history", "A week against the length of history", history),
         ("history_large", "A week at 100,000 kids (history.py --large)", history),
+        ("batch", "A week through the Batch API", batch),
     )
     for name, title, render_one in sections:
         data = _load(name)

@@ -1,6 +1,6 @@
-"""`make bench`: the benchmarks (issues 5, 9 and 12), one after the other, then every goal.
+"""`make bench`: the benchmarks (issues 5, 9, 10 and 12), one after the other, then every goal.
 
-    python -m bench.run_all [--quick] [--only llm_throughput,silver_scale,faults,grounding,history]
+    python -m bench.run_all [--quick] [--only NAME,...]   # names: see BENCHMARKS below
 
 Each writes bench/results/<name>.json; this adds bench/results/run_all.json (total time
 and the goals). They run in sequence, never together: each one's timings assume it has
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import faults, grounding, history, llm_throughput, silver_scale
+from bench import batch, faults, grounding, history, llm_throughput, silver_scale
 from bench.common import Goal, goals_table, machine_info, machine_line, write_results
 
 BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
     "faults": faults.main,
     "grounding": grounding.main,
     "history": history.main,
+    "batch": batch.main,
 }
 
 
