@@ -53,8 +53,12 @@ def test_two_runs_of_one_week_at_once_pay_once(monkeypatch, pg_url, tmp_path) ->
     settings, week = prepare_week(monkeypatch, pg_url, kids)
     # 24 answers of 1 s, 2 at a time: ~12 s of asking, so the two CLI runs overlap.
     with running_server(api_key=API_KEY, latency=1.0) as api:
-        env = cli_env(tmp_path, pg_url, api.base_url, KIDSFIN_OPENAI__MAX_CONCURRENT="2")
-        runs = [materialize_gold_cli(week, env) for _ in range(2)]
+        # A DAGSTER_HOME each: two CLI processes initialising one SQLite instance race.
+        envs = [
+            cli_env(tmp_path, pg_url, api.base_url, KIDSFIN_OPENAI__MAX_CONCURRENT="2")
+            for _ in range(2)
+        ]
+        runs = [materialize_gold_cli(week, env) for env in envs]
         logs = [run.communicate(timeout=240)[1].decode() for run in runs]
         assert [run.returncode for run in runs] == [0, 0], "\n".join(
             line for log in logs for line in log.splitlines() if " DEBUG " not in line
