@@ -202,16 +202,14 @@ class Claims:
         with self.engine.begin() as conn:
             conn.execute(claims.delete().where(claims.c.owner == self.owner))
 
-    def renew(self) -> set[int]:
-        """Extend every lease this writer holds; the kids it still holds."""
+    def renew(self) -> None:
+        """Extend every lease this writer holds."""
         claims = report_claims
         with self.engine.begin() as conn:
             until = db.clock_epoch(conn) + self.lease
             conn.execute(
                 claims.update().where(claims.c.owner == self.owner).values(lease_until=until)
             )
-            query = sa.select(claims.c.kid_id).where(claims.c.owner == self.owner)
-            return set(conn.execute(query).scalars())
 
 
 # --- the ledger ---------------------------------------------------------------------------

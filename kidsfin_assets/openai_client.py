@@ -181,14 +181,7 @@ def classify(exc: BaseException) -> ReportError:
             return ReportError(f"server error {status}: {exc.message}"[:300], f"http_{status}")
         advice = _FATAL_ADVICE.get(status, "the API refused the request")
         return FatalApiError(f"OpenAI answered {status}: {advice} ({exc.message})")
-    if isinstance(exc, openai.LengthFinishReasonError):
-        return TruncatedAnswer("the answer was cut off at max_tokens")
-    if isinstance(exc, openai.ContentFilterFinishReasonError):
-        return RefusedAnswer("the answer was blocked by the content filter")
-    if isinstance(exc, pydantic.ValidationError | ValueError):
-        return InvalidAnswer(f"the answer does not match the report schema: {exc}"[:300])
-    if isinstance(exc, openai.APIResponseValidationError):
-        return InvalidAnswer(f"the answer is not an API response: {exc}"[:300], "not_json")
+    # An answer's body (cut off, refused, not a report) is read by read_answer, not here.
     return ReportError(f"unexpected error: {exc!r}"[:300], "unexpected")
 
 

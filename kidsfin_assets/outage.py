@@ -35,7 +35,6 @@ class WarehouseGate:
     ) -> None:
         self.engine, self.wait_seconds = engine, wait_seconds
         self.stopping, self.on_change = stopping, on_change
-        self.outages = 0
         self._down_since: float | None = None
         self._last_error = ""
         self._lock = threading.Lock()
@@ -87,7 +86,6 @@ class WarehouseGate:
             if self._down_since is not None:
                 return
             self._down_since = time.monotonic()
-            self.outages += 1
         self.on_change(
             f"warehouse unreachable ({self._last_error}): no new request is sent; answers "
             f"already paid for are kept; waiting up to {self.wait_seconds:g} s for it"
