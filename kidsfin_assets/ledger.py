@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -78,6 +80,10 @@ def _insert(engine: Engine) -> Any:
     return insert
 
 
+class ClaimLost(Exception):
+    """This writer's lease on a kid-week ran out before its request was sent."""
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     mine: set[int]  # claimed by this writer: ask for them
@@ -98,6 +104,10 @@ class Claims:
     ) -> None:
         self.engine, self.week_start, self.run_id, self.lease = engine, week_start, run_id, lease
         self.owner = owner or new_owner()
+        # kid -> this process's monotonic time by which its lease surely holds (the lease was
+        # set to the database's clock + lease after this time was read)
+        self._valid_until: dict[int, float] = {}
+        self._held_lock = threading.Lock()
 
     def claim(self, wanted: dict[int, str]) -> ClaimResult:
         """Take every kid of `wanted` (kid -> input hash) that nobody holds, or whose
@@ -119,6 +129,7 @@ class Claims:
 
     def _take(self, conn: Connection, wanted: dict[int, str]) -> set[int]:
         claims = report_claims
+        read_at = time.monotonic()
         now = db.clock_epoch(conn)
         rows = [
             {
@@ -137,7 +148,20 @@ class Claims:
             set_={c: insert.excluded[c] for c in ("input_hash", "owner", "run_id", "lease_until")},
             where=sa.or_(claims.c.lease_until < now, claims.c.owner == self.owner),
         ).returning(claims.c.kid_id)
-        return set(conn.execute(statement).scalars())
+        taken = set(conn.execute(statement).scalars())
+        self._hold(taken, read_at + self.lease)
+        return taken
+
+    def _hold(self, kids: Iterable[int], until: float) -> None:
+        with self._held_lock:
+            self._valid_until.update(dict.fromkeys(kids, until))
+
+    def holds(self, kid: int, margin: float) -> bool:
+        """Whether this writer's claim on `kid` surely lasts `margin` more seconds. After an
+        outage or a stall longer than the lease it does not: another run may have taken
+        the kid and paid for it, so it must not be asked for before `renew` says."""
+        with self._held_lock:
+            return time.monotonic() + margin < self._valid_until.get(kid, 0.0)
 
     def _expire_dead_owners(self, conn: Connection, kids: list[int]) -> None:
         claims = report_claims
@@ -182,6 +206,9 @@ class Claims:
 
     def delete_in(self, conn: Connection, kids: Iterable[int]) -> None:
         kids = sorted(kids)
+        with self._held_lock:
+            for kid in kids:
+                self._valid_until.pop(kid, None)
         if kids:
             claims = report_claims
             conn.execute(
@@ -201,15 +228,33 @@ class Claims:
         claims = report_claims
         with self.engine.begin() as conn:
             conn.execute(claims.delete().where(claims.c.owner == self.owner))
+        with self._held_lock:
+            self._valid_until.clear()
 
     def renew(self) -> None:
-        """Extend every lease this writer holds."""
+        """Extend every lease this writer still holds. A lease that ran out is not revived,
+        even if nobody took the kid yet: the kid is no longer held (`holds` says so) until
+        it is claimed again."""
         claims = report_claims
+        read_at = time.monotonic()
         with self.engine.begin() as conn:
-            until = db.clock_epoch(conn) + self.lease
-            conn.execute(
-                claims.update().where(claims.c.owner == self.owner).values(lease_until=until)
-            )
+            now = db.clock_epoch(conn)
+            held = conn.execute(
+                claims.update()
+                .where(claims.c.owner == self.owner, claims.c.lease_until >= now)
+                .values(lease_until=now + self.lease)
+                .returning(claims.c.kid_id)
+            ).scalars()
+            held = set(held)
+        renewed = read_at + self.lease
+        with self._held_lock:
+            # Kids claimed while this ran hold a later lease than `renewed`: kept; the rest
+            # that the update did not return have lost theirs.
+            self._valid_until = {
+                kid: renewed if kid in held else until
+                for kid, until in self._valid_until.items()
+                if kid in held or until > renewed
+            }
 
 
 # --- the ledger ---------------------------------------------------------------------------

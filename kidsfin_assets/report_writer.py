@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import batches, db, ledger, spool
 from kidsfin_assets.grounding import Finding, check_report
-from kidsfin_assets.ledger import Claims
+from kidsfin_assets.ledger import ClaimLost, Claims
 from kidsfin_assets.openai_client import (
     ACCEPTED,
     Cancelled,
@@ -32,6 +32,7 @@ from kidsfin_assets.openai_client import (
 )
 from kidsfin_assets.outage import WarehouseGate, WarehouseUnavailable
 from kidsfin_assets.pricing import Usage
+from kidsfin_assets.rate_limit import Reservation
 from kidsfin_assets.reports import (
     OFFLINE_MODEL,
     PLACEHOLDER,
@@ -404,9 +405,11 @@ class WeekReportWriter:
                 last_log = time.monotonic()
                 self.log.info(f"still waiting for {len(waiting)} kids held by another run")
 
+    def _renew_interval(self) -> float:
+        return min(10.0, self.keeping.claim_lease_seconds / 4)
+
     def _renew_claims(self) -> None:
-        interval = min(10.0, self.keeping.claim_lease_seconds / 4)
-        while not self.cancel.wait(interval):
+        while not self.cancel.wait(self._renew_interval()):
             try:
                 self.claims.renew()
             except Exception:  # an outage: the gate handles it; the lease has slack
@@ -432,7 +435,7 @@ class WeekReportWriter:
         """The earlier system's "Processing batch i/n" lines (batches only group the log:
         requests flow continuously, so no batch waits for the slowest of the one before)."""
         size = self.api.batch_size
-        if index % size == 0:
+        if index >= 0 and index % size == 0:
             total = -(-max(self._total, index + 1) // size)
             self.log.info(f"Processing batch {index // size + 1}/{total}")
 
@@ -444,10 +447,12 @@ class WeekReportWriter:
             exchange = session.generate(
                 self.prompt.messages(item.metrics),
                 record=lambda ex: self._record(item, ex),
-                acquire=self.gate.call,
+                acquire=self._acquire_while_held(session, item.kid_id),
                 check=self._check(item),
             )
             self._count_written(item, exchange_usage(exchange))
+        except ClaimLost:
+            self._take_back(session, item)
         except UngroundedAnswer as exc:  # retries spent, every answer ungrounded
             self._keep_ungrounded(item, exc)
         except FatalApiError as exc:
@@ -458,6 +463,41 @@ class WeekReportWriter:
             self._stop(f"{exc}. {self._kept_note()}")
         except Exception as exc:  # retries spent, a bug: keep going
             self._fail(item, exc)
+
+    def _acquire_while_held(
+        self, session: ReportSession, kid: int
+    ) -> Callable[[Callable[[], Reservation]], Reservation]:
+        """The limiter's grant, then proof that this run still holds the kid: after an
+        outage or a stall longer than the lease, another run may have taken the kid and
+        paid for it, and asking again would pay twice."""
+
+        def acquire(grant: Callable[[], Reservation]) -> Reservation:
+            reservation = self.gate.call(grant)
+            margin = self._renew_interval()
+            if not self.claims.holds(kid, margin):
+                self.gate.call(self.claims.renew)  # a lease not revived stays lost
+                if not self.claims.holds(kid, margin):
+                    session.release(reservation)
+                    raise ClaimLost(kid)
+            return reservation
+
+        return acquire
+
+    def _take_back(self, session: ReportSession, item: PendingReport) -> None:
+        """A kid whose claim ran out: written by another run by now, held by one (wait for
+        it), or free again (claim it and ask)."""
+        wanted = {item.kid_id: item.input_hash}
+        while not self.cancel.is_set():
+            claimed = self.gate.call(lambda: self.claims.claim(wanted))
+            if claimed.done:
+                with self._lock:
+                    self.outcome.by_other_runs += 1
+                return
+            if claimed.mine:
+                self._write_one(session, -1, item)  # -1: not a new "Processing batch" line
+                return
+            self.cancel.wait(AWAIT_POLL_SECONDS)
+        self._fail(item, Cancelled("not asked: the run stopped while another run held it"))
 
     def _keep_ungrounded(self, item: PendingReport, exc: UngroundedAnswer) -> None:
         """The last answer is stored for review, marked not grounded: paid for, never

@@ -274,3 +274,51 @@ def test_ctrl_c_stops_a_run_held_by_a_trickling_server(
     wait_for_group_exit(run.pid, timeout=60)
     assert time.monotonic() - started < 4 + 15  # one deadline and a margin, not for ever
     assert run.returncode != 0
+
+
+@pytest.mark.timeout(300)
+def test_a_run_cut_off_longer_than_its_lease_does_not_ask_for_kids_another_run_took(
+    monkeypatch, pg_url, server, proxy, tmp_path
+) -> None:
+    """Run A loses the warehouse for longer than its claims' lease; run B, which still
+    reaches it, takes A's kids and answers them. When A is back, it must not ask for them
+    again: a lease that ran out is not revived. (Before: A renewed every lease it had held
+    and paid again for each kid B had answered.)"""
+    server.configure(latency=0.4)
+    kids = 12
+    settings, ids = setup_week(monkeypatch, pg_url, server, kids)
+    proxied = through(
+        proxy,
+        monkeypatch,
+        pg_url,
+        **ONE_AT_A_TIME,
+        KIDSFIN_WAREHOUSE__OUTAGE_WAIT_SECONDS="200",
+        KIDSFIN_WAREHOUSE__CLAIM_LEASE_SECONDS="5",
+    )
+    cut_while_answering(server, proxy, 3)  # A's third answer arrives mid-outage
+    outcome: dict[str, object] = {}
+    run_a = threading.Thread(
+        target=lambda: outcome.update(a=materialize_week(proxied, W, selection="group:gold"))
+    )
+    run_a.start()
+    deadline = time.monotonic() + 120
+    while server.stats.requests_total < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(8)  # A's leases (5 s) have run out; A is still waiting for its warehouse
+
+    run_b = materialize_gold_cli(W, cli_env(tmp_path, pg_url, server.base_url))
+    _, err = run_b.communicate(timeout=180)
+    assert run_b.returncode == 0, err.decode()[-2000:]
+    assert len(reports(settings)) == kids  # B wrote every kid A had not
+    paid_by_b = server.stats.ok
+
+    proxy.restore()
+    run_a.join(timeout=200)
+    assert not run_a.is_alive()
+    assert outcome["a"].success
+    # A's answer in flight at the cut waited in A's spool, which B (same spool folder, as
+    # on one host or a shared volume) stored; nothing was asked after A came back.
+    assert server.stats.ok == paid_by_b == kids
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    meta = gold_meta(outcome["a"])
+    assert meta["answers_paid"] == 3
