@@ -84,7 +84,7 @@ class WarehouseSettings(_Section):
     # what it holds) before it fails.
     outage_wait_seconds: float = Field(default=120.0, ge=0, le=86400)
     # A claim on a kid-week lasts this long unless its run renews it (it does while alive).
-    claim_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    claim_lease_seconds: float = Field(default=300.0, ge=5, le=3600)
     # Paid answers that could not reach the warehouse; the next gold run stores them.
     spool_dir: str = "data/spool"
 
