@@ -10,13 +10,16 @@ run again when they have finished, so repeating it always converges.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import tempfile
+import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 import openai
 import sqlalchemy as sa
@@ -39,6 +42,10 @@ BATCH_LEASE_SECONDS = 26 * 3600
 PREPARING_LEASE_SECONDS = 600
 OPEN = ("preparing", "validating", "in_progress", "finalizing", "cancelling")
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+# Result lines stored per transaction: a crash loses at most this many stored lines'
+# work, never an answer (the output file stays with the provider and is read again).
+INGEST_CHUNK_LINES = 500
+PROGRESS_LOG_SECONDS = 15.0
 
 
 def custom_id(week_key: str, kid_id: int, input_hash: str) -> str:
@@ -58,11 +65,91 @@ def batch_owner(row_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class BatchLine:
+class StagedLine:
     kid_id: int
     input_hash: str
-    line: bytes  # one JSONL line, newline included
     tokens: int  # the line's estimated size in the model's queue
+
+
+@dataclass
+class StagedFile:
+    """One input file being built on disk (never the week's lines in memory at once)."""
+
+    # Unlinked at once, so a killed run leaves nothing on disk; closed by close().
+    handle: IO[bytes] = field(
+        default_factory=lambda: tempfile.TemporaryFile(prefix="kidsfin-")  # noqa: SIM115
+    )
+    lines: list[StagedLine] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, line: StagedLine, data: bytes) -> None:
+        self.handle.write(data)
+        self.lines.append(line)
+        self.size += len(data)
+
+    def keeping(self, kids: set[int]) -> StagedFile:
+        """This file without the lines of kids not in `kids` (claimed meanwhile by another
+        run), rewritten line by line; itself when nothing is dropped."""
+        if len(kids) == len(self.lines):
+            return self
+        kept = StagedFile()
+        self.handle.seek(0)
+        for line, data in zip(self.lines, self.handle, strict=True):
+            if line.kid_id in kids:
+                kept.add(line, data)
+        self.close()
+        return kept
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@dataclass(frozen=True)
+class ResultLine:
+    """One output line matched to a claimed kid, read and priced (not yet judged)."""
+
+    kid_id: int
+    input_hash: str
+    exchange: Exchange
+
+
+# Stores one chunk of result lines in one transaction.
+RecordLines = Callable[[list[ResultLine]], None]
+Matched = tuple[str, int, str, dict[str, Any]]  # answer id, kid, input hash, line
+Wanted = tuple[int, str, list[dict[str, str]]]  # kid, input hash, prompt messages
+
+
+def _chunked(items: Iterable[Matched], size: int) -> Iterator[list[Matched]]:
+    chunk: list[Matched] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Progress:
+    """One log line every PROGRESS_LOG_SECONDS while a batch is ingested, not one a line
+    (each Dagster log line is an event-log write)."""
+
+    def __init__(self, log: Any, batch_id: str, expected: int) -> None:
+        self.log, self.batch_id, self.expected = log, batch_id, expected
+        self.lines = self.earlier = 0
+        self.started = self.logged = time.monotonic()
+
+    def done(self, lines: int, earlier: int) -> None:
+        self.lines += lines
+        self.earlier += earlier
+        now = time.monotonic()
+        if now - self.logged >= PROGRESS_LOG_SECONDS:
+            self.logged = now
+            rate = self.lines / max(now - self.started, 1e-9)
+            self.log.info(
+                f"batch {self.batch_id}: {self.lines:,} of {self.expected:,} lines "
+                f"collected ({rate:,.0f}/s)"
+            )
 
 
 def open_batches(conn: Connection, week_start: dt.date | None = None) -> list[dict[str, Any]]:
@@ -83,20 +170,6 @@ def _update(engine: Engine, row_id: str, **values: Any) -> None:
     t = openai_batches
     with engine.begin() as conn:
         conn.execute(t.update().where(t.c.id == row_id).values(**values))
-
-
-def _split(lines: list[BatchLine], max_requests: int, max_bytes: int) -> Iterator[list[BatchLine]]:
-    """Input files within OpenAI's limits: at most max_requests lines and max_bytes bytes."""
-    chunk: list[BatchLine] = []
-    size = 0
-    for line in lines:
-        if chunk and (len(chunk) >= max_requests or size + len(line.line) > max_bytes):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line.line)
-    if chunk:
-        yield chunk
 
 
 def queue_lock(conn: Connection, model: str) -> None:
@@ -136,9 +209,9 @@ class WeekBatches:
 
     # --- collecting --------------------------------------------------------------------
 
-    def collect(self, record: Callable[[int, str, Exchange], None]) -> int:
-        """Ingest every finished batch of the week; `record(kid, input_hash, exchange)`
-        stores each line's exchange. Returns the lines ingested."""
+    def collect(self, record: RecordLines) -> int:
+        """Ingest every finished batch of the week; `record(lines)` stores a chunk of
+        lines in one transaction. Returns the lines ingested."""
         with self.engine.connect() as conn:
             rows = open_batches(conn, self.week_start)
         ingested = 0
@@ -209,55 +282,69 @@ class WeekBatches:
             t = openai_batches
             conn.execute(t.update().where(t.c.id == row["id"]).values(ingested_at=now, **values))
 
-    def _ingest(
-        self, row: dict[str, Any], batch: Any, record: Callable[[int, str, Exchange], None]
-    ) -> int:
-        """Every line of the output and error files, matched by custom_id (never by order);
-        then the batch's claims are released: lines without an answer are asked again."""
+    def _ingest(self, row: dict[str, Any], batch: Any, record: RecordLines) -> int:
+        """Every line of the output and error files, matched by custom_id (never by order)
+        and stored in chunks; then the batch's claims are released: lines without an
+        answer are asked again. Killed half-way, the next run reads the files again and
+        skips what the ledger already holds (a line's answer id is derived from it)."""
         with self.engine.connect() as conn:
             claimed = ledger.claimed_by(conn, self.week_start, batch_owner(row["id"]))
-        lines = 0
+        progress = _Progress(self.log, batch.id, row["lines"])
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            for line in self._lines(file_id):
-                lines += self._ingest_line(line, claimed, batch.id, record)
+            matched = self._matched(self._lines(file_id), claimed, batch.id)
+            for chunk in _chunked(matched, INGEST_CHUNK_LINES):
+                progress.done(len(chunk), self._store(chunk, record))
         self._close(row, finished_at=dt.datetime.now(dt.UTC))
+        lines = progress.lines
         missing = row["lines"] - lines
         self.log.info(
             f"batch {batch.id} {batch.status}: {lines} lines collected"
+            + (f" ({progress.earlier} stored by an earlier run)" if progress.earlier else "")
             + (f", {missing} without a line (asked again)" if missing > 0 else "")
         )
         return lines
 
     def _lines(self, file_id: str) -> Iterator[dict[str, Any]]:
-        content = self.client.files.content(file_id)
-        for raw in content.text.splitlines():
-            if raw.strip():
-                try:
-                    yield json.loads(raw)
-                except ValueError:
-                    continue  # a broken line: its kid is asked again
+        """The file's lines, streamed (an output file of 50,000 lines is ~100 MB)."""
+        with self.client.files.with_streaming_response.content(file_id) as content:
+            for raw in content.iter_lines():
+                if raw.strip():
+                    try:
+                        yield json.loads(raw)
+                    except ValueError:
+                        continue  # a broken line: its kid is asked again
 
-    def _ingest_line(
-        self,
-        line: dict[str, Any],
-        claimed: dict[int, str],
-        batch_id: str,
-        record: Callable[[int, str, Exchange], None],
-    ) -> int:
-        parsed = parse_custom_id(str(line.get("custom_id", "")))
-        if parsed is None or parsed[0] != self.week_key or parsed[1] not in claimed:
-            self.log.warning(
-                f"batch {batch_id}: a line for no claimed kid: {line.get('custom_id')}"
-            )
-            return 0
-        kid = parsed[1]
-        digest = claimed[kid]
-        # Deterministic: collecting the same file twice stores each line once.
-        answer_id = hashlib.sha256(f"{batch_id}:{line['custom_id']}".encode()).hexdigest()[:32]
-        record(kid, digest, self._exchange(answer_id, line))
-        return 1
+    def _matched(
+        self, lines: Iterable[dict[str, Any]], claimed: dict[int, str], batch_id: str
+    ) -> Iterator[Matched]:
+        """(answer id, kid, input hash claimed for, line) of each line for a kid this
+        batch claimed."""
+        for line in lines:
+            parsed = parse_custom_id(str(line.get("custom_id", "")))
+            if parsed is None or parsed[0] != self.week_key or parsed[1] not in claimed:
+                self.log.warning(
+                    f"batch {batch_id}: a line for no claimed kid: {line.get('custom_id')}"
+                )
+                continue
+            # Deterministic: collecting the same file twice stores each line once.
+            digest = hashlib.sha256(f"{batch_id}:{line['custom_id']}".encode()).hexdigest()
+            yield digest[:32], parsed[1], claimed[parsed[1]], line
+
+    def _store(self, chunk: list[Matched], record: RecordLines) -> int:
+        """Record the chunk's lines the ledger does not hold yet; returns how many it
+        held (stored by an earlier, interrupted run: neither judged nor stored again)."""
+        with self.engine.connect() as conn:
+            earlier = ledger.stored_answers(conn, [answer_id for answer_id, *_ in chunk])
+        fresh = [
+            ResultLine(kid, digest, self._exchange(answer_id, line))
+            for answer_id, kid, digest, line in chunk
+            if answer_id not in earlier
+        ]
+        if fresh:
+            record(fresh)
+        return len(chunk) - len(fresh)
 
     def _exchange(self, answer_id: str, line: dict[str, Any]) -> Exchange:
         response = line.get("response") or {}
@@ -274,26 +361,49 @@ class WeekBatches:
 
     # --- submitting ----------------------------------------------------------------------
 
-    def submit(self, wanted: dict[int, tuple[str, list[dict[str, str]]]]) -> list[str]:
-        """Submit kids (kid -> (input hash, messages)) in files within the limits and the
-        model's enqueued-token budget; returns the batch ids created."""
-        lines = [self._line(kid, digest, messages) for kid, (digest, messages) in wanted.items()]
+    def submit(self, wanted: Iterable[Wanted]) -> list[str]:
+        """Submit kids ((kid, input hash, messages), read one at a time) in files within
+        the limits and the model's enqueued-token budget; returns the batch ids created.
+        One file is built (on disk) and uploaded at a time: memory does not grow with the
+        week."""
         created = []
-        for chunk in _split(lines, self.resource.batch_max_requests, self.resource.batch_max_bytes):
-            reserved = self._reserve(chunk)
-            if reserved is None:
-                self.log.warning(
-                    f"the {self.resource.model} batch queue is full "
-                    f"(openai.batch_queue_tokens={self.resource.batch_queue_tokens:,}): "
-                    "the rest of the week is submitted by a later run"
-                )
-                break
-            batch_id = self._send(*reserved)
-            if batch_id:
-                created.append(batch_id)
+        with contextlib.closing(self._files(wanted)) as files:
+            for staged in files:
+                with contextlib.closing(staged):
+                    reserved = self._reserve(staged.lines)
+                    if reserved is None:
+                        self.log.warning(
+                            f"the {self.resource.model} batch queue is full "
+                            f"(openai.batch_queue_tokens={self.resource.batch_queue_tokens:,}): "
+                            "the rest of the week is submitted by a later run"
+                        )
+                        break
+                    row_id, mine = reserved
+                    with contextlib.closing(staged.keeping(mine)) as kept:
+                        batch_id = self._send(row_id, kept)
+                if batch_id:
+                    created.append(batch_id)
         return created
 
-    def _line(self, kid: int, digest: str, messages: list[dict[str, str]]) -> BatchLine:
+    def _files(self, wanted: Iterable[Wanted]) -> Iterator[StagedFile]:
+        """Input files within OpenAI's limits (batch_max_requests lines, batch_max_bytes),
+        each built when the one before has been submitted."""
+        most, most_bytes = self.resource.batch_max_requests, self.resource.batch_max_bytes
+        staged = StagedFile()
+        for kid, digest, messages in wanted:
+            line, data = self._line(kid, digest, messages)
+            if staged.lines and (len(staged.lines) >= most or staged.size + len(data) > most_bytes):
+                yield staged
+                staged = StagedFile()
+            staged.add(line, data)
+        if staged.lines:
+            yield staged
+        else:
+            staged.close()
+
+    def _line(
+        self, kid: int, digest: str, messages: list[dict[str, str]]
+    ) -> tuple[StagedLine, bytes]:
         body = self.session.request_body(messages)
         entry = {
             "custom_id": custom_id(self.week_key, kid, digest),
@@ -303,13 +413,13 @@ class WeekBatches:
         }
         data = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
         tokens = estimate_prompt_tokens(messages) + self.resource.max_tokens
-        return BatchLine(kid, digest, data, tokens)
+        return StagedLine(kid, digest, tokens), data
 
-    def _reserve(self, chunk: list[BatchLine]) -> tuple[str, list[BatchLine]] | None:
+    def _reserve(self, lines: list[StagedLine]) -> tuple[str, set[int]] | None:
         """Record the batch and claim its kids before anything is uploaded; None when the
-        model's queue budget has no room for it."""
+        model's queue budget has no room for it. Returns the row and the kids claimed."""
         row_id = uuid.uuid4().hex
-        tokens = sum(line.tokens for line in chunk)
+        tokens = sum(line.tokens for line in lines)
         with self.engine.begin() as conn:
             queue_lock(conn, self.resource.model)
             preparing_until = db.clock_epoch(conn) + PREPARING_LEASE_SECONDS
@@ -339,19 +449,18 @@ class WeekBatches:
             BATCH_LEASE_SECONDS,
             owner=batch_owner(row_id),
         )
-        result = claims.claim({line.kid_id: line.input_hash for line in chunk})
-        mine = [line for line in chunk if line.kid_id in result.mine]
-        _update(self.engine, row_id, lines=len(mine))
-        return row_id, mine
+        result = claims.claim({line.kid_id: line.input_hash for line in lines})
+        _update(self.engine, row_id, lines=len(result.mine))
+        return row_id, result.mine
 
-    def _send(self, row_id: str, lines: list[BatchLine]) -> str | None:
-        if not lines:
+    def _send(self, row_id: str, staged: StagedFile) -> str | None:
+        if not staged.lines:
             _update(self.engine, row_id, status="abandoned", ingested_at=dt.datetime.now(dt.UTC))
             return None
-        payload = b"".join(line.line for line in lines)
+        staged.handle.seek(0)  # streamed from disk by the SDK, not read into memory
         upload = self.client.files.create(
-            file=(f"kidsfin-{self.week_key}-{row_id}.jsonl", payload), purpose="batch"
+            file=(f"kidsfin-{self.week_key}-{row_id}.jsonl", staged.handle), purpose="batch"
         )
         _update(self.engine, row_id, input_file_id=upload.id)  # before the batch exists
-        row = {"id": row_id, "input_file_id": upload.id, "lines": len(lines)}
+        row = {"id": row_id, "input_file_id": upload.id, "lines": len(staged.lines)}
         return self._create(row).id

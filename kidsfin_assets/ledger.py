@@ -303,6 +303,79 @@ def store_exchange(conn: Connection, row: dict[str, Any]) -> None:
     db.insert_ignoring_duplicates(conn, report_ledger, [row])
 
 
+def stored_answers(conn: Connection, answer_ids: Iterable[str]) -> set[str]:
+    """Which of these answers the ledger already holds."""
+    t = report_ledger
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(answer_ids))):
+        query = sa.select(t.c.answer_id).where(t.c.answer_id.in_(chunk))
+        found |= set(conn.execute(query).scalars())
+    return found
+
+
+def store_exchanges(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Many ledger rows in multi-row INSERTs; returns the answer ids stored
+    now. An answer already there (a file collected again, by this or another run) is left
+    as it is and not returned: its report must not be derived, nor its cost counted, twice."""
+    if not rows:
+        return set()
+    t = report_ledger
+    # executemany: compiled once (cached), sent as multi-row VALUES ("insertmanyvalues").
+    statement = _insert(conn.engine)(t).on_conflict_do_nothing().returning(t.c.answer_id)
+    return set(conn.execute(statement, rows).scalars())
+
+
+def paid_for_many(
+    conn: Connection, week_start: dt.date, wanted: dict[int, str]
+) -> dict[int, dict[str, Any]]:
+    """`paid_for` of many kids (kid -> input hash) in one grouped query per chunk."""
+    t = report_ledger
+    sums = [sa.func.coalesce(sa.func.sum(t.c[c]), 0) for c in USAGE_COLUMNS]
+    paid: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(wanted)):
+        query = (
+            sa.select(t.c.kid_id, t.c.input_hash, *sums)
+            .where(t.c.week_start == week_start, t.c.kid_id.in_(chunk))
+            .group_by(t.c.kid_id, t.c.input_hash)
+        )
+        for kid, digest, *totals in conn.execute(query):
+            if wanted[kid] == digest:
+                paid[kid] = _usage(totals)
+    return paid
+
+
+def _usage(totals: list[Any]) -> dict[str, Any]:
+    prompt, completion, cached, cost = totals
+    return {
+        "prompt_tokens": int(prompt),
+        "completion_tokens": int(completion),
+        "cached_tokens": int(cached),
+        "cost_usd": float(cost),
+    }
+
+
+def store_reports(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Reports derived from answers stored in this transaction, each with what every
+    answer for its kid-week and input cost: one grouped read and one multi-row upsert per
+    chunk (`store_report` for many rows of one week)."""
+    latest = {(r["week_start"], r["kid_id"]): r for r in rows}  # one row per key and statement
+    by_week: dict[dt.date, list[dict[str, Any]]] = {}
+    for row in latest.values():
+        by_week.setdefault(row["week_start"], []).append(row)
+    gold = kid_weekly_reports
+    for week_start, week_rows in by_week.items():
+        for chunk in _chunks(week_rows):
+            paid = paid_for_many(conn, week_start, {r["kid_id"]: r["input_hash"] for r in chunk})
+            values = [{**r, **paid.get(r["kid_id"], {}), "superseded_at": None} for r in chunk]
+            insert = _insert(conn.engine)(gold)
+            keys = ["week_start", "kid_id"]
+            updates = {c: insert.excluded[c] for c in values[0] if c not in keys}
+            upsert = insert.on_conflict_do_update(index_elements=keys, set_=updates)
+            # RETURNING makes it one multi-row VALUES per 1,000 rows ("insertmanyvalues"),
+            # not psycopg2's executemany (a statement a row).
+            conn.execute(upsert.returning(gold.c.kid_id), values).all()
+
+
 def paid_for(conn: Connection, week_start: dt.date, kid_id: int, digest: str) -> dict[str, Any]:
     """What every answer for this kid-week and input cost, by the report's column names."""
     t = report_ledger

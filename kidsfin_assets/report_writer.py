@@ -306,13 +306,14 @@ class WeekReportWriter:
             self.log,
             self.claims.owner,
         )
-        week.collect(lambda kid, digest, ex: self._record_line(session, items, kid, ex, digest))
+        week.collect(lambda lines: self._record_lines(session, items, lines))
         unanswered = self._unanswered(items)
         if unanswered:
-            wanted = {
-                kid: (item.input_hash, self.prompt.messages(item.metrics))
+            # A generator: each kid's prompt is built as its line is written to a file.
+            wanted = (
+                (kid, item.input_hash, self.prompt.messages(item.metrics))
                 for kid, item in unanswered.items()
-            }
+            )
             created = week.submit(wanted)
             if created:
                 self.log.info(f"week {self.week.key}: submitted batches {', '.join(created)}")
@@ -324,25 +325,51 @@ class WeekReportWriter:
         self.outcome.queued = len(set(unanswered) - set(held))
         self._finish_claims()
 
-    def _record_line(
+    def _record_lines(
         self,
         session: ReportSession,
         items: dict[int, PendingReport],
-        kid: int,
-        exchange: Exchange,
-        digest: str,
+        lines: list[batches.ResultLine],
     ) -> None:
-        item = items.get(kid)
-        if item is None or item.input_hash != digest:
+        """A chunk of batch result lines: each judged like a sync answer, then every
+        ledger row and report of the chunk stored in one transaction (a batch's answers
+        stay in its output file, so a chunk lost to a crash is read again, not lost)."""
+        judged = [self._judge_line(session, items, line) for line in lines]
+        rows = [self._ledger_row(item, exchange) for item, exchange in judged]
+        reports = {
+            exchange.answer_id: (item, self._accepted_row(item, exchange))
+            for item, exchange in judged
+            if exchange.report is not None and exchange.outcome == ACCEPTED
+        }
+
+        def store() -> set[str]:
+            with self.engine.begin() as conn:
+                stored = ledger.store_exchanges(conn, rows)
+                # Only answers stored now: one stored meanwhile by another run has its report.
+                ledger.store_reports(conn, [r for a, (_, r) in reports.items() if a in stored])
+            return stored
+
+        stored = self.gate.call(store)
+        with self._lock:
+            self.outcome.written += sum(1 for answer_id in reports if answer_id in stored)
+
+    def _judge_line(
+        self, session: ReportSession, items: dict[int, PendingReport], line: batches.ResultLine
+    ) -> tuple[PendingReport, Exchange]:
+        item = items.get(line.kid_id)
+        if item is None or item.input_hash != line.input_hash:
             # Answered for inputs that changed since (or a kid already reported): paid for,
             # so recorded, but it is not this week's report.
-            stale = PendingReport(kid, item.metrics if item else {}, digest)
-            self._record(stale, dataclasses.replace(exchange, report=None))
-            return
-        exchange = session.judge(exchange, self._check(item))
-        self._record(item, exchange)
-        if exchange.outcome == ACCEPTED:
-            self._count_written(item, exchange_usage(exchange))
+            stale = PendingReport(line.kid_id, item.metrics if item else {}, line.input_hash)
+            return stale, dataclasses.replace(line.exchange, report=None)
+        return item, session.judge(line.exchange, self._check(item))
+
+    def _accepted_row(self, item: PendingReport, exchange: Exchange) -> dict[str, Any]:
+        assert exchange.report is not None
+        named = personalise(exchange.report, self._names.get(item.kid_id))
+        return self._report_row(
+            item, named, exchange.answer_id, exchange.model_answered or self.model
+        )
 
     def _unanswered(self, items: dict[int, PendingReport]) -> dict[int, PendingReport]:
         """Kids still without a report for their input, within the retry budget; those

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from kidsfin_assets import batches, ledger
 from kidsfin_assets.batch_sensor import build_collect_job, build_openai_batch_sensor
 from kidsfin_assets.batches import WeekBatches
 from kidsfin_assets.definitions import build_openai_resource, build_resources
@@ -18,7 +19,13 @@ from kidsfin_assets.pricing import load_prices
 from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.warehouse import openai_batches, report_ledger
 from kidsfin_assets_tests.fake_openai import FakeOpenAIServer, running_server
-from kidsfin_assets_tests.helpers import fetch, materialize_week, warehouse_engine
+from kidsfin_assets_tests.helpers import (
+    fetch,
+    materialize_week,
+    use_database,
+    warehouse_engine,
+)
+from kidsfin_assets_tests.tcp_proxy import TcpProxy
 from kidsfin_assets_tests.test_gold_reports import (
     API_KEY,
     SECRET_NAMES,
@@ -175,6 +182,64 @@ def test_a_run_killed_after_creating_its_batch_adopts_it(monkeypatch, pg_url, se
     expire_preparing(settings)
     until_done(settings, server)
     assert server.stats.batches_created == 1 and len(reports(settings)) == 4
+
+
+def interrupt_the_second_chunk(monkeypatch, how: str, proxy: TcpProxy) -> list[int]:
+    """Interrupt ingest inside the second chunk's transaction, after its ledger rows were
+    written: the process dies (SystemExit, its transaction rolled back, as with a SIGKILL)
+    or the warehouse is cut (the run waits outage_wait_seconds, then fails)."""
+    original, calls = ledger.store_exchanges, []
+
+    def store_exchanges(conn, rows):
+        calls.append(len(rows))
+        if len(calls) == 2 and how == "warehouse cut":
+            proxy.cut()
+        stored = original(conn, rows)
+        if len(calls) == 2 and how == "killed":
+            raise SystemExit("killed mid-chunk")
+        return stored
+
+    monkeypatch.setattr(ledger, "store_exchanges", store_exchanges)
+    return calls
+
+
+@pytest.mark.parametrize("how", ["killed", "warehouse cut"])
+def test_an_ingest_interrupted_mid_chunk_stores_and_pays_each_line_once(
+    monkeypatch, pg_url, server, how
+) -> None:
+    kids, chunk = 10, 3
+    monkeypatch.setattr(batches, "INGEST_CHUNK_LINES", chunk)
+    settings, ids = setup_week(monkeypatch, pg_url, server, kids, **BATCH)
+    with TcpProxy("127.0.0.1", 5432) as proxy:
+        proxied = use_database(
+            monkeypatch, proxy.url_for(pg_url), KIDSFIN_WAREHOUSE__OUTAGE_WAIT_SECONDS="1"
+        )
+        assert not materialised(gold(proxied))  # submitted
+        wait_for_batches(server)
+        with monkeypatch.context() as patch:
+            calls = interrupt_the_second_chunk(patch, how, proxy)
+            if how == "killed":
+                with pytest.raises(SystemExit):
+                    gold(proxied)
+            else:
+                assert not gold(proxied, raise_on_error=False).success
+        assert calls[:2] == [chunk, chunk]
+        proxy.restore()
+        engine = warehouse_engine(settings)
+        # Half-way: the first chunk is stored, the interrupted one is not, nothing else is.
+        assert len(fetch(engine, sa.select(report_ledger))) == chunk
+        assert len(reports(settings)) == chunk
+        until_done(proxied, server)
+    answers = fetch(engine, sa.select(report_ledger))
+    per_kid = {kid: [a for a in answers if a["kid_id"] == kid] for kid in ids}
+    assert all(len(paid) == 1 for paid in per_kid.values()), {k: len(v) for k, v in per_kid.items()}
+    stored = {r["kid_id"]: r for r in reports(settings)}
+    assert sorted(stored) == ids  # no report lost
+    for kid, (answer,) in per_kid.items():  # each report costs its one answer
+        assert stored[kid]["answer_id"] == answer["answer_id"]
+        assert stored[kid]["cost_usd"] == pytest.approx(answer["cost_usd"])
+    # The rest of the file was read again, not asked again.
+    assert server.stats.batches_created == 1 and server.stats.batch_lines_answered_again == 0
 
 
 def test_two_batch_runs_of_one_week_at_once_put_each_kid_in_one_batch(
