@@ -24,6 +24,9 @@ from kidsfin_assets.warehouse import (
 )
 from kidsfin_assets.weeks import Week, weekly_partitions
 
+ANALYSIS_EXPORT_KEY = dg.AssetKey(["exports", "kids_analysis_json"])
+REPORTS_EXPORT_KEY = dg.AssetKey(["exports", "kids_reports_json"])
+
 
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     """Write to a temporary file, then rename: a reader never sees half a file."""
@@ -66,11 +69,13 @@ def export_path(settings: Settings, layer: str, week_key: str) -> Path:
 
 def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["exports", "kids_analysis_json"],
+        key=ANALYSIS_EXPORT_KEY,
         group_name="exports",
         kinds={"json"},
         deps=[SILVER_KEY],
         partitions_def=weekly_partitions(settings),
+        # As silver's: a backfill writes the range's files in silver's one run.
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             "`kids_analysis_<week>.json` under `export_dir`: every kid's silver metrics "
             "for the week with the kid's nickname, as the earlier system wrote it."
@@ -139,11 +144,13 @@ def review_path(settings: Settings, week_key: str) -> Path:
 
 def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["exports", "kids_reports_json"],
+        key=REPORTS_EXPORT_KEY,
         group_name="exports",
         kinds={"json"},
         deps=[GOLD_KEY],
         partitions_def=weekly_partitions(settings),
+        # As gold's: a backfill writes each week's file in that week's gold run.
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
         description=(
             "`kids_reports_<week>.json` under `export_dir`: "
             "`{generated_at, total_reports, reports: [...]}` with each kid's nickname and "
