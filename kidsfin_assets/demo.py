@@ -78,7 +78,7 @@ def print_summary(settings: Settings, failed: list[str], seconds: float) -> None
 
 
 def detect_weeks(settings: Settings) -> list[str]:
-    """Complete weeks with activity, found in the database (as the earlier system did)."""
+    """Complete weeks with activity, found in the database (as AI Production Pipeline did)."""
     tz = settings.weeks.timezone
     first = Week(settings.weeks.start_date, tz)
     last = Week.containing(dt.datetime.now(dt.UTC), tz).shifted(-1)

@@ -119,7 +119,7 @@ def test_reports_usage_cost_and_privacy(monkeypatch, pg_url, server, capfd) -> N
     # The key is nowhere in what Dagster recorded: events (metadata included) and logs.
     logged = recorded_text(result, capfd)
     assert API_KEY not in logged
-    # The earlier system's start banner and summary box, with input and output cost apart.
+    # AI Production Pipeline's banner and summary box (docs/design.md), input and output cost apart.
     assert f"═══ kidsfin reports · week {W} · {settings.openai.model}" in logged
     assert "Input cost (USD)" in logged and "Output cost (USD)" in logged and "╚" in logged
     exported = json.loads((settings.export_path / f"kids_reports_{W}.json").read_text())

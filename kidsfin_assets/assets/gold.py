@@ -143,7 +143,7 @@ def batches_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def start_banner(week: Week, openai: OpenAIReportsResource) -> str:
-    """The earlier system's start banner: what this step is about to do, and its limits."""
+    """AI Production Pipeline's start banner (docs/design.md): what this step does, its limits."""
     if openai.offline:
         how = "offline rules writer"
     else:
@@ -159,7 +159,7 @@ def summary_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def summary_box(title: str, meta: dict[str, Any]) -> str:
-    """The earlier system's closing summary, drawn with box-drawing characters."""
+    """AI Production Pipeline's closing summary, drawn with box-drawing characters."""
     lines = summary_lines(meta)
     left = max(len(label) for label, _ in lines)
     right = max(max(len(value) for _, value in lines), len(title) - left - 3)
