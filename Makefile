@@ -4,6 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
+# `make demo` writes DEMO_START_DATE, its first week: `make dev` starts the weekly
+# partitions there, so the UI shows the demo's weeks and no Missing ones before them (a
+# KIDSFIN_WEEKS__START_DATE of yours wins).
+-include data/demo.mk
+ifdef DEMO_START_DATE
+dev: export KIDSFIN_WEEKS__START_DATE ?= $(DEMO_START_DATE)
+endif
+
 .PHONY: install demo test lint format dev bench clean
 
 install: $(VENV)/.installed
@@ -44,4 +52,4 @@ bench: install
 	$(PY) -m bench.run_all $(if $(QUICK),--quick)
 
 clean:
-	rm -rf data/kidsfin.db* data/exports data/dagster_home
+	rm -rf data/kidsfin.db* data/exports data/dagster_home data/demo.mk
