@@ -174,6 +174,19 @@ def summary_box(title: str, meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def summary_line(title: str, meta: dict[str, Any]) -> str:
+    """The summary's key figures on one line: the UI shows a log message of a few lines
+    whole and cuts a longer one (the box's first seven lines were all it showed)."""
+    return (
+        f"{title}: {meta['silver_rows']} reports, {meta['reports_written']} written, "
+        f"{meta['reports_reused']} reused, {meta['reports_ungrounded']} for review, "
+        f"{meta['reports_failed']} failed; {meta['requests']} requests, "
+        f"{meta['retries']} retries; {meta['prompt_tokens']:,} + "
+        f"{meta['completion_tokens']:,} tokens; ${meta['cost_usd']:.4f}; "
+        f"{meta['wall_seconds']:.1f} s (full table: the `summary` metadata, and stdout)"
+    )
+
+
 def summary_markdown(meta: dict[str, Any]) -> str:
     rows = "\n".join(f"| {label.strip()} | {value} |" for label, value in summary_lines(meta))
     return "| | |\n|---|---|\n" + rows
@@ -248,7 +261,10 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
             )
         paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
         meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
-        context.log.info("\n" + summary_box(f"kidsfin reports · week {week.key}", meta))
+        title = f"kidsfin reports · week {week.key}"
+        context.log.info(summary_line(title, meta))
+        # The box whole, on the step's stdout (the run's "stdout" tab; the console).
+        print(summary_box(title, meta), flush=True)
         meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
         if outcome.batches:
             meta["batches"] = dg.MetadataValue.md(batches_markdown(outcome.batches))
