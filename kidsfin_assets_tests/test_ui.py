@@ -174,7 +174,7 @@ def make_dev_workspace_args() -> list[str]:
     """The code location arguments of `make dev`'s `dagster dev` (dagster-webserver takes
     the same), so that the UI tested here names the location as `make dev` does."""
     makefile = (PROJECT_ROOT / "Makefile").read_text()
-    recipe = makefile.split("\ndev:", 1)[1].split("\n\n", 1)[0]
+    recipe = makefile.split("\ndev: install", 1)[1].split("\n\n", 1)[0]
     (line,) = [line for line in recipe.splitlines() if "dagster dev" in line]
     return shlex.split(line.split("dagster dev", 1)[1])
 

@@ -174,7 +174,7 @@ def summary_box(title: str, meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def summary_line(title: str, meta: dict[str, Any]) -> str:
+def log_summary(title: str, meta: dict[str, Any]) -> str:
     """The summary's key figures on one line: the UI shows a log message of a few lines
     whole and cuts a longer one (the box's first seven lines were all it showed)."""
     return (
@@ -262,7 +262,7 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
         paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
         meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
         title = f"kidsfin reports · week {week.key}"
-        context.log.info(summary_line(title, meta))
+        context.log.info(log_summary(title, meta))
         # The box whole, on the step's stdout (the run's "stdout" tab; the console).
         print(summary_box(title, meta), flush=True)
         meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
