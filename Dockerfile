@@ -24,7 +24,7 @@ COPY config/ config/
 COPY prompts/ prompts/
 COPY deploy/workspace.yaml deploy/workspace.yaml
 # The production instance (PostgreSQL storage from DAGSTER_PG_*, run queue, pools).
-COPY dagster.yaml /opt/dagster/dagster_home/dagster.yaml
+COPY deploy/dagster.yaml /opt/dagster/dagster_home/dagster.yaml
 
 # Run as a plain user; it owns the export folder and Dagster's local storage (compute
 # logs), which docker-compose.yml mounts as volumes.

@@ -4,6 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
+# `make demo` writes DEMO_START_DATE, its first week: `make dev` starts the weekly
+# partitions there, so the UI shows the demo's weeks and no Missing ones before them (a
+# KIDSFIN_WEEKS__START_DATE of yours wins).
+-include data/demo.mk
+ifdef DEMO_START_DATE
+dev: export KIDSFIN_WEEKS__START_DATE ?= $(DEMO_START_DATE)
+endif
+
 .PHONY: install demo test lint format dev bench clean
 
 install: $(VENV)/.installed
@@ -14,9 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: config/dagster_local.yaml
+# The local SQLite instance, only where there is none: no prerequisite, so a newer
+# config/dagster_local.yaml never replaces a dagster.yaml of yours (your own DAGSTER_HOME).
+$(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	cp config/dagster_local.yaml $@
+	test -e $@ || cp config/dagster_local.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m kidsfin_assets.demo
@@ -32,11 +42,14 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# workspace.yaml names the code location `kidsfin`, as compose does: the same sensor
+# state and UI addresses whichever way it runs.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -m kidsfin_assets.definitions
+	$(VENV)/bin/dagster dev -w workspace.yaml
 
+# `make bench QUICK=1`: small smoke runs of every benchmark (minutes, not ~10 min).
 bench: install
-	$(PY) -m bench.run_all
+	$(PY) -m bench.run_all $(if $(QUICK),--quick)
 
 clean:
-	rm -rf data/kidsfin.db* data/exports data/dagster_home
+	rm -rf data/kidsfin.db* data/exports data/dagster_home data/demo.mk

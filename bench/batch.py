@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -235,7 +234,7 @@ def measure(
         "ingest_budget_s": ingest_budget_s,
     }
     with (
-        scratch_database(f"{NAME}_{uuid.uuid4().hex[:8]}") as url,
+        scratch_database(NAME) as url,
         FakeServer(latency=0.0) as server,
     ):
         settings = use_settings(url)

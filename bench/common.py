@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -113,13 +114,18 @@ def admin_url() -> str:
     return db.normalize_url(os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL))
 
 
+def scratch_database_name(name: str) -> str:
+    """`kidsfin_bench_<name>_<random>`: unique, so that two benchmark runs on one server
+    never drop each other's database (PostgreSQL keeps 63 bytes of a name)."""
+    return f"kidsfin_bench_{name[:36]}_{uuid.uuid4().hex[:12]}"
+
+
 @contextlib.contextmanager
 def scratch_database(name: str, keep: bool = False) -> Iterator[str]:
-    """A fresh PostgreSQL database `kidsfin_bench_<name>`, dropped afterwards."""
-    database = f"kidsfin_bench_{name}"
+    """A fresh PostgreSQL database of its own for `name`, dropped afterwards."""
+    database = scratch_database_name(name)
     admin = sa.create_engine(admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
     url = make_url(admin_url()).set(database=database).render_as_string(hide_password=False)
     try:

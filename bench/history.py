@@ -33,7 +33,6 @@ import contextlib
 import datetime as dt
 import statistics
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,7 +269,7 @@ def measure_all(chosen: list[Case], now: dt.datetime) -> list[dict[str, Any]]:
     with contextlib.ExitStack() as stack:
         prepared = []
         for case in chosen:
-            url = stack.enter_context(scratch_database(f"{NAME}_{uuid.uuid4().hex[:8]}"))
+            url = stack.enter_context(scratch_database(NAME))
             prepared.append(prepare(case, url, now))
         for _ in range(RUNS):
             for settings, last, out in prepared:

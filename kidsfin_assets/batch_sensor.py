@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 import openai as openai_sdk
 
+from kidsfin_assets.assets.exports import REPORTS_EXPORT_KEY
 from kidsfin_assets.assets.gold import GOLD_KEY
 from kidsfin_assets.batches import TERMINAL, open_batches
 from kidsfin_assets.openai_client import OpenAIReportsResource
@@ -18,7 +19,6 @@ from kidsfin_assets.weeks import Week, weekly_partitions
 
 COLLECT_JOB_NAME = "collect_batches_job"
 SENSOR_NAME = "openai_batch_sensor"
-REPORTS_EXPORT_KEY = dg.AssetKey(["exports", "kids_reports_json"])
 
 
 def build_collect_job(settings: Settings) -> "dg.UnresolvedAssetJobDefinition":

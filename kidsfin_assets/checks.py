@@ -1,9 +1,12 @@
 """Asset checks: is each week's state trustworthy? Numeric metadata, plotted by the UI."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from sqlalchemy.engine import Connection
 
 from kidsfin_assets.assets.gold import GOLD_KEY
@@ -244,6 +247,21 @@ CHECKS: list[tuple[str, dg.AssetKey, bool, Callable[[Settings], WeekCheck], str]
 ]
 
 
+def _target(
+    context: dg.AssetCheckExecutionContext, asset: dg.AssetKey, week: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The week's latest materialisation, which this evaluation checked (as Dagster records
+    it for a check of one partition)."""
+    where = dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[week])
+    records = context.instance.fetch_materializations(where, limit=1).records
+    if not records:
+        return None
+    latest = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+    )
+
+
 def _build_check(
     settings: Settings,
     name: str,
@@ -263,25 +281,28 @@ def _build_check(
     )
     def week_check(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        weeks = [Week.from_key(k, settings.weeks.timezone) for k in context.partition_keys]
+    ) -> Iterator[dg.Output[None] | dg.AssetCheckEvaluation]:
+        """One evaluation per week, each recorded on its own partition. A range run (raw and
+        silver in a backfill) would otherwise record one evaluation without a partition
+        and leave every week of the range "Skipped" in the UI."""
+        (output,) = context.op_execution_context.op_def.output_defs
+        yield dg.Output(None, output_name=output.name)  # what blocked steps wait for
         with warehouse.get_engine().connect() as conn:
-            results = {week.key: evaluate(conn, week) for week in weeks}
-        return results[weeks[0].key] if len(results) == 1 else _combined(results)
+            for key in context.partition_keys:
+                result = evaluate(conn, Week.from_key(key, settings.weeks.timezone))
+                yield dg.AssetCheckEvaluation(
+                    asset_key=asset,
+                    check_name=name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    target_materialization_data=_target(context, asset, key),
+                    severity=result.severity,
+                    description=result.description,
+                    blocking=blocking,
+                    partition=key,
+                )
 
     return week_check
-
-
-def _combined(results: dict[str, dg.AssetCheckResult]) -> dg.AssetCheckResult:
-    """A range run (backfill) checks every week; a failing week's figures are shown."""
-    failed = [week for week, result in results.items() if not result.passed]
-    shown = results[failed[0] if failed else max(results)]
-    return dg.AssetCheckResult(
-        passed=not failed,
-        severity=shown.severity,
-        description=f"weeks failing: {', '.join(failed)}" if failed else None,
-        metadata={**shown.metadata, "weeks_checked": len(results), "weeks_failed": len(failed)},
-    )
 
 
 def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:

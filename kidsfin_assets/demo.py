@@ -4,6 +4,7 @@ Runs on whatever KIDSFIN_DATABASE_URL names (default: SQLite under data/), with 
 Dagster runs recorded in DAGSTER_HOME so that `make dev` shows them in the UI.
 """
 
+import argparse
 import datetime as dt
 import os
 import sys
@@ -17,10 +18,13 @@ from kidsfin_assets import db
 from kidsfin_assets.checks import build_checks
 from kidsfin_assets.definitions import build_assets, build_resources
 from kidsfin_assets.demo_data import DemoSpec, generate
-from kidsfin_assets.sensors import weeks_with_activity
-from kidsfin_assets.settings import Settings, SettingsError, get_settings
+from kidsfin_assets.sensors import DATA_VERSION_TAG, week_fingerprint, weeks_with_activity
+from kidsfin_assets.settings import Settings, SettingsError, get_settings, resolve_path
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports, source_tables
 from kidsfin_assets.weeks import Week
+
+START_DATE_ENV = "KIDSFIN_WEEKS__START_DATE"
+DEFAULT_MAKE_INCLUDE = "data/demo.mk"
 
 
 def _instance() -> dg.DagsterInstance:
@@ -30,13 +34,22 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+def data_version(settings: Settings, week: str) -> str:
+    """The week's data version as new_week_sensor computes it: the sensor then takes the
+    demo's weeks as processed instead of running them again."""
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    with engine.connect() as conn:
+        src = source_tables(settings.sources)
+        return week_fingerprint(conn, src, Week.from_key(week, settings.weeks.timezone)).version
+
+
 def run_week(settings: Settings, instance: dg.DagsterInstance, week: str) -> bool:
     result = dg.materialize(
         [*build_assets(settings), *build_checks(settings)],
         resources=build_resources(settings),
         partition_key=week,
         instance=instance,
-        tags={"kidsfin/source": "make-demo"},
+        tags={"kidsfin/source": "make-demo", DATA_VERSION_TAG: data_version(settings, week)},
         # Run logs stay in the instance (see them in the UI); the console gets warnings only.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
@@ -78,7 +91,7 @@ def print_summary(settings: Settings, failed: list[str], seconds: float) -> None
 
 
 def detect_weeks(settings: Settings) -> list[str]:
-    """Complete weeks with activity, found in the database (as the earlier system did)."""
+    """Complete weeks with activity, found in the database (as AI Production Pipeline did)."""
     tz = settings.weeks.timezone
     first = Week(settings.weeks.start_date, tz)
     last = Week.containing(dt.datetime.now(dt.UTC), tz).shifted(-1)
@@ -88,15 +101,53 @@ def detect_weeks(settings: Settings) -> list[str]:
     return [w.key for w in found]
 
 
-def main() -> int:
+def demo_weeks(timezone: str, now: dt.datetime, weeks: int = DemoSpec.weeks) -> list[Week]:
+    """The demo's weeks: the last `weeks` complete ones."""
+    last = Week.containing(now, timezone).shifted(-1)
+    return [last.shifted(-n) for n in range(weeks - 1, -1, -1)]
+
+
+def start_partitions_at(first: Week, make_include: Path) -> None:
+    """Partitions start at the demo's first week, in this process and in `make dev` (which
+    includes `make_include`), so a fresh demo shows its weeks and no Missing ones. A
+    KIDSFIN_WEEKS__START_DATE of the user's wins in both."""
+    if START_DATE_ENV not in os.environ:
+        os.environ[START_DATE_ENV] = first.key
+        get_settings.cache_clear()
+    make_include.parent.mkdir(parents=True, exist_ok=True)
+    make_include.write_text(
+        "# Written by `make demo`: weekly partitions start at the demo's first week.\n"
+        f"DEMO_START_DATE := {first.key}\n"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kidsfin_assets.demo")
+    parser.add_argument(
+        "--make-include",
+        type=Path,
+        default=resolve_path(DEFAULT_MAKE_INCLUDE),
+        help="where to write the demo's partition start for `make dev`",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
+    args = parse_args(argv)
     try:
+        settings = get_settings()
+        weeks_loaded = demo_weeks(settings.weeks.timezone, dt.datetime.now(dt.UTC))
+        start_partitions_at(weeks_loaded[0], args.make_include)
         settings = get_settings()
     except SettingsError as exc:
         print(f"kidsfin demo: {exc}", file=sys.stderr)
         return 2
     engine = db.create_engine(settings.resolved_database_url)
-    summary = generate(engine, settings.sources, DemoSpec(timezone=settings.weeks.timezone))
+    spec = DemoSpec(
+        weeks=len(weeks_loaded), end_week=weeks_loaded[-1].start, timezone=settings.weeks.timezone
+    )
+    summary = generate(engine, settings.sources, spec)
     engine.dispose()
     print(
         f"kidsfin demo: loaded {summary.kids} kids, {summary.transactions} transactions, "

@@ -1,4 +1,4 @@
-"""Demo source data: realistic pocket-money activity for the app tables of DESIGN.md.
+"""Demo source data: realistic pocket-money activity for the app tables of docs/metrics.md.
 
 `generate()` fills `kids`, `transactions`, `app_events` and `savings_goals` (names from
 settings) with a fresh, seeded load: Vietnamese nicknames and categories, a persona per kid
@@ -284,7 +284,7 @@ class DemoSummary:
 
 
 def create_source_tables(engine: Engine, names: SourceTables) -> None:
-    """CREATE TABLE / INDEX IF NOT EXISTS for the four app tables (DESIGN.md DDL)."""
+    """CREATE TABLE / INDEX IF NOT EXISTS for the four app tables (the DDL of docs/metrics.md)."""
     sqlite = is_sqlite(engine)
     # SQLite has no TIMESTAMPTZ: ISO-8601 text with an offset keeps the instant exact.
     ts, money, key, date = (

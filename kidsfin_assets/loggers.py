@@ -1,8 +1,9 @@
 """Run loggers: the console (Dagster's own), JSON lines on the console, and a log file.
 
-The earlier system logged to the console and/or a file, in text or JSON. Dagster keeps
-every run's log in its event log (the UI shows it); the `file` logger is for whoever also
-wants it in a file (a log shipper, `tail -f`), selected per run in run config:
+AI Production Pipeline, the Go program kidsfin replaces (docs/design.md), logged to the
+console and/or a file, in text or JSON. Dagster keeps every run's log in its event log
+(the UI shows it); the `file` logger is for whoever also wants it in a file (a log
+shipper, `tail -f`), selected per run in run config:
 
     loggers:
       console: {}
@@ -26,7 +27,7 @@ _PROJECT_PACKAGE = "kidsfin_assets"
 
 
 def project_caller() -> str | None:
-    """`module:line` of the project code that logged, as the earlier system's caller info.
+    """`module:line` of the project code that logged, as AI Production Pipeline's caller info.
 
     A record's own pathname is inside Dagster's log manager, so the caller is found on the
     stack instead: logging is synchronous, so the logging frame is still on it."""

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kidsfin_assets import db
+from kidsfin_assets.assets.exports import REPORTS_EXPORT_KEY
 from kidsfin_assets.assets.gold import GOLD_KEY
 from kidsfin_assets.assets.silver import SILVER_KEY
 from kidsfin_assets.settings import SensorSettings, Settings
@@ -428,6 +429,34 @@ def _sensor_description(settings: Settings) -> str:
     )
 
 
+def materialised_at_version(instance: dg.DagsterInstance, week: str, version: str) -> bool:
+    """The week's reports export, the job's last step, came from a run at `version`: the
+    week went end to end on the data it has now (a `make demo` run, say)."""
+    where = dg.AssetRecordsFilter(asset_key=REPORTS_EXPORT_KEY, asset_partitions=[week])
+    records = instance.fetch_materializations(where, limit=1).records
+    if not records:
+        return False
+    run = instance.get_run_by_id(records[0].run_id)
+    return run is not None and run.tags.get(DATA_VERSION_TAG) == version
+
+
+def _not_done_yet(
+    context: dg.SensorEvaluationContext, requests: list[dg.RunRequest]
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """New weeks already materialised at their data version are processed, not run again.
+    Late-data and trend runs always go: their week's data (or W-1's, W-2's) changed."""
+    kept, done = [], []
+    for request in requests:
+        week, tags = request.partition_key or "", request.tags
+        if tags[REASON_TAG] == NEW_WEEK and materialised_at_version(
+            context.instance, week, tags[DATA_VERSION_TAG]
+        ):
+            done.append(week)
+        else:
+            kept.append(request)
+    return kept, done
+
+
 def build_new_week_sensor(
     settings: Settings, job: dg.UnresolvedAssetJobDefinition
 ) -> dg.SensorDefinition:
@@ -446,14 +475,23 @@ def build_new_week_sensor(
             # Safe to start over: run keys stop a week's same data from running again.
             context.log.warning(f"{exc}; starting from an empty cursor")
             result = evaluate(settings, None, now)
-        for request in result.run_requests:
+        requests, done = _not_done_yet(context, result.run_requests)
+        if done:
+            context.log.info(
+                f"weeks {', '.join(done)}: already materialised at their data version, "
+                "not run again"
+            )
+        for request in requests:
             tags = request.tags
             context.log.info(
                 f"week {request.partition_key}: {tags[REASON_TAG]} "
                 f"(data version {tags[DATA_VERSION_TAG]}, run key {request.run_key})"
             )
-        if not result.run_requests:
-            return dg.SensorResult(skip_reason=result.summary, cursor=result.cursor)
-        return dg.SensorResult(run_requests=result.run_requests, cursor=result.cursor)
+        if not requests:
+            reason = result.summary
+            if done:
+                reason = f"weeks {', '.join(done)} already materialised at their data version"
+            return dg.SensorResult(skip_reason=reason, cursor=result.cursor)
+        return dg.SensorResult(run_requests=requests, cursor=result.cursor)
 
     return new_week_sensor

@@ -1,4 +1,4 @@
-"""The validity rules of DESIGN.md, as SQL over the source tables.
+"""The validity rules of docs/metrics.md, as SQL over the source tables.
 
 The raw layer copies valid rows and quarantines the rest; the silver layer (metrics.py)
 and the checks apply the same rules to W, W-1 and W-2 straight from the source, so that

@@ -109,8 +109,10 @@ def materialize_week(
     resources: dict[str, Any] | None = None,
     raise_on_error: bool = True,
     run_config: dict[str, Any] | None = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Really run the project's assets for one week (in process, ephemeral instance)."""
+    """Really run the project's assets for one week (in process; an ephemeral instance
+    unless one is given)."""
     return dg.materialize(
         [*build_assets(settings), *build_checks(settings)],
         resources={**build_resources(settings), **(resources or {})},
@@ -118,6 +120,7 @@ def materialize_week(
         selection=selection,
         raise_on_error=raise_on_error,
         run_config=run_config,
+        instance=instance,
     )
 
 

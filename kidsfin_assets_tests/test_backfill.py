@@ -8,6 +8,7 @@ import time
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.storage.tags import BACKFILL_ID_TAG as BACKFILL_TAG
 from dagster._core.utils import make_new_backfill_id
@@ -16,8 +17,10 @@ from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 
 from kidsfin_assets import db
+from kidsfin_assets.assets.exports import ANALYSIS_EXPORT_KEY, REPORTS_EXPORT_KEY
 from kidsfin_assets.assets.gold import GOLD_KEY
 from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.checks import RAW_KEY
 from kidsfin_assets.definitions import build_definitions
 from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import PROJECT_ROOT
@@ -58,9 +61,12 @@ def test_one_run_over_a_range_equals_week_by_week(monkeypatch, pg_url) -> None:
     assert result.success
     meta = result.asset_materializations_for_node("silver__kid_weekly_analysis")
     assert {m.partition for m in meta} == set(WEEKS)
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert checks["one_row_per_active_kid"].passed
-    assert checks["one_row_per_active_kid"].metadata["weeks_checked"].value == len(WEEKS)
+    # One evaluation per week of the range, each on its week's partition.
+    silver_checks = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "one_row_per_active_kid"
+    ]
+    assert sorted(e.partition for e in silver_checks) == WEEKS
+    assert all(e.passed for e in silver_checks)
     ranged = silver_by_week(settings)
     assert sorted(ranged) == WEEKS
     with warehouse_engine(settings).begin() as conn:
@@ -85,28 +91,61 @@ def _run_weeks(run: dg.DagsterRun) -> tuple[str, str]:
     return tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
 
 
+def _progress(instance: dg.DagsterInstance, backfill_id: str) -> tuple[int, int]:
+    runs = _backfill_runs(instance, backfill_id)
+    return len(runs), sum(run.is_finished for run in runs)
+
+
 def _run_backfill_to_the_end(
-    context: WorkspaceProcessContext, backfill_id: str, timeout: float = 240.0
+    context: WorkspaceProcessContext, backfill_id: str, stall_timeout: float = 300.0
 ) -> BulkActionStatus:
     """What the daemon's backfill loop does, without its 30 s sleeps: an iteration, then
-    wait for the runs it launched, until the backfill is no longer in progress."""
+    wait for the runs it launched, until the backfill is no longer in progress.
+
+    It gives up only when nothing moved (no run launched or finished) for `stall_timeout`:
+    a fixed limit on the whole backfill failed on a loaded machine."""
     instance = context.instance
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    seen, moved_at = (-1, -1), time.monotonic()
+
+    def stalled() -> bool:
+        nonlocal seen, moved_at
+        now = _progress(instance, backfill_id)
+        if now != seen:
+            seen, moved_at = now, time.monotonic()
+        return time.monotonic() - moved_at > stall_timeout
+
+    while not stalled():
         list(execute_backfill_iteration(context, logging.getLogger("backfill")))
         status = instance.get_backfill(backfill_id).status
         if status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
             return status
         while any(not run.is_finished for run in _backfill_runs(instance, backfill_id)):
-            if time.monotonic() > deadline:
+            if stalled():
                 break
             time.sleep(0.5)
-    raise AssertionError(f"backfill {backfill_id} still running after {timeout} s")
+    raise AssertionError(
+        f"backfill {backfill_id} made no progress for {stall_timeout} s (runs, finished: {seen})"
+    )
+
+
+def _check_statuses(
+    instance: dg.DagsterInstance, check: dg.AssetCheckKey, weeks: list[str]
+) -> dict[str | None, str]:
+    """The latest evaluation's status of `check` for each week, and for no partition."""
+    storage = instance.event_log_storage
+    found: dict[str | None, str] = {}
+    for week in [*weeks, None]:
+        where = PartitionKeyFilter(key=week)
+        records = storage.get_asset_check_execution_history(check, 1, partition_filter=where)
+        if records:
+            found[week] = records[0].status.value
+    return found
 
 
 def test_asset_backfill_runs_silver_once_and_gold_per_week(monkeypatch, pg_url, tmp_path) -> None:
-    """A backfill of every asset over three weeks, as the UI launches it: raw and silver in
-    one run over the range, gold (and its exports) one run per week."""
+    """A backfill of every asset over three weeks, as the UI launches it: raw, silver and
+    the analysis export in one run over the range, gold and the reports export one run per
+    week; every check shows each week's own result (a range run too)."""
     settings = use_database(monkeypatch, pg_url)
     engine = db.create_engine(settings.resolved_database_url)
     generate(engine, settings.sources, DemoSpec(kids=4, weeks=5, end_week=END, seed=3))
@@ -141,14 +180,26 @@ def test_asset_backfill_runs_silver_once_and_gold_per_week(monkeypatch, pg_url, 
         status = _run_backfill_to_the_end(context, backfill.backfill_id)
         runs = _backfill_runs(instance, backfill.backfill_id)
 
+        checks = {
+            key: _check_statuses(instance, key, weeks) for key in asset_graph.asset_check_keys
+        }
+
     assert status == BulkActionStatus.COMPLETED_SUCCESS
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
     silver = [r for r in runs if SILVER_KEY in (r.asset_selection or set())]
     gold = [r for r in runs if GOLD_KEY in (r.asset_selection or set())]
     assert len(silver) == 1  # BackfillPolicy.single_run: the whole range at once
     assert _run_weeks(silver[0]) == (weeks[0], weeks[-1])
+    assert silver[0].asset_selection == {RAW_KEY, SILVER_KEY, ANALYSIS_EXPORT_KEY}
     # BackfillPolicy.multi_run(1): one week per gold run, so each run's cost is one week's.
     assert sorted(_run_weeks(r) for r in gold) == [(w, w) for w in weeks]
+    assert all(r.asset_selection == {GOLD_KEY, REPORTS_EXPORT_KEY} for r in gold)
+    assert len(runs) == 1 + len(weeks)  # nothing else: no run of an export alone
+    # Each check has each week's own result, the range run's raw and silver checks too,
+    # and none without a week (which the UI would show beside "Skipped" weeks).
+    assert checks and all(
+        found == dict.fromkeys(weeks, "SUCCEEDED") for found in checks.values()
+    ), checks
     assert sorted(silver_by_week(settings)) == weeks
     reports = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports.c.week_start))
     assert sorted({str(r["week_start"]) for r in reports}) == weeks

@@ -119,7 +119,7 @@ def test_reports_usage_cost_and_privacy(monkeypatch, pg_url, server, capfd) -> N
     # The key is nowhere in what Dagster recorded: events (metadata included) and logs.
     logged = recorded_text(result, capfd)
     assert API_KEY not in logged
-    # The earlier system's start banner and summary box, with input and output cost apart.
+    # AI Production Pipeline's banner and summary box (docs/design.md), input and output cost apart.
     assert f"═══ kidsfin reports · week {W} · {settings.openai.model}" in logged
     assert "Input cost (USD)" in logged and "Output cost (USD)" in logged and "╚" in logged
     exported = json.loads((settings.export_path / f"kids_reports_{W}.json").read_text())
@@ -335,9 +335,24 @@ def test_refusal_and_cut_off_answers_are_their_own_errors(monkeypatch, pg_url, s
     assert meta["retries"] == 3
 
 
+def log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The run's log messages as its event log holds them (what the UI's run log shows)."""
+    return [e.user_message for e in instance.all_logs(run_id) if e.dagster_event is None]
+
+
 def test_progress_is_logged_in_batches(monkeypatch, pg_url, server, capfd) -> None:
     settings, _ = setup_week(monkeypatch, pg_url, server, 5, KIDSFIN_OPENAI__BATCH_SIZE="2")
-    assert materialize_week(settings, W, selection="group:gold").success
-    err = capfd.readouterr().err
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_week(settings, W, selection="group:gold", instance=instance)
+    assert result.success
+    captured = capfd.readouterr()
+    err = captured.err
     assert all(f"Processing batch {i}/3" in err for i in (1, 2, 3))
-    assert "[5/5 100%]" in err and "╚" in err  # progress lines and the summary box
+    assert "[5/5 100%]" in err  # progress lines
+    # The summary: one line in the run log (a longer message is cut in the UI), the box
+    # whole on stdout.
+    messages = log_messages(instance, result.run_id)
+    (summary,) = [m for m in messages if m.startswith("kidsfin reports · week")]
+    assert "\n" not in summary and len(summary) <= 300
+    assert "5 reports, 5 written" in summary and "$" in summary
+    assert "╚" in captured.out and "Output cost (USD)" in captured.out

@@ -1,4 +1,4 @@
-"""savings_balance carried forward (metrics.py) equals the full scan of DESIGN.md, also
+"""savings_balance carried forward (metrics.py) equals the full scan of docs/metrics.md, also
 after late data and when weeks are materialised alone or out of order.
 
 Silver stores every kid's balance with each week and carries it from the latest stored

@@ -1,4 +1,4 @@
-"""The metric contract of DESIGN.md on hand-computed cases, by real materialisation,
+"""The metric contract of docs/metrics.md on hand-computed cases, by real materialisation,
 on SQLite and on a real PostgreSQL database."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `kid_weekly_analysis`, really materialised on SQLite and on PostgreSQL from a dirty demo
 load, is compared column by column with an independent pure-Python reference written
-from DESIGN.md ("Source tables" and "Silver: kid_weekly_analysis") alone. The reference
+from docs/metrics.md ("Source tables", "Validity" and "Silver") alone. The reference
 reads every source row back with plain SQL and computes in exact arithmetic (Fraction),
 so a change of exactly 10 % is flat and a tie of 0.10 + 0.20 against 0.30 is a tie.
 
@@ -69,7 +69,7 @@ MONEY_TOLERANCE = 0.005
 WEEK = dt.timedelta(weeks=1)
 
 
-# --- the reference: DESIGN.md, in plain Python ---------------------------------------------
+# --- the reference: docs/metrics.md, in plain Python ----------------------------------------
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def _trend(value: Any, prev1: Any, prev2: Any, threshold: Fraction) -> str:
 
 
 def reference(source: Sources, week: dt.date, threshold: Fraction) -> dict[int, dict[str, Any]]:
-    """The expected silver rows of `week`, by kid_id, from DESIGN.md's metric contract."""
+    """The expected silver rows of `week`, by kid_id, from docs/metrics.md's metric contract."""
     # Weeks run Monday 00:00 -> Monday 00:00 local: a row's week is its local date's Monday.
     txns: dict[tuple[int, dt.date], list[Txn]] = defaultdict(list)
     days: dict[tuple[int, dt.date], set[dt.date]] = defaultdict(set)

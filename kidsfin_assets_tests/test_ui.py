@@ -1,9 +1,10 @@
 """UI proof: the real `dagster-webserver`, started on loopback against the project.
 
-It serves workspace.yaml (the code location `kidsfin`, as `dagster dev` does) with the
-local SQLite instance of `make dev` (config/dagster_local.yaml in a temporary
-DAGSTER_HOME). Through its GraphQL endpoint the tests find the three layers' assets and the
-exports, their weekly partitions, the sensor, the asset checks and the `openai` pool.
+It serves the code location `make dev` serves (the Makefile's arguments: workspace.yaml,
+location `kidsfin`, as compose names it) with the local SQLite instance of `make dev`
+(config/dagster_local.yaml in a temporary DAGSTER_HOME). Through its GraphQL endpoint the
+tests find the three layers' assets and the exports, their weekly partitions, the sensor,
+the asset checks and the `openai` pool.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -168,6 +170,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def make_dev_workspace_args() -> list[str]:
+    """The code location arguments of `make dev`'s `dagster dev` (dagster-webserver takes
+    the same), so that the UI tested here names the location as `make dev` does."""
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ndev: install", 1)[1].split("\n\n", 1)[0]
+    (line,) = [line for line in recipe.splitlines() if "dagster dev" in line]
+    return shlex.split(line.split("dagster dev", 1)[1])
+
+
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     assert WEBSERVER.exists(), f"{WEBSERVER} is not installed"
@@ -186,8 +197,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
                 "127.0.0.1",
                 "-p",
                 str(port),
-                "-w",
-                str(PROJECT_ROOT / "workspace.yaml"),
+                *make_dev_workspace_args(),
             ],
             cwd=PROJECT_ROOT,
             env=_clean_environment(home, tmp),

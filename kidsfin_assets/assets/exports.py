@@ -1,4 +1,4 @@
-"""Exports: the weekly JSON files the earlier system wrote, one per week and layer."""
+"""Exports: AI Production Pipeline's weekly JSON files (docs/design.md), one per week and layer."""
 
 import datetime as dt
 import json
@@ -24,12 +24,19 @@ from kidsfin_assets.warehouse import (
 )
 from kidsfin_assets.weeks import Week, weekly_partitions
 
+EXPORT_FILE_MODE = 0o644
+ANALYSIS_EXPORT_KEY = dg.AssetKey(["exports", "kids_analysis_json"])
+REPORTS_EXPORT_KEY = dg.AssetKey(["exports", "kids_reports_json"])
+
 
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     """Write to a temporary file, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600; the files are for whoever reads the export volume (another
+        # container runs as another user), so readable by all, as open() would make them.
+        os.fchmod(fd, EXPORT_FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, ensure_ascii=False, indent=2, default=str)
         os.replace(tmp, path)
@@ -66,14 +73,16 @@ def export_path(settings: Settings, layer: str, week_key: str) -> Path:
 
 def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["exports", "kids_analysis_json"],
+        key=ANALYSIS_EXPORT_KEY,
         group_name="exports",
         kinds={"json"},
         deps=[SILVER_KEY],
         partitions_def=weekly_partitions(settings),
+        # As silver's: a backfill writes the range's files in silver's one run.
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             "`kids_analysis_<week>.json` under `export_dir`: every kid's silver metrics "
-            "for the week with the kid's nickname, as the earlier system wrote it."
+            "for the week with the kid's nickname, as AI Production Pipeline wrote it."
         ),
     )
     def kids_analysis_json(
@@ -99,7 +108,7 @@ def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
 def reports_document(
     conn: Connection, src: Sources, week: Week, *, for_review: bool = False
 ) -> dict[str, Any]:
-    """The earlier system's shape: {generated_at, total_reports, reports: [...]}. The
+    """AI Production Pipeline's shape: {generated_at, total_reports, reports: [...]}. The
     parents' document holds current reports the grounding check passed (or that predate
     it); the review document, the ones kept because no grounded answer came, with what
     the check found."""
@@ -139,15 +148,17 @@ def review_path(settings: Settings, week_key: str) -> Path:
 
 def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["exports", "kids_reports_json"],
+        key=REPORTS_EXPORT_KEY,
         group_name="exports",
         kinds={"json"},
         deps=[GOLD_KEY],
         partitions_def=weekly_partitions(settings),
+        # As gold's: a backfill writes each week's file in that week's gold run.
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
         description=(
             "`kids_reports_<week>.json` under `export_dir`: "
             "`{generated_at, total_reports, reports: [...]}` with each kid's nickname and "
-            "report, as the earlier system wrote it; only reports whose numbers and trends "
+            "report, as AI Production Pipeline wrote it; only reports whose numbers and trends "
             "the data supports. Reports kept without a grounded answer go to "
             "`needs_review_reports_<week>.json`, with what the check found."
         ),

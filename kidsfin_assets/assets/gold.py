@@ -143,7 +143,7 @@ def batches_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def start_banner(week: Week, openai: OpenAIReportsResource) -> str:
-    """The earlier system's start banner: what this step is about to do, and its limits."""
+    """AI Production Pipeline's start banner (docs/design.md): what this step does, its limits."""
     if openai.offline:
         how = "offline rules writer"
     else:
@@ -159,7 +159,7 @@ def summary_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def summary_box(title: str, meta: dict[str, Any]) -> str:
-    """The earlier system's closing summary, drawn with box-drawing characters."""
+    """AI Production Pipeline's closing summary, drawn with box-drawing characters."""
     lines = summary_lines(meta)
     left = max(len(label) for label, _ in lines)
     right = max(max(len(value) for _, value in lines), len(title) - left - 3)
@@ -172,6 +172,19 @@ def summary_box(title: str, meta: dict[str, Any]) -> str:
     out += [f"║ {label.ljust(left)} │ {value.rjust(right)} ║" for label, value in lines]
     out.append("╚" + "═" * (width + 2) + "╝")
     return "\n".join(out)
+
+
+def log_summary(title: str, meta: dict[str, Any]) -> str:
+    """The summary's key figures on one line: the UI shows a log message of a few lines
+    whole and cuts a longer one (the box's first seven lines were all it showed)."""
+    return (
+        f"{title}: {meta['silver_rows']} reports, {meta['reports_written']} written, "
+        f"{meta['reports_reused']} reused, {meta['reports_ungrounded']} for review, "
+        f"{meta['reports_failed']} failed; {meta['requests']} requests, "
+        f"{meta['retries']} retries; {meta['prompt_tokens']:,} + "
+        f"{meta['completion_tokens']:,} tokens; ${meta['cost_usd']:.4f}; "
+        f"{meta['wall_seconds']:.1f} s (full table: the `summary` metadata, and stdout)"
+    )
 
 
 def summary_markdown(meta: dict[str, Any]) -> str:
@@ -248,7 +261,10 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
             )
         paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
         meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
-        context.log.info("\n" + summary_box(f"kidsfin reports · week {week.key}", meta))
+        title = f"kidsfin reports · week {week.key}"
+        context.log.info(log_summary(title, meta))
+        # The box whole, on the step's stdout (the run's "stdout" tab; the console).
+        print(summary_box(title, meta), flush=True)
         meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
         if outcome.batches:
             meta["batches"] = dg.MetadataValue.md(batches_markdown(outcome.batches))

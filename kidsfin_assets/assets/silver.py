@@ -1,4 +1,4 @@
-"""Silver layer: per kid-week metrics and trends, the metric contract of DESIGN.md."""
+"""Silver layer: per kid-week metrics and trends, the metric contract of docs/metrics.md."""
 
 import datetime as dt
 from typing import Any
