@@ -42,6 +42,7 @@ from kidsfin_assets.reports import (
     personalise,
     prompt_data,
 )
+from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.warehouse import (
     Sources,
     kid_weekly_analysis,
@@ -109,6 +110,7 @@ def plan_week(
     prompt: Prompt,
     offline: bool,
     child: Callable[[int], str],
+    known_categories: tuple[str, ...],
 ) -> tuple[list[PendingReport], int]:
     """Of the week's silver rows, those that still need a report (no row with the same
     input hash), and how many were reused.
@@ -124,6 +126,7 @@ def plan_week(
     pending = []
     for row in rows:
         row["child"] = child(row["kid_id"])
+        row["known_categories"] = known_categories  # the others are sent as "khác"
         paid = input_hash(row, api_model, prompt.version, WRITER_OPENAI)
         digest = input_hash(row, OFFLINE_MODEL, prompt.version, WRITER_OFFLINE) if offline else paid
         if existing.get(row["kid_id"]) not in (digest, paid):
@@ -165,9 +168,11 @@ class WeekReportWriter:
         week: Week,
         keeping: LedgerSettings,
         pseudonymize: bool = True,
+        known_categories: tuple[str, ...] = DEFAULT_KNOWN_CATEGORIES,
     ) -> None:
         self.log, self.engine, self.src, self.api = log, engine, src, api
         self.prompt, self.week, self.pseudonymize = prompt, week, pseudonymize
+        self.known_categories = known_categories
         self.keeping = keeping
         self._total = 0
         self.writer = WRITER_OFFLINE if api.offline else WRITER_OPENAI
@@ -205,6 +210,7 @@ class WeekReportWriter:
                 self.prompt,
                 self.api.offline,
                 self._child(self._names),
+                self.known_categories,
             )
         self.outcome.silver_rows = len(rows)
         self.log.info(
