@@ -615,7 +615,10 @@ class _Checker:
                         direction = {"more": "up", "less": "down"}.get(direction, direction)
                         negated = bool(d.group("neg"))
                         span = text[max(s, d.start() - 40) : d.end()]
-                        self.trend(field, text, span, d, metric, direction, negated, stated, ref)
+                        in_sentence = [n for n in stated if n.start < last]
+                        self.trend(
+                            field, text, span, d, metric, direction, negated, in_sentence, ref
+                        )
                 context = named[-1][1] if named else context
 
     def trend(
@@ -652,6 +655,8 @@ class _Checker:
             return
         if negated or direction not in ("up", "down"):
             return
+        # The change it states: the next number of its sentence ("giảm 20.000 đ"), not of
+        # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
         after = next((n for n in stated if n.start >= d.end()), None)
         if after is not None:
             self.change_sign(field, text[after.start : after.end], metric, direction, after)
