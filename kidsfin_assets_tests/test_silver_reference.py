@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from kidsfin_assets import db
 from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import kid_weekly_analysis
+from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -652,3 +652,20 @@ def test_savings_goals_equal_reference_on_edges(demo: Settings) -> None:
         1000,
     ]
     assert [g["title"] for g in now[100_001]["savings_goals"]] == [HOSTILE_TITLE]
+    # What silver left out is in quarantine, with its reason (the undated goal undated).
+    q = quarantine
+    rows = fetch(
+        warehouse_engine(demo),
+        sa.select(q.c.source_id, q.c.week_start, q.c.reason).where(
+            q.c.source_table == "savings_goals"
+        ),
+    )
+    found = {(r["source_id"] - 800_000_000, r["week_start"], r["reason"]) for r in rows}
+    bad = [(n, W, "bad_amount") for n in (11, 12, 13, 14)]
+    assert found == {
+        *bad,
+        (15, None, "missing_time"),
+        (16, W, "completed_before_created"),
+        (17, W, "orphan_kid"),
+        *([(18, W, "bad_amount")] if db.is_sqlite(warehouse_engine(demo)) else []),
+    }
