@@ -122,6 +122,20 @@ ORDER BY 3
 """
 
 
+# Savings goals: a quarter of the kids set one each week (so one every 4 weeks a kid), each
+# completed 3 weeks later unless that is after the load's last week: ~kids/4 * weeks goals,
+# ~3/4 of the kids with one open at a time, as the demo's kids have.
+GOAL_SQL = """
+INSERT INTO {g} (goal_id, kid_id, title, target_amount, created_at, completed_at)
+SELECT CAST(:first_id AS bigint) + kid, kid, 'mục tiêu của bé ' || kid, 10000 * (5 + kid % 50),
+       CAST(:start AS timestamptz) + make_interval(secs => (kid * 2654435761) % 604800),
+       CASE WHEN CAST(:start AS timestamptz) + interval '21 days' < CAST(:last_end AS timestamptz)
+            THEN CAST(:start AS timestamptz) + interval '21 days' END
+FROM generate_series(1, :kids) AS kid
+WHERE kid % 4 = :n % 4
+"""
+
+
 def _index_names(settings: Settings) -> list[str]:
     names = settings.sources
     return [
@@ -130,6 +144,8 @@ def _index_names(settings: Settings) -> list[str]:
             (names.transactions, "occurred_at"),
             (names.transactions, "kid_id"),
             (names.app_events, "occurred_at"),
+            (names.savings_goals, "completed_at"),
+            (names.savings_goals, "created_at"),
         )
     ]
 
@@ -175,16 +191,29 @@ def generate(url: str, settings: Settings, case: Case, weeks: list[Week]) -> dic
                         "kids": case.kids,
                     },
                 )
+                conn.execute(
+                    sa.text(GOAL_SQL.format(g=names.savings_goals)),
+                    {
+                        "start": week.starts_at,
+                        "last_end": weeks[-1].ends_at,
+                        "first_id": n * case.kids,
+                        "kids": case.kids,
+                        "n": n,
+                    },
+                )
         create_source_tables(engine, names)  # the indexes again
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            for name in (names.kids, names.transactions, names.app_events):
+            for name in (names.kids, names.transactions, names.app_events, names.savings_goals):
                 conn.exec_driver_sql(f"VACUUM ANALYZE {name}")
+            count = f"SELECT count(*) FROM {names.savings_goals}"
+            goal_count = conn.exec_driver_sql(count).scalar()
     finally:
         engine.dispose()
     return {
         "transactions": per_week_txns * len(weeks),
         "transactions_per_week": per_week_txns,
         "app_events": per_week_events * len(weeks),
+        "savings_goals": goal_count,
         "load_s": round(time.perf_counter() - began, 1),
     }
 
@@ -333,6 +362,7 @@ def report_rows(results: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         ("weeks of history", *(r["weeks"] for r in results)),
         ("transactions a week", *(r["transactions_per_week"] for r in results)),
         ("transactions in all", *(r["transactions"] for r in results)),
+        ("savings goals in all", *(r.get("savings_goals", "-") for r in results)),
         ("silver, last week (balances carried from W-3), s", *(r["silver_s"] for r in results)),
         (
             "silver, W-3 with nothing stored (full scan), s",

@@ -283,6 +283,30 @@ def json_object_agg(engine: Engine, key: ColumnElement[Any], value: Any) -> Colu
     return sa.func.jsonb_object_agg(key, value)
 
 
+def json_array_agg(engine: Engine, value: Any, *order_by: Any) -> ColumnElement[Any]:
+    """A JSON array of `value` over a group, in `order_by` order (SQLite: the order the
+    rows reach the aggregate, so feed it a subquery sorted that way)."""
+    if is_sqlite(engine):  # json(): an object from a subquery is text to SQLite
+        return sa.func.json_group_array(sa.func.json(value))
+    return sa.func.jsonb_agg(postgresql.aggregate_order_by(value, *order_by))
+
+
+def json_build_object(engine: Engine, pairs: dict[str, Any]) -> ColumnElement[Any]:
+    args = [part for key, value in pairs.items() for part in (sa.literal(key), value)]
+    return (sa.func.json_object if is_sqlite(engine) else sa.func.jsonb_build_object)(*args)
+
+
+def json_bool(engine: Engine, condition: Any) -> ColumnElement[Any]:
+    """true / false inside a JSON object (SQLite's json_object would write 1 / 0)."""
+    if not is_sqlite(engine):
+        return condition
+    return sa.case((condition, sa.func.json("true")), else_=sa.func.json("false"))
+
+
+def empty_json_array(engine: Engine) -> ColumnElement[Any]:
+    return sa.func.json("[]") if is_sqlite(engine) else sa.literal_column("'[]'::jsonb")
+
+
 def empty_json_object(engine: Engine) -> ColumnElement[Any]:
     return sa.func.json("{}") if is_sqlite(engine) else sa.literal_column("'{}'::jsonb")
 

@@ -313,6 +313,11 @@ def create_source_tables(engine: Engine, names: SourceTables) -> None:
         (names.transactions, "occurred_at"),
         (names.transactions, "kid_id"),
         (names.app_events, "occurred_at"),
+        # Silver lists a week's goals: completed_at IS NULL OR completed_at >= the week's
+        # start, two scans of this index (NULLs included), not every goal ever set; raw
+        # checks the goals created in its week (and those without a creation time).
+        (names.savings_goals, "completed_at"),
+        (names.savings_goals, "created_at"),
     ]
     with engine.begin() as conn:
         schemas = {split_table_name(n)[0] for n in columns}

@@ -13,7 +13,8 @@ claims the model makes about itself. It finds, in the forms a Vietnamese writer 
 
 Each number must equal a value of the data block or one derived from it (its absolute
 value; a metric minus its prev1, prev2 or their mean; that change as a percentage; a
-category's amount or share of spending; the savings rate as a percentage) at the
+category's amount or share of spending; the savings rate as a percentage; a savings
+goal's target, progress and, for an open goal, what it still lacks) at the
 precision it is written in: ``160.000 đ`` to the đồng, ``160 nghìn`` to the thousand,
 ``1,2 triệu`` to the hundred thousand, ``7%`` to the unit. A trend statement must agree
 with the metric's ``*_trend`` (or, when it says "so với tuần trước", with prev1), and a
@@ -187,9 +188,10 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
     rate = data.get("savings_rate")
     if isinstance(rate, int | float):
         percents.append((float(rate) * 100, "savings_rate %"))
+    labels = _goal_facts(data, money, percents)
     trends = {m: str(data.get(f"{m}_trend") or "") for m in TREND_METRICS}
     trends["savings_balance"] = "up" if moved > 0 else "down" if moved < 0 else "flat"
-    texts = [str(data.get("child") or ""), *map(str, categories)]
+    texts = [str(data.get("child") or ""), *map(str, categories), *labels]
     return Facts(
         money=_Values.of([(abs(v), label) for v, label in money]),
         signed_money=_Values.of(money),
@@ -205,6 +207,27 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         net_flow=_num(data, "net_flow"),
         masked=tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1]),
     )
+
+
+def _goal_facts(
+    data: Mapping[str, Any], money: list[tuple[float, str]], percents: list[tuple[float, str]]
+) -> list[str]:
+    """A goal's target, an open goal's progress and what it still lacks (target minus the
+    balance, when the balance is short of it); returns the goals' labels ("mục tiêu 1")."""
+    balance = max(_num(data, "savings_balance"), 0.0)
+    labels = []
+    for goal in data.get("savings_goals") or []:
+        label = str(goal.get("goal") or "")
+        labels.append(label)
+        target, progress = goal.get("target_amount"), goal.get("progress_percent")
+        if not isinstance(target, int | float):
+            continue
+        money.append((float(target), f"{label} target_amount"))
+        if isinstance(progress, int | float):
+            percents.append((float(progress), f"{label} progress_percent"))
+        if goal.get("open_at_week_end") and balance < target:
+            money.append((float(target) - balance, f"{label} target_amount - savings_balance"))
+    return labels
 
 
 _FACTS_CACHE: dict[str, Facts] = {}
@@ -592,7 +615,10 @@ class _Checker:
                         direction = {"more": "up", "less": "down"}.get(direction, direction)
                         negated = bool(d.group("neg"))
                         span = text[max(s, d.start() - 40) : d.end()]
-                        self.trend(field, text, span, d, metric, direction, negated, stated, ref)
+                        in_sentence = [n for n in stated if n.start < last]
+                        self.trend(
+                            field, text, span, d, metric, direction, negated, in_sentence, ref
+                        )
                 context = named[-1][1] if named else context
 
     def trend(
@@ -629,6 +655,8 @@ class _Checker:
             return
         if negated or direction not in ("up", "down"):
             return
+        # The change it states: the next number of its sentence ("giảm 20.000 đ"), not of
+        # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
         after = next((n for n in stated if n.start >= d.end()), None)
         if after is not None:
             self.change_sign(field, text[after.start : after.end], metric, direction, after)

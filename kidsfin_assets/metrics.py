@@ -1,4 +1,4 @@
-"""The silver metric contract of DESIGN.md, as one INSERT ... SELECT in the database.
+"""The silver metric contract of docs/metrics.md, as one INSERT ... SELECT in the database.
 
 Nothing per transaction or per kid comes back to Python: the database filters, groups,
 ranks categories, computes trends and writes the week's rows itself. Each source table
@@ -178,6 +178,83 @@ def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
     )
 
 
+# --- savings goals --------------------------------------------------------------------------
+#
+# A kid-week lists each valid goal of the kid (created_at set, target a valid amount,
+# completed_at NULL or not before created_at) that is open at the end of W (created
+# before it, not completed before it), or was created or completed in W, ordered by
+# created_at, goal_id. Progress is for open goals only: the savings balance at the end of
+# W against the target, in whole percent rounded down, 0 when the balance is not
+# positive, and capped at 100 (`reached`: the balance covers the target). Every goal
+# shares the one balance: two goals of 100.000 đ with 100.000 đ saved are both at 100 %.
+
+
+def _goal_entries(engine: Engine, src: Sources, week: Week, balances: Any) -> sa.Subquery:
+    """One row per listed goal, with its JSON object; `balances` as in _per_kid."""
+    g = src.savings_goals
+    created = db.timestamp_value(engine, g.c.created_at)
+    completed = db.timestamp_value(engine, g.c.completed_at)
+    start, end = (db.timestamp_param(engine, t) for t in (week.starts_at, week.ends_at))
+    target = db.exact_money(g.c.target_amount)
+    balance = sa.func.coalesce(balances.c.balance_cents, 0)
+    not_completed_by = sa.or_(g.c.completed_at.is_(None), completed >= end)
+    is_open = sa.and_(created < end, not_completed_by)
+    progress = sa.case(
+        (sa.not_(is_open), sa.null()),
+        (balance >= target, 100),
+        (balance <= 0, 0),
+        else_=balance * 100 // target,  # integers, both > 0: rounded down
+    )
+    reached = (
+        sa.case((is_open, balance >= target), else_=sa.null())
+        if not db.is_sqlite(engine)
+        else sa.case(
+            (sa.not_(is_open), sa.null()),
+            (balance >= target, sa.func.json("true")),
+            else_=sa.func.json("false"),
+        )
+    )
+    entry = db.json_build_object(
+        engine,
+        {
+            "goal_id": g.c.goal_id,
+            "title": g.c.title,
+            "target_amount": db.money_value(engine, target),
+            "open_at_week_end": db.json_bool(engine, is_open),
+            "created_in_week": db.json_bool(engine, created >= start),
+            "completed_in_week": db.json_bool(
+                engine, sa.and_(g.c.completed_at.is_not(None), completed < end)
+            ),
+            "progress_percent": progress,
+            "reached": reached,
+        },
+    )
+    valid = sa.and_(
+        g.c.kid_id.is_not(None),
+        created.is_not(None),
+        db.valid_amount(engine, g.c.target_amount),
+        sa.or_(g.c.completed_at.is_(None), completed >= created),
+    )
+    # Listed: created before W's end and not completed before W's start (a goal completed
+    # before its creation is invalid, so one created in W cannot be).
+    listed = sa.and_(created < end, sa.or_(g.c.completed_at.is_(None), completed >= start))
+    rows = (
+        sa.select(g.c.kid_id, created.label("created"), g.c.goal_id, entry.label("entry"))
+        .select_from(g.outerjoin(balances, balances.c.kid_id == g.c.kid_id))
+        .where(valid, listed)
+    )
+    if db.is_sqlite(engine):  # json_group_array takes the rows in the order they come
+        rows = rows.order_by(g.c.kid_id, created, g.c.goal_id)
+    return rows.subquery("goal_entries")
+
+
+def _goals(engine: Engine, src: Sources, week: Week, balances: Any) -> sa.Subquery:
+    """Per kid_id: W's savings goals as a JSON array (see above)."""
+    e = _goal_entries(engine, src, week, balances)
+    goals = db.json_array_agg(engine, e.c.entry, e.c.created, e.c.goal_id)
+    return sa.select(e.c.kid_id, goals.label("goals")).group_by(e.c.kid_id).subquery("goals")
+
+
 # --- savings_balance, carried forward ------------------------------------------------------
 #
 # savings_balance(W) is every valid saving minus withdrawal before the end of W. Summing
@@ -296,6 +373,7 @@ def _per_kid(engine: Engine, src: Sources, window: _Window, txn: Any, balances: 
     `txn` is _txn_totals' result, `balances` has kid_id and balance_cents."""
     week = window.week
     evt, categories = _event_totals(engine, src, window), _categories(engine, src, week)
+    goals = _goals(engine, src, week, balances)
     kids = src.kids
     # From the kids table: the validity rule (the kid exists) applied once per kid, and
     # each aggregate referenced once, so that the database can run it in parallel.
@@ -304,6 +382,7 @@ def _per_kid(engine: Engine, src: Sources, window: _Window, txn: Any, balances: 
         .outerjoin(evt, evt.c.kid_id == kids.c.kid_id)
         .outerjoin(categories, categories.c.kid_id == kids.c.kid_id)
         .outerjoin(balances, balances.c.kid_id == kids.c.kid_id)
+        .outerjoin(goals, goals.c.kid_id == kids.c.kid_id)
     )
     days = sa.func.coalesce(txn.c.days, 0).op("|")(sa.func.coalesce(evt.c.days, 0))
     figures = [
@@ -320,6 +399,7 @@ def _per_kid(engine: Engine, src: Sources, window: _Window, txn: Any, balances: 
             categories.c.by_category,
             categories.c.top_category,
             sa.func.coalesce(balances.c.balance_cents, 0).label("balance"),
+            goals.c.goals,
         )
         .select_from(joined)
         .where(sa.or_(txn.c.kid_id.is_not(None), evt.c.kid_id.is_not(None)))
@@ -362,6 +442,7 @@ def silver_select(
         values[f"{metric}_prev2"] = money(prev2) if is_money else prev2
         values[f"{metric}_trend"] = _trend(value, prev1, prev2, limit)
     values["computed_at"] = sa.literal(dt.datetime.now(dt.UTC), sa.DateTime(timezone=True))
+    values["savings_goals"] = sa.func.coalesce(k.c.goals, db.empty_json_array(engine))
     order = [c.name for c in kid_weekly_analysis.columns]
     return sa.select(*(values[name].label(name) for name in order))
 

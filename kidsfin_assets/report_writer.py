@@ -43,6 +43,7 @@ from kidsfin_assets.reports import (
     personalise,
     prompt_data,
 )
+from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.warehouse import (
     Sources,
     kid_weekly_analysis,
@@ -110,6 +111,7 @@ def plan_week(
     prompt: Prompt,
     offline: bool,
     child: Callable[[int], str],
+    known_categories: tuple[str, ...],
 ) -> tuple[list[PendingReport], int]:
     """Of the week's silver rows, those that still need a report (no row with the same
     input hash), and how many were reused.
@@ -125,6 +127,7 @@ def plan_week(
     pending = []
     for row in rows:
         row["child"] = child(row["kid_id"])
+        row["known_categories"] = known_categories  # the others are sent as "khác"
         paid = input_hash(row, api_model, prompt.version, WRITER_OPENAI)
         digest = input_hash(row, OFFLINE_MODEL, prompt.version, WRITER_OFFLINE) if offline else paid
         if existing.get(row["kid_id"]) not in (digest, paid):
@@ -166,9 +169,11 @@ class WeekReportWriter:
         week: Week,
         keeping: LedgerSettings,
         pseudonymize: bool = True,
+        known_categories: tuple[str, ...] = DEFAULT_KNOWN_CATEGORIES,
     ) -> None:
         self.log, self.engine, self.src, self.api = log, engine, src, api
         self.prompt, self.week, self.pseudonymize = prompt, week, pseudonymize
+        self.known_categories = known_categories
         self.keeping = keeping
         self._total = 0
         self.writer = WRITER_OFFLINE if api.offline else WRITER_OPENAI
@@ -206,6 +211,7 @@ class WeekReportWriter:
                 self.prompt,
                 self.api.offline,
                 self._child(self._names),
+                self.known_categories,
             )
         self.outcome.silver_rows = len(rows)
         self.log.info(
@@ -459,8 +465,8 @@ class WeekReportWriter:
         self.cancel.set()
 
     def _announce_batch(self, index: int) -> None:
-        """The earlier system's "Processing batch i/n" lines (batches only group the log:
-        requests flow continuously, so no batch waits for the slowest of the one before)."""
+        """AI Production Pipeline's "Processing batch i/n" lines (docs/design.md). Batches only
+        group the log: requests flow continuously, none waits for the slowest of the one before."""
         size = self.api.batch_size
         if index >= 0 and index % size == 0:
             total = -(-max(self._total, index + 1) // size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from kidsfin_assets.settings import PROJECT_ROOT
+from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PROJECT_ROOT
 
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 SYSTEM_PROMPT_FILE = "system_message.txt"
@@ -22,8 +23,16 @@ OFFLINE_MODEL = "offline-rules"
 MAX_PROMPT_CATEGORIES = 10
 MAX_CATEGORY_CHARS = 40
 OTHER_CATEGORIES_LABEL = "(các danh mục khác)"
-# The data block's size with every field at its longest (bounded categories included).
-MAX_DATA_BYTES = 4096
+# What a category outside privacy.known_categories is sent as (it may be a name, a phone).
+TYPED_CATEGORY = "khác"
+NULL_CATEGORY = "other"  # silver's name for spending without a category (validation.py)
+MAX_PROMPT_GOALS = 5
+GOAL_LABEL = "mục tiêu {n}"  # what a goal is called in the prompt: never its title
+# The data block's size with every field at its longest (bounded categories and goals).
+MAX_DATA_BYTES = 5120
+# What the data block is made of, beyond the prompt files: part of the prompt version, so
+# that a change here (categories mapped, goals added) re-writes the reports.
+DATA_FORMAT = "2: known categories, goals"
 
 # What the model sees: metrics only. No ids, names, notes or goal titles.
 PROMPT_FIELDS = (
@@ -95,25 +104,100 @@ class Prompt:
 def load_prompt(directory: Path = PROMPTS_DIR) -> Prompt:
     system = (directory / SYSTEM_PROMPT_FILE).read_text(encoding="utf-8").strip()
     instructions = (directory / REPORT_PROMPT_FILE).read_text(encoding="utf-8").strip()
-    digest = hashlib.sha256(f"{system}\x00{instructions}".encode()).hexdigest()[:12]
+    payload = f"{system}\x00{instructions}\x00{DATA_FORMAT}"
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
     return Prompt(system=system, instructions=instructions, version=f"p-{digest}")
 
 
-def _bounded_categories(by_category: dict[str, float]) -> dict[str, float]:
-    """Categories are free text from the app: keep the prompt (and its cost) bounded."""
+@cache
+def _known_names(known: tuple[str, ...]) -> dict[str, str]:
+    """Each known category by its comparison form -> as it is sent."""
+    names = {_comparable(name): name.strip() for name in reversed(known)}
+    return {_comparable(NULL_CATEGORY): NULL_CATEGORY, **names}
+
+
+def _comparable(name: str) -> str:
+    return unicodedata.normalize("NFC", name).strip().casefold()
+
+
+def _public_categories(by_category: dict[str, float], known: tuple[str, ...]) -> dict[str, float]:
+    """Categories are free text from the app: a known one keeps its name, any other is
+    sent as "khác". Amounts of names that become one are added, never overwritten."""
+    names = _known_names(known)
+    public: dict[str, float] = {}
+    for name, amount in by_category.items():
+        key = names.get(_comparable(name), TYPED_CATEGORY)
+        public[key] = round(public.get(key, 0) + float(amount), 2)
+    return public
+
+
+def _short_name(name: str, taken: dict[str, float]) -> str:
+    """The name cut to MAX_CATEGORY_CHARS; one that another cut name already holds gets a
+    number, so that two names sharing their first characters keep both amounts."""
+    short, n = name[:MAX_CATEGORY_CHARS], 1
+    while short in taken:
+        n += 1
+        suffix = f" ({n})"
+        short = name[: MAX_CATEGORY_CHARS - len(suffix)] + suffix
+    return short
+
+
+def _bounded_categories(by_category: dict[str, float]) -> tuple[dict[str, float], str | None]:
+    """The largest MAX_PROMPT_CATEGORIES (names bounded), the rest summed; and the top
+    category's name as sent (ties: byte order), so that the prompt's cost stays bounded."""
     ranked = sorted(by_category.items(), key=lambda item: (-item[1], item[0].encode()))
-    kept = {name[:MAX_CATEGORY_CHARS]: amount for name, amount in ranked[:MAX_PROMPT_CATEGORIES]}
+    kept: dict[str, float] = {}
+    for name, amount in ranked[:MAX_PROMPT_CATEGORIES]:
+        kept[_short_name(name, kept)] = amount
     rest = sum(amount for _, amount in ranked[MAX_PROMPT_CATEGORIES:])
     if rest:
         kept[OTHER_CATEGORIES_LABEL] = round(kept.get(OTHER_CATEGORIES_LABEL, 0) + rest, 2)
-    return kept
+    top = next(iter(kept)) if ranked and ranked[0][1] > 0 else None
+    return kept, top
+
+
+def _goal_list(goals: Any) -> list[dict[str, Any]]:
+    if isinstance(goals, str):  # a JSON column read as text
+        goals = json.loads(goals)
+    return [g for g in goals or [] if isinstance(g, dict)]
+
+
+def prompt_goals(goals: Any) -> list[dict[str, Any]]:
+    """Silver's savings goals as the model sees them: "mục tiêu 1", "mục tiêu 2" and their
+    figures, never a title (typed by the child). At most MAX_PROMPT_GOALS: those created or
+    completed in the week first, then the open ones, in silver's order (oldest first)."""
+    listed = _goal_list(goals)
+    news = sorted(
+        range(len(listed)),
+        key=lambda i: (
+            not (listed[i].get("created_in_week") or listed[i].get("completed_in_week")),
+            i,
+        ),
+    )
+    shown = sorted(news[:MAX_PROMPT_GOALS])
+    return [
+        {
+            "goal": GOAL_LABEL.format(n=n),
+            "target_amount": listed[i].get("target_amount"),
+            "open_at_week_end": bool(listed[i].get("open_at_week_end")),
+            "created_in_week": bool(listed[i].get("created_in_week")),
+            "completed_in_week": bool(listed[i].get("completed_in_week")),
+            "progress_percent": listed[i].get("progress_percent"),
+            "reached": listed[i].get("reached"),
+        }
+        for n, i in enumerate(shown, start=1)
+    ]
 
 
 def prompt_data(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the model is given for a kid-week: metrics, categories by known name (others
+    as "khác"), goals by number. `metrics` is a silver row; the report writer adds
+    `child` and `known_categories` (privacy settings)."""
     data = {k: metrics[k] for k in PROMPT_FIELDS}
-    data["spending_by_category"] = _bounded_categories(metrics["spending_by_category"] or {})
-    top = metrics["top_spending_category"]
-    data["top_spending_category"] = top[:MAX_CATEGORY_CHARS] if top else top
+    known = tuple(metrics.get("known_categories", DEFAULT_KNOWN_CATEGORIES))
+    public = _public_categories(metrics["spending_by_category"] or {}, known)
+    data["spending_by_category"], data["top_spending_category"] = _bounded_categories(public)
+    data["savings_goals"] = prompt_goals(metrics.get("savings_goals"))
     # The child is the placeholder unless privacy.pseudonymize is off (then the nickname).
     return {"child": metrics.get("child", PLACEHOLDER), **data}
 
@@ -173,6 +257,7 @@ CATEGORY_WORDS = {
     "education": "học tập",
     "other": "các khoản khác",
     OTHER_CATEGORIES_LABEL: "các danh mục khác",
+    TYPED_CATEGORY: "các danh mục khác",
 }
 _TREND_WORDS = {"up": "tăng", "down": "giảm", "flat": "ổn định", "new": "mới xuất hiện"}
 
@@ -241,7 +326,20 @@ def _savings_behavior(d: dict[str, Any]) -> str:
         parts.append(f"Tỷ lệ tiết kiệm là {round(rate * 100)}% số tiền nhận được.")
     if trend != "flat" or saving > 0:
         parts.append(_trend_sentence("Tiền để dành", trend))
+    parts += [_goal_sentence(kid, goal) for goal in d["savings_goals"]]
     return " ".join(parts)
+
+
+def _goal_sentence(kid: str, goal: dict[str, Any]) -> str:
+    """One goal of the data block, by its number: "[[KID]] đã để dành được 60 % cho mục
+    tiêu 1 (300.000 đ)." (its title is the child's and never in the data)."""
+    name = f"{goal['goal']} ({_vnd(goal['target_amount'])})"
+    if goal["completed_in_week"]:
+        return f"Tuần này {kid} đã hoàn thành {name}."
+    set_now = " vừa đặt trong tuần" if goal["created_in_week"] else ""
+    if goal["reached"]:
+        return f"Số tiền {kid} để dành đã đủ cho {name}{set_now}."
+    return f"{kid} đã để dành được {goal['progress_percent']} % cho {name}{set_now}."
 
 
 def _activity_level(d: dict[str, Any]) -> str:
@@ -271,6 +369,8 @@ def _recommendations(d: dict[str, Any]) -> list[str]:
         tips.append("Khen con vì đã để dành đều đặn và cùng con duy trì thói quen này.")
     if d["active_days"] < 3:
         tips.append("Khuyến khích con mở ứng dụng và hoàn thành một bài học mỗi ngày.")
+    if any(g["open_at_week_end"] and not g["reached"] for g in d["savings_goals"]):
+        tips.append("Cùng con tính xem mỗi tuần cần để dành bao nhiêu để đạt mục tiêu đã đặt.")
     return tips[:MAX_RECOMMENDATIONS]
 
 

@@ -133,8 +133,29 @@ class SilverSettings(_Section):
     max_shrink_share: float = Field(default=0.5, ge=0, le=1)
 
 
+# The categories the demo app offers (demo_data.SPENDING_CATEGORIES, INCOME_CATEGORIES) and
+# the category keys the prompt and the offline writer name (reports.CATEGORY_WORDS).
+DEFAULT_KNOWN_CATEGORIES = (
+    "ăn vặt", "đồ chơi", "sách vở", "trò chơi", "đi lại", "đồ dùng học tập", "quà tặng",
+    "tiền tiêu vặt", "tiền mừng", "việc nhà",
+    "snacks", "food", "drinks", "toys", "books", "games", "transport", "stationery", "gifts",
+    "gift", "clothes", "entertainment", "education", "other",
+)  # fmt: skip
+
+
 class PrivacySettings(_Section):
     pseudonymize: bool = True
+    # Category names sent to the API as they are; any other (free text a child may have
+    # typed: a name, a phone number) is sent as "khác". Compared without case and
+    # surrounding spaces; sent as written here.
+    known_categories: tuple[str, ...] = DEFAULT_KNOWN_CATEGORIES
+
+    @field_validator("known_categories")
+    @classmethod
+    def _named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not name.strip() for name in value):
+            raise ValueError("a known category is empty")
+        return value
 
 
 class CheckSettings(_Section):

@@ -29,6 +29,7 @@ class Reason:
     UNKNOWN_KIND = "unknown_kind"
     BAD_AMOUNT = "bad_amount"
     DUPLICATE_ID = "duplicate_id"
+    COMPLETED_BEFORE_CREATED = "completed_before_created"
 
 
 def in_window(
@@ -186,12 +187,41 @@ def invalid_events(
     )
 
 
-def undated_rows(engine: Engine, table: sa.TableClause, id_column: str) -> sa.Select[Any]:
+def invalid_goals(
+    engine: Engine, src: Sources, start: dt.datetime, end: dt.datetime
+) -> sa.Select[Any]:
+    """Savings goals created in the week that silver leaves out (metrics._goal_entries),
+    each with its first broken rule. A goal's time is its created_at."""
+    g, k = src.savings_goals, src.kids
+    created = db.timestamp_value(engine, g.c.created_at)
+    completed = db.timestamp_value(engine, g.c.completed_at)
+    done_before = sa.not_(sa.func.coalesce(completed >= created, False))
+    reason = sa.case(
+        (k.c.kid_id.is_(None), Reason.ORPHAN_KID),
+        (
+            sa.not_(sa.func.coalesce(db.valid_amount(engine, g.c.target_amount), False)),
+            Reason.BAD_AMOUNT,
+        ),
+        (sa.and_(g.c.completed_at.is_not(None), done_before), Reason.COMPLETED_BEFORE_CREATED),
+        else_=sa.null(),
+    )
+    inner = (
+        sa.select(g.c.goal_id.label("source_id"), reason.label("reason"))
+        .select_from(g.outerjoin(k, k.c.kid_id == g.c.kid_id))
+        .where(in_window(engine, g.c.created_at, start, end))
+        .subquery()
+    )
+    return sa.select(inner.c.source_id, inner.c.reason).where(inner.c.reason.is_not(None))
+
+
+def undated_rows(
+    engine: Engine, table: sa.TableClause, id_column: str, time_column: str = "occurred_at"
+) -> sa.Select[Any]:
     """Rows whose time is NULL (or, on SQLite, unreadable): they belong to no week."""
     return sa.select(
         table.c[id_column].label("source_id"),
         sa.literal(Reason.MISSING_TIME).label("reason"),
-    ).where(db.timestamp_value(engine, table.c.occurred_at).is_(None))
+    ).where(db.timestamp_value(engine, table.c[time_column]).is_(None))
 
 
 def rows_in_window(

@@ -93,6 +93,10 @@ kid_weekly_analysis = sa.Table(
     sa.Column("savings_balance", Money, nullable=False),
     *_trend_columns(),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    # The kid's savings goals of the week (metrics.goals_json), titles as typed: for the
+    # parent's export only, never sent to the API (reports.prompt_goals). Nullable so
+    # that add_missing_columns can add it to an existing warehouse (NULL: no goals read).
+    sa.Column("savings_goals", JsonType, nullable=True),
 )
 
 # Silver's savings balances carried from week to week (metrics.py says why they stay

@@ -149,7 +149,34 @@ def random_metrics(rng: random.Random, case: str = "typical") -> dict[str, Any]:
             prev1, prev2 = rng.randint(0, bound), rng.randint(0, bound)
         row[f"{metric}_prev1"], row[f"{metric}_prev2"] = prev1, prev2
         row[f"{metric}_trend"] = _trend(value, prev1, prev2)
+    # Its own generator: the rows and reports drawn from `rng` stay what they were.
+    row["savings_goals"] = random_goals(random.Random(row["kid_id"]), balance)
     return row
+
+
+def random_goals(rng: random.Random, balance: float) -> list[dict[str, Any]]:
+    """0-3 savings goals as silver lists them, progress by the contract's rule (the
+    balance against the target, rounded down, 0 at most, capped at 100)."""
+    goals = []
+    for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+        target = _amount(rng, 10_000, 3_000_000)
+        if rng.random() < 0.2:
+            target = max(balance, 10_000.0)  # exactly reached
+        is_open = rng.random() < 0.8
+        progress = min(100, max(0, int(max(balance, 0) * 100 // target)))
+        goals.append(
+            {
+                "goal_id": rng.randrange(1, 10**9),
+                "title": rng.choice(("Mua xe đạp", "Quà cho mẹ", "0912 345 678 Lan")),
+                "target_amount": target,
+                "open_at_week_end": is_open,
+                "created_in_week": rng.random() < 0.3,
+                "completed_in_week": not is_open,
+                "progress_percent": progress if is_open else None,
+                "reached": balance >= target if is_open else None,
+            }
+        )
+    return goals
 
 
 def random_data(rng: random.Random, case: str = "typical") -> dict[str, Any]:
@@ -391,7 +418,25 @@ def _savings(d: dict[str, Any], rng: random.Random) -> list[str]:
             (rng.random() < 0.3 and _change_sentence("saving_total", d, rng))
             or _trend_sentence("saving_total", d["saving_total_trend"], rng)
         )
+    goal_rng = random.Random(len(d.get("savings_goals") or ()))  # `rng`'s draws unchanged
+    out += [_goal(d, goal, goal_rng) for goal in d.get("savings_goals") or ()]
     return out
+
+
+def _goal(d: dict[str, Any], goal: dict[str, Any], rng: random.Random) -> str:
+    kid, name, target = _kid(d), goal["goal"], money(goal["target_amount"], rng, exact=True)
+    if goal["completed_in_week"]:
+        return f"{kid} đã hoàn thành {name} ({target}) trong tuần."
+    progress = goal["progress_percent"]
+    lacks = goal["target_amount"] - max(d["savings_balance"], 0)
+    if lacks > 0 and rng.random() < 0.5:
+        return f"Để đạt {name} ({target}), {kid} còn thiếu {money(lacks, rng, exact=True)}."
+    return rng.choice(
+        (
+            f"{kid} đã để dành được {progress} % cho {name} ({target}).",
+            f"{name.capitalize()} {target}: đã đạt {progress}%.",
+        )
+    )
 
 
 def _days(d: dict[str, Any], rng: random.Random, days: int | None = None) -> str:

@@ -356,6 +356,8 @@ def test_a_429_pauses_every_worker_and_process_for_its_retry_after(
             OPENAI_API_KEY=API_KEY,
             OPENAI_BASE_URL=server.base_url,
             KIDSFIN_OPENAI__MAX_CONCURRENT="2",  # another worker in each process
+            # The markers are categories: sent by name only when known (else as "khác").
+            KIDSFIN_PRIVACY__KNOWN_CATEGORIES=json.dumps(list(WEEK_MARKER.values())),
             **NO_BUDGET_LIMITS,
             **FAST_RETRY,
         )

@@ -191,3 +191,19 @@ def test_a_pricing_file_that_is_not_a_mapping(
     with pytest.raises(SettingsError) as error:
         load_settings()
     assert "must be a mapping" in str(error.value)
+
+
+def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -> None:
+    from kidsfin_assets.demo_data import INCOME_CATEGORIES, SPENDING_CATEGORIES
+    from kidsfin_assets.reports import CATEGORY_WORDS, OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
+    from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PrivacySettings
+
+    known = load_settings().privacy.known_categories
+    assert known == DEFAULT_KNOWN_CATEGORIES == PrivacySettings().known_categories
+    assert {*SPENDING_CATEGORIES, *INCOME_CATEGORIES} <= set(known)
+    assert set(CATEGORY_WORDS) - {OTHER_CATEGORIES_LABEL, TYPED_CATEGORY} <= set(known)
+    monkeypatch.setenv("KIDSFIN_PRIVACY__KNOWN_CATEGORIES", '["bánh", "kem"]')
+    assert load_settings().privacy.known_categories == ("bánh", "kem")
+    monkeypatch.setenv("KIDSFIN_PRIVACY__KNOWN_CATEGORIES", '["bánh", " "]')
+    with pytest.raises(SettingsError, match=r"privacy\.known_categories"):
+        load_settings()

@@ -22,7 +22,7 @@ from kidsfin_assets.definitions import build_definitions
 from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.warehouse import savings_balance_weeks
-from kidsfin_assets_tests.helpers import SourceDB, fetch, use_database, warehouse_engine
+from kidsfin_assets_tests.helpers import SourceDB, fetch, local, use_database, warehouse_engine
 from kidsfin_assets_tests.test_silver_reference import (
     differences,
     read_sources,
@@ -152,3 +152,52 @@ def test_a_late_kids_row_brings_its_earlier_savings_into_the_carried_balance(
     assert bases(demo)[W6] == W3
     assert float(silver(demo, W6)[555]["savings_balance"]) == 42_000
     assert_equals_full_scan(demo, [W6])
+
+
+def _goal(settings: Settings, kid: int, goal_id: int) -> dict:
+    goals = silver(settings, W6)[kid]["savings_goals"]
+    return next(g for g in goals if g["goal_id"] == goal_id)
+
+
+def test_goal_progress_follows_late_data_through_the_carried_balance(demo: Settings) -> None:
+    """A goal whose progress a late saving changes, and a goal completed late: after the
+    re-run from the changed week, W6 (which carries W3's stored balance) says so."""
+    run_silver(demo, W1, W6)
+    balance = float(silver(demo, W6)[1]["savings_balance"])
+    source = SourceDB(demo)
+    source.insert(
+        source.src.savings_goals,
+        [
+            {
+                "goal_id": 990_000_001,
+                "kid_id": 1,
+                "title": "late goal",
+                "target_amount": max(balance, 0) + LATE_SAVING / 2,
+                "created_at": local(f"{W2} 08:00"),
+                "completed_at": None,
+            },
+            {
+                "goal_id": 990_000_002,
+                "kid_id": 2,
+                "title": "done late",
+                "target_amount": 1000,
+                "created_at": local(f"{W3} 08:00"),
+                "completed_at": None,
+            },
+        ],
+    )
+    run_silver(demo, W6, W6)
+    assert _goal(demo, 1, 990_000_001)["progress_percent"] < 100
+    assert _goal(demo, 2, 990_000_002)["open_at_week_end"] is True
+    add_late_rows(demo)
+    with source.engine.begin() as conn:  # completed in W6, written late
+        t = source.src.savings_goals
+        done = source._value(local(f"{W6} 09:00"))
+        conn.execute(sa.update(t).where(t.c.goal_id == 990_000_002).values(completed_at=done))
+    run_silver(demo, W2, W6)
+    assert bases(demo)[W6] == W3  # carried, not a full scan
+    assert_equals_full_scan(demo, WEEKS)
+    late = _goal(demo, 1, 990_000_001)
+    assert (late["progress_percent"], late["reached"]) == (100, True)
+    done = _goal(demo, 2, 990_000_002)
+    assert (done["open_at_week_end"], done["completed_in_week"]) == (False, True)

@@ -252,6 +252,7 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
             week,
             keeping,
             pseudonymize=settings.privacy.pseudonymize,
+            known_categories=settings.privacy.known_categories,
         )
         outcome = writer.run()
         if outcome.silver_rows == 0:

@@ -90,13 +90,17 @@ def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Wee
     counts.quarantined += _quarantine(
         conn, names.app_events, v.invalid_events(engine, src, *window), week
     )
-    for name, table, id_column in (
-        (names.transactions, src.transactions, "txn_id"),
-        (names.app_events, src.app_events, "event_id"),
+    # Goals silver leaves out, under the week they were created in.
+    counts.quarantined += _quarantine(
+        conn, names.savings_goals, v.invalid_goals(engine, src, *window), week
+    )
+    for name, table, id_column, time_column in (
+        (names.transactions, src.transactions, "txn_id", "occurred_at"),
+        (names.app_events, src.app_events, "event_id", "occurred_at"),
+        (names.savings_goals, src.savings_goals, "goal_id", "created_at"),
     ):
-        counts.undated += _quarantine(conn, name, v.undated_rows(engine, table, id_column), None)[
-            v.Reason.MISSING_TIME
-        ]
+        undated = v.undated_rows(engine, table, id_column, time_column)
+        counts.undated += _quarantine(conn, name, undated, None)[v.Reason.MISSING_TIME]
     return counts
 
 
@@ -143,8 +147,9 @@ def build_kid_activity(settings: Settings) -> dg.AssetsDefinition:
             "One week's valid transactions and app events, copied from the app's tables "
             "into `raw_transactions` / `raw_app_events`. Rows that break a rule (kid "
             "missing, no time, unknown kind, amount <= 0, NaN or beyond NUMERIC(14,2)) go to "
-            "`quarantine` with "
-            "the reason; rows with no time belong to no week and are re-checked every run."
+            "`quarantine` with the reason, and so do savings goals silver leaves out (kid "
+            "missing, no creation time, a bad target, completed before created); rows with "
+            "no time belong to no week and are re-checked every run."
         ),
     )
     def kid_activity(
