@@ -4,6 +4,9 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 import sqlalchemy as sa
+
+# Not exported by `dagster` 1.13 (pinned <1.14); what a per-partition evaluation needs to
+# name the materialisation it checked, as Dagster's own check results do.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
