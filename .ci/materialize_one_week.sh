@@ -12,7 +12,7 @@ export KIDSFIN_EXPORT_DIR="$(mktemp -d)"
 export DAGSTER_HOME="$(mktemp -d)"
 unset OPENAI_API_KEY OPENAI_BASE_URL
 
-.venv/bin/python -m kidsfin_assets.demo_data --kids 10 --weeks 6
+.venv/bin/python -m kidsfin_demo --kids 10 --weeks 6
 WEEK="$(psql "$KIDSFIN_DATABASE_URL" -tAc \
   "SELECT to_char(date_trunc('week', max(occurred_at) AT TIME ZONE 'Asia/Ho_Chi_Minh'), 'YYYY-MM-DD') FROM transactions")"
 echo "materialising week $WEEK"

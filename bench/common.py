@@ -154,7 +154,7 @@ def load_demo(
     url: str, settings: Settings, *, kids: int, weeks: int, txns_per_kid_week: float = 8.0
 ) -> Any:
     """The demo generator's data (COPY), ending with the last complete week."""
-    from kidsfin_assets.demo_data import DemoSpec, generate
+    from kidsfin_demo import DemoSpec, generate
 
     engine = db.create_engine(url)
     try:

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from kidsfin_assets import db
 from kidsfin_assets.checks import build_checks
 from kidsfin_assets.definitions import build_assets, build_resources
-from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.sensors import DATA_VERSION_TAG, week_fingerprint, weeks_with_activity
 from kidsfin_assets.settings import Settings, SettingsError, get_settings, resolve_path
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports, source_tables
 from kidsfin_assets.weeks import Week
+from kidsfin_demo import DemoSpec, generate
 
 START_DATE_ENV = "KIDSFIN_WEEKS__START_DATE"
 DEFAULT_MAKE_INCLUDE = "data/demo.mk"

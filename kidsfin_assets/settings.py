@@ -133,8 +133,9 @@ class SilverSettings(_Section):
     max_shrink_share: float = Field(default=0.5, ge=0, le=1)
 
 
-# The categories the demo app offers (demo_data.SPENDING_CATEGORIES, INCOME_CATEGORIES) and
-# the category keys the prompt and the offline writer name (reports.CATEGORY_WORDS).
+# The categories the demo app offers (kidsfin_demo.vocabulary: SPENDING_CATEGORIES,
+# INCOME_CATEGORIES) and the category keys the prompt and the offline writer name
+# (reports.CATEGORY_WORDS).
 DEFAULT_KNOWN_CATEGORIES = (
     "ăn vặt", "đồ chơi", "sách vở", "trò chơi", "đi lại", "đồ dùng học tập", "quà tặng",
     "tiền tiêu vặt", "tiền mừng", "việc nhà",

@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 from kidsfin_assets import db
 from kidsfin_assets.checks import build_checks
 from kidsfin_assets.definitions import build_assets, build_resources
-from kidsfin_assets.demo_data import create_source_tables
 from kidsfin_assets.settings import Settings, get_settings
 from kidsfin_assets.warehouse import source_tables
+from kidsfin_demo import create_source_tables
 
 TZ = "Asia/Ho_Chi_Minh"
 

@@ -22,10 +22,10 @@ from kidsfin_assets.assets.gold import GOLD_KEY
 from kidsfin_assets.assets.silver import SILVER_KEY
 from kidsfin_assets.checks import RAW_KEY
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import PROJECT_ROOT
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
+from kidsfin_demo import DemoSpec, generate
 
 END = dt.date(2026, 3, 16)
 WEEKS = [(END - dt.timedelta(weeks=i)).isoformat() for i in (3, 2, 1, 0)]

@@ -194,9 +194,9 @@ def test_a_pricing_file_that_is_not_a_mapping(
 
 
 def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -> None:
-    from kidsfin_assets.demo_data import INCOME_CATEGORIES, SPENDING_CATEGORIES
     from kidsfin_assets.reports import CATEGORY_WORDS, OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
     from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PrivacySettings
+    from kidsfin_demo.vocabulary import INCOME_CATEGORIES, SPENDING_CATEGORIES
 
     known = load_settings().privacy.known_categories
     assert known == DEFAULT_KNOWN_CATEGORIES == PrivacySettings().known_categories

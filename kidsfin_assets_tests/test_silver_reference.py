@@ -29,7 +29,6 @@ import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets import db
-from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine
 from kidsfin_assets_tests.helpers import (
@@ -39,6 +38,7 @@ from kidsfin_assets_tests.helpers import (
     use_database,
     warehouse_engine,
 )
+from kidsfin_demo import DemoSpec, generate
 
 END_WEEK = dt.date(2026, 3, 16)
 SPEC = DemoSpec(kids=40, weeks=6, end_week=END_WEEK, seed=2027, dirty=True)
