@@ -206,11 +206,11 @@ def gold_count(settings: Settings, week: str | None = None) -> int:
 
 
 class FakeServer:
-    """`python -m kidsfin_assets_tests.fake_openai` in a subprocess (its own GIL), with its
+    """`python -m openai_test_server` in a subprocess (its own GIL), with its
     control plane: /_stats, /_requests, /_reset, /_config."""
 
     def __init__(self, **options: Any) -> None:
-        args = [sys.executable, "-m", "kidsfin_assets_tests.fake_openai", "--port", "0"]
+        args = [sys.executable, "-m", "openai_test_server", "--port", "0"]
         args += ["--api-key", API_KEY]
         for name, value in options.items():
             if value is None:

@@ -18,7 +18,6 @@ from kidsfin_assets.definitions import build_openai_resource
 from kidsfin_assets.pricing import load_prices
 from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.warehouse import report_ledger
-from kidsfin_assets_tests.fake_openai import ABSURD_PROMPT_TOKENS, FakeOpenAIServer
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
 from kidsfin_assets_tests.test_gold_processes import (
@@ -34,6 +33,7 @@ from kidsfin_assets_tests.test_gold_reports import (
     setup_week,
     step_failure_message,
 )
+from openai_test_server import ABSURD_PROMPT_TOKENS, FakeOpenAIServer
 
 
 def ledger(settings) -> list[dict]:

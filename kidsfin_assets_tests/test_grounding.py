@@ -23,8 +23,8 @@ from kidsfin_assets.reports import (
     offline_report,
     prompt_data,
 )
-from kidsfin_assets_tests.fake_openai import generate_content, running_server
-from kidsfin_assets_tests.report_corpus import (
+from openai_test_server import generate_content, running_server
+from openai_test_server.report_corpus import (
     EDGE_CASES,
     LIE_KINDS,
     lying_report,
