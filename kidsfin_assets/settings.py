@@ -23,14 +23,12 @@ from pydantic_settings import (
 )
 
 from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
+from kidsfin_assets.errors import SettingsError
+from kidsfin_assets.pricing import load_price
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
 ENV_PREFIX = "KIDSFIN_"
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names the key."""
 
 
 class _Section(BaseModel):
@@ -299,8 +297,6 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
-    from kidsfin_assets.pricing import load_price  # pricing imports this module
-
     price = load_price(settings.pricing_path, settings.openai.model)  # unpriced: stops here
     for tier, needed in (
         ("batch", settings.openai.mode != "sync"),

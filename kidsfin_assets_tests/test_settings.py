@@ -207,3 +207,14 @@ def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -
     monkeypatch.setenv("KIDSFIN_PRIVACY__KNOWN_CATEGORIES", '["bánh", " "]')
     with pytest.raises(SettingsError, match=r"privacy\.known_categories"):
         load_settings()
+
+
+def test_pricing_loads_without_the_settings_module() -> None:
+    """pricing.py reads its file on its own; settings imports it at the top (no cycle)."""
+    code = "import sys, kidsfin_assets.pricing; print('kidsfin_assets.settings' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    from kidsfin_assets import errors, pricing, settings
+
+    assert settings.SettingsError is errors.SettingsError is pricing.SettingsError
