@@ -27,7 +27,8 @@ from typing import Any
 
 from bench.common import Goal, goals_table, machine_info, machine_line, table, write_results
 from kidsfin_assets.grounding import check_report
-from kidsfin_assets.reports import offline_report, prompt_data
+from kidsfin_assets.offline_writer import offline_report
+from kidsfin_assets.prompt import prompt_data
 from openai_test_server.report_corpus import (
     EDGE_CASES,
     LIE_KINDS,

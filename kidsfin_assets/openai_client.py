@@ -33,8 +33,9 @@ from sqlalchemy.engine import Engine
 
 from kidsfin_assets.grounding import Finding, describe_findings
 from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price, load_prices
+from kidsfin_assets.prompt import Prompt, max_prompt_bytes
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
-from kidsfin_assets.reports import KidWeeklyReport, Prompt, max_prompt_bytes
+from kidsfin_assets.report_schema import KidWeeklyReport
 from kidsfin_assets.settings import resolve_path
 
 MAX_RETRY_AFTER_SECONDS = 300.0

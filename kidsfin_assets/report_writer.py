@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from kidsfin_assets import batches, db, ledger, spool
 from kidsfin_assets.grounding import Finding, check_report
 from kidsfin_assets.ledger import ClaimLost, Claims
+from kidsfin_assets.offline_writer import OFFLINE_MODEL, offline_report
 from kidsfin_assets.openai_client import (
     ACCEPTED,
     Cancelled,
@@ -32,17 +33,9 @@ from kidsfin_assets.openai_client import (
 )
 from kidsfin_assets.outage import WarehouseGate, WarehouseUnavailable
 from kidsfin_assets.pricing import Usage
+from kidsfin_assets.prompt import Prompt, input_hash, prompt_data
 from kidsfin_assets.rate_limit import Reservation
-from kidsfin_assets.reports import (
-    OFFLINE_MODEL,
-    PLACEHOLDER,
-    KidWeeklyReport,
-    Prompt,
-    input_hash,
-    offline_report,
-    personalise,
-    prompt_data,
-)
+from kidsfin_assets.report_schema import PLACEHOLDER, KidWeeklyReport, personalise
 from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.warehouse import (
     Sources,

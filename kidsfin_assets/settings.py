@@ -133,7 +133,7 @@ class SilverSettings(_Section):
 
 # The categories the demo app offers (kidsfin_demo.vocabulary: SPENDING_CATEGORIES,
 # INCOME_CATEGORIES) and the category keys the prompt and the offline writer name
-# (reports.CATEGORY_WORDS).
+# (offline_writer.CATEGORY_WORDS).
 DEFAULT_KNOWN_CATEGORIES = (
     "ăn vặt", "đồ chơi", "sách vở", "trò chơi", "đi lại", "đồ dùng học tập", "quà tặng",
     "tiền tiêu vặt", "tiền mừng", "việc nhà",
@@ -336,7 +336,7 @@ def _check_token_budget(settings: Settings) -> None:
     """The shared token bucket must hold two of the largest requests (see rate_limit.py):
     refused here rather than by the first gold run."""
     from kidsfin_assets.openai_client import estimate_tokens
-    from kidsfin_assets.reports import load_prompt, max_prompt_bytes
+    from kidsfin_assets.prompt import load_prompt, max_prompt_bytes
 
     largest = estimate_tokens(max_prompt_bytes(load_prompt()), 2) + settings.openai.max_tokens
     if settings.openai.tokens_per_minute < 2 * largest:

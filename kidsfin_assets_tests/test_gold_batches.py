@@ -16,7 +16,7 @@ from kidsfin_assets.batch_sensor import build_collect_job, build_openai_batch_se
 from kidsfin_assets.batches import WeekBatches
 from kidsfin_assets.definitions import build_openai_resource, build_resources
 from kidsfin_assets.pricing import load_prices
-from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.warehouse import openai_batches, report_ledger
 from kidsfin_assets_tests.helpers import (
     fetch,

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from kidsfin_assets.definitions import build_openai_resource
 from kidsfin_assets.pricing import load_prices
-from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.warehouse import report_ledger
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy

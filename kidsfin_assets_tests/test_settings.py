@@ -194,7 +194,8 @@ def test_a_pricing_file_that_is_not_a_mapping(
 
 
 def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -> None:
-    from kidsfin_assets.reports import CATEGORY_WORDS, OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
+    from kidsfin_assets.offline_writer import CATEGORY_WORDS
+    from kidsfin_assets.prompt import OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
     from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PrivacySettings
     from kidsfin_demo.vocabulary import INCOME_CATEGORIES, SPENDING_CATEGORIES
 

@@ -11,8 +11,8 @@ from kidsfin_assets import ledger
 from kidsfin_assets.assets.silver import SILVER_KEY
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.pricing import ModelPrice, Usage
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
-from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings, resolve_path
 from kidsfin_assets.warehouse import source_tables
