@@ -77,6 +77,13 @@ def redact(url: str) -> str:
     return _hide_password(url)
 
 
+def one_line_error(exc: BaseException) -> str:
+    """An error as one line for a message: the driver's own error under SQLAlchemy's
+    wrapper (its `orig`), whitespace collapsed; the type's name when it says nothing."""
+    inner = getattr(exc, "orig", None) or exc
+    return " ".join(str(inner).split()) or type(inner).__name__
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

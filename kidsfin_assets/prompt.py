@@ -13,6 +13,7 @@ from typing import Any
 
 from kidsfin_assets.report_schema import PLACEHOLDER
 from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PROJECT_ROOT
+from kidsfin_assets.warehouse import TREND_METRICS
 
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 SYSTEM_PROMPT_FILE = "system_message.txt"
@@ -45,11 +46,7 @@ PROMPT_FIELDS = (
     "spending_by_category",
     "top_spending_category",
     "savings_balance",
-    *(
-        f"{m}_{s}"
-        for m in ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
-        for s in ("prev1", "prev2", "trend")
-    ),
+    *(f"{m}_{s}" for m in TREND_METRICS for s in ("prev1", "prev2", "trend")),
 )
 
 

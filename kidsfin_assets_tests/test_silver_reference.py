@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from kidsfin_assets import db
 from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine
+from kidsfin_assets.warehouse import TREND_METRICS, kid_weekly_analysis, quarantine
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -47,7 +47,6 @@ WEEKS = [END_WEEK - dt.timedelta(weeks=n) for n in (0, 2, 1)]
 SELECTION = "group:raw or group:silver"
 
 KINDS = ("income", "spending", "saving", "withdrawal")
-TREND_METRICS = ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
 MONEY = (
     "income_total",
     "spending_total",

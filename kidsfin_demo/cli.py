@@ -11,7 +11,7 @@ from typing import NoReturn, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets.db import DatabaseUrlError, create_engine, redact
+from kidsfin_assets.db import DatabaseUrlError, create_engine, one_line_error, redact
 from kidsfin_assets.settings import SettingsError, SourceTables, load_settings
 from kidsfin_demo.loading import generate
 from kidsfin_demo.spec import DemoSpec, DemoSummary
@@ -84,12 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    inner = getattr(exc, "orig", None) or exc
-    text = " ".join(str(inner).split())
-    return text or type(inner).__name__
-
-
 def _fail(message: str, code: int = 1) -> NoReturn:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     raise SystemExit(code)
@@ -119,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        _fail(_one_line(exc))
+        _fail(one_line_error(exc))
     url = args.database_url or settings.resolved_database_url
     names = settings.sources
     tz = settings.weeks.timezone
@@ -142,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except DatabaseUrlError as exc:
         _fail(str(exc), 2)
     except (sa.exc.SQLAlchemyError, OSError, ValueError) as exc:
-        _fail(f"cannot load demo data into {redact(url)}: {_one_line(exc)}")
+        _fail(f"cannot load demo data into {redact(url)}: {one_line_error(exc)}")
     except KeyboardInterrupt:
         _fail("interrupted; the previous rows are unchanged", 130)
     finally:

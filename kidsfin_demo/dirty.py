@@ -86,8 +86,25 @@ class DirtyRows:
         }
         self._txns, self._events = _Share(), _Share()
 
-    def _orphans(self, rng: np.random.Generator, k: int) -> np.ndarray:
-        return ORPHAN_KID_BASE + rng.integers(0, 100_000, k)
+    def _who_and_when(
+        self,
+        rng: np.random.Generator,
+        random_local: LocalTimes,
+        kids: np.ndarray,
+        defect: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each invalid row's kid_id (an orphan's: none of the kids) and time (maybe none)."""
+        k = len(defect)
+        kid = kids[rng.integers(0, len(kids), k)] + 1
+        orphan = defect == "orphan_kid"
+        kid[orphan] = ORPHAN_KID_BASE + rng.integers(0, 100_000, int(orphan.sum()))
+        when = local_to_utc(random_local(rng, k), self.tz)
+        when[defect == "missing_time"] = np.datetime64("NaT")
+        return kid, when
+
+    def _count(self, table: str, defects: Sequence[str], defect: np.ndarray) -> None:
+        for d in defects:
+            self.invalid[f"{table}.{d}"] += int((defect == d).sum())
 
     def transactions(
         self,
@@ -101,18 +118,14 @@ class DirtyRows:
             return txns
         defect = self._txns.deal(self.txn_defects, k)
         slot = rng.choice(8, size=k, p=SPENDING_SLOT_P)
-        kid = kids[rng.integers(0, len(kids), k)] + 1
-        kid[defect == "orphan_kid"] = self._orphans(rng, int((defect == "orphan_kid").sum()))
-        when = local_to_utc(random_local(rng, k), self.tz)
-        when[defect == "missing_time"] = np.datetime64("NaT")
+        kid, when = self._who_and_when(rng, random_local, kids, defect)
         kind = SLOT_KIND[slot].copy()
         kind[defect == "unknown_kind"] = REFUND
         amount = round_vnd(SPENDING_PRICE[slot] * rng.lognormal(0.0, 0.45, k))
         amount[defect == "zero_amount"] = 0.0
         amount[defect == "negative_amount"] *= -1
         amount[defect == self.nan_defect] = np.nan  # NUMERIC 'NaN' on PG, NULL on SQLite
-        for d in self.txn_defects:
-            self.invalid[f"transactions.{d}"] += int((defect == d).sum())
+        self._count("transactions", self.txn_defects, defect)
         dirty = {
             "kid_id": kid,
             "occurred_at": when,
@@ -134,11 +147,7 @@ class DirtyRows:
         if k == 0:
             return events
         defect = self._events.deal(EVENT_DEFECTS, k)
-        kid = kids[rng.integers(0, len(kids), k)] + 1
-        kid[defect == "orphan_kid"] = self._orphans(rng, int((defect == "orphan_kid").sum()))
-        when = local_to_utc(random_local(rng, k), self.tz)
-        when[defect == "missing_time"] = np.datetime64("NaT")
-        for d in EVENT_DEFECTS:
-            self.invalid[f"app_events.{d}"] += int((defect == d).sum())
+        kid, when = self._who_and_when(rng, random_local, kids, defect)
+        self._count("app_events", EVENT_DEFECTS, defect)
         dirty = {"kid_id": kid, "occurred_at": when, "event_type": rng.integers(0, 3, k)}
         return {c: np.concatenate([events[c], dirty[c]]) for c in events}

@@ -127,7 +127,6 @@ from openai_test_server.content import (
     error_body,
     first_message_tokens,
     generate_content,
-    generate_from_schema,
     json_schema_of,
     key_echo_message,
     message_text,
@@ -135,21 +134,6 @@ from openai_test_server.content import (
     truncate_invalid,
 )
 from openai_test_server.report_corpus import corpus_answer
-
-__all__ = [
-    "ALL_FAULT_KINDS",
-    "FakeOpenAIConfig",
-    "FakeOpenAIServer",
-    "RecordedRequest",
-    "ServerStats",
-    "count_tokens",
-    "generate_content",
-    "generate_from_schema",
-    "main",
-    "prompt_token_count",
-    "running_server",
-]
-
 
 #: Every fault kind understood by ``faults`` / ``script``.  ``"ok"`` is only valid in scripts.
 ALL_FAULT_KINDS: tuple[str, ...] = (
