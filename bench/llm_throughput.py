@@ -295,6 +295,93 @@ def report(results: list[dict[str, Any]]) -> str:
     return table("LLM throughput (gold through `dagster asset materialize`)", header, rows)
 
 
+# --- the shared bucket alone -------------------------------------------------------------
+
+BUCKET_RPM = 6_000_000  # 100,000 a second: far above what any process asks, so never binds
+BUCKET_TPM = 6_000_000_000
+
+
+def _bucket_worker(
+    url: str, lease_seconds: float, threads: int, start_at: float, seconds: float
+) -> tuple[int, float]:
+    """Grants (acquire, then settle with fewer tokens) from `threads` threads for `seconds`,
+    and this process's CPU seconds."""
+    import threading
+
+    from kidsfin_assets.db import create_engine
+    from kidsfin_assets.rate_limit import SharedRateLimiter
+
+    engine = create_engine(url)
+    limiter = SharedRateLimiter(
+        engine,
+        requests_per_minute=BUCKET_RPM,
+        tokens_per_minute=BUCKET_TPM,
+        max_request_tokens=4000,
+        lease_seconds=lease_seconds,
+    )
+    limiter.state()  # table, rows and a connection made before the clock starts
+    counts = [0] * threads
+    stop_at = start_at + seconds
+
+    def loop(k: int) -> None:
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < stop_at:
+            limiter.settle(limiter.acquire(1500), 950)
+            counts[k] += 1
+
+    cpu = time.process_time()
+    workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    limiter.close()
+    engine.dispose()
+    return sum(counts), time.process_time() - cpu
+
+
+def bucket_case(processes: int, threads: int, seconds: float, lease_seconds: float) -> dict:
+    """Grants a second that `processes` processes get from one bucket (the bucket alone:
+    no HTTP, no Dagster), each grant settled as gold settles it."""
+    import multiprocessing
+
+    with scratch_database(f"bucket_{processes}_{int(lease_seconds * 1000)}") as url:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(processes) as pool:
+            start_at = time.time() + 3.0  # every process imported and connected by then
+            args = [(url, lease_seconds, threads, start_at, seconds)] * processes
+            per_process = pool.starmap(_bucket_worker, args, chunksize=1)
+    grants = sum(n for n, _ in per_process)
+    cpu = sum(c for _, c in per_process)
+    return {
+        "processes": processes,
+        "threads_per_process": threads,
+        "lease_seconds": lease_seconds,
+        "seconds": seconds,
+        "grants": grants,
+        "grants_per_s": round(grants / seconds, 1),
+        "cpu_ms_per_grant": round(1000 * cpu / max(1, grants), 3),
+    }
+
+
+def bucket_cases(quick: bool) -> list[dict]:
+    seconds = 3.0 if quick else 10.0
+    out = []
+    for lease in (0.0, 0.25):
+        for processes in (1, 8):
+            print(f"  bucket: {processes} processes, lease {lease} s ...", flush=True)
+            out.append(bucket_case(processes, 16, seconds, lease))
+    return out
+
+
+def bucket_report(rows: list[dict]) -> str:
+    header = ("processes", "lease_seconds", "grants/s", "CPU ms/grant")
+    body = [
+        (r["processes"], r["lease_seconds"], r["grants_per_s"], r["cpu_ms_per_grant"]) for r in rows
+    ]
+    return table("The shared bucket alone (16 threads a process, never binding)", header, body)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.llm_throughput")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
