@@ -2,7 +2,7 @@
 
 At 30,000 requests a minute and 2-5 s an answer, ~1,500 requests are in flight; threads
 cannot carry that (each report's CPU is spent under the GIL, and 256 threads is the cap),
-so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over httpx), in a
+so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over httpx2), in a
 thread of its own so that a terminated run still waits for the answers in flight.
 
 What stays as on the threaded path (report_writer.WeekReportWriter): the claims, the
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 import openai
 
 from kidsfin_assets import db, ledger
@@ -91,7 +91,8 @@ class AsyncRun:
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         api = self.writer.api
-        limits = httpx.Limits(
+        # httpx2: the HTTP library this openai SDK is built on.
+        limits = httpx2.Limits(
             max_connections=api.max_concurrent, max_keepalive_connections=api.max_concurrent
         )
         self.client = openai.AsyncOpenAI(
@@ -101,7 +102,7 @@ class AsyncRun:
             base_url=api.base_url,
             max_retries=0,  # one retry policy: ours
             timeout=api.timeout_seconds,
-            http_client=httpx.AsyncClient(limits=limits, timeout=api.timeout_seconds),
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=api.timeout_seconds),
         )
         leaser = asyncio.create_task(self._leaser())
         slots = asyncio.Semaphore(api.max_concurrent)
