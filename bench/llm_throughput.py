@@ -184,7 +184,14 @@ def run_case(case: Case, p: Plan, server: FakeServer, workdir: Path) -> dict[str
         )
         latency = p.latency if case.latency is None else case.latency
         jitter = p.jitter if case.jitter is None else case.jitter
-        server.configure(rpm=case.rpm, tpm=case.tpm, latency=latency, jitter=jitter)
+        # Every arrival kept (the steady rate is read from them), not the last 10,000.
+        server.configure(
+            rpm=case.rpm,
+            tpm=case.tpm,
+            latency=latency,
+            jitter=jitter,
+            max_recorded=max(10_000, n + 1_000),
+        )
         server.reset()
         env = client_env(case, p)
         started = time.time()

@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 # A group of records: whatever arrived within this long, at most this many rows.
 GROUP_SECONDS = 0.05
 GROUP_ROWS = 300
+# Connections per client: httpcore's pool looks at every connection of its pool (a
+# getpeername and a select each) whenever a request ends, so one pool of 2,000 costs
+# O(n) a request; the requests are spread over several clients of this many instead.
+CONNECTIONS_PER_CLIENT = 64
 
 
 @dataclass
@@ -91,19 +95,25 @@ class AsyncRun:
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         api = self.writer.api
+        shards = max(1, -(-api.max_concurrent // CONNECTIONS_PER_CLIENT))
+        per_client = -(-api.max_concurrent // shards)
         # httpx2: the HTTP library this openai SDK is built on.
-        limits = httpx2.Limits(
-            max_connections=api.max_concurrent, max_keepalive_connections=api.max_concurrent
-        )
-        self.client = openai.AsyncOpenAI(
-            api_key=api.api_key,
-            organization=api.organization,
-            project=api.project,
-            base_url=api.base_url,
-            max_retries=0,  # one retry policy: ours
-            timeout=api.timeout_seconds,
-            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=api.timeout_seconds),
-        )
+        limits = httpx2.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        self.clients = [
+            openai.AsyncOpenAI(
+                api_key=api.api_key,
+                organization=api.organization,
+                project=api.project,
+                base_url=api.base_url,
+                max_retries=0,  # one retry policy: ours
+                timeout=api.timeout_seconds,
+                http_client=openai.DefaultAsyncHttpxClient(
+                    limits=limits, timeout=api.timeout_seconds
+                ),
+            )
+            for _ in range(shards)
+        ]
+        self.next_client = 0
         leaser = asyncio.create_task(self._leaser())
         slots = asyncio.Semaphore(api.max_concurrent)
         tasks: set[asyncio.Task[None]] = set()
@@ -121,7 +131,8 @@ class AsyncRun:
         finally:
             leaser.cancel()
             self._fail_waiters(Cancelled("the run is stopping"))
-            await self.client.close()
+            for client in self.clients:
+                await client.close()
 
     async def _write_one(self, index: int, item: PendingReport) -> None:
         """As WeekReportWriter._write_one: what became of the kid, counted once."""
@@ -207,9 +218,11 @@ class AsyncRun:
         timeout = self.session.resource.timeout_seconds
         flex = {"service_tier": "flex"} if tier == "flex" else {}
         received = bytearray()
+        client = self.clients[self.next_client % len(self.clients)]
+        self.next_client += 1
 
         async def read() -> bytes:
-            async with self.client.chat.completions.with_streaming_response.create(
+            async with client.chat.completions.with_streaming_response.create(
                 **self.session.request_body(messages), **flex, timeout=timeout
             ) as response:
                 async for chunk in response.iter_bytes():
