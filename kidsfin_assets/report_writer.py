@@ -56,6 +56,8 @@ FREE_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "c
 # How often a run waiting for another run's kids looks again, and says so in the log.
 AWAIT_POLL_SECONDS = 1.0
 AWAIT_LOG_SECONDS = 30.0
+# Weeks of up to this many progress batches log every batch's line.
+BATCH_LINES_ALWAYS = 100
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class WeekReportWriter:
         self._names: dict[int, str] = {}
         self._submitted = 0
         self._progress_done, self._progress_at = 0, time.monotonic()
+        self._announced_at = -float("inf")
         self.mode = "offline" if api.offline else "sync"
 
     # --- the week ---------------------------------------------------------------------
@@ -467,9 +470,20 @@ class WeekReportWriter:
         """The earlier system's "Processing batch i/n" lines (batches only group the log:
         requests flow continuously, so no batch waits for the slowest of the one before)."""
         size = self.api.batch_size
-        if index % size == 0:
-            total = -(-max(self._total, index + 1) // size)
-            self.log.info(f"Processing batch {index // size + 1}/{total}")
+        if index % size != 0:
+            return
+        total = -(-max(self._total, index + 1) // size)
+        number = index // size + 1
+        # Every batch's line while they are few; past that, at most one line every
+        # progress_every_seconds (a Dagster log event costs ms of the step's CPU).
+        seconds = getattr(self.api, "progress_every_seconds", 0.0)
+        with self._lock:
+            now = time.monotonic()
+            recent = now - self._announced_at < seconds
+            if total > BATCH_LINES_ALWAYS and recent and number != total:
+                return
+            self._announced_at = now
+        self.log.info(f"Processing batch {number}/{total}")
 
     def _write_one(self, session: ReportSession, index: int, item: PendingReport) -> None:
         try:
