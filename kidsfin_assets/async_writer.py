@@ -57,8 +57,9 @@ GROUP_SECONDS = 0.05
 GROUP_ROWS = 300
 # Connections per client: httpcore's pool looks at every connection of its pool (a
 # getpeername and a select each) whenever a request ends, so one pool of 2,000 costs
-# O(n) a request; the requests are spread over several clients of this many instead.
-CONNECTIONS_PER_CLIENT = 64
+# O(n) a request; the requests are spread over several clients of this many instead
+# (with 16, the scan is a few % of the loop).
+CONNECTIONS_PER_CLIENT = 16
 
 
 @dataclass
