@@ -174,3 +174,18 @@ def test_a_pause_stops_this_process_using_its_block(pg_url: str) -> None:
     assert reservation.granted_at >= limiter.state()["paused_until"] - 1e-6
     limiter.close()
     engine.dispose()
+
+
+def test_sqlite_leases_by_the_same_arithmetic(sqlite_url: str) -> None:
+    limits = {**LIMITS, "requests_per_minute": 1000, "period_seconds": 60.0}
+    engine = create_engine(sqlite_url)
+    limiter = SharedRateLimiter(engine, **limits)
+    assert limiter.lease(4, 400, 100).requests == 4
+    taken = [limiter.take_leased(100) for _ in range(5)]
+    assert [t is not None for t in taken] == [True] * 4 + [False]  # the block holds 4
+    rest = limiter.lease(1000, 1000, 1)
+    assert rest.requests == 6  # capacity 10, 4 leased before: what is left, never more
+    assert all(limiter.take_leased(1) is not None for _ in range(6))
+    assert limiter.lease(1, 1, 1).requests == 0  # all used: nothing until the refill
+    limiter.close()
+    engine.dispose()
