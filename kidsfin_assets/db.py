@@ -360,6 +360,21 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: list
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
 
 
+def upsert_many(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    """upsert() of many rows (same columns, distinct keys) in one statement."""
+    if not rows:
+        return
+    if is_sqlite(conn.engine):
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    statement = insert(table).values(rows)
+    updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+
+
 def ddl_lock(conn: sa.Connection) -> None:
     """Serialise creating the warehouse's schema and tables (PostgreSQL's catalog does not
     take two CREATE SCHEMA IF NOT EXISTS at once); held until the transaction ends."""

@@ -508,10 +508,24 @@ class ReportSession:
         try:
             body = self._post(messages, tier)
         except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
-            error = classify(exc)
-            self._on_error(exc, error, reservation)
-            note = ABANDONED_NOTE if isinstance(error, DeadlineExceeded) else None
-            return Exchange(answer_id, error.kind, usage_note=note, error=error)
+            return self.no_answer(answer_id, exc, reservation)
+        return self.answered(answer_id, body, messages, reservation)
+
+    def no_answer(self, answer_id: str, exc: Exception, reservation: Reservation) -> Exchange:
+        """The exchange of a request that got no answer (an HTTP error, a timeout...)."""
+        error = classify(exc)
+        self._on_error(exc, error, reservation)
+        note = ABANDONED_NOTE if isinstance(error, DeadlineExceeded) else None
+        return Exchange(answer_id, error.kind, usage_note=note, error=error)
+
+    def answered(
+        self,
+        answer_id: str,
+        body: bytes,
+        messages: list[dict[str, str]],
+        reservation: Reservation,
+    ) -> Exchange:
+        """The exchange of an answer: read, settled with the bucket, counted."""
         exchange = self.read_answer(answer_id, body, estimate_prompt_tokens(messages))
         self._settle(reservation, exchange.prompt_tokens + exchange.completion_tokens)
         self.usage.record_response(
@@ -520,6 +534,17 @@ class ReportSession:
         if exchange.error is not None:
             self.usage.record_failed_answer(exchange.error.kind)
         return exchange
+
+    def reserve_tokens(self, messages: list[dict[str, str]]) -> int:
+        return estimate_prompt_tokens(messages) + self.resource.max_tokens
+
+    def cancel_reservation(self, reservation: Reservation) -> None:
+        self._settle(reservation, 0)
+
+    def close(self) -> None:
+        """Send the bucket what this session gathered (leased mode); best effort."""
+        with contextlib.suppress(Exception):
+            self.limiter.close()
 
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         """The chat completion request, as sent (and as a batch input line's body)."""
@@ -681,6 +706,12 @@ class OpenAIReportsResource(OpenAIResource):
     rate_limit_period_seconds: float = Field(
         default=60.0, description="Window of the per-minute limits (tests shorten it)."
     )
+    client_kind: str = Field(default="threads", description="threads or async (sync mode).")
+    rate_limit_lease_seconds: float = Field(
+        default=0.0, description="> 0: the shared bucket is leased in blocks usable this long."
+    )
+    progress_every_reports: int = Field(default=500, description="A progress line per N.")
+    progress_every_seconds: float = Field(default=5.0, description="...or per this long.")
 
     _sdk: openai.OpenAI | None = PrivateAttr(default=None)
 
@@ -717,6 +748,7 @@ class OpenAIReportsResource(OpenAIResource):
             period_seconds=self.rate_limit_period_seconds,
             # The largest reservation one request can make: a full prompt plus max_tokens.
             max_request_tokens=estimate_tokens(max_prompt_bytes(prompt), 2) + self.max_tokens,
+            lease_seconds=self.rate_limit_lease_seconds,
         )
 
     def uses_batches(self, pending: int) -> bool:

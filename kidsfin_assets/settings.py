@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,7 +106,10 @@ class OpenAISettings(_Section):
     # The shared bucket keeps 1 % (at least one request) as burst: 1 would leave no refill.
     requests_per_minute: int = Field(ge=2)
     tokens_per_minute: int = Field(gt=0)
-    max_concurrent: int = Field(gt=0, le=256)
+    # Requests in flight in one step: threads (at most 256), or tasks of one event loop
+    # with client "async" (at most 4096: the big tiers need ~1,500 at 2-5 s an answer).
+    max_concurrent: int = Field(gt=0, le=4096)
+    client: Literal["threads", "async"] = "threads"
     batch_size: int = Field(default=20, gt=0)
     timeout_seconds: float = Field(gt=0)
     fail_fast_after: int = Field(default=5, ge=0, le=1000)
@@ -115,6 +125,20 @@ class OpenAISettings(_Section):
     service_tier: Literal["default", "flex"] = "default"
     flex_fallback: bool = True  # after flex refusals, send at the default tier
     rate_limit_period_seconds: float = Field(default=60.0, gt=0)
+    # > 0: the shared bucket is leased in blocks usable this long (rate_limit.py); the
+    # refill then runs over period + 2 x this, a share of the limit given up for speed.
+    rate_limit_lease_seconds: float = Field(default=0.0, ge=0, le=5)
+    # Progress lines: one every this many reports, or this many seconds, whichever first.
+    progress_every_reports: int = Field(default=500, ge=1)
+    progress_every_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _threads_are_bounded(self) -> OpenAISettings:
+        if self.client == "threads" and self.max_concurrent > 256:
+            raise ValueError(
+                f"max_concurrent={self.max_concurrent} needs client: async (threads: at most 256)"
+            )
+        return self
 
 
 class RetrySettings(_Section):
