@@ -89,6 +89,7 @@ class AsyncRun:
     first_index: int
     records: queue.Queue[_Record | None] = field(default_factory=queue.Queue)
     waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
+    lost: list[int] = field(default_factory=list)  # kids whose lease ran out: not asked
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -144,6 +145,8 @@ class AsyncRun:
             w._announce_batch(index)
             exchange = await self._generate(item)
             w._count_written(item, _usage(exchange))
+        except ledger.ClaimLost:
+            self.lost.append(item.kid_id)
         except UngroundedAnswer as exc:
             await asyncio.to_thread(w._keep_ungrounded, item, exc)
         except FatalApiError as exc:
@@ -164,7 +167,7 @@ class AsyncRun:
         asking, tier, refusals = messages, s.resource.service_tier, 0
         attempts = s.resource.retry_max_attempts
         for attempt in range(1, attempts + 1):
-            exchange = s.judge(await self._attempt(asking, tier), check)
+            exchange = s.judge(await self._attempt(asking, tier, item.kid_id), check)
             if exchange.outcome == FLEX_UNAVAILABLE:
                 refusals += 1
                 if s.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
@@ -201,9 +204,14 @@ class AsyncRun:
                 raise Cancelled("run stopped by another report's fatal error")
             await asyncio.sleep(min(0.25, left))
 
-    async def _attempt(self, messages: list[dict[str, str]], tier: str) -> Exchange:
-        s = self.session
+    async def _attempt(self, messages: list[dict[str, str]], tier: str, kid: int) -> Exchange:
+        s, w = self.session, self.writer
         reservation = await self._acquire(s.reserve_tokens(messages))
+        margin = w._renew_interval()
+        # As on threads: never asked unless the kid's claim surely holds (see still_holds).
+        if not w.claims.holds(kid, margin) and not await asyncio.to_thread(w.still_holds, kid):
+            s.cancel_reservation(reservation)
+            raise ledger.ClaimLost(kid)
         answer_id = uuid.uuid4().hex
         if self.writer.cancel.is_set():
             s.cancel_reservation(reservation)
@@ -414,9 +422,12 @@ def store_group(conn: Any, writer: WeekReportWriter, group: Iterable[_Record]) -
     writer.claims.delete_in(conn, [row["kid_id"] for row in reports])
 
 
-def run_async(writer: WeekReportWriter, session: ReportSession, items: list[PendingReport]) -> None:
+def run_async(
+    writer: WeekReportWriter, session: ReportSession, items: list[PendingReport]
+) -> list[int]:
     """One pass over `items` on an event loop in its own thread; this thread waits for it
-    even through interrupts (the answers in flight are paid for and must be recorded)."""
+    even through interrupts (the answers in flight are paid for and must be recorded).
+    Returns the kids not asked because their claim's lease ran out."""
     with writer._lock:
         first = writer._submitted
         writer._submitted += len(items)
@@ -445,6 +456,7 @@ def run_async(writer: WeekReportWriter, session: ReportSession, items: list[Pend
         raise interrupted
     if failure:
         raise failure[0]
+    return run.lost
 
 
 def _usage(exchange: Exchange) -> dict[str, Any]:

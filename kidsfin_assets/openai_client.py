@@ -639,10 +639,6 @@ class ReportSession:
             return self.prices[named[-1]], f"answered by {model}, not {asked}"
         return self.prices[asked], f"answered by unpriced {model}, priced as {asked}"
 
-    def release(self, reservation: Reservation) -> None:
-        """A grant not used: nothing was sent."""
-        self._settle(reservation, 0)
-
     def _settle(self, reservation: Reservation, used: int) -> None:
         """Best effort, bounded: a usage figure outside [0, the largest request] moves the
         shared bucket by at most one request's worth; a warehouse error here costs only

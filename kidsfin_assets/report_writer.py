@@ -305,14 +305,16 @@ class WeekReportWriter:
             claimed = self.gate.call(lambda: self.claims.claim(self._wanted(items)))
             heartbeat.start()
             self._note_claim_result(claimed)
-            run_async(self, session, [items[k] for k in sorted(claimed.mine)])
-            waiting = claimed.elsewhere
+            lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
+            # Kids another run holds, and kids whose lease ran out (taken by another run,
+            # or free again): claimed again until written here or elsewhere.
+            waiting = {**claimed.elsewhere, **dict.fromkeys(lost, "")}
             while waiting and not self.cancel.wait(AWAIT_POLL_SECONDS):
                 wanted = self._wanted({k: items[k] for k in waiting})
                 claimed = self.gate.call(lambda w=wanted: self.claims.claim(w))
                 self.outcome.by_other_runs += len(claimed.done)
-                run_async(self, session, [items[k] for k in sorted(claimed.mine)])
-                waiting = claimed.elsewhere
+                lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
+                waiting = {**claimed.elsewhere, **dict.fromkeys(lost, "")}
         except WarehouseUnavailable as exc:
             self._stop(str(exc))
         except BaseException:
@@ -548,15 +550,21 @@ class WeekReportWriter:
 
         def acquire(grant: Callable[[], Reservation]) -> Reservation:
             reservation = self.gate.call(grant)
-            margin = self._renew_interval()
-            if not self.claims.holds(kid, margin):
-                self.gate.call(self.claims.renew)  # a lease not revived stays lost
-                if not self.claims.holds(kid, margin):
-                    session.release(reservation)
-                    raise ClaimLost(kid)
+            if not self.still_holds(kid):
+                session.cancel_reservation(reservation)
+                raise ClaimLost(kid)
             return reservation
 
         return acquire
+
+    def still_holds(self, kid: int) -> bool:
+        """Whether this run's claim on `kid` surely lasts through a request; if the lease
+        looks stale, renewed first (a lease that ran out is not revived: it stays lost)."""
+        margin = self._renew_interval()
+        if self.claims.holds(kid, margin):
+            return True
+        self.gate.call(self.claims.renew)
+        return self.claims.holds(kid, margin)
 
     def _take_back(self, session: ReportSession, item: PendingReport) -> None:
         """A kid whose claim ran out: written by another run by now, held by one (wait for
