@@ -62,6 +62,8 @@ class Reservation:
     tokens: int
     granted_at: float  # epoch seconds, by the database's clock
     waited_seconds: float
+    # Monotonic: a leased grant is sent by then or not at all (the refill counts on it).
+    use_by: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -426,6 +428,7 @@ class SharedRateLimiter:
                 tokens=tokens,
                 granted_at=block.granted_at,
                 waited_seconds=time.monotonic() - started,
+                use_by=block.usable_until,
             )
 
     def _retire_block(self) -> None:
