@@ -206,16 +206,22 @@ class AsyncRun:
 
     async def _attempt(self, messages: list[dict[str, str]], tier: str, kid: int) -> Exchange:
         s, w = self.session, self.writer
-        reservation = await self._acquire(s.reserve_tokens(messages))
-        margin = w._renew_interval()
-        # As on threads: never asked unless the kid's claim surely holds (see still_holds).
-        if not w.claims.holds(kid, margin) and not await asyncio.to_thread(w.still_holds, kid):
+        while True:
+            reservation = await self._acquire(s.reserve_tokens(messages))
+            margin = w._renew_interval()
+            # As on threads: never asked unless the kid's claim surely holds (see still_holds).
+            if not w.claims.holds(kid, margin) and not await asyncio.to_thread(w.still_holds, kid):
+                s.cancel_reservation(reservation)
+                raise ledger.ClaimLost(kid)
+            if self.writer.cancel.is_set():
+                s.cancel_reservation(reservation)
+                raise Cancelled("run stopped before the request was sent")
+            if time.monotonic() <= reservation.use_by:
+                break
+            # Resumed too late (a busy loop, a slow renewal): the refill counted on this grant
+            # reaching the server by now, so sending it could exceed the limit. Ask again.
             s.cancel_reservation(reservation)
-            raise ledger.ClaimLost(kid)
         answer_id = uuid.uuid4().hex
-        if self.writer.cancel.is_set():
-            s.cancel_reservation(reservation)
-            raise Cancelled("run stopped before the request was sent")
         try:
             body = await self._post(messages, tier)
         except Exception as exc:

@@ -62,6 +62,8 @@ class Reservation:
     tokens: int
     granted_at: float  # epoch seconds, by the database's clock
     waited_seconds: float
+    # Monotonic: a leased grant is sent by then or not at all (the refill counts on it).
+    use_by: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ class _LocalQueue:
         self.block: _Block | None = None
         self.refund_requests = 0
         self.refund_tokens = 0
+        # Pauses written by this process: a lease begun before one must not hand out its block.
+        self.pauses = 0
 
     def join(self) -> threading.Event:
         turn = threading.Event()
@@ -298,6 +302,9 @@ class SharedRateLimiter:
                     paused_until=sa.case((t.c.paused_until > until, t.c.paused_until), else_=until)
                 )
             )
+        with self._local.guard:  # a lease granted before the pause was written: not used
+            self._retire_block()
+            self._local.pauses += 1
 
     def state(self) -> dict[str, Any]:
         """Levels as of now, capacities and the pause, for metadata and tests."""
@@ -357,6 +364,7 @@ class SharedRateLimiter:
         leased_at = time.monotonic()
         with self._local.guard:
             self._retire_block()
+            pauses = self._local.pauses
         back_requests, back_tokens = self._take_refunds()
         try:
             result = self._lease_statement(
@@ -370,6 +378,10 @@ class SharedRateLimiter:
         if result.requests:
             with self._local.guard:
                 self._retire_block()
+                if self._local.pauses != pauses:  # granted before a pause: given back
+                    self._local.refund_requests += result.requests
+                    self._local.refund_tokens += result.tokens
+                    return result
                 self._local.block = _Block(
                     result.requests,
                     result.tokens,
@@ -426,6 +438,7 @@ class SharedRateLimiter:
                 tokens=tokens,
                 granted_at=block.granted_at,
                 waited_seconds=time.monotonic() - started,
+                use_by=block.usable_until,
             )
 
     def _retire_block(self) -> None:

@@ -20,9 +20,11 @@ from multiprocessing.pool import Pool
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from kidsfin_assets.db import create_engine
 from kidsfin_assets.rate_limit import SharedRateLimiter
+from kidsfin_assets.warehouse import rate_limit_buckets
 
 from .test_rate_limit import _max_window
 
@@ -187,5 +189,35 @@ def test_sqlite_leases_by_the_same_arithmetic(sqlite_url: str) -> None:
     assert rest.requests == 6  # capacity 10, 4 leased before: what is left, never more
     assert all(limiter.take_leased(1) is not None for _ in range(6))
     assert limiter.lease(1, 1, 1).requests == 0  # all used: nothing until the refill
+    limiter.close()
+    engine.dispose()
+
+
+def test_a_block_leased_while_a_pause_is_being_set_is_not_used(pg_url: str) -> None:
+    """A 429's pause and a lease racing (the loop pauses while the leaser's statement is
+    on its way): the lease reached the rows first and was granted, but its block arrives
+    after the pause retired this process's block. It must not be used during the pause."""
+    engine = create_engine(pg_url)
+    # A lease time longer than the lock wait below, so that the block is still usable.
+    limits = {**LIMITS, "requests_per_minute": 3000, "period_seconds": 10.0, "lease_seconds": 5.0}
+    limiter = SharedRateLimiter(engine, **limits)
+    limiter.flush()
+    limiter.state()  # the rows exist and the lease connection is the only one left to open
+    leased: list[Any] = []
+    with engine.connect() as blocker:
+        # Both rows locked: the lease, then the pause, queue behind this in that order.
+        blocker.execute(sa.select(rate_limit_buckets.c.name).with_for_update())
+        lease = threading.Thread(target=lambda: leased.append(limiter.lease(10, 100, 1)))
+        lease.start()
+        time.sleep(0.5)
+        pause = threading.Thread(target=limiter.pause, args=(5.0,))
+        pause.start()
+        time.sleep(0.5)
+        blocker.commit()
+    lease.join(10)
+    pause.join(10)
+    assert leased and leased[0].requests == 10  # the lease went first: granted
+    assert limiter.state()["paused_for_seconds"] > 3
+    assert limiter.take_leased(1) is None, "a grant handed out during the pause"
     limiter.close()
     engine.dispose()
