@@ -404,6 +404,15 @@ class FailFast:
             )
 
 
+def storable(text: Any) -> Any:
+    """Text from the server with its NUL characters, raw or JSON-escaped, made U+FFFD:
+    PostgreSQL's text and jsonb refuse NUL, and one such answer would fail every store
+    (and every replay of the spool) it is part of."""
+    if not isinstance(text, str):
+        return text
+    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+
+
 class ReportSession:
     """One step's use of the API: the shared limiter, retries, deadlines, and every
     exchange handed to `record` the moment it is known (before retrying or parsing on)."""
@@ -592,19 +601,19 @@ class ReportSession:
         if not isinstance(raw, bytes):
             raw = json.dumps(raw).encode()
         message, error = _answer_kind(body)
-        content = message.get("content") if message else None
+        content = storable(message.get("content")) if message else None
         report = None
         if error is None:
             report, error = parse_report(content)
         if body is None:
-            content = raw[:2000].decode("utf-8", "replace")
+            content = storable(raw[:2000].decode("utf-8", "replace"))
         tokens = read_usage(
             body if isinstance(body, dict) else {},
             prompt_estimate,
             content,
             self.limiter.max_request_tokens,
         )
-        model = body.get("model") if isinstance(body, dict) else None
+        model = storable(body.get("model")) if isinstance(body, dict) else None
         model = model if isinstance(model, str) and model else self.resource.model
         served = body.get("service_tier") if isinstance(body, dict) else None
         tier = tier or ("flex" if served == "flex" else "default")

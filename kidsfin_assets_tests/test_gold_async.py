@@ -17,6 +17,7 @@ from kidsfin_assets_tests.test_gold_faults import (  # noqa: F401 (the fixture i
     proxy,
     test_a_200_without_a_report_is_its_own_error_and_asked_again,
     test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run,
+    test_a_nul_character_in_an_answer_does_not_stop_it_being_stored,
     test_a_run_cut_off_longer_than_its_lease_does_not_ask_for_kids_another_run_took,
     test_a_trickling_answer_is_abandoned_at_the_deadline,
     test_a_warehouse_outage_mid_run_loses_and_repays_nothing,
@@ -40,6 +41,7 @@ from kidsfin_assets_tests.test_gold_reports import (
 __all__ = [
     "test_a_200_without_a_report_is_its_own_error_and_asked_again",
     "test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run",
+    "test_a_nul_character_in_an_answer_does_not_stop_it_being_stored",
     "test_a_run_cut_off_longer_than_its_lease_does_not_ask_for_kids_another_run_took",
     "test_a_trickling_answer_is_abandoned_at_the_deadline",
     "test_a_warehouse_outage_mid_run_loses_and_repays_nothing",

@@ -158,6 +158,7 @@ ALL_FAULT_KINDS: tuple[str, ...] = (
     "trickle",
     "other_model",
     "500_explained",
+    "nul_in_text",
     "401_key_echo",
 )
 # Faults answered before the rate limiter: they model the API refusing the call outright
@@ -840,6 +841,16 @@ def _other_model(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
     completion["model"] = cfg.other_model_name
 
 
+def _nul_in_text(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    """A NUL character in the report's first text field (JSON-escaped, as a server sends
+    it): valid JSON and schema, but PostgreSQL's text and jsonb refuse it."""
+    message = completion["choices"][0]["message"]
+    report = json.loads(message["content"])
+    field = next(k for k, v in report.items() if isinstance(v, str))
+    report[field] += "\u0000"
+    message["content"] = json.dumps(report, ensure_ascii=False)
+
+
 #: 200 answers worded wrongly: each rewrites the ``chat.completion`` about to be sent.
 _ANSWER_FAULTS: dict[str, Callable[[dict[str, Any], FakeOpenAIConfig], None]] = {
     "usage_absurd": _usage_absurd,
@@ -848,6 +859,7 @@ _ANSWER_FAULTS: dict[str, Callable[[dict[str, Any], FakeOpenAIConfig], None]] = 
     "usage_non_numeric": _usage_non_numeric,
     "empty_choices": _empty_choices,
     "other_model": _other_model,
+    "nul_in_text": _nul_in_text,
 }
 
 
