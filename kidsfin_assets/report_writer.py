@@ -549,11 +549,16 @@ class WeekReportWriter:
         paid for it, and asking again would pay twice."""
 
         def acquire(grant: Callable[[], Reservation]) -> Reservation:
-            reservation = self.gate.call(grant)
-            if not self.still_holds(kid):
+            while True:
+                reservation = self.gate.call(grant)
+                if not self.still_holds(kid):
+                    session.cancel_reservation(reservation)
+                    raise ClaimLost(kid)
+                if time.monotonic() <= reservation.use_by:
+                    return reservation
+                # A leased grant kept too long (a slow renewal): the bucket's refill counted
+                # on it reaching the server by now, so sending it could exceed the limit.
                 session.cancel_reservation(reservation)
-                raise ClaimLost(kid)
-            return reservation
 
         return acquire
 
