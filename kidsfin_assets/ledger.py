@@ -504,29 +504,24 @@ def _answers_paid(conn: Connection, week_start: dt.date, run_id: str) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def supersede_missing(conn: Connection, week_start: dt.date, kids: set[int]) -> int:
-    """Mark the week's reports of kids no longer in silver as superseded (kept, never
-    deleted: they were paid for); clear the mark of kids who are back."""
+def supersede_missing(conn: Connection, week_start: dt.date, silver_kids: sa.Select[Any]) -> int:
+    """Mark the week's reports of kids no longer in silver (`silver_kids`: a query of the
+    week's kid ids) as superseded (kept, never deleted: they were paid for); clear the mark
+    of kids who are back."""
     gold = kid_weekly_reports
-    present = conn.execute(
-        sa.select(gold.c.kid_id, gold.c.superseded_at).where(gold.c.week_start == week_start)
-    ).all()
-    gone = [kid for kid, mark in present if kid not in kids and mark is None]
-    back = [kid for kid, mark in present if kid in kids and mark is not None]
-    now = dt.datetime.now(dt.UTC)
-    for chunk in _chunks(gone):
-        conn.execute(
-            gold.update()
-            .where(gold.c.week_start == week_start, gold.c.kid_id.in_(chunk))
-            .values(superseded_at=now)
-        )
-    for chunk in _chunks(back):
-        conn.execute(
-            gold.update()
-            .where(gold.c.week_start == week_start, gold.c.kid_id.in_(chunk))
-            .values(superseded_at=None)
-        )
-    return len(gone)
+    in_silver = gold.c.kid_id.in_(silver_kids)
+    week = gold.c.week_start == week_start
+    gone = conn.execute(
+        gold.update()
+        .where(week, gold.c.superseded_at.is_(None), sa.not_(in_silver))
+        .values(superseded_at=dt.datetime.now(dt.UTC))
+    ).rowcount
+    conn.execute(
+        gold.update()
+        .where(week, gold.c.superseded_at.is_not(None), in_silver)
+        .values(superseded_at=None)
+    )
+    return gone
 
 
 def store_exchanges_grouped(conn: Connection, rows: list[dict[str, Any]]) -> None:

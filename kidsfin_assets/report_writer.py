@@ -3,11 +3,13 @@ answer as it arrives, rides out warehouse outages, and never deletes a paid repo
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
+import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ WRITER_OFFLINE = "offline"
 FREE_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0}
 # How often a run waiting for another run's kids looks again, and says so in the log.
 AWAIT_POLL_SECONDS = 1.0
+PAGE_KIDS = 5000  # silver rows planned and claimed at a time (at least 10 x max_concurrent)
 AWAIT_LOG_SECONDS = 30.0
 # Weeks of up to this many progress batches log every batch's line.
 BATCH_LINES_ALWAYS = 100
@@ -60,6 +63,7 @@ class PendingReport:
     kid_id: int
     metrics: dict[str, Any]
     input_hash: str
+    name: str | None = None  # the nickname, filled into the report, never sent
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,33 @@ class WeekOutcome:
     wall_seconds: float = 0.0
 
 
-def silver_rows(conn: Connection, week: Week) -> list[dict[str, Any]]:
+def silver_count(conn: Connection, week: Week) -> int:
     silver = kid_weekly_analysis
-    query = sa.select(silver).where(silver.c.week_start == week.start).order_by(silver.c.kid_id)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    query = sa.select(sa.func.count()).where(silver.c.week_start == week.start)
+    return int(conn.execute(query).scalar_one())
+
+
+def silver_kids(week: Week) -> sa.Select[Any]:
+    silver = kid_weekly_analysis
+    return sa.select(silver.c.kid_id).where(silver.c.week_start == week.start)
+
+
+def silver_pages(engine: Engine, week: Week, size: int) -> Iterator[list[dict[str, Any]]]:
+    """The week's silver rows, `size` kids at a time in kid order (memory flat in the
+    number of kids), each page read in a transaction of its own."""
+    silver = kid_weekly_analysis
+    after: int | None = None
+    while True:
+        query = sa.select(silver).where(silver.c.week_start == week.start)
+        if after is not None:
+            query = query.where(silver.c.kid_id > after)
+        with engine.connect() as conn:
+            page = conn.execute(query.order_by(silver.c.kid_id).limit(size))
+            rows = [dict(r._mapping) for r in page]
+        if not rows:
+            return
+        yield rows
+        after = rows[-1]["kid_id"]
 
 
 def plan_week(
@@ -105,7 +132,8 @@ def plan_week(
     api_model: str,
     prompt: Prompt,
     offline: bool,
-    child: Callable[[int], str],
+    names: dict[int, str],
+    pseudonymize: bool,
     known_categories: tuple[str, ...],
 ) -> tuple[list[PendingReport], int]:
     """Of the week's silver rows, those that still need a report (no row with the same
@@ -113,20 +141,27 @@ def plan_week(
 
     Offline, an AI report for the same metrics counts as done: losing the API key for a
     run must not throw away reports that were paid for."""
+    if not rows:
+        return [], 0
     gold = kid_weekly_reports
     existing = dict(
         conn.execute(
-            sa.select(gold.c.kid_id, gold.c.input_hash).where(gold.c.week_start == week.start)
+            sa.select(gold.c.kid_id, gold.c.input_hash).where(
+                gold.c.week_start == week.start,
+                gold.c.kid_id.between(rows[0]["kid_id"], rows[-1]["kid_id"]),
+            )
         ).all()
     )
     pending = []
     for row in rows:
-        row["child"] = child(row["kid_id"])
+        name = names.get(row["kid_id"])
+        # How the prompt names the child: a placeholder, unless pseudonymisation is off.
+        row["child"] = PLACEHOLDER if pseudonymize else name or PLACEHOLDER
         row["known_categories"] = known_categories  # the others are sent as "khác"
         paid = input_hash(row, api_model, prompt.version, WRITER_OPENAI)
         digest = input_hash(row, OFFLINE_MODEL, prompt.version, WRITER_OFFLINE) if offline else paid
         if existing.get(row["kid_id"]) not in (digest, paid):
-            pending.append(PendingReport(row["kid_id"], row, digest))
+            pending.append(PendingReport(row["kid_id"], row, digest, name))
     return pending, len(rows) - len(pending)
 
 
@@ -184,7 +219,6 @@ class WeekReportWriter:
         self.gate = WarehouseGate(
             engine, keeping.outage_wait_seconds, self.cancel.is_set, self.log.warning
         )
-        self._names: dict[int, str] = {}
         self._submitted = 0
         self._progress_done, self._progress_at = 0, time.monotonic()
         self._announced_at = -float("inf")
@@ -196,24 +230,13 @@ class WeekReportWriter:
         started = time.monotonic()
         self.outcome.replayed = self.replay_spool()
         with self.engine.begin() as conn:
-            rows = silver_rows(conn, self.week)
-            self._names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
-            kids = {row["kid_id"] for row in rows}
-            self.outcome.superseded = ledger.supersede_missing(conn, self.week.start, kids)
-            pending, self.outcome.reused = plan_week(
-                conn,
-                self.week,
-                rows,
-                self.api.model,
-                self.prompt,
-                self.api.offline,
-                self._child(self._names),
-                self.known_categories,
+            self.outcome.silver_rows = silver_count(conn, self.week)
+            self.outcome.superseded = ledger.supersede_missing(
+                conn, self.week.start, silver_kids(self.week)
             )
-        self.outcome.silver_rows = len(rows)
         self.log.info(
-            f"week {self.week.key}: {len(rows)} kids, {self.outcome.reused} reports already "
-            f"written, {len(pending)} to write ({self.writer}, {self.model})"
+            f"week {self.week.key}: {self.outcome.silver_rows} kids ({self.writer}, "
+            f"{self.model}); planned and written {self._page_size()} kids at a time"
             + (
                 f"; {self.outcome.superseded} reports of kids no longer in silver kept, "
                 "marked superseded"
@@ -221,34 +244,69 @@ class WeekReportWriter:
                 else ""
             )
         )
-        self._total = len(pending)
+        pages = self._planned_pages()
         if self.api.offline:
-            for index, item in enumerate(pending):
-                self._announce_batch(index)
-                self._write_offline(item)
-        elif pending or self.api.mode != "sync":
-            if self.api.uses_batches(len(pending)) or self._has_open_batches():
-                self.mode = "batch"
-                self._write_with_batches(pending)
-            else:
-                self._write_with_api(pending)
-            # Every pending kid is written here, by another run, in a batch, or not at all.
-            done = self.outcome.written + self.outcome.ungrounded + self.outcome.by_other_runs
-            waiting = self.outcome.in_batches + self.outcome.queued
-            self.outcome.failed = len(pending) - done - waiting
+            for page in pages:
+                for item in page:
+                    self._announce_batch(self._next_index())
+                    self._write_offline(item)
+        elif self.api.mode == "sync" and not self._has_open_batches():
+            self._write_with_api(pages)  # page by page: memory flat in the number of kids
+        else:
+            pending = [item for page in pages for item in page]  # a batch takes the week
+            if pending or self.api.mode != "sync":
+                if self.api.uses_batches(len(pending)) or self._has_open_batches():
+                    self.mode = "batch"
+                    self._write_with_batches(pending)
+                else:
+                    self._write_with_api([pending])
+        # Every pending kid is written here, by another run, in a batch, or not at all.
+        done = self.outcome.written + self.outcome.ungrounded + self.outcome.by_other_runs
+        waiting = self.outcome.in_batches + self.outcome.queued
+        self.outcome.failed = self._total - done - waiting if not self.api.offline else 0
+        self.log.info(
+            f"week {self.week.key}: {self.outcome.reused} reports were already written, "
+            f"{self._total} needed writing"
+        )
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
 
-    def _child(self, names: dict[int, str]) -> Callable[[int], str]:
-        """How the prompt names the child: a placeholder, unless pseudonymisation is off."""
-        if self.pseudonymize:
-            return lambda _kid_id: PLACEHOLDER
-        return lambda kid_id: names.get(kid_id) or PLACEHOLDER
+    def _page_size(self) -> int:
+        """Kids planned, claimed and handed to the writer at a time: enough that the async
+        client's thousands in flight rarely wait for the next page."""
+        return max(PAGE_KIDS, 10 * self.api.max_concurrent)
+
+    def _planned_pages(self) -> Iterator[list[PendingReport]]:
+        """Each page of silver rows planned: the kids still without a report for their
+        inputs (`_total` counts them as pages are read, `outcome.reused` the rest)."""
+        for rows in silver_pages(self.engine, self.week, self._page_size()):
+            with self.engine.connect() as conn:
+                names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
+                pending, reused = plan_week(
+                    conn,
+                    self.week,
+                    rows,
+                    self.api.model,
+                    self.prompt,
+                    self.api.offline,
+                    names,
+                    self.pseudonymize,
+                    self.known_categories,
+                )
+            self.outcome.reused += reused
+            self._total += len(pending)
+            if pending:
+                yield pending
+
+    def _next_index(self) -> int:
+        with self._lock:
+            self._submitted += 1
+            return self._submitted - 1
 
     def _write_offline(self, item: PendingReport) -> None:
         report = offline_report(item.metrics)
         findings = self._check(item)(report)  # the rules are held to the same standard
-        named = personalise(report, self._names.get(item.kid_id))
+        named = personalise(report, item.name)
         row = self._report_row(item, named, None, self.model, findings)
         with self.engine.begin() as conn:
             ledger.store_report(conn, {**row, **FREE_USAGE})
@@ -264,21 +322,35 @@ class WeekReportWriter:
 
     # --- through the API --------------------------------------------------------------
 
-    def _write_with_api(self, pending: list[PendingReport]) -> None:
-        if getattr(self.api, "client_kind", "threads") == "async":
-            self._write_with_async(pending)
+    def _write_with_api(self, pages: Iterable[list[PendingReport]]) -> None:
+        """Page by page: claimed, then asked for; kids other runs hold are waited for at
+        the end. No session (nor limiter) is opened for a week with nothing to write."""
+        pages = iter(pages)
+        first = next(pages, None)
+        if first is None:
             return
-        items = {item.kid_id: item for item in pending}
+        pages = itertools.chain([first], pages)
+        if getattr(self.api, "client_kind", "threads") == "async":
+            self._write_with_async(pages)
+            return
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
         pool = ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report")
         heartbeat = threading.Thread(target=self._renew_claims, daemon=True, name="claims")
-        futures: list[Future[None]] = []
+        held: dict[int, PendingReport] = {}  # kids another run holds
+        elsewhere: dict[int, str] = {}
+        window: collections.deque[list[Future[None]]] = collections.deque()
         try:
-            claimed = self.gate.call(lambda: self.claims.claim(self._wanted(items)))
             heartbeat.start()
-            self._note_claim_result(claimed)
-            futures += self._submit(pool, session, [items[k] for k in sorted(claimed.mine)])
-            self._await_other_runs(pool, session, items, claimed.elsewhere, futures)
+            for page in pages:
+                items = {item.kid_id: item for item in page}
+                claimed = self._claim_page(items)
+                held.update({kid: items[kid] for kid in claimed.elsewhere})
+                elsewhere.update(claimed.elsewhere)
+                window.append(self._submit(pool, session, [items[k] for k in sorted(claimed.mine)]))
+                while len(window) > 2:  # two pages of kids in memory at most
+                    wait(window.popleft())
+            futures = [future for page in window for future in page]
+            self._await_other_runs(pool, session, held, elsewhere, futures)
             wait(futures)
         except WarehouseUnavailable as exc:
             self._stop(str(exc))
@@ -293,27 +365,30 @@ class WeekReportWriter:
             session.close()
             self._finish_claims()
 
-    def _write_with_async(self, pending: list[PendingReport]) -> None:
+    def _write_with_async(self, pages: Iterable[list[PendingReport]]) -> None:
         """The same claims and waiting for other runs, the requests on an event loop
-        (async_writer: thousands in flight, records stored in groups)."""
+        (async_writer: thousands in flight, records stored in groups), a page a pass."""
         from kidsfin_assets.async_writer import run_async
 
-        items = {item.kid_id: item for item in pending}
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
         heartbeat = threading.Thread(target=self._renew_claims, daemon=True, name="claims")
+        # Kids another run holds, and kids whose lease ran out (taken by another run, or
+        # free again): claimed again after the pages until written here or elsewhere.
+        held: dict[int, PendingReport] = {}
+        waiting: dict[int, str] = {}
         try:
-            claimed = self.gate.call(lambda: self.claims.claim(self._wanted(items)))
             heartbeat.start()
-            self._note_claim_result(claimed)
-            lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
-            # Kids another run holds, and kids whose lease ran out (taken by another run,
-            # or free again): claimed again until written here or elsewhere.
-            waiting = {**claimed.elsewhere, **dict.fromkeys(lost, "")}
+            for page in pages:
+                items = {item.kid_id: item for item in page}
+                claimed = self._claim_page(items)
+                lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
+                waiting.update({**claimed.elsewhere, **dict.fromkeys(lost, "")})
+                held.update({kid: items[kid] for kid in [*claimed.elsewhere, *lost]})
             while waiting and not self.cancel.wait(AWAIT_POLL_SECONDS):
-                wanted = self._wanted({k: items[k] for k in waiting})
+                wanted = self._wanted({k: held[k] for k in waiting})
                 claimed = self.gate.call(lambda w=wanted: self.claims.claim(w))
                 self.outcome.by_other_runs += len(claimed.done)
-                lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
+                lost = run_async(self, session, [held[k] for k in sorted(claimed.mine)])
                 waiting = {**claimed.elsewhere, **dict.fromkeys(lost, "")}
         except WarehouseUnavailable as exc:
             self._stop(str(exc))
@@ -405,7 +480,7 @@ class WeekReportWriter:
 
     def _accepted_row(self, item: PendingReport, exchange: Exchange) -> dict[str, Any]:
         assert exchange.report is not None
-        named = personalise(exchange.report, self._names.get(item.kid_id))
+        named = personalise(exchange.report, item.name)
         return self._report_row(
             item, named, exchange.answer_id, exchange.model_answered or self.model
         )
@@ -429,6 +504,12 @@ class WeekReportWriter:
 
     def _wanted(self, items: dict[int, PendingReport]) -> dict[int, str]:
         return {kid: item.input_hash for kid, item in items.items()}
+
+    def _claim_page(self, items: dict[int, PendingReport]) -> ledger.ClaimResult:
+        wanted = self._wanted(items)
+        claimed = self.gate.call(lambda: self.claims.claim(wanted))
+        self._note_claim_result(claimed)
+        return claimed
 
     def _note_claim_result(self, claimed: ledger.ClaimResult) -> None:
         self.outcome.by_other_runs += len(claimed.done)
@@ -594,7 +675,7 @@ class WeekReportWriter:
         if exchange is None or exchange.report is None:
             self._fail(item, exc)
             return
-        named = personalise(exchange.report, self._names.get(item.kid_id))
+        named = personalise(exchange.report, item.name)
         row = self._report_row(
             item, named, exchange.answer_id, exchange.model_answered or self.model, exc.findings
         )
@@ -653,7 +734,7 @@ class WeekReportWriter:
         if exchange.report is not None and exchange.outcome == ACCEPTED:
             report = self._report_row(
                 item,
-                personalise(exchange.report, self._names.get(item.kid_id)),
+                personalise(exchange.report, item.name),
                 exchange.answer_id,
                 exchange.model_answered or self.model,
             )
