@@ -8,9 +8,8 @@ from typing import Any
 import dagster as dg
 import openai as openai_sdk
 
-from kidsfin_assets.assets.exports import REPORTS_EXPORT_KEY
-from kidsfin_assets.assets.gold import GOLD_KEY
 from kidsfin_assets.batches import TERMINAL, open_batches
+from kidsfin_assets.keys import GOLD_KEY, REPORTS_EXPORT_KEY
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings

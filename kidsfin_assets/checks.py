@@ -12,8 +12,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from sqlalchemy.engine import Connection
 
-from kidsfin_assets.assets.gold import GOLD_KEY
-from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.keys import GOLD_KEY, RAW_KEY, SILVER_KEY
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.validation import valid_events, valid_transactions
@@ -27,7 +26,6 @@ from kidsfin_assets.warehouse import (
 )
 from kidsfin_assets.weeks import Week, weekly_partitions
 
-RAW_KEY = dg.AssetKey(["raw", "kid_activity"])
 WeekCheck = Callable[[Connection, Week], dg.AssetCheckResult]
 
 

@@ -7,6 +7,7 @@ import warnings
 
 import dagster as dg
 
+from kidsfin_assets.assets.app import app_tables, with_table_names
 from kidsfin_assets.assets.exports import build_analysis_export, build_reports_export
 from kidsfin_assets.assets.gold import build_kid_weekly_reports
 from kidsfin_assets.assets.raw import build_kid_activity
@@ -34,13 +35,29 @@ warnings.filterwarnings("ignore", message=".*materializes assets with varying Ba
 
 
 def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    kind = storage_kind(settings)
     return [
-        build_kid_activity(settings),
-        build_kid_weekly_analysis(settings),
-        build_kid_weekly_reports(settings),
-        build_analysis_export(settings),
-        build_reports_export(settings),
+        # The warehouse's tables are in the database the URL names: the kind says which.
+        asset.map_asset_specs(lambda spec: spec.merge_attributes(kinds={kind}))
+        if "sql" in asset.specs_by_key[next(iter(asset.keys))].kinds
+        else asset
+        for asset in (
+            build_kid_activity(settings),
+            build_kid_weekly_analysis(settings),
+            build_kid_weekly_reports(settings),
+            build_analysis_export(settings),
+            build_reports_export(settings),
+        )
     ]
+
+
+def storage_kind(settings: Settings) -> str:
+    """The kind naming the database the tables live in."""
+    return "sqlite" if settings.resolved_database_url.startswith("sqlite") else "postgres"
+
+
+def build_app_tables(settings: Settings) -> list[dg.AssetSpec]:
+    return with_table_names(app_tables, settings.sources.model_dump(), storage_kind(settings))
 
 
 def _database_url(settings: Settings) -> str:
@@ -102,7 +119,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     weekly_job = build_weekly_job(settings)
     collect_job = build_collect_job(settings)
     return dg.Definitions(
-        assets=build_assets(settings),
+        assets=[*build_app_tables(settings), *build_assets(settings)],
         asset_checks=build_checks(settings),
         jobs=[weekly_job, collect_job, cancel_openai_batches],
         sensors=[

@@ -34,9 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kidsfin_assets import db
-from kidsfin_assets.assets.exports import REPORTS_EXPORT_KEY
-from kidsfin_assets.assets.gold import GOLD_KEY
-from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.keys import PIPELINE, REPORTS_EXPORT_KEY
 from kidsfin_assets.settings import SensorSettings, Settings
 from kidsfin_assets.warehouse import Sources, source_tables
 from kidsfin_assets.weeks import Week, weekly_partitions
@@ -394,9 +392,7 @@ def evaluate(settings: Settings, cursor: str | None, now: dt.datetime) -> Evalua
 
 
 def build_weekly_job(settings: Settings) -> dg.UnresolvedAssetJobDefinition:
-    selection = dg.AssetSelection.assets(
-        dg.AssetKey(["raw", "kid_activity"]), SILVER_KEY, GOLD_KEY
-    ) | dg.AssetSelection.key_prefixes("exports")
+    selection = dg.AssetSelection.assets(*PIPELINE)
     return dg.define_asset_job(
         JOB_NAME,
         selection=selection,

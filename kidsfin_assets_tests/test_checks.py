@@ -8,10 +8,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.assets.gold import GOLD_KEY
-from kidsfin_assets.assets.silver import SILVER_KEY
 from kidsfin_assets.checks import RAW_KEY
 from kidsfin_assets.definitions import build_definitions
+from kidsfin_assets.keys import GOLD_KEY, SILVER_KEY
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets.weeks import weekly_partitions
 from kidsfin_assets_tests.helpers import SourceDB, materialize_week, use_database, warehouse_engine

@@ -11,8 +11,14 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kidsfin_assets.assets.gold import GOLD_KEY
-from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.keys import (
+    ANALYSIS_EXPORT_KEY,
+    APP_KIDS,
+    GOLD_KEY,
+    OWNERS,
+    REPORTS_EXPORT_KEY,
+    SILVER_KEY,
+)
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.warehouse import (
@@ -25,8 +31,6 @@ from kidsfin_assets.warehouse import (
 from kidsfin_assets.weeks import Week, weekly_partitions
 
 EXPORT_FILE_MODE = 0o644
-ANALYSIS_EXPORT_KEY = dg.AssetKey(["exports", "kids_analysis_json"])
-REPORTS_EXPORT_KEY = dg.AssetKey(["exports", "kids_reports_json"])
 
 
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
@@ -75,8 +79,10 @@ def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
         key=ANALYSIS_EXPORT_KEY,
         group_name="exports",
-        kinds={"json"},
-        deps=[SILVER_KEY],
+        kinds={"json", "file"},
+        owners=OWNERS,
+        tags={"kidsfin/layer": "exports", "kidsfin/pii": "nickname"},
+        deps=[SILVER_KEY, APP_KIDS],  # nicknames come from the app's kids
         partitions_def=weekly_partitions(settings),
         # As silver's: a backfill writes the range's files in silver's one run.
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -89,7 +95,7 @@ def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         engine, src = warehouse.get_engine(), source_tables(settings.sources)
-        paths = []
+        paths, total_kids = [], 0
         for key in context.partition_keys:
             week = Week.from_key(key, settings.weeks.timezone)
             with engine.connect() as conn:
@@ -97,9 +103,14 @@ def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
             path = export_path(settings, "analysis", key)
             write_json_atomically(path, document)
             paths.append(path)
+            total_kids += document["total_kids"]
             context.log.info(f"wrote {document['total_kids']} kids to {path}")
         return dg.MaterializeResult(
-            metadata={"path": dg.MetadataValue.path(str(paths[-1])), "files": len(paths)}
+            metadata={
+                "path": dg.MetadataValue.path(str(paths[-1])),
+                "files": len(paths),
+                "dagster/row_count": total_kids,
+            }
         )
 
     return kids_analysis_json
@@ -150,8 +161,10 @@ def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
         key=REPORTS_EXPORT_KEY,
         group_name="exports",
-        kinds={"json"},
-        deps=[GOLD_KEY],
+        kinds={"json", "file"},
+        owners=OWNERS,
+        tags={"kidsfin/layer": "exports", "kidsfin/pii": "nickname"},
+        deps=[GOLD_KEY, APP_KIDS],  # nicknames come from the app's kids
         partitions_def=weekly_partitions(settings),
         # As gold's: a backfill writes each week's file in that week's gold run.
         backfill_policy=dg.BackfillPolicy.multi_run(1),
@@ -187,6 +200,7 @@ def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
             metadata={
                 "path": dg.MetadataValue.path(str(path)),
                 "total_reports": document["total_reports"],
+                "dagster/row_count": document["total_reports"],
                 "reports_needing_review": review["total_reports"],
             }
         )

@@ -5,20 +5,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets import ledger
-from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.catalog import table_metadata
+from kidsfin_assets.keys import APP_KIDS, GOLD_KEY, OWNERS, SILVER_KEY
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.pricing import ModelPrice, Usage
 from kidsfin_assets.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
 from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings, resolve_path
+from kidsfin_assets.warehouse import kid_weekly_reports as reports_table
 from kidsfin_assets.warehouse import source_tables
 from kidsfin_assets.weeks import Week, weekly_partitions
 
-GOLD_KEY = dg.AssetKey(["gold", "kid_weekly_reports"])
 OPENAI_POOL = "openai"
 
 
@@ -98,6 +100,19 @@ def paid_in_run(
     )
     totals["saving_vs_sync_usd"] = round(max(0.0, at_sync_prices - totals["cost_usd"]), 6)
     return totals
+
+
+def current_reports(engine: Engine, week: Week) -> int | None:
+    """The week's reports of kids still in silver: the table's rows for the partition."""
+    t = reports_table
+    query = sa.select(sa.func.count()).where(
+        t.c.week_start == week.start, t.c.superseded_at.is_(None)
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    except sa.exc.SQLAlchemyError:
+        return None  # the warehouse went away: the step is failing then anyway
 
 
 SUMMARY_ROWS = (
@@ -196,8 +211,14 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
         key=GOLD_KEY,
         group_name="gold",
-        kinds={"openai"},
-        deps=[SILVER_KEY],
+        kinds={"openai", "sql"},
+        owners=OWNERS,
+        tags={"kidsfin/layer": "gold", "kidsfin/pays": "openai"},
+        metadata=table_metadata(reports_table),
+        # Reports of an older prompt show as stale: the prompt's version is the code's.
+        code_version=load_prompt().version,
+        # Nicknames are filled in from the app's kids after the API answered.
+        deps=[SILVER_KEY, APP_KIDS],
         partitions_def=weekly_partitions(settings),
         # One week per run, so that each run's cost metadata is exactly one week's.
         backfill_policy=dg.BackfillPolicy.multi_run(1),
@@ -262,6 +283,9 @@ def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
             )
         paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
         meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
+        rows = current_reports(engine, week)
+        if rows is not None:
+            meta["dagster/row_count"] = rows
         title = f"kidsfin reports · week {week.key}"
         context.log.info(log_summary(title, meta))
         # The box whole, on the step's stdout (the run's "stdout" tab; the console).

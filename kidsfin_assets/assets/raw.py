@@ -11,6 +11,8 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets import db
 from kidsfin_assets import validation as v
+from kidsfin_assets.catalog import table_schema
+from kidsfin_assets.keys import APP_TABLES, OWNERS, RAW_KEY
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings, SourceTables
 from kidsfin_assets.warehouse import (
@@ -128,6 +130,7 @@ def _metadata(counts: RawWeekCounts) -> dict[str, int]:
     return {
         "rows_read": counts.rows_read,
         "rows_valid": counts.rows_valid,
+        "dagster/row_count": counts.rows_valid,
         "transactions_valid": counts.transactions_valid,
         "events_valid": counts.events_valid,
         "rows_quarantined": sum(counts.quarantined.values()),
@@ -138,9 +141,17 @@ def _metadata(counts: RawWeekCounts) -> dict[str, int]:
 
 def build_kid_activity(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["raw", "kid_activity"],
+        key=RAW_KEY,
+        deps=APP_TABLES,
         group_name="raw",
         kinds={"sql"},
+        owners=OWNERS,
+        tags={"kidsfin/layer": "raw"},
+        # Three tables: no one `dagster/table_name`; the schema of each, by name.
+        metadata={
+            f"schema/{t.name}": table_schema(t)
+            for t in (raw_transactions, raw_app_events, quarantine)
+        },
         partitions_def=weekly_partitions(settings),
         backfill_policy=dg.BackfillPolicy.single_run(),
         description=(

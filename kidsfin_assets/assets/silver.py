@@ -10,6 +10,15 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets import db
 from kidsfin_assets.assets.raw import source_errors_explained
+from kidsfin_assets.catalog import table_metadata
+from kidsfin_assets.keys import (
+    APP_EVENTS,
+    APP_KIDS,
+    APP_SAVINGS_GOALS,
+    APP_TRANSACTIONS,
+    OWNERS,
+    SILVER_KEY,
+)
 from kidsfin_assets.metrics import write_week
 from kidsfin_assets.resources import WarehouseResource
 from kidsfin_assets.settings import Settings
@@ -27,7 +36,6 @@ PREVIEW_COLUMNS = (
     "spending_total_trend",
 )
 PREVIEW_ROWS = 10
-SILVER_KEY = dg.AssetKey(["silver", "kid_weekly_analysis"])
 
 
 def preview_table(rows: list[dict[str, Any]]) -> str:
@@ -56,6 +64,7 @@ def week_summary(conn: Connection, weeks: list[dt.date]) -> dict[str, Any]:
     )
     return {
         "row_count": int(totals.row_count),
+        "dagster/row_count": int(totals.row_count),
         "kids_with_spending": int(totals.kids_with_spending),
         **{c: round(float(totals._mapping[c]), 2) for c in money},
         "preview": dg.MetadataValue.md(preview_table([dict(r._mapping) for r in preview])),
@@ -101,7 +110,12 @@ def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
         key=SILVER_KEY,
         group_name="silver",
         kinds={"sql"},
-        deps=[dg.AssetKey(["raw", "kid_activity"])],
+        owners=OWNERS,
+        tags={"kidsfin/layer": "silver"},
+        metadata=table_metadata(kid_weekly_analysis),
+        # What it reads: W, W-1 and W-2 straight from the app's tables (not raw's copy),
+        # so one week can run alone.
+        deps=[APP_TRANSACTIONS, APP_EVENTS, APP_SAVINGS_GOALS, APP_KIDS],
         partitions_def=weekly_partitions(settings),
         backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
