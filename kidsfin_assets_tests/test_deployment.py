@@ -419,7 +419,7 @@ def test_image_serves_the_code_location_over_grpc() -> None:
 
 def test_the_module_the_commands_load_holds_the_definitions() -> None:
     module = importlib.import_module(MODULE)
-    assert isinstance(module.defs, dg.Definitions)
+    assert isinstance(module.defs(), dg.Definitions)  # @dg.definitions: loaded lazily
     assert importlib.util.find_spec("kidsfin_assets.demo_data") is not None
 
 
