@@ -8,18 +8,41 @@ The OpenAI resource lives in openai_client.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, ValidationError
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets import db
-from kidsfin_assets.settings import SourceTables, resolve_path
+from kidsfin_assets.settings import (
+    SilverSettings,
+    SourceTables,
+    TrendSettings,
+    WeeksSettings,
+    resolve_path,
+)
 from kidsfin_assets.warehouse import Sources, create_warehouse_tables, source_tables
 
 # Engines whose tables were checked in this process (create_all once, not per step).
 _READY: set[Engine] = set()
+
+
+def refuse_invalid(resource: str, checks: dict[str, Callable[[], object]]) -> None:
+    """Check a resource's values as the settings are checked: a bad launchpad override
+    fails the run at once, naming `<resource>.<field>`, not deep inside a step."""
+    problems = []
+    for name, build in checks.items():
+        try:
+            build()
+        except ValidationError as exc:
+            problems += [f"{resource}.{name}: {error['msg']}" for error in exc.errors()]
+    if problems:
+        raise dg.Failure(
+            description="invalid resource config: " + "; ".join(problems),
+            allow_retries=False,
+        )
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -58,8 +81,16 @@ class SourcesResource(dg.ConfigurableResource):
     app_events: str = "app_events"
     savings_goals: str = "savings_goals"
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        refuse_invalid(
+            "sources",
+            {
+                key: lambda k=key: SourceTables(**{k: getattr(self, k)})
+                for key in SourceTables.model_fields
+            },
+        )
+
     def names(self) -> SourceTables:
-        """Validated as the settings are: a bad name fails naming `sources.<key>`."""
         return SourceTables(**self.model_dump())
 
     def tables(self) -> Sources:
@@ -79,6 +110,16 @@ class AnalysisResource(dg.ConfigurableResource):
     max_shrink_share: float = Field(
         default=0.5, description="A silver week losing more of its kid rows at once fails."
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        refuse_invalid(
+            "analysis",
+            {
+                "timezone": lambda: WeeksSettings(start_date="2026-01-05", timezone=self.timezone),
+                "trend_threshold": lambda: TrendSettings(threshold=self.trend_threshold),
+                "max_shrink_share": lambda: SilverSettings(max_shrink_share=self.max_shrink_share),
+            },
+        )
 
 
 class PrivacyResource(dg.ConfigurableResource):

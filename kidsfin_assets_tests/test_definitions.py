@@ -126,3 +126,30 @@ def test_the_settings_are_the_resources_defaults(
     changed = use_database(monkeypatch, pg_url)
     assert materialize_week(changed, W, selection="group:silver").success
     assert income_trend(changed) == "flat"
+
+
+@pytest.mark.parametrize(
+    ("resource", "field", "value", "says"),
+    [
+        ("analysis", "timezone", "Mars/Olympus", "unknown time zone"),
+        ("analysis", "trend_threshold", -1.0, "greater than or equal to 0"),
+        ("sources", "kids", "kids; drop table x", "is not a table name"),
+    ],
+)
+def test_a_bad_override_fails_the_run_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    resource: str,
+    field: str,
+    value: object,
+    says: str,
+) -> None:
+    settings = trend_week(monkeypatch, pg_url)
+    override = {"resources": {resource: {"config": {field: value}}}}
+    result = materialize_week(
+        settings, W, selection="group:silver", run_config=override, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_failure)
+    message = str(failure.event_specific_data)
+    assert f"{resource}.{field}" in message and says in message
