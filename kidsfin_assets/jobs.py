@@ -1,11 +1,11 @@
-"""The jobs: a week end to end, and collecting a week's Batch API answers."""
+"""The jobs: a week end to end, and collecting a week's Batch API answers. Both are
+partitioned by week, as the assets they select are (Dagster infers it from them)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from kidsfin_assets.keys import GOLD_KEY, PIPELINE, REPORTS_EXPORT_KEY
-from kidsfin_assets.weeks import weekly_partitions
 
 JOB_NAME = "weekly_reports_job"
 COLLECT_JOB_NAME = "collect_batches_job"
@@ -13,7 +13,6 @@ COLLECT_JOB_NAME = "collect_batches_job"
 weekly_reports_job = dg.define_asset_job(
     JOB_NAME,
     selection=dg.AssetSelection.assets(*PIPELINE),
-    partitions_def=weekly_partitions,
     description=(
         "One week end to end: raw/kid_activity and silver/kid_weekly_analysis (both read "
         "the app's tables) → gold/kid_weekly_reports → the JSON exports. new_week_sensor "
@@ -24,7 +23,6 @@ weekly_reports_job = dg.define_asset_job(
 collect_batches_job = dg.define_asset_job(
     COLLECT_JOB_NAME,
     selection=dg.AssetSelection.assets(GOLD_KEY, REPORTS_EXPORT_KEY),
-    partitions_def=weekly_partitions,
     description=(
         "Gold and the reports export for one week: collects the week's finished Batch "
         "API batches and submits again what must be. openai_batch_sensor launches it."
