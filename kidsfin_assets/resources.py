@@ -17,6 +17,9 @@ from sqlalchemy.engine import Engine
 
 from kidsfin_assets import db
 from kidsfin_assets.settings import (
+    DEFAULT_KNOWN_CATEGORIES,
+    CheckSettings,
+    PrivacySettings,
     SilverSettings,
     SourceTables,
     TrendSettings,
@@ -31,13 +34,16 @@ _READY: set[Engine] = set()
 
 def refuse_invalid(resource: str, checks: dict[str, Callable[[], object]]) -> None:
     """Check a resource's values as the settings are checked: a bad launchpad override
-    fails the run at once, naming `<resource>.<field>`, not deep inside a step."""
+    fails the run at once, naming `<resource>.<field>`, not deep inside a step. `checks`
+    maps a field (empty: named by the error) to building the settings section it is."""
     problems = []
     for name, build in checks.items():
         try:
             build()
         except ValidationError as exc:
-            problems += [f"{resource}.{name}: {error['msg']}" for error in exc.errors()]
+            for error in exc.errors():
+                field = name or ".".join(str(part) for part in error["loc"])
+                problems.append(f"{resource}.{field}: {error['msg']}")
     if problems:
         raise dg.Failure(
             description="invalid resource config: " + "; ".join(problems),
@@ -127,9 +133,15 @@ class PrivacyResource(dg.ConfigurableResource):
 
     pseudonymize: bool = Field(default=True, description="No nickname reaches the API.")
     known_categories: list[str] = Field(
-        default_factory=list,
+        default=list(DEFAULT_KNOWN_CATEGORIES),
         description="Spending categories sent by name; any other is sent as 'khác'.",
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        categories = tuple(self.known_categories)
+        refuse_invalid(
+            "privacy", {"known_categories": lambda: PrivacySettings(known_categories=categories)}
+        )
 
 
 class ExportResource(dg.ConfigurableResource):
@@ -154,6 +166,9 @@ class CheckLimitsResource(dg.ConfigurableResource):
     max_quarantine_share: float = 0.05
     max_cost_per_report_usd: float = 0.01
     min_grounded_share: float = 0.99
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        refuse_invalid("check_limits", {"": lambda: CheckSettings(**self.model_dump())})
 
 
 class SensorLimitsResource(dg.ConfigurableResource):

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from kidsfin_assets.settings import Settings
@@ -129,11 +130,13 @@ def test_the_settings_are_the_resources_defaults(
 
 
 @pytest.mark.parametrize(
-    ("resource", "field", "value", "says"),
+    ("resource", "field", "value", "says", "selection"),
     [
-        ("analysis", "timezone", "Mars/Olympus", "unknown time zone"),
-        ("analysis", "trend_threshold", -1.0, "greater than or equal to 0"),
-        ("sources", "kids", "kids; drop table x", "is not a table name"),
+        ("analysis", "timezone", "Mars/Olympus", "unknown time zone", "group:silver"),
+        ("analysis", "trend_threshold", -1.0, "greater than or equal to 0", "group:silver"),
+        ("sources", "kids", "kids; drop table x", "is not a table name", "group:silver"),
+        ("privacy", "known_categories", ["bánh", " "], "a known category is empty", "group:gold"),
+        ("check_limits", "max_quarantine_share", 2.0, "less than or equal to 1", "group:raw"),
     ],
 )
 def test_a_bad_override_fails_the_run_naming_it(
@@ -143,13 +146,37 @@ def test_a_bad_override_fails_the_run_naming_it(
     field: str,
     value: object,
     says: str,
+    selection: str,
 ) -> None:
     settings = trend_week(monkeypatch, pg_url)
     override = {"resources": {resource: {"config": {field: value}}}}
     result = materialize_week(
-        settings, W, selection="group:silver", run_config=override, raise_on_error=False
+        settings, W, selection=selection, run_config=override, raise_on_error=False
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_failure)
     message = str(failure.event_specific_data)
     assert f"{resource}.{field}" in message and says in message
+
+
+def test_the_assets_run_on_their_resources_alone(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, tmp_path: Path
+) -> None:
+    """Module-level assets, callable in a test with resources built by hand: with no
+    readable config at all, so nothing in a run reads the settings behind its back."""
+    from kidsfin_assets.assets.raw import kid_activity
+    from kidsfin_assets.assets.silver import kid_weekly_analysis as silver
+    from kidsfin_assets.resources import AnalysisResource, SourcesResource, WarehouseResource
+    from kidsfin_assets.settings import get_settings
+
+    settings = trend_week(monkeypatch, pg_url)
+    monkeypatch.setenv("KIDSFIN_CONFIG", str(tmp_path / "missing.yaml"))
+    get_settings.cache_clear()
+    resources = {
+        "warehouse": WarehouseResource(database_url=pg_url),
+        "sources": SourcesResource(),
+        "analysis": AnalysisResource(trend_threshold=0.2),
+    }
+    result = dg.materialize([kid_activity, silver], resources=resources, partition_key=W)
+    assert result.success
+    assert income_trend(settings) == "flat"
