@@ -124,3 +124,27 @@ def test_warehouse_assets_carry_their_table_and_row_count(settings: Settings) ->
     assert counts[keys.SILVER_KEY].value == 2  # two kids with activity
     assert counts[keys.GOLD_KEY].value == 2
     assert counts[keys.RAW_KEY].value == 3  # two transactions and an event are valid
+
+
+def test_the_app_tables_column_schemas_are_the_databases(settings: Settings) -> None:
+    """The catalog's columns of each app table are those the source contract creates
+    (demo_data.create_source_tables, the DDL of docs/metrics.md), with their types."""
+    graph = build_definitions(settings).resolve_asset_graph()
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    spelled = {"TIMESTAMPTZ": "timestamp with time zone"}
+    for key in keys.APP_TABLES:
+        node = graph.get(key)
+        table = node.metadata["dagster/table_name"]
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.text(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                    "WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+                ),
+                {"t": table},
+            ).all()
+        declared = [
+            (c.name, spelled.get(c.type, c.type.lower()))
+            for c in node.metadata["dagster/column_schema"].columns
+        ]
+        assert sorted(declared) == sorted(tuple(row) for row in found), table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import sqlalchemy as sa
 
 from kidsfin_assets.keys import (
     APP_EVENTS,
@@ -11,39 +12,36 @@ from kidsfin_assets.keys import (
     APP_TRANSACTIONS,
     OWNERS,
 )
+from kidsfin_assets.settings import SourceTables
+from kidsfin_assets.warehouse import source_tables
 
-# The columns the pipeline reads and their types on PostgreSQL (docs/metrics.md, the
-# source contract; demo_data.create_source_tables makes them so).
-_COLUMNS: dict[dg.AssetKey, tuple[tuple[str, str], ...]] = {
-    APP_KIDS: (
-        ("kid_id", "BIGINT"),
-        ("nickname", "TEXT"),
-        ("birth_date", "DATE"),
-        ("created_at", "TIMESTAMPTZ"),
-    ),
-    APP_TRANSACTIONS: (
-        ("txn_id", "BIGINT"),
-        ("kid_id", "BIGINT"),
-        ("occurred_at", "TIMESTAMPTZ"),
-        ("kind", "TEXT"),
-        ("category", "TEXT"),
-        ("amount", "NUMERIC(14,2)"),
-        ("note", "TEXT"),
-    ),
-    APP_EVENTS: (
-        ("event_id", "BIGINT"),
-        ("kid_id", "BIGINT"),
-        ("occurred_at", "TIMESTAMPTZ"),
-        ("event_type", "TEXT"),
-    ),
-    APP_SAVINGS_GOALS: (
-        ("goal_id", "BIGINT"),
-        ("kid_id", "BIGINT"),
-        ("title", "TEXT"),
-        ("target_amount", "NUMERIC(14,2)"),
-        ("created_at", "TIMESTAMPTZ"),
-        ("completed_at", "TIMESTAMPTZ"),
-    ),
+# Each column's type on PostgreSQL (docs/metrics.md, the source contract, which
+# demo_data.create_source_tables follows); the columns themselves are the ones
+# warehouse.source_tables says the pipeline reads.
+_TYPES = {
+    "kid_id": "BIGINT",
+    "nickname": "TEXT",
+    "birth_date": "DATE",
+    "created_at": "TIMESTAMPTZ",
+    "txn_id": "BIGINT",
+    "occurred_at": "TIMESTAMPTZ",
+    "kind": "TEXT",
+    "category": "TEXT",
+    "amount": "NUMERIC(14,2)",
+    "note": "TEXT",
+    "event_id": "BIGINT",
+    "event_type": "TEXT",
+    "goal_id": "BIGINT",
+    "title": "TEXT",
+    "target_amount": "NUMERIC(14,2)",
+    "completed_at": "TIMESTAMPTZ",
+}
+_TABLES = source_tables(SourceTables())  # the default names; only the columns are used
+_COLUMNS: dict[dg.AssetKey, sa.TableClause] = {
+    APP_KIDS: _TABLES.kids,
+    APP_TRANSACTIONS: _TABLES.transactions,
+    APP_EVENTS: _TABLES.app_events,
+    APP_SAVINGS_GOALS: _TABLES.savings_goals,
 }
 _DESCRIPTIONS = {
     APP_KIDS: "The app's children: nickname (never sent to the API) and creation time.",
@@ -54,7 +52,8 @@ _DESCRIPTIONS = {
 
 
 def _spec(key: dg.AssetKey) -> dg.AssetSpec:
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in _COLUMNS[key]])
+    columns = _COLUMNS[key].columns
+    schema = dg.TableSchema(columns=[dg.TableColumn(c.name, _TYPES[c.name]) for c in columns])
     return dg.AssetSpec(
         key,
         group_name="app",
