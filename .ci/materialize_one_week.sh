@@ -12,7 +12,7 @@ export KIDSFIN_EXPORT_DIR="$(mktemp -d)"
 export DAGSTER_HOME="$(mktemp -d)"
 unset OPENAI_API_KEY OPENAI_BASE_URL
 
-.venv/bin/python -m kidsfin_assets.demo_data --kids 10 --weeks 6
+.venv/bin/python -m kidsfin_demo --kids 10 --weeks 6
 WEEK="$(psql "$KIDSFIN_DATABASE_URL" -tAc \
   "SELECT to_char(date_trunc('week', max(occurred_at) AT TIME ZONE 'Asia/Ho_Chi_Minh'), 'YYYY-MM-DD') FROM transactions")"
 echo "materialising week $WEEK"
@@ -29,7 +29,7 @@ echo "materialize check: ok"
 
 echo "== the same week through an OpenAI-compatible server (the suite's, on 127.0.0.1)"
 SERVER_LOG="$(mktemp)"
-.venv/bin/python -m kidsfin_assets_tests.fake_openai --port 0 --api-key sk-ci-only \
+.venv/bin/python -m openai_test_server --port 0 --api-key sk-ci-only \
   --latency 0.05 --fault-rate 0.1 --faults 429,500 --fault-retry-after 0.2 > "$SERVER_LOG" &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null || true; psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true' EXIT

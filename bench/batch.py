@@ -80,7 +80,6 @@ def child(week: str) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from kidsfin_assets.checks import asset_checks  # noqa: F401  (not run: assets only)
     from kidsfin_assets.definitions import pipeline_assets, resources_from
     from kidsfin_assets.settings import get_settings
 

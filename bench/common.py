@@ -154,7 +154,7 @@ def load_demo(
     url: str, settings: Settings, *, kids: int, weeks: int, txns_per_kid_week: float = 8.0
 ) -> Any:
     """The demo generator's data (COPY), ending with the last complete week."""
-    from kidsfin_assets.demo_data import DemoSpec, generate
+    from kidsfin_demo import DemoSpec, generate
 
     engine = db.create_engine(url)
     try:
@@ -206,11 +206,11 @@ def gold_count(settings: Settings, week: str | None = None) -> int:
 
 
 class FakeServer:
-    """`python -m kidsfin_assets_tests.fake_openai` in a subprocess (its own GIL), with its
+    """`python -m openai_test_server` in a subprocess (its own GIL), with its
     control plane: /_stats, /_requests, /_reset, /_config."""
 
     def __init__(self, **options: Any) -> None:
-        args = [sys.executable, "-m", "kidsfin_assets_tests.fake_openai", "--port", "0"]
+        args = [sys.executable, "-m", "openai_test_server", "--port", "0"]
         args += ["--api-key", API_KEY]
         for name, value in options.items():
             if value is None:

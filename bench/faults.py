@@ -67,7 +67,7 @@ from bench.common import (
 )
 from kidsfin_assets import db
 from kidsfin_assets.definitions import openai_resource
-from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.settings import Settings
 
 # Test code, imported on purpose: the suite's TCP proxy is the one way to cut the warehouse

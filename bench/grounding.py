@@ -1,6 +1,6 @@
 """Grounding: precision and recall of the checker on a labelled corpus of reports.
 
-The corpus (kidsfin_assets_tests/report_corpus.py) is generated from random weeks with
+The corpus (openai_test_server/report_corpus.py) is generated from random weeks with
 every edge case (negative net flow, negative balance, no income so no savings rate, no
 spending, amounts in millions, new trends, a week without activity): for each week a
 truthful report in varied forms and the offline writer's report, and for two weeks in
@@ -27,8 +27,9 @@ from typing import Any
 
 from bench.common import Goal, goals_table, machine_info, machine_line, table, write_results
 from kidsfin_assets.grounding import check_report
-from kidsfin_assets.reports import offline_report, prompt_data
-from kidsfin_assets_tests.report_corpus import (
+from kidsfin_assets.offline_writer import offline_report
+from kidsfin_assets.prompt import prompt_data
+from openai_test_server.report_corpus import (
     EDGE_CASES,
     LIE_KINDS,
     lying_report,

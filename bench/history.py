@@ -5,7 +5,7 @@ The same last three weeks, once with 3 weeks of history and once with 104, on Po
 generator (generate_series, one INSERT a week: the demo generator's wallet simulation is
 not what is measured here, and it is slower), each week's rows in time order as an app
 writes them (so a week's rows sit together on disk). The source tables and their indexes are the
-demo's (`demo_data.create_source_tables`): occurred_at on both tables, kid_id on
+demo's (`kidsfin_demo.create_source_tables`): occurred_at on both tables, kid_id on
 transactions. Then `VACUUM ANALYZE`, as autovacuum would have done.
 
 For the last complete week W, in each case:
@@ -50,13 +50,13 @@ from bench.common import (
 )
 from kidsfin_assets import db
 from kidsfin_assets.assets.raw import load_raw_week
-from kidsfin_assets.demo_data import create_source_tables
 from kidsfin_assets.metrics import write_week
 from kidsfin_assets.sensor_plan import SensorCursor, Watch, evaluate
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.source_activity import week_fingerprint
 from kidsfin_assets.warehouse import create_warehouse_tables, source_tables
 from kidsfin_assets.weeks import Week
+from kidsfin_demo import create_source_tables
 
 NAME = "history"
 RUNS = 3

@@ -48,6 +48,7 @@ from bench.common import (
 
 NAME = "llm_throughput"
 GOAL_SHARE = 0.95
+TIER5_GOAL_SHARE = 0.9  # issue 12 part 4: >= 0.9 of R from one step process
 # A token limit no run reaches: set on the client when only R should bind.
 UNBOUNDED_TPM = 100_000_000
 
@@ -60,6 +61,12 @@ class Case:
     weeks: int  # weeks materialised, one process each, all at once
     rpm: int
     tpm: int | None  # server's token limit (None: none)
+    # The big tiers (issue 12 part 4): their own latency, requests in flight and client.
+    latency: float | None = None
+    jitter: float | None = None
+    max_concurrent: int | None = None
+    client: str = "threads"
+    lease_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +114,33 @@ def client_env(case: Case, p: Plan) -> dict[str, str]:
     return {
         "KIDSFIN_OPENAI__REQUESTS_PER_MINUTE": str(case.rpm),
         "KIDSFIN_OPENAI__TOKENS_PER_MINUTE": str(case.tpm or UNBOUNDED_TPM),
-        "KIDSFIN_OPENAI__MAX_CONCURRENT": str(p.max_concurrent),
+        "KIDSFIN_OPENAI__MAX_CONCURRENT": str(case.max_concurrent or p.max_concurrent),
         "KIDSFIN_OPENAI__MAX_TOKENS": str(p.max_tokens),
         "KIDSFIN_OPENAI__TIMEOUT_SECONDS": "30",
+        "KIDSFIN_OPENAI__CLIENT": case.client,
+        "KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS": str(case.lease_seconds),
     }
+
+
+def tier5_cases(quick: bool) -> tuple[Case, ...]:
+    """Tier 5 of a small model: R = 30,000 a minute, answers of 3 s +- 1 s, so ~1,500
+    requests must be in flight; at least 20,000 kids (2,000 with --quick)."""
+    kids = 2000 if quick else 20_000
+    return (
+        Case(
+            "tier5",
+            f"1 week x {kids:,} kids, 1 run, R = 30,000, 3 s +- 1 s, async",
+            kids,
+            1,
+            30_000,
+            None,
+            latency=3.0,
+            jitter=1.0,
+            max_concurrent=2000,
+            client="async",
+            lease_seconds=0.25,
+        ),
+    )
 
 
 def bucket_ceiling(case: Case, p: Plan) -> dict[str, float]:
@@ -125,6 +155,7 @@ def bucket_ceiling(case: Case, p: Plan) -> dict[str, float]:
         requests_per_minute=case.rpm,
         tokens_per_minute=case.tpm or UNBOUNDED_TPM,
         max_request_tokens=p.max_tokens * 4,
+        lease_seconds=case.lease_seconds,
     )
     engine.dispose()
     return {
@@ -151,7 +182,16 @@ def run_case(case: Case, p: Plan, server: FakeServer, workdir: Path) -> dict[str
                 first=summary.weeks[-case.weeks],
             )
         )
-        server.configure(rpm=case.rpm, tpm=case.tpm, latency=p.latency, jitter=p.jitter)
+        latency = p.latency if case.latency is None else case.latency
+        jitter = p.jitter if case.jitter is None else case.jitter
+        # Every arrival kept (the steady rate is read from them), not the last 10,000.
+        server.configure(
+            rpm=case.rpm,
+            tpm=case.tpm,
+            latency=latency,
+            jitter=jitter,
+            max_recorded=max(10_000, n + 1_000),
+        )
         server.reset()
         env = client_env(case, p)
         started = time.time()
@@ -186,7 +226,9 @@ def figures(
     steady_rpm = per_minute(sent - 1, span)
     steady_tpm = per_minute(round(tokens * (sent - 1) / max(1, sent)), span)
     processes = case.weeks
-    ideal = max(60.0 * n / case.rpm, n * p.latency / (p.max_concurrent * processes))
+    latency = p.latency if case.latency is None else case.latency
+    in_flight = case.max_concurrent or p.max_concurrent
+    ideal = max(60.0 * n / case.rpm, n * latency / (in_flight * processes))
     if case.tpm:
         ideal = max(ideal, 60.0 * tokens / case.tpm)
     binding = "tokens" if case.tpm else "requests"
@@ -207,9 +249,11 @@ def figures(
         "rpm_limit": case.rpm,
         "tpm_limit": case.tpm,
         "binding": binding,
-        "latency_s": p.latency,
-        "jitter_s": p.jitter,
-        "max_concurrent": p.max_concurrent,
+        "latency_s": latency,
+        "jitter_s": p.jitter if case.jitter is None else case.jitter,
+        "max_concurrent": in_flight,
+        "client": case.client,
+        "lease_seconds": case.lease_seconds,
         "requests_sent": sent,
         "requests_ok": stats["ok"],
         "over_limit": stats["over_limit"],
@@ -235,6 +279,10 @@ def figures(
     }
 
 
+def goal_share(r: dict[str, Any]) -> float:
+    return TIER5_GOAL_SHARE if r["case"] == "tier5" else GOAL_SHARE
+
+
 def goals(results: list[dict[str, Any]]) -> list[Goal]:
     out = []
     for r in results:
@@ -243,8 +291,8 @@ def goals(results: list[dict[str, Any]]) -> list[Goal]:
             Goal(
                 f"{r['case']}: steady rate / {limit}",
                 r["steady_share"],
-                f">= {GOAL_SHARE}",
-                r["steady_share"] >= GOAL_SHARE,
+                f">= {goal_share(r)}",
+                r["steady_share"] >= goal_share(r),
             )
         )
         over = r["over_limit"]
@@ -265,6 +313,8 @@ ROWS = (
     ("processes", "processes"),
     ("binding limit", "binding"),
     ("limit R (req/min)", "rpm_limit"),
+    ("client, requests in flight", "client_line"),
+    ("server latency, s", "latency_s"),
     ("limit TPM", "tpm_limit"),
     ("requests sent", "requests_sent"),
     ("requests over the limit", "over_limit"),
@@ -287,6 +337,7 @@ ROWS = (
 
 def report(results: list[dict[str, Any]]) -> str:
     for r in results:
+        r["client_line"] = f"{r.get('client', 'threads')}, {r['max_concurrent']}"
         r["ceiling"] = (
             r["tokens_ceiling_share"] if r["binding"] == "tokens" else r["requests_ceiling_share"]
         )
@@ -295,10 +346,119 @@ def report(results: list[dict[str, Any]]) -> str:
     return table("LLM throughput (gold through `dagster asset materialize`)", header, rows)
 
 
+# --- the shared bucket alone -------------------------------------------------------------
+
+BUCKET_RPM = 6_000_000  # 100,000 a second: far above what any process asks, so never binds
+BUCKET_TPM = 6_000_000_000
+
+
+def _bucket_worker(
+    url: str, lease_seconds: float, threads: int, start_at: float, seconds: float
+) -> tuple[int, float]:
+    """Grants (acquire, then settle with fewer tokens) from `threads` threads for `seconds`,
+    and this process's CPU seconds."""
+    import threading
+
+    from kidsfin_assets.db import create_engine
+    from kidsfin_assets.rate_limit import SharedRateLimiter
+
+    engine = create_engine(url)
+    limiter = SharedRateLimiter(
+        engine,
+        requests_per_minute=BUCKET_RPM,
+        tokens_per_minute=BUCKET_TPM,
+        max_request_tokens=4000,
+        lease_seconds=lease_seconds,
+    )
+    limiter.state()  # table, rows and a connection made before the clock starts
+    counts = [0] * threads
+    stop_at = start_at + seconds
+
+    def loop(k: int) -> None:
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < stop_at:
+            limiter.settle(limiter.acquire(1500), 950)
+            counts[k] += 1
+
+    cpu = time.process_time()
+    workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    limiter.close()
+    engine.dispose()
+    return sum(counts), time.process_time() - cpu
+
+
+def bucket_case(processes: int, threads: int, seconds: float, lease_seconds: float) -> dict:
+    """Grants a second that `processes` processes get from one bucket (the bucket alone:
+    no HTTP, no Dagster), each grant settled as gold settles it."""
+    import multiprocessing
+
+    with scratch_database(f"bucket_{processes}_{int(lease_seconds * 1000)}") as url:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(processes) as pool:
+            start_at = time.time() + 3.0  # every process imported and connected by then
+            args = [(url, lease_seconds, threads, start_at, seconds)] * processes
+            per_process = pool.starmap(_bucket_worker, args, chunksize=1)
+    grants = sum(n for n, _ in per_process)
+    cpu = sum(c for _, c in per_process)
+    return {
+        "processes": processes,
+        "threads_per_process": threads,
+        "lease_seconds": lease_seconds,
+        "seconds": seconds,
+        "grants": grants,
+        "grants_per_s": round(grants / seconds, 1),
+        "cpu_ms_per_grant": round(1000 * cpu / max(1, grants), 3),
+    }
+
+
+def bucket_cases(quick: bool) -> list[dict]:
+    seconds = 3.0 if quick else 10.0
+    out = []
+    for lease in (0.0, 0.25):
+        for processes in (1, 8):
+            print(f"  bucket: {processes} processes, lease {lease} s ...", flush=True)
+            out.append(bucket_case(processes, 16, seconds, lease))
+    return out
+
+
+BUCKET_GOAL = 1000  # grants a second across 8 processes (issue 12 part 4)
+
+
+def bucket_goals(rows: list[dict]) -> list[Goal]:
+    return [
+        Goal(
+            f"bucket: grants/s, 8 processes, lease {r['lease_seconds']} s",
+            r["grants_per_s"],
+            f">= {BUCKET_GOAL:,}",
+            r["grants_per_s"] >= BUCKET_GOAL,
+        )
+        for r in rows
+        if r["processes"] == 8 and r["lease_seconds"] > 0
+    ]
+
+
+def bucket_report(rows: list[dict]) -> str:
+    header = ("processes", "lease_seconds", "grants/s", "CPU ms/grant")
+    body = [
+        (r["processes"], r["lease_seconds"], r["grants_per_s"], r["cpu_ms_per_grant"]) for r in rows
+    ]
+    return table("The shared bucket alone (16 threads a process, never binding)", header, body)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.llm_throughput")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated cases to run (single, parallel, tokens, bucket, tier5)",
+    )
     args = parser.parse_args(argv)
+    only = {name for name in args.only.split(",") if name}
     warnings.filterwarnings("ignore")  # Dagster's beta/preview notices
     p = plan(args.quick)
     machine = machine_info()
@@ -306,13 +466,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     results = []
     with FakeServer() as server, tempfile.TemporaryDirectory(prefix="kidsfin_bench_") as tmp:
-        for case in p.cases:
+        for case in (*p.cases, *tier5_cases(args.quick)):
+            if only and case.name not in only:
+                continue
             print(f"  {case.name}: {case.label} ...", flush=True)
             results.append(run_case(case, p, server, Path(tmp)))
             for failure in results[-1]["failures"]:
                 print(f"    run failed:\n{failure}", flush=True)
-    print(report(results))
-    goal_list = goals(results)
+    buckets = bucket_cases(args.quick) if not only or "bucket" in only else []
+    if results:
+        print(report(results))
+    if buckets:
+        print(bucket_report(buckets))
+    goal_list = goals(results) + bucket_goals(buckets)
     print(goals_table(goal_list))
     payload = {
         "elapsed_s": round(time.perf_counter() - started, 1),
@@ -323,9 +489,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "max_tokens": p.max_tokens,
         },
         "cases": results,
+        "bucket": buckets,
         "goals": goal_list,
     }
-    write_results(NAME, args.quick, machine, payload)
+    # A partial run (--only) never replaces the full run's figures.
+    name = NAME if not only else f"{NAME}_{'_'.join(sorted(only))}"
+    write_results(name, args.quick, machine, payload)
     return payload
 
 

@@ -77,6 +77,13 @@ def redact(url: str) -> str:
     return _hide_password(url)
 
 
+def one_line_error(exc: BaseException) -> str:
+    """An error as one line for a message: the driver's own error under SQLAlchemy's
+    wrapper (its `orig`), whitespace collapsed; the type's name when it says nothing."""
+    inner = getattr(exc, "orig", None) or exc
+    return " ".join(str(inner).split()) or type(inner).__name__
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -350,6 +357,21 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: list
         from sqlalchemy.dialects.postgresql import insert
     statement = insert(table).values(row)
     updates = {c: statement.excluded[c] for c in row if c not in keys}
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+
+
+def upsert_many(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    """upsert() of many rows (same columns, distinct keys) in one statement."""
+    if not rows:
+        return
+    if is_sqlite(conn.engine):
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    statement = insert(table).values(rows)
+    updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
 
 

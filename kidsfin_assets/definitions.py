@@ -39,6 +39,8 @@ from kidsfin_assets.weeks import check_partitions_match
 DATABASE_URL_ENV = "KIDSFIN_DATABASE_URL"
 # retry.* settings for each report's requests; retry.step_* are the gold step's.
 REPORT_RETRY = ("max_attempts", "initial_wait_seconds", "max_wait_seconds", "jitter_seconds")
+# openai: settings whose resource field has another name.
+RENAMED = {"client": "client_kind"}
 
 pipeline_assets = [
     kid_activity,
@@ -57,8 +59,9 @@ def _from_env(name: str) -> Any:
 def openai_resource(settings: Settings) -> OpenAIReportsResource:
     """Every `openai:` setting by its own name, and `retry:`'s as `retry_<key>`."""
     retry = settings.retry.model_dump(include=set(REPORT_RETRY))
+    api = settings.openai.model_dump(exclude={"pricing_file"})
     return OpenAIReportsResource(
-        **settings.openai.model_dump(exclude={"pricing_file"}),
+        **{RENAMED.get(key, key): value for key, value in api.items()},
         **{f"retry_{key}": value for key, value in retry.items()},
         pricing_file=str(settings.pricing_path),
         api_key=_from_env("OPENAI_API_KEY"),

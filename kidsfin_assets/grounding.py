@@ -38,14 +38,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kidsfin_assets.report_schema import PLACEHOLDER
+from kidsfin_assets.warehouse import TREND_METRICS
+
 TEXT_FIELDS = ("financial_health", "spending_pattern", "savings_behavior", "activity_level")
 # A field is a sentence when it has at least this many words (tokens with a letter).
 MIN_WORDS = 4
-PLACEHOLDER = "[[KID]]"  # reports.PLACEHOLDER (reports imports this module's checks)
 MONEY_METRICS = ("income_total", "spending_total", "saving_total")
 COUNT_METRICS = ("txn_count",)
-DAY_METRICS = ("active_days",)
-TREND_METRICS = (*MONEY_METRICS, *COUNT_METRICS, *DAY_METRICS)
+DAY_METRICS = ("active_days",)  # with the two above: the kinds of TREND_METRICS
 # Directions a stated trend may have, for each *_trend value.
 _AGREES: dict[str, frozenset[str]] = {
     "up": frozenset({"up", "new"}),  # a first amount after two empty weeks went up too

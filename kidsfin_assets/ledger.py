@@ -527,3 +527,49 @@ def supersede_missing(conn: Connection, week_start: dt.date, kids: set[int]) -> 
             .values(superseded_at=None)
         )
     return len(gone)
+
+
+def store_exchanges_grouped(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Many ledger rows in one statement; each stored once (a spool may replay it)."""
+    db.insert_ignoring_duplicates(conn, report_ledger, rows)
+
+
+def store_reports_grouped(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Many report rows (the sync path's store_report, replace=True), with what every
+    answer of their input cost read in one query and written in one upsert. The ledger
+    rows of this group must be stored first (their cost is part of the sum)."""
+    if not rows:
+        return
+    t = report_ledger
+    keys = {(r["week_start"], r["kid_id"], r["input_hash"]) for r in rows if r.get("answer_id")}
+    totals: dict[tuple[Any, int, str], dict[str, Any]] = {}
+    for week_start in {k[0] for k in keys}:
+        kids = sorted({k[1] for k in keys if k[0] == week_start})
+        for part in _chunks(kids):
+            query = (
+                sa.select(
+                    t.c.kid_id,
+                    t.c.input_hash,
+                    sa.func.coalesce(sa.func.sum(t.c.prompt_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(t.c.completion_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(t.c.cached_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(t.c.cost_usd), 0.0),
+                )
+                .where(t.c.week_start == week_start, t.c.kid_id.in_(part))
+                .group_by(t.c.kid_id, t.c.input_hash)
+            )
+            for kid, digest, prompt, completion, cached, cost in conn.execute(query):
+                totals[(week_start, kid, digest)] = {
+                    "prompt_tokens": int(prompt),
+                    "completion_tokens": int(completion),
+                    "cached_tokens": int(cached),
+                    "cost_usd": float(cost),
+                }
+    free = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0}
+    # One row a kid-week: the last of the group wins, as one store_report after another.
+    latest: dict[tuple[Any, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["week_start"], row["kid_id"], row["input_hash"])
+        paid = totals.get(key, free) if row.get("answer_id") else {}
+        latest[(row["week_start"], row["kid_id"])] = {**row, **paid, "superseded_at": None}
+    db.upsert_many(conn, kid_weekly_reports, list(latest.values()), ["week_start", "kid_id"])

@@ -33,8 +33,9 @@ from sqlalchemy.engine import Engine
 
 from kidsfin_assets.grounding import Finding, describe_findings
 from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price, load_prices
+from kidsfin_assets.prompt import Prompt, max_prompt_bytes
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
-from kidsfin_assets.reports import KidWeeklyReport, Prompt, max_prompt_bytes
+from kidsfin_assets.report_schema import KidWeeklyReport
 from kidsfin_assets.settings import resolve_path
 
 MAX_RETRY_AFTER_SECONDS = 300.0
@@ -403,6 +404,15 @@ class FailFast:
             )
 
 
+def storable(text: Any) -> Any:
+    """Text from the server with its NUL characters, raw or JSON-escaped, made U+FFFD:
+    PostgreSQL's text and jsonb refuse NUL, and one such answer would fail every store
+    (and every replay of the spool) it is part of."""
+    if not isinstance(text, str):
+        return text
+    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+
+
 class ReportSession:
     """One step's use of the API: the shared limiter, retries, deadlines, and every
     exchange handed to `record` the moment it is known (before retrying or parsing on)."""
@@ -507,10 +517,24 @@ class ReportSession:
         try:
             body = self._post(messages, tier)
         except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
-            error = classify(exc)
-            self._on_error(exc, error, reservation)
-            note = ABANDONED_NOTE if isinstance(error, DeadlineExceeded) else None
-            return Exchange(answer_id, error.kind, usage_note=note, error=error)
+            return self.no_answer(answer_id, exc, reservation)
+        return self.answered(answer_id, body, messages, reservation)
+
+    def no_answer(self, answer_id: str, exc: Exception, reservation: Reservation) -> Exchange:
+        """The exchange of a request that got no answer (an HTTP error, a timeout...)."""
+        error = classify(exc)
+        self._on_error(exc, error, reservation)
+        note = ABANDONED_NOTE if isinstance(error, DeadlineExceeded) else None
+        return Exchange(answer_id, error.kind, usage_note=note, error=error)
+
+    def answered(
+        self,
+        answer_id: str,
+        body: bytes,
+        messages: list[dict[str, str]],
+        reservation: Reservation,
+    ) -> Exchange:
+        """The exchange of an answer: read, settled with the bucket, counted."""
         exchange = self.read_answer(answer_id, body, estimate_prompt_tokens(messages))
         self._settle(reservation, exchange.prompt_tokens + exchange.completion_tokens)
         self.usage.record_response(
@@ -519,6 +543,17 @@ class ReportSession:
         if exchange.error is not None:
             self.usage.record_failed_answer(exchange.error.kind)
         return exchange
+
+    def reserve_tokens(self, messages: list[dict[str, str]]) -> int:
+        return estimate_prompt_tokens(messages) + self.resource.max_tokens
+
+    def cancel_reservation(self, reservation: Reservation) -> None:
+        self._settle(reservation, 0)
+
+    def close(self) -> None:
+        """Send the bucket what this session gathered (leased mode); best effort."""
+        with contextlib.suppress(Exception):
+            self.limiter.close()
 
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         """The chat completion request, as sent (and as a batch input line's body)."""
@@ -566,19 +601,19 @@ class ReportSession:
         if not isinstance(raw, bytes):
             raw = json.dumps(raw).encode()
         message, error = _answer_kind(body)
-        content = message.get("content") if message else None
+        content = storable(message.get("content")) if message else None
         report = None
         if error is None:
             report, error = parse_report(content)
         if body is None:
-            content = raw[:2000].decode("utf-8", "replace")
+            content = storable(raw[:2000].decode("utf-8", "replace"))
         tokens = read_usage(
             body if isinstance(body, dict) else {},
             prompt_estimate,
             content,
             self.limiter.max_request_tokens,
         )
-        model = body.get("model") if isinstance(body, dict) else None
+        model = storable(body.get("model")) if isinstance(body, dict) else None
         model = model if isinstance(model, str) and model else self.resource.model
         served = body.get("service_tier") if isinstance(body, dict) else None
         tier = tier or ("flex" if served == "flex" else "default")
@@ -612,10 +647,6 @@ class ReportSession:
         if named:
             return self.prices[named[-1]], f"answered by {model}, not {asked}"
         return self.prices[asked], f"answered by unpriced {model}, priced as {asked}"
-
-    def release(self, reservation: Reservation) -> None:
-        """A grant not used: nothing was sent."""
-        self._settle(reservation, 0)
 
     def _settle(self, reservation: Reservation, used: int) -> None:
         """Best effort, bounded: a usage figure outside [0, the largest request] moves the
@@ -680,6 +711,12 @@ class OpenAIReportsResource(OpenAIResource):
     rate_limit_period_seconds: float = Field(
         default=60.0, description="Window of the per-minute limits (tests shorten it)."
     )
+    client_kind: str = Field(default="threads", description="threads or async (sync mode).")
+    rate_limit_lease_seconds: float = Field(
+        default=0.0, description="> 0: the shared bucket is leased in blocks usable this long."
+    )
+    progress_every_reports: int = Field(default=500, description="A progress line per N.")
+    progress_every_seconds: float = Field(default=5.0, description="...or per this long.")
 
     _sdk: openai.OpenAI | None = PrivateAttr(default=None)
 
@@ -716,6 +753,7 @@ class OpenAIReportsResource(OpenAIResource):
             period_seconds=self.rate_limit_period_seconds,
             # The largest reservation one request can make: a full prompt plus max_tokens.
             max_request_tokens=estimate_tokens(max_prompt_bytes(prompt), 2) + self.max_tokens,
+            lease_seconds=self.rate_limit_lease_seconds,
         )
 
     def uses_batches(self, pending: int) -> bool:

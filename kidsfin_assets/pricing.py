@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kidsfin_assets.settings import SettingsError
+from kidsfin_assets.errors import SettingsError
 
 PER_TOKENS = 1_000_000
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from kidsfin_assets import batches, db, ledger, spool
 from kidsfin_assets.grounding import Finding, check_report
 from kidsfin_assets.ledger import ClaimLost, Claims
+from kidsfin_assets.offline_writer import OFFLINE_MODEL, offline_report
 from kidsfin_assets.openai_client import (
     ACCEPTED,
     Cancelled,
@@ -32,17 +33,9 @@ from kidsfin_assets.openai_client import (
 )
 from kidsfin_assets.outage import WarehouseGate, WarehouseUnavailable
 from kidsfin_assets.pricing import Usage
+from kidsfin_assets.prompt import Prompt, input_hash, prompt_data
 from kidsfin_assets.rate_limit import Reservation
-from kidsfin_assets.reports import (
-    OFFLINE_MODEL,
-    PLACEHOLDER,
-    KidWeeklyReport,
-    Prompt,
-    input_hash,
-    offline_report,
-    personalise,
-    prompt_data,
-)
+from kidsfin_assets.report_schema import PLACEHOLDER, KidWeeklyReport, personalise
 from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.warehouse import (
     Sources,
@@ -58,6 +51,8 @@ FREE_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "c
 # How often a run waiting for another run's kids looks again, and says so in the log.
 AWAIT_POLL_SECONDS = 1.0
 AWAIT_LOG_SECONDS = 30.0
+# Weeks of up to this many progress batches log every batch's line.
+BATCH_LINES_ALWAYS = 100
 
 
 @dataclass(frozen=True)
@@ -191,6 +186,8 @@ class WeekReportWriter:
         )
         self._names: dict[int, str] = {}
         self._submitted = 0
+        self._progress_done, self._progress_at = 0, time.monotonic()
+        self._announced_at = -float("inf")
         self.mode = "offline" if api.offline else "sync"
 
     # --- the week ---------------------------------------------------------------------
@@ -268,6 +265,9 @@ class WeekReportWriter:
     # --- through the API --------------------------------------------------------------
 
     def _write_with_api(self, pending: list[PendingReport]) -> None:
+        if getattr(self.api, "client_kind", "threads") == "async":
+            self._write_with_async(pending)
+            return
         items = {item.kid_id: item for item in pending}
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
         pool = ThreadPoolExecutor(self.api.max_concurrent, thread_name_prefix="report")
@@ -290,6 +290,39 @@ class WeekReportWriter:
         finally:
             _drain(pool)
             self.cancel.set()  # ends the heartbeat
+            session.close()
+            self._finish_claims()
+
+    def _write_with_async(self, pending: list[PendingReport]) -> None:
+        """The same claims and waiting for other runs, the requests on an event loop
+        (async_writer: thousands in flight, records stored in groups)."""
+        from kidsfin_assets.async_writer import run_async
+
+        items = {item.kid_id: item for item in pending}
+        session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
+        heartbeat = threading.Thread(target=self._renew_claims, daemon=True, name="claims")
+        try:
+            claimed = self.gate.call(lambda: self.claims.claim(self._wanted(items)))
+            heartbeat.start()
+            self._note_claim_result(claimed)
+            lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
+            # Kids another run holds, and kids whose lease ran out (taken by another run,
+            # or free again): claimed again until written here or elsewhere.
+            waiting = {**claimed.elsewhere, **dict.fromkeys(lost, "")}
+            while waiting and not self.cancel.wait(AWAIT_POLL_SECONDS):
+                wanted = self._wanted({k: items[k] for k in waiting})
+                claimed = self.gate.call(lambda w=wanted: self.claims.claim(w))
+                self.outcome.by_other_runs += len(claimed.done)
+                lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
+                waiting = {**claimed.elsewhere, **dict.fromkeys(lost, "")}
+        except WarehouseUnavailable as exc:
+            self._stop(str(exc))
+        except BaseException:
+            self.cancel.set()
+            raise
+        finally:
+            self.cancel.set()  # ends the heartbeat
+            session.close()
             self._finish_claims()
 
     # --- through the Batch API ----------------------------------------------------------
@@ -468,9 +501,20 @@ class WeekReportWriter:
         """AI Production Pipeline's "Processing batch i/n" lines (docs/design.md). Batches only
         group the log: requests flow continuously, none waits for the slowest of the one before."""
         size = self.api.batch_size
-        if index >= 0 and index % size == 0:
-            total = -(-max(self._total, index + 1) // size)
-            self.log.info(f"Processing batch {index // size + 1}/{total}")
+        if index < 0 or index % size != 0:  # -1: a kid taken back, not a new line
+            return
+        total = -(-max(self._total, index + 1) // size)
+        number = index // size + 1
+        # Every batch's line while they are few; past that, at most one line every
+        # progress_every_seconds (a Dagster log event costs ms of the step's CPU).
+        seconds = getattr(self.api, "progress_every_seconds", 0.0)
+        with self._lock:
+            now = time.monotonic()
+            recent = now - self._announced_at < seconds
+            if total > BATCH_LINES_ALWAYS and recent and number != total:
+                return
+            self._announced_at = now
+        self.log.info(f"Processing batch {number}/{total}")
 
     def _write_one(self, session: ReportSession, index: int, item: PendingReport) -> None:
         try:
@@ -505,16 +549,27 @@ class WeekReportWriter:
         paid for it, and asking again would pay twice."""
 
         def acquire(grant: Callable[[], Reservation]) -> Reservation:
-            reservation = self.gate.call(grant)
-            margin = self._renew_interval()
-            if not self.claims.holds(kid, margin):
-                self.gate.call(self.claims.renew)  # a lease not revived stays lost
-                if not self.claims.holds(kid, margin):
-                    session.release(reservation)
+            while True:
+                reservation = self.gate.call(grant)
+                if not self.still_holds(kid):
+                    session.cancel_reservation(reservation)
                     raise ClaimLost(kid)
-            return reservation
+                if time.monotonic() <= reservation.use_by:
+                    return reservation
+                # A leased grant kept too long (a slow renewal): the bucket's refill counted
+                # on it reaching the server by now, so sending it could exceed the limit.
+                session.cancel_reservation(reservation)
 
         return acquire
+
+    def still_holds(self, kid: int) -> bool:
+        """Whether this run's claim on `kid` surely lasts through a request; if the lease
+        looks stale, renewed first (a lease that ran out is not revived: it stays lost)."""
+        margin = self._renew_interval()
+        if self.claims.holds(kid, margin):
+            return True
+        self.gate.call(self.claims.renew)
+        return self.claims.holds(kid, margin)
 
     def _take_back(self, session: ReportSession, item: PendingReport) -> None:
         """A kid whose claim ran out: written by another run by now, held by one (wait for
@@ -566,15 +621,7 @@ class WeekReportWriter:
         """Store the exchange (and, if accepted, its report) the moment it is known. If
         the warehouse cannot take it, it goes to the spool file first, then waits here
         for the warehouse (no new request is sent meanwhile)."""
-        row = self._ledger_row(item, exchange)
-        report = None
-        if exchange.report is not None and exchange.outcome == ACCEPTED:
-            report = self._report_row(
-                item,
-                personalise(exchange.report, self._names.get(item.kid_id)),
-                exchange.answer_id,
-                exchange.model_answered or self.model,
-            )
+        row, report = self._rows_of(item, exchange)
 
         def store() -> None:
             with self.engine.begin() as conn:
@@ -597,16 +644,40 @@ class WeekReportWriter:
             with self._lock:
                 self.outcome.unstored -= 1
 
+    def _rows_of(
+        self, item: PendingReport, exchange: Exchange
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The exchange's ledger row, and its report row if it was accepted."""
+        row = self._ledger_row(item, exchange)
+        report = None
+        if exchange.report is not None and exchange.outcome == ACCEPTED:
+            report = self._report_row(
+                item,
+                personalise(exchange.report, self._names.get(item.kid_id)),
+                exchange.answer_id,
+                exchange.model_answered or self.model,
+            )
+        return row, report
+
     def _spool(
         self, row: dict[str, Any], exchange: Exchange, report: dict[str, Any] | None
     ) -> None:
-        entry: dict[str, Any] = {"ledger": row}
-        if report is not None and exchange.report is not None:
-            # As the model wrote it (placeholder, no nickname): named again on replay.
-            entry["report"] = {**report, "report": exchange.report.model_dump()}
-        self.spool.append(entry)
+        self._spool_many([(row, exchange, report)])
+
+    def _spool_many(
+        self, entries: list[tuple[dict[str, Any], Exchange, dict[str, Any] | None]]
+    ) -> None:
+        """Paid answers to the spool file, one fsync for all of them."""
+        lines = []
+        for row, exchange, report in entries:
+            entry: dict[str, Any] = {"ledger": row}
+            if report is not None and exchange.report is not None:
+                # As the model wrote it (placeholder, no nickname): named again on replay.
+                entry["report"] = {**report, "report": exchange.report.model_dump()}
+            lines.append(entry)
+        self.spool.append_many(lines)
         with self._lock:
-            self.outcome.unstored += 1
+            self.outcome.unstored += len(lines)
 
     def _ledger_row(self, item: PendingReport, exchange: Exchange) -> dict[str, Any]:
         return {
@@ -707,12 +778,30 @@ class WeekReportWriter:
         with self._lock:
             self.outcome.written += 1
             done = self.outcome.written
+            if not self._progress_due(done):
+                return
         pct = 100 * done // max(1, self._total)
+        # One line every N reports or T seconds, not one a report: a Dagster log event
+        # costs milliseconds of the step's CPU, which at hundreds a second is the limit.
         self.log.info(
             f"[{done}/{self._total} {pct}%] kid {item.kid_id}: "
             f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens "
             f"({usage['cached_tokens']} cached), ${usage['cost_usd']:.5f}"
         )
+
+    def _progress_due(self, done: int) -> bool:
+        """Under _lock: whether this report gets a progress line (the last one always)."""
+        now = time.monotonic()
+        every = getattr(self.api, "progress_every_reports", 1)
+        seconds = getattr(self.api, "progress_every_seconds", 0.0)
+        due = (
+            done >= self._total
+            or done - self._progress_done >= every
+            or now - self._progress_at >= seconds
+        )
+        if due:
+            self._progress_done, self._progress_at = done, now
+        return due
 
 
 def exchange_usage(exchange: Exchange) -> dict[str, Any]:

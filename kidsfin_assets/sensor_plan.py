@@ -262,11 +262,6 @@ def _plan(
     return requests, SensorCursor(through.key, fp)
 
 
-def _one_line(exc: BaseException) -> str:
-    inner = getattr(exc, "orig", None) or exc
-    return " ".join(str(inner).split()) or type(inner).__name__
-
-
 def evaluate(watch: Watch, cursor: str | None, now: dt.datetime) -> Evaluation:
     """One tick, as a function of the cursor, the source rows and `now`.
 
@@ -289,7 +284,7 @@ def evaluate(watch: Watch, cursor: str | None, now: dt.datetime) -> Evaluation:
     except (sa.exc.SQLAlchemyError, db.DatabaseUrlError) as exc:
         raise SourceDatabaseError(
             f"{SENSOR_NAME}: could not read the source database {db.redact(url)}: "
-            f"{_one_line(exc)}. Nothing was requested and the cursor is unchanged; "
+            f"{db.one_line_error(exc)}. Nothing was requested and the cursor is unchanged; "
             "the next tick tries again."
         ) from exc
     outcome = f"{len(requests)} run(s) requested" if requests else "nothing new or changed"

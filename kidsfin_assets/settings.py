@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,14 +30,12 @@ from pydantic_settings import (
 )
 
 from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
+from kidsfin_assets.errors import SettingsError
+from kidsfin_assets.pricing import load_price
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
 ENV_PREFIX = "KIDSFIN_"
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names the key."""
 
 
 class _Section(BaseModel):
@@ -101,7 +106,10 @@ class OpenAISettings(_Section):
     # The shared bucket keeps 1 % (at least one request) as burst: 1 would leave no refill.
     requests_per_minute: int = Field(ge=2)
     tokens_per_minute: int = Field(gt=0)
-    max_concurrent: int = Field(gt=0, le=256)
+    # Requests in flight in one step: threads (at most 256), or tasks of one event loop
+    # with client "async" (at most 4096: the big tiers need ~1,500 at 2-5 s an answer).
+    max_concurrent: int = Field(gt=0, le=4096)
+    client: Literal["threads", "async"] = "threads"
     batch_size: int = Field(default=20, gt=0)
     timeout_seconds: float = Field(gt=0)
     fail_fast_after: int = Field(default=5, ge=0, le=1000)
@@ -117,6 +125,20 @@ class OpenAISettings(_Section):
     service_tier: Literal["default", "flex"] = "default"
     flex_fallback: bool = True  # after flex refusals, send at the default tier
     rate_limit_period_seconds: float = Field(default=60.0, gt=0)
+    # > 0: the shared bucket is leased in blocks usable this long (rate_limit.py); the
+    # refill then runs over period + 2 x this, a share of the limit given up for speed.
+    rate_limit_lease_seconds: float = Field(default=0.0, ge=0, le=5)
+    # Progress lines: one every this many reports, or this many seconds, whichever first.
+    progress_every_reports: int = Field(default=500, ge=1)
+    progress_every_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _threads_are_bounded(self) -> OpenAISettings:
+        if self.client == "threads" and self.max_concurrent > 256:
+            raise ValueError(
+                f"max_concurrent={self.max_concurrent} needs client: async (threads: at most 256)"
+            )
+        return self
 
 
 class RetrySettings(_Section):
@@ -133,8 +155,9 @@ class SilverSettings(_Section):
     max_shrink_share: float = Field(default=0.5, ge=0, le=1)
 
 
-# The categories the demo app offers (demo_data.SPENDING_CATEGORIES, INCOME_CATEGORIES) and
-# the category keys the prompt and the offline writer name (reports.CATEGORY_WORDS).
+# The categories the demo app offers (kidsfin_demo.vocabulary: SPENDING_CATEGORIES,
+# INCOME_CATEGORIES) and the category keys the prompt and the offline writer name
+# (offline_writer.CATEGORY_WORDS).
 DEFAULT_KNOWN_CATEGORIES = (
     "ăn vặt", "đồ chơi", "sách vở", "trò chơi", "đi lại", "đồ dùng học tập", "quà tặng",
     "tiền tiêu vặt", "tiền mừng", "việc nhà",
@@ -298,8 +321,6 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
-    from kidsfin_assets.pricing import load_price  # pricing imports this module
-
     price = load_price(settings.pricing_path, settings.openai.model)  # unpriced: stops here
     for tier, needed in (
         ("batch", settings.openai.mode != "sync"),
@@ -339,7 +360,7 @@ def _check_token_budget(settings: Settings) -> None:
     """The shared token bucket must hold two of the largest requests (see rate_limit.py):
     refused here rather than by the first gold run."""
     from kidsfin_assets.openai_client import estimate_tokens
-    from kidsfin_assets.reports import load_prompt, max_prompt_bytes
+    from kidsfin_assets.prompt import load_prompt, max_prompt_bytes
 
     largest = estimate_tokens(max_prompt_bytes(load_prompt()), 2) + settings.openai.max_tokens
     if settings.openai.tokens_per_minute < 2 * largest:

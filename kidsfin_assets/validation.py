@@ -117,20 +117,16 @@ def valid_transactions(
     extra: list[sa.ColumnElement[Any]] | None = None,
 ) -> sa.Select[Any]:
     """Valid transactions with start <= occurred_at < end."""
-    t, k = src.transactions, src.kids
-    return (
-        sa.select(
-            t.c.txn_id,
-            t.c.kid_id,
-            t.c.kind,
-            sa.func.coalesce(t.c.category, OTHER_CATEGORY).label("category"),
-            t.c.amount,
-            db.local_date(engine, t.c.occurred_at, timezone).label("local_date"),
-            *(extra or []),
-        )
-        .select_from(t.join(k, k.c.kid_id == t.c.kid_id))
-        .where(in_window(engine, t.c.occurred_at, start, end), valid_kind_and_amount(engine, t))
-    )
+    t = src.transactions
+    columns = [
+        t.c.txn_id,
+        t.c.kid_id,
+        t.c.kind,
+        sa.func.coalesce(t.c.category, OTHER_CATEGORY).label("category"),
+        t.c.amount,
+    ]
+    valid = valid_kind_and_amount(engine, t)
+    return _of_known_kids(engine, src, timezone, start, end, t, columns, extra, valid)
 
 
 def valid_events(
@@ -141,17 +137,34 @@ def valid_events(
     end: dt.datetime,
     extra: list[sa.ColumnElement[Any]] | None = None,
 ) -> sa.Select[Any]:
-    e, k = src.app_events, src.kids
+    """Valid app events with start <= occurred_at < end."""
+    e = src.app_events
+    columns = [e.c.event_id, e.c.kid_id, e.c.event_type]
+    return _of_known_kids(engine, src, timezone, start, end, e, columns, extra)
+
+
+def _of_known_kids(
+    engine: Engine,
+    src: Sources,
+    timezone: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    table: sa.Table,
+    columns: list[sa.ColumnElement[Any]],
+    extra: list[sa.ColumnElement[Any]] | None,
+    *conditions: sa.ColumnElement[bool],
+) -> sa.Select[Any]:
+    """`columns`, the local date and `extra` of the rows of `table` in the window whose kid
+    exists (the join drops orphans), meeting `conditions`."""
+    k = src.kids
     return (
         sa.select(
-            e.c.event_id,
-            e.c.kid_id,
-            e.c.event_type,
-            db.local_date(engine, e.c.occurred_at, timezone).label("local_date"),
+            *columns,
+            db.local_date(engine, table.c.occurred_at, timezone).label("local_date"),
             *(extra or []),
         )
-        .select_from(e.join(k, k.c.kid_id == e.c.kid_id))
-        .where(in_window(engine, e.c.occurred_at, start, end))
+        .select_from(table.join(k, k.c.kid_id == table.c.kid_id))
+        .where(in_window(engine, table.c.occurred_at, start, end), *conditions)
     )
 
 

@@ -119,7 +119,7 @@ TEST_API_KEY = "sk-test-kidsfin-0123456789"
 @pytest.fixture
 def server() -> Iterator[Any]:
     """The suite's OpenAI-compatible server on 127.0.0.1, answering within ~20 ms."""
-    from kidsfin_assets_tests.fake_openai import running_server
+    from openai_test_server import running_server
 
     with running_server(api_key=TEST_API_KEY, latency=0.02) as srv:
         yield srv

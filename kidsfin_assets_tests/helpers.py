@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 from kidsfin_assets import db
 from kidsfin_assets.checks import asset_checks
 from kidsfin_assets.definitions import pipeline_assets, resources_from
-from kidsfin_assets.demo_data import create_source_tables
 from kidsfin_assets.settings import Settings, get_settings
 from kidsfin_assets.warehouse import source_tables
+from kidsfin_demo import create_source_tables
 
 TZ = "Asia/Ho_Chi_Minh"
 

@@ -19,11 +19,11 @@ from dagster._daemon.backfill import execute_backfill_iteration
 from kidsfin_assets import db
 from kidsfin_assets.checks import RAW_KEY
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.keys import ANALYSIS_EXPORT_KEY, GOLD_KEY, REPORTS_EXPORT_KEY, SILVER_KEY
 from kidsfin_assets.settings import PROJECT_ROOT
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
+from kidsfin_demo import DemoSpec, generate
 
 END = dt.date(2026, 3, 16)
 WEEKS = [(END - dt.timedelta(weeks=i)).isoformat() for i in (3, 2, 1, 0)]

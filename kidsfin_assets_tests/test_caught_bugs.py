@@ -22,12 +22,6 @@ import sqlalchemy as sa
 import yaml
 
 from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine, raw_transactions
-from kidsfin_assets_tests.fake_openai import (
-    FakeOpenAIServer,
-    RecordedRequest,
-    generate_content,
-    running_server,
-)
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -44,6 +38,12 @@ from kidsfin_assets_tests.test_gold_reports import (
     gold_meta,
     reports,
     setup_week,
+)
+from openai_test_server import (
+    FakeOpenAIServer,
+    RecordedRequest,
+    generate_content,
+    running_server,
 )
 
 FIRST_MODEL, SECOND_MODEL = "gpt-4o-mini", "gpt-4.1-nano"

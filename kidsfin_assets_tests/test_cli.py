@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from kidsfin_assets import db
-from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets_tests.helpers import use_database
+from kidsfin_demo import DemoSpec, generate
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -18,26 +18,28 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets import demo_data
 from kidsfin_assets.db import create_engine
-from kidsfin_assets.demo_data import (
-    ALLOWANCE_CATEGORY,
-    DIRTY_NOTE_PREFIX,
-    EVENT_TYPES,
-    INCOME_CATEGORIES,
-    KINDS,
-    NICKNAMES,
-    ORPHAN_KID_BASE,
-    SPENDING_CATEGORIES,
-    TRICKY_NOTES,
+from kidsfin_assets.settings import PROJECT_ROOT, SourceTables
+from kidsfin_demo import (
     DemoGenerator,
     DemoSpec,
     DemoSummary,
     create_source_tables,
     generate,
-    main,
+    generator,
+    wallet,
 )
-from kidsfin_assets.settings import PROJECT_ROOT, SourceTables
+from kidsfin_demo.cli import main
+from kidsfin_demo.dirty import DIRTY_NOTE_PREFIX, ORPHAN_KID_BASE
+from kidsfin_demo.vocabulary import (
+    ALLOWANCE_CATEGORY,
+    EVENT_TYPES,
+    INCOME_CATEGORIES,
+    KINDS,
+    NICKNAMES,
+    SPENDING_CATEGORIES,
+    TRICKY_NOTES,
+)
 
 TZ = "Asia/Ho_Chi_Minh"
 END_WEEK = dt.date(2026, 10, 5)  # a Monday
@@ -327,7 +329,7 @@ def test_default_end_week_is_the_last_complete_week() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kidsfin_assets.demo_data", *args],
+        [sys.executable, "-m", "kidsfin_demo", *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -640,7 +642,7 @@ def test_two_years_of_two_thousand_kids_add_up() -> None:
 
 def test_a_chunk_without_active_kids(monkeypatch: pytest.MonkeyPatch) -> None:
     # One kid a chunk: the late starter's chunk has nobody active in the first weeks.
-    monkeypatch.setattr(demo_data, "KID_CHUNK", 1)
+    monkeypatch.setattr(generator, "KID_CHUNK", 1)
     gen, money, goals, _dirty = _in_memory(DemoSpec(kids=12, weeks=4, end_week=END_WEEK))
     check_money_adds_up(money)
     check_goals(money, goals)
@@ -653,7 +655,7 @@ def test_wallet_pass_equals_paying_row_by_row() -> None:
     group = np.sort(rng.integers(0, 50, 2_000))
     delta = rng.integers(-60, 40, len(group)) * 1000
     opening = rng.integers(0, 30, 50) * 1000
-    moved, after = demo_data.wallet_pass(group, delta, opening)
+    moved, after = wallet.wallet_pass(group, delta, opening)
     wallets = opening.copy()
     for i, (kid, d) in enumerate(zip(group, delta, strict=True)):
         take = d if d >= 0 else -min(-d, wallets[kid])  # never more than the wallet holds
@@ -665,6 +667,6 @@ def test_wallet_pass_equals_paying_row_by_row() -> None:
 def test_stable_order_equals_lexsort() -> None:
     rng = np.random.default_rng(6)
     low, high = rng.integers(0, 1 << 20, 5_000), rng.integers(0, 300, 5_000)
-    assert np.array_equal(demo_data._stable_order(low, high), np.lexsort((low, high)))
+    assert np.array_equal(wallet.stable_order(low, high), np.lexsort((low, high)))
     with pytest.raises(ValueError, match="2\\*\\*32"):
-        demo_data._stable_order(np.array([-1]))
+        wallet.stable_order(np.array([-1]))

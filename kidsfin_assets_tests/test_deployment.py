@@ -420,7 +420,22 @@ def test_image_serves_the_code_location_over_grpc() -> None:
 def test_the_module_the_commands_load_holds_the_definitions() -> None:
     module = importlib.import_module(MODULE)
     assert isinstance(module.defs(), dg.Definitions)  # @dg.definitions: loaded lazily
-    assert importlib.util.find_spec("kidsfin_assets.demo_data") is not None
+    assert importlib.util.find_spec("kidsfin_demo") is not None
+
+
+def test_the_code_location_does_not_import_the_demo_or_test_tools() -> None:
+    """kidsfin_demo (make demo, compose's demo-data) and the tests' OpenAI server are tools
+    beside the pipeline: loading the definitions must not import them."""
+    code = (
+        f"import sys, {MODULE}; {MODULE}.defs(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('kidsfin_demo', 'openai_test_server', 'kidsfin_assets_tests')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_webserver_and_daemon_use_the_deploy_workspace_in_the_image() -> None:
@@ -435,7 +450,7 @@ def test_webserver_and_daemon_use_the_deploy_workspace_in_the_image() -> None:
     for name in ("webserver", "daemon"):
         assert services[name]["depends_on"]["code"] == {"condition": "service_healthy"}
     demo = services["demo-data"]
-    assert demo["entrypoint"] == ["python", "-m", "kidsfin_assets.demo_data"]
+    assert demo["entrypoint"] == ["python", "-m", "kidsfin_demo"]
     assert demo["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
@@ -489,7 +504,7 @@ def test_every_command_is_a_real_dagster_1_13_command() -> None:
                 f"`{' '.join(command[:first_flag])}` has no option {flag}"
             )
     # The demo loader's flags in compose are ones it accepts.
-    from kidsfin_assets.demo_data import _parser
+    from kidsfin_demo.cli import _parser
 
     _parser().parse_args(services["demo-data"]["command"])
 

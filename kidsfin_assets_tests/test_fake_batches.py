@@ -22,7 +22,7 @@ from openai.types import Batch
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, Field
 
-from kidsfin_assets_tests.fake_openai import (
+from openai_test_server import (
     FakeOpenAIServer,
     generate_content,
     prompt_token_count,
@@ -610,7 +610,7 @@ def test_config_over_http_and_validation(server_factory) -> None:
 
 def test_subprocess_mode_serves_batches() -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    cmd = [sys.executable, "-m", "kidsfin_assets_tests.fake_openai", "--port", "0"]
+    cmd = [sys.executable, "-m", "openai_test_server", "--port", "0"]
     cmd += ["--batch-seconds-per-line", "0.01", "--batch-expire-after-lines", "1"]
     proc = subprocess.Popen(
         cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -24,7 +24,7 @@ import pytest
 from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel, Field, ValidationError
 
-from kidsfin_assets_tests.fake_openai import (
+from openai_test_server import (
     FakeOpenAIServer,
     count_tokens,
     generate_content,
@@ -461,7 +461,7 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 def test_subprocess_mode() -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    cmd = [sys.executable, "-m", "kidsfin_assets_tests.fake_openai", "--port", "0"]
+    cmd = [sys.executable, "-m", "openai_test_server", "--port", "0"]
     cmd += ["--rpm", "600", "--latency", "0.05", "--script", "500"]
     proc = subprocess.Popen(
         cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -22,17 +22,17 @@ from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
 from kidsfin_assets.db import normalize_url
-from kidsfin_assets_tests.fake_openai import (
+from kidsfin_assets_tests.tcp_proxy import TcpProxy
+from openai_test_server import (
     ABSURD_PROMPT_TOKENS,
     ALL_FAULT_KINDS,
     CAPTIVE_PORTAL_PAGE,
     DEFAULT_SERVER_ERROR_MESSAGE,
     FakeOpenAIServer,
-    _build_parser,
     count_tokens,
     prompt_token_count,
 )
-from kidsfin_assets_tests.tcp_proxy import TcpProxy
+from openai_test_server.server import _build_parser
 
 NEW_FAULT_KINDS = (
     "usage_absurd",

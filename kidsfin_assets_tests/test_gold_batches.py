@@ -16,9 +16,8 @@ from kidsfin_assets.batch_sensor import openai_batch_sensor
 from kidsfin_assets.batches import WeekBatches
 from kidsfin_assets.definitions import openai_resource, resources_from
 from kidsfin_assets.pricing import load_prices
-from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.warehouse import openai_batches, report_ledger
-from kidsfin_assets_tests.fake_openai import FakeOpenAIServer, running_server
 from kidsfin_assets_tests.helpers import (
     fetch,
     materialize_week,
@@ -34,6 +33,7 @@ from kidsfin_assets_tests.test_gold_reports import (
     reports,
     setup_week,
 )
+from openai_test_server import FakeOpenAIServer, running_server
 
 BATCH = {"KIDSFIN_OPENAI__MODE": "batch"}
 

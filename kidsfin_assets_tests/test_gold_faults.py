@@ -4,6 +4,7 @@ test cuts, real Dagster runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -16,9 +17,8 @@ import sqlalchemy as sa
 
 from kidsfin_assets.definitions import openai_resource
 from kidsfin_assets.pricing import load_prices
-from kidsfin_assets.reports import load_prompt
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.warehouse import report_ledger
-from kidsfin_assets_tests.fake_openai import ABSURD_PROMPT_TOKENS, FakeOpenAIServer
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
 from kidsfin_assets_tests.test_gold_processes import (
@@ -34,6 +34,7 @@ from kidsfin_assets_tests.test_gold_reports import (
     setup_week,
     step_failure_message,
 )
+from openai_test_server import ABSURD_PROMPT_TOKENS, FakeOpenAIServer
 
 
 def ledger(settings) -> list[dict]:
@@ -65,6 +66,21 @@ def test_odd_usage_keeps_the_answer_and_estimates_its_cost(
     assert "estimated" in odd["usage_note"]
     assert odd["prompt_tokens"] > 0 and odd["cost_usd"] > 0
     assert meta["usage_flagged"] == 1
+
+
+def test_a_nul_character_in_an_answer_does_not_stop_it_being_stored(
+    monkeypatch, pg_url, server
+) -> None:
+    """PostgreSQL refuses NUL in text and jsonb: stored as it came, the answer failed its
+    transaction (and, in the async client, every answer of its group), and its spool
+    entry failed again on every replay."""
+    settings, _, answers = run_with_first_answer(monkeypatch, pg_url, server, "nul_in_text")
+    assert len(answers) == 3 and {a["outcome"] for a in answers} == {"accepted"}
+    content = answers[0]["content"]  # as it came, the escape made U+FFFD's
+    assert "\\ufffd" in content and "\\u0000" not in content
+    stored = json.dumps([r["report"] for r in reports(settings)], ensure_ascii=False)
+    assert "\ufffd" in stored and "\\u0000" not in stored
+    assert not list(Path(settings.warehouse.spool_dir).glob("*.jsonl"))
 
 
 def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_most(

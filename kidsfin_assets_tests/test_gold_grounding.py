@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets.warehouse import kid_weekly_reports, report_ledger
-from kidsfin_assets_tests.fake_openai import FakeOpenAIServer, running_server
 from kidsfin_assets_tests.helpers import fetch, materialize_week, warehouse_engine
 from kidsfin_assets_tests.test_gold_processes import PROJECT, cli_env
 from kidsfin_assets_tests.test_gold_reports import API_KEY, W, gold_meta, setup_week
+from openai_test_server import FakeOpenAIServer, running_server
 
 KIDS = 16
 DAGSTER_MATERIALIZE = [sys.executable, "-m", "dagster", "asset", "materialize"]

@@ -17,7 +17,6 @@ from kidsfin_assets.warehouse import (
     report_claims,
     report_ledger,
 )
-from kidsfin_assets_tests.fake_openai import running_server
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -39,6 +38,7 @@ from kidsfin_assets_tests.test_gold_reports import (
     setup_week,
     step_failure_message,
 )
+from openai_test_server import running_server
 
 ALLOW_SHRINK = {"ops": {"silver__kid_weekly_analysis": {"config": {"allow_shrink": True}}}}
 

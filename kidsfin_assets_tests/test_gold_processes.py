@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets.warehouse import kid_weekly_reports
-from kidsfin_assets_tests.fake_openai import running_server
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -23,6 +22,7 @@ from kidsfin_assets_tests.helpers import (
     warehouse_engine,
 )
 from kidsfin_assets_tests.test_gold_reports import API_KEY, FAST_RETRY
+from openai_test_server import running_server
 
 WEEKS = ("2026-03-02", "2026-03-09", "2026-03-16")
 PROJECT = Path(__file__).resolve().parent.parent

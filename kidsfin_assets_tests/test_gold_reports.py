@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from kidsfin_assets.pricing import load_price
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.conftest import TEST_API_KEY
-from kidsfin_assets_tests.fake_openai import FakeOpenAIServer, ServerStats
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -23,6 +22,7 @@ from kidsfin_assets_tests.helpers import (
     use_database,
     warehouse_engine,
 )
+from openai_test_server import FakeOpenAIServer, ServerStats
 
 W = "2026-03-16"
 API_KEY = TEST_API_KEY  # the `server` fixture's (conftest)

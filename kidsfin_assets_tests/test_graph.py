@@ -128,7 +128,7 @@ def test_warehouse_assets_carry_their_table_and_row_count(settings: Settings) ->
 
 def test_the_app_tables_column_schemas_are_the_databases(settings: Settings) -> None:
     """The catalog's columns of each app table are those the source contract creates
-    (demo_data.create_source_tables, the DDL of docs/metrics.md), with their types."""
+    (kidsfin_demo's create_source_tables, the DDL of docs/metrics.md), with their types."""
     graph = build_definitions(settings).resolve_asset_graph()
     engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
     spelled = {"TIMESTAMPTZ": "timestamp with time zone"}

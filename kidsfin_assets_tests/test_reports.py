@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 
-from kidsfin_assets.reports import (
+from kidsfin_assets.offline_writer import offline_report
+from kidsfin_assets.prompt import (
     MAX_CATEGORY_CHARS,
     MAX_DATA_BYTES,
     MAX_PROMPT_GOALS,
-    PLACEHOLDER,
     PROMPT_FIELDS,
     load_prompt,
-    offline_report,
-    personalise,
     prompt_data,
 )
+from kidsfin_assets.report_schema import PLACEHOLDER, personalise
 
 
 def metrics(**overrides: object) -> dict:
@@ -109,11 +108,11 @@ def test_goal_titles_never_reach_the_prompt() -> None:
 
 
 def test_prompt_version_covers_the_data_format(monkeypatch) -> None:
-    from kidsfin_assets import reports
+    from kidsfin_assets import prompt
 
     load_prompt.cache_clear()
     before = load_prompt().version
-    monkeypatch.setattr(reports, "DATA_FORMAT", "another")
+    monkeypatch.setattr(prompt, "DATA_FORMAT", "another")
     load_prompt.cache_clear()
     try:
         assert load_prompt().version != before

@@ -218,9 +218,10 @@ def test_a_pricing_file_that_is_not_a_mapping(
 
 
 def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -> None:
-    from kidsfin_assets.demo_data import INCOME_CATEGORIES, SPENDING_CATEGORIES
-    from kidsfin_assets.reports import CATEGORY_WORDS, OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
+    from kidsfin_assets.offline_writer import CATEGORY_WORDS
+    from kidsfin_assets.prompt import OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
     from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PrivacySettings
+    from kidsfin_demo.vocabulary import INCOME_CATEGORIES, SPENDING_CATEGORIES
 
     known = load_settings().privacy.known_categories
     assert known == DEFAULT_KNOWN_CATEGORIES == PrivacySettings().known_categories
@@ -231,3 +232,14 @@ def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -
     monkeypatch.setenv("KIDSFIN_PRIVACY__KNOWN_CATEGORIES", '["bánh", " "]')
     with pytest.raises(SettingsError, match=r"privacy\.known_categories"):
         load_settings()
+
+
+def test_pricing_loads_without_the_settings_module() -> None:
+    """pricing.py reads its file on its own; settings imports it at the top (no cycle)."""
+    code = "import sys, kidsfin_assets.pricing; print('kidsfin_assets.settings' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    from kidsfin_assets import errors, pricing, settings
+
+    assert settings.SettingsError is errors.SettingsError is pricing.SettingsError

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 from kidsfin_assets import db
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.warehouse import savings_balance_weeks
 from kidsfin_assets_tests.helpers import SourceDB, fetch, local, use_database, warehouse_engine
@@ -29,6 +28,7 @@ from kidsfin_assets_tests.test_silver_reference import (
     reference,
     silver,
 )
+from kidsfin_demo import DemoSpec, generate
 
 END = dt.date(2026, 3, 16)
 WEEKS = [END - dt.timedelta(weeks=n) for n in range(5, -1, -1)]  # W1 .. W6, oldest first

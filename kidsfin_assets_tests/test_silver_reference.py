@@ -29,9 +29,8 @@ import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets import db
-from kidsfin_assets.demo_data import DemoSpec, generate
 from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine
+from kidsfin_assets.warehouse import TREND_METRICS, kid_weekly_analysis, quarantine
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -39,6 +38,7 @@ from kidsfin_assets_tests.helpers import (
     use_database,
     warehouse_engine,
 )
+from kidsfin_demo import DemoSpec, generate
 
 END_WEEK = dt.date(2026, 3, 16)
 SPEC = DemoSpec(kids=40, weeks=6, end_week=END_WEEK, seed=2027, dirty=True)
@@ -47,7 +47,6 @@ WEEKS = [END_WEEK - dt.timedelta(weeks=n) for n in (0, 2, 1)]
 SELECTION = "group:raw or group:silver"
 
 KINDS = ("income", "spending", "saving", "withdrawal")
-TREND_METRICS = ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
 MONEY = (
     "income_total",
     "spending_total",

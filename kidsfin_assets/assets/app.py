@@ -16,7 +16,7 @@ from kidsfin_assets.settings import SourceTables
 from kidsfin_assets.warehouse import source_tables
 
 # Each column's type on PostgreSQL (docs/metrics.md, the source contract, which
-# demo_data.create_source_tables follows); the columns themselves are the ones
+# kidsfin_demo's create_source_tables follows); the columns themselves are the ones
 # warehouse.source_tables says the pipeline reads.
 _TYPES = {
     "kid_id": "BIGINT",

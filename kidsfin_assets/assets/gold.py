@@ -13,8 +13,8 @@ from kidsfin_assets.catalog import table_metadata
 from kidsfin_assets.keys import APP_KIDS, GOLD_KEY, OWNERS, SILVER_KEY
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.pricing import ModelPrice, Usage
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
-from kidsfin_assets.reports import load_prompt
 from kidsfin_assets.resources import (
     AnalysisResource,
     PrivacyResource,

@@ -3,7 +3,7 @@
 Standard library only (``http.server``), so it can run in-process (``FakeOpenAIServer``
 / ``running_server``) or as a subprocess::
 
-    python -m kidsfin_assets_tests.fake_openai --port 0 --rpm 600 --latency 0.5
+    python -m openai_test_server --port 0 --rpm 600 --latency 0.5
 
 which prints exactly one stdout line ``READY <base_url>`` once listening and serves until
 SIGTERM/SIGINT.
@@ -25,7 +25,7 @@ Endpoints
 * ``GET /v1/models`` -- lists the configured model.
 * ``/v1/files`` and ``/v1/batches`` (OpenAI's Files and Batch APIs), and flex processing
   (``service_tier: "flex"``, ``flex_unavailable_rate``) -- see
-  :mod:`kidsfin_assets_tests.fake_openai_batches` for their endpoints, faults, config fields
+  :mod:`openai_test_server.batches` for their endpoints, faults, config fields
   (``batch_*``, ``flex_*``) and stats.
 * ``GET /_stats``, ``GET /_requests``, ``POST /_reset``, ``POST /_config`` -- control plane for
   benchmarks running in another process (no auth).
@@ -114,21 +114,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = [
-    "ALL_FAULT_KINDS",
-    "FakeOpenAIConfig",
-    "FakeOpenAIServer",
-    "RecordedRequest",
-    "ServerStats",
-    "count_tokens",
-    "generate_content",
-    "generate_from_schema",
-    "main",
-    "prompt_token_count",
-    "running_server",
-]
-
-KID_PLACEHOLDER = "[[KID]]"
+from openai_test_server.batches import (
+    BatchService,
+    flex_unavailable_body,
+    handles_path,
+    validate_config,
+)
+from openai_test_server.content import (
+    bad_key_message,
+    count_tokens,
+    drop_required,
+    error_body,
+    first_message_tokens,
+    generate_content,
+    json_schema_of,
+    key_echo_message,
+    message_text,
+    prompt_token_count,
+    truncate_invalid,
+)
+from openai_test_server.report_corpus import corpus_answer
 
 #: Every fault kind understood by ``faults`` / ``script``.  ``"ok"`` is only valid in scripts.
 ALL_FAULT_KINDS: tuple[str, ...] = (
@@ -153,6 +158,7 @@ ALL_FAULT_KINDS: tuple[str, ...] = (
     "trickle",
     "other_model",
     "500_explained",
+    "nul_in_text",
     "401_key_echo",
 )
 # Faults answered before the rate limiter: they model the API refusing the call outright
@@ -173,287 +179,12 @@ DEFAULT_SERVER_ERROR_MESSAGE = "response_format.type: Input should be 'text' or 
 #: ``usage_absurd``: the prompt token count claimed.
 ABSURD_PROMPT_TOKENS = 10**9
 
-_VI_PHRASES: tuple[str, ...] = (
-    "chi tiêu khá hợp lý trong tháng này",
-    "tiết kiệm đều đặn mỗi tuần",
-    "nên đặt mục tiêu tiết kiệm rõ ràng",
-    "hoạt động tài chính ổn định",
-    "cần hạn chế mua đồ ăn vặt",
-    "có thói quen ghi chép chi tiêu",
-    "tình hình tài chính lành mạnh",
-    "nên hỏi ý kiến bố mẹ trước khi mua đồ đắt tiền",
-    "số dư tài khoản được theo dõi đều",  # no trend: schema-mode text stays grounded
-    "giao dịch chủ yếu vào cuối tuần",
-    "hãy thử để dành một phần tiền tiêu vặt",
-    "mức chi cho trò chơi hơi cao",
-)
-
-
-# --------------------------------------------------------------------------------------
-# Token accounting and content generation (pure functions, reusable by tests)
-# --------------------------------------------------------------------------------------
-
-
-def count_tokens(text: str | None) -> int:
-    """Fake tokenizer: one token per 4 UTF-8 bytes, rounded up."""
-    return math.ceil(len((text or "").encode("utf-8")) / 4)
-
-
-def _message_text(message: Any) -> str:
-    if not isinstance(message, Mapping):
-        return ""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return "".join(
-            p.get("text", "")
-            for p in content
-            if isinstance(p, Mapping) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
-def prompt_token_count(messages: Sequence[Any]) -> int:
-    """``ceil(total UTF-8 bytes of contents / 4) + 4 per message``."""
-    total_bytes = sum(len(_message_text(m).encode("utf-8")) for m in messages)
-    return math.ceil(total_bytes / 4) + 4 * len(messages)
-
-
-def _first_message_tokens(messages: Sequence[Any]) -> int:
-    return count_tokens(_message_text(messages[0])) + 4 if messages else 0
-
-
-def _messages_seed(messages: Any) -> int:
-    # Why a hash of the messages: identical prompts must give identical numbers, across runs and
-    # processes (``hash()`` is salted per process, so it cannot be used).
-    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False, default=str)
-    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:8], "big")
-
-
-def _has_kid_placeholder(messages: Any) -> bool:
-    if not isinstance(messages, list):
-        return False
-    return any(
-        isinstance(m, Mapping) and m.get("role") == "user" and KID_PLACEHOLDER in _message_text(m)
-        for m in messages
-    )
-
-
-class _SchemaGenerator:
-    """Produces a value valid against a (strict-mode style) JSON schema."""
-
-    _MAX_DEPTH = 12
-
-    def __init__(self, root: Mapping[str, Any], rng: random.Random, kid: bool) -> None:
-        self.root = root
-        self.rng = rng
-        self.kid = kid
-
-    def _resolve(self, ref: str) -> Mapping[str, Any]:
-        if not ref.startswith("#"):
-            raise ValueError(f"only local $ref supported, got {ref!r}")
-        node: Any = self.root
-        for part in ref.lstrip("#").strip("/").split("/"):
-            if not part:
-                continue
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        return node
-
-    def _text(self, top_level: bool) -> str:
-        words = self.rng.sample(_VI_PHRASES, k=self.rng.randint(1, 2))
-        text = ", ".join(words)
-        text = text[0].upper() + text[1:] + "."
-        # The client substitutes the real child name for [[KID]] afterwards; the real model is
-        # instructed to use the placeholder, so the fake echoes it where the client expects it
-        # (`top_level`: a direct string property of the root, or an item of such a list).
-        return (
-            f"Bé {KID_PLACEHOLDER} {text[0].lower()}{text[1:]}" if top_level and self.kid else text
-        )
-
-    def _string(self, schema: Mapping[str, Any], top_level: bool) -> str:
-        fmt = schema.get("format")
-        if fmt == "date-time":
-            value = f"2024-{self.rng.randint(1, 12):02d}-{self.rng.randint(1, 28):02d}T08:30:00Z"
-        elif fmt == "date":
-            value = f"2024-{self.rng.randint(1, 12):02d}-{self.rng.randint(1, 28):02d}"
-        elif fmt == "email":
-            value = "be@example.com"
-        elif fmt == "uuid":
-            value = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        else:
-            value = self._text(top_level)
-        min_len = int(schema.get("minLength", 0))
-        max_len = schema.get("maxLength")
-        if len(value) < min_len:
-            value = value + " ." * ((min_len - len(value)) // 2 + 1)
-        if max_len is not None and len(value) > int(max_len):
-            value = value[: int(max_len)]
-        return value
-
-    def _number(self, schema: Mapping[str, Any], integer: bool) -> int | float:
-        lo: float | None = schema.get("minimum")
-        hi: float | None = schema.get("maximum")
-        ex_lo = schema.get("exclusiveMinimum")
-        ex_hi = schema.get("exclusiveMaximum")
-        if integer:
-            if ex_lo is not None:
-                lo = math.floor(ex_lo) + 1 if lo is None else max(lo, math.floor(ex_lo) + 1)
-            if ex_hi is not None:
-                hi = math.ceil(ex_hi) - 1 if hi is None else min(hi, math.ceil(ex_hi) - 1)
-            ilo = math.ceil(lo) if lo is not None else None
-            ihi = math.floor(hi) if hi is not None else None
-            if ilo is None and ihi is None:
-                ilo, ihi = 0, 100
-            elif ilo is None:
-                ilo = ihi - 100  # type: ignore[operator]
-            elif ihi is None:
-                ihi = ilo + 100
-            return self.rng.randint(ilo, max(ilo, ihi))  # type: ignore[arg-type]
-        flo = float(lo if lo is not None else (ex_lo if ex_lo is not None else 0.0))
-        fhi = float(hi if hi is not None else (ex_hi if ex_hi is not None else flo + 100.0))
-        if lo is None and ex_lo is None and (hi is not None or ex_hi is not None):
-            flo = fhi - 100.0
-        value = round(self.rng.uniform(flo, fhi), 2)
-        value = min(max(value, flo), fhi)  # rounding may step just outside the bounds
-        if (ex_lo is not None and value <= ex_lo) or (ex_hi is not None and value >= ex_hi):
-            value = (flo + fhi) / 2
-        return value
-
-    def generate(
-        self, schema: Any, depth: int = 0, top_level: bool = False, root: bool = False
-    ) -> Any:
-        """``top_level``: a direct property of the root object; ``root``: the root object itself."""
-        if schema is True or schema is None or schema == {}:
-            return self._text(top_level)
-        if not isinstance(schema, Mapping):
-            raise ValueError(f"unsupported schema node: {schema!r}")
-        if "$ref" in schema:
-            target = self._resolve(schema["$ref"])
-            return self.generate(target, depth + 1, top_level, root)
-        if "const" in schema:
-            return schema["const"]
-        if "enum" in schema:
-            return self.rng.choice(list(schema["enum"]))
-        for key in ("anyOf", "oneOf"):
-            if key in schema:
-                options = list(schema[key])
-                non_null = [
-                    o for o in options if not (isinstance(o, Mapping) and o.get("type") == "null")
-                ]
-                # Prefer a real value (more useful for tests); fall back to null to stop recursion.
-                if non_null and depth < self._MAX_DEPTH:
-                    return self.generate(non_null[0], depth + 1, top_level, root)
-                return None
-        if "allOf" in schema:
-            merged: dict[str, Any] = {}
-            for part in schema["allOf"]:
-                merged.update(self._resolve(part["$ref"]) if "$ref" in part else part)
-            return self.generate(merged, depth + 1, top_level, root)
-
-        typ = schema.get("type")
-        if isinstance(typ, list):
-            non_null_types = [t for t in typ if t != "null"]
-            if not non_null_types or depth >= self._MAX_DEPTH:
-                return None
-            typ = non_null_types[0]
-        if typ is None:
-            typ = (
-                "object" if "properties" in schema else ("array" if "items" in schema else "string")
-            )
-
-        if typ == "object":
-            props: Mapping[str, Any] = schema.get("properties", {})
-            required = set(schema.get("required", props.keys()))
-            out: dict[str, Any] = {}
-            for name, sub in props.items():
-                if name in required or depth < self._MAX_DEPTH:
-                    out[name] = self.generate(sub, depth + 1, top_level=root)
-            return out
-        if typ == "array":
-            min_items = int(schema.get("minItems", 0))
-            max_items = schema.get("maxItems")
-            n = self.rng.randint(2, 3) if depth < self._MAX_DEPTH else 0
-            n = max(n, min_items)
-            if max_items is not None:
-                n = min(n, int(max_items))
-            items = schema.get("items", {"type": "string"})
-            # A top-level list's strings carry the placeholder too (recommendations do, from
-            # a real model); objects inside it decide for their own properties.
-            return [self.generate(items, depth + 1, top_level=top_level) for _ in range(n)]
-        if typ == "string":
-            return self._string(schema, top_level)
-        if typ == "integer":
-            return self._number(schema, integer=True)
-        if typ == "number":
-            return self._number(schema, integer=False)
-        if typ == "boolean":
-            return self.rng.random() < 0.5
-        if typ == "null":
-            return None
-        raise ValueError(f"unsupported schema type: {typ!r}")
-
-
-def generate_from_schema(
-    schema: Mapping[str, Any], messages: Any = None, *, seed: int | None = None
-) -> Any:
-    """Generate a value for ``schema``; seeded by ``messages`` unless ``seed`` is given."""
-    rng = random.Random(seed if seed is not None else _messages_seed(messages))
-    return _SchemaGenerator(schema, rng, kid=_has_kid_placeholder(messages)).generate(
-        schema, root=True
-    )
-
-
-def _json_schema_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    rf = body.get("response_format")
-    if isinstance(rf, Mapping) and rf.get("type") == "json_schema":
-        js = rf.get("json_schema")
-        if isinstance(js, Mapping) and isinstance(js.get("schema"), Mapping):
-            return js["schema"]
-    return None
-
-
-def generate_content(body: Mapping[str, Any]) -> str:
-    """The exact ``message.content`` the server returns for a clean (fault-free) request."""
-    messages = body.get("messages", [])
-    schema = _json_schema_of(body)
-    if schema is not None:
-        value = generate_from_schema(schema, messages)
-        return json.dumps(value, ensure_ascii=False)
-    rng = random.Random(_messages_seed(messages))
-    gen = _SchemaGenerator({}, rng, kid=_has_kid_placeholder(messages))
-    rf = body.get("response_format")
-    if isinstance(rf, Mapping) and rf.get("type") == "json_object":
-        return json.dumps({"result": gen._text(True)}, ensure_ascii=False)
-    return gen._text(True)
-
-
-def _drop_required(content: str, schema: Mapping[str, Any] | None) -> str:
-    """Valid JSON that violates the schema: drop half (at least one) of the required fields."""
-    value = json.loads(content)
-    if isinstance(value, dict) and schema is not None:
-        required = list(schema.get("required", value.keys()))
-        for name in required[: max(1, len(required) // 2)]:
-            value.pop(name, None)
-        if value == {} and not required:
-            value = {"unexpected_field": True}  # additionalProperties=false makes this invalid
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps({"unexpected_field": True})
-
 
 def _corpus_content(messages: Any, cfg: FakeOpenAIConfig, content: str) -> tuple[str, str | None]:
     """report_mode truthful/lying: a report written from the request's <data> block
     (report_corpus), lying at lie_rate; the schema's content when there is no block."""
-    from kidsfin_assets_tests.report_corpus import corpus_answer  # not needed otherwise
-
     answer = corpus_answer(messages, cfg.report_mode, cfg.lie_rate)
     return answer if answer is not None else (content, None)
-
-
-def _truncate_invalid(schema: Mapping[str, Any] | None) -> str:
-    """JSON cut off mid-string, like a model stopped in the middle of its answer."""
-    first = next(iter((schema or {}).get("properties", {}) or {"financial_health": None}))
-    return f'{{"{first}": "'
 
 
 # --------------------------------------------------------------------------------------
@@ -490,7 +221,7 @@ class FakeOpenAIConfig:
     # "truthful", or "lying" at lie_rate.
     report_mode: str = "schema"
     lie_rate: float = 0.0
-    # Batch API and flex processing: see fake_openai_batches for what each one does.
+    # Batch API and flex processing: see openai_test_server.batches for what each one does.
     batch_validating_seconds: float = 0.0
     batch_seconds_per_line: float = 0.0
     batch_finalizing_seconds: float = 0.0
@@ -528,8 +259,6 @@ class FakeOpenAIConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or None")
-        from kidsfin_assets_tests.fake_openai_batches import validate_config
-
         validate_config(self)
 
     def to_json(self) -> dict[str, Any]:
@@ -574,7 +303,7 @@ class ServerStats:
     reports_lied: int = 0
     lie_kinds: dict[str, int] = dataclasses.field(default_factory=dict)
     # Batch API (billed at the batch price, so kept out of the token counts above) and flex
-    # (a subset of the counts above); see fake_openai_batches.
+    # (a subset of the counts above); see openai_test_server.batches.
     batches_created: int = 0
     batch_lines_answered: int = 0
     batch_lines_answered_again: int = 0
@@ -638,12 +367,6 @@ class _Admission:
 # --------------------------------------------------------------------------------------
 # HTTP layer
 # --------------------------------------------------------------------------------------
-
-
-def _error_body(
-    message: str, type_: str, code: str | None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -784,7 +507,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, [dataclasses.asdict(r) for r in fake.requests], api=False)
         elif path == "/_config":
             self._send_json(200, fake.config.to_json(), api=False)
-        elif _batch_api_path(path):
+        elif handles_path(path):
             self._api(lambda: fake.batches.handle(self, "GET"))
         else:
             self._api(lambda: self._get_api(path))
@@ -806,14 +529,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if script:
                     fake.script(script)
             except (TypeError, ValueError) as exc:
-                self._send_json(
-                    400, _error_body(str(exc), "invalid_request_error", None), api=False
-                )
+                self._send_json(400, error_body(str(exc), "invalid_request_error", None), api=False)
                 return
             self._send_json(200, fake.config.to_json(), api=False)
         elif path in ("/v1/chat/completions", "/chat/completions"):
             self._api(self._chat)
-        elif _batch_api_path(path):
+        elif handles_path(path):
             self._api(lambda: fake.batches.handle(self, "POST"))
         else:
             self._api(lambda: self._not_found("POST", path))
@@ -823,7 +544,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
-        if _batch_api_path(path):
+        if handles_path(path):
             self._api(lambda: self.server.fake.batches.handle(self, "DELETE"))
         else:
             self._api(lambda: self._not_found("DELETE", path))
@@ -839,7 +560,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self, method: str, path: str) -> None:
         self._read_body()
         self._send_json(
-            404, _error_body(f"Invalid URL ({method} {path})", "invalid_request_error", None)
+            404, error_body(f"Invalid URL ({method} {path})", "invalid_request_error", None)
         )
 
     def _get_api(self, path: str) -> None:
@@ -871,8 +592,8 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             self._send_json(
                 401,
-                _error_body(
-                    _bad_key_message(self.headers.get("Authorization", "")),
+                error_body(
+                    bad_key_message(self.headers.get("Authorization", "")),
                     "invalid_request_error",
                     "invalid_api_key",
                 ),
@@ -884,12 +605,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if not is_json
                 else "'messages' is required."
             )
-            self._send_json(400, _error_body(msg, "invalid_request_error", None, "messages"))
+            self._send_json(400, error_body(msg, "invalid_request_error", None, "messages"))
             return
         if body.get("stream"):
             self._send_json(
                 400,
-                _error_body(
+                error_body(
                     "stream=true is not supported by the fake server.",
                     "invalid_request_error",
                     None,
@@ -901,7 +622,7 @@ class _Handler(BaseHTTPRequestHandler):
         flex = body.get("service_tier") == "flex"
         if flex and fake.batches.flex_unavailable(cfg):
             # No flex capacity: refused before anything else, so not billed nor rate-counted.
-            self._send_json(429, _flex_unavailable_body(str(body.get("model") or cfg.model)))
+            self._send_json(429, flex_unavailable_body(str(body.get("model") or cfg.model)))
             return
 
         fault, quota_reserved = fake._next_fault()
@@ -910,7 +631,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         messages: list[Any] = body["messages"]
-        schema = _json_schema_of(body)
+        schema = json_schema_of(body)
         content: str | None = generate_content(body)
         lie: str | None = None
         if cfg.report_mode != "schema" and fault is None:
@@ -918,9 +639,9 @@ class _Handler(BaseHTTPRequestHandler):
         refusal: str | None = None
         finish_reason = "stop"
         if fault == "invalid_json":
-            content = _truncate_invalid(schema)
+            content = truncate_invalid(schema)
         elif fault == "schema_invalid":
-            content = _drop_required(content, schema)
+            content = drop_required(content, schema)
         elif fault == "refusal":
             content, refusal = None, "I'm sorry, but I can't assist with that request."
         elif fault == "length":
@@ -961,15 +682,15 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault in _SERVER_ERROR_FAULTS:
             if fault == "500_explained":
-                err = _error_body(cfg.server_error_message, "server_error", None)
+                err = error_body(cfg.server_error_message, "server_error", None)
             elif fault == "500":
-                err = _error_body(
+                err = error_body(
                     "The server had an error while processing your request. Sorry about that!",
                     "server_error",
                     None,
                 )
             else:
-                err = _error_body(
+                err = error_body(
                     "The engine is currently overloaded, please try again later.",
                     "server_error",
                     None,
@@ -1031,7 +752,7 @@ class _Handler(BaseHTTPRequestHandler):
                 f"per min (RPM). Please try again in {seconds:g}s."
             )
             self._send_json(
-                429, _error_body(msg, "requests", "rate_limit_exceeded"), _retry_headers(seconds)
+                429, error_body(msg, "requests", "rate_limit_exceeded"), _retry_headers(seconds)
             )
         elif fault == "insufficient_quota":
             msg = (
@@ -1039,23 +760,23 @@ class _Handler(BaseHTTPRequestHandler):
                 "For more information on this error, read the docs: "
                 "https://platform.openai.com/docs/guides/error-codes/api-errors."
             )
-            self._send_json(429, _error_body(msg, "insufficient_quota", "insufficient_quota"))
+            self._send_json(429, error_body(msg, "insufficient_quota", "insufficient_quota"))
         elif fault == "400":
             msg = "Invalid value for 'messages': the request was rejected by the fake server."
-            self._send_json(400, _error_body(msg, "invalid_request_error", None, "messages"))
+            self._send_json(400, error_body(msg, "invalid_request_error", None, "messages"))
         elif fault == "401_key_echo":
             key = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             self._send_json(
                 401,
-                _error_body(_key_echo_message(key), "invalid_request_error", "invalid_api_key"),
+                error_body(key_echo_message(key), "invalid_request_error", "invalid_api_key"),
             )
         elif fault == "html_body":
             self._send_html(200, CAPTIVE_PORTAL_PAGE)
         else:  # "401"
             self._send_json(
                 401,
-                _error_body(
-                    _bad_key_message(self.headers.get("Authorization", "")),
+                error_body(
+                    bad_key_message(self.headers.get("Authorization", "")),
                     "invalid_request_error",
                     "invalid_api_key",
                 ),
@@ -1075,27 +796,7 @@ class _Handler(BaseHTTPRequestHandler):
             "https://platform.openai.com/account/rate-limits to learn more."
         )
         headers = {**rate_headers, **_retry_headers(adm.retry_after)}
-        self._send_json(429, _error_body(msg, adm.limit_type, "rate_limit_exceeded"), headers)
-
-
-_BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
-
-
-def _bad_key_message(authorization: str) -> str:
-    """As OpenAI words it: the key presented, masked but for its first 8 and last 4 chars."""
-    key = authorization.removeprefix("Bearer ").strip()
-    if len(key) <= 12:
-        return _BAD_KEY_MESSAGE
-    masked = key[:8] + "*" * (len(key) - 12) + key[-4:]
-    return _BAD_KEY_MESSAGE.replace("provided.", f"provided: {masked}.")
-
-
-def _key_echo_message(key: str) -> str:
-    """``401_key_echo``: the key echoed in forms a scrubber of the exact key misses."""
-    return (
-        f"Incorrect API key provided: {key.removeprefix('sk-')}. "
-        f"The key ending in {key[-12:]} is not valid for this organization."
-    )
+        self._send_json(429, error_body(msg, adm.limit_type, "rate_limit_exceeded"), headers)
 
 
 CAPTIVE_PORTAL_PAGE = """<!DOCTYPE html>
@@ -1140,6 +841,16 @@ def _other_model(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
     completion["model"] = cfg.other_model_name
 
 
+def _nul_in_text(completion: dict[str, Any], cfg: FakeOpenAIConfig) -> None:
+    """A NUL character in the report's first text field (JSON-escaped, as a server sends
+    it): valid JSON and schema, but PostgreSQL's text and jsonb refuse it."""
+    message = completion["choices"][0]["message"]
+    report = json.loads(message["content"])
+    field = next(k for k, v in report.items() if isinstance(v, str))
+    report[field] += "\u0000"
+    message["content"] = json.dumps(report, ensure_ascii=False)
+
+
 #: 200 answers worded wrongly: each rewrites the ``chat.completion`` about to be sent.
 _ANSWER_FAULTS: dict[str, Callable[[dict[str, Any], FakeOpenAIConfig], None]] = {
     "usage_absurd": _usage_absurd,
@@ -1148,6 +859,7 @@ _ANSWER_FAULTS: dict[str, Callable[[dict[str, Any], FakeOpenAIConfig], None]] = 
     "usage_non_numeric": _usage_non_numeric,
     "empty_choices": _empty_choices,
     "other_model": _other_model,
+    "nul_in_text": _nul_in_text,
 }
 
 
@@ -1166,18 +878,6 @@ def _retry_headers(seconds: float) -> dict[str, str]:
         "retry-after": str(max(1, math.ceil(seconds))),
         "retry-after-ms": str(max(1, math.ceil(seconds * 1000))),
     }
-
-
-def _batch_api_path(path: str) -> bool:
-    from kidsfin_assets_tests.fake_openai_batches import handles_path
-
-    return handles_path(path)
-
-
-def _flex_unavailable_body(model: str) -> dict[str, Any]:
-    from kidsfin_assets_tests.fake_openai_batches import flex_unavailable_body
-
-    return flex_unavailable_body(model)
 
 
 def _model_obj(model: str) -> dict[str, Any]:
@@ -1289,9 +989,7 @@ class FakeOpenAIServer:
         self._latency_rng = random.Random(
             seed + 1
         )  # separate stream: latency must not shift faults
-        from kidsfin_assets_tests.fake_openai_batches import BatchService
-
-        #: Files, batches and flex capacity (``fake_openai_batches``); they survive reset().
+        #: Files, batches and flex capacity (``openai_test_server.batches``); they survive reset().
         self.batches = BatchService(self)
         self._init_state()
 
@@ -1562,10 +1260,10 @@ class FakeOpenAIServer:
 
             cached = 0
             if messages:
-                key = hashlib.sha256(_message_text(messages[0]).encode("utf-8")).hexdigest()
+                key = hashlib.sha256(message_text(messages[0]).encode("utf-8")).hexdigest()
                 seen = key in self._seen_first_messages
                 if prompt_tokens >= cfg.cache_min_prompt_tokens and seen:
-                    cached = (_first_message_tokens(messages) // 128) * 128
+                    cached = (first_message_tokens(messages) // 128) * 128
                 self._seen_first_messages.add(key)
             return _Admission(True, cached_tokens=cached)
 
@@ -1620,7 +1318,7 @@ def _csv(value: str) -> list[str]:
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m kidsfin_assets_tests.fake_openai", description=__doc__.splitlines()[0]
+        prog="python -m openai_test_server", description=__doc__.splitlines()[0]
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)

@@ -1,8 +1,8 @@
 """Files and Batches APIs, and flex processing, for the suite's fake OpenAI server.
 
-:mod:`kidsfin_assets_tests.fake_openai` routes ``/v1/files`` and ``/v1/batches`` here and asks
+:mod:`openai_test_server.server` routes ``/v1/files`` and ``/v1/batches`` here and asks
 this module about flex requests; everything runs in the same server (in-process or
-``python -m kidsfin_assets_tests.fake_openai``), so the official ``openai`` SDK works unmodified:
+``python -m openai_test_server``), so the official ``openai`` SDK works unmodified:
 ``client.files.create/retrieve/content/delete/list`` and
 ``client.batches.create/retrieve/list/cancel``.
 
@@ -51,7 +51,7 @@ Result files (``purpose="batch_output"``)
 * Output file, one line per answered request:
   ``{"id": "batch_req_...", "custom_id", "response": {"status_code": 200, "request_id",
   "body": <a full chat.completion with its own usage>}, "error": null}``. The content is what
-  the chat endpoint answers for the same body (:func:`fake_openai.generate_content`), so it is
+  the chat endpoint answers for the same body (:func:`.content.generate_content`), so it is
   a valid report; ``max_completion_tokens`` is enforced as there; ``cached_tokens`` is 0.
 * Error file: a request the API refused, ``"response": {"status_code": 400|500, "request_id",
   "body": {"error": {...}}}, "error": null``; a request failed outside the API,
@@ -118,7 +118,16 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from kidsfin_assets_tests import fake_openai as _fo
+from openai_test_server.content import (
+    bad_key_message,
+    count_tokens,
+    drop_required,
+    error_body,
+    generate_content,
+    json_schema_of,
+    prompt_token_count,
+    truncate_invalid,
+)
 
 __all__ = [
     "BATCH_LINE_FAULT_KINDS",
@@ -309,7 +318,7 @@ class _ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = _fo._error_body(message, type_, code, param)
+        self.body = error_body(message, type_, code, param)
 
 
 # --------------------------------------------------------------------------------------
@@ -439,17 +448,17 @@ def answer_line(
     """What the chat endpoint would answer for ``body`` (with ``fault`` applied)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
-        err = _fo._error_body("'messages' is required.", "invalid_request_error", None, "messages")
+        err = error_body("'messages' is required.", "invalid_request_error", None, "messages")
         return _LineAnswer(400, err, None)
     if fault == "500":
-        err = _fo._error_body(
+        err = error_body(
             "The server had an error while processing your request. Sorry about that!",
             "server_error",
             None,
         )
         return _LineAnswer(500, err, None)
     if fault == "400":
-        err = _fo._error_body(
+        err = error_body(
             "Invalid value for 'messages': the request was rejected by the fake server.",
             "invalid_request_error",
             None,
@@ -463,21 +472,21 @@ def answer_line(
         }
         return _LineAnswer(None, None, error)
 
-    schema = _fo._json_schema_of(body)
+    schema = json_schema_of(body)
     try:
-        content: str | None = _fo.generate_content(body)
+        content: str | None = generate_content(body)
     except (ValueError, KeyError, TypeError) as exc:  # a schema the generator cannot follow
-        err = _fo._error_body(
+        err = error_body(
             f"Invalid schema for response_format: {exc}", "invalid_request_error", None
         )
         return _LineAnswer(400, err, None)
     refusal: str | None = None
     finish_reason = "stop"
     if fault == "invalid_json":
-        content = _fo._truncate_invalid(schema)
+        content = truncate_invalid(schema)
     elif fault == "schema_invalid":
         assert content is not None
-        content = _fo._drop_required(content, schema)
+        content = drop_required(content, schema)
     elif fault == "refusal":
         content, refusal = None, "I'm sorry, but I can't assist with that request."
     elif fault == "length":
@@ -488,12 +497,12 @@ def answer_line(
         enforce_max_tokens
         and isinstance(limit, int)
         and content is not None
-        and _fo.count_tokens(content) > limit
+        and count_tokens(content) > limit
     ):
         content = content.encode("utf-8")[: 4 * limit].decode("utf-8", "ignore")
         finish_reason = "length"
-    prompt_tokens = _fo.prompt_token_count(messages)
-    completion_tokens = _fo.count_tokens(content if content is not None else refusal)
+    prompt_tokens = prompt_token_count(messages)
+    completion_tokens = count_tokens(content if content is not None else refusal)
     completion = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -552,7 +561,7 @@ def _result_line(custom_id: str, answer: _LineAnswer) -> bytes:
 def _estimated_tokens(lines: Sequence[_InputLine]) -> int:
     # OpenAI's queue counts input tokens; the server's own tokenizer stands in for the model's.
     return sum(
-        _fo.prompt_token_count(line.body["messages"])
+        prompt_token_count(line.body["messages"])
         for line in lines
         if isinstance(line.body.get("messages"), list)
     )
@@ -638,7 +647,7 @@ def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[st
 class BatchService:
     """Files, batches and flex capacity of one fake server (``server.batches``).
 
-    ``server`` is the :class:`~kidsfin_assets_tests.fake_openai.FakeOpenAIServer`: its config,
+    ``server`` is the :class:`~openai_test_server.server.FakeOpenAIServer`: its config,
     stop event, stats lock and counters are shared.
     """
 
@@ -716,7 +725,7 @@ class BatchService:
         try:
             auth = handler.headers.get("Authorization", "")
             if cfg.api_key is not None and auth != f"Bearer {cfg.api_key}":
-                raise _ApiError(401, _fo._bad_key_message(auth), code="invalid_api_key")
+                raise _ApiError(401, bad_key_message(auth), code="invalid_api_key")
             if parts[0] == "files":
                 self._files_api(handler, method, parts[1:], query, raw)
             else:
@@ -1122,7 +1131,7 @@ def _send_bytes(handler: Any, data: bytes) -> None:
 
 def flex_unavailable_body(model: str) -> dict[str, Any]:
     """The 429 OpenAI answers when flex processing has no capacity (not billed)."""
-    return _fo._error_body(
+    return error_body(
         f"Resource unavailable: flex processing for {model} has no capacity at the moment. "
         "Please try again later, or send the request at the default service tier.",
         "resource_unavailable",

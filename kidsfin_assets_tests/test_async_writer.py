@@ -1,0 +1,84 @@
+"""The async client's own edges (openai.client: async), against real PostgreSQL, real HTTP
+to the suite's server and a real Dagster run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from kidsfin_assets.async_writer import AsyncRun
+from kidsfin_assets.rate_limit import Reservation
+from kidsfin_assets.report_writer import WeekReportWriter
+from kidsfin_assets_tests.helpers import materialize_week
+from kidsfin_assets_tests.test_gold_reports import W, reports, setup_week
+
+LEASE = 0.25
+
+
+def test_a_grant_held_past_its_lease_is_not_sent(monkeypatch, pg_url, server) -> None:
+    """A leased grant may reach the server at most 2 x lease_seconds after it left the
+    bucket (the refill is spread over that). A task resumed late after its grant (a loop
+    backed up by CPU, a slow claim renewal) must not send it then: here the first grants
+    wait 2.5 s (> period + 2 x lease) before the request would go, and arrive together
+    with the later grants' requests."""
+    server.configure(rpm=60, window_seconds=2, latency=0.05)
+    settings, ids = setup_week(
+        monkeypatch,
+        pg_url,
+        server,
+        100,
+        KIDSFIN_OPENAI__CLIENT="async",
+        KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
+        KIDSFIN_OPENAI__REQUESTS_PER_MINUTE="60",
+        KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="2",
+        KIDSFIN_OPENAI__MAX_CONCURRENT="100",
+    )
+    acquire = AsyncRun._acquire
+    delayed: list[int] = []
+
+    async def late_acquire(self: AsyncRun, tokens: int) -> Reservation:
+        granted = await acquire(self, tokens)
+        if len(delayed) < 30:  # the first grants: their tasks resume late
+            delayed.append(1)
+            await asyncio.sleep(2.5)
+        return granted
+
+    monkeypatch.setattr(AsyncRun, "_acquire", late_acquire)
+    assert materialize_week(settings, W, selection="group:gold").success
+    assert len(delayed) == 30
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert server.stats.over_limit == 0
+
+
+def test_a_grant_held_past_its_lease_is_not_sent_by_a_thread(monkeypatch, pg_url, server) -> None:
+    """The same on threads with leased blocks: a claim renewal that takes 2.5 s between the
+    grant and the request (a warehouse slow to answer) must not send the stale grant."""
+    server.configure(rpm=60, window_seconds=2, latency=0.05)
+    settings, ids = setup_week(
+        monkeypatch,
+        pg_url,
+        server,
+        100,
+        KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
+        KIDSFIN_OPENAI__REQUESTS_PER_MINUTE="60",
+        KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="2",
+        KIDSFIN_OPENAI__MAX_CONCURRENT="100",
+    )
+    still_holds = WeekReportWriter.still_holds
+    delayed: list[int] = []
+    lock = threading.Lock()
+
+    def slow_renewal(self: WeekReportWriter, kid: int) -> bool:
+        with lock:
+            late = len(delayed) < 30
+            delayed.append(kid)
+        if late:
+            time.sleep(2.5)
+        return still_holds(self, kid)
+
+    monkeypatch.setattr(WeekReportWriter, "still_holds", slow_renewal)
+    assert materialize_week(settings, W, selection="group:gold").success
+    assert len(delayed) >= 30
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert server.stats.over_limit == 0
