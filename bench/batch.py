@@ -80,11 +80,11 @@ def child(week: str) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from kidsfin_assets.definitions import build_assets, build_resources
+    from kidsfin_assets.definitions import pipeline_assets, resources_from
     from kidsfin_assets.settings import get_settings
 
     settings = get_settings()
-    assets, resources = build_assets(settings), build_resources(settings)
+    assets, resources = pipeline_assets, resources_from(settings)
     baseline = peak_rss_kib()
     began = time.perf_counter()
     result = dg.materialize(

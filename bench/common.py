@@ -173,11 +173,11 @@ def materialize_in_process(settings: Settings, week: str, selection: str) -> Any
     """A real Dagster run of the project's assets, in this process (ephemeral instance)."""
     import dagster as dg
 
-    from kidsfin_assets.definitions import build_assets, build_resources
+    from kidsfin_assets.definitions import pipeline_assets, resources_from
 
     return dg.materialize(
-        build_assets(settings),
-        resources=build_resources(settings),
+        pipeline_assets,
+        resources=resources_from(settings),
         partition_key=week,
         selection=selection,
         run_config=QUIET_RUN_CONFIG,

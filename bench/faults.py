@@ -66,7 +66,7 @@ from bench.common import (
     write_results,
 )
 from kidsfin_assets import db
-from kidsfin_assets.definitions import build_openai_resource
+from kidsfin_assets.definitions import openai_resource
 from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.settings import Settings
 
@@ -682,7 +682,7 @@ def absurd_usage(
         "KIDSFIN_OPENAI__TOKENS_PER_MINUTE": str(settings.openai.tokens_per_minute),
         "KIDSFIN_OPENAI__MAX_CONCURRENT": "1",
     }
-    limiter = build_openai_resource(settings).limiter(
+    limiter = openai_resource(settings).limiter(
         db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name),
         load_prompt(),
     )

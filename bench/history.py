@@ -14,7 +14,7 @@ For the last complete week W, in each case:
            stored with W-3 (materialised first, untimed): the carried-forward balance.
            Also the first materialisation of W-3 (no stored balances: the full scan);
 * raw    - `raw.load_raw_week`, the raw step's work for W;
-* tick   - `sensors.evaluate`, one sensor tick with a cursor through W watching the
+* tick   - `sensor_plan.evaluate`, one sensor tick with a cursor through W watching the
            last `late_data_weeks` weeks, nothing changed (the steady state).
 
 Medians of 3, both cases loaded side by side and timed in alternating rounds (other
@@ -51,8 +51,9 @@ from bench.common import (
 from kidsfin_assets import db
 from kidsfin_assets.assets.raw import load_raw_week
 from kidsfin_assets.metrics import write_week
-from kidsfin_assets.sensors import SensorCursor, evaluate, week_fingerprint
+from kidsfin_assets.sensor_plan import SensorCursor, Watch, evaluate
 from kidsfin_assets.settings import Settings
+from kidsfin_assets.source_activity import week_fingerprint
 from kidsfin_assets.warehouse import create_warehouse_tables, source_tables
 from kidsfin_assets.weeks import Week
 from kidsfin_demo import create_source_tables
@@ -278,7 +279,7 @@ def one_round(settings: Settings, last: Week, out: dict[str, Any]) -> None:
     tick_now = last.ends_at + dt.timedelta(hours=1)
 
     def tick() -> None:
-        result = evaluate(settings, out["cursor"], tick_now)
+        result = evaluate(Watch.from_settings(settings), out["cursor"], tick_now)
         assert not result.run_requests, f"a steady tick requested runs: {result.summary}"
 
     for name, fn in (

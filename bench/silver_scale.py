@@ -106,7 +106,7 @@ def child(url: str, week: str, explain: bool) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from kidsfin_assets.definitions import build_assets, build_resources
+    from kidsfin_assets.definitions import pipeline_assets, resources_from
 
     settings = use_settings(url)
     statements: list[dict[str, Any]] = []
@@ -126,7 +126,7 @@ def child(url: str, week: str, explain: bool) -> None:
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", before)
     sa.event.listen(sa.engine.Engine, "after_cursor_execute", after)
-    assets, resources = build_assets(settings), build_resources(settings)
+    assets, resources = pipeline_assets, resources_from(settings)
     instance = dg.DagsterInstance.ephemeral()
     baseline_kib = peak_rss_kib()
     began = time.perf_counter()

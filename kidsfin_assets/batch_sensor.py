@@ -8,29 +8,15 @@ from typing import Any
 import dagster as dg
 import openai as openai_sdk
 
-from kidsfin_assets.assets.exports import REPORTS_EXPORT_KEY
-from kidsfin_assets.assets.gold import GOLD_KEY
 from kidsfin_assets.batches import TERMINAL, open_batches
+from kidsfin_assets.jobs import COLLECT_JOB_NAME, collect_batches_job
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.resources import WarehouseResource
-from kidsfin_assets.settings import Settings
 from kidsfin_assets.warehouse import openai_batches
-from kidsfin_assets.weeks import Week, weekly_partitions
+from kidsfin_assets.weeks import Week
 
-COLLECT_JOB_NAME = "collect_batches_job"
 SENSOR_NAME = "openai_batch_sensor"
-
-
-def build_collect_job(settings: Settings) -> "dg.UnresolvedAssetJobDefinition":
-    return dg.define_asset_job(
-        COLLECT_JOB_NAME,
-        selection=dg.AssetSelection.assets(GOLD_KEY, REPORTS_EXPORT_KEY),
-        partitions_def=weekly_partitions(settings),
-        description=(
-            "Gold and the reports export for one week: collects the week's finished Batch "
-            "API batches and submits again what must be. openai_batch_sensor launches it."
-        ),
-    )
+DEFAULT_INTERVAL_SECONDS = 300  # sensor.batch_interval_seconds in config/pipeline.yaml
 
 
 def _week_is_ready(rows: list[dict[str, Any]], client: openai_sdk.OpenAI) -> bool:
@@ -46,48 +32,48 @@ def _week_is_ready(rows: list[dict[str, Any]], client: openai_sdk.OpenAI) -> boo
     return True
 
 
-def build_openai_batch_sensor(
-    settings: Settings, job: "dg.UnresolvedAssetJobDefinition"
-) -> dg.SensorDefinition:
-    @dg.sensor(
+def openai_batch_tick(
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    openai: OpenAIReportsResource,
+) -> dg.SensorResult | dg.SkipReason:
+    with warehouse.get_engine().connect() as conn:
+        rows = open_batches(conn)
+    if not rows:
+        return dg.SkipReason("no open batches")
+    if openai.offline:
+        return dg.SkipReason("open batches, but OPENAI_API_KEY is not set")
+    client = openai.new_client()
+    by_week: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_week[row["week_start"]].append(row)
+    requests = []
+    for week_start, week_rows in sorted(by_week.items()):
+        if _week_is_ready(week_rows, client):
+            ids = "-".join(sorted(r["batch_id"] or r["id"] for r in week_rows))
+            requests.append(dg.RunRequest(partition_key=week_start.isoformat(), run_key=f"{ids}"))
+    if not requests:
+        return dg.SkipReason(f"{len(rows)} batches still open")
+    return dg.SensorResult(run_requests=requests)
+
+
+def openai_batch_sensor_every(seconds: int) -> dg.SensorDefinition:
+    """The sensor at an interval (`sensor.batch_interval_seconds` in the definitions)."""
+    return dg.sensor(
         name=SENSOR_NAME,
-        job=job,
-        minimum_interval_seconds=settings.sensor.batch_interval_seconds,
+        job=collect_batches_job,
+        minimum_interval_seconds=seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
-            f"Every {settings.sensor.batch_interval_seconds} s, asks OpenAI about the open "
-            f"Batch API batches recorded in `openai_batches`, and runs `{COLLECT_JOB_NAME}` "
-            "for each week whose batches have all finished (completed, expired, cancelled "
-            "or failed): the run collects their answers and submits again what must be."
+            f"Every {seconds} s, asks OpenAI about the open Batch API batches recorded in "
+            f"`openai_batches`, and runs `{COLLECT_JOB_NAME}` for each week whose batches "
+            "have all finished (completed, expired, cancelled or failed): the run collects "
+            "their answers and submits again what must be."
         ),
-    )
-    def openai_batch_sensor(
-        context: dg.SensorEvaluationContext,
-        warehouse: WarehouseResource,
-        openai: OpenAIReportsResource,
-    ) -> dg.SensorResult | dg.SkipReason:
-        with warehouse.get_engine().connect() as conn:
-            rows = open_batches(conn)
-        if not rows:
-            return dg.SkipReason("no open batches")
-        if openai.offline:
-            return dg.SkipReason("open batches, but OPENAI_API_KEY is not set")
-        client = openai.new_client()
-        by_week: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            by_week[row["week_start"]].append(row)
-        requests = []
-        for week_start, week_rows in sorted(by_week.items()):
-            if _week_is_ready(week_rows, client):
-                ids = "-".join(sorted(r["batch_id"] or r["id"] for r in week_rows))
-                requests.append(
-                    dg.RunRequest(partition_key=week_start.isoformat(), run_key=f"{ids}")
-                )
-        if not requests:
-            return dg.SkipReason(f"{len(rows)} batches still open")
-        return dg.SensorResult(run_requests=requests)
+    )(openai_batch_tick)
 
-    return openai_batch_sensor
+
+openai_batch_sensor = openai_batch_sensor_every(DEFAULT_INTERVAL_SECONDS)
 
 
 @dg.op(

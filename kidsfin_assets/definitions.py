@@ -1,121 +1,144 @@
-"""The code location: every asset, resource, sensor and check, wired in one place."""
+"""The code location: every asset, check, job, sensor and resource, wired in one place.
+
+The definitions are module-level in their modules; what comes from config/pipeline.yaml
+and KIDSFIN_* variables becomes resource defaults here, when Dagster loads the location
+(`defs` is lazy: importing this module reads no setting and opens no database).
+"""
 
 from __future__ import annotations
 
 import os
-import warnings
+from typing import Any
 
 import dagster as dg
 
-from kidsfin_assets.assets.exports import build_analysis_export, build_reports_export
-from kidsfin_assets.assets.gold import build_kid_weekly_reports
-from kidsfin_assets.assets.raw import build_kid_activity
-from kidsfin_assets.assets.silver import build_kid_weekly_analysis
-from kidsfin_assets.batch_sensor import (
-    build_collect_job,
-    build_openai_batch_sensor,
-    cancel_openai_batches,
-)
-from kidsfin_assets.checks import build_checks
+from kidsfin_assets.assets.app import app_tables, with_table_names
+from kidsfin_assets.assets.exports import kids_analysis_json, kids_reports_json
+from kidsfin_assets.assets.gold import kid_weekly_reports
+from kidsfin_assets.assets.raw import kid_activity
+from kidsfin_assets.assets.silver import kid_weekly_analysis
+from kidsfin_assets.batch_sensor import cancel_openai_batches, openai_batch_sensor_every
+from kidsfin_assets.checks import asset_checks
+from kidsfin_assets.jobs import collect_batches_job, weekly_reports_job
 from kidsfin_assets.loggers import build_run_loggers
 from kidsfin_assets.openai_client import OpenAIReportsResource
-from kidsfin_assets.resources import WarehouseResource
-from kidsfin_assets.sensors import build_new_week_sensor, build_weekly_job
+from kidsfin_assets.resources import (
+    AnalysisResource,
+    CheckLimitsResource,
+    ExportResource,
+    PrivacyResource,
+    SensorLimitsResource,
+    SourcesResource,
+    StepRetryResource,
+    WarehouseResource,
+)
+from kidsfin_assets.sensors import new_week_sensor_every
 from kidsfin_assets.settings import Settings, get_settings
+from kidsfin_assets.weeks import check_partitions_match
 
 DATABASE_URL_ENV = "KIDSFIN_DATABASE_URL"
+# retry.* settings for each report's requests; retry.step_* are the gold step's.
+REPORT_RETRY = ("max_attempts", "initial_wait_seconds", "max_wait_seconds", "jitter_seconds")
+# openai: settings whose resource field has another name.
+RENAMED = {"client": "client_kind"}
 
-# Known and accepted at every load: backfill policies and partitioned checks are beta /
-# preview APIs we use on purpose, and the weekly job mixing backfill policies is by design
-# (silver may run a range, gold one week per run).
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-warnings.filterwarnings("ignore", message=".*materializes assets with varying BackfillPolicies")
-
-
-def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    return [
-        build_kid_activity(settings),
-        build_kid_weekly_analysis(settings),
-        build_kid_weekly_reports(settings),
-        build_analysis_export(settings),
-        build_reports_export(settings),
-    ]
+pipeline_assets = [
+    kid_activity,
+    kid_weekly_analysis,
+    kid_weekly_reports,
+    kids_analysis_json,
+    kids_reports_json,
+]
 
 
-def _database_url(settings: Settings) -> str:
-    # From the environment, pass an EnvVar: the UI then shows the variable's name,
-    # never the URL and its password.
-    if os.environ.get(DATABASE_URL_ENV):
-        return dg.EnvVar(DATABASE_URL_ENV)  # type: ignore[return-value]
-    return settings.resolved_database_url
+def _from_env(name: str) -> Any:
+    # EnvVar, not the value: a secret never shows in the UI, run config or event log.
+    return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    return {
-        "warehouse": WarehouseResource(
-            database_url=_database_url(settings),
-            schema_name=settings.warehouse.schema_name,
-        ),
-        "openai": build_openai_resource(settings),
-    }
-
-
-def _from_env(name: str) -> str | None:
-    # EnvVar, not the value: the key never shows in the UI, run config or event log.
-    return dg.EnvVar(name) if os.environ.get(name) else None  # type: ignore[return-value]
-
-
-def build_openai_resource(settings: Settings) -> OpenAIReportsResource:
-    api, retry = settings.openai, settings.retry
+def openai_resource(settings: Settings) -> OpenAIReportsResource:
+    """Every `openai:` setting by its own name, and `retry:`'s as `retry_<key>`."""
+    retry = settings.retry.model_dump(include=set(REPORT_RETRY))
+    api = settings.openai.model_dump(exclude={"pricing_file"})
     return OpenAIReportsResource(
+        **{RENAMED.get(key, key): value for key, value in api.items()},
+        **{f"retry_{key}": value for key, value in retry.items()},
+        pricing_file=str(settings.pricing_path),
         api_key=_from_env("OPENAI_API_KEY"),
         base_url=_from_env("OPENAI_BASE_URL"),
         organization=_from_env("OPENAI_ORG_ID"),
         project=_from_env("OPENAI_PROJECT"),
-        model=api.model,
-        max_tokens=api.max_tokens,
-        temperature=api.temperature,
-        timeout_seconds=api.timeout_seconds,
-        requests_per_minute=api.requests_per_minute,
-        tokens_per_minute=api.tokens_per_minute,
-        max_concurrent=api.max_concurrent,
-        client_kind=api.client,
-        rate_limit_lease_seconds=api.rate_limit_lease_seconds,
-        progress_every_reports=api.progress_every_reports,
-        progress_every_seconds=api.progress_every_seconds,
-        batch_size=api.batch_size,
-        retry_max_attempts=retry.max_attempts,
-        fail_fast_after=api.fail_fast_after,
-        mode=api.mode,
-        batch_min_reports=api.batch_min_reports,
-        batch_max_requests=api.batch_max_requests,
-        batch_max_bytes=api.batch_max_bytes,
-        batch_queue_tokens=api.batch_queue_tokens,
-        service_tier=api.service_tier,
-        flex_fallback=api.flex_fallback,
-        retry_initial_wait_seconds=retry.initial_wait_seconds,
-        retry_max_wait_seconds=retry.max_wait_seconds,
-        retry_jitter_seconds=retry.jitter_seconds,
-        pricing_file=str(settings.pricing_path),
-        rate_limit_period_seconds=api.rate_limit_period_seconds,
     )
 
 
+def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The resources, their defaults from the settings (the launchpad can override any)."""
+    return {
+        "warehouse": WarehouseResource(
+            # From the environment as an EnvVar: the UI shows its name, never the password.
+            database_url=_from_env(DATABASE_URL_ENV) or settings.resolved_database_url,
+            schema_name=settings.warehouse.schema_name,
+            outage_wait_seconds=settings.warehouse.outage_wait_seconds,
+            claim_lease_seconds=settings.warehouse.claim_lease_seconds,
+            spool_dir=str(settings.warehouse.spool_dir),
+        ),
+        "openai": openai_resource(settings),
+        "sources": SourcesResource(**settings.sources.model_dump()),
+        "analysis": AnalysisResource(
+            timezone=settings.weeks.timezone,
+            trend_threshold=settings.trends.threshold,
+            max_shrink_share=settings.silver.max_shrink_share,
+        ),
+        "privacy": PrivacyResource(
+            pseudonymize=settings.privacy.pseudonymize,
+            known_categories=list(settings.privacy.known_categories),
+        ),
+        "exports": ExportResource(export_dir=str(settings.export_path)),
+        "step_retry": StepRetryResource(
+            max_retries=settings.retry.step_max_retries,
+            delay_seconds=settings.retry.step_delay_seconds,
+        ),
+        "check_limits": CheckLimitsResource(**settings.checks.model_dump()),
+        "sensor_limits": SensorLimitsResource(
+            late_data_weeks=settings.sensor.late_data_weeks,
+            max_weeks_per_tick=settings.sensor.max_weeks_per_tick,
+        ),
+    }
+
+
+def storage_kind(settings: Settings) -> str:
+    """The kind naming the database the tables live in."""
+    return "sqlite" if settings.resolved_database_url.startswith("sqlite") else "postgres"
+
+
+def _in_storage(asset: dg.AssetsDefinition, kind: str) -> dg.AssetsDefinition:
+    """A warehouse asset (kind `sql`) also names the database its table is in."""
+    if not any("sql" in spec.kinds for spec in asset.specs):
+        return asset
+    return asset.map_asset_specs(lambda spec: spec.merge_attributes(kinds={kind}))
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
-    weekly_job = build_weekly_job(settings)
-    collect_job = build_collect_job(settings)
+    check_partitions_match(settings)
+    kind = storage_kind(settings)
     return dg.Definitions(
-        assets=build_assets(settings),
-        asset_checks=build_checks(settings),
-        jobs=[weekly_job, collect_job, cancel_openai_batches],
-        sensors=[
-            build_new_week_sensor(settings, weekly_job),
-            build_openai_batch_sensor(settings, collect_job),
+        assets=[
+            *with_table_names(app_tables, settings.sources.model_dump(), kind),
+            *(_in_storage(asset, kind) for asset in pipeline_assets),
         ],
-        resources=build_resources(settings),
+        asset_checks=asset_checks,
+        jobs=[weekly_reports_job, collect_batches_job, cancel_openai_batches],
+        sensors=[
+            new_week_sensor_every(settings.sensor.interval_seconds),
+            openai_batch_sensor_every(settings.sensor.batch_interval_seconds),
+        ],
+        resources=resources_from(settings),
         loggers=build_run_loggers(settings.log_file_path),
     )
 
 
-defs = build_definitions(get_settings())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by Dagster (`-m kidsfin_assets.definitions`): settings are read, and a bad
+    one stops the code location with a message naming it, only then."""
+    return build_definitions(get_settings())

@@ -15,15 +15,15 @@ import dagster as dg
 import sqlalchemy as sa
 
 from kidsfin_assets import db
-from kidsfin_assets.checks import build_checks
-from kidsfin_assets.definitions import build_assets, build_resources
-from kidsfin_assets.sensors import DATA_VERSION_TAG, week_fingerprint, weeks_with_activity
+from kidsfin_assets.checks import asset_checks
+from kidsfin_assets.definitions import pipeline_assets, resources_from
+from kidsfin_assets.sensor_plan import DATA_VERSION_TAG
 from kidsfin_assets.settings import Settings, SettingsError, get_settings, resolve_path
+from kidsfin_assets.source_activity import week_fingerprint, weeks_with_activity
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports, source_tables
-from kidsfin_assets.weeks import Week
+from kidsfin_assets.weeks import START_DATE_ENV, Week
 from kidsfin_demo import DemoSpec, generate
 
-START_DATE_ENV = "KIDSFIN_WEEKS__START_DATE"
 DEFAULT_MAKE_INCLUDE = "data/demo.mk"
 
 
@@ -45,8 +45,8 @@ def data_version(settings: Settings, week: str) -> str:
 
 def run_week(settings: Settings, instance: dg.DagsterInstance, week: str) -> bool:
     result = dg.materialize(
-        [*build_assets(settings), *build_checks(settings)],
-        resources=build_resources(settings),
+        [*pipeline_assets, *asset_checks],
+        resources=resources_from(settings),
         partition_key=week,
         instance=instance,
         tags={"kidsfin/source": "make-demo", DATA_VERSION_TAG: data_version(settings, week)},

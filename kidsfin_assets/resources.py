@@ -1,16 +1,54 @@
-"""Dagster resources: the warehouse database (the OpenAI resource lives in openai_client.py)."""
+"""Dagster resources: the warehouse database and the settings that change a run.
+
+Each resource's defaults come from config/pipeline.yaml and KIDSFIN_* variables
+(`resources_from`, called when the code location loads), so the launchpad shows every
+knob and a run can override one (`resources: {analysis: {config: {trend_threshold: 0.2}}}`).
+The OpenAI resource lives in openai_client.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, ValidationError
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets import db
-from kidsfin_assets.warehouse import create_warehouse_tables
+from kidsfin_assets.settings import (
+    DEFAULT_KNOWN_CATEGORIES,
+    CheckSettings,
+    PrivacySettings,
+    SilverSettings,
+    SourceTables,
+    TrendSettings,
+    WeeksSettings,
+    resolve_path,
+)
+from kidsfin_assets.warehouse import Sources, create_warehouse_tables, source_tables
 
 # Engines whose tables were checked in this process (create_all once, not per step).
 _READY: set[Engine] = set()
+
+
+def refuse_invalid(resource: str, checks: dict[str, Callable[[], object]]) -> None:
+    """Check a resource's values as the settings are checked: a bad launchpad override
+    fails the run at once, naming `<resource>.<field>`, not deep inside a step. `checks`
+    maps a field (empty: named by the error) to building the settings section it is."""
+    problems = []
+    for name, build in checks.items():
+        try:
+            build()
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = name or ".".join(str(part) for part in error["loc"])
+                problems.append(f"{resource}.{field}: {error['msg']}")
+    if problems:
+        raise dg.Failure(
+            description="invalid resource config: " + "; ".join(problems),
+            allow_retries=False,
+        )
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -18,6 +56,15 @@ class WarehouseResource(dg.ConfigurableResource):
 
     database_url: str = Field(description="SQLAlchemy URL; postgresql:// means psycopg2.")
     schema_name: str = Field(default="kidsfin", description="PostgreSQL schema of our tables.")
+    outage_wait_seconds: float = Field(
+        default=120.0, description="Gold waits this long for an unreachable warehouse."
+    )
+    claim_lease_seconds: float = Field(
+        default=300.0, description="A dead run's claims on kid-weeks expire after this."
+    )
+    spool_dir: str = Field(
+        default="data/spool", description="Paid answers the warehouse could not take."
+    )
 
     def get_engine(self) -> Engine:
         """A pooled engine, with the warehouse tables created if missing."""
@@ -26,3 +73,106 @@ class WarehouseResource(dg.ConfigurableResource):
             create_warehouse_tables(engine)
             _READY.add(engine)
         return engine
+
+    @property
+    def spool_path(self) -> Path:
+        return resolve_path(self.spool_dir)
+
+
+class SourcesResource(dg.ConfigurableResource):
+    """The app's tables (read only) by name; `schema.table` works."""
+
+    kids: str = "kids"
+    transactions: str = "transactions"
+    app_events: str = "app_events"
+    savings_goals: str = "savings_goals"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        refuse_invalid(
+            "sources",
+            {
+                key: lambda k=key: SourceTables(**{k: getattr(self, k)})
+                for key in SourceTables.model_fields
+            },
+        )
+
+    def names(self) -> SourceTables:
+        return SourceTables(**self.model_dump())
+
+    def tables(self) -> Sources:
+        return source_tables(self.names())
+
+
+class AnalysisResource(dg.ConfigurableResource):
+    """How weeks are cut and metrics compared."""
+
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        description="Weeks run Monday 00:00 to Monday 00:00 in this zone.",
+    )
+    trend_threshold: float = Field(
+        default=0.10, description="|change vs mean(W-1, W-2)| above this is up or down."
+    )
+    max_shrink_share: float = Field(
+        default=0.5, description="A silver week losing more of its kid rows at once fails."
+    )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        refuse_invalid(
+            "analysis",
+            {
+                "timezone": lambda: WeeksSettings(start_date="2026-01-05", timezone=self.timezone),
+                "trend_threshold": lambda: TrendSettings(threshold=self.trend_threshold),
+                "max_shrink_share": lambda: SilverSettings(max_shrink_share=self.max_shrink_share),
+            },
+        )
+
+
+class PrivacyResource(dg.ConfigurableResource):
+    """What may reach the API."""
+
+    pseudonymize: bool = Field(default=True, description="No nickname reaches the API.")
+    known_categories: list[str] = Field(
+        default=list(DEFAULT_KNOWN_CATEGORIES),
+        description="Spending categories sent by name; any other is sent as 'khác'.",
+    )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        categories = tuple(self.known_categories)
+        refuse_invalid(
+            "privacy", {"known_categories": lambda: PrivacySettings(known_categories=categories)}
+        )
+
+
+class ExportResource(dg.ConfigurableResource):
+    """Where the weekly JSON files go."""
+
+    export_dir: str = Field(default="data/exports", description="Relative to the project.")
+
+    def path(self, name: str) -> Path:
+        return resolve_path(self.export_dir) / name
+
+
+class StepRetryResource(dg.ConfigurableResource):
+    """Dagster re-runs a failed gold step (never for fatal errors) this often."""
+
+    max_retries: int = Field(default=2, description="Step retries after a failure.")
+    delay_seconds: float = Field(default=30.0, description="First wait; doubles, with jitter.")
+
+
+class CheckLimitsResource(dg.ConfigurableResource):
+    """Thresholds of the warning checks."""
+
+    max_quarantine_share: float = 0.05
+    max_cost_per_report_usd: float = 0.01
+    min_grounded_share: float = 0.99
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        refuse_invalid("check_limits", {"": lambda: CheckSettings(**self.model_dump())})
+
+
+class SensorLimitsResource(dg.ConfigurableResource):
+    """How much new_week_sensor looks at per tick."""
+
+    late_data_weeks: int = Field(default=8, description="Recent weeks re-checked for late rows.")
+    max_weeks_per_tick: int = Field(default=12, description="New weeks requested per tick.")

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets import db
-from kidsfin_assets.checks import build_checks
-from kidsfin_assets.definitions import build_assets, build_resources
+from kidsfin_assets.checks import asset_checks
+from kidsfin_assets.definitions import pipeline_assets, resources_from
 from kidsfin_assets.settings import Settings, get_settings
 from kidsfin_assets.warehouse import source_tables
 from kidsfin_demo import create_source_tables
@@ -114,8 +114,8 @@ def materialize_week(
     """Really run the project's assets for one week (in process; an ephemeral instance
     unless one is given)."""
     return dg.materialize(
-        [*build_assets(settings), *build_checks(settings)],
-        resources={**build_resources(settings), **(resources or {})},
+        [*pipeline_assets, *asset_checks],
+        resources={**resources_from(settings), **(resources or {})},
         partition_key=week,
         selection=selection,
         raise_on_error=raise_on_error,

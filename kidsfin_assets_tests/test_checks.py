@@ -8,10 +8,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.assets.gold import GOLD_KEY
-from kidsfin_assets.assets.silver import SILVER_KEY
-from kidsfin_assets.checks import RAW_KEY
 from kidsfin_assets.definitions import build_definitions
+from kidsfin_assets.keys import GOLD_KEY, RAW_KEY, SILVER_KEY
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets.weeks import weekly_partitions
 from kidsfin_assets_tests.helpers import SourceDB, materialize_week, use_database, warehouse_engine
@@ -29,9 +27,7 @@ def load_clean_week(source: SourceDB, kids: int = 4) -> None:
 
 def run_checks_only(settings, selection: dg.AssetSelection) -> dg.ExecuteInProcessResult:
     """A real run of only these checks (and assets), against the tables as they are now."""
-    job = dg.define_asset_job(
-        "checks_only", selection=selection, partitions_def=weekly_partitions(settings)
-    )
+    job = dg.define_asset_job("checks_only", selection=selection, partitions_def=weekly_partitions)
     defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[job]))
     return defs.resolve_job_def("checks_only").execute_in_process(
         tags={"dagster/partition": W}, raise_on_error=False

@@ -13,10 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets import demo
-from kidsfin_assets.definitions import build_assets, build_definitions
+from kidsfin_assets.definitions import pipeline_assets, resources_from
+from kidsfin_assets.jobs import weekly_reports_job
+from kidsfin_assets.sensors import new_week_sensor
 from kidsfin_assets.settings import get_settings
 from kidsfin_assets.warehouse import source_tables
-from kidsfin_assets.weeks import Week, weekly_partitions
+from kidsfin_assets.weeks import Week, partitions_for
 from kidsfin_assets_tests.helpers import SourceDB
 
 
@@ -44,20 +46,34 @@ def after_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
 def test_a_fresh_demo_shows_its_weeks_and_no_missing_ones(after_demo: dict[str, Any]) -> None:
     settings, instance = after_demo["settings"], after_demo["instance"]
     expected = [w.key for w in demo.demo_weeks(settings.weeks.timezone, dt.datetime.now(dt.UTC))]
-    keys = weekly_partitions(settings).get_partition_keys()
+    # The partitions of a process started with the demo's KIDSFIN_WEEKS__START_DATE (`make
+    # dev`): this one had imported the definitions before the demo set it.
+    keys = partitions_for(settings.weeks.start_date, settings.weeks.timezone).get_partition_keys()
     assert keys == expected  # partitions start at the demo's first week
-    for asset in build_assets(settings):
+    for asset in pipeline_assets:
         assert instance.get_materialized_partitions(asset.key) == set(keys), asset.key
     # `make dev` reads the same start from the file the demo wrote.
     include = Path(after_demo["include"]).read_text()
     assert f"DEMO_START_DATE := {keys[0]}" in include
 
 
+def after_demo_weeks(settings: Any) -> list[str]:
+    return partitions_for(settings.weeks.start_date, settings.weeks.timezone).get_partition_keys()
+
+
 def _first_tick(settings: Any, instance: dg.DagsterInstance) -> dg.SensorResult:
-    defs = build_definitions(settings)
-    sensor = defs.get_sensor_def("new_week_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=None, definitions=defs)
-    return sensor.evaluate_tick(context)
+    defs = dg.Definitions(
+        assets=pipeline_assets,
+        jobs=[weekly_reports_job],
+        sensors=[new_week_sensor],
+        resources=resources_from(settings),
+    )
+    sensor = defs.resolve_sensor_def("new_week_sensor")
+    resources = resources_from(settings)
+    with dg.build_sensor_context(
+        instance=instance, cursor=None, definitions=defs, resources=resources
+    ) as context:
+        return sensor.evaluate_tick(context)
 
 
 def test_the_sensor_does_not_run_the_demo_weeks_again(after_demo: dict[str, Any]) -> None:
@@ -67,7 +83,7 @@ def test_the_sensor_does_not_run_the_demo_weeks_again(after_demo: dict[str, Any]
     assert tick.cursor  # the weeks count as processed: late data in them is still seen
     # ...but a week whose rows changed since the demo ran it is requested.
     source = SourceDB(settings)
-    key = weekly_partitions(settings).get_partition_keys()[2]
+    key = after_demo_weeks(settings)[2]
     week = Week.from_key(key, settings.weeks.timezone)
     with source.engine.begin() as conn:
         top = conn.execute(sa.select(sa.func.max(source.src.transactions.c.txn_id))).scalar()

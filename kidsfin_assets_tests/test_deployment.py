@@ -419,7 +419,7 @@ def test_image_serves_the_code_location_over_grpc() -> None:
 
 def test_the_module_the_commands_load_holds_the_definitions() -> None:
     module = importlib.import_module(MODULE)
-    assert isinstance(module.defs, dg.Definitions)
+    assert isinstance(module.defs(), dg.Definitions)  # @dg.definitions: loaded lazily
     assert importlib.util.find_spec("kidsfin_demo") is not None
 
 
@@ -427,7 +427,7 @@ def test_the_code_location_does_not_import_the_demo_or_test_tools() -> None:
     """kidsfin_demo (make demo, compose's demo-data) and the tests' OpenAI server are tools
     beside the pipeline: loading the definitions must not import them."""
     code = (
-        f"import sys, {MODULE}; "
+        f"import sys, {MODULE}; {MODULE}.defs(); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('kidsfin_demo', 'openai_test_server', 'kidsfin_assets_tests')))"
     )

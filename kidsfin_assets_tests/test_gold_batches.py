@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets import batches, ledger
-from kidsfin_assets.batch_sensor import build_collect_job, build_openai_batch_sensor
+from kidsfin_assets.batch_sensor import openai_batch_sensor
 from kidsfin_assets.batches import WeekBatches
-from kidsfin_assets.definitions import build_openai_resource, build_resources
+from kidsfin_assets.definitions import openai_resource, resources_from
 from kidsfin_assets.pricing import load_prices
 from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.warehouse import openai_batches, report_ledger
@@ -263,8 +263,8 @@ def test_the_sensor_requests_the_week_once_its_batches_have_finished(
     server.configure(batch_seconds_per_line=2.5)  # open for ~10 s: margin on a loaded machine
     settings, _ = setup_week(monkeypatch, pg_url, server, 4, **BATCH)
     gold(settings)
-    sensor = build_openai_batch_sensor(settings, build_collect_job(settings))
-    resources = build_resources(settings)
+    sensor = openai_batch_sensor
+    resources = resources_from(settings)
     with dg.build_sensor_context(resources=resources) as context:
         assert isinstance(sensor(context), dg.SkipReason)  # still in progress
     wait_for_batches(server)
@@ -281,7 +281,7 @@ def test_cancelling_a_week_keeps_what_was_answered(monkeypatch, pg_url, server) 
 
     cancelled = cancel_openai_batches.execute_in_process(
         run_config={"ops": {"cancel_week_batches": {"config": {"week": W}}}},
-        resources=build_resources(settings),
+        resources=resources_from(settings),
     )
     assert cancelled.success
     wait_for_batches(server)
@@ -296,7 +296,7 @@ def test_the_enqueued_token_budget_holds_back_what_does_not_fit(
     monkeypatch, pg_url, server
 ) -> None:
     settings, _ = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
-    resource = build_openai_resource(settings)
+    resource = openai_resource(settings)
     one_line = resource.max_tokens + 3000  # a prompt's estimate is below 3,000 tokens
     budget = str(2 * one_line)
     monkeypatch.setenv("KIDSFIN_OPENAI__BATCH_QUEUE_TOKENS", budget)
@@ -333,5 +333,5 @@ def test_flex_without_capacity_is_not_paid_and_falls_back_to_the_default_tier(
     assert len(refused) == 4 and all(a["cost_usd"] == 0 for a in refused)  # 2 a kid
     assert {a["tier"] for a in answers if a["outcome"] == "accepted"} == {"default"}
     assert gold_meta(result)["rate_limited"] == 0
-    limiter = build_openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
     assert limiter.state()["paused_for_seconds"] == 0  # flex's capacity is not our limit

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.definitions import build_openai_resource
+from kidsfin_assets.definitions import openai_resource
 from kidsfin_assets.pricing import load_prices
 from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.warehouse import report_ledger
@@ -90,7 +90,7 @@ def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_m
     assert answers[0]["prompt_tokens"] == ABSURD_PROMPT_TOKENS  # what the bill will say
     assert "above the largest possible request" in answers[0]["usage_note"]
     assert meta["usage_flagged"] == 1
-    limiter = build_openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
     level = limiter.state()["tokens"]["level"]
     assert level > -limiter.max_request_tokens
     started = time.monotonic()

@@ -15,23 +15,20 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance
 
-from kidsfin_assets import db, sensors
-from kidsfin_assets.definitions import build_assets, build_resources
-from kidsfin_assets.sensors import (
+from kidsfin_assets import db, sensor_plan, sensors
+from kidsfin_assets.definitions import build_definitions, resources_from
+from kidsfin_assets.jobs import JOB_NAME
+from kidsfin_assets.sensor_plan import (
     CHANGED_WEEK_TAG,
     DATA_VERSION_TAG,
-    JOB_NAME,
     REASON_TAG,
     Evaluation,
-    Fingerprint,
     SourceDatabaseError,
-    TableFingerprint,
-    build_new_week_sensor,
-    build_weekly_job,
-    evaluate,
-    week_fingerprint,
+    Watch,
 )
+from kidsfin_assets.sensors import new_week_sensor
 from kidsfin_assets.settings import Settings
+from kidsfin_assets.source_activity import Fingerprint, TableFingerprint, week_fingerprint
 from kidsfin_assets.warehouse import source_tables
 from kidsfin_assets.weeks import Week
 from kidsfin_assets_tests.helpers import TZ, SourceDB, local, use_database
@@ -65,6 +62,11 @@ def seed_five_weeks(source: SourceDB) -> None:
         add_week(source, week, n)
 
 
+def evaluate(settings: Settings, cursor: str | None, now: dt.datetime) -> Evaluation:
+    """One tick's plan, watching what `settings` say."""
+    return sensor_plan.evaluate(Watch.from_settings(settings), cursor, now)
+
+
 def requested(result: Evaluation) -> list[tuple[str, str]]:
     return [(r.partition_key, r.tags[REASON_TAG]) for r in result.run_requests]
 
@@ -84,8 +86,8 @@ def test_empty_database_requests_nothing(settings: Settings, source: SourceDB) -
     assert result.run_requests == []
     assert json.loads(result.cursor) == {"v": 2, "through": None, "fp": {}}
 
-    sensor = build_new_week_sensor(settings, build_weekly_job(settings))
-    outcome = sensor(dg.build_sensor_context())
+    with dg.build_sensor_context(resources=resources_from(settings)) as context:
+        outcome = new_week_sensor(context)
     assert isinstance(outcome, dg.SensorResult)
     assert not outcome.run_requests
     assert outcome.skip_reason is not None
@@ -288,13 +290,22 @@ def test_a_database_that_is_down_fails_the_tick_clearly_and_the_next_tick_recove
     assert "\n" not in message
 
     # Through Dagster: the tick raises, so the stored cursor is left as it was.
-    sensor = build_new_week_sensor(down, build_weekly_job(down))
     monkeypatch.setattr(sensors, "clock", lambda: NOW)
-    with pytest.raises(SourceDatabaseError):
-        sensor(dg.build_sensor_context(cursor=None))
+    context = dg.build_sensor_context(cursor=None, resources=resources_from(down))
+    with context, pytest.raises(SourceDatabaseError):
+        new_week_sensor(context)
 
     recovered = evaluate(use_database(monkeypatch, pg_url), None, NOW)
     assert requested(recovered) == [(w, "new_week") for w in FIVE_WEEKS]
+
+
+def tick_context(
+    settings: Settings, instance: DagsterInstance, cursor: str | None, defs: dg.Definitions
+) -> dg.SensorEvaluationContext:
+    """A tick's context as the daemon gives it: the instance, cursor and resources."""
+    return dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=resources_from(settings)
+    )
 
 
 def test_the_sensor_definition_runs_in_dagster(
@@ -302,14 +313,8 @@ def test_the_sensor_definition_runs_in_dagster(
 ) -> None:
     settings = use_database(monkeypatch, pg_url, KIDSFIN_SENSOR__INTERVAL_SECONDS="60")
     seed_five_weeks(SourceDB(settings))
-    job = build_weekly_job(settings)
-    sensor = build_new_week_sensor(settings, job)
-    defs = dg.Definitions(
-        assets=build_assets(settings),
-        jobs=[job],
-        sensors=[sensor],
-        resources=build_resources(settings),
-    )
+    defs = build_definitions(settings)  # what Dagster loads: the interval from settings
+    sensor = defs.resolve_sensor_def("new_week_sensor")
     monkeypatch.setattr(sensors, "clock", lambda: NOW)
 
     assert sensor.name == "new_week_sensor"
@@ -327,8 +332,8 @@ def test_the_sensor_definition_runs_in_dagster(
     }
 
     with DagsterInstance.ephemeral() as instance:
-        context = dg.build_sensor_context(instance=instance, cursor=None, definitions=defs)
-        tick = sensor.evaluate_tick(context)
+        with tick_context(settings, instance, None, defs) as context:
+            tick = sensor.evaluate_tick(context)
         assert [r.partition_key for r in tick.run_requests] == FIVE_WEEKS
         for r in tick.run_requests:
             assert r.tags["dagster/partition"] == r.partition_key
@@ -336,17 +341,15 @@ def test_the_sensor_definition_runs_in_dagster(
             assert r.run_key == f"{r.partition_key}:{r.tags[DATA_VERSION_TAG]}"
         assert json.loads(tick.cursor or "")["through"] == "2026-03-09"
 
-        again = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=tick.cursor, definitions=defs)
-        )
+        with tick_context(settings, instance, tick.cursor, defs) as context:
+            again = sensor.evaluate_tick(context)
         assert again.run_requests == []
         assert again.skip_message and "nothing new or changed" in again.skip_message
         assert again.cursor == tick.cursor
 
         # A cursor this sensor did not write: a warning, then a fresh start.
-        reset = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor="garbage", definitions=defs)
-        )
+        with tick_context(settings, instance, "garbage", defs) as context:
+            reset = sensor.evaluate_tick(context)
         assert [r.run_key for r in reset.run_requests] == [r.run_key for r in tick.run_requests]
 
 

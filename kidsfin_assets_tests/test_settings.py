@@ -15,6 +15,7 @@ from kidsfin_assets.settings import DEFAULT_CONFIG, SettingsError, load_settings
 from kidsfin_assets.weeks import Week, weekly_partitions
 
 PROJECT = Path(__file__).resolve().parent.parent
+MODULE = "kidsfin_assets.definitions"
 
 
 def test_defaults_from_yaml() -> None:
@@ -77,10 +78,15 @@ def test_kidsfin_config_points_at_another_file(
         load_settings()
 
 
-def test_bad_setting_stops_the_code_location_with_a_message() -> None:
-    env = {"KIDSFIN_OPENAI__TIMEOUT_SECONDS": "soon", "PATH": "/usr/bin:/bin"}
+def test_bad_setting_stops_the_code_location_with_a_message(tmp_path: Path) -> None:
+    env = {
+        "KIDSFIN_OPENAI__TIMEOUT_SECONDS": "soon",
+        "PATH": "/usr/bin:/bin",
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    # As the code server loads it: importing reads nothing, loading `defs` stops.
     done = subprocess.run(
-        [sys.executable, "-c", "import kidsfin_assets.definitions"],
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", MODULE],
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -88,7 +94,7 @@ def test_bad_setting_stops_the_code_location_with_a_message() -> None:
         timeout=120,
     )
     assert done.returncode != 0
-    assert "openai.timeout_seconds" in done.stderr
+    assert "openai.timeout_seconds" in done.stdout + done.stderr
 
 
 def test_database_urls() -> None:
@@ -103,9 +109,27 @@ def test_database_urls() -> None:
     assert normalize_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
 
 
+def test_a_config_file_cannot_move_the_partitions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The partitions are fixed at import from the environment: a config file asking for
+    another start is refused, naming the variable that does it."""
+    from kidsfin_assets.definitions import build_definitions
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["weeks"]["start_date"] = "2025-12-29"
+    path = tmp_path / "moved.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KIDSFIN_CONFIG", str(path))
+    with pytest.raises(SettingsError) as error:
+        build_definitions(load_settings())
+    assert "weeks.start_date" in str(error.value)
+    assert "KIDSFIN_WEEKS__START_DATE" in str(error.value)
+
+
 def test_only_complete_weeks_are_partitions() -> None:
     settings = load_settings()
-    keys = weekly_partitions(settings).get_partition_keys()
+    keys = weekly_partitions.get_partition_keys()
     assert keys[0] == "2026-01-05"
     last = Week.from_key(keys[-1], settings.weeks.timezone)
     assert last.is_complete()

@@ -11,22 +11,29 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kidsfin_assets.assets.gold import GOLD_KEY
-from kidsfin_assets.assets.silver import SILVER_KEY
-from kidsfin_assets.resources import WarehouseResource
-from kidsfin_assets.settings import Settings
+from kidsfin_assets.keys import (
+    ANALYSIS_EXPORT_KEY,
+    APP_KIDS,
+    GOLD_KEY,
+    OWNERS,
+    REPORTS_EXPORT_KEY,
+    SILVER_KEY,
+)
+from kidsfin_assets.resources import (
+    AnalysisResource,
+    ExportResource,
+    SourcesResource,
+    WarehouseResource,
+)
 from kidsfin_assets.warehouse import (
     Sources,
     kid_weekly_analysis,
     kid_weekly_reports,
     nicknames,
-    source_tables,
 )
 from kidsfin_assets.weeks import Week, weekly_partitions
 
 EXPORT_FILE_MODE = 0o644
-ANALYSIS_EXPORT_KEY = dg.AssetKey(["exports", "kids_analysis_json"])
-REPORTS_EXPORT_KEY = dg.AssetKey(["exports", "kids_reports_json"])
 
 
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
@@ -67,42 +74,50 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in skip}
 
 
-def export_path(settings: Settings, layer: str, week_key: str) -> Path:
-    return settings.export_path / f"kids_{layer}_{week_key}.json"
+def export_path(exports: ExportResource, layer: str, week_key: str) -> Path:
+    return exports.path(f"kids_{layer}_{week_key}.json")
 
 
-def build_analysis_export(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=ANALYSIS_EXPORT_KEY,
-        group_name="exports",
-        kinds={"json"},
-        deps=[SILVER_KEY],
-        partitions_def=weekly_partitions(settings),
-        # As silver's: a backfill writes the range's files in silver's one run.
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description=(
-            "`kids_analysis_<week>.json` under `export_dir`: every kid's silver metrics "
-            "for the week with the kid's nickname, as AI Production Pipeline wrote it."
-        ),
+@dg.asset(
+    key=ANALYSIS_EXPORT_KEY,
+    group_name="exports",
+    kinds={"json", "file"},
+    owners=OWNERS,
+    tags={"kidsfin/layer": "exports", "kidsfin/pii": "nickname"},
+    deps=[SILVER_KEY, APP_KIDS],  # nicknames come from the app's kids
+    partitions_def=weekly_partitions,
+    # As silver's: a backfill writes the range's files in silver's one run.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description=(
+        "`kids_analysis_<week>.json` under `export_dir`: every kid's silver metrics "
+        "for the week with the kid's nickname, as AI Production Pipeline wrote it."
+    ),
+)
+def kids_analysis_json(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    sources: SourcesResource,
+    analysis: AnalysisResource,
+    exports: ExportResource,
+) -> dg.MaterializeResult:
+    engine, src = warehouse.get_engine(), sources.tables()
+    paths, total_kids = [], 0
+    for key in context.partition_keys:
+        week = Week.from_key(key, analysis.timezone)
+        with engine.connect() as conn:
+            document = analysis_document(conn, src, week)
+        path = export_path(exports, "analysis", key)
+        write_json_atomically(path, document)
+        paths.append(path)
+        total_kids += document["total_kids"]
+        context.log.info(f"wrote {document['total_kids']} kids to {path}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(paths[-1])),
+            "files": len(paths),
+            "dagster/row_count": total_kids,
+        }
     )
-    def kids_analysis_json(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
-        engine, src = warehouse.get_engine(), source_tables(settings.sources)
-        paths = []
-        for key in context.partition_keys:
-            week = Week.from_key(key, settings.weeks.timezone)
-            with engine.connect() as conn:
-                document = analysis_document(conn, src, week)
-            path = export_path(settings, "analysis", key)
-            write_json_atomically(path, document)
-            paths.append(path)
-            context.log.info(f"wrote {document['total_kids']} kids to {path}")
-        return dg.MaterializeResult(
-            metadata={"path": dg.MetadataValue.path(str(paths[-1])), "files": len(paths)}
-        )
-
-    return kids_analysis_json
 
 
 def reports_document(
@@ -141,54 +156,58 @@ def reports_document(
     }
 
 
-def review_path(settings: Settings, week_key: str) -> Path:
+def review_path(exports: ExportResource, week_key: str) -> Path:
     """Not `kids_reports_*`: nothing that picks up the parents' files picks this one up."""
-    return settings.export_path / f"needs_review_reports_{week_key}.json"
+    return exports.path(f"needs_review_reports_{week_key}.json")
 
 
-def build_reports_export(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=REPORTS_EXPORT_KEY,
-        group_name="exports",
-        kinds={"json"},
-        deps=[GOLD_KEY],
-        partitions_def=weekly_partitions(settings),
-        # As gold's: a backfill writes each week's file in that week's gold run.
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
-        description=(
-            "`kids_reports_<week>.json` under `export_dir`: "
-            "`{generated_at, total_reports, reports: [...]}` with each kid's nickname and "
-            "report, as AI Production Pipeline wrote it; only reports whose numbers and trends "
-            "the data supports. Reports kept without a grounded answer go to "
-            "`needs_review_reports_<week>.json`, with what the check found."
-        ),
-    )
-    def kids_reports_json(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
-        week = Week.from_key(context.partition_key, settings.weeks.timezone)
-        src = source_tables(settings.sources)
-        with warehouse.get_engine().connect() as conn:
-            document = reports_document(conn, src, week)
-            review = reports_document(conn, src, week, for_review=True)
-        path = export_path(settings, "reports", week.key)
-        write_json_atomically(path, document)
-        context.log.info(f"wrote {document['total_reports']} reports to {path}")
-        kept_out = review_path(settings, week.key)
-        if review["total_reports"]:
-            write_json_atomically(kept_out, review)
-            context.log.warning(
-                f"{review['total_reports']} reports stated something the data does not say "
-                f"and are kept out of the parents' file: review them in {kept_out}"
-            )
-        else:
-            kept_out.unlink(missing_ok=True)
-        return dg.MaterializeResult(
-            metadata={
-                "path": dg.MetadataValue.path(str(path)),
-                "total_reports": document["total_reports"],
-                "reports_needing_review": review["total_reports"],
-            }
+@dg.asset(
+    key=REPORTS_EXPORT_KEY,
+    group_name="exports",
+    kinds={"json", "file"},
+    owners=OWNERS,
+    tags={"kidsfin/layer": "exports", "kidsfin/pii": "nickname"},
+    deps=[GOLD_KEY, APP_KIDS],  # nicknames come from the app's kids
+    partitions_def=weekly_partitions,
+    # As gold's: a backfill writes each week's file in that week's gold run.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    description=(
+        "`kids_reports_<week>.json` under `export_dir`: "
+        "`{generated_at, total_reports, reports: [...]}` with each kid's nickname and "
+        "report, as AI Production Pipeline wrote it; only reports whose numbers and trends "
+        "the data supports. Reports kept without a grounded answer go to "
+        "`needs_review_reports_<week>.json`, with what the check found."
+    ),
+)
+def kids_reports_json(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    sources: SourcesResource,
+    analysis: AnalysisResource,
+    exports: ExportResource,
+) -> dg.MaterializeResult:
+    week = Week.from_key(context.partition_key, analysis.timezone)
+    src = sources.tables()
+    with warehouse.get_engine().connect() as conn:
+        document = reports_document(conn, src, week)
+        review = reports_document(conn, src, week, for_review=True)
+    path = export_path(exports, "reports", week.key)
+    write_json_atomically(path, document)
+    context.log.info(f"wrote {document['total_reports']} reports to {path}")
+    kept_out = review_path(exports, week.key)
+    if review["total_reports"]:
+        write_json_atomically(kept_out, review)
+        context.log.warning(
+            f"{review['total_reports']} reports stated something the data does not say "
+            f"and are kept out of the parents' file: review them in {kept_out}"
         )
-
-    return kids_reports_json
+    else:
+        kept_out.unlink(missing_ok=True)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "total_reports": document["total_reports"],
+            "dagster/row_count": document["total_reports"],
+            "reports_needing_review": review["total_reports"],
+        }
+    )

@@ -5,20 +5,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets import ledger
-from kidsfin_assets.assets.silver import SILVER_KEY
+from kidsfin_assets.catalog import table_metadata
+from kidsfin_assets.keys import APP_KIDS, GOLD_KEY, OWNERS, SILVER_KEY
 from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.pricing import ModelPrice, Usage
 from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
-from kidsfin_assets.resources import WarehouseResource
-from kidsfin_assets.settings import Settings, resolve_path
-from kidsfin_assets.warehouse import source_tables
+from kidsfin_assets.resources import (
+    AnalysisResource,
+    PrivacyResource,
+    SourcesResource,
+    StepRetryResource,
+    WarehouseResource,
+)
+from kidsfin_assets.warehouse import kid_weekly_reports as reports_table
 from kidsfin_assets.weeks import Week, weekly_partitions
 
-GOLD_KEY = dg.AssetKey(["gold", "kid_weekly_reports"])
 OPENAI_POOL = "openai"
 
 
@@ -98,6 +104,19 @@ def paid_in_run(
     )
     totals["saving_vs_sync_usd"] = round(max(0.0, at_sync_prices - totals["cost_usd"]), 6)
     return totals
+
+
+def current_reports(engine: Engine, week: Week) -> int | None:
+    """The week's reports of kids still in silver: the table's rows for the partition."""
+    t = reports_table
+    query = sa.select(sa.func.count()).where(
+        t.c.week_start == week.start, t.c.superseded_at.is_(None)
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    except sa.exc.SQLAlchemyError:
+        return None  # the warehouse went away: the step is failing then anyway
 
 
 SUMMARY_ROWS = (
@@ -192,107 +211,147 @@ def summary_markdown(meta: dict[str, Any]) -> str:
     return "| | |\n|---|---|\n" + rows
 
 
-def build_kid_weekly_reports(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=GOLD_KEY,
-        group_name="gold",
-        kinds={"openai"},
-        deps=[SILVER_KEY],
-        partitions_def=weekly_partitions(settings),
-        # One week per run, so that each run's cost metadata is exactly one week's.
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
-        pool=OPENAI_POOL,
-        # In batch mode a run may only submit: the week is materialised when collected.
-        output_required=False,
-        retry_policy=dg.RetryPolicy(
-            max_retries=settings.retry.step_max_retries,
-            delay=settings.retry.step_delay_seconds,
-            backoff=dg.Backoff.EXPONENTIAL,
-            jitter=dg.Jitter.PLUS_MINUS,
-        ),
-        description=(
-            "One report per kid-week for the parents (financial health, spending, saving, "
-            "activity, recommendations, score 0-10), written to `kid_weekly_reports` as "
-            "each answer arrives. Each kid-week is claimed before it is paid for, and every "
-            "request is recorded in `report_ledger`. Every number and trend a report states "
-            "is checked against the week's data; an ungrounded answer is asked again, and "
-            "kept for review (out of the export) if no grounded one comes. Re-runs only ask "
-            "for kids whose inputs (metrics, model, prompt version) have no report yet, so a "
-            "finished week costs nothing. No nickname or kid id reaches the API. Without "
-            "OPENAI_API_KEY an offline writer builds the reports by rules, at no cost. "
-            "Metadata: requests, retries, tokens, cost in USD (from the ledger), grounding."
-        ),
+def retry_or_raise(
+    context: dg.AssetExecutionContext, retry: StepRetryResource, error: Exception
+) -> dg.RetryRequested:
+    """Ask Dagster to run the step again (exponential back-off with jitter), while the
+    step has retries left; a configured policy, where a static RetryPolicy could not be."""
+    if context.retry_number >= retry.max_retries:
+        raise error
+    policy = dg.RetryPolicy(
+        max_retries=retry.max_retries,
+        delay=retry.delay_seconds,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
     )
-    def kid_weekly_reports(
-        context: dg.AssetExecutionContext,
-        warehouse: WarehouseResource,
-        openai: OpenAIReportsResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
-        if openai.offline:
-            context.log.warning(
-                "OPENAI_API_KEY is not set: NO AI IS USED. Reports come from the offline "
-                "rules writer (writer=offline) and cost nothing."
-            )
-        week = Week.from_key(context.partition_key, settings.weeks.timezone)
-        context.log.info(start_banner(week, openai))
-        engine = warehouse.get_engine()
-        keeping = LedgerSettings(
-            run_id=context.run_id,
-            outage_wait_seconds=settings.warehouse.outage_wait_seconds,
-            claim_lease_seconds=settings.warehouse.claim_lease_seconds,
-            spool_dir=resolve_path(settings.warehouse.spool_dir),
-            warehouse_id=ledger.warehouse_id(engine),
-        )
-        writer = WeekReportWriter(
-            context.log,
-            engine,
-            source_tables(settings.sources),
-            openai,
-            load_prompt(),
-            week,
-            keeping,
-            pseudonymize=settings.privacy.pseudonymize,
-            known_categories=settings.privacy.known_categories,
-        )
-        outcome = writer.run()
-        if outcome.silver_rows == 0:
-            context.log.warning(
-                f"week {week.key} has no silver rows: nothing to report. If the week had "
-                "activity, materialise silver/kid_weekly_analysis for it first."
-            )
-        paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
-        meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
-        title = f"kidsfin reports · week {week.key}"
-        context.log.info(log_summary(title, meta))
-        # The box whole, on the step's stdout (the run's "stdout" tab; the console).
-        print(summary_box(title, meta), flush=True)
-        meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
-        if outcome.batches:
-            meta["batches"] = dg.MetadataValue.md(batches_markdown(outcome.batches))
-        if (outcome.in_batches or outcome.queued) and not outcome.failed:
-            # Answers pending in the Batch API: not materialised yet. openai_batch_sensor
-            # (or materialising the week again) collects them when the batches finish.
-            open_ids = [b["batch_id"] or b["id"] for b in outcome.batches if not b["ingested_at"]]
-            context.log.info(
-                f"week {week.key}: {outcome.in_batches} reports wait in batches "
-                f"{', '.join(open_ids) or '-'}, {outcome.queued} for room in the batch "
-                "queue; the week is materialised once they are collected"
-            )
-            yield dg.AssetObservation(
-                asset_key=GOLD_KEY, partition=context.partition_key, metadata=meta
-            )
-            return
-        if outcome.failed:
-            raise dg.Failure(
-                description=(
-                    f"{outcome.failed} of {outcome.silver_rows} reports failed for week "
-                    f"{week.key}; {outcome.written} written and {outcome.reused} reused are "
-                    "kept, and a re-run asks only for the missing ones. "
-                    + (outcome.fatal or "First errors: " + "; ".join(outcome.errors[:3]))
-                ),
-                metadata=meta,
-                allow_retries=outcome.fatal is None,
-            )
-        yield dg.MaterializeResult(metadata=meta)
+    wait = policy.calculate_delay(context.retry_number + 1)
+    return dg.RetryRequested(max_retries=retry.max_retries, seconds_to_wait=wait)
 
-    return kid_weekly_reports
+
+@dg.asset(
+    key=GOLD_KEY,
+    group_name="gold",
+    kinds={"openai", "sql"},
+    owners=OWNERS,
+    tags={"kidsfin/layer": "gold", "kidsfin/pays": "openai"},
+    metadata=table_metadata(reports_table),
+    # Reports of an older prompt show as stale: the prompt's version is the code's.
+    code_version=load_prompt().version,
+    # Nicknames are filled in from the app's kids after the API answered.
+    deps=[SILVER_KEY, APP_KIDS],
+    partitions_def=weekly_partitions,
+    # One week per run, so that each run's cost metadata is exactly one week's.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    pool=OPENAI_POOL,
+    # In batch mode a run may only submit: the week is materialised when collected.
+    output_required=False,
+    # Step retries: `step_retry` (retry_or_raise), so a run can change them.
+    description=(
+        "One report per kid-week for the parents (financial health, spending, saving, "
+        "activity, recommendations, score 0-10), written to `kid_weekly_reports` as "
+        "each answer arrives. Each kid-week is claimed before it is paid for, and every "
+        "request is recorded in `report_ledger`. Every number and trend a report states "
+        "is checked against the week's data; an ungrounded answer is asked again, and "
+        "kept for review (out of the export) if no grounded one comes. Re-runs only ask "
+        "for kids whose inputs (metrics, model, prompt version) have no report yet, so a "
+        "finished week costs nothing. No nickname or kid id reaches the API. Without "
+        "OPENAI_API_KEY an offline writer builds the reports by rules, at no cost. "
+        "Metadata: requests, retries, tokens, cost in USD (from the ledger), grounding."
+    ),
+)
+def kid_weekly_reports(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    openai: OpenAIReportsResource,
+    sources: SourcesResource,
+    analysis: AnalysisResource,
+    privacy: PrivacyResource,
+    step_retry: StepRetryResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+    try:
+        yield from write_week_reports(context, warehouse, openai, sources, analysis, privacy)
+    except dg.Failure as failure:
+        if not failure.allow_retries:
+            raise
+        raise retry_or_raise(context, step_retry, failure) from failure
+    except Exception as error:  # a warehouse outage, a bug: as a RetryPolicy would
+        raise retry_or_raise(context, step_retry, error) from error
+
+
+def write_week_reports(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    openai: OpenAIReportsResource,
+    sources: SourcesResource,
+    analysis: AnalysisResource,
+    privacy: PrivacyResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+    if openai.offline:
+        context.log.warning(
+            "OPENAI_API_KEY is not set: NO AI IS USED. Reports come from the offline "
+            "rules writer (writer=offline) and cost nothing."
+        )
+    week = Week.from_key(context.partition_key, analysis.timezone)
+    context.log.info(start_banner(week, openai))
+    engine = warehouse.get_engine()
+    keeping = LedgerSettings(
+        run_id=context.run_id,
+        outage_wait_seconds=warehouse.outage_wait_seconds,
+        claim_lease_seconds=warehouse.claim_lease_seconds,
+        spool_dir=warehouse.spool_path,
+        warehouse_id=ledger.warehouse_id(engine),
+    )
+    writer = WeekReportWriter(
+        context.log,
+        engine,
+        sources.tables(),
+        openai,
+        load_prompt(),
+        week,
+        keeping,
+        pseudonymize=privacy.pseudonymize,
+        known_categories=tuple(privacy.known_categories),
+    )
+    outcome = writer.run()
+    if outcome.silver_rows == 0:
+        context.log.warning(
+            f"week {week.key} has no silver rows: nothing to report. If the week had "
+            "activity, materialise silver/kid_weekly_analysis for it first."
+        )
+    paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
+    meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
+    rows = current_reports(engine, week)
+    if rows is not None:
+        meta["dagster/row_count"] = rows
+    title = f"kidsfin reports · week {week.key}"
+    context.log.info(log_summary(title, meta))
+    # The box whole, on the step's stdout (the run's "stdout" tab; the console).
+    print(summary_box(title, meta), flush=True)
+    meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
+    if outcome.batches:
+        meta["batches"] = dg.MetadataValue.md(batches_markdown(outcome.batches))
+    if (outcome.in_batches or outcome.queued) and not outcome.failed:
+        # Answers pending in the Batch API: not materialised yet. openai_batch_sensor
+        # (or materialising the week again) collects them when the batches finish.
+        open_ids = [b["batch_id"] or b["id"] for b in outcome.batches if not b["ingested_at"]]
+        context.log.info(
+            f"week {week.key}: {outcome.in_batches} reports wait in batches "
+            f"{', '.join(open_ids) or '-'}, {outcome.queued} for room in the batch "
+            "queue; the week is materialised once they are collected"
+        )
+        yield dg.AssetObservation(
+            asset_key=GOLD_KEY, partition=context.partition_key, metadata=meta
+        )
+        return
+    if outcome.failed:
+        raise dg.Failure(
+            description=(
+                f"{outcome.failed} of {outcome.silver_rows} reports failed for week "
+                f"{week.key}; {outcome.written} written and {outcome.reused} reused are "
+                "kept, and a re-run asks only for the missing ones. "
+                + (outcome.fatal or "First errors: " + "; ".join(outcome.errors[:3]))
+            ),
+            metadata=meta,
+            allow_retries=outcome.fatal is None,
+        )
+    yield dg.MaterializeResult(metadata=meta)

@@ -10,10 +10,18 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets import db
 from kidsfin_assets.assets.raw import source_errors_explained
+from kidsfin_assets.catalog import table_metadata
+from kidsfin_assets.keys import (
+    APP_EVENTS,
+    APP_KIDS,
+    APP_SAVINGS_GOALS,
+    APP_TRANSACTIONS,
+    OWNERS,
+    SILVER_KEY,
+)
 from kidsfin_assets.metrics import write_week
-from kidsfin_assets.resources import WarehouseResource
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import kid_weekly_analysis, source_tables
+from kidsfin_assets.resources import AnalysisResource, SourcesResource, WarehouseResource
+from kidsfin_assets.warehouse import kid_weekly_analysis as analysis_table
 from kidsfin_assets.weeks import Week, weekly_partitions
 
 PREVIEW_COLUMNS = (
@@ -27,7 +35,6 @@ PREVIEW_COLUMNS = (
     "spending_total_trend",
 )
 PREVIEW_ROWS = 10
-SILVER_KEY = dg.AssetKey(["silver", "kid_weekly_analysis"])
 
 
 def preview_table(rows: list[dict[str, Any]]) -> str:
@@ -39,7 +46,7 @@ def preview_table(rows: list[dict[str, Any]]) -> str:
 
 def week_summary(conn: Connection, weeks: list[dt.date]) -> dict[str, Any]:
     """Totals over the written weeks, read back from the table (not held in memory)."""
-    t = kid_weekly_analysis
+    t = analysis_table
     money = ("income_total", "spending_total", "saving_total", "withdrawal_total")
     totals = conn.execute(
         sa.select(
@@ -56,6 +63,7 @@ def week_summary(conn: Connection, weeks: list[dt.date]) -> dict[str, Any]:
     )
     return {
         "row_count": int(totals.row_count),
+        "dagster/row_count": int(totals.row_count),
         "kids_with_spending": int(totals.kids_with_spending),
         **{c: round(float(totals._mapping[c]), 2) for c in money},
         "preview": dg.MetadataValue.md(preview_table([dict(r._mapping) for r in preview])),
@@ -74,7 +82,7 @@ class SilverRunConfig(dg.Config):
 
 
 def week_row_count(conn: Connection, week: Week) -> int:
-    t = kid_weekly_analysis
+    t = analysis_table
     query = sa.select(sa.func.count()).where(t.c.week_start == week.start)
     return int(conn.execute(query).scalar_one())
 
@@ -96,45 +104,49 @@ def refuse_shrink(week: Week, before: int, after: int, max_share: float | None) 
     )
 
 
-def build_kid_weekly_analysis(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=SILVER_KEY,
-        group_name="silver",
-        kinds={"sql"},
-        deps=[dg.AssetKey(["raw", "kid_activity"])],
-        partitions_def=weekly_partitions(settings),
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description=(
-            "Per kid-week metrics (income, spending, saving, withdrawal, net flow, savings "
-            "rate, counts, active days, spending by category, savings balance) and trends "
-            "against W-1 and W-2, computed in the database and written to "
-            "`kid_weekly_analysis`, replacing the week's rows in one transaction. Trends "
-            "read W-1 and W-2 straight from the source tables, so one week can be "
-            "materialised alone; a backfill needs no earlier partitions, but re-run W+1 "
-            "and W+2 after late data in W (the sensor does). The savings balance is "
-            "carried from the balances stored with W-3 (or an earlier week, or a full "
-            "scan when none is still valid), so a week's cost does not grow with history."
-        ),
-    )
-    def kid_weekly_analysis_asset(
-        context: dg.AssetExecutionContext,
-        config: SilverRunConfig,
-        warehouse: WarehouseResource,
-    ) -> dg.MaterializeResult:
-        engine, src = warehouse.get_engine(), source_tables(settings.sources)
-        # Oldest first: each week's stored savings balances serve the weeks after it.
-        weeks = sorted(Week.from_key(k, settings.weeks.timezone) for k in context.partition_keys)
-        max_shrink = None if config.allow_shrink else settings.silver.max_shrink_share
-        for week in weeks:
-            # one transaction per week: all rows or none
-            with source_errors_explained(settings.sources), engine.begin() as conn:
-                db.week_lock(conn, "silver", week.key)
-                before = week_row_count(conn, week)
-                written = write_week(conn, src, week, settings.trends.threshold)
-                refuse_shrink(week, before, written, max_shrink)  # rolls the week back
-            context.log.info(f"week {week.key}: {written} kid rows written")
-        with engine.connect() as conn:
-            meta = week_summary(conn, [w.start for w in weeks])
-        return dg.MaterializeResult(metadata={**meta, "weeks": len(weeks)})
-
-    return kid_weekly_analysis_asset
+@dg.asset(
+    key=SILVER_KEY,
+    group_name="silver",
+    kinds={"sql"},
+    owners=OWNERS,
+    tags={"kidsfin/layer": "silver"},
+    metadata=table_metadata(analysis_table),
+    # What it reads: W, W-1 and W-2 straight from the app's tables (not raw's copy),
+    # so one week can run alone.
+    deps=[APP_TRANSACTIONS, APP_EVENTS, APP_SAVINGS_GOALS, APP_KIDS],
+    partitions_def=weekly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description=(
+        "Per kid-week metrics (income, spending, saving, withdrawal, net flow, savings "
+        "rate, counts, active days, spending by category, savings balance) and trends "
+        "against W-1 and W-2, computed in the database and written to "
+        "`kid_weekly_analysis`, replacing the week's rows in one transaction. Trends "
+        "read W-1 and W-2 straight from the source tables, so one week can be "
+        "materialised alone; a backfill needs no earlier partitions, but re-run W+1 "
+        "and W+2 after late data in W (the sensor does). The savings balance is "
+        "carried from the balances stored with W-3 (or an earlier week, or a full "
+        "scan when none is still valid), so a week's cost does not grow with history."
+    ),
+)
+def kid_weekly_analysis(
+    context: dg.AssetExecutionContext,
+    config: SilverRunConfig,
+    warehouse: WarehouseResource,
+    sources: SourcesResource,
+    analysis: AnalysisResource,
+) -> dg.MaterializeResult:
+    engine, src, names = warehouse.get_engine(), sources.tables(), sources.names()
+    # Oldest first: each week's stored savings balances serve the weeks after it.
+    weeks = sorted(Week.from_key(k, analysis.timezone) for k in context.partition_keys)
+    max_shrink = None if config.allow_shrink else analysis.max_shrink_share
+    for week in weeks:
+        # one transaction per week: all rows or none
+        with source_errors_explained(names), engine.begin() as conn:
+            db.week_lock(conn, "silver", week.key)
+            before = week_row_count(conn, week)
+            written = write_week(conn, src, week, analysis.trend_threshold)
+            refuse_shrink(week, before, written, max_shrink)  # rolls the week back
+        context.log.info(f"week {week.key}: {written} kid rows written")
+    with engine.connect() as conn:
+        meta = week_summary(conn, [w.start for w in weeks])
+    return dg.MaterializeResult(metadata={**meta, "weeks": len(weeks)})

@@ -1,0 +1,182 @@
+"""The definitions are module-level and loaded lazily; run settings are resources a run
+(the launchpad) can override."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from kidsfin_assets.settings import Settings
+from kidsfin_assets.warehouse import kid_weekly_analysis
+from kidsfin_assets_tests.helpers import (
+    SourceDB,
+    fetch,
+    materialize_week,
+    use_database,
+    warehouse_engine,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+W = "2026-03-16"
+
+# Imports every module of the package with an audit hook that records what reads a
+# config file or reaches a database (a socket, an SQLite file).
+IMPORT_EVERYTHING = textwrap.dedent(
+    """
+    import pkgutil, sys, importlib
+    touched = []
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], str) and args[0].endswith((".yaml", ".db")):
+            touched.append(f"open {args[0]}")
+        if event in ("socket.connect", "sqlite3.connect"):
+            touched.append(f"{event} {args[1:] if event == 'socket.connect' else args}")
+    sys.addaudithook(hook)
+    import kidsfin_assets
+    names = [m.name for m in pkgutil.walk_packages(kidsfin_assets.__path__, "kidsfin_assets.")]
+    for name in names:
+        importlib.import_module(name)
+    import kidsfin_assets.definitions as d
+    print(len(names), "modules;", type(d.defs).__name__)
+    print("TOUCHED", touched)
+    """
+)
+
+
+def test_importing_the_modules_reads_no_config_and_opens_no_database(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        # Were either read, the import would fail or connect: neither may happen.
+        "KIDSFIN_CONFIG": str(tmp_path / "missing.yaml"),
+        "KIDSFIN_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/app",
+        "KIDSFIN_OPENAI__TIMEOUT_SECONDS": "soon",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERYTHING],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "LazyDefinitions" in done.stdout
+    assert "TOUCHED []" in done.stdout, done.stdout
+
+
+def test_loading_the_definitions_reads_the_settings(tmp_path: Path) -> None:
+    """The audit hook sees what it is meant to: loading `defs` does read the config."""
+    script = IMPORT_EVERYTHING + "d.defs()\nprint('AFTER', touched)\n"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = done.stdout.split("AFTER", 1)[1]
+    assert "pipeline.yaml" in after
+
+
+def trend_week(monkeypatch: pytest.MonkeyPatch, pg_url: str) -> Settings:
+    """A kid whose income rose 15 % against W-1 and W-2: `up` at the default threshold
+    (0.10), `flat` at 0.20."""
+    settings = use_database(monkeypatch, pg_url)
+    source = SourceDB(settings)
+    source.kids((1, "An"))
+    source.txns(
+        (1, 1, "2026-03-03 10:00", "income", None, 100000),  # W-2
+        (2, 1, "2026-03-10 10:00", "income", None, 100000),  # W-1
+        (3, 1, "2026-03-17 10:00", "income", None, 115000),  # W
+    )
+    return settings
+
+
+def income_trend(settings: Settings) -> str:
+    t = kid_weekly_analysis
+    rows = fetch(warehouse_engine(settings), t.select().where(t.c.kid_id == 1))
+    (row,) = [r for r in rows if str(r["week_start"]) == W]
+    return row["income_total_trend"]
+
+
+def test_a_run_overrides_the_trend_threshold_as_the_launchpad_would(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    settings = trend_week(monkeypatch, pg_url)
+    assert materialize_week(settings, W, selection="group:silver").success
+    assert income_trend(settings) == "up"
+    override = {"resources": {"analysis": {"config": {"trend_threshold": 0.2}}}}
+    assert materialize_week(settings, W, selection="group:silver", run_config=override).success
+    assert income_trend(settings) == "flat"
+
+
+def test_the_settings_are_the_resources_defaults(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    trend_week(monkeypatch, pg_url)
+    monkeypatch.setenv("KIDSFIN_TRENDS__THRESHOLD", "0.2")
+    changed = use_database(monkeypatch, pg_url)
+    assert materialize_week(changed, W, selection="group:silver").success
+    assert income_trend(changed) == "flat"
+
+
+@pytest.mark.parametrize(
+    ("resource", "field", "value", "says", "selection"),
+    [
+        ("analysis", "timezone", "Mars/Olympus", "unknown time zone", "group:silver"),
+        ("analysis", "trend_threshold", -1.0, "greater than or equal to 0", "group:silver"),
+        ("sources", "kids", "kids; drop table x", "is not a table name", "group:silver"),
+        ("privacy", "known_categories", ["bánh", " "], "a known category is empty", "group:gold"),
+        ("check_limits", "max_quarantine_share", 2.0, "less than or equal to 1", "group:raw"),
+    ],
+)
+def test_a_bad_override_fails_the_run_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    resource: str,
+    field: str,
+    value: object,
+    says: str,
+    selection: str,
+) -> None:
+    settings = trend_week(monkeypatch, pg_url)
+    override = {"resources": {resource: {"config": {field: value}}}}
+    result = materialize_week(
+        settings, W, selection=selection, run_config=override, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_failure)
+    message = str(failure.event_specific_data)
+    assert f"{resource}.{field}" in message and says in message
+
+
+def test_the_assets_run_on_their_resources_alone(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, tmp_path: Path
+) -> None:
+    """Module-level assets, callable in a test with resources built by hand: with no
+    readable config at all, so nothing in a run reads the settings behind its back."""
+    from kidsfin_assets.assets.raw import kid_activity
+    from kidsfin_assets.assets.silver import kid_weekly_analysis as silver
+    from kidsfin_assets.resources import AnalysisResource, SourcesResource, WarehouseResource
+    from kidsfin_assets.settings import get_settings
+
+    settings = trend_week(monkeypatch, pg_url)
+    monkeypatch.setenv("KIDSFIN_CONFIG", str(tmp_path / "missing.yaml"))
+    get_settings.cache_clear()
+    resources = {
+        "warehouse": WarehouseResource(database_url=pg_url),
+        "sources": SourcesResource(),
+        "analysis": AnalysisResource(trend_threshold=0.2),
+    }
+    result = dg.materialize([kid_activity, silver], resources=resources, partition_key=W)
+    assert result.success
+    assert income_trend(settings) == "flat"
