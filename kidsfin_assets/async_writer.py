@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,11 +85,10 @@ class AsyncRun:
 
     writer: WeekReportWriter
     session: ReportSession
-    items: list[PendingReport]
-    first_index: int
+    pages: Iterator[list[PendingReport]]  # claimed kids, a page at a time (may block)
     records: queue.Queue[_Record | None] = field(default_factory=queue.Queue)
     waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
-    lost: list[int] = field(default_factory=list)  # kids whose lease ran out: not asked
+    lost: list[PendingReport] = field(default_factory=list)  # lease ran out: not asked
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -120,21 +119,37 @@ class AsyncRun:
         slots = asyncio.Semaphore(api.max_concurrent)
         tasks: set[asyncio.Task[None]] = set()
         try:
-            for offset, item in enumerate(self.items):
-                await slots.acquire()
-                if self.writer.cancel.is_set():
-                    slots.release()
-                    break
-                task = asyncio.create_task(self._write_one(self.first_index + offset, item))
-                tasks.add(task)
-                task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
-            if tasks:
-                await asyncio.wait(set(tasks))
+            try:
+                # One loop (and one set of clients) for the week: the next page is read and
+                # claimed in a thread while the requests of the last one are in flight.
+                async for item in self._claimed_items():
+                    await slots.acquire()
+                    if self.writer.cancel.is_set():
+                        slots.release()
+                        break
+                    task = asyncio.create_task(self._write_one(self.writer._next_index(), item))
+                    tasks.add(task)
+                    task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+            except BaseException:
+                # A page that could not be read or claimed (the warehouse gone for longer
+                # than outage_wait): start nothing new, but the requests in flight are paid
+                # for and their answers are recorded before the error goes on.
+                self.writer.cancel.set()
+                self._fail_waiters(Cancelled("the run is stopping"))
+                raise
+            finally:
+                if tasks:
+                    await asyncio.wait(set(tasks))
         finally:
             leaser.cancel()
             self._fail_waiters(Cancelled("the run is stopping"))
             for client in self.clients:
                 await client.close()
+
+    async def _claimed_items(self) -> AsyncIterator[PendingReport]:
+        while (page := await asyncio.to_thread(next, self.pages, None)) is not None:
+            for item in page:
+                yield item
 
     async def _write_one(self, index: int, item: PendingReport) -> None:
         """As WeekReportWriter._write_one: what became of the kid, counted once."""
@@ -146,7 +161,7 @@ class AsyncRun:
             exchange = await self._generate(item)
             w._count_written(item, _usage(exchange))
         except ledger.ClaimLost:
-            self.lost.append(item.kid_id)
+            self.lost.append(item)
         except UngroundedAnswer as exc:
             await asyncio.to_thread(w._keep_ungrounded, item, exc)
         except FatalApiError as exc:
@@ -429,15 +444,12 @@ def store_group(conn: Any, writer: WeekReportWriter, group: Iterable[_Record]) -
 
 
 def run_async(
-    writer: WeekReportWriter, session: ReportSession, items: list[PendingReport]
-) -> list[int]:
-    """One pass over `items` on an event loop in its own thread; this thread waits for it
+    writer: WeekReportWriter, session: ReportSession, pages: Iterable[list[PendingReport]]
+) -> list[PendingReport]:
+    """One pass over `pages` on an event loop in its own thread; this thread waits for it
     even through interrupts (the answers in flight are paid for and must be recorded).
     Returns the kids not asked because their claim's lease ran out."""
-    with writer._lock:
-        first = writer._submitted
-        writer._submitted += len(items)
-    run = AsyncRun(writer, session, items, first)
+    run = AsyncRun(writer, session, iter(pages))
     groups = GroupWriter(writer, run.records)
     groups.start()
     failure: list[BaseException] = []

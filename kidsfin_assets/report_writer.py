@@ -107,18 +107,25 @@ def silver_kids(week: Week) -> sa.Select[Any]:
     return sa.select(silver.c.kid_id).where(silver.c.week_start == week.start)
 
 
-def silver_pages(engine: Engine, week: Week, size: int) -> Iterator[list[dict[str, Any]]]:
+def silver_pages(
+    engine: Engine, week: Week, size: int, call: Callable[[Callable[[], Any]], Any]
+) -> Iterator[list[dict[str, Any]]]:
     """The week's silver rows, `size` kids at a time in kid order (memory flat in the
-    number of kids), each page read in a transaction of its own."""
+    number of kids), each page read in a transaction of its own through `call` (the
+    warehouse gate: a page read mid-run rides out an outage like any other call)."""
     silver = kid_weekly_analysis
     after: int | None = None
     while True:
         query = sa.select(silver).where(silver.c.week_start == week.start)
         if after is not None:
             query = query.where(silver.c.kid_id > after)
-        with engine.connect() as conn:
-            page = conn.execute(query.order_by(silver.c.kid_id).limit(size))
-            rows = [dict(r._mapping) for r in page]
+
+        def read(query: sa.Select[Any] = query) -> list[dict[str, Any]]:
+            with engine.connect() as conn:
+                page = conn.execute(query.order_by(silver.c.kid_id).limit(size))
+                return [dict(r._mapping) for r in page]
+
+        rows = call(read)
         if not rows:
             return
         yield rows
@@ -279,24 +286,29 @@ class WeekReportWriter:
     def _planned_pages(self) -> Iterator[list[PendingReport]]:
         """Each page of silver rows planned: the kids still without a report for their
         inputs (`_total` counts them as pages are read, `outcome.reused` the rest)."""
-        for rows in silver_pages(self.engine, self.week, self._page_size()):
-            with self.engine.connect() as conn:
-                names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
-                pending, reused = plan_week(
-                    conn,
-                    self.week,
-                    rows,
-                    self.api.model,
-                    self.prompt,
-                    self.api.offline,
-                    names,
-                    self.pseudonymize,
-                    self.known_categories,
-                )
+        for rows in silver_pages(self.engine, self.week, self._page_size(), self.gate.call):
+            if self.cancel.is_set():  # the run stopped: plan (and claim) nothing more
+                return
+            pending, reused = self.gate.call(lambda rows=rows: self._plan(rows))
             self.outcome.reused += reused
             self._total += len(pending)
             if pending:
                 yield pending
+
+    def _plan(self, rows: list[dict[str, Any]]) -> tuple[list[PendingReport], int]:
+        with self.engine.connect() as conn:
+            names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
+            return plan_week(
+                conn,
+                self.week,
+                rows,
+                self.api.model,
+                self.prompt,
+                self.api.offline,
+                names,
+                self.pseudonymize,
+                self.known_categories,
+            )
 
     def _next_index(self) -> int:
         with self._lock:
@@ -353,7 +365,9 @@ class WeekReportWriter:
             self._await_other_runs(pool, session, held, elsewhere, futures)
             wait(futures)
         except WarehouseUnavailable as exc:
-            self._stop(str(exc))
+            self.cancel.set()  # start nothing new; the answers in flight go to the spool
+            _drain(pool)
+            self._stop(f"{exc}. {self._kept_note()}")
         except BaseException:
             # Run terminated (Ctrl+C, UI "terminate"): start nothing new, let the requests in
             # flight finish (each by its deadline) and record their (paid) answers, then stop.
@@ -367,7 +381,8 @@ class WeekReportWriter:
 
     def _write_with_async(self, pages: Iterable[list[PendingReport]]) -> None:
         """The same claims and waiting for other runs, the requests on an event loop
-        (async_writer: thousands in flight, records stored in groups), a page a pass."""
+        (async_writer: thousands in flight, records stored in groups), one loop for the
+        week's pages."""
         from kidsfin_assets.async_writer import run_async
 
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
@@ -376,22 +391,32 @@ class WeekReportWriter:
         # free again): claimed again after the pages until written here or elsewhere.
         held: dict[int, PendingReport] = {}
         waiting: dict[int, str] = {}
-        try:
-            heartbeat.start()
+
+        def claimed_pages() -> Iterator[list[PendingReport]]:
+            # Runs in the loop's worker threads, a page at a time.
             for page in pages:
                 items = {item.kid_id: item for item in page}
                 claimed = self._claim_page(items)
-                lost = run_async(self, session, [items[k] for k in sorted(claimed.mine)])
-                waiting.update({**claimed.elsewhere, **dict.fromkeys(lost, "")})
-                held.update({kid: items[kid] for kid in [*claimed.elsewhere, *lost]})
-            while waiting and not self.cancel.wait(AWAIT_POLL_SECONDS):
+                waiting.update(claimed.elsewhere)
+                held.update({kid: items[kid] for kid in claimed.elsewhere})
+                yield [items[k] for k in sorted(claimed.mine)]
+
+        try:
+            heartbeat.start()
+            lost = run_async(self, session, claimed_pages())
+            while True:
+                held.update({item.kid_id: item for item in lost})
+                waiting.update({item.kid_id: "" for item in lost})
+                if not waiting or self.cancel.wait(AWAIT_POLL_SECONDS):
+                    break
                 wanted = self._wanted({k: held[k] for k in waiting})
                 claimed = self.gate.call(lambda w=wanted: self.claims.claim(w))
                 self.outcome.by_other_runs += len(claimed.done)
-                lost = run_async(self, session, [held[k] for k in sorted(claimed.mine)])
-                waiting = {**claimed.elsewhere, **dict.fromkeys(lost, "")}
-        except WarehouseUnavailable as exc:
-            self._stop(str(exc))
+                waiting = dict(claimed.elsewhere)
+                mine = [held[k] for k in sorted(claimed.mine)]
+                lost = run_async(self, session, [mine]) if mine else []
+        except WarehouseUnavailable as exc:  # run_async has recorded what was in flight
+            self._stop(f"{exc}. {self._kept_note()}")
         except BaseException:
             self.cancel.set()
             raise
