@@ -39,15 +39,14 @@ from kidsfin_assets.openai_client import (
     Cancelled,
     DeadlineExceeded,
     Exchange,
-    FatalApiError,
     InvalidAnswer,
     ReportSession,
     UngroundedAnswer,
     reask_message,
     retry_after_seconds,
 )
-from kidsfin_assets.outage import WarehouseUnavailable
 from kidsfin_assets.rate_limit import Reservation
+from kidsfin_assets.report_writer import exchange_usage
 
 if TYPE_CHECKING:
     from kidsfin_assets.report_writer import PendingReport, WeekReportWriter
@@ -159,19 +158,11 @@ class AsyncRun:
                 raise Cancelled("not started: the run is stopping")
             w._announce_batch(index)
             exchange = await self._generate(item)
-            w._count_written(item, _usage(exchange))
+            w._count_written(item, exchange_usage(exchange))
         except ledger.ClaimLost:
             self.lost.append(item)
-        except UngroundedAnswer as exc:
-            await asyncio.to_thread(w._keep_ungrounded, item, exc)
-        except FatalApiError as exc:
-            w._fail(item, exc)
-            w._stop(str(exc))
-        except WarehouseUnavailable as exc:
-            w._fail(item, exc)
-            w._stop(f"{exc}. {w._kept_note()}")
-        except Exception as exc:  # retries spent, a bug: keep going
-            w._fail(item, exc)
+        except Exception as exc:  # stores an ungrounded answer for review: off the loop
+            await asyncio.to_thread(w._after_error, item, exc)
 
     async def _generate(self, item: PendingReport) -> Exchange:
         """As ReportSession.generate, on the loop: every exchange stored before the next
@@ -475,12 +466,3 @@ def run_async(
     if failure:
         raise failure[0]
     return run.lost
-
-
-def _usage(exchange: Exchange) -> dict[str, Any]:
-    return {
-        "prompt_tokens": exchange.prompt_tokens,
-        "completion_tokens": exchange.completion_tokens,
-        "cached_tokens": exchange.cached_tokens,
-        "cost_usd": exchange.cost_usd,
-    }

@@ -227,6 +227,7 @@ class WeekReportWriter:
             engine, keeping.outage_wait_seconds, self.cancel.is_set, self.log.warning
         )
         self._submitted = 0
+        self._lost: list[PendingReport] = []  # not asked: the claim's lease ran out
         self._progress_done, self._progress_at = 0, time.monotonic()
         self._announced_at = -float("inf")
         self.mode = "offline" if api.offline else "sync"
@@ -362,8 +363,17 @@ class WeekReportWriter:
                 while len(window) > 2:  # two pages of kids in memory at most
                     wait(window.popleft())
             futures = [future for page in window for future in page]
-            self._await_other_runs(pool, session, held, elsewhere, futures)
-            wait(futures)
+            while True:
+                self._await_other_runs(pool, session, held, elsewhere, futures)
+                wait(futures)
+                with self._lock:
+                    lost, self._lost = self._lost, []
+                if not lost or self.cancel.is_set():
+                    break
+                # Kids whose lease ran out: written by another run by now, held by one, or
+                # free again, as the kids another run held from the start.
+                held.update({item.kid_id: item for item in lost})
+                elsewhere = {item.kid_id: "" for item in lost}
         except WarehouseUnavailable as exc:
             self.cancel.set()  # start nothing new; the answers in flight go to the spool
             _drain(pool)
@@ -607,7 +617,7 @@ class WeekReportWriter:
         """AI Production Pipeline's "Processing batch i/n" lines (docs/design.md). Batches only
         group the log: requests flow continuously, none waits for the slowest of the one before."""
         size = self.api.batch_size
-        if index < 0 or index % size != 0:  # -1: a kid taken back, not a new line
+        if index % size != 0:
             return
         total = -(-max(self._total, index + 1) // size)
         number = index // size + 1
@@ -635,17 +645,21 @@ class WeekReportWriter:
             )
             self._count_written(item, exchange_usage(exchange))
         except ClaimLost:
-            self._take_back(session, item)
-        except UngroundedAnswer as exc:  # retries spent, every answer ungrounded
+            with self._lock:
+                self._lost.append(item)  # claimed again with the kids other runs hold
+        except Exception as exc:
+            self._after_error(item, exc)
+
+    def _after_error(self, item: PendingReport, exc: Exception) -> None:
+        """What becomes of a kid whose asking ended in an error (threads and event loop)."""
+        if isinstance(exc, UngroundedAnswer):  # retries spent, every answer ungrounded
             self._keep_ungrounded(item, exc)
-        except FatalApiError as exc:
-            self._fail(item, exc)
+            return
+        self._fail(item, exc)  # retries spent, or a bug: the week goes on
+        if isinstance(exc, FatalApiError):
             self._stop(str(exc))
-        except WarehouseUnavailable as exc:
-            self._fail(item, exc)
+        elif isinstance(exc, WarehouseUnavailable):
             self._stop(f"{exc}. {self._kept_note()}")
-        except Exception as exc:  # retries spent, a bug: keep going
-            self._fail(item, exc)
 
     def _acquire_while_held(
         self, session: ReportSession, kid: int
@@ -676,22 +690,6 @@ class WeekReportWriter:
             return True
         self.gate.call(self.claims.renew)
         return self.claims.holds(kid, margin)
-
-    def _take_back(self, session: ReportSession, item: PendingReport) -> None:
-        """A kid whose claim ran out: written by another run by now, held by one (wait for
-        it), or free again (claim it and ask)."""
-        wanted = {item.kid_id: item.input_hash}
-        while not self.cancel.is_set():
-            claimed = self.gate.call(lambda: self.claims.claim(wanted))
-            if claimed.done:
-                with self._lock:
-                    self.outcome.by_other_runs += 1
-                return
-            if claimed.mine:
-                self._write_one(session, -1, item)  # -1: not a new "Processing batch" line
-                return
-            self.cancel.wait(AWAIT_POLL_SECONDS)
-        self._fail(item, Cancelled("not asked: the run stopped while another run held it"))
 
     def _keep_ungrounded(self, item: PendingReport, exc: UngroundedAnswer) -> None:
         """The last answer is stored for review, marked not grounded: paid for, never
