@@ -401,10 +401,12 @@ class GroupWriter:
             store()
         except Exception as exc:
             spooled = self._spool(paid)
-            if not db.is_disconnect(exc) or not spooled:
+            retry = db.is_disconnect(exc) or db.is_lock_conflict(exc)
+            if not retry or not spooled:
                 error = exc
             else:
-                w.gate.mark_down(exc)
+                if db.is_disconnect(exc):
+                    w.gate.mark_down(exc)
                 try:
                     w.gate.call(store)
                     with w._lock:

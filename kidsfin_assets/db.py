@@ -406,8 +406,16 @@ def insert_ignoring_duplicates(
     conn.execute(insert(table).on_conflict_do_nothing(), rows)
 
 
+def is_lock_conflict(exc: BaseException) -> bool:
+    """A deadlock or serialisation failure: the transaction was rolled back, and running it
+    again is the remedy (PostgreSQL's advice), not waiting as for an outage."""
+    return getattr(getattr(exc, "orig", None), "pgcode", None) in ("40P01", "40001")
+
+
 def is_disconnect(exc: BaseException) -> bool:
     """The database is unreachable (down, restarting, network cut), not a bad statement."""
+    if is_lock_conflict(exc):
+        return False
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):

@@ -108,6 +108,10 @@ class Claims:
         # set to the database's clock + lease after this time was read)
         self._valid_until: dict[int, float] = {}
         self._held_lock = threading.Lock()
+        # One renewal at a time: callers that find their lease stale at once (every task of
+        # a slow process) share one UPDATE instead of each locking every claim row.
+        self._renew_lock = threading.Lock()
+        self._renewed_at = float("-inf")  # monotonic time the latest renewal began
 
     def claim(self, wanted: dict[int, str]) -> ClaimResult:
         """Take every kid of `wanted` (kid -> input hash) that nobody holds, or whose
@@ -116,20 +120,24 @@ class Claims:
         done: set[int] = set()
         elsewhere: dict[int, str] = {}
         for chunk in _chunks(sorted(wanted)):
+            read_at = time.monotonic()
             with self.engine.begin() as conn:
                 self._expire_dead_owners(conn, chunk)
                 taken = self._take(conn, {kid: wanted[kid] for kid in chunk})
                 finished = self._reported(conn, {kid: wanted[kid] for kid in taken})
                 self.delete_in(conn, finished)
                 elsewhere.update(self._holders(conn, set(chunk) - taken))
+            # Held once committed: a transaction rolled back leaves no claim behind.
+            self._hold(taken - finished, read_at + self.lease)
             mine |= taken - finished
             done |= finished
         done |= self.reported({kid: wanted[kid] for kid in elsewhere})
         return ClaimResult(mine, done, {k: r for k, r in elsewhere.items() if k not in done})
 
     def _take(self, conn: Connection, wanted: dict[int, str]) -> set[int]:
+        """Claims rows, held (`_hold`) by the caller once committed; the lease set is the
+        database's clock + lease, read after the caller's monotonic `read_at`."""
         claims = report_claims
-        read_at = time.monotonic()
         now = db.clock_epoch(conn)
         rows = [
             {
@@ -148,9 +156,7 @@ class Claims:
             set_={c: insert.excluded[c] for c in ("input_hash", "owner", "run_id", "lease_until")},
             where=sa.or_(claims.c.lease_until < now, claims.c.owner == self.owner),
         ).returning(claims.c.kid_id)
-        taken = set(conn.execute(statement).scalars())
-        self._hold(taken, read_at + self.lease)
-        return taken
+        return set(conn.execute(statement).scalars())
 
     def _hold(self, kids: Iterable[int], until: float) -> None:
         with self._held_lock:
@@ -234,27 +240,46 @@ class Claims:
     def renew(self) -> None:
         """Extend every lease this writer still holds. A lease that ran out is not revived,
         even if nobody took the kid yet: the kid is no longer held (`holds` says so) until
-        it is claimed again."""
+        it is claimed again. Callers at once share one renewal: one that began after this
+        call was made covers it."""
+        asked_at = time.monotonic()
+        with self._renew_lock:
+            if self._renewed_at >= asked_at:
+                return
+            read_at = self._renewed_at = time.monotonic()
+            held = self._renew_rows()
+            renewed = read_at + self.lease
+            with self._held_lock:
+                # A kid the update did not return keeps the lease it had: either it ran out
+                # (its own time says so) or its claim was not yet committed when the update
+                # ran, and is good until its own time.
+                for kid in held & self._valid_until.keys():
+                    self._valid_until[kid] = max(self._valid_until[kid], renewed)
+
+    def _renew_rows(self) -> set[int]:
+        """One statement; rows locked in kid order, as every other writer of claims locks
+        them (sorted IN lists), so that it cannot deadlock with a release or a claim."""
         claims = report_claims
-        read_at = time.monotonic()
         with self.engine.begin() as conn:
             now = db.clock_epoch(conn)
-            held = conn.execute(
+            mine = sa.and_(claims.c.owner == self.owner, claims.c.lease_until >= now)
+            if db.is_sqlite(conn.engine):  # one writer at a time: no lock order to keep
+                where = mine
+            else:
+                locked = (
+                    sa.select(claims.c.week_start, claims.c.kid_id)
+                    .where(mine)
+                    .order_by(claims.c.kid_id)
+                    .with_for_update()
+                )
+                where = sa.tuple_(claims.c.week_start, claims.c.kid_id).in_(locked)
+            statement = (
                 claims.update()
-                .where(claims.c.owner == self.owner, claims.c.lease_until >= now)
+                .where(where)
                 .values(lease_until=now + self.lease)
                 .returning(claims.c.kid_id)
-            ).scalars()
-            held = set(held)
-        renewed = read_at + self.lease
-        with self._held_lock:
-            # Kids claimed while this ran hold a later lease than `renewed`: kept; the rest
-            # that the update did not return have lost theirs.
-            self._valid_until = {
-                kid: renewed if kid in held else until
-                for kid, until in self._valid_until.items()
-                if kid in held or until > renewed
-            }
+            )
+            return set(conn.execute(statement).scalars())
 
 
 # --- the ledger ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from kidsfin_assets import db
 
 T = TypeVar("T")
 PROBE_INTERVAL_SECONDS = 1.0
+CONFLICT_RETRIES = 10  # a deadlock or serialisation failure, run again at once (jittered)
+CONFLICT_BACKOFF_SECONDS = 0.02
 
 
 class WarehouseUnavailable(Exception):
@@ -44,11 +47,18 @@ class WarehouseGate:
         return self._down_since is not None
 
     def call(self, fn: Callable[[], T]) -> T:
+        """`fn` (its own transaction) run once the database is up; run again after an
+        outage, or at once after a lock conflict (up to CONFLICT_RETRIES times)."""
+        conflicts = 0
         while True:
             self.wait_until_up()
             try:
                 return fn()
             except Exception as exc:
+                if db.is_lock_conflict(exc) and conflicts < CONFLICT_RETRIES:
+                    conflicts += 1
+                    time.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * conflicts))
+                    continue
                 if not db.is_disconnect(exc):
                     raise
                 self.mark_down(exc)

@@ -740,9 +740,10 @@ class WeekReportWriter:
         except Exception as exc:
             if exchange.paid or report is not None:
                 self._spool(row, exchange, report)
-            if not db.is_disconnect(exc):
+            if db.is_disconnect(exc):
+                self.gate.mark_down(exc)
+            elif not db.is_lock_conflict(exc):
                 raise
-            self.gate.mark_down(exc)
         self.gate.call(store)
         if exchange.paid or report is not None:
             with self._lock:

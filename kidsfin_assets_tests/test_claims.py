@@ -1,0 +1,164 @@
+"""Claims on kid-weeks under concurrency, on PostgreSQL: a renewal racing a claim, many
+callers renewing at once, and lock conflicts met by the warehouse gate.
+
+Found by a 5,000-kid gold run slowed down (tracemalloc): every task whose lease looked
+stale renewed all the run's claims itself, at once; the renewals deadlocked one another
+and each deadlock was reported as a warehouse outage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from kidsfin_assets import db
+from kidsfin_assets.ledger import Claims
+from kidsfin_assets.outage import WarehouseGate
+from kidsfin_assets.warehouse import create_warehouse_tables, report_claims
+
+WEEK = dt.date(2026, 11, 23)
+LEASE = 60.0
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[Engine]:
+    engine = db.create_engine(pg_url)
+    create_warehouse_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+def _wanted(kids: range) -> dict[int, str]:
+    return {kid: f"input-{kid}" for kid in kids}
+
+
+def _statements(engine: Engine, prefix: str) -> list[str]:
+    """Every statement the engine sends that starts with `prefix` (appended as sent)."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(prefix):
+            sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    return sent
+
+
+def test_a_renewal_while_a_claim_commits_leaves_the_claimed_kids_held(engine: Engine) -> None:
+    """The claim's rows are not yet committed when the renewal's UPDATE runs, so it does
+    not return them; the kids are still this run's for the claim's whole lease. (Before,
+    the renewal dropped them: each then looked lost and renewed again, one per task.)"""
+    claims = Claims(engine, WEEK, "run-a", LEASE)
+    claims.claim(_wanted(range(1, 11)))
+    renewals: list[threading.Thread] = []
+
+    def renew_before_commit(conn: Any) -> None:
+        if not renewals:  # the second claim's commit: renew from another thread, now
+            renewals.append(threading.Thread(target=claims.renew))
+            renewals[0].start()
+            renewals[0].join(timeout=30)
+
+    sa.event.listen(engine, "commit", renew_before_commit)
+    result = claims.claim(_wanted(range(11, 21)))
+    sa.event.remove(engine, "commit", renew_before_commit)
+
+    assert renewals and not renewals[0].is_alive()
+    assert result.mine == set(range(11, 21))
+    assert all(claims.holds(kid, margin=LEASE / 2) for kid in range(1, 21))
+
+
+def test_callers_renewing_at_once_share_one_update(engine: Engine) -> None:
+    """Sixteen tasks finding their lease stale together send one or two UPDATEs, not
+    sixteen, and none fails."""
+    claims = Claims(engine, WEEK, "run-a", LEASE)
+    claims.claim(_wanted(range(1, 5001)))
+    updates = _statements(engine, "UPDATE")
+    start, errors = threading.Barrier(16), []
+
+    def renew() -> None:
+        start.wait()
+        try:
+            claims.renew()
+        except Exception as exc:  # any error fails the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=renew) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert 1 <= len(updates) <= 2, f"{len(updates)} renewals for 16 callers at once"
+    assert all(claims.holds(kid, margin=LEASE / 2) for kid in (1, 2500, 5000))
+
+
+def test_a_renewal_does_not_revive_a_lease_that_ran_out(engine: Engine) -> None:
+    claims = Claims(engine, WEEK, "run-a", 5.0)
+    claims.claim(_wanted(range(1, 4)))
+    with engine.begin() as conn:  # kid 2's lease ran out (as after a long outage)
+        conn.execute(
+            report_claims.update().where(report_claims.c.kid_id == 2).values(lease_until=0.0)
+        )
+    time.sleep(0.1)
+    claims._valid_until[2] = time.monotonic()  # its own time ran out too
+    claims.renew()
+    assert claims.holds(1, margin=1.0) and claims.holds(3, margin=1.0)
+    assert not claims.holds(2, margin=0.0)
+
+
+def test_the_gate_runs_a_deadlocked_transaction_again_without_an_outage(engine: Engine) -> None:
+    """Two transactions lock two rows in opposite orders: PostgreSQL rolls one back
+    (deadlock detected). The gate runs it again at once; nobody is told the warehouse is
+    unreachable, and both changes land."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(report_claims),
+            [
+                {
+                    "week_start": WEEK,
+                    "kid_id": kid,
+                    "input_hash": "h",
+                    "owner": "o",
+                    "run_id": "r",
+                    "lease_until": 0.0,
+                }
+                for kid in (1, 2)
+            ],
+        )
+    said: list[str] = []
+    gate = WarehouseGate(engine, wait_seconds=30, stopping=lambda: False, on_change=said.append)
+    both_hold_one = threading.Barrier(2)
+    attempts = {1: 0, 2: 0}
+
+    def touch(first: int, second: int) -> None:
+        attempts[first] += 1
+        with engine.begin() as conn:
+            claims = report_claims
+            for n, kid in enumerate((first, second)):
+                conn.execute(
+                    claims.update()
+                    .where(claims.c.kid_id == kid)
+                    .values(lease_until=claims.c.lease_until + first)
+                )
+                if n == 0 and attempts[first] == 1:
+                    both_hold_one.wait(timeout=30)  # each holds one row, wants the other
+
+    threads = [
+        threading.Thread(target=gate.call, args=(lambda a=a, b=b: touch(a, b),))
+        for a, b in ((1, 2), (2, 1))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert said == []
+    assert attempts[1] + attempts[2] == 3  # one of the two ran again
+    with engine.connect() as conn:
+        leases = conn.execute(sa.select(report_claims.c.lease_until)).scalars().all()
+    assert leases == [3.0, 3.0]
