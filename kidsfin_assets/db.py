@@ -363,16 +363,19 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: list
 def upsert_many(
     conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]
 ) -> None:
-    """upsert() of many rows (same columns, distinct keys) in one statement."""
+    """upsert() of many rows (same columns, distinct keys) in one call. Sent as one
+    statement with the rows as parameter sets (SQLAlchemy pages them into multi-row
+    VALUES): a statement built with `.values(rows)` compiles, and is cached, once per
+    number of rows, megabytes each for hundreds of rows."""
     if not rows:
         return
     if is_sqlite(conn.engine):
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert
-    statement = insert(table).values(rows)
+    statement = insert(table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
-    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
 
 
 def ddl_lock(conn: sa.Connection) -> None:

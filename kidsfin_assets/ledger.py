@@ -150,13 +150,13 @@ class Claims:
             }
             for kid, digest in wanted.items()
         ]
-        insert = _insert(conn.engine)(claims).values(rows)
+        insert = _insert(conn.engine)(claims)  # rows as parameter sets: see db.upsert_many
         statement = insert.on_conflict_do_update(
             index_elements=["week_start", "kid_id"],
             set_={c: insert.excluded[c] for c in ("input_hash", "owner", "run_id", "lease_until")},
             where=sa.or_(claims.c.lease_until < now, claims.c.owner == self.owner),
         ).returning(claims.c.kid_id)
-        return set(conn.execute(statement).scalars())
+        return set(conn.execute(statement, rows).scalars())
 
     def _hold(self, kids: Iterable[int], until: float) -> None:
         with self._held_lock:
