@@ -19,9 +19,11 @@ from kidsfin_assets.assets.raw import kid_activity
 from kidsfin_assets.assets.silver import kid_weekly_analysis
 from kidsfin_assets.batch_sensor import cancel_openai_batches, openai_batch_sensor_every
 from kidsfin_assets.checks import asset_checks
+from kidsfin_assets.errors import SettingsError
 from kidsfin_assets.jobs import collect_batches_job, weekly_reports_job
 from kidsfin_assets.loggers import build_run_loggers
-from kidsfin_assets.openai_client import OpenAIReportsResource
+from kidsfin_assets.openai_client import OpenAIReportsResource, largest_request_tokens
+from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.resources import (
     AnalysisResource,
     CheckLimitsResource,
@@ -33,7 +35,7 @@ from kidsfin_assets.resources import (
     WarehouseResource,
 )
 from kidsfin_assets.sensors import new_week_sensor_every
-from kidsfin_assets.settings import Settings, get_settings
+from kidsfin_assets.settings import Settings, config_path, get_settings
 from kidsfin_assets.weeks import check_partitions_match
 
 DATABASE_URL_ENV = "KIDSFIN_DATABASE_URL"
@@ -56,8 +58,23 @@ def _from_env(name: str) -> Any:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
+def check_token_budget(settings: Settings) -> None:
+    """The shared token bucket must hold two of the largest requests (see rate_limit.py):
+    refused when the resource is made (the code location loads), not by the first gold run.
+    Not in settings.py: the prompt it sizes sits above the settings (prompt -> warehouse ->
+    settings), so settings would have to import it inside a function."""
+    largest = largest_request_tokens(load_prompt(), settings.openai.max_tokens)
+    if settings.openai.tokens_per_minute < 2 * largest:
+        raise SettingsError(
+            f"invalid kidsfin settings in {config_path()}:\n  openai.tokens_per_minute: "
+            f"must be at least {2 * largest} (two of the largest requests: prompt plus "
+            f"max_tokens={settings.openai.max_tokens}), got {settings.openai.tokens_per_minute}"
+        )
+
+
 def openai_resource(settings: Settings) -> OpenAIReportsResource:
     """Every `openai:` setting by its own name, and `retry:`'s as `retry_<key>`."""
+    check_token_budget(settings)
     retry = settings.retry.model_dump(include=set(REPORT_RETRY))
     api = settings.openai.model_dump(exclude={"pricing_file"})
     return OpenAIReportsResource(

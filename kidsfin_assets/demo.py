@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from kidsfin_assets import db
 from kidsfin_assets.checks import asset_checks
 from kidsfin_assets.definitions import pipeline_assets, resources_from
+from kidsfin_assets.paths import resolve_path
 from kidsfin_assets.sensor_plan import DATA_VERSION_TAG
-from kidsfin_assets.settings import Settings, SettingsError, get_settings, resolve_path
+from kidsfin_assets.settings import Settings, SettingsError, get_settings
 from kidsfin_assets.source_activity import week_fingerprint, weeks_with_activity
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports, source_tables
 from kidsfin_assets.weeks import START_DATE_ENV, Week

@@ -32,11 +32,11 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.grounding import Finding, describe_findings
+from kidsfin_assets.paths import resolve_path
 from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price, load_prices
 from kidsfin_assets.prompt import Prompt, max_prompt_bytes
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.report_schema import KidWeeklyReport
-from kidsfin_assets.settings import resolve_path
 
 MAX_RETRY_AFTER_SECONDS = 300.0
 RETRYABLE_STATUS = {408, 409}
@@ -289,6 +289,11 @@ def estimate_tokens(utf8_bytes: int, messages: int) -> int:
 
 def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
     return estimate_tokens(sum(len(m["content"].encode()) for m in messages), len(messages))
+
+
+def largest_request_tokens(prompt: Prompt, max_tokens: int) -> int:
+    """The largest reservation one request can make: a full prompt plus max_tokens."""
+    return estimate_tokens(max_prompt_bytes(prompt), 2) + max_tokens
 
 
 @dataclass(frozen=True)
@@ -751,8 +756,7 @@ class OpenAIReportsResource(OpenAIResource):
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
             period_seconds=self.rate_limit_period_seconds,
-            # The largest reservation one request can make: a full prompt plus max_tokens.
-            max_request_tokens=estimate_tokens(max_prompt_bytes(prompt), 2) + self.max_tokens,
+            max_request_tokens=largest_request_tokens(prompt, self.max_tokens),
             lease_seconds=self.rate_limit_lease_seconds,
         )
 

@@ -11,8 +11,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
+from kidsfin_assets.paths import PROJECT_ROOT
 from kidsfin_assets.report_schema import PLACEHOLDER
-from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PROJECT_ROOT
 from kidsfin_assets.warehouse import TREND_METRICS
 
 PROMPTS_DIR = PROJECT_ROOT / "prompts"

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import batches, db, ledger, spool
+from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.grounding import Finding, check_report
 from kidsfin_assets.ledger import ClaimLost, Claims
 from kidsfin_assets.offline_writer import OFFLINE_MODEL, offline_report
@@ -38,7 +39,6 @@ from kidsfin_assets.pricing import Usage
 from kidsfin_assets.prompt import Prompt, input_hash, prompt_data
 from kidsfin_assets.rate_limit import Reservation
 from kidsfin_assets.report_schema import PLACEHOLDER, KidWeeklyReport, personalise
-from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.warehouse import (
     Sources,
     kid_weekly_analysis,

@@ -16,15 +16,15 @@ from pydantic import Field, ValidationError
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets import db
+from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
+from kidsfin_assets.paths import resolve_path
 from kidsfin_assets.settings import (
-    DEFAULT_KNOWN_CATEGORIES,
     CheckSettings,
     PrivacySettings,
     SilverSettings,
     SourceTables,
     TrendSettings,
     WeeksSettings,
-    resolve_path,
 )
 from kidsfin_assets.warehouse import Sources, create_warehouse_tables, source_tables
 

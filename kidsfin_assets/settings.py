@@ -29,11 +29,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
 from kidsfin_assets.errors import SettingsError
+from kidsfin_assets.paths import PROJECT_ROOT, resolve_path
 from kidsfin_assets.pricing import load_price
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
 ENV_PREFIX = "KIDSFIN_"
 
@@ -155,17 +156,6 @@ class SilverSettings(_Section):
     max_shrink_share: float = Field(default=0.5, ge=0, le=1)
 
 
-# The categories the demo app offers (kidsfin_demo.vocabulary: SPENDING_CATEGORIES,
-# INCOME_CATEGORIES) and the category keys the prompt and the offline writer name
-# (offline_writer.CATEGORY_WORDS).
-DEFAULT_KNOWN_CATEGORIES = (
-    "ăn vặt", "đồ chơi", "sách vở", "trò chơi", "đi lại", "đồ dùng học tập", "quà tặng",
-    "tiền tiêu vặt", "tiền mừng", "việc nhà",
-    "snacks", "food", "drinks", "toys", "books", "games", "transport", "stationery", "gifts",
-    "gift", "clothes", "entertainment", "education", "other",
-)  # fmt: skip
-
-
 class PrivacySettings(_Section):
     pseudonymize: bool = True
     # Category names sent to the API as they are; any other (free text a child may have
@@ -271,12 +261,6 @@ def config_path() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_CONFIG)
 
 
-def resolve_path(value: str) -> Path:
-    """Relative paths in settings are relative to the project root, not the cwd."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
 def _env_name(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
@@ -332,7 +316,6 @@ def load_settings() -> Settings:
                 f"{settings.pricing_path}; add `{tier}: {{input, cached_input, output}}` "
                 "under the model, or do not use that tier"
             )
-    _check_token_budget(settings)
     return settings
 
 
@@ -354,21 +337,6 @@ def _unknown_variables() -> list[str]:
         for name in os.environ
         if name.upper().startswith(ENV_PREFIX) and name not in known and not name.startswith(tools)
     )
-
-
-def _check_token_budget(settings: Settings) -> None:
-    """The shared token bucket must hold two of the largest requests (see rate_limit.py):
-    refused here rather than by the first gold run."""
-    from kidsfin_assets.openai_client import estimate_tokens
-    from kidsfin_assets.prompt import load_prompt, max_prompt_bytes
-
-    largest = estimate_tokens(max_prompt_bytes(load_prompt()), 2) + settings.openai.max_tokens
-    if settings.openai.tokens_per_minute < 2 * largest:
-        raise SettingsError(
-            f"invalid kidsfin settings in {config_path()}:\n  openai.tokens_per_minute: "
-            f"must be at least {2 * largest} (two of the largest requests: prompt plus "
-            f"max_tokens={settings.openai.max_tokens}), got {settings.openai.tokens_per_minute}"
-        )
 
 
 @functools.cache

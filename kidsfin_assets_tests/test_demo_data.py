@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.db import create_engine
-from kidsfin_assets.settings import PROJECT_ROOT, SourceTables
+from kidsfin_assets.paths import PROJECT_ROOT
+from kidsfin_assets.settings import SourceTables
 from kidsfin_demo import (
     DemoGenerator,
     DemoSpec,

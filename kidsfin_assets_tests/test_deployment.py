@@ -33,7 +33,8 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from kidsfin_assets.assets.gold import OPENAI_POOL
-from kidsfin_assets.settings import PROJECT_ROOT, Settings, WarehouseSettings
+from kidsfin_assets.paths import PROJECT_ROOT
+from kidsfin_assets.settings import Settings, WarehouseSettings
 
 ROOT = PROJECT_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -78,9 +78,19 @@ def test_kidsfin_config_points_at_another_file(
         load_settings()
 
 
-def test_bad_setting_stops_the_code_location_with_a_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("KIDSFIN_OPENAI__TIMEOUT_SECONDS", "soon", "openai.timeout_seconds"),
+        # valid alone, refused when the OpenAI resource is made (check_token_budget)
+        ("KIDSFIN_OPENAI__TOKENS_PER_MINUTE", "500", "openai.tokens_per_minute"),
+    ],
+)
+def test_bad_setting_stops_the_code_location_with_a_message(
+    tmp_path: Path, variable: str, value: str, named: str
+) -> None:
     env = {
-        "KIDSFIN_OPENAI__TIMEOUT_SECONDS": "soon",
+        variable: value,
         "PATH": "/usr/bin:/bin",
         "DAGSTER_HOME": str(tmp_path),
     }
@@ -94,7 +104,7 @@ def test_bad_setting_stops_the_code_location_with_a_message(tmp_path: Path) -> N
         timeout=120,
     )
     assert done.returncode != 0
-    assert "openai.timeout_seconds" in done.stdout + done.stderr
+    assert named in done.stdout + done.stderr
 
 
 def test_database_urls() -> None:
@@ -181,7 +191,6 @@ def test_model_missing_from_the_pricing_table_stops_start_up(
     [
         # each passed start-up before and failed (or hung) a run later
         ("KIDSFIN_OPENAI__REQUESTS_PER_MINUTE", "1", "openai.requests_per_minute"),
-        ("KIDSFIN_OPENAI__TOKENS_PER_MINUTE", "500", "openai.tokens_per_minute"),
         ("KIDSFIN_OPENAI__TIMEOUT_SECONDS", "inf", "openai.timeout_seconds"),
         ("KIDSFIN_RETRY__INITIAL_WAIT_SECONDS", "inf", "retry.initial_wait_seconds"),
         ("KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS", "inf", "openai.rate_limit_period_seconds"),
@@ -197,6 +206,30 @@ def test_settings_that_would_fail_later_stop_start_up(
         load_settings()
     assert named in str(error.value)
     assert "pw" not in str(error.value)
+
+
+def test_a_token_budget_that_cannot_hold_two_requests_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tokens_per_minute below two of the largest requests (prompt plus max_tokens) would
+    fail every gold run (rate_limit.py); the definitions refuse it, naming the minimum."""
+    from kidsfin_assets.definitions import build_definitions
+    from kidsfin_assets.openai_client import largest_request_tokens
+    from kidsfin_assets.prompt import load_prompt
+
+    minimum = 2 * largest_request_tokens(load_prompt(), max_tokens=800)
+    monkeypatch.setenv("KIDSFIN_OPENAI__MAX_TOKENS", "800")
+    monkeypatch.setenv("KIDSFIN_OPENAI__TOKENS_PER_MINUTE", str(minimum - 1))
+    settings = load_settings()  # valid on their own: the prompt is not the settings' business
+    with pytest.raises(SettingsError) as error:
+        build_definitions(settings)
+    assert str(error.value) == (
+        f"invalid kidsfin settings in {DEFAULT_CONFIG}:\n  openai.tokens_per_minute: must be "
+        f"at least {minimum} (two of the largest requests: prompt plus max_tokens=800), "
+        f"got {minimum - 1}"
+    )
+    monkeypatch.setenv("KIDSFIN_OPENAI__TOKENS_PER_MINUTE", str(minimum))
+    build_definitions(load_settings())  # exactly two requests fit
 
 
 def test_a_misspelled_variable_is_reported_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,9 +251,10 @@ def test_a_pricing_file_that_is_not_a_mapping(
 
 
 def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -> None:
+    from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
     from kidsfin_assets.offline_writer import CATEGORY_WORDS
     from kidsfin_assets.prompt import OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
-    from kidsfin_assets.settings import DEFAULT_KNOWN_CATEGORIES, PrivacySettings
+    from kidsfin_assets.settings import PrivacySettings
     from kidsfin_demo.vocabulary import INCOME_CATEGORIES, SPENDING_CATEGORIES
 
     known = load_settings().privacy.known_categories
@@ -243,3 +277,13 @@ def test_pricing_loads_without_the_settings_module() -> None:
     from kidsfin_assets import errors, pricing, settings
 
     assert settings.SettingsError is errors.SettingsError is pricing.SettingsError
+
+
+def test_settings_do_not_import_the_prompt_or_the_openai_client() -> None:
+    """The dependency runs one way (prompt -> warehouse -> settings), so the token-budget
+    check that needs the prompt is in definitions.py, not here."""
+    code = "import sys, kidsfin_assets.settings; print(' '.join(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert not loaded & {"kidsfin_assets.prompt", "kidsfin_assets.openai_client"}

@@ -120,13 +120,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from openai_test_server.content import (
     bad_key_message,
+    chat_completion,
     count_tokens,
-    drop_required,
     error_body,
     generate_content,
     json_schema_of,
     prompt_token_count,
-    truncate_invalid,
+    shape_answer,
 )
 
 __all__ = [
@@ -472,70 +472,17 @@ def answer_line(
         }
         return _LineAnswer(None, None, error)
 
-    schema = json_schema_of(body)
     try:
-        content: str | None = generate_content(body)
+        content = generate_content(body)
     except (ValueError, KeyError, TypeError) as exc:  # a schema the generator cannot follow
         err = error_body(
             f"Invalid schema for response_format: {exc}", "invalid_request_error", None
         )
         return _LineAnswer(400, err, None)
-    refusal: str | None = None
-    finish_reason = "stop"
-    if fault == "invalid_json":
-        content = truncate_invalid(schema)
-    elif fault == "schema_invalid":
-        assert content is not None
-        content = drop_required(content, schema)
-    elif fault == "refusal":
-        content, refusal = None, "I'm sorry, but I can't assist with that request."
-    elif fault == "length":
-        assert content is not None
-        content, finish_reason = content[: max(1, len(content) // 2)], "length"
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if (
-        enforce_max_tokens
-        and isinstance(limit, int)
-        and content is not None
-        and count_tokens(content) > limit
-    ):
-        content = content.encode("utf-8")[: 4 * limit].decode("utf-8", "ignore")
-        finish_reason = "length"
+    answer = shape_answer(body, content, json_schema_of(body), fault, enforce_max_tokens)
     prompt_tokens = prompt_token_count(messages)
-    completion_tokens = count_tokens(content if content is not None else refusal)
-    completion = {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": str(body.get("model")),
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": content,
-                    "refusal": refusal,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        },
-        "service_tier": "default",
-        "system_fingerprint": "fp_fake0000",
-    }
+    completion_tokens = count_tokens(answer.output)
+    completion = chat_completion(str(body.get("model")), answer, prompt_tokens, completion_tokens)
     return _LineAnswer(200, completion, None, prompt_tokens, completion_tokens)
 
 

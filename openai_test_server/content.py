@@ -1,5 +1,6 @@
 """What the server writes: deterministic token counts, JSON generated from a response
-schema, and error bodies worded as OpenAI words them. Pure functions, reusable by tests."""
+schema, the chat answer (with its fault applied) that the chat endpoint and the Batch API's
+lines both return, and error bodies worded as OpenAI words them. Reusable by tests."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import hashlib
 import json
 import math
 import random
+import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 KID_PLACEHOLDER = "[[KID]]"
 
@@ -283,6 +285,101 @@ def truncate_invalid(schema: Mapping[str, Any] | None) -> str:
     """JSON cut off mid-string, like a model stopped in the middle of its answer."""
     first = next(iter((schema or {}).get("properties", {}) or {"financial_health": None}))
     return f'{{"{first}": "'
+
+
+# --- the chat answer, shared by the chat endpoint and the Batch API's lines ---
+
+REFUSAL_MESSAGE = "I'm sorry, but I can't assist with that request."
+
+
+class ChatAnswer(NamedTuple):
+    """What ``choices[0]`` says: the text (None for a refusal), the refusal, why it stopped."""
+
+    content: str | None
+    refusal: str | None
+    finish_reason: str
+
+    @property
+    def output(self) -> str | None:
+        """What the model wrote, billed as completion tokens: the content or the refusal."""
+        return self.content if self.content is not None else self.refusal
+
+
+def shape_answer(
+    body: Mapping[str, Any],
+    content: str,
+    schema: Mapping[str, Any] | None,
+    fault: str | None,
+    enforce_max_tokens: bool,
+) -> ChatAnswer:
+    """``content`` as answered: with an answer fault applied (invalid_json, schema_invalid,
+    refusal, length; any other fault leaves it alone), then cut at the request's
+    max_(completion_)tokens when those are enforced, as a model stops at its limit."""
+    refusal: str | None = None
+    answer: str | None = content
+    finish_reason = "stop"
+    if fault == "invalid_json":
+        answer = truncate_invalid(schema)
+    elif fault == "schema_invalid":
+        answer = drop_required(content, schema)
+    elif fault == "refusal":
+        answer, refusal = None, REFUSAL_MESSAGE
+    elif fault == "length":
+        answer, finish_reason = content[: max(1, len(content) // 2)], "length"
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if (
+        enforce_max_tokens
+        and isinstance(limit, int)
+        and answer is not None
+        and count_tokens(answer) > limit
+    ):
+        answer = answer.encode("utf-8")[: 4 * limit].decode("utf-8", "ignore")
+        finish_reason = "length"
+    return ChatAnswer(answer, refusal, finish_reason)
+
+
+def chat_completion(
+    model: str,
+    answer: ChatAnswer,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int = 0,
+    service_tier: str = "default",
+) -> dict[str, Any]:
+    """A ``chat.completion`` object as OpenAI returns it, created now."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": answer.content,
+                    "refusal": answer.refusal,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": service_tier,
+        "system_fingerprint": "fp_fake0000",
+    }
 
 
 # --- error bodies, worded as OpenAI words them ---

@@ -122,8 +122,8 @@ from openai_test_server.batches import (
 )
 from openai_test_server.content import (
     bad_key_message,
+    chat_completion,
     count_tokens,
-    drop_required,
     error_body,
     first_message_tokens,
     generate_content,
@@ -131,7 +131,7 @@ from openai_test_server.content import (
     key_echo_message,
     message_text,
     prompt_token_count,
-    truncate_invalid,
+    shape_answer,
 )
 from openai_test_server.report_corpus import corpus_answer
 
@@ -590,14 +590,7 @@ class _Handler(BaseHTTPRequestHandler):
             cfg.api_key is not None
             and self.headers.get("Authorization", "") != f"Bearer {cfg.api_key}"
         ):
-            self._send_json(
-                401,
-                error_body(
-                    bad_key_message(self.headers.get("Authorization", "")),
-                    "invalid_request_error",
-                    "invalid_api_key",
-                ),
-            )
+            self._send_bad_key()
             return
         if not is_json or not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             msg = (
@@ -631,37 +624,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         messages: list[Any] = body["messages"]
-        schema = json_schema_of(body)
-        content: str | None = generate_content(body)
+        content = generate_content(body)
         lie: str | None = None
         if cfg.report_mode != "schema" and fault is None:
             content, lie = _corpus_content(messages, cfg, content)
-        refusal: str | None = None
-        finish_reason = "stop"
-        if fault == "invalid_json":
-            content = truncate_invalid(schema)
-        elif fault == "schema_invalid":
-            content = drop_required(content, schema)
-        elif fault == "refusal":
-            content, refusal = None, "I'm sorry, but I can't assist with that request."
-        elif fault == "length":
-            content = content[: max(1, len(content) // 2)]
-            finish_reason = "length"
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        if (
-            cfg.enforce_max_tokens
-            and isinstance(limit, int)
-            and content is not None
-            and count_tokens(content) > limit
-        ):
-            content = content.encode("utf-8")[: 4 * limit].decode("utf-8", "ignore")
-            finish_reason = "length"
+        answer = shape_answer(body, content, json_schema_of(body), fault, cfg.enforce_max_tokens)
 
         prompt_tokens = prompt_token_count(messages)
         completion_tokens = (
             0
             if fault in _SERVER_ERROR_FAULTS or fault == "empty_choices"  # no output to bill
-            else count_tokens(content if content is not None else refusal)
+            else count_tokens(answer.output)
         )
         adm = fake._admit(
             cfg,
@@ -698,43 +671,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(500 if fault == "500_explained" else int(fault), err, rate_headers)
             return
 
-        completion = {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": str(body.get("model") or cfg.model),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": content,
-                        "refusal": refusal,
-                        "annotations": [],
-                    },
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": adm.cached_tokens, "audio_tokens": 0},
-                "completion_tokens_details": {
-                    "reasoning_tokens": 0,
-                    "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0,
-                    "rejected_prediction_tokens": 0,
-                },
-            },
-            "service_tier": "flex" if flex else "default",
-            "system_fingerprint": "fp_fake0000",
-        }
+        completion = chat_completion(
+            str(body.get("model") or cfg.model),
+            answer,
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens=adm.cached_tokens,
+            service_tier="flex" if flex else "default",
+        )
         # Billed as counted, whatever the answer claims: the server's stats are the truth.
         fake._bill(prompt_tokens, completion_tokens, adm.cached_tokens)
         if cfg.report_mode != "schema" and fault is None:
-            fake._count_report(str(completion["id"]), lie, content)
+            fake._count_report(str(completion["id"]), lie, answer.content)
         if flex:
             fake.batches.bill_flex(prompt_tokens, completion_tokens, adm.cached_tokens)
         if fault in _ANSWER_FAULTS:
@@ -773,14 +721,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "html_body":
             self._send_html(200, CAPTIVE_PORTAL_PAGE)
         else:  # "401"
-            self._send_json(
-                401,
-                error_body(
-                    bad_key_message(self.headers.get("Authorization", "")),
-                    "invalid_request_error",
-                    "invalid_api_key",
-                ),
-            )
+            self._send_bad_key()
+
+    def _send_bad_key(self) -> None:
+        """401 as OpenAI answers a wrong key, naming the key presented (masked)."""
+        message = bad_key_message(self.headers.get("Authorization", ""))
+        self._send_json(401, error_body(message, "invalid_request_error", "invalid_api_key"))
 
     def _send_rate_limited(
         self, adm: _Admission, cfg: FakeOpenAIConfig, rate_headers: Mapping[str, str]
