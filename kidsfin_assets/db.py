@@ -363,10 +363,9 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: list
 def upsert_many(
     conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]
 ) -> None:
-    """upsert() of many rows (same columns, distinct keys) in one call. Sent as one
-    statement with the rows as parameter sets (SQLAlchemy pages them into multi-row
-    VALUES): a statement built with `.values(rows)` compiles, and is cached, once per
-    number of rows, megabytes each for hundreds of rows."""
+    """upsert() of many rows (same columns, distinct keys) in one call: one statement,
+    compiled once, with the rows as parameter sets (a statement built with `.values(rows)`
+    is compiled again on every call: SQLAlchemy caches no multi-row VALUES)."""
     if not rows:
         return
     if is_sqlite(conn.engine):
@@ -375,7 +374,16 @@ def upsert_many(
         from sqlalchemy.dialects.postgresql import insert
     statement = insert(table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
-    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+    upsert = statement.on_conflict_do_update(index_elements=keys, set_=updates)
+    _execute_paged(conn, upsert, table, rows)
+
+
+def _execute_paged(conn: sa.Connection, insert: Any, table: sa.Table, rows: list[Any]) -> None:
+    """An INSERT ... ON CONFLICT of many rows as multi-row VALUES pages (SQLAlchemy's
+    "insertmanyvalues", which it applies to such a statement only with RETURNING), not
+    one round trip per row as a plain executemany."""
+    key = next(iter(table.primary_key.columns), None)
+    conn.execute(insert.returning(key if key is not None else next(iter(table.c))), rows).all()
 
 
 def ddl_lock(conn: sa.Connection) -> None:
@@ -406,7 +414,7 @@ def insert_ignoring_duplicates(
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert
-    conn.execute(insert(table).on_conflict_do_nothing(), rows)
+    _execute_paged(conn, insert(table).on_conflict_do_nothing(), table, rows)
 
 
 def is_lock_conflict(exc: BaseException) -> bool:

@@ -202,3 +202,24 @@ def _claim_row(kid: int) -> dict[str, Any]:
         "run_id": "r",
         "lease_until": 1.0,
     }
+
+
+def test_a_group_of_rows_reaches_the_database_in_one_statement(engine: Engine) -> None:
+    """A plain executemany of an INSERT ... ON CONFLICT is one round trip per row (psycopg2
+    runs it row by row): a group of 300 reports was 300 statements, and its ledger rows
+    300 more, each waited for by every task of the group."""
+    dbapi_calls: list[str] = []
+    for kind in ("do_execute", "do_executemany"):
+        sa.event.listen(
+            engine.dialect, kind, lambda *_, kind=kind: dbapi_calls.append(kind), named=False
+        )
+    rows = [_claim_row(kid) for kid in range(1, 301)]
+    with engine.begin() as conn:
+        dbapi_calls.clear()
+        db.upsert_many(conn, report_claims, rows, ["week_start", "kid_id"])
+        upserts, dbapi_calls[:] = list(dbapi_calls), []
+        db.insert_ignoring_duplicates(conn, report_claims, [*rows, _claim_row(301)])
+        inserts = list(dbapi_calls)
+    assert upserts == ["do_execute"] and inserts == ["do_execute"], (upserts, inserts)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(report_claims)).scalar() == 301
