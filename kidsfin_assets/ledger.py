@@ -111,7 +111,7 @@ class Claims:
         # One renewal at a time: callers that find their lease stale at once (every task of
         # a slow process) share one UPDATE instead of each locking every claim row.
         self._renew_lock = threading.Lock()
-        self._renewed_at = float("-inf")  # monotonic time the latest renewal began
+        self._renewed_at = float("-inf")  # when the latest successful renewal began
 
     def claim(self, wanted: dict[int, str]) -> ClaimResult:
         """Take every kid of `wanted` (kid -> input hash) that nobody holds, or whose
@@ -246,8 +246,9 @@ class Claims:
         with self._renew_lock:
             if self._renewed_at >= asked_at:
                 return
-            read_at = self._renewed_at = time.monotonic()
+            read_at = time.monotonic()
             held = self._renew_rows()
+            self._renewed_at = read_at  # only once it succeeded: a failed one covers nobody
             renewed = read_at + self.lease
             with self._held_lock:
                 # A kid the update did not return keeps the lease it had: either it ran out
