@@ -193,6 +193,29 @@ def batch(data: dict[str, Any]) -> str:
     return _table(("", ""), report_rows(data))
 
 
+def bucket(data: dict[str, Any]) -> str:
+    rows = [
+        (r["processes"], r["lease_seconds"], r["grants_per_s"], r["cpu_ms_per_grant"])
+        for r in data["bucket"]
+    ]
+    return _table(("processes (16 threads each)", "lease, s", "grants/s", "CPU ms a grant"), rows)
+
+
+def gold_memory(data: dict[str, Any]) -> str:
+    header = ("kids", "gold step, s", "RSS before, MiB", "peak RSS, MiB", "KiB a kid from before")
+    rows = [
+        (
+            c["kids"],
+            c["seconds"],
+            c["baseline_rss_mib"],
+            c["peak_rss_mib"],
+            c.get("kib_per_kid_from_previous"),
+        )
+        for c in data["cases"]
+    ]
+    return _table(header, rows)
+
+
 def _code(name: str) -> str:
     data = _load(name)
     if not data:
@@ -227,6 +250,9 @@ def render() -> str:
         ("history", "A week against the length of history", history),
         ("history_large", "A week at 100,000 kids (history.py --large)", history),
         ("batch", "A week through the Batch API", batch),
+        ("llm_throughput_tier5", "The big tiers: one step process at R = 30,000", throughput),
+        ("llm_throughput_bucket", "The shared bucket alone", bucket),
+        ("gold_memory", "Gold's peak memory against the number of kids", gold_memory),
     )
     for name, title, render_one in sections:
         data = _load(name)

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import batch, faults, grounding, history, llm_throughput, silver_scale
+from bench import batch, faults, gold_memory, grounding, history, llm_throughput, silver_scale
 from bench.common import Goal, goals_table, machine_info, machine_line, write_results
 
 BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
     "grounding": grounding.main,
     "history": history.main,
     "batch": batch.main,
+    "gold_memory": gold_memory.main,
 }
 # Bounded under `make bench`: a whole 100,000-line ingest takes ~25 min here (bench/README).
 FULL_ARGS: dict[str, list[str]] = {"batch": ["--ingest-budget", "300"]}
