@@ -98,7 +98,9 @@ def spawn_pool() -> Iterator[Pool]:
         pool.map(_warm_up, range(8), chunksize=1)
         yield pool
     finally:
-        pool.terminate()
+        # Closed, not terminated: terminate() hung here waiting for workers it had signalled
+        # (one held the task queue's lock); idle workers told to stop simply exit.
+        pool.close()
         pool.join()
 
 
