@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 import openai
 
-from kidsfin_assets import db, ledger
+from kidsfin_assets import ledger
 from kidsfin_assets.openai_client import (
     FLEX_REFUSALS_BEFORE_FALLBACK,
     FLEX_UNAVAILABLE,
@@ -55,24 +55,17 @@ if TYPE_CHECKING:
 # A group of records: whatever arrived within this long, at most this many rows.
 GROUP_SECONDS = 0.05
 GROUP_ROWS = 300
-# Connections per client: httpcore's pool looks at every connection of its pool (a
-# getpeername and a select each) whenever a request ends, so one pool of 2,000 costs
-# O(n) a request; the requests are spread over several clients of this many instead
-# (with 16, the scan is a few % of the loop).
+# Connections per client. Chosen with httpx2's own pool, which looks at every connection
+# it holds (a getpeername and a select each) whenever a request ends, so one pool of 2,000
+# cost O(n) a request; kept with the aiohttp transport (not measured again without it).
 CONNECTIONS_PER_CLIENT = 16
-try:
-    import aiohttp  # noqa: F401 - the SDK's aiohttp transport needs it
-
-    HTTP_CLIENT: type[httpx2.AsyncClient] = openai.DefaultAioHttpClient
-except ImportError:  # pragma: no cover - a dependency of the project
-    HTTP_CLIENT = openai.DefaultAsyncHttpxClient
 
 
 def _http_client(connections: int, timeout: float, tls: ssl.SSLContext) -> httpx2.AsyncClient:
-    """The SDK's aiohttp transport (`openai[aiohttp]`): its C parser and connection pool
-    cost the event loop far less a request than httpx2's own; httpx2's where it is absent."""
+    """The SDK's aiohttp transport (`openai[aiohttp]`, a dependency): its C parser and
+    connection pool cost the event loop far less a request than httpx2's own."""
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return HTTP_CLIENT(limits=limits, timeout=timeout, verify=tls)
+    return openai.DefaultAioHttpClient(limits=limits, timeout=timeout, verify=tls)
 
 
 @dataclass
@@ -412,12 +405,9 @@ class GroupWriter:
             store()
         except Exception as exc:
             spooled = self._spool(paid)
-            retry = db.is_disconnect(exc) or db.is_lock_conflict(exc)
-            if not retry or not spooled:
+            if not spooled or not w.gate.may_retry(exc):
                 error = exc
             else:
-                if db.is_disconnect(exc):
-                    w.gate.mark_down(exc)
                 try:
                     w.gate.call(store)
                     with w._lock:

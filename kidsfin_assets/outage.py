@@ -63,6 +63,15 @@ class WarehouseGate:
                     raise
                 self.mark_down(exc)
 
+    def may_retry(self, exc: Exception) -> bool:
+        """Whether a call that failed with `exc` outside `call` may be run again through it:
+        the database went away (marked down here, so every caller waits for it) or a lock
+        conflict rolled the transaction back."""
+        if db.is_disconnect(exc):
+            self.mark_down(exc)
+            return True
+        return db.is_lock_conflict(exc)
+
     def wait_until_up(self) -> None:
         while True:
             with self._lock:

@@ -19,7 +19,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kidsfin_assets import batches, db, ledger, spool
+from kidsfin_assets import batches, ledger, spool
 from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.grounding import Finding, check_report
 from kidsfin_assets.ledger import ClaimLost, Claims
@@ -740,9 +740,7 @@ class WeekReportWriter:
         except Exception as exc:
             if exchange.paid or report is not None:
                 self._spool(row, exchange, report)
-            if db.is_disconnect(exc):
-                self.gate.mark_down(exc)
-            elif not db.is_lock_conflict(exc):
+            if not self.gate.may_retry(exc):
                 raise
         self.gate.call(store)
         if exchange.paid or report is not None:
