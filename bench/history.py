@@ -54,7 +54,12 @@ from kidsfin_assets.metrics import write_week
 from kidsfin_assets.sensor_plan import SensorCursor, Watch, evaluate
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.source_activity import week_fingerprint
-from kidsfin_assets.warehouse import create_warehouse_tables, source_tables
+from kidsfin_assets.warehouse import (
+    create_warehouse_tables,
+    kid_weekly_analysis,
+    savings_balances,
+    source_tables,
+)
 from kidsfin_assets.weeks import Week
 from kidsfin_demo import create_source_tables
 
@@ -68,6 +73,52 @@ SELECT kid_id, kind, sum(amount) AS total, count(*) AS n
 FROM {transactions}
 WHERE occurred_at >= :start AND occurred_at < :end
 GROUP BY kid_id, kind
+"""
+BOUND_PARTS = ("one_pass", "events", "goals", "write_rows", "write_balances")
+# A lower bound for any silver (issue 12, part 3), each part into a temporary table: W's
+# transactions read once, grouped per kid and category in one pass (the four kinds, the
+# count, the day mask, the categories' JSON and the top one); W's app events per kid; the
+# goals listed for W as JSON (without progress). No W-1/W-2, balances or trends.
+ONE_PASS_SQL = """
+CREATE TEMPORARY TABLE silver_bound ON COMMIT DROP AS
+WITH per_category AS (
+    SELECT kid_id, category,
+           sum(cents) FILTER (WHERE kind = 'income') AS income,
+           sum(cents) FILTER (WHERE kind = 'spending') AS spending,
+           sum(cents) FILTER (WHERE kind = 'saving') AS saving,
+           sum(cents) FILTER (WHERE kind = 'withdrawal') AS withdrawal,
+           count(*) AS n, bit_or(1 << day) AS days
+    FROM (SELECT kid_id, kind, category, CAST(amount * 100 AS bigint) AS cents,
+                 CAST(extract(epoch FROM occurred_at - :start) AS int) / 86400 AS day
+          FROM {transactions}
+          WHERE occurred_at >= :start AND occurred_at < :end AND amount > 0) AS r
+    GROUP BY kid_id, category
+)
+SELECT kid_id, sum(income) AS income, sum(spending) AS spending, sum(saving) AS saving,
+       sum(withdrawal) AS withdrawal, sum(n) AS txn_count, bit_or(days) AS days,
+       json_object_agg(category, spending) FILTER (WHERE spending IS NOT NULL) AS by_category,
+       (array_agg(category ORDER BY spending DESC NULLS LAST, category))[1] AS top_category
+FROM per_category
+GROUP BY kid_id
+"""
+EVENTS_SQL = """
+CREATE TEMPORARY TABLE silver_bound_events ON COMMIT DROP AS
+SELECT kid_id, count(*) AS event_count,
+       bit_or(1 << CAST(extract(epoch FROM occurred_at - :start) AS int) / 86400) AS days
+FROM {app_events}
+WHERE occurred_at >= :start AND occurred_at < :end
+GROUP BY kid_id
+"""
+GOALS_SQL = """
+CREATE TEMPORARY TABLE silver_bound_goals ON COMMIT DROP AS
+SELECT kid_id,
+       json_agg(json_build_object('goal_id', goal_id, 'target_amount', target_amount,
+                                  'created_in_week', created_at >= :start,
+                                  'completed_in_week', completed_at < :end)
+                ORDER BY created_at, goal_id) AS goals
+FROM {savings_goals}
+WHERE created_at < :end AND (completed_at IS NULL OR completed_at >= :start)
+GROUP BY kid_id
 """
 CATEGORIES = ["ăn vặt", "đồ chơi", "sách vở", "quà tặng", "đi chơi", "học phí"]
 
@@ -257,6 +308,45 @@ def time_floor(settings: Settings, week: Week) -> float:
     return time.perf_counter() - began
 
 
+def time_bound(settings: Settings, week: Week, out: dict[str, Any]) -> None:
+    """The lower bound, its parts appended to `out`'s lists: the one pass over W
+    (ONE_PASS_SQL), W's events and goals, then writing W's silver rows and its stored
+    balances again (copies under the next week, rolled back), with silver's own session
+    settings."""
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    names, window = settings.sources, {"start": week.starts_at, "end": week.ends_at}
+    queries = {
+        "one_pass": ONE_PASS_SQL.format(transactions=names.transactions),
+        "events": EVENTS_SQL.format(app_events=names.app_events),
+        "goals": GOALS_SQL.format(savings_goals=names.savings_goals),
+    }
+    parts: list[tuple[str, Any]] = [
+        *(
+            (name, lambda conn, q=q: conn.execute(sa.text(q), window))
+            for name, q in queries.items()
+        ),
+        ("write_rows", lambda conn: conn.execute(_copy_to_next_week(kid_weekly_analysis, week))),
+        ("write_balances", lambda conn: conn.execute(_copy_to_next_week(savings_balances, week))),
+    ]
+    with engine.connect() as conn, conn.begin() as transaction:
+        db.tune_for_aggregation(conn)
+        for name, part in parts:
+            began = time.perf_counter()
+            part(conn)
+            out.setdefault(f"{name}_runs_s", []).append(round(time.perf_counter() - began, 3))
+        transaction.rollback()
+
+
+def _copy_to_next_week(written: sa.Table, week: Week) -> sa.Insert:
+    names = [c.name for c in written.columns]
+    copied = [
+        sa.literal(week.shifted(1).start, sa.Date) if n == "week_start" else written.c[n]
+        for n in names
+    ]
+    rows = sa.select(*copied).where(written.c.week_start == week.start)
+    return sa.insert(written).from_select(names, rows)
+
+
 def prepare(case: Case, url: str, now: dt.datetime) -> tuple[Settings, Week, dict[str, Any]]:
     """Load the case, then silver for W-3 with nothing stored (the full scan, timed once)."""
     # Partitions from far enough back for 104 weeks; the sensor watches 8 of them.
@@ -287,6 +377,7 @@ def one_round(settings: Settings, last: Week, out: dict[str, Any]) -> None:
         ("raw", lambda: time_raw(settings, last)),
         ("tick", tick),
         ("floor", lambda: time_floor(settings, last)),
+        ("bound", lambda: time_bound(settings, last, out)),
     ):
         began = time.perf_counter()
         fn()
@@ -307,9 +398,10 @@ def measure_all(chosen: list[Case], now: dt.datetime) -> list[dict[str, Any]]:
     results = []
     for _settings, _last, out in prepared:
         out.pop("cursor")
-        for name in ("silver", "raw", "tick", "floor"):
+        for name in ("silver", "raw", "tick", "floor", "bound", *BOUND_PARTS):
             out[f"{name}_s"] = round(statistics.median(out[f"{name}_runs_s"]), 3)
         out["silver_vs_floor"] = round(out["silver_s"] / out["floor_s"], 3)
+        out["bound_vs_floor"] = round(out["bound_s"] / out["floor_s"], 3)
         out["tick_per_week_with_rows_s"] = round(out["tick_s"] / out["watched_weeks_with_rows"], 3)
         results.append(out)
     return results
@@ -357,8 +449,9 @@ def goals(results: list[dict[str, Any]]) -> list[Goal]:
 
 
 def report_rows(results: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The figures, one row per measure and one column per case (also bench/report.py)."""
-    return [
+    """The figures, one row per measure and one column per case (also bench/report.py);
+    the lower bound's rows only for results that have it (older files do not)."""
+    rows = [
         ("kids", *(r["kids"] for r in results)),
         ("weeks of history", *(r["weeks"] for r in results)),
         ("transactions a week", *(r["transactions_per_week"] for r in results)),
@@ -382,6 +475,20 @@ def report_rows(results: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         ("bare GROUP BY over the last week, s", *(r["floor_s"] for r in results)),
         ("silver / bare GROUP BY", *(r["silver_vs_floor"] for r in results)),
     ]
+    if all("bound_s" in r for r in results):
+        rows += [
+            ("lower bound: W in one pass, s", *(r["one_pass_s"] for r in results)),
+            ("lower bound: W's app events, s", *(r["events_s"] for r in results)),
+            ("lower bound: W's goals (no progress), s", *(r["goals_s"] for r in results)),
+            ("lower bound: writing W's silver rows, s", *(r["write_rows_s"] for r in results)),
+            (
+                "lower bound: writing W's balances, s",
+                *(r["write_balances_s"] for r in results),
+            ),
+            ("lower bound in all, s", *(r["bound_s"] for r in results)),
+            ("lower bound / bare GROUP BY", *(r["bound_vs_floor"] for r in results)),
+        ]
+    return rows
 
 
 def report(results: list[dict[str, Any]]) -> str:

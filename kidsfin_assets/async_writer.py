@@ -47,7 +47,6 @@ from kidsfin_assets.openai_client import (
     retry_after_seconds,
 )
 from kidsfin_assets.rate_limit import Reservation
-from kidsfin_assets.report_writer import exchange_usage
 
 if TYPE_CHECKING:
     from kidsfin_assets.report_writer import PendingReport, WeekReportWriter
@@ -162,7 +161,7 @@ class AsyncRun:
                 raise Cancelled("not started: the run is stopping")
             w._announce_batch(index)
             exchange = await self._generate(item)
-            w._count_written(item, exchange_usage(exchange))
+            w._count_written(item, exchange.usage())
         except ledger.ClaimLost:
             self.lost.append(item)
         except Exception as exc:  # stores an ungrounded answer for review: off the loop

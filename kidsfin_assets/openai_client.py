@@ -263,6 +263,15 @@ class Exchange:
     def cost_usd(self) -> float:
         return self.input_cost_usd + self.output_cost_usd
 
+    def usage(self) -> dict[str, Any]:
+        """What a report's row counts of this answer."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
     @property
     def paid(self) -> bool:
         """An answer came back (it is billed), whatever became of it."""

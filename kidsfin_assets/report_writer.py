@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets import batches, ledger, spool
+from kidsfin_assets.async_writer import run_async
 from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.grounding import Finding, check_report
 from kidsfin_assets.ledger import ClaimLost, Claims
@@ -393,8 +394,6 @@ class WeekReportWriter:
         """The same claims and waiting for other runs, the requests on an event loop
         (async_writer: thousands in flight, records stored in groups), one loop for the
         week's pages."""
-        from kidsfin_assets.async_writer import run_async
-
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
         heartbeat = threading.Thread(target=self._renew_claims, daemon=True, name="claims")
         # Kids another run holds, and kids whose lease ran out (taken by another run, or
@@ -643,7 +642,7 @@ class WeekReportWriter:
                 acquire=self._acquire_while_held(session, item.kid_id),
                 check=self._check(item),
             )
-            self._count_written(item, exchange_usage(exchange))
+            self._count_written(item, exchange.usage())
         except ClaimLost:
             with self._lock:
                 self._lost.append(item)  # claimed again with the kids other runs hold
@@ -905,12 +904,3 @@ class WeekReportWriter:
         if due:
             self._progress_done, self._progress_at = done, now
         return due
-
-
-def exchange_usage(exchange: Exchange) -> dict[str, Any]:
-    return {
-        "prompt_tokens": exchange.prompt_tokens,
-        "completion_tokens": exchange.completion_tokens,
-        "cached_tokens": exchange.cached_tokens,
-        "cost_usd": exchange.cost_usd,
-    }

@@ -98,8 +98,10 @@ def spawn_pool() -> Iterator[Pool]:
         pool.map(_warm_up, range(8), chunksize=1)
         yield pool
     finally:
-        # Closed, not terminated: terminate() hung here waiting for workers it had signalled
-        # (one held the task queue's lock); idle workers told to stop simply exit.
+        # Closed, not terminated: terminate() first takes the task queue's read lock
+        # (CPython's Pool._help_stuff_finish), which an idle worker holds while it waits
+        # for a task; here that wait lasted the whole test timeout. Closed, idle workers
+        # get their sentinel and exit.
         pool.close()
         pool.join()
 
