@@ -48,6 +48,7 @@ from bench.common import (
     use_settings,
     write_results,
 )
+from bench.silver_scale import FLOOR_SQL
 from kidsfin_assets import db
 from kidsfin_assets.assets.raw import load_raw_week
 from kidsfin_assets.metrics import write_week
@@ -68,12 +69,6 @@ RUNS = 3
 MAX_HISTORY_RATIO = 1.2
 MAX_TICK_S = 2.0
 MAX_FLOOR_RATIO = 1.5
-FLOOR_SQL = """
-SELECT kid_id, kind, sum(amount) AS total, count(*) AS n
-FROM {transactions}
-WHERE occurred_at >= :start AND occurred_at < :end
-GROUP BY kid_id, kind
-"""
 BOUND_PARTS = ("one_pass", "events", "goals", "write_rows", "write_balances")
 # A lower bound for any silver (issue 12, part 3), each part into a temporary table: W's
 # transactions read once, grouped per kid and category in one pass (the four kinds, the

@@ -180,13 +180,7 @@ def invalid_transactions(
         (sa.not_(sa.func.coalesce(db.valid_amount(engine, t.c.amount), False)), Reason.BAD_AMOUNT),
         else_=sa.null(),
     )
-    inner = (
-        sa.select(t.c.txn_id.label("source_id"), reason.label("reason"))
-        .select_from(t.outerjoin(k, k.c.kid_id == t.c.kid_id))
-        .where(in_window(engine, t.c.occurred_at, start, end))
-        .subquery()
-    )
-    return sa.select(inner.c.source_id, inner.c.reason).where(inner.c.reason.is_not(None))
+    return _broken(engine, t, k, t.c.txn_id, t.c.occurred_at, reason, (start, end))
 
 
 def invalid_events(
@@ -218,10 +212,24 @@ def invalid_goals(
         (sa.and_(g.c.completed_at.is_not(None), done_before), Reason.COMPLETED_BEFORE_CREATED),
         else_=sa.null(),
     )
+    return _broken(engine, g, k, g.c.goal_id, g.c.created_at, reason, (start, end))
+
+
+def _broken(
+    engine: Engine,
+    table: sa.TableClause,
+    kids: sa.TableClause,
+    source_id: Any,
+    at: Any,
+    reason: Any,
+    window: tuple[dt.datetime, dt.datetime],
+) -> sa.Select[Any]:
+    """The window's rows of `table` (joined to their kid, if any) whose `reason` is not
+    NULL: source_id and reason."""
     inner = (
-        sa.select(g.c.goal_id.label("source_id"), reason.label("reason"))
-        .select_from(g.outerjoin(k, k.c.kid_id == g.c.kid_id))
-        .where(in_window(engine, g.c.created_at, start, end))
+        sa.select(source_id.label("source_id"), reason.label("reason"))
+        .select_from(table.outerjoin(kids, kids.c.kid_id == table.c.kid_id))
+        .where(in_window(engine, at, *window))
         .subquery()
     )
     return sa.select(inner.c.source_id, inner.c.reason).where(inner.c.reason.is_not(None))
