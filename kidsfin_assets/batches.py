@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import json
 import tempfile
 import time
@@ -48,16 +49,30 @@ INGEST_CHUNK_LINES = 500
 PROGRESS_LOG_SECONDS = 15.0
 
 
-def custom_id(week_key: str, kid_id: int, input_hash: str) -> str:
-    """Names the week, the kid and the input it was asked for; never a nickname."""
-    return f"{week_key}:{kid_id}:{input_hash[:16]}"
+# A kid is named in a custom_id by this prefix and a keyed hash of its id: the key (the
+# warehouse's own id) never leaves the warehouse, so the file names no kid OpenAI could
+# look up or follow across weeks.
+PSEUDONYM_PREFIX = "k"
+PSEUDONYM_CHARS = 24
 
 
-def parse_custom_id(value: str) -> tuple[str, int, str] | None:
+def kid_pseudonym(key: str, week_key: str, kid_id: int) -> str:
+    digest = hmac.new(key.encode(), f"{week_key}:{kid_id}".encode(), hashlib.sha256)
+    return PSEUDONYM_PREFIX + digest.hexdigest()[:PSEUDONYM_CHARS]
+
+
+def custom_id(week_key: str, pseudonym: str, input_hash: str) -> str:
+    """Names the week, the kid (by its pseudonym) and the input it was asked for."""
+    return f"{week_key}:{pseudonym}:{input_hash[:16]}"
+
+
+def parse_custom_id(value: str) -> tuple[str, str, str] | None:
+    """(week, kid, input hash); the kid is a pseudonym, or a kid id in the lines of
+    batches submitted before kids were pseudonymised."""
     parts = value.split(":")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not parts[1]:
         return None
-    return parts[0], int(parts[1]), parts[2]
+    return parts[0], parts[1], parts[2]
 
 
 def batch_owner(row_id: str) -> str:
@@ -206,6 +221,7 @@ class WeekBatches:
         self.submitter = submitter  # host:pid:token of this run's writer
         self.week_key, self.week_start, self.run_id, self.log = week_key, week_start, run_id, log
         self.resource = session.resource
+        self.pseudonym_key = ledger.warehouse_id(engine)
 
     # --- collecting --------------------------------------------------------------------
 
@@ -321,16 +337,19 @@ class WeekBatches:
     ) -> Iterator[Matched]:
         """(answer id, kid, input hash claimed for, line) of each line for a kid this
         batch claimed."""
+        kids = {kid_pseudonym(self.pseudonym_key, self.week_key, kid): kid for kid in claimed}
+        kids.update({str(kid): kid for kid in claimed})  # lines of an earlier version
         for line in lines:
             parsed = parse_custom_id(str(line.get("custom_id", "")))
-            if parsed is None or parsed[0] != self.week_key or parsed[1] not in claimed:
+            kid = kids.get(parsed[1]) if parsed is not None and parsed[0] == self.week_key else None
+            if kid is None:
                 self.log.warning(
                     f"batch {batch_id}: a line for no claimed kid: {line.get('custom_id')}"
                 )
                 continue
             # Deterministic: collecting the same file twice stores each line once.
             digest = hashlib.sha256(f"{batch_id}:{line['custom_id']}".encode()).hexdigest()
-            yield digest[:32], parsed[1], claimed[parsed[1]], line
+            yield digest[:32], kid, claimed[kid], line
 
     def _store(self, chunk: list[Matched], record: RecordLines) -> int:
         """Record the chunk's lines the ledger does not hold yet; returns how many it
@@ -406,7 +425,9 @@ class WeekBatches:
     ) -> tuple[StagedLine, bytes]:
         body = self.session.request_body(messages)
         entry = {
-            "custom_id": custom_id(self.week_key, kid, digest),
+            "custom_id": custom_id(
+                self.week_key, kid_pseudonym(self.pseudonym_key, self.week_key, kid), digest
+            ),
             "method": "POST",
             "url": ENDPOINT,
             "body": body,
