@@ -40,6 +40,13 @@ def normalize_url(url: str) -> str:
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             url = "postgresql+psycopg2://" + url[len(prefix) :]
+    if _several_at_signs(url):
+        # SQLAlchemy splits at the first "@": the rest of the password would become the
+        # host, and every connection error would print it.
+        raise DatabaseUrlError(
+            "the user or password in the database URL holds an '@': write it as %40 "
+            f"(percent-encoded): {_hide_password(url)}"
+        )
     try:
         parsed = make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:
@@ -58,6 +65,12 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _several_at_signs(url: str) -> bool:
+    """A server URL whose part before the query has more than one '@'."""
+    scheme, sep, rest = url.partition("://")
+    return bool(sep) and not scheme.startswith("sqlite") and rest.partition("?")[0].count("@") > 1
+
+
 def _hide_password(url: str) -> str:
     """Without parsing it as a URL (it may not parse): user:password@ becomes user:***@."""
     scheme, sep, rest = url.partition("://")
@@ -69,6 +82,8 @@ def _hide_password(url: str) -> str:
 
 def redact(url: str) -> str:
     """The URL with its password hidden, for messages and logs."""
+    if _several_at_signs(url):
+        return _hide_password(url)  # a parser would take part of the password for the host
     for candidate in (normalize_url, str):  # an unsupported scheme is still shown
         try:
             return make_url(candidate(url)).render_as_string(hide_password=True)

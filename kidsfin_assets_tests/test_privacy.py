@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from kidsfin_assets.db import redact
+from kidsfin_assets.settings import SettingsError, load_settings
 from kidsfin_assets.warehouse import kid_weekly_reports
 from kidsfin_assets_tests.helpers import (
     SourceDB,
@@ -133,3 +135,18 @@ def test_typed_text_and_kid_ids_reach_no_request_reask_or_batch_file(
     content = liar.requests[0].body["messages"][-1]["content"]
     data = json.loads(content.split("<data>")[1].split("</data>")[0])
     assert data["spending_by_category"] == {"ăn vặt": 5000.0, "khác": 35000.0}
+
+
+def test_a_password_holding_an_at_sign_stops_start_up_without_echoing_any_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLAlchemy splits user:p@ss@host at the first '@': "ss@host" became the host, and
+    every connection error ("could not translate host name ...") printed it."""
+    url = "postgresql://app:pa@Sup3rSecretPw@db.example/app"
+    monkeypatch.setenv("KIDSFIN_DATABASE_URL", url)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "database_url" in message and "%40" in message
+    assert "Sup3rSecretPw" not in message and "pa@" not in message
+    assert redact(url) == "postgresql://app:***@db.example/app"
