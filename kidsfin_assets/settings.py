@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 import zoneinfo
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as EnvParseError
 
 from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
@@ -305,6 +307,13 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except EnvParseError:
+        # pydantic-settings names only the section ("privacy"), not the variable.
+        raise SettingsError(
+            "invalid kidsfin settings: not JSON in "
+            + ", ".join(_unparsed_variables())
+            + ' (a list is written ["ăn vặt", "snacks"])'
+        ) from None
     price = load_price(settings.pricing_path, settings.openai.model)  # unpriced: stops here
     for tier, needed in (
         ("batch", settings.openai.mode != "sync"),
@@ -317,6 +326,29 @@ def load_settings() -> Settings:
                 "under the model, or do not use that tier"
             )
     return settings
+
+
+def _unparsed_variables() -> list[str]:
+    """KIDSFIN_ variables whose value must be JSON (a section, a list) but is not."""
+    wanted = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            wanted.append(_env_name((name,)))
+            wanted += [
+                _env_name((name, key))
+                for key, sub in section.model_fields.items()
+                if getattr(sub.annotation, "__origin__", None) in (tuple, list)
+            ]
+    return [name for name in wanted if name in os.environ and not _is_json(os.environ[name])]
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _unknown_variables() -> list[str]:

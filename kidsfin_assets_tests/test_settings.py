@@ -287,3 +287,14 @@ def test_settings_do_not_import_the_prompt_or_the_openai_client() -> None:
     assert done.returncode == 0, done.stderr
     loaded = set(done.stdout.split())
     assert not loaded & {"kidsfin_assets.prompt", "kidsfin_assets.openai_client"}
+
+
+def test_a_list_that_is_not_json_is_reported_by_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings' own error named only the section ("privacy"), as a traceback."""
+    monkeypatch.setenv("KIDSFIN_PRIVACY__KNOWN_CATEGORIES", "ăn vặt, snacks")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert str(error.value) == (
+        "invalid kidsfin settings: not JSON in KIDSFIN_PRIVACY__KNOWN_CATEGORIES "
+        '(a list is written ["ăn vặt", "snacks"])'
+    )
