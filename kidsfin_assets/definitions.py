@@ -22,7 +22,12 @@ from kidsfin_assets.checks import asset_checks
 from kidsfin_assets.errors import SettingsError
 from kidsfin_assets.jobs import collect_batches_job, weekly_reports_job
 from kidsfin_assets.loggers import build_run_loggers
-from kidsfin_assets.openai_client import OpenAIReportsResource, largest_request_tokens
+from kidsfin_assets.openai_client import (
+    OPENAI_FIELDS,
+    RETRY_FIELDS,
+    OpenAIReportsResource,
+    largest_request_tokens,
+)
 from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.resources import (
     AnalysisResource,
@@ -39,10 +44,6 @@ from kidsfin_assets.settings import Settings, config_path, get_settings
 from kidsfin_assets.weeks import check_partitions_match
 
 DATABASE_URL_ENV = "KIDSFIN_DATABASE_URL"
-# retry.* settings for each report's requests; retry.step_* are the gold step's.
-REPORT_RETRY = ("max_attempts", "initial_wait_seconds", "max_wait_seconds", "jitter_seconds")
-# openai: settings whose resource field has another name.
-RENAMED = {"client": "client_kind"}
 
 pipeline_assets = [
     kid_activity,
@@ -75,11 +76,11 @@ def check_token_budget(settings: Settings) -> None:
 def openai_resource(settings: Settings) -> OpenAIReportsResource:
     """Every `openai:` setting by its own name, and `retry:`'s as `retry_<key>`."""
     check_token_budget(settings)
-    retry = settings.retry.model_dump(include=set(REPORT_RETRY))
+    retry = settings.retry.model_dump(include=set(RETRY_FIELDS))
     api = settings.openai.model_dump(exclude={"pricing_file"})
     return OpenAIReportsResource(
-        **{RENAMED.get(key, key): value for key, value in api.items()},
-        **{f"retry_{key}": value for key, value in retry.items()},
+        **{OPENAI_FIELDS.get(key, key): value for key, value in api.items()},
+        **{RETRY_FIELDS[key]: value for key, value in retry.items()},
         pricing_file=str(settings.pricing_path),
         api_key=_from_env("OPENAI_API_KEY"),
         base_url=_from_env("OPENAI_BASE_URL"),

@@ -37,6 +37,8 @@ from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price, load_pri
 from kidsfin_assets.prompt import Prompt, max_prompt_bytes
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.report_schema import KidWeeklyReport
+from kidsfin_assets.resources import refuse_invalid
+from kidsfin_assets.settings import OpenAISettings, RetrySettings
 
 MAX_RETRY_AFTER_SECONDS = 300.0
 RETRYABLE_STATUS = {408, 409}
@@ -687,6 +689,12 @@ class ReportSession:
                 self.limiter.pause(pause if pause is not None else wait)
 
 
+# openai: settings whose resource field has another name; retry: settings as resource fields.
+OPENAI_FIELDS = {"client": "client_kind"}
+REPORT_RETRY = ("max_attempts", "initial_wait_seconds", "max_wait_seconds", "jitter_seconds")
+RETRY_FIELDS = {key: f"retry_{key}" for key in REPORT_RETRY}
+
+
 class OpenAIReportsResource(OpenAIResource):
     """OpenAI (or any compatible server) for the weekly reports, with a budget shared by
     every process through the warehouse database. Without an API key, reports come from
@@ -739,8 +747,19 @@ class OpenAIReportsResource(OpenAIResource):
         return not self.api_key
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        # A launchpad override is checked as the settings are (an unknown client or mode
+        # would otherwise run as threads or sync, a negative limit fail inside the step).
+        refuse_invalid("openai", {"": self._as_openai_settings}, renamed=OPENAI_FIELDS)
+        refuse_invalid("openai", {"": self._as_retry_settings}, renamed=RETRY_FIELDS)
         if not self.offline:
             self._sdk = self.new_client()
+
+    def _as_openai_settings(self) -> OpenAISettings:
+        keys = OpenAISettings.model_fields
+        return OpenAISettings(**{key: getattr(self, OPENAI_FIELDS.get(key, key)) for key in keys})
+
+    def _as_retry_settings(self) -> RetrySettings:
+        return RetrySettings(**{key: getattr(self, field) for key, field in RETRY_FIELDS.items()})
 
     def new_client(self) -> openai.OpenAI:
         return openai.OpenAI(

@@ -8,7 +8,7 @@ The OpenAI resource lives in openai_client.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -32,17 +32,23 @@ from kidsfin_assets.warehouse import Sources, create_warehouse_tables, source_ta
 _READY: set[Engine] = set()
 
 
-def refuse_invalid(resource: str, checks: dict[str, Callable[[], object]]) -> None:
+def refuse_invalid(
+    resource: str,
+    checks: dict[str, Callable[[], object]],
+    renamed: Mapping[str, str] | None = None,
+) -> None:
     """Check a resource's values as the settings are checked: a bad launchpad override
     fails the run at once, naming `<resource>.<field>`, not deep inside a step. `checks`
-    maps a field (empty: named by the error) to building the settings section it is."""
+    maps a field (empty: named by the error, a settings key `renamed` to the resource's
+    field) to building the settings section it is."""
     problems = []
     for name, build in checks.items():
         try:
             build()
         except ValidationError as exc:
             for error in exc.errors():
-                field = name or ".".join(str(part) for part in error["loc"])
+                key = ".".join(str(part) for part in error["loc"])
+                field = name or (renamed or {}).get(key, key)
                 problems.append(f"{resource}.{field}: {error['msg']}")
     if problems:
         raise dg.Failure(

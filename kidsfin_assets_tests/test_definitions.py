@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from kidsfin_assets.openai_client import OpenAIReportsResource
 from kidsfin_assets.settings import Settings
 from kidsfin_assets.warehouse import kid_weekly_analysis
 from kidsfin_assets_tests.helpers import (
@@ -157,6 +158,41 @@ def test_a_bad_override_fails_the_run_naming_it(
     failure = next(e for e in result.all_events if e.is_failure)
     message = str(failure.event_specific_data)
     assert f"{resource}.{field}" in message and says in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        # each ran before: as threads, as sync, or failing inside the step
+        ("client_kind", "asyncio", "'threads' or 'async'"),
+        ("mode", "fast", "'sync', 'batch' or 'auto'"),
+        ("max_concurrent", -1, "greater than 0"),
+        ("timeout_seconds", -1.0, "greater than 0"),
+        ("retry_max_attempts", 0, "greater than or equal to 1"),
+    ],
+)
+def test_a_bad_openai_override_fails_the_run_naming_it(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, field: str, value: object, says: str
+) -> None:
+    from kidsfin_assets.definitions import openai_resource
+
+    settings = trend_week(monkeypatch, pg_url)
+    assert materialize_week(settings, W, selection="group:silver").success
+    # Run config must hold the resource's required fields: the defaults, then one changed.
+    defaults = openai_resource(settings)
+    config = {
+        key: getattr(defaults, key)
+        for key, spec in OpenAIReportsResource.model_fields.items()
+        if spec.is_required()
+    }
+    override = {"resources": {"openai": {"config": {**config, field: value}}}}
+    result = materialize_week(
+        settings, W, selection="group:gold", run_config=override, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_failure)
+    message = str(failure.event_specific_data)
+    assert f"openai.{field}" in message and says in message
 
 
 def test_the_assets_run_on_their_resources_alone(
