@@ -18,7 +18,24 @@ goal's target, progress and, for an open goal, what it still lacks) at the
 precision it is written in: ``160.000 đ`` to the đồng, ``160 nghìn`` to the thousand,
 ``1,2 triệu`` to the hundred thousand, ``7%`` to the unit. A trend statement must agree
 with the metric's ``*_trend`` (or, when it says "so với tuần trước", with prev1), and a
-stated change with its sign.
+stated change with its sign and with the week it names (``tăng 20.000 đ so với tuần
+trước`` is the change on prev1, not on the mean). A trend may be said with the verb alone
+(``[[KID]] chi ít hơn tuần trước``, ``nhận nhiều hơn``) or before its metric (``đã giảm chi
+tiêu``).
+
+What a figure is said to be is checked too, not only that the data holds it somewhere:
+
+- a figure right after its subject (``thu nhập là``, ``nhận``, ``chi``, ``để dành``, ``rút``,
+  ``số dư``, ``tỷ lệ tiết kiệm``, a category: ``đồ chơi (60.000 đ)``) or before
+  ``cho <category>``, ``cho mục tiêu N`` or ``số tiền nhận được`` must be that subject's
+  (``wrong_metric``);
+- a sentence that compares no weeks and states no change speaks of this week: its figures
+  may not be W-1's, W-2's, their mean or a change (``not_this_week``);
+- the category said to be spent on most (``nhiều nhất``, ``lớn nhất``, ``chủ yếu`` ...) must
+  be the top one (``wrong_category``);
+- a goal said reached or completed (``đã đạt mục tiêu 1``, ``đủ cho mục tiêu 2``) must be,
+  and one said not reached must not be; an unnumbered one needs a goal in the data
+  (``wrong_goal``).
 
 Not claims, so not checked: numbers in a recommendation that set a target ("đặt mục tiêu
 để dành 20%", "ít nhất 3 lần"), direction words in advice ("hãy giảm chi tiêu", "nên
@@ -28,6 +45,8 @@ giữ chi tiêu ổn định"), weeks, ages and scores ("2 tuần", "8/10 điể
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import functools
 import json
 import math
 import re
@@ -122,11 +141,34 @@ class Facts:
     counts: _Values
     trends: Mapping[str, str]  # metric -> up/down/flat/new (savings_balance derived)
     changes: Mapping[str, tuple[tuple[float, str], ...]]  # metric -> signed changes
-    percent_changes: Mapping[str, tuple[float, ...]]
+    percent_changes: Mapping[str, tuple[tuple[float, str], ...]]
     prev1: Mapping[str, float]
     values: Mapping[str, float]
     net_flow: float
     masked: tuple[str, ...]  # data text (names, categories) with digits, not the model's
+    # (absolute value, label) of every allowed value, by kind: what `pool` filters
+    labelled: Mapping[str, tuple[tuple[float, str], ...]]
+    categories: Mapping[str, tuple[tuple[float, float], ...]]  # group -> (amount, share %)
+    top_groups: frozenset[str]  # the top spending category's group (ties: each)
+    goals: Mapping[str, tuple[bool, float | None]]  # "1" -> (reached or completed, progress)
+    _pools: dict[tuple[str, str | None, bool], tuple[tuple[float, str], ...]] = dataclasses.field(
+        default_factory=dict
+    )
+
+    def pool(self, kind: str, subject: str | None, now: bool) -> tuple[tuple[float, str], ...]:
+        """The allowed (value, label) of `kind` that are `subject`'s (income, spending,
+        goal:1 ...; None: any), and only this week's own when `now` (no prev1, prev2,
+        mean or change)."""
+        key = (kind, subject, now)
+        if key not in self._pools:
+            pattern = _subject_labels(subject) if subject else None
+            self._pools[key] = tuple(
+                (v, label)
+                for v, label in self.labelled[kind]
+                if (pattern is None or pattern.search(label))
+                and not (now and _NOT_NOW.search(label))
+            )
+        return self._pools[key]
 
 
 def _plain(value: float) -> str:
@@ -155,7 +197,7 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
     days: list[tuple[float, str]] = []
     percents: list[tuple[float, str]] = []
     changes: dict[str, tuple[tuple[float, str], ...]] = {}
-    percent_changes: dict[str, tuple[float, ...]] = {}
+    percent_changes: dict[str, tuple[tuple[float, str], ...]] = {}
     values: dict[str, float] = {}
     prev1s: dict[str, float] = {}
     for key in ("withdrawal_total", "net_flow", "savings_balance"):
@@ -172,7 +214,7 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
             pool.append((change, label))
             signed.append((change, label))
             if base > 0:
-                pct.append(change / base * 100)
+                pct.append((change / base * 100, label))
                 percents.append((change / base * 100, f"({label}) / {against} %"))
         changes[metric], percent_changes[metric] = tuple(signed), tuple(pct)
     counts.append((_num(data, "event_count"), "event_count"))
@@ -193,6 +235,12 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
     trends = {m: str(data.get(f"{m}_trend") or "") for m in TREND_METRICS}
     trends["savings_balance"] = "up" if moved > 0 else "down" if moved < 0 else "flat"
     texts = [str(data.get("child") or ""), *map(str, categories), *labels]
+    labelled = {
+        "money": money,
+        "percent": percents,
+        "days": days,
+        "counts": counts,
+    }
     return Facts(
         money=_Values.of([(abs(v), label) for v, label in money]),
         signed_money=_Values.of(money),
@@ -207,7 +255,39 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         values=values,
         net_flow=_num(data, "net_flow"),
         masked=tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1]),
+        labelled={k: tuple((abs(v), label) for v, label in p) for k, p in labelled.items()},
+        categories=_category_groups(categories, spending),
+        top_groups=_top_groups(categories),
+        goals=_goal_states(data),
     )
+
+
+def _category_groups(
+    categories: Mapping[str, Any], spending: float
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for name, amount in categories.items():
+        share = float(amount) / spending * 100 if spending > 0 else math.nan
+        groups.setdefault(_group_of(name), []).append((float(amount), share))
+    return {group: tuple(pairs) for group, pairs in groups.items()}
+
+
+def _top_groups(categories: Mapping[str, Any]) -> frozenset[str]:
+    top = max((float(a) for a in categories.values()), default=0.0)
+    return frozenset(_group_of(n) for n, a in categories.items() if top > 0 and float(a) == top)
+
+
+def _goal_states(data: Mapping[str, Any]) -> dict[str, tuple[bool, float | None]]:
+    """Each goal by its number: whether it is reached (or was completed in the week), and
+    its progress (an open goal's; 100 for a completed one)."""
+    states = {}
+    for goal in data.get("savings_goals") or []:
+        number = str(goal.get("goal") or "").rpartition(" ")[2]
+        done = bool(goal.get("reached") or goal.get("completed_in_week"))
+        progress = goal.get("progress_percent")
+        progress = float(progress) if isinstance(progress, int | float) else None
+        states[number] = (done, 100.0 if progress is None and done else progress)
+    return states
 
 
 def _goal_facts(
@@ -226,9 +306,136 @@ def _goal_facts(
         money.append((float(target), f"{label} target_amount"))
         if isinstance(progress, int | float):
             percents.append((float(progress), f"{label} progress_percent"))
+        elif goal.get("completed_in_week"):  # "đã hoàn thành 100 % mục tiêu 3"
+            percents.append((100.0, f"{label} progress_percent"))
         if goal.get("open_at_week_end") and balance < target:
             money.append((float(target) - balance, f"{label} target_amount - savings_balance"))
     return labels
+
+
+# --- what a figure is said to be: subjects, categories, weeks ---------------------------
+
+# Spending categories as the prompt names them (and the app's keys), by group: "đồ ăn vặt"
+# and "snacks" are one category to a parent. Longest first in the regex.
+_CATEGORY_PHRASES: dict[str, tuple[str, ...]] = {
+    "snacks": ("đồ ăn vặt", "ăn vặt", "quà vặt", "snacks", "snack"),
+    "food": ("ăn uống", "đồ ăn", "thức ăn", "food"),
+    "drinks": ("đồ uống", "nước uống", "drinks"),
+    "toys": ("đồ chơi", "toys"),
+    "books": ("sách truyện", "sách vở", "sách", "truyện", "books"),
+    "games": ("trò chơi", "games", "game"),
+    "transport": ("đi lại", "transport"),
+    "stationery": ("đồ dùng học tập", "văn phòng phẩm", "stationery"),
+    "gifts": ("quà tặng", "quà", "gifts", "gift"),
+    "clothes": ("quần áo", "clothes"),
+    "entertainment": ("giải trí", "entertainment"),
+    "education": ("học tập", "education"),
+    # "khác" (categories the prompt does not name) and silver's "other", as one
+    "other": (
+        "các danh mục khác",
+        "danh mục khác",
+        "các khoản khác",
+        "khoản khác",
+        "các mục khác",
+        "other",
+        "khác",
+        "(các danh mục khác)",
+    ),
+}
+_GROUP_OF_PHRASE = {p: g for g, phrases in _CATEGORY_PHRASES.items() for p in phrases}
+
+
+@functools.lru_cache(maxsize=4096)
+def _group_of(name: str) -> str:
+    """A category key of the data block (or a phrase of the text) as its group."""
+    key = unicodedata.normalize("NFC", str(name)).strip().lower()
+    return _GROUP_OF_PHRASE.get(key, key)
+
+
+def _alternatives(phrases: Sequence[str]) -> str:
+    ordered = sorted(phrases, key=len, reverse=True)
+    return "|".join(re.escape(p).replace(r"\ ", r"\s") for p in ordered)
+
+
+_TEXT_CATEGORY_PHRASES = [p for p in _GROUP_OF_PHRASE if p not in ("khác", "(các danh mục khác)")]
+_CATEGORIES = re.compile(rf"(?<!\w)(?:{_alternatives(_TEXT_CATEGORY_PHRASES)})(?!\w)")
+# What a figure written right after these words is: "thu nhập là 200.000 đ" is income,
+# "đồ chơi (60.000 đ)" the toys' amount. Longest first.
+_SUBJECT_WORDS: dict[str, str] = {
+    "số dư tiết kiệm": "balance",
+    "số dư": "balance",
+    "tỷ lệ tiết kiệm": "rate",
+    "tỉ lệ tiết kiệm": "rate",
+    "tỷ lệ để dành": "rate",
+    "tỉ lệ để dành": "rate",
+    "mục tiêu tiết kiệm": "goal",
+    "dòng tiền ròng": "net",
+    "dòng tiền": "net",
+    "tiền gửi tiết kiệm": "saving",
+    "gửi tiết kiệm": "saving",
+    "tiền để dành": "saving",
+    "để dành": "saving",
+    "tiết kiệm": "saving",
+    "rút tiết kiệm": "withdrawal",
+    "tiền rút": "withdrawal",
+    "rút": "withdrawal",
+    "thu nhập": "income",
+    "tiền tiêu vặt": "income",
+    "tiền nhận": "income",
+    "nhận": "income",
+    "chi tiêu": "spending",
+    "tiền chi": "spending",
+    "khoản chi": "spending",
+    "mức chi": "spending",
+    "chi": "spending",
+    "tiêu": "spending",
+}
+# Words that may stand between a subject and its figure: "chi tiêu của [[KID]] là".
+_FILLER = (
+    r"là|đạt|được|có|khoảng|vào|ở|mức|tổng|cộng|hết|tuần|này|trong|của|\[\[kid\]\]|hiện|"
+    r"đang|chỉ|tất|cả|gần|với|con|bé|em|đã|vừa|chiếm|tiền|số|ra|còn|lên|tới|đến"
+)
+_SUBJECT_BEFORE = re.compile(
+    rf"(?<!\w)(?<!mục\s)(?P<subject>{_alternatives([*_SUBJECT_WORDS, *_TEXT_CATEGORY_PHRASES])})"
+    rf"(?:[\s(:]+(?:{_FILLER}))*[\s(:]*$"
+)
+# After a figure: "100.000 đ cho đồ ăn vặt" (not "cho đồ ăn vặt và đồ chơi"), "71 % cho
+# mục tiêu 1", "25 % số tiền nhận được" (the savings rate).
+_CATEGORY_AFTER = re.compile(
+    rf"\s*(?:cho|vào)\s(?P<category>{_CATEGORIES.pattern})"
+    rf"(?!\s*(?:,|và|hoặc|cùng)\s*(?:{_CATEGORIES.pattern}))"
+)
+_GOAL_AFTER = re.compile(r"\s*(?:(?:số\stiền\s)?(?:cho|của)\s)?mục\stiêu\s(?P<goal>\d+)(?!\d)")
+_RATE_AFTER = re.compile(
+    r"\s*(?:của\s)?(?:số\stiền\s(?:nhận|được\scho)|thu\snhập|tiền\s(?:nhận|tiêu\svặt))"
+)
+# The labels (build_facts') each subject's figures carry, by kind of figure.
+_SUBJECT_PATTERNS = {
+    "income": r"income_total",
+    "spending": r"spending_total|spending_by_category\[|share of",
+    "saving": r"saving_total|savings_balance|savings_rate",
+    "withdrawal": r"^withdrawal_total",
+    "balance": r"savings_balance|saving_total - withdrawal_total",
+    "net": r"^net_flow",
+    "goal": r"target_amount|progress_percent",
+    "rate": r"^savings_rate",
+}
+_NOT_NOW = re.compile(r"prev|mean")  # W-1's, W-2's, their mean, a change against them
+# A sentence that compares weeks or states a change may state any allowed value; one that
+# does not states this week's figures.
+_COMPARES = re.compile(
+    r"tuần\strước|trước\sđó|hai\stuần|2\stuần|trung\sbình|so\svới|hơn|tăng|giảm|chênh|"
+    r"thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|(?<!\w)từ(?!\w)|thêm|bớt|bằng|như"
+)
+
+
+def _subject_labels(subject: str) -> re.Pattern[str]:
+    if subject.startswith("goal:"):
+        return re.compile(rf"^mục tiêu {re.escape(subject[5:])} progress_percent$")
+    return _SUBJECT_REGEXES[subject]
+
+
+_SUBJECT_REGEXES = {k: re.compile(v) for k, v in _SUBJECT_PATTERNS.items()}
 
 
 _FACTS_CACHE: dict[str, Facts] = {}
@@ -251,7 +458,11 @@ def facts_for(data: Mapping[str, Any] | Facts) -> Facts:
 # --- reading the text -------------------------------------------------------------------
 
 _CURRENCY = r"(?:đồng|vnđ|vnd|đ(?!\w)|₫)"
-_NUMBER = re.compile(r"(?<![\w.,/])(?P<sign>[-−](?=\d))?(?P<num>\d+(?:[.,]\d+)*)(?!\d)")
+# "160 000 đ": thousands grouped by spaces are one amount when a currency follows
+_NUMBER = re.compile(
+    rf"(?<![\w.,/])(?P<sign>[-−](?=\d))?"
+    rf"(?P<num>\d{{1,3}}(?:[ \u00a0\u202f]\d{{3}})+(?=\s?{_CURRENCY})|\d+(?:[.,]\d+)*)(?!\d)"
+)
 _UNIT = re.compile(
     rf"""\s?(?:
       (?P<pct>%|phần\s+trăm)
@@ -332,10 +543,15 @@ _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiết kiệm", "saving_total"),
     ("để dành", "saving_total"),
 )
-_METRIC_OF = dict(_METRIC_WORDS)
+# The verbs alone, after every phrase: "[[KID]] chi ít hơn tuần trước" is spending.
+_METRIC_VERBS = {"chi": "spending_total", "tiêu": "spending_total", "nhận": "income_total"}
+_METRIC_OF = dict(_METRIC_WORDS) | _METRIC_VERBS
 _METRICS = re.compile(
     r"(?<!\w)(?:"
     + "|".join(re.escape(w).replace(r"\ ", r"\s") for w, _ in _METRIC_WORDS)
+    # not "chi tiết", "mục tiêu", "tiêu cực", "nhận xét", "nhận thấy" ...
+    + r"|chi(?!\s(?:tiết|phí))|(?<!mục\s)tiêu(?!\s(?:cực|chí|chuẩn))"
+    + r"|nhận(?!\s(?:xét|thấy|ra|thức|biết|định))"
     + r")(?!\w)"
 )
 _DIRECTIONS = re.compile(
@@ -380,6 +596,7 @@ class _Stated:
 
 def _parse_number(num: str, decimal_comma: bool) -> tuple[float, float]:
     """(value, unit of the last digit) of a number written Vietnamese or English style."""
+    num = re.sub(r"[ \u00a0\u202f]", "", num)
     if "." in num and "," in num:
         dec = "," if num.rfind(",") > num.rfind(".") else "."
         whole, _, frac = num.rpartition(dec)
@@ -476,6 +693,33 @@ def _clauses(text: str) -> list[list[tuple[int, int]]]:
     return sentences
 
 
+def _clause_of(sentences: list[list[tuple[int, int]]], at: int) -> tuple[int, tuple[int, int]]:
+    """The start of the clause holding `at`, and its sentence's (start, end)."""
+    for clauses in sentences:
+        if at < clauses[-1][1]:
+            start = next((s for s, _ in reversed(clauses) if s <= at), clauses[0][0])
+            return start, (clauses[0][0], clauses[-1][1])
+    return 0, (0, at)
+
+
+_SUPERLATIVE = re.compile(
+    r"(?<!\w)(?:nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|phần\slớn|đứng\sđầu|dẫn\sđầu)(?!\w)"
+)
+_SPENDS = re.compile(r"(?<!\w)(?:chi|tiêu|mua|khoản|danh\smục)(?!\w)")
+# "đã đạt mục tiêu 1", "đủ tiền cho mục tiêu 2", "chưa hoàn thành mục tiêu tiết kiệm",
+# "mục tiêu 3 đã hoàn thành"; not "đã đạt 71 %" (a progress, checked as a number).
+_GOAL_DONE = r"(?:đạt(?:\sđược)?|hoàn\sthành|đủ(?:\s(?:số\s)?tiền)?(?:\scho)?|chạm(?:\stới|\sđến)?)"
+_GOAL_CLAIMS = re.compile(
+    rf"(?<!\w)(?P<neg>(?:chưa|không)\s(?:(?:đã|được)\s)?)?{_GOAL_DONE}\s(?:được\s)?mục\stiêu"
+    r"(?:\s(?P<n>\d+)(?!\d)|(?=\s*(?:$|[.,;!]|\stiết\skiệm|\scủa\s(?:mình|con|bé)|\sđã\sđặt)))"
+    rf"|mục\stiêu\s(?P<n2>\d+)(?:\s\([^)]*\))?\s(?P<neg2>(?:chưa|không)\s)?(?:(?:đã|vừa)\s)?"
+    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?\d)"
+)
+_NOT_A_CLAIM = re.compile(
+    r"(?<!\w)(?:để(?!\sdành)|cần|muốn|sắp|gần|nhằm|sẽ|có\sthể|nên|hãy|cố\sgắng|giúp|nếu|khi|mong)(?!\w)"
+)
+
+
 # --- the checks ----------------------------------------------------------------------------
 
 
@@ -495,18 +739,131 @@ class _Checker:
             self.add("too_thin", field, original[:80], f"not a sentence of words: {original!r}")
             return
         low = text.lower()
+        # The labels ("mục tiêu 1") masked out of `low`, at the same places.
+        labelled_low = unicodedata.normalize("NFC", original).lower()
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
         stated = list(_stated_numbers(low, not advice_field)) if _MAY_STATE.search(low) else []
         directions = list(_DIRECTIONS.finditer(low))
-        sentences = _clauses(low) if directions or (advice_field and stated) else []
+        sentences = _clauses(low)
         if advice_field and stated:
             starts = [s for clauses in sentences for s, _ in clauses]
             stated = [n for n in stated if not _is_target(low, starts, n)]
         for n in stated:
+            before = len(self.findings)
             self.number(field, text[n.start : n.end], n)
+            if len(self.findings) == before:
+                self.bound(field, text, low, labelled_low, sentences, n)
         if directions:
             self.trends(field, text, low, sentences, directions, stated)
+        self.top_category(field, text, low, sentences)
+        self.goal_claims(field, text, labelled_low, sentences)
+
+    # what a figure is said to be
+
+    def bound(
+        self,
+        field: str,
+        text: str,
+        low: str,
+        labelled_low: str,
+        sentences: list[list[tuple[int, int]]],
+        n: _Stated,
+    ) -> None:
+        """A figure said of a subject ("thu nhập là 200.000 đ", "đồ chơi (60.000 đ)", "71 %
+        cho mục tiêu 1") must be that subject's; one in a sentence that compares no weeks
+        and states no change must be this week's ("hoạt động 4 ngày" is not W-2's 4)."""
+        if n.sign in ("net-", "+"):  # "chi nhiều hơn nhận 90.000 đ": checked as net_flow
+            return
+        clause_start, sentence = _clause_of(sentences, n.start)
+        now = not _COMPARES.search(low, *sentence)
+        span = text[n.start : n.end]
+        subject = self.subject_of(low, labelled_low, clause_start, n)
+        if subject is not None and subject.startswith("cat:"):
+            values = self.facts.categories.get(subject[4:], ())
+            allowed = [amount if n.kind == "money" else share for amount, share in values]
+            if not any(abs(v - n.value) <= n.tolerance + 1e-9 for v in allowed):
+                said = subject[4:]
+                near = ", ".join(_plain(v) for v in allowed) or "none in the data"
+                msg = f"{span!r} is not what was spent on {said} ({near})"
+                self.add("wrong_metric", field, span, msg)
+            return
+        if subject is None and not now:
+            return
+        pool = self.facts.pool({"count": "counts"}.get(n.kind, n.kind), subject, now)
+        if any(abs(v - n.value) <= n.tolerance + 1e-9 for v, _ in pool):
+            return
+        near = _Values.of(pool).nearest(n.value)
+        if subject is not None:
+            msg = f"{span!r} is not {subject}{' this week' if now else ''} (it is: {near})"
+            self.add("wrong_metric", field, span, msg)
+        else:
+            msg = f"{span!r} is not a figure of this week (nearest: {near})"
+            self.add("not_this_week", field, span, msg)
+
+    def subject_of(self, low: str, labelled_low: str, clause_start: int, n: _Stated) -> str | None:
+        """What the text says a figure is, from the words right after it or before it."""
+        if n.kind == "percent":
+            goal = _GOAL_AFTER.match(labelled_low, n.end)
+            if goal:
+                return f"goal:{goal.group('goal')}"
+            if _RATE_AFTER.match(low, n.end):
+                return "rate"
+        if n.kind in ("money", "percent"):
+            category = _CATEGORY_AFTER.match(low, n.end) if n.kind == "money" else None
+            if category:
+                return f"cat:{_group_of(category.group('category'))}"
+            if _ADVICE.search(low, clause_start, n.start):  # "cần để dành 120.000 đ nữa"
+                return None
+            before = _SUBJECT_BEFORE.search(low, clause_start, n.start)
+            if before:
+                word = _SPACES.sub(" ", before.group("subject"))
+                subject = _SUBJECT_WORDS.get(word)
+                if subject is None:
+                    return f"cat:{_group_of(word)}"
+                if n.kind == "money" or subject in ("rate", "saving", "spending", "income"):
+                    return subject
+        return None
+
+    def top_category(
+        self, field: str, text: str, low: str, sentences: list[list[tuple[int, int]]]
+    ) -> None:
+        """ "Chi nhiều nhất cho đồ chơi": the category named must be the top one."""
+        for clauses in sentences:
+            if not _SPENDS.search(low, clauses[0][0], clauses[-1][1]):
+                continue
+            for s, e in clauses:
+                if not _SUPERLATIVE.search(low, s, e) or _ADVICE.search(low, s, e):
+                    continue
+                named = [m for m in _CATEGORIES.finditer(low, s, e)]
+                groups = {_group_of(m.group()) for m in named}
+                if groups and not groups & self.facts.top_groups:
+                    top = ", ".join(sorted(self.facts.top_groups)) or "none (no spending)"
+                    span = text[s:e]
+                    msg = f"{span.strip()!r}: the top spending category is {top}"
+                    self.add("wrong_category", field, span, msg)
+
+    def goal_claims(
+        self, field: str, text: str, labelled_low: str, sentences: list[list[tuple[int, int]]]
+    ) -> None:
+        """ "Đã đạt mục tiêu 1", "chưa đạt mục tiêu 2": as the goal's reached/completed."""
+        goals = self.facts.goals
+        for m in _GOAL_CLAIMS.finditer(labelled_low):
+            clause_start, _ = _clause_of(sentences, m.start())
+            if _NOT_A_CLAIM.search(labelled_low, clause_start, m.start()):
+                continue  # "để đạt mục tiêu 1": a purpose, not a fact
+            number = m.group("n") or m.group("n2")
+            negated = bool(m.group("neg") or m.group("neg2"))
+            states = [goals[number]] if number in goals else [] if number else [*goals.values()]
+            said_done = [done for done, _ in states]
+            # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it
+            not_done = not all(said_done) if states else not number
+            ok = not_done if negated else any(said_done)
+            if not ok:
+                which = f"mục tiêu {number}" if number else "no goal"
+                state = "reached" if any(said_done) else "not reached" if states else "absent"
+                span = text[m.start() : m.end()]
+                self.add("wrong_goal", field, span, f"{span!r}: {which} is {state}")
 
     # numbers
 
@@ -608,6 +965,8 @@ class _Checker:
                     for d in said:
                         before = [metric for end, metric in named if end <= d.start()]
                         metric = before[-1] if before else (context if not named else None)
+                        if not before:  # "[[KID]] đã giảm chi tiêu": the metric it moves
+                            metric = _object_of(low, d.end(), metrics) or metric
                         if metric is None:
                             continue
                         if (d.group("more") or d.group("less")) and not sentence_has_past:
@@ -660,20 +1019,40 @@ class _Checker:
         # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
         after = next((n for n in stated if n.start >= d.end()), None)
         if after is not None:
-            self.change_sign(field, text[after.start : after.end], metric, direction, after)
+            span = text[after.start : after.end]
+            self.change_sign(field, span, metric, direction, after, reference)
 
-    def change_sign(self, field: str, span: str, metric: str, direction: str, n: _Stated) -> None:
-        """A stated change must have the direction's sign ("tăng 20.000 đ" is +20.000)."""
+    def change_sign(
+        self,
+        field: str,
+        span: str,
+        metric: str,
+        direction: str,
+        n: _Stated,
+        reference: str | None = None,
+    ) -> None:
+        """A stated change must have the direction's sign ("tăng 20.000 đ" is +20.000) and
+        be the change against the week it names ("so với tuần trước" is prev1's)."""
         f = self.facts
         if n.kind == "percent":
-            candidates = [(c, "") for c in f.percent_changes.get(metric, ())]
+            candidates = list(f.percent_changes.get(metric, ()))
         elif n.kind == _KIND_OF.get(metric):
             candidates = list(f.changes.get(metric, ()))
         else:
             return
-        matching = [c for c, _ in candidates if abs(abs(c) - n.value) <= n.tolerance + 1e-9]
-        if not matching:
+        close = [
+            (c, label) for c, label in candidates if abs(abs(c) - n.value) <= n.tolerance + 1e-9
+        ]
+        if not close:
             return  # a level ("tăng lên 160.000 đ") or an unknown number, checked as such
+        # The balance's one change is against last week's end: any reference names it.
+        against = _AGAINST.get(reference or "", ()) if metric != "savings_balance" else ()
+        matching = [c for c, label in close if not against or label.endswith(against)]
+        if not matching:
+            name, which = _METRIC_NAMES[metric], close[0][1].rpartition(" - ")[2]
+            msg = f"{span!r} is {name}'s change against {which}, not against {reference}"
+            self.add("wrong_change", field, span, msg)
+            return
         want = 1 if direction == "up" else -1
         if not any(c * want > 0 for c in matching):
             name = _METRIC_NAMES[metric]
@@ -686,12 +1065,23 @@ class _Checker:
             )
 
 
+# The changes a reference names: "tuần trước" is prev1's; "hai tuần trước" the mean's (as
+# the prompt uses it) or W-2's.
+_AGAINST = {"prev1": ("- prev1",), "mean": ("- mean", "- prev2")}
 _KIND_OF = {
     **dict.fromkeys(MONEY_METRICS, "money"),
     "savings_balance": "money",
     "txn_count": "count",
     "active_days": "days",
 }
+
+
+def _object_of(low: str, at: int, metrics: list[tuple[int, int, str | None]]) -> str | None:
+    """The metric named right after a direction ("giảm chi tiêu", "tăng được tiết kiệm")."""
+    for start, _, metric in metrics:
+        if start >= at:
+            return metric if low[at:start].strip() in ("", "được") else None
+    return None
 
 
 def _reference(text: str, start: int, end: int) -> str | None:

@@ -104,3 +104,28 @@ def test_no_lie_reaches_the_parents_export_through_the_cli(
         if row["kid_id"] in exported:
             assert answers[row["answer_id"]]["content"] not in lies
     assert exported == {r["kid_id"] for r in rows if r["grounded"]}
+
+
+def test_a_true_figure_said_of_the_wrong_thing_never_reaches_the_parents(
+    monkeypatch, pg_url, liar
+) -> None:
+    """The server lies only by misattribution (the spending said to be the income, another
+    category said to be the top one, an open goal said reached): every such answer is
+    asked again, none is exported."""
+    liar.configure(lie_rate=0.5, lie_kinds=["misattributed"])
+    settings, _ = setup_week(monkeypatch, pg_url, liar, KIDS)
+    result = materialize_week(settings, W, selection="group:gold or group:exports")
+    assert result.success
+    lied = liar.stats.reports_lied
+    assert lied > 0 and set(liar.stats.lie_kinds) == {"misattributed"}
+    meta = gold_meta(result)
+    assert meta["answers_ungrounded"] == lied
+    findings = {k for k, v in meta.items() if k.startswith("findings_") and v}
+    assert findings & {"findings_wrong_metric", "findings_wrong_category", "findings_wrong_goal"}
+    answers = answers_by_id(settings)
+    lies = lied_contents(liar)
+    rows = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports))
+    for row in rows:
+        assert (answers[row["answer_id"]]["content"] in lies) == (row["grounded"] is False)
+    export = json.loads((Path(settings.export_path) / f"kids_reports_{W}.json").read_text())
+    assert {r["kid_id"] for r in export["reports"]} == {r["kid_id"] for r in rows if r["grounded"]}

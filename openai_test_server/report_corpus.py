@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-LIE_KINDS = ("wrong_amount", "reversed_trend", "invented_amount", "wrong_days")
+LIE_KINDS = ("wrong_amount", "reversed_trend", "invented_amount", "wrong_days", "misattributed")
 EDGE_CASES = (
     "typical",
     "negative_net",
@@ -621,11 +621,52 @@ def _wrong_days(d: dict[str, Any], rng: random.Random, fields: dict[str, list[st
     fields["activity_level"][0] = _days(d, rng, rng.choice(wrong))
 
 
+def _misattributed(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """A true figure of the data said of something else: the spending said to be the
+    income (or the reverse), another category said to be the top one, an open goal said
+    reached. Any lie else when the week has none of these to confuse."""
+    kid, income, spending = _kid(d), d["income_total"], d["spending_total"]
+    categories = d["spending_by_category"] or {}
+    top = d["top_spending_category"]
+    lies: list[Callable[[], None]] = []
+    amounts = {abs(float(v)) for v in categories.values()}
+    if income > 0 and spending > 0 and income != spending and income not in amounts:
+
+        def swap() -> None:
+            got, spent = money(spending, rng, exact=True), money(income, rng, exact=True)
+            fields["financial_health"][0] = f"Tuần này {kid} nhận {got} và chi {spent}."
+
+        lies.append(swap)
+    others = [c for c in categories if top and categories[c] < categories[top]]
+    if others:
+
+        def wrong_top() -> None:
+            name = _category(rng.choice(others))
+            fields["spending_pattern"][0] = f"{kid} chi nhiều nhất cho {name}."
+
+        lies.append(wrong_top)
+    goals = d.get("savings_goals") or []
+    open_goals = [g for g in goals if g["open_at_week_end"] and not g["reached"]]
+    if open_goals:
+
+        def reached() -> None:
+            goal = rng.choice(open_goals)
+            target = money(goal["target_amount"], rng, exact=True)
+            fields["savings_behavior"].append(f"{kid} đã đạt {goal['goal']} ({target}).")
+
+        lies.append(reached)
+    if lies:
+        rng.choice(lies)()
+    else:
+        _wrong_amount(d, rng, fields)
+
+
 _LIARS = {
     "wrong_amount": _wrong_amount,
     "reversed_trend": _reversed_trend,
     "invented_amount": _invented_amount,
     "wrong_days": _wrong_days,
+    "misattributed": _misattributed,
 }
 
 
@@ -660,7 +701,9 @@ def data_block(messages: Any) -> dict[str, Any] | None:
     return None
 
 
-def corpus_answer(messages: Any, mode: str, lie_rate: float) -> tuple[str, str | None] | None:
+def corpus_answer(
+    messages: Any, mode: str, lie_rate: float, kinds: Sequence[str] = LIE_KINDS
+) -> tuple[str, str | None] | None:
     """(content, lie kind or None) for a report request in `mode`, deterministic from the
     messages; None when the request holds no data block (the schema generator answers)."""
     data = data_block(messages)
@@ -670,7 +713,7 @@ def corpus_answer(messages: Any, mode: str, lie_rate: float) -> tuple[str, str |
     rng = random.Random(int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big"))
     try:
         if mode == "lying" and rng.random() < lie_rate:
-            kind = rng.choice(LIE_KINDS)
+            kind = rng.choice(tuple(kinds))
             return json.dumps(lying_report(data, rng, kind), ensure_ascii=False), kind
         return json.dumps(truthful_report(data, rng), ensure_ascii=False), None
     except (KeyError, TypeError, ValueError):

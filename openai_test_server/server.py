@@ -133,7 +133,7 @@ from openai_test_server.content import (
     prompt_token_count,
     shape_answer,
 )
-from openai_test_server.report_corpus import corpus_answer
+from openai_test_server.report_corpus import LIE_KINDS, corpus_answer
 
 #: Every fault kind understood by ``faults`` / ``script``.  ``"ok"`` is only valid in scripts.
 ALL_FAULT_KINDS: tuple[str, ...] = (
@@ -183,7 +183,7 @@ ABSURD_PROMPT_TOKENS = 10**9
 def _corpus_content(messages: Any, cfg: FakeOpenAIConfig, content: str) -> tuple[str, str | None]:
     """report_mode truthful/lying: a report written from the request's <data> block
     (report_corpus), lying at lie_rate; the schema's content when there is no block."""
-    answer = corpus_answer(messages, cfg.report_mode, cfg.lie_rate)
+    answer = corpus_answer(messages, cfg.report_mode, cfg.lie_rate, cfg.lie_kinds)
     return answer if answer is not None else (content, None)
 
 
@@ -221,6 +221,7 @@ class FakeOpenAIConfig:
     # "truthful", or "lying" at lie_rate.
     report_mode: str = "schema"
     lie_rate: float = 0.0
+    lie_kinds: tuple[str, ...] = LIE_KINDS  # the kinds a lie is drawn from
     # Batch API and flex processing: see openai_test_server.batches for what each one does.
     batch_validating_seconds: float = 0.0
     batch_seconds_per_line: float = 0.0
@@ -249,6 +250,8 @@ class FakeOpenAIConfig:
             raise ValueError("report_mode must be schema, truthful or lying")
         if not 0.0 <= self.lie_rate <= 1.0:
             raise ValueError("lie_rate must be within [0, 1]")
+        if not self.lie_kinds or set(self.lie_kinds) - set(LIE_KINDS):
+            raise ValueError(f"lie_kinds must be some of {', '.join(LIE_KINDS)}")
         if self.window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
         if not 0.0 <= self.trickle_interval < math.inf:
@@ -876,6 +879,7 @@ class FakeOpenAIServer:
         cache_min_prompt_tokens: int = 1024,
         report_mode: str = "schema",
         lie_rate: float = 0.0,
+        lie_kinds: Iterable[str] = LIE_KINDS,
         batch_validating_seconds: float = 0.0,
         batch_seconds_per_line: float = 0.0,
         batch_finalizing_seconds: float = 0.0,
@@ -913,6 +917,7 @@ class FakeOpenAIServer:
             cache_min_prompt_tokens=cache_min_prompt_tokens,
             report_mode=report_mode,
             lie_rate=lie_rate,
+            lie_kinds=tuple(lie_kinds),
             batch_validating_seconds=batch_validating_seconds,
             batch_seconds_per_line=batch_seconds_per_line,
             batch_finalizing_seconds=batch_finalizing_seconds,
@@ -1027,6 +1032,8 @@ class FakeOpenAIServer:
         for name in ("faults", "batch_line_faults"):
             if name in changes:
                 changes[name] = _fault_tuple(changes[name])
+        if "lie_kinds" in changes:
+            changes["lie_kinds"] = tuple(changes["lie_kinds"])
         with self._lock:
             new = dataclasses.replace(self._config, **changes)
             new.validate()
