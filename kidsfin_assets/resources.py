@@ -21,10 +21,14 @@ from kidsfin_assets.paths import resolve_path
 from kidsfin_assets.settings import (
     CheckSettings,
     PrivacySettings,
+    RetrySettings,
+    SensorSettings,
     SilverSettings,
     SourceTables,
     TrendSettings,
+    WarehouseSettings,
     WeeksSettings,
+    check_folder,
 )
 from kidsfin_assets.warehouse import Sources, create_warehouse_tables, source_tables
 
@@ -71,6 +75,15 @@ class WarehouseResource(dg.ConfigurableResource):
     spool_dir: str = Field(
         default="data/spool", description="Paid answers the warehouse could not take."
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        fields = WarehouseSettings.model_fields
+        settings = {name: getattr(self, name) for name in fields if name != "schema_name"}
+        refuse_invalid(
+            "warehouse",
+            {"": lambda: WarehouseSettings(schema=self.schema_name, **settings)},
+            renamed={"schema": "schema_name"},
+        )
 
     def get_engine(self) -> Engine:
         """A pooled engine, with the warehouse tables created if missing."""
@@ -155,6 +168,15 @@ class ExportResource(dg.ConfigurableResource):
 
     export_dir: str = Field(default="data/exports", description="Relative to the project.")
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        try:
+            check_folder(self.export_dir)
+        except ValueError as exc:
+            raise dg.Failure(
+                description=f"invalid resource config: exports.export_dir: {exc}",
+                allow_retries=False,
+            ) from None
+
     def path(self, name: str) -> Path:
         return resolve_path(self.export_dir) / name
 
@@ -164,6 +186,16 @@ class StepRetryResource(dg.ConfigurableResource):
 
     max_retries: int = Field(default=2, description="Step retries after a failure.")
     delay_seconds: float = Field(default=30.0, description="First wait; doubles, with jitter.")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # The report retries' fields are required by the section; these are placeholders.
+        steps = {"step_max_retries": self.max_retries, "step_delay_seconds": self.delay_seconds}
+        placeholders = {"max_attempts": 1, "initial_wait_seconds": 0, "max_wait_seconds": 0}
+        refuse_invalid(
+            "step_retry",
+            {"": lambda: RetrySettings(**placeholders, jitter_seconds=0, **steps)},
+            renamed={"step_max_retries": "max_retries", "step_delay_seconds": "delay_seconds"},
+        )
 
 
 class CheckLimitsResource(dg.ConfigurableResource):
@@ -182,3 +214,11 @@ class SensorLimitsResource(dg.ConfigurableResource):
 
     late_data_weeks: int = Field(default=8, description="Recent weeks re-checked for late rows.")
     max_weeks_per_tick: int = Field(default=12, description="New weeks requested per tick.")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        limits = {
+            "late_data_weeks": self.late_data_weeks,
+            "max_weeks_per_tick": self.max_weeks_per_tick,
+        }
+        # interval_seconds is the sensor's own (not a resource field): any valid value.
+        refuse_invalid("sensor_limits", {"": lambda: SensorSettings(interval_seconds=30, **limits)})

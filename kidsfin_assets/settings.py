@@ -86,6 +86,13 @@ class SourceTables(_Section):
         return value
 
 
+def check_folder(value: str) -> str:
+    """A folder setting must name one: empty would write into the project's root."""
+    if not value.strip():
+        raise ValueError("is empty (it would write into the project's root)")
+    return value
+
+
 class WarehouseSettings(_Section):
     schema_name: str = Field(default="kidsfin", alias="schema")
     # How long a gold run waits for an unreachable warehouse (sending nothing new, keeping
@@ -95,6 +102,16 @@ class WarehouseSettings(_Section):
     claim_lease_seconds: float = Field(default=300.0, ge=5, le=3600)
     # Paid answers that could not reach the warehouse; the next gold run stores them.
     spool_dir: str = "data/spool"
+
+    _spool_dir_named = field_validator("spool_dir")(check_folder)
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_identifier(cls, value: str) -> str:
+        # Quoted in SQL the project writes itself (LOCK TABLE "<schema>".…): a plain name only.
+        if not value or not value.replace("_", "").isalnum() or len(value) > 63:
+            raise ValueError(f"{value!r} is not a schema name (letters, digits, _)")
+        return value
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
@@ -202,6 +219,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     export_dir: str = "data/exports"
     log_file: str = "data/logs/kidsfin.log"
+
+    _export_dir_named = field_validator("export_dir")(check_folder)
     weeks: WeeksSettings
     trends: TrendSettings
     sources: SourceTables = SourceTables()

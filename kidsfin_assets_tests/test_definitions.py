@@ -138,6 +138,8 @@ def test_the_settings_are_the_resources_defaults(
         ("sources", "kids", "kids; drop table x", "is not a table name", "group:silver"),
         ("privacy", "known_categories", ["bánh", " "], "a known category is empty", "group:gold"),
         ("check_limits", "max_quarantine_share", 2.0, "less than or equal to 1", "group:raw"),
+        ("step_retry", "max_retries", -1, "greater than or equal to 0", "group:gold"),
+        ("exports", "export_dir", " ", "is empty", "group:exports"),
     ],
 )
 def test_a_bad_override_fails_the_run_naming_it(
@@ -158,6 +160,40 @@ def test_a_bad_override_fails_the_run_naming_it(
     failure = next(e for e in result.all_events if e.is_failure)
     message = str(failure.event_specific_data)
     assert f"{resource}.{field}" in message and says in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("claim_lease_seconds", 1.0, "greater than or equal to 5"),
+        ("outage_wait_seconds", -1.0, "greater than or equal to 0"),
+        ("schema_name", "kidsfin; drop", "schema"),
+    ],
+)
+def test_a_bad_warehouse_override_fails_the_run_naming_it(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, field: str, value: object, says: str
+) -> None:
+    settings = trend_week(monkeypatch, pg_url)
+    config = {"database_url": pg_url, field: value}
+    override = {"resources": {"warehouse": {"config": config}}}
+    result = materialize_week(
+        settings, W, selection="group:silver", run_config=override, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_failure)
+    message = str(failure.event_specific_data)
+    assert f"warehouse.{field}" in message and says in message
+
+
+def test_bad_sensor_limits_are_refused_naming_them() -> None:
+    from kidsfin_assets.resources import SensorLimitsResource
+
+    limits = {"limits": SensorLimitsResource(late_data_weeks=-1)}
+    with pytest.raises(dg.DagsterResourceFunctionError) as raised, dg.build_resources(limits):
+        pass
+    failure = raised.value.__cause__
+    assert isinstance(failure, dg.Failure)
+    assert "sensor_limits.late_data_weeks" in str(failure.description)
 
 
 @pytest.mark.parametrize(

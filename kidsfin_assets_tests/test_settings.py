@@ -196,6 +196,11 @@ def test_model_missing_from_the_pricing_table_stops_start_up(
         ("KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS", "inf", "openai.rate_limit_period_seconds"),
         ("KIDSFIN_DATABASE_URL", "postgresql://u:pw@h:port/db", "database_url"),
         ("KIDSFIN_SILVER__MAX_SHRINK_SHARE", "1.5", "silver.max_shrink_share"),
+        # an empty folder wrote the exports or spool into the project's root
+        ("KIDSFIN_EXPORT_DIR", " ", "export_dir"),
+        ("KIDSFIN_WAREHOUSE__SPOOL_DIR", "", "warehouse.spool_dir"),
+        # quoted in SQL the project writes itself
+        ("KIDSFIN_WAREHOUSE__SCHEMA", 'kidsfin"; drop', "warehouse.schema"),
     ],
 )
 def test_settings_that_would_fail_later_stop_start_up(
