@@ -231,6 +231,9 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
     rate = data.get("savings_rate")
     if isinstance(rate, int | float):
         percents.append((float(rate) * 100, "savings_rate %"))
+    income = _num(data, "income_total")
+    if income > 0:  # "chi 160.000 đ, tức 80 % số tiền nhận được"
+        percents.append((spending / income * 100, "spending_total / income_total %"))
     labels = _goal_facts(data, money, percents)
     trends = {m: str(data.get(f"{m}_trend") or "") for m in TREND_METRICS}
     trends["savings_balance"] = "up" if moved > 0 else "down" if moved < 0 else "flat"
@@ -306,6 +309,8 @@ def _goal_facts(
         money.append((float(target), f"{label} target_amount"))
         if isinstance(progress, int | float):
             percents.append((float(progress), f"{label} progress_percent"))
+            if goal.get("open_at_week_end"):  # "chỉ còn 29 % nữa"
+                percents.append((100.0 - progress, f"{label} 100 - progress_percent"))
         elif goal.get("completed_in_week"):  # "đã hoàn thành 100 % mục tiêu 3"
             percents.append((100.0, f"{label} progress_percent"))
         if goal.get("open_at_week_end") and balance < target:
@@ -419,6 +424,8 @@ _SUBJECT_PATTERNS = {
     "net": r"^net_flow",
     "goal": r"target_amount|progress_percent",
     "rate": r"^savings_rate",
+    "spent_share": r"^spending_total / income_total",
+    "of_income": r"^savings_rate|^spending_total / income_total",
 }
 _NOT_NOW = re.compile(r"prev|mean")  # W-1's, W-2's, their mean, a change against them
 # A sentence that compares weeks or states a change may state any allowed value; one that
@@ -716,7 +723,8 @@ _GOAL_CLAIMS = re.compile(
     r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?\d)"
 )
 _NOT_A_CLAIM = re.compile(
-    r"(?<!\w)(?:để(?!\sdành)|cần|muốn|sắp|gần|nhằm|sẽ|có\sthể|nên|hãy|cố\sgắng|giúp|nếu|khi|mong)(?!\w)"
+    r"(?<!\w)(?:để(?!\sdành)|cần|muốn|sắp|gần|nhằm|sẽ|có\sthể|nên|hãy|cố\sgắng|giúp|nếu|khi|mong"
+    r"|nữa)(?!\w)"  # "còn 120.000 đ nữa là đạt mục tiêu 1": what is left
 )
 
 
@@ -807,8 +815,10 @@ class _Checker:
             goal = _GOAL_AFTER.match(labelled_low, n.end)
             if goal:
                 return f"goal:{goal.group('goal')}"
-            if _RATE_AFTER.match(low, n.end):
-                return "rate"
+            if _RATE_AFTER.match(low, n.end):  # "... % số tiền nhận được": of the income
+                before = _SUBJECT_BEFORE.search(low, clause_start, n.start)
+                said = before and _SUBJECT_WORDS.get(_SPACES.sub(" ", before["subject"]))
+                return {"spending": "spent_share", "saving": "rate"}.get(said or "", "of_income")
         if n.kind in ("money", "percent"):
             category = _CATEGORY_AFTER.match(low, n.end) if n.kind == "money" else None
             if category:

@@ -75,6 +75,8 @@ def test_another_weeks_figure_said_of_this_week_is_caught(lie: str) -> None:
         "[[KID]] có thu nhập 200.000 đ trong tuần, còn chi tiêu là 160.000 đ.",
         "Thu nhập tuần này đạt 200 nghìn đồng, chi tiêu 160k.",
         "Tiền tiêu vặt nhận được 200.000 đ.",
+        "[[KID]] chi tiêu 160.000 đ, tức 80 % số tiền nhận được.",
+        "[[KID]] để dành 25 % số tiền nhận được.",
         "[[KID]] để dành 50.000 đ trong tuần.",
         "[[KID]] đã tiết kiệm được 300.000 đ.",  # the balance: what a parent reads as saved
         "Số dư tiết kiệm hiện là 300.000 đ.",
@@ -102,6 +104,8 @@ def test_true_figures_of_the_same_shapes_pass(truth: str) -> None:
         "Tỷ lệ tiết kiệm của [[KID]] là 63%.",  # snacks' share of spending
         "Tỷ lệ tiết kiệm đạt 71 %.",  # goal 1's progress
         "Đồ chơi chiếm 63% tổng chi tiêu.",  # snacks' share
+        "[[KID]] để dành 80 % số tiền nhận được.",  # spending's share of the income
+        "Tỷ lệ tiết kiệm là 80 %.",
     ],
 )
 def test_a_true_percentage_said_of_the_wrong_thing_is_caught(lie: str) -> None:
@@ -183,6 +187,9 @@ def test_a_goal_progress_of_another_figure_is_caught(lie: str) -> None:
         "[[KID]] chưa đạt mục tiêu 1 nhưng đã đi được 71 % chặng đường.",
         "Để đạt mục tiêu 1 (420.000 đ), [[KID]] còn thiếu 120.000 đ.",
         "Mục tiêu 1 420.000 đ: đã đạt 71%.",
+        # what is left, then the goal: not a claim that it is reached
+        "Còn 120.000 đ nữa là [[KID]] đạt mục tiêu 1.",
+        "Chỉ còn 29 % nữa là [[KID]] đạt mục tiêu 1.",
     ],
 )
 def test_true_goal_statements_pass(truth: str) -> None:
