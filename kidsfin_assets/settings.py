@@ -162,12 +162,13 @@ class OpenAISettings(_Section):
 
 
 class RetrySettings(_Section):
+    # Waits are capped at an hour: a longer one is a typo, and a report would sit that long.
     max_attempts: int = Field(ge=1, le=20)
-    initial_wait_seconds: float = Field(ge=0)
-    max_wait_seconds: float = Field(ge=0)
-    jitter_seconds: float = Field(ge=0)
+    initial_wait_seconds: float = Field(ge=0, le=3600)
+    max_wait_seconds: float = Field(ge=0, le=3600)
+    jitter_seconds: float = Field(ge=0, le=3600)
     step_max_retries: int = Field(default=2, ge=0, le=10)
-    step_delay_seconds: float = Field(default=30, ge=0)
+    step_delay_seconds: float = Field(default=30, ge=0, le=3600)
 
 
 class SilverSettings(_Section):

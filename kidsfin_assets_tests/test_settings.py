@@ -193,6 +193,7 @@ def test_model_missing_from_the_pricing_table_stops_start_up(
         ("KIDSFIN_OPENAI__REQUESTS_PER_MINUTE", "1", "openai.requests_per_minute"),
         ("KIDSFIN_OPENAI__TIMEOUT_SECONDS", "inf", "openai.timeout_seconds"),
         ("KIDSFIN_RETRY__INITIAL_WAIT_SECONDS", "inf", "retry.initial_wait_seconds"),
+        ("KIDSFIN_RETRY__MAX_WAIT_SECONDS", "1e300", "retry.max_wait_seconds"),
         ("KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS", "inf", "openai.rate_limit_period_seconds"),
         ("KIDSFIN_DATABASE_URL", "postgresql://u:pw@h:port/db", "database_url"),
         ("KIDSFIN_SILVER__MAX_SHRINK_SHARE", "1.5", "silver.max_shrink_share"),
