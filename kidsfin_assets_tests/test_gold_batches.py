@@ -112,6 +112,22 @@ def test_a_week_in_batch_mode_submits_returns_and_is_collected_at_half_price(
     assert server.stats.batch_lines_answered_again == 0
 
 
+def test_a_batch_submitted_before_kids_were_pseudonymised_is_still_collected(
+    monkeypatch, pg_url, server
+) -> None:
+    """An upgrade with a batch open: its lines name kids by id (the earlier custom_id);
+    each is still matched to its kid, so no paid answer is dropped as 'for no kid'."""
+    settings, ids = setup_week(monkeypatch, pg_url, server, 4, **BATCH)
+    with monkeypatch.context() as earlier:
+        earlier.setattr(batches, "kid_pseudonym", lambda _key, _week, kid: str(kid))
+        assert gold(settings).success
+    uploaded = server.batches.file_content(batch_rows(settings)[0]["input_file_id"]).decode()
+    assert f":{ids[0]}:" in uploaded  # the earlier form, as an open batch would hold it
+    until_done(settings, server)
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert server.stats.batches_created == 1 and server.stats.ok == 0  # nothing asked again
+
+
 def test_repeating_the_run_while_batches_are_open_submits_nothing_twice(
     monkeypatch, pg_url, server
 ) -> None:
