@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -130,6 +131,16 @@ def test_the_settings_are_the_resources_defaults(
     assert income_trend(changed) == "flat"
 
 
+def failed_run_message(settings: Settings, selection: str, override: dict[str, Any]) -> str:
+    """The failure a run of W with `override` ended with (it must fail)."""
+    result = materialize_week(
+        settings, W, selection=selection, run_config=override, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_failure)
+    return str(failure.event_specific_data)
+
+
 @pytest.mark.parametrize(
     ("resource", "field", "value", "says", "selection"),
     [
@@ -153,12 +164,7 @@ def test_a_bad_override_fails_the_run_naming_it(
 ) -> None:
     settings = trend_week(monkeypatch, pg_url)
     override = {"resources": {resource: {"config": {field: value}}}}
-    result = materialize_week(
-        settings, W, selection=selection, run_config=override, raise_on_error=False
-    )
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_failure)
-    message = str(failure.event_specific_data)
+    message = failed_run_message(settings, selection, override)
     assert f"{resource}.{field}" in message and says in message
 
 
@@ -176,12 +182,7 @@ def test_a_bad_warehouse_override_fails_the_run_naming_it(
     settings = trend_week(monkeypatch, pg_url)
     config = {"database_url": pg_url, field: value}
     override = {"resources": {"warehouse": {"config": config}}}
-    result = materialize_week(
-        settings, W, selection="group:silver", run_config=override, raise_on_error=False
-    )
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_failure)
-    message = str(failure.event_specific_data)
+    message = failed_run_message(settings, "group:silver", override)
     assert f"warehouse.{field}" in message and says in message
 
 
@@ -222,12 +223,7 @@ def test_a_bad_openai_override_fails_the_run_naming_it(
         if spec.is_required()
     }
     override = {"resources": {"openai": {"config": {**config, field: value}}}}
-    result = materialize_week(
-        settings, W, selection="group:gold", run_config=override, raise_on_error=False
-    )
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_failure)
-    message = str(failure.event_specific_data)
+    message = failed_run_message(settings, "group:gold", override)
     assert f"openai.{field}" in message and says in message
 
 
