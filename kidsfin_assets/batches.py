@@ -216,12 +216,13 @@ class WeekBatches:
         run_id: str,
         log: Any,
         submitter: str,
+        pseudonym_key: str,
     ) -> None:
         self.client, self.session, self.engine = client, session, engine
         self.submitter = submitter  # host:pid:token of this run's writer
         self.week_key, self.week_start, self.run_id, self.log = week_key, week_start, run_id, log
         self.resource = session.resource
-        self.pseudonym_key = ledger.warehouse_id(engine)
+        self.pseudonym_key = pseudonym_key  # the warehouse's id (ledger.warehouse_id)
 
     # --- collecting --------------------------------------------------------------------
 

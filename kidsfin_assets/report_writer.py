@@ -453,6 +453,7 @@ class WeekReportWriter:
             self.keeping.run_id,
             self.log,
             self.claims.owner,
+            self.keeping.warehouse_id,
         )
         week.collect(lambda lines: self._record_lines(session, items, lines))
         unanswered = self._unanswered(items)

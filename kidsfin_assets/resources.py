@@ -44,7 +44,7 @@ def refuse_invalid(
     """Check a resource's values as the settings are checked: a bad launchpad override
     fails the run at once, naming `<resource>.<field>`, not deep inside a step. `checks`
     maps a field (empty: named by the error, a settings key `renamed` to the resource's
-    field) to building the settings section it is."""
+    field) to building the settings section it is, or to a settings validator."""
     problems = []
     for name, build in checks.items():
         try:
@@ -54,6 +54,8 @@ def refuse_invalid(
                 key = ".".join(str(part) for part in error["loc"])
                 field = name or (renamed or {}).get(key, key)
                 problems.append(f"{resource}.{field}: {error['msg']}")
+        except ValueError as exc:  # a validator called alone (ValidationError is one too)
+            problems.append(f"{resource}.{name}: {exc}")
     if problems:
         raise dg.Failure(
             description="invalid resource config: " + "; ".join(problems),
@@ -77,12 +79,11 @@ class WarehouseResource(dg.ConfigurableResource):
     )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        fields = WarehouseSettings.model_fields
-        settings = {name: getattr(self, name) for name in fields if name != "schema_name"}
+        settings = {name: getattr(self, name) for name in WarehouseSettings.model_fields}
         refuse_invalid(
             "warehouse",
-            {"": lambda: WarehouseSettings(schema=self.schema_name, **settings)},
-            renamed={"schema": "schema_name"},
+            {"": lambda: WarehouseSettings(**settings)},  # populate_by_name: schema_name
+            renamed={"schema": "schema_name"},  # the error names the alias
         )
 
     def get_engine(self) -> Engine:
@@ -169,13 +170,7 @@ class ExportResource(dg.ConfigurableResource):
     export_dir: str = Field(default="data/exports", description="Relative to the project.")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        try:
-            check_folder(self.export_dir)
-        except ValueError as exc:
-            raise dg.Failure(
-                description=f"invalid resource config: exports.export_dir: {exc}",
-                allow_retries=False,
-            ) from None
+        refuse_invalid("exports", {"export_dir": lambda: check_folder(self.export_dir)})
 
     def path(self, name: str) -> Path:
         return resolve_path(self.export_dir) / name

@@ -71,6 +71,11 @@ class TrendSettings(_Section):
     threshold: float = Field(ge=0, le=10)
 
 
+def _plain_name(name: str) -> bool:
+    """Letters, digits and _ only (never empty): safe to quote in SQL written here."""
+    return name.replace("_", "").isalnum()
+
+
 class SourceTables(_Section):
     kids: str = "kids"
     transactions: str = "transactions"
@@ -81,7 +86,7 @@ class SourceTables(_Section):
     @classmethod
     def _identifier(cls, value: str) -> str:
         parts = value.split(".")
-        if not 1 <= len(parts) <= 2 or not all(p.replace("_", "").isalnum() for p in parts):
+        if not 1 <= len(parts) <= 2 or not all(map(_plain_name, parts)):
             raise ValueError(f"{value!r} is not a table name (letters, digits, _; schema.table)")
         return value
 
@@ -109,7 +114,7 @@ class WarehouseSettings(_Section):
     @classmethod
     def _schema_identifier(cls, value: str) -> str:
         # Quoted in SQL the project writes itself (LOCK TABLE "<schema>".…): a plain name only.
-        if not value or not value.replace("_", "").isalnum() or len(value) > 63:
+        if not _plain_name(value) or len(value) > 63:
             raise ValueError(f"{value!r} is not a schema name (letters, digits, _)")
         return value
 
@@ -220,8 +225,6 @@ class Settings(BaseSettings):
     database_url: str = ""
     export_dir: str = "data/exports"
     log_file: str = "data/logs/kidsfin.log"
-
-    _export_dir_named = field_validator("export_dir")(check_folder)
     weeks: WeeksSettings
     trends: TrendSettings
     sources: SourceTables = SourceTables()
@@ -232,6 +235,8 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     checks: CheckSettings
     sensor: SensorSettings
+
+    _export_dir_named = field_validator("export_dir")(check_folder)
 
     @field_validator("database_url")
     @classmethod
@@ -327,12 +332,12 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
-    except EnvParseError:
+    except EnvParseError as exc:
         # pydantic-settings names only the section ("privacy"), not the variable.
+        named = _unparsed_variables()
+        said = f"not JSON in {', '.join(named)}" if named else str(exc)
         raise SettingsError(
-            "invalid kidsfin settings: not JSON in "
-            + ", ".join(_unparsed_variables())
-            + ' (a list is written ["ăn vặt", "snacks"])'
+            f'invalid kidsfin settings: {said} (a list is written ["ăn vặt", "snacks"])'
         ) from None
     price = load_price(settings.pricing_path, settings.openai.model)  # unpriced: stops here
     for tier, needed in (
