@@ -106,6 +106,9 @@ def test_true_figures_of_the_same_shapes_pass(truth: str) -> None:
         "Đồ chơi chiếm 63% tổng chi tiêu.",  # snacks' share
         "[[KID]] để dành 80 % số tiền nhận được.",  # spending's share of the income
         "Tỷ lệ tiết kiệm là 80 %.",
+        # a goal's progress said with another figure
+        "[[KID]] đã để dành được 25 % cho mục tiêu 1 (420.000 đ).",  # the savings rate
+        "[[KID]] đã để dành được 100 % cho mục tiêu 1 (420.000 đ).",  # goal 2's
     ],
 )
 def test_a_true_percentage_said_of_the_wrong_thing_is_caught(lie: str) -> None:
@@ -165,17 +168,6 @@ def test_the_top_category_is_read_from_the_data_as_sent() -> None:
 )
 def test_a_goal_said_reached_when_it_is_not_is_caught(lie: str) -> None:
     assert_caught(lie, "wrong_goal", GOALS)
-
-
-@pytest.mark.parametrize(
-    "lie",
-    [
-        "[[KID]] đã để dành được 25 % cho mục tiêu 1 (420.000 đ).",  # the savings rate
-        "[[KID]] đã để dành được 100 % cho mục tiêu 1 (420.000 đ).",  # goal 2's
-    ],
-)
-def test_a_goal_progress_of_another_figure_is_caught(lie: str) -> None:
-    assert_caught(lie, "wrong_metric", GOALS)
 
 
 @pytest.mark.parametrize(
