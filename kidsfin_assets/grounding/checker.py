@@ -1,0 +1,518 @@
+"""Is every number and trend a report states grounded in the week's data?
+
+The checker reads the report's own text (every text field and every recommendation), not
+claims the model makes about itself. It finds, in the forms a Vietnamese writer uses:
+
+- amounts: ``160.000 đ``, ``160.000đ``, ``160.000 VND``, ``160.000 đồng``, ``160 nghìn
+  đồng``, ``1,2 triệu đồng``, ``1 triệu 200 nghìn``, ``160k``, and negatives (``-77.000 đ``,
+  ``âm 77.000 đ``, ``chi nhiều hơn nhận 77.000 đ``);
+- percentages (``7%``, ``7 %``, ``7 phần trăm``), days (``5 ngày``, ``5/7 ngày``) and counts
+  (``12 giao dịch``, ``30 sự kiện``);
+- trend statements: a clause naming a metric (chi tiêu, thu nhập, tiết kiệm, giao dịch,
+  ngày hoạt động ...) followed by a direction (tăng, giảm, ổn định, mới xuất hiện ...).
+
+Each number must equal a value of the data block or one derived from it (its absolute
+value; a metric minus its prev1, prev2 or their mean; that change as a percentage; a
+category's amount or share of spending; the savings rate as a percentage; a savings
+goal's target, progress and, for an open goal, what it still lacks) at the
+precision it is written in: ``160.000 đ`` to the đồng, ``160 nghìn`` to the thousand,
+``1,2 triệu`` to the hundred thousand, ``7%`` to the unit. A trend statement must agree
+with the metric's ``*_trend`` (or, when it says "so với tuần trước", with prev1), and a
+stated change with its sign and with the week it names (``tăng 20.000 đ so với tuần
+trước`` is the change on prev1, not on the mean). A trend may be said with the verb alone
+(``[[KID]] chi ít hơn tuần trước``, ``nhận nhiều hơn``) or before its metric (``đã giảm chi
+tiêu``).
+
+What a figure is said to be is checked too, not only that the data holds it somewhere:
+
+- a figure right after its subject (``thu nhập là``, ``nhận``, ``chi``, ``để dành``, ``rút``,
+  ``số dư``, ``tỷ lệ tiết kiệm``, a category: ``đồ chơi (60.000 đ)``) or before
+  ``cho <category>``, ``cho mục tiêu N`` or ``số tiền nhận được`` must be that subject's
+  (``wrong_metric``);
+- a sentence that compares no weeks and states no change speaks of this week: its figures
+  may not be W-1's, W-2's, their mean or a change (``not_this_week``);
+- the category said to be spent on most (``nhiều nhất``, ``lớn nhất``, ``chủ yếu`` ...) must
+  be the top one (``wrong_category``);
+- a goal said reached or completed (``đã đạt mục tiêu 1``, ``đủ cho mục tiêu 2``) must be,
+  and one said not reached must not be; an unnumbered one needs a goal in the data
+  (``wrong_goal``).
+
+Not claims, so not checked: numbers in a recommendation that set a target ("đặt mục tiêu
+để dành 20%", "ít nhất 3 lần"), direction words in advice ("hãy giảm chi tiêu", "nên
+giữ chi tiêu ổn định"), weeks, ages and scores ("2 tuần", "8/10 điểm").
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from kidsfin_assets.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
+from kidsfin_assets.grounding.reading import (
+    Stated,
+    clause_of,
+    is_target,
+    split_clauses,
+    stated_numbers,
+)
+from kidsfin_assets.grounding.vocabulary import (
+    ADVICE,
+    AGREES,
+    CATEGORIES,
+    CATEGORY_AFTER,
+    COMPARES,
+    DIRECTION_KINDS,
+    DIRECTIONS,
+    GOAL_AFTER,
+    GOAL_CLAIMS,
+    MAY_STATE,
+    MEAN_REF,
+    METRIC_NAMES,
+    METRIC_OF,
+    METRICS,
+    NOT_A_CLAIM,
+    NOT_AGREES,
+    PAST,
+    PREV1_ONLY,
+    RATE_AFTER,
+    SPACES,
+    SPENDS,
+    SUBJECT_BEFORE,
+    SUBJECT_WORDS,
+    SUPERLATIVE,
+    group_of,
+)
+from kidsfin_assets.report_schema import PLACEHOLDER
+
+TEXT_FIELDS = ("financial_health", "spending_pattern", "savings_behavior", "activity_level")
+
+
+# A field is a sentence when it has at least this many words (tokens with a letter).
+MIN_WORDS = 4
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One statement of a report that the data does not support."""
+
+    kind: str  # unknown_amount, unknown_percent, unknown_days, unknown_count, wrong_trend,
+    # wrong_sign, too_thin
+    field: str  # financial_health ... or recommendations[i]
+    text: str  # the offending span, as written
+    message: str  # one line a human (or the model, when asked again) reads
+
+
+_SENTENCE_OF_WORDS = re.compile(rf"(?:[^\W\d_]+[\W\d_]+){{{MIN_WORDS - 1}}}[^\W\d_]")
+
+
+_JSONISH = re.compile(r"[{}\[\]]|\"\s*:")
+
+
+class _Checker:
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.findings: list[Finding] = []
+
+    def add(self, kind: str, field: str, span: str, message: str) -> None:
+        self.findings.append(Finding(kind, field, span.strip(), message))
+
+    def field(self, field: str, original: str) -> None:
+        text = unicodedata.normalize("NFC", original)
+        for masked in self.facts.masked:  # a child or category named "Bin 2015"
+            text = text.replace(masked, " " * len(masked))
+        if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
+            self.add("too_thin", field, original[:80], f"not a sentence of words: {original!r}")
+            return
+        low = text.lower()
+        # The labels ("mục tiêu 1") masked out of `low`, at the same places.
+        labelled_low = unicodedata.normalize("NFC", original).lower()
+        advice_field = field.startswith("recommendations")
+        # One pass of each regex over the field; clauses only bound what they found.
+        stated = list(stated_numbers(low, not advice_field)) if MAY_STATE.search(low) else []
+        directions = list(DIRECTIONS.finditer(low))
+        sentences = split_clauses(low)
+        if advice_field and stated:
+            starts = [s for clauses in sentences for s, _ in clauses]
+            stated = [n for n in stated if not is_target(low, starts, n)]
+        for n in stated:
+            before = len(self.findings)
+            self.number(field, text[n.start : n.end], n)
+            if len(self.findings) == before:
+                self.bound(field, text, low, labelled_low, sentences, n)
+        if directions:
+            self.trends(field, text, low, sentences, directions, stated)
+        self.top_category(field, text, low, sentences)
+        self.goal_claims(field, text, labelled_low, sentences)
+
+    # what a figure is said to be
+
+    def bound(
+        self,
+        field: str,
+        text: str,
+        low: str,
+        labelled_low: str,
+        sentences: list[list[tuple[int, int]]],
+        n: Stated,
+    ) -> None:
+        """A figure said of a subject ("thu nhập là 200.000 đ", "đồ chơi (60.000 đ)", "71 %
+        cho mục tiêu 1") must be that subject's; one in a sentence that compares no weeks
+        and states no change must be this week's ("hoạt động 4 ngày" is not W-2's 4)."""
+        if n.sign in ("net-", "+"):  # "chi nhiều hơn nhận 90.000 đ": checked as net_flow
+            return
+        clause_start, sentence = clause_of(sentences, n.start)
+        now = not COMPARES.search(low, *sentence)
+        span = text[n.start : n.end]
+        subject = self.subject_of(low, labelled_low, clause_start, n)
+        if subject is not None and subject.startswith("cat:"):
+            values = self.facts.categories.get(subject[4:], ())
+            allowed = [amount if n.kind == "money" else share for amount, share in values]
+            if not any(abs(v - n.value) <= n.tolerance + 1e-9 for v in allowed):
+                said = subject[4:]
+                near = ", ".join(plain(v) for v in allowed) or "none in the data"
+                msg = f"{span!r} is not what was spent on {said} ({near})"
+                self.add("wrong_metric", field, span, msg)
+            return
+        if subject is None and not now:
+            return
+        pool = self.facts.pool({"count": "counts"}.get(n.kind, n.kind), subject, now)
+        if any(abs(v - n.value) <= n.tolerance + 1e-9 for v, _ in pool):
+            return
+        near = Values.of(pool).nearest(n.value)
+        if subject is not None:
+            msg = f"{span!r} is not {subject}{' this week' if now else ''} (it is: {near})"
+            self.add("wrong_metric", field, span, msg)
+        else:
+            msg = f"{span!r} is not a figure of this week (nearest: {near})"
+            self.add("not_this_week", field, span, msg)
+
+    def subject_of(self, low: str, labelled_low: str, clause_start: int, n: Stated) -> str | None:
+        """What the text says a figure is, from the words right after it or before it."""
+        if n.kind == "percent":
+            goal = GOAL_AFTER.match(labelled_low, n.end)
+            if goal:
+                return f"goal:{goal.group('goal')}"
+            if RATE_AFTER.match(low, n.end):  # "... % số tiền nhận được": of the income
+                before = SUBJECT_BEFORE.search(low, clause_start, n.start)
+                said = before and SUBJECT_WORDS.get(SPACES.sub(" ", before["subject"]))
+                return {"spending": "spent_share", "saving": "rate"}.get(said or "", "of_income")
+        if n.kind in ("money", "percent"):
+            category = CATEGORY_AFTER.match(low, n.end) if n.kind == "money" else None
+            if category:
+                return f"cat:{group_of(category.group('category'))}"
+            if ADVICE.search(low, clause_start, n.start):  # "cần để dành 120.000 đ nữa"
+                return None
+            before = SUBJECT_BEFORE.search(low, clause_start, n.start)
+            if before:
+                word = SPACES.sub(" ", before.group("subject"))
+                subject = SUBJECT_WORDS.get(word)
+                if subject is None:
+                    return f"cat:{group_of(word)}"
+                if n.kind == "money" or subject in ("rate", "saving", "spending", "income"):
+                    return subject
+        return None
+
+    def top_category(
+        self, field: str, text: str, low: str, sentences: list[list[tuple[int, int]]]
+    ) -> None:
+        """ "Chi nhiều nhất cho đồ chơi": the category named must be the top one."""
+        for clauses in sentences:
+            if not SPENDS.search(low, clauses[0][0], clauses[-1][1]):
+                continue
+            for s, e in clauses:
+                if not SUPERLATIVE.search(low, s, e) or ADVICE.search(low, s, e):
+                    continue
+                named = [m for m in CATEGORIES.finditer(low, s, e)]
+                groups = {group_of(m.group()) for m in named}
+                if groups and not groups & self.facts.top_groups:
+                    top = ", ".join(sorted(self.facts.top_groups)) or "none (no spending)"
+                    span = text[s:e]
+                    msg = f"{span.strip()!r}: the top spending category is {top}"
+                    self.add("wrong_category", field, span, msg)
+
+    def goal_claims(
+        self, field: str, text: str, labelled_low: str, sentences: list[list[tuple[int, int]]]
+    ) -> None:
+        """ "Đã đạt mục tiêu 1", "chưa đạt mục tiêu 2": as the goal's reached/completed."""
+        goals = self.facts.goals
+        for m in GOAL_CLAIMS.finditer(labelled_low):
+            clause_start, _ = clause_of(sentences, m.start())
+            if NOT_A_CLAIM.search(labelled_low, clause_start, m.start()):
+                continue  # "để đạt mục tiêu 1": a purpose, not a fact
+            number = m.group("n") or m.group("n2")
+            negated = bool(m.group("neg") or m.group("neg2"))
+            states = [goals[number]] if number in goals else [] if number else [*goals.values()]
+            said_done = [done for done, _ in states]
+            # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it
+            not_done = not all(said_done) if states else not number
+            ok = not_done if negated else any(said_done)
+            if not ok:
+                which = f"mục tiêu {number}" if number else "no goal"
+                state = "reached" if any(said_done) else "not reached" if states else "absent"
+                span = text[m.start() : m.end()]
+                self.add("wrong_goal", field, span, f"{span!r}: {which} is {state}")
+
+    # numbers
+
+    def number(self, field: str, span: str, n: Stated) -> None:
+        f = self.facts
+        if n.kind == "money":
+            self.money(field, span, n)
+        elif n.kind == "percent":
+            pool = f.signed_percents if n.sign == "-" else f.percents
+            value = -n.value if n.sign == "-" else n.value
+            if pool.match(value, n.tolerance) is None:
+                if n.sign == "-" and f.percents.match(n.value, n.tolerance):
+                    self.add("wrong_sign", field, span, f"{span!r}: that change is not negative")
+                else:
+                    near = f.percents.nearest(n.value)
+                    self.add(
+                        "unknown_percent",
+                        field,
+                        span,
+                        f"{span!r} is no percentage of the data (nearest: {near})",
+                    )
+        elif n.kind == "days" and f.days.match(n.value, n.tolerance) is None:
+            near = f.days.nearest(n.value)
+            self.add(
+                "unknown_days",
+                field,
+                span,
+                f"{span!r} matches no day count of the data (nearest: {near})",
+            )
+        elif n.kind == "count" and f.counts.match(n.value, n.tolerance) is None:
+            near = f.counts.nearest(n.value)
+            self.add(
+                "unknown_count",
+                field,
+                span,
+                f"{span!r} matches no count of the data (nearest: {near})",
+            )
+
+    def money(self, field: str, span: str, n: Stated) -> None:
+        f, v, tol = self.facts, n.value, n.tolerance
+        if n.sign == "net-":  # "chi nhiều hơn nhận X": net flow is -X
+            if abs(f.net_flow + v) <= tol + 1e-9:
+                return
+            if abs(f.net_flow - v) <= tol + 1e-9:
+                msg = f"{span!r}: spending did not exceed income (net_flow = {plain(f.net_flow)})"
+                self.add("wrong_sign", field, span, msg)
+            else:
+                msg = f"{span!r}: net_flow is {plain(f.net_flow)}"
+                self.add("unknown_amount", field, span, msg)
+            return
+        if n.sign in ("-", "+"):
+            signed = -v if n.sign == "-" else v
+            if f.signed_money.match(signed, tol) is not None:
+                return
+            if f.signed_money.match(-signed, tol) is not None:
+                sign = "negative" if n.sign == "-" else "positive"
+                self.add("wrong_sign", field, span, f"{span!r}: that amount is not {sign}")
+                return
+        if f.money.match(v, tol) is None:
+            near = f.money.nearest(v)
+            self.add(
+                "unknown_amount",
+                field,
+                span,
+                f"{span!r} matches no amount of the data (nearest: {near})",
+            )
+
+    # trends
+
+    def trends(
+        self,
+        field: str,
+        text: str,
+        low: str,
+        sentences: list[list[tuple[int, int]]],
+        directions: list[re.Match[str]],
+        stated: list[Stated],
+    ) -> None:
+        """Check each trend statement: a direction after the metric it is about (in its
+        clause, or the clause before in the same sentence: "Chi tiêu 160.000 đ, tăng ...")."""
+        metrics = [
+            (m.start(), m.end(), METRIC_OF[SPACES.sub(" ", m.group())])
+            for m in METRICS.finditer(low)
+        ]
+        for clauses in sentences:
+            first, last = clauses[0][0], clauses[-1][1]
+            here = [d for d in directions if first <= d.start() < last]
+            if not here:
+                continue
+            sentence_has_past = any(PAST.search(low, a, b) for a, b in clauses)
+            refs = {_reference(low, a, b) for a, b in clauses} - {None}
+            sentence_ref = refs.pop() if len(refs) == 1 else None
+            context: str | None = None
+            for s, e in clauses:
+                named = [(end, metric) for start, end, metric in metrics if s <= start < e]
+                said = [d for d in here if s <= d.start() < e]
+                if said and not ADVICE.search(low, s, e):
+                    ref = _reference(low, s, e) or sentence_ref
+                    for d in said:
+                        before = [metric for end, metric in named if end <= d.start()]
+                        metric = before[-1] if before else (context if not named else None)
+                        if not before:  # "[[KID]] đã giảm chi tiêu": the metric it moves
+                            metric = _object_of(low, d.end(), metrics) or metric
+                        if metric is None:
+                            continue
+                        if (d.group("more") or d.group("less")) and not sentence_has_past:
+                            continue  # "chi nhiều hơn nhận": metrics compared, not weeks
+                        direction = next(k for k in DIRECTION_KINDS if d.group(k))
+                        direction = {"more": "up", "less": "down"}.get(direction, direction)
+                        negated = bool(d.group("neg"))
+                        span = text[max(s, d.start() - 40) : d.end()]
+                        in_sentence = [n for n in stated if n.start < last]
+                        self.trend(
+                            field, text, span, d, metric, direction, negated, in_sentence, ref
+                        )
+                context = named[-1][1] if named else context
+
+    def trend(
+        self,
+        field: str,
+        text: str,
+        span: str,
+        d: re.Match[str],
+        metric: str,
+        direction: str,
+        negated: bool,
+        stated: list[Stated],
+        reference: str | None,
+    ) -> None:
+        f = self.facts
+        name = METRIC_NAMES[metric]
+        prev1_only = metric in f.prev1 and reference == "prev1"
+        if prev1_only:
+            value, prev1 = f.values[metric], f.prev1[metric]
+            actual = "up" if value > prev1 else "down" if value < prev1 else "flat"
+            if prev1 == 0 and value > 0:
+                actual = "new"
+            against = f"{metric} {plain(value)} vs prev1 {plain(prev1)}"
+            ok = _agrees(direction, negated, actual) or (
+                direction == "flat" and f.trends[metric] == "flat"
+            )
+        else:
+            actual = f.trends.get(metric, "")
+            against = f"{metric}_trend is {actual}" if metric in f.prev1 else f"{metric} {actual}"
+            ok = not actual or _agrees(direction, negated, actual)
+        if not ok:
+            said = d.group()
+            self.add("wrong_trend", field, span, f"says {name} {said}, but {against}")
+            return
+        if negated or direction not in ("up", "down"):
+            return
+        # The change it states: the next number of its sentence ("giảm 20.000 đ"), not of
+        # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
+        after = next((n for n in stated if n.start >= d.end()), None)
+        if after is not None:
+            span = text[after.start : after.end]
+            self.change_sign(field, span, metric, direction, after, reference)
+
+    def change_sign(
+        self,
+        field: str,
+        span: str,
+        metric: str,
+        direction: str,
+        n: Stated,
+        reference: str | None = None,
+    ) -> None:
+        """A stated change must have the direction's sign ("tăng 20.000 đ" is +20.000) and
+        be the change against the week it names ("so với tuần trước" is prev1's)."""
+        f = self.facts
+        if n.kind == "percent":
+            candidates = list(f.percent_changes.get(metric, ()))
+        elif n.kind == _KIND_OF.get(metric):
+            candidates = list(f.changes.get(metric, ()))
+        else:
+            return
+        close = [
+            (c, label) for c, label in candidates if abs(abs(c) - n.value) <= n.tolerance + 1e-9
+        ]
+        if not close:
+            return  # a level ("tăng lên 160.000 đ") or an unknown number, checked as such
+        # The balance's one change is against last week's end: any reference names it.
+        against = _AGAINST.get(reference or "", ()) if metric != "savings_balance" else ()
+        matching = [c for c, label in close if not against or label.endswith(against)]
+        if not matching:
+            name, which = METRIC_NAMES[metric], close[0][1].rpartition(" - ")[2]
+            msg = f"{span!r} is {name}'s change against {which}, not against {reference}"
+            self.add("wrong_change", field, span, msg)
+            return
+        want = 1 if direction == "up" else -1
+        if not any(c * want > 0 for c in matching):
+            name = METRIC_NAMES[metric]
+            said = "tăng" if direction == "up" else "giảm"
+            self.add(
+                "wrong_sign",
+                field,
+                span,
+                f"says {name} {said} {span}, but that change has the other sign",
+            )
+
+
+# The changes a reference names: "tuần trước" is prev1's; "hai tuần trước" the mean's (as
+# the prompt uses it) or W-2's.
+_AGAINST = {"prev1": ("- prev1",), "mean": ("- mean", "- prev2")}
+
+
+_KIND_OF = {
+    **dict.fromkeys(MONEY_METRICS, "money"),
+    "savings_balance": "money",
+    "txn_count": "count",
+    "active_days": "days",
+}
+
+
+def _object_of(low: str, at: int, metrics: list[tuple[int, int, str | None]]) -> str | None:
+    """The metric named right after a direction ("giảm chi tiêu", "tăng được tiết kiệm")."""
+    for start, _, metric in metrics:
+        if start >= at:
+            return metric if low[at:start].strip() in ("", "được") else None
+    return None
+
+
+def _reference(text: str, start: int, end: int) -> str | None:
+    """What a comparison is against: "tuần trước" is prev1, "hai tuần trước" their mean."""
+    if MEAN_REF.search(text, start, end):
+        return "mean"
+    return "prev1" if PREV1_ONLY.search(text, start, end) else None
+
+
+def _agrees(direction: str, negated: bool, actual: str) -> bool:
+    if negated:
+        return actual in NOT_AGREES.get(direction, frozenset({actual}))
+    return actual in AGREES.get(direction, frozenset())
+
+
+def report_texts(report: Mapping[str, Any] | BaseModel) -> list[tuple[str, str]]:
+    """(field, text) of every text field and every recommendation."""
+    data = report.model_dump() if isinstance(report, BaseModel) else report
+    texts = [(name, str(data.get(name) or "")) for name in TEXT_FIELDS]
+    recommendations = data.get("recommendations") or []
+    texts += [(f"recommendations[{i}]", str(r)) for i, r in enumerate(recommendations)]
+    return texts
+
+
+def check_report(
+    report: Mapping[str, Any] | BaseModel, data: Mapping[str, Any] | Facts
+) -> list[Finding]:
+    """Every statement of `report` that `data` (what the model was given) does not support."""
+    checker = _Checker(facts_for(data))
+    for field, text in report_texts(report):
+        checker.field(field, text)
+    return checker.findings
+
+
+def describe_findings(findings: Sequence[Finding], limit: int = 6) -> str:
+    """A few lines for a re-ask message or a reviewer: what is wrong, where."""
+    lines = [f"- {f.field}: {f.message}" for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"- and {len(findings) - limit} more")
+    return "\n".join(lines)

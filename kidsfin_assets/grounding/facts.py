@@ -1,0 +1,294 @@
+"""The values a report may state about one data block, computed once (`Facts`), and
+which of them each subject's figures may be."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kidsfin_assets.grounding.vocabulary import group_of
+from kidsfin_assets.warehouse import TREND_METRICS
+
+MONEY_METRICS = ("income_total", "spending_total", "saving_total")
+
+
+COUNT_METRICS = ("txn_count",)
+
+
+DAY_METRICS = ("active_days",)  # with the two above: the kinds of TREND_METRICS
+
+
+@dataclass(frozen=True)
+class Values:
+    """Allowed values of one kind, sorted, each with what it is (for the messages)."""
+
+    values: tuple[float, ...]
+    labels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[float, str]]) -> Values:
+        # Equal values: the plainest name first (income_total before a mean equal to it).
+        ordered = sorted(
+            ((round(v, 6), label) for v, label in pairs if math.isfinite(v)),
+            key=lambda pair: (pair[0], len(pair[1])),
+        )
+        return cls(tuple(v for v, _ in ordered), tuple(label for _, label in ordered))
+
+    def match(self, value: float, tolerance: float) -> str | None:
+        """The label of a value within tolerance of `value`, or None."""
+        i = bisect.bisect_left(self.values, value - tolerance - 1e-9)
+        if i < len(self.values) and self.values[i] <= value + tolerance + 1e-9:
+            return self.labels[i]
+        return None
+
+    def nearest(self, value: float) -> str:
+        if not self.values:
+            return "none"
+        i = bisect.bisect_left(self.values, value)
+        near = min(
+            (j for j in (i - 1, i) if 0 <= j < len(self.values)),
+            key=lambda j: abs(self.values[j] - value),
+        )
+        near = bisect.bisect_left(self.values, self.values[near])  # its plainest name
+        return f"{self.labels[near]} = {plain(self.values[near])}"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything a report may state about one data block, computed once."""
+
+    money: Values  # absolute values
+    signed_money: Values
+    percents: Values  # absolute values
+    signed_percents: Values
+    days: Values
+    counts: Values
+    trends: Mapping[str, str]  # metric -> up/down/flat/new (savings_balance derived)
+    changes: Mapping[str, tuple[tuple[float, str], ...]]  # metric -> signed changes
+    percent_changes: Mapping[str, tuple[tuple[float, str], ...]]
+    prev1: Mapping[str, float]
+    values: Mapping[str, float]
+    net_flow: float
+    masked: tuple[str, ...]  # data text (names, categories) with digits, not the model's
+    # (absolute value, label) of every allowed value, by kind: what `pool` filters
+    labelled: Mapping[str, tuple[tuple[float, str], ...]]
+    categories: Mapping[str, tuple[tuple[float, float], ...]]  # group -> (amount, share %)
+    top_groups: frozenset[str]  # the top spending category's group (ties: each)
+    goals: Mapping[str, tuple[bool, float | None]]  # "1" -> (reached or completed, progress)
+    _pools: dict[tuple[str, str | None, bool], tuple[tuple[float, str], ...]] = dataclasses.field(
+        default_factory=dict
+    )
+
+    def pool(self, kind: str, subject: str | None, now: bool) -> tuple[tuple[float, str], ...]:
+        """The allowed (value, label) of `kind` that are `subject`'s (income, spending,
+        goal:1 ...; None: any), and only this week's own when `now` (no prev1, prev2,
+        mean or change)."""
+        key = (kind, subject, now)
+        if key not in self._pools:
+            pattern = _subject_labels(subject) if subject else None
+            self._pools[key] = tuple(
+                (v, label)
+                for v, label in self.labelled[kind]
+                if (pattern is None or pattern.search(label))
+                and not (now and _NOT_NOW.search(label))
+            )
+        return self._pools[key]
+
+
+def plain(value: float) -> str:
+    return f"{value:,.2f}".rstrip("0").rstrip(".").replace(",", " ")
+
+
+def _num(data: Mapping[str, Any], key: str) -> float:
+    value = data.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _changes(value: float, prev1: float, prev2: float) -> list[tuple[float, str, float]]:
+    """(signed change, against what, base) for prev1, prev2 and their mean."""
+    mean = (prev1 + prev2) / 2
+    return [
+        (value - prev1, "prev1", prev1),
+        (value - prev2, "prev2", prev2),
+        (value - mean, "mean", mean),
+    ]
+
+
+def build_facts(data: Mapping[str, Any]) -> Facts:
+    """The values, derived values and trends of a data block (``prompt_data(metrics)``)."""
+    money: list[tuple[float, str]] = []
+    counts: list[tuple[float, str]] = []
+    days: list[tuple[float, str]] = []
+    percents: list[tuple[float, str]] = []
+    changes: dict[str, tuple[tuple[float, str], ...]] = {}
+    percent_changes: dict[str, tuple[tuple[float, str], ...]] = {}
+    values: dict[str, float] = {}
+    prev1s: dict[str, float] = {}
+    for key in ("withdrawal_total", "net_flow", "savings_balance"):
+        money.append((_num(data, key), key))
+    for metric in TREND_METRICS:
+        pool = money if metric in MONEY_METRICS else counts if metric in COUNT_METRICS else days
+        value, p1, p2 = (_num(data, f"{metric}{s}") for s in ("", "_prev1", "_prev2"))
+        values[metric], prev1s[metric] = value, p1
+        pool += [(value, metric), (p1, f"{metric}_prev1"), (p2, f"{metric}_prev2")]
+        pool.append(((p1 + p2) / 2, f"mean({metric}_prev1, {metric}_prev2)"))
+        signed, pct = [], []
+        for change, against, base in _changes(value, p1, p2):
+            label = f"{metric} - {against}"
+            pool.append((change, label))
+            signed.append((change, label))
+            if base > 0:
+                pct.append((change / base * 100, label))
+                percents.append((change / base * 100, f"({label}) / {against} %"))
+        changes[metric], percent_changes[metric] = tuple(signed), tuple(pct)
+    counts.append((_num(data, "event_count"), "event_count"))
+    # The balance moved by this week's saving minus withdrawals.
+    moved = _num(data, "saving_total") - _num(data, "withdrawal_total")
+    money.append((moved, "saving_total - withdrawal_total"))
+    changes["savings_balance"] = ((moved, "saving_total - withdrawal_total"),)
+    spending = _num(data, "spending_total")
+    categories = data.get("spending_by_category") or {}
+    for name, amount in categories.items():
+        money.append((float(amount), f"spending_by_category[{name}]"))
+        if spending > 0:
+            percents.append((float(amount) / spending * 100, f"share of {name} in spending %"))
+    rate = data.get("savings_rate")
+    if isinstance(rate, int | float):
+        percents.append((float(rate) * 100, "savings_rate %"))
+    income = _num(data, "income_total")
+    if income > 0:  # "chi 160.000 đ, tức 80 % số tiền nhận được"
+        percents.append((spending / income * 100, "spending_total / income_total %"))
+    labels = _goal_facts(data, money, percents)
+    trends = {m: str(data.get(f"{m}_trend") or "") for m in TREND_METRICS}
+    trends["savings_balance"] = "up" if moved > 0 else "down" if moved < 0 else "flat"
+    texts = [str(data.get("child") or ""), *map(str, categories), *labels]
+    labelled = {
+        "money": money,
+        "percent": percents,
+        "days": days,
+        "counts": counts,
+    }
+    return Facts(
+        money=Values.of([(abs(v), label) for v, label in money]),
+        signed_money=Values.of(money),
+        percents=Values.of([(abs(v), label) for v, label in percents]),
+        signed_percents=Values.of(percents),
+        days=Values.of([(abs(v), label) for v, label in days]),
+        counts=Values.of([(abs(v), label) for v, label in counts]),
+        trends=trends,
+        changes=changes,
+        percent_changes=percent_changes,
+        prev1=prev1s,
+        values=values,
+        net_flow=_num(data, "net_flow"),
+        masked=tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1]),
+        labelled={k: tuple((abs(v), label) for v, label in p) for k, p in labelled.items()},
+        categories=_category_groups(categories, spending),
+        top_groups=_top_groups(categories),
+        goals=_goal_states(data),
+    )
+
+
+def _category_groups(
+    categories: Mapping[str, Any], spending: float
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for name, amount in categories.items():
+        share = float(amount) / spending * 100 if spending > 0 else math.nan
+        groups.setdefault(group_of(name), []).append((float(amount), share))
+    return {group: tuple(pairs) for group, pairs in groups.items()}
+
+
+def _top_groups(categories: Mapping[str, Any]) -> frozenset[str]:
+    top = max((float(a) for a in categories.values()), default=0.0)
+    return frozenset(group_of(n) for n, a in categories.items() if top > 0 and float(a) == top)
+
+
+def _goal_states(data: Mapping[str, Any]) -> dict[str, tuple[bool, float | None]]:
+    """Each goal by its number: whether it is reached (or was completed in the week), and
+    its progress (an open goal's; 100 for a completed one)."""
+    states = {}
+    for goal in data.get("savings_goals") or []:
+        number = str(goal.get("goal") or "").rpartition(" ")[2]
+        done = bool(goal.get("reached") or goal.get("completed_in_week"))
+        progress = goal.get("progress_percent")
+        progress = float(progress) if isinstance(progress, int | float) else None
+        states[number] = (done, 100.0 if progress is None and done else progress)
+    return states
+
+
+def _goal_facts(
+    data: Mapping[str, Any], money: list[tuple[float, str]], percents: list[tuple[float, str]]
+) -> list[str]:
+    """A goal's target, an open goal's progress and what it still lacks (target minus the
+    balance, when the balance is short of it); returns the goals' labels ("mục tiêu 1")."""
+    balance = max(_num(data, "savings_balance"), 0.0)
+    labels = []
+    for goal in data.get("savings_goals") or []:
+        label = str(goal.get("goal") or "")
+        labels.append(label)
+        target, progress = goal.get("target_amount"), goal.get("progress_percent")
+        if not isinstance(target, int | float):
+            continue
+        money.append((float(target), f"{label} target_amount"))
+        if isinstance(progress, int | float):
+            percents.append((float(progress), f"{label} progress_percent"))
+            if goal.get("open_at_week_end"):  # "chỉ còn 29 % nữa"
+                percents.append((100.0 - progress, f"{label} 100 - progress_percent"))
+        elif goal.get("completed_in_week"):  # "đã hoàn thành 100 % mục tiêu 3"
+            percents.append((100.0, f"{label} progress_percent"))
+        if goal.get("open_at_week_end") and balance < target:
+            money.append((float(target) - balance, f"{label} target_amount - savings_balance"))
+    return labels
+
+
+# The labels (build_facts') each subject's figures carry, by kind of figure.
+_SUBJECT_PATTERNS = {
+    "income": r"income_total",
+    "spending": r"spending_total|spending_by_category\[|share of",
+    "saving": r"saving_total|savings_balance|savings_rate",
+    "withdrawal": r"^withdrawal_total",
+    "balance": r"savings_balance|saving_total - withdrawal_total",
+    "net": r"^net_flow",
+    "goal": r"target_amount|progress_percent",
+    "rate": r"^savings_rate",
+    "spent_share": r"^spending_total / income_total",
+    "of_income": r"^savings_rate|^spending_total / income_total",
+}
+
+
+_NOT_NOW = re.compile(r"prev|mean")  # W-1's, W-2's, their mean, a change against them
+
+
+def _subject_labels(subject: str) -> re.Pattern[str]:
+    if subject.startswith("goal:"):
+        return re.compile(rf"^mục tiêu {re.escape(subject[5:])} progress_percent$")
+    return _SUBJECT_REGEXES[subject]
+
+
+_SUBJECT_REGEXES = {k: re.compile(v) for k, v in _SUBJECT_PATTERNS.items()}
+
+
+_FACTS_CACHE: dict[str, Facts] = {}
+
+
+_FACTS_CACHE_SIZE = 1024
+
+
+def facts_for(data: Mapping[str, Any] | Facts) -> Facts:
+    """`build_facts`, remembered per data block (a re-ask checks the same data again)."""
+    if isinstance(data, Facts):
+        return data
+    key = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+    facts = _FACTS_CACHE.get(key)
+    if facts is None:
+        if len(_FACTS_CACHE) >= _FACTS_CACHE_SIZE:
+            _FACTS_CACHE.clear()
+        facts = _FACTS_CACHE[key] = build_facts(data)
+    return facts

@@ -1,0 +1,341 @@
+"""The words the checker reads: categories, subjects, metrics, directions, units, advice."""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Sequence
+
+# Directions a stated trend may have, for each *_trend value.
+AGREES: dict[str, frozenset[str]] = {
+    "up": frozenset({"up", "new"}),  # a first amount after two empty weeks went up too
+    "down": frozenset({"down"}),
+    "flat": frozenset({"flat"}),
+    "new": frozenset({"new"}),
+}
+
+
+NOT_AGREES: dict[str, frozenset[str]] = {  # "không tăng", "không giảm"
+    "up": frozenset({"down", "flat"}),
+    "down": frozenset({"up", "flat", "new"}),
+}
+
+
+EXACT = 1e-6  # days and counts are integers: written as they are
+
+
+# Spending categories as the prompt names them (and the app's keys), by group: "đồ ăn vặt"
+# and "snacks" are one category to a parent. Longest first in the regex.
+_CATEGORY_PHRASES: dict[str, tuple[str, ...]] = {
+    "snacks": ("đồ ăn vặt", "ăn vặt", "quà vặt", "snacks", "snack"),
+    "food": ("ăn uống", "đồ ăn", "thức ăn", "food"),
+    "drinks": ("đồ uống", "nước uống", "drinks"),
+    "toys": ("đồ chơi", "toys"),
+    "books": ("sách truyện", "sách vở", "sách", "truyện", "books"),
+    "games": ("trò chơi", "games", "game"),
+    "transport": ("đi lại", "transport"),
+    "stationery": ("đồ dùng học tập", "văn phòng phẩm", "stationery"),
+    "gifts": ("quà tặng", "quà", "gifts", "gift"),
+    "clothes": ("quần áo", "clothes"),
+    "entertainment": ("giải trí", "entertainment"),
+    "education": ("học tập", "education"),
+    # "khác" (categories the prompt does not name) and silver's "other", as one
+    "other": (
+        "các danh mục khác",
+        "danh mục khác",
+        "các khoản khác",
+        "khoản khác",
+        "các mục khác",
+        "other",
+        "khác",
+        "(các danh mục khác)",
+    ),
+}
+
+
+_GROUP_OF_PHRASE = {p: g for g, phrases in _CATEGORY_PHRASES.items() for p in phrases}
+
+
+@functools.lru_cache(maxsize=4096)
+def group_of(name: str) -> str:
+    """A category key of the data block (or a phrase of the text) as its group."""
+    key = unicodedata.normalize("NFC", str(name)).strip().lower()
+    return _GROUP_OF_PHRASE.get(key, key)
+
+
+def _alternatives(phrases: Sequence[str]) -> str:
+    ordered = sorted(phrases, key=len, reverse=True)
+    return "|".join(re.escape(p).replace(r"\ ", r"\s") for p in ordered)
+
+
+_TEXT_CATEGORY_PHRASES = [p for p in _GROUP_OF_PHRASE if p not in ("khác", "(các danh mục khác)")]
+
+
+CATEGORIES = re.compile(rf"(?<!\w)(?:{_alternatives(_TEXT_CATEGORY_PHRASES)})(?!\w)")
+
+
+# What a figure written right after these words is: "thu nhập là 200.000 đ" is income,
+# "đồ chơi (60.000 đ)" the toys' amount. Longest first.
+SUBJECT_WORDS: dict[str, str] = {
+    "số dư tiết kiệm": "balance",
+    "số dư": "balance",
+    "tỷ lệ tiết kiệm": "rate",
+    "tỉ lệ tiết kiệm": "rate",
+    "tỷ lệ để dành": "rate",
+    "tỉ lệ để dành": "rate",
+    "mục tiêu tiết kiệm": "goal",
+    "dòng tiền ròng": "net",
+    "dòng tiền": "net",
+    "tiền gửi tiết kiệm": "saving",
+    "gửi tiết kiệm": "saving",
+    "tiền để dành": "saving",
+    "để dành": "saving",
+    "tiết kiệm": "saving",
+    "rút tiết kiệm": "withdrawal",
+    "tiền rút": "withdrawal",
+    "rút": "withdrawal",
+    "thu nhập": "income",
+    "tiền tiêu vặt": "income",
+    "tiền nhận": "income",
+    "nhận": "income",
+    "chi tiêu": "spending",
+    "tiền chi": "spending",
+    "khoản chi": "spending",
+    "mức chi": "spending",
+    "chi": "spending",
+    "tiêu": "spending",
+}
+
+
+# Words that may stand between a subject and its figure: "chi tiêu của [[KID]] là".
+_FILLER = (
+    r"là|đạt|được|có|khoảng|vào|ở|mức|tổng|cộng|hết|tuần|này|trong|của|\[\[kid\]\]|hiện|"
+    r"đang|chỉ|tất|cả|gần|với|con|bé|em|đã|vừa|chiếm|tiền|số|ra|còn|lên|tới|đến"
+)
+
+
+SUBJECT_BEFORE = re.compile(
+    rf"(?<!\w)(?<!mục\s)(?P<subject>{_alternatives([*SUBJECT_WORDS, *_TEXT_CATEGORY_PHRASES])})"
+    rf"(?:[\s(:]+(?:{_FILLER}))*[\s(:]*$"
+)
+
+
+# After a figure: "100.000 đ cho đồ ăn vặt" (not "cho đồ ăn vặt và đồ chơi"), "71 % cho
+# mục tiêu 1", "25 % số tiền nhận được" (the savings rate).
+CATEGORY_AFTER = re.compile(
+    rf"\s*(?:cho|vào)\s(?P<category>{CATEGORIES.pattern})"
+    rf"(?!\s*(?:,|và|hoặc|cùng)\s*(?:{CATEGORIES.pattern}))"
+)
+
+
+GOAL_AFTER = re.compile(r"\s*(?:(?:số\stiền\s)?(?:cho|của)\s)?mục\stiêu\s(?P<goal>\d+)(?!\d)")
+
+
+RATE_AFTER = re.compile(
+    r"\s*(?:của\s)?(?:số\stiền\s(?:nhận|được\scho)|thu\snhập|tiền\s(?:nhận|tiêu\svặt))"
+)
+
+
+# A sentence that compares weeks or states a change may state any allowed value; one that
+# does not states this week's figures.
+COMPARES = re.compile(
+    r"tuần\strước|trước\sđó|hai\stuần|2\stuần|trung\sbình|so\svới|hơn|tăng|giảm|chênh|"
+    r"thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|(?<!\w)từ(?!\w)|thêm|bớt|bằng|như"
+)
+
+
+_CURRENCY = r"(?:đồng|vnđ|vnd|đ(?!\w)|₫)"
+
+
+# "160 000 đ": thousands grouped by spaces are one amount when a currency follows
+NUMBER = re.compile(
+    rf"(?<![\w.,/])(?P<sign>[-−](?=\d))?"
+    rf"(?P<num>\d{{1,3}}(?:[ \u00a0\u202f]\d{{3}})+(?=\s?{_CURRENCY})|\d+(?:[.,]\d+)*)(?!\d)"
+)
+
+
+UNIT = re.compile(
+    rf"""\s?(?:
+      (?P<pct>%|phần\s+trăm)
+    | (?P<mil>(?:triệu|tr(?!\w))
+        (?:\s?(?P<mil_thou>\d{{1,3}})\s?(?:nghìn|ngàn|k(?!\w)))?(?:\s?{_CURRENCY})?)
+    | (?P<bil>(?:tỷ|tỉ)(?!\w)(?:\s?{_CURRENCY})?)
+    | (?P<thou>(?:nghìn|ngàn|k(?!\w))(?:\s?{_CURRENCY})?)
+    | (?P<cur>{_CURRENCY})
+    | (?P<days>(?:/\s?7\s?|\s?trên\s7\s)?ngày)
+    | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần)(?!\w)
+    | (?P<skip>/\s?\d|điểm|tuần|tuổi|tháng|năm|giờ|phút|bài|câu|mục)
+    )""",
+    re.X,
+)
+
+
+SPELLED = {
+    "một": 1, "hai": 2, "ba": 3, "bốn": 4, "tư": 4, "năm": 5,
+    "sáu": 6, "bảy": 7, "bẩy": 7, "tám": 8, "chín": 9, "mười": 10,
+}  # fmt: skip
+
+
+SPELLED_DAYS = re.compile(
+    r"(?<!\w)(?P<word>" + "|".join(SPELLED) + r")\s(?P<unit>ngày|giao\sdịch|sự\skiện)(?!\w)"
+)
+
+
+BARE_THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+|\d{1,3}(?:,\d{3}){2,}")
+
+
+# Just before an amount: how its sign is said in words.
+SIGN_BEFORE = re.compile(
+    # "chi nhiều hơn nhận 77.000 đ": the net flow is -77.000
+    r"(?P<net>(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
+    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*(?:là\s|khoảng\s)?$)"
+    r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)\s*$)"
+    r"|(?P<pos>(?:(?<!\w)dương|(?<!số\s)(?<!\w)dư(?:\sra)?|(?:nhận|thu\snhập|thu)\snhiều\shơn\s"
+    r"(?:chi\stiêu|chi|tiêu))\s*(?:là\s)?$)"
+)
+
+
+SIGN_OF = {"net": "net-", "neg": "-", "pos": "+"}
+
+
+# A recommendation's target is not a claim about the week.
+TARGET_BEFORE = re.compile(r"mục\stiêu|ít\snhất|tối\sthiểu|tối\sđa|không\squá|dưới|thêm")
+
+
+PER_AFTER = re.compile(r"\s*(?:mỗi|một)\s(?:ngày|tuần|tháng|lần)")
+
+
+ADVICE = re.compile(
+    r"(?<!\w)(?:nên|hãy|cần|cố\sgắng|khuyến\skhích|thử|mục\stiêu|đặt|giúp|có\sthể|nếu|muốn|nhằm)"
+    r"(?!\w)"
+)
+
+
+# Sentences end at . ! ? ; : (not inside 160.000) or a line break; clauses at ", ", " - "
+# and before a conjunction that starts a new subject.
+BOUNDARIES = re.compile(
+    r"(?P<sentence>(?:[.!?;:](?=\s|$)|\n)+)"
+    r"|(?P<clause>,\s|\s[-–]\s|\s(?=(?:nhưng|trong\skhi|tuy\snhiên|song|còn)\s))"
+)
+
+
+# Longest first: "số dư tiết kiệm" is the balance, "tỷ lệ tiết kiệm" has no trend.
+_METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
+    ("số dư tiết kiệm", "savings_balance"),
+    ("số dư", "savings_balance"),
+    ("tỷ lệ tiết kiệm", None),
+    ("tỉ lệ tiết kiệm", None),
+    ("tỷ lệ để dành", None),
+    ("mục tiêu tiết kiệm", None),
+    ("rút tiết kiệm", None),
+    ("hoạt động tài chính", None),
+    ("thói quen tiết kiệm", None),  # a habit, not this week's amount
+    ("thói quen chi tiêu", None),
+    ("tinh thần tiết kiệm", None),
+    ("ý thức tiết kiệm", None),
+    ("dòng tiền", None),
+    ("tiền rút", None),
+    ("số ngày hoạt động", "active_days"),
+    ("ngày hoạt động", "active_days"),
+    ("mức độ hoạt động", "active_days"),
+    ("hoạt động", "active_days"),
+    ("số giao dịch", "txn_count"),
+    ("giao dịch", "txn_count"),
+    ("thu nhập", "income_total"),
+    ("tiền tiêu vặt", "income_total"),
+    ("số tiền nhận", "income_total"),
+    ("tiền nhận", "income_total"),
+    ("khoản nhận", "income_total"),
+    ("chi tiêu", "spending_total"),
+    ("tiền chi", "spending_total"),
+    ("khoản chi", "spending_total"),
+    ("mức chi", "spending_total"),
+    ("gửi tiết kiệm", "saving_total"),
+    ("tiết kiệm", "saving_total"),
+    ("để dành", "saving_total"),
+)
+
+
+# The verbs alone, after every phrase: "[[KID]] chi ít hơn tuần trước" is spending.
+_METRIC_VERBS = {"chi": "spending_total", "tiêu": "spending_total", "nhận": "income_total"}
+
+
+METRIC_OF = dict(_METRIC_WORDS) | _METRIC_VERBS
+
+
+METRICS = re.compile(
+    r"(?<!\w)(?:"
+    + "|".join(re.escape(w).replace(r"\ ", r"\s") for w, _ in _METRIC_WORDS)
+    # not "chi tiết", "mục tiêu", "tiêu cực", "nhận xét", "nhận thấy" ...
+    + r"|chi(?!\s(?:tiết|phí))|(?<!mục\s)tiêu(?!\s(?:cực|chí|chuẩn))"
+    + r"|nhận(?!\s(?:xét|thấy|ra|thức|biết|định))"
+    + r")(?!\w)"
+)
+
+
+DIRECTIONS = re.compile(
+    r"(?<!\w)(?:"
+    # not "tương đương" (equal to: "50.000 đ, tương đương 25%"), nor "mới có" (only had)
+    r"(?P<flat>không\sđổi|không\sthay\sđổi|giữ\snguyên|ổn\sđịnh|đi\sngang)"
+    r"|(?P<new>mới\sxuất\shiện|lần\sđầu|mới\sbắt\sđầu)"
+    r"|(?P<neg>(?:không|chưa)\s)?(?:(?P<up>tăng(?!\scường)|đi\slên)|(?P<down>giảm|đi\sxuống)"
+    r"|(?P<more>cao\shơn|nhiều\shơn)|(?P<less>thấp\shơn|ít\shơn))"
+    r")(?!\w)"
+)
+
+
+PAST = re.compile(r"tuần\strước|trước\sđó|hai\stuần|2\stuần")
+
+
+PREV1_ONLY = re.compile(r"(?<!hai\s)(?<!2\s)(?<!các\s)(?<!những\s)tuần\strước")
+
+
+MEAN_REF = re.compile(r"hai\stuần|2\stuần|trung\sbình|các\stuần|những\stuần")
+
+
+DIRECTION_KINDS = ("flat", "new", "up", "down", "more", "less")
+
+
+SPACES = re.compile(r"\s+")
+
+
+# A clause states a number only if it has a digit or a number word.
+MAY_STATE = re.compile(r"\d|(?<!\w)(?:" + "|".join(SPELLED) + r")\s")
+
+
+METRIC_NAMES = {
+    "income_total": "thu nhập",
+    "spending_total": "chi tiêu",
+    "saving_total": "tiết kiệm",
+    "txn_count": "số giao dịch",
+    "active_days": "số ngày hoạt động",
+    "savings_balance": "số dư tiết kiệm",
+}
+
+
+SUPERLATIVE = re.compile(
+    r"(?<!\w)(?:nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|phần\slớn|đứng\sđầu|dẫn\sđầu)(?!\w)"
+)
+
+
+SPENDS = re.compile(r"(?<!\w)(?:chi|tiêu|mua|khoản|danh\smục)(?!\w)")
+
+
+# "đã đạt mục tiêu 1", "đủ tiền cho mục tiêu 2", "chưa hoàn thành mục tiêu tiết kiệm",
+# "mục tiêu 3 đã hoàn thành"; not "đã đạt 71 %" (a progress, checked as a number).
+_GOAL_DONE = r"(?:đạt(?:\sđược)?|hoàn\sthành|đủ(?:\s(?:số\s)?tiền)?(?:\scho)?|chạm(?:\stới|\sđến)?)"
+
+
+GOAL_CLAIMS = re.compile(
+    rf"(?<!\w)(?P<neg>(?:chưa|không)\s(?:(?:đã|được)\s)?)?{_GOAL_DONE}\s(?:được\s)?mục\stiêu"
+    r"(?:\s(?P<n>\d+)(?!\d)|(?=\s*(?:$|[.,;!]|\stiết\skiệm|\scủa\s(?:mình|con|bé)|\sđã\sđặt)))"
+    rf"|mục\stiêu\s(?P<n2>\d+)(?:\s\([^)]*\))?\s(?P<neg2>(?:chưa|không)\s)?(?:(?:đã|vừa)\s)?"
+    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?\d)"
+)
+
+
+NOT_A_CLAIM = re.compile(
+    r"(?<!\w)(?:để(?!\sdành)|cần|muốn|sắp|gần|nhằm|sẽ|có\sthể|nên|hãy|cố\sgắng|giúp|nếu|khi|mong"
+    r"|nữa)(?!\w)"  # "còn 120.000 đ nữa là đạt mục tiêu 1": what is left
+)
