@@ -52,6 +52,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kidsfin_assets.grounding.closed import (
+    Reading,
+    read_comparisons,
+    read_happened,
+    read_ranking,
+    read_ratios,
+    sweep,
+)
 from kidsfin_assets.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
 from kidsfin_assets.grounding.reading import (
     Stated,
@@ -60,6 +68,7 @@ from kidsfin_assets.grounding.reading import (
     split_clauses,
     stated_numbers,
 )
+from kidsfin_assets.grounding.spelled import spell_digits
 from kidsfin_assets.grounding.vocabulary import (
     ADVICE,
     AGREES,
@@ -84,6 +93,7 @@ from kidsfin_assets.grounding.vocabulary import (
     SPENDS,
     SUBJECT_BEFORE,
     SUBJECT_WORDS,
+    SUBJECT_WORDS_RE,
     SUPERLATIVE,
     group_of,
 )
@@ -122,32 +132,42 @@ class _Checker:
         self.findings.append(Finding(kind, field, span.strip(), message))
 
     def field(self, field: str, original: str) -> None:
-        text = unicodedata.normalize("NFC", original)
+        # Numbers in words are read as digits: "một trăm năm mươi nghìn" is 150 nghìn.
+        text = spell_digits(unicodedata.normalize("NFC", original))
+        # The labels ("mục tiêu 1") masked out of `low`, at the same places.
+        labelled_low = text.lower()
         for masked in self.facts.masked:  # a child or category named "Bin 2015"
             text = text.replace(masked, " " * len(masked))
         if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
             self.add("too_thin", field, original[:80], f"not a sentence of words: {original!r}")
             return
         low = text.lower()
-        # The labels ("mục tiêu 1") masked out of `low`, at the same places.
-        labelled_low = unicodedata.normalize("NFC", original).lower()
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
         stated = list(stated_numbers(low, not advice_field)) if MAY_STATE.search(low) else []
         directions = list(DIRECTIONS.finditer(low))
         sentences = split_clauses(low)
+        self.r = r = Reading(field, text, low, sentences, self.facts, self.add, advice_field)
         if advice_field and stated:
             starts = [s for clauses in sentences for s, _ in clauses]
-            stated = [n for n in stated if not is_target(low, starts, n)]
+            targets = [n for n in stated if is_target(low, starts, n)]
+            for n in targets:  # "ít nhất 20%": a goal the advice sets, not a claim
+                r.mark(n.start, n.end)
+            stated = [n for n in stated if n not in targets]
         for n in stated:
             before = len(self.findings)
             self.number(field, text[n.start : n.end], n)
-            if len(self.findings) == before:
-                self.bound(field, text, low, labelled_low, sentences, n)
+            flagged = len(self.findings) > before
+            if flagged or self.bound(field, text, low, labelled_low, sentences, n):
+                r.mark(n.start, n.end)
         if directions:
             self.trends(field, text, low, sentences, directions, stated)
-        self.top_category(field, text, low, sentences)
         self.goal_claims(field, text, labelled_low, sentences)
+        read_ratios(r)
+        read_comparisons(r)
+        read_happened(r)
+        read_ranking(r)
+        sweep(r)
 
     # what a figure is said to be
 
@@ -159,17 +179,24 @@ class _Checker:
         labelled_low: str,
         sentences: list[list[tuple[int, int]]],
         n: Stated,
-    ) -> None:
+    ) -> bool:
         """A figure said of a subject ("thu nhập là 200.000 đ", "đồ chơi (60.000 đ)", "71 %
-        cho mục tiêu 1") must be that subject's; one in a sentence that compares no weeks
-        and states no change must be this week's ("hoạt động 4 ngày" is not W-2's 4)."""
+        cho mục tiêu 1", "11 sự kiện") must be that subject's, of the week its clause names
+        ("tuần trước con chi 38.000 đ" is W-1's); one in a sentence that compares no weeks
+        and states no change must be this week's. False: the figure could not be placed."""
         if n.sign in ("net-", "+"):  # "chi nhiều hơn nhận 90.000 đ": checked as net_flow
-            return
+            return True
         clause_start, sentence = clause_of(sentences, n.start)
-        now = not COMPARES.search(low, *sentence)
+        week = _week_of(low, clause_start, sentence, n)
+        now: bool | str = week if week in ("prev1", "prev2", "past") else week == "now"
         span = text[n.start : n.end]
         subject = self.subject_of(low, labelled_low, clause_start, n)
+        if subject is None and week != "now":  # "tuần trước, con chi ... 38.000 đ"
+            subject = _subject_of_sentence(low, sentence[0], n.start, n.kind)
         if subject is not None and subject.startswith("cat:"):
+            if week in ("prev1", "prev2", "past"):
+                self.add("unverifiable", field, span, f"{span!r}: no category figure of {week}")
+                return True
             values = self.facts.categories.get(subject[4:], ())
             allowed = [amount if n.kind == "money" else share for amount, share in values]
             if not any(abs(v - n.value) <= n.tolerance + 1e-9 for v in allowed):
@@ -177,30 +204,46 @@ class _Checker:
                 near = ", ".join(plain(v) for v in allowed) or "none in the data"
                 msg = f"{span!r} is not what was spent on {said} ({near})"
                 self.add("wrong_metric", field, span, msg)
-            return
-        if subject is None and not now:
-            return
+            return True
+        if subject is None and now is False:
+            return False
         pool = self.facts.pool({"count": "counts"}.get(n.kind, n.kind), subject, now)
         if any(abs(v - n.value) <= n.tolerance + 1e-9 for v, _ in pool):
-            return
+            return True
         near = Values.of(pool).nearest(n.value)
+        when = {True: " this week", "prev1": " last week", "prev2": " two weeks ago"}.get(now, "")
         if subject is not None:
-            msg = f"{span!r} is not {subject}{' this week' if now else ''} (it is: {near})"
+            msg = f"{span!r} is not {subject}{when} (it is: {near})"
             self.add("wrong_metric", field, span, msg)
         else:
-            msg = f"{span!r} is not a figure of this week (nearest: {near})"
+            msg = f"{span!r} is not a figure of{when or ' this week'} (nearest: {near})"
             self.add("not_this_week", field, span, msg)
+        return True
 
     def subject_of(self, low: str, labelled_low: str, clause_start: int, n: Stated) -> str | None:
         """What the text says a figure is, from the words right after it or before it."""
+        if n.kind in ("count", "days"):  # "11 sự kiện": the unit says whose count it is
+            return n.unit if n.unit in _COUNT_UNITS else None
+        if n.kind == "money" and (
+            _LACK_BEFORE.search(low, clause_start, n.start)
+            or (_LEFT_BEFORE.search(low, clause_start, n.start) and _MORE_AFTER.match(low, n.end))
+        ):
+            return "lack"  # "còn thiếu 52.000 đ", "còn 52.000 đ nữa là đạt mục tiêu 1"
         if n.kind == "percent":
             goal = GOAL_AFTER.match(labelled_low, n.end)
             if goal:
                 return f"goal:{goal.group('goal')}"
+            named = _GOAL_REACHING.search(labelled_low, clause_start, n.start)
+            if named:  # "mục tiêu 1 (636.000 đ) ... đã đạt 100%"
+                return f"goal:{named.group('goal')}"
             if RATE_AFTER.match(low, n.end):  # "... % số tiền nhận được": of the income
                 before = SUBJECT_BEFORE.search(low, clause_start, n.start)
                 said = before and SUBJECT_WORDS.get(SPACES.sub(" ", before["subject"]))
                 return {"spending": "spent_share", "saving": "rate"}.get(said or "", "of_income")
+        if n.kind == "money":
+            goal = _TARGET_OF.search(labelled_low, max(0, n.start - 30), n.start)
+            if goal:  # "mục tiêu 1 (636.000 đ)": its target
+                return f"target:{goal.group('goal')}"
         if n.kind in ("money", "percent"):
             category = CATEGORY_AFTER.match(low, n.end) if n.kind == "money" else None
             if category:
@@ -215,6 +258,9 @@ class _Checker:
                     return f"cat:{group_of(word)}"
                 if n.kind == "money" or subject in ("rate", "saving", "spending", "income"):
                     return subject
+        after = _SUBJECT_AFTER.match(low, n.end) if n.kind == "money" else None
+        if after:  # "với 9.000 đ được gửi vào tiết kiệm"
+            return SUBJECT_WORDS.get(SPACES.sub(" ", after.group("subject")))
         return None
 
     def top_category(
@@ -356,7 +402,7 @@ class _Checker:
                     ref = _reference(low, s, e) or sentence_ref
                     for d in said:
                         before = [metric for end, metric in named if end <= d.start()]
-                        metric = before[-1] if before else (context if not named else None)
+                        metric = before[-1] if before else context
                         if not before:  # "[[KID]] đã giảm chi tiêu": the metric it moves
                             metric = _object_of(low, d.end(), metrics) or metric
                         if metric is None:
@@ -368,10 +414,12 @@ class _Checker:
                         negated = bool(d.group("neg"))
                         span = text[max(s, d.start() - 40) : d.end()]
                         in_sentence = [n for n in stated if n.start < last]
-                        self.trend(
+                        if self.trend(
                             field, text, span, d, metric, direction, negated, in_sentence, ref
-                        )
-                context = named[-1][1] if named else context
+                        ):
+                            self.r.mark(d.start(), d.end())
+                known = [metric for _, metric in named if metric]
+                context = known[-1] if known else context
 
     def trend(
         self,
@@ -384,7 +432,8 @@ class _Checker:
         negated: bool,
         stated: list[Stated],
         reference: str | None,
-    ) -> None:
+    ) -> bool:
+        """Whether the direction could be checked (the metric has a trend in the data)."""
         f = self.facts
         name = METRIC_NAMES[metric]
         prev1_only = metric in f.prev1 and reference == "prev1"
@@ -400,19 +449,25 @@ class _Checker:
         else:
             actual = f.trends.get(metric, "")
             against = f"{metric}_trend is {actual}" if metric in f.prev1 else f"{metric} {actual}"
-            ok = not actual or _agrees(direction, negated, actual)
+            if not actual:
+                return False
+            ok = _agrees(direction, negated, actual)
         if not ok:
             said = d.group()
             self.add("wrong_trend", field, span, f"says {name} {said}, but {against}")
-            return
+            return True
         if negated or direction not in ("up", "down"):
-            return
+            return True
         # The change it states: the next number of its sentence ("giảm 20.000 đ"), not of
         # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
-        after = next((n for n in stated if n.start >= d.end()), None)
+        after = next(
+            (n for n in stated if n.start >= d.end() and "(" not in text[d.end() : n.start]),
+            None,
+        )
         if after is not None:
             span = text[after.start : after.end]
-            self.change_sign(field, span, metric, direction, after, reference)
+            self.change_sign(field, span, metric, direction, after, reference, text)
+        return True
 
     def change_sign(
         self,
@@ -422,9 +477,11 @@ class _Checker:
         direction: str,
         n: Stated,
         reference: str | None = None,
+        text: str = "",
     ) -> None:
         """A stated change must have the direction's sign ("tăng 20.000 đ" is +20.000) and
-        be the change against the week it names ("so với tuần trước" is prev1's)."""
+        be the change against the week it names ("so với tuần trước" is prev1's); a
+        percentage right after the direction is that metric's change, not another's."""
         f = self.facts
         if n.kind == "percent":
             candidates = list(f.percent_changes.get(metric, ()))
@@ -436,7 +493,15 @@ class _Checker:
             (c, label) for c, label in candidates if abs(abs(c) - n.value) <= n.tolerance + 1e-9
         ]
         if not close:
+            gap = text[: n.start].lower()[-14:]
+            right_after = n.kind == "percent" and not _LEVEL_BEFORE.search(gap)
+            if right_after and _CHANGE_BEFORE.search(gap):
+                name, changes = METRIC_NAMES[metric], _percent_list(candidates)
+                msg = f"{span!r} is not {name}'s change (its changes: {changes})"
+                self.add("wrong_change", field, span, msg)
+                self.r.mark(n.start, n.end)
             return  # a level ("tăng lên 160.000 đ") or an unknown number, checked as such
+        self.r.mark(n.start, n.end)
         # The balance's one change is against last week's end: any reference names it.
         against = _AGAINST.get(reference or "", ()) if metric != "savings_balance" else ()
         matching = [c for c, label in close if not against or label.endswith(against)]
@@ -455,6 +520,78 @@ class _Checker:
                 span,
                 f"says {name} {said} {span}, but that change has the other sign",
             )
+
+
+_GOAL_REACHING = re.compile(
+    r"mục\stiêu\s(?P<goal>\d+)(?:\s\([^)]*\))?[^,.]*?(?:đạt|hoàn\sthành|tiến\sđộ|được)"
+    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến))?\s*$"
+)
+_TARGET_OF = re.compile(
+    r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|số\stiền\s)"
+    r"(?:khoảng\s)?$"
+)
+_SUBJECT_AFTER = re.compile(
+    r"\s*(?:(?:đã|được|đều|là|con|\[\[kid\]\])\s)*(?P<subject>gửi\stiết\skiệm|gửi\svào|gửi|để\sdành"
+    r"|tiết\skiệm|chi\stiêu|chi|tiêu|nhận|rút)(?!\w)"
+)
+_CHANGE_BEFORE = re.compile(r"(?:tăng|giảm|xuống|lên)\s(?:khoảng\s|gần\s|hơn\s)?$")
+_LEVEL_BEFORE = re.compile(r"(?:lên|xuống|còn|đến|tới|mức)\s(?:khoảng\s|gần\s|hơn\s)?$")
+
+
+def _percent_list(candidates: list[tuple[float, str]]) -> str:
+    return ", ".join(f"{c:+.0f} % against {label.rpartition(' - ')[2]}" for c, label in candidates)
+
+
+_COUNT_UNITS = frozenset({"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "mục tiêu"})
+_LACK_BEFORE = re.compile(
+    r"(?<!\w)(?:còn\sthiếu|thiếu|cần\sthêm|còn\scần|cần\scó\sthêm|cần)"
+    r"(?:\s(?:khoảng|đúng|chừng|gần|thêm))?\s*$"
+)
+_LEFT_BEFORE = re.compile(r"(?<!\w)(?:chỉ\s)?còn(?:\s(?:khoảng|đúng|chừng|gần))?\s*$")
+_MORE_AFTER = re.compile(r"\s*nữa(?!\w)")
+# A sentence comparing weeks names them without its figures being theirs.
+_COMPARING = re.compile(
+    r"(?<!\w)(?:so\svới|hơn|tăng|giảm|chênh|thay\sđổi|kém|vượt|gấp|lên|xuống|bằng|từ|thêm|bớt"
+    r"|như|nửa)(?!\w)"
+)
+_WEEK_SAID = re.compile(
+    r"(?<!\w)(?:(?P<prev2>tuần\strước\snữa|tuần\skia|(?:hai|2)\stuần\strước|tuần\strước\sđó)"
+    r"|(?P<prev1>tuần\strước|tuần\srồi|tuần\svừa\srồi))(?!\w)"
+)
+
+
+def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) -> str:
+    """The week a figure is said of: "now" (a sentence that compares no weeks), "prev1" or
+    "prev2" (a clause about that week: "tuần trước con chi 38.000 đ", or a figure in
+    brackets after it: "so với tuần trước (13.000 đ)"), else "any" (a comparison)."""
+    opened = low.rfind("(", sentence[0], n.start)
+    if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
+        said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
+        if said:
+            return "past"
+    clause_end = low.find(",", n.end)
+    clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end
+    said = list(_WEEK_SAID.finditer(low, clause_start, clause_end))
+    if said and not _COMPARING.search(low, clause_start, clause_end):
+        return said[0].lastgroup or "any"
+    return "any" if COMPARES.search(low, *sentence) else "now"
+
+
+_SUBJECTS_OF_KIND = {
+    "money": frozenset({"income", "spending", "saving", "withdrawal", "balance", "net"}),
+    "percent": frozenset({"rate", "of_income", "spending", "saving", "income"}),
+}
+
+
+def _subject_of_sentence(low: str, start: int, at: int, kind: str) -> str | None:
+    """The last subject of a figure of `kind` named before `at` in its sentence ("Tuần
+    trước, con chi ... 38.000 đ"; "tỷ lệ ..., ít hơn tuần rồi (15k)" is not the rate's)."""
+    allowed = _SUBJECTS_OF_KIND.get(kind, frozenset())
+    for m in reversed(list(SUBJECT_WORDS_RE.finditer(low, start, at))):
+        subject = SUBJECT_WORDS.get(SPACES.sub(" ", m.group()))
+        if subject in allowed:
+            return subject
+    return None
 
 
 # The changes a reference names: "tuần trước" is prev1's; "hai tuần trước" the mean's (as

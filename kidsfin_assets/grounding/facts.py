@@ -81,24 +81,45 @@ class Facts:
     categories: Mapping[str, tuple[tuple[float, float], ...]]  # group -> (amount, share %)
     top_groups: frozenset[str]  # the top spending category's group (ties: each)
     goals: Mapping[str, tuple[bool, float | None]]  # "1" -> (reached or completed, progress)
-    _pools: dict[tuple[str, str | None, bool], tuple[tuple[float, str], ...]] = dataclasses.field(
-        default_factory=dict
+    data: Mapping[str, Any]  # the data block itself, for the claims read by `value`
+    ranking: tuple[tuple[str, float], ...]  # category groups by amount spent, largest first
+    _pools: dict[tuple[str, str | None, bool | str], tuple[tuple[float, str], ...]] = (
+        dataclasses.field(default_factory=dict)
     )
 
-    def pool(self, kind: str, subject: str | None, now: bool) -> tuple[tuple[float, str], ...]:
+    def pool(
+        self, kind: str, subject: str | None, now: bool | str
+    ) -> tuple[tuple[float, str], ...]:
         """The allowed (value, label) of `kind` that are `subject`'s (income, spending,
-        goal:1 ...; None: any), and only this week's own when `now` (no prev1, prev2,
-        mean or change)."""
+        goal:1 ...; None: any), and only this week's own when `now` is True (no prev1,
+        prev2, mean or change); `now` "prev1" or "prev2": only that week's."""
         key = (kind, subject, now)
         if key not in self._pools:
             pattern = _subject_labels(subject) if subject else None
+            week = _WEEK_LABELS.get(now) if isinstance(now, str) else None
             self._pools[key] = tuple(
                 (v, label)
                 for v, label in self.labelled[kind]
                 if (pattern is None or pattern.search(label))
-                and not (now and _NOT_NOW.search(label))
+                and not (now is True and _NOT_NOW.search(label))
+                and (week is None or week.search(label))
             )
         return self._pools[key]
+
+    def value(self, metric: str, week: str = "now") -> float | None:
+        """A metric of the data block in a week ("now", "prev1", "prev2", "mean"); None
+        where the data does not hold it (a category's or the balance's other weeks)."""
+        if metric.startswith("cat:"):
+            if week != "now":
+                return None
+            return sum(amount for amount, _ in self.categories.get(metric[4:], ()))
+        if week == "now":
+            value = self.data.get(metric)
+            return float(value) if isinstance(value, int | float) else None
+        if metric not in self.prev1:
+            return None
+        p1, p2 = _num(self.data, f"{metric}_prev1"), _num(self.data, f"{metric}_prev2")
+        return {"prev1": p1, "prev2": p2, "mean": (p1 + p2) / 2}.get(week)
 
 
 def plain(value: float) -> str:
@@ -148,6 +169,7 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
                 percents.append((change / base * 100, f"({label}) / {against} %"))
         changes[metric], percent_changes[metric] = tuple(signed), tuple(pct)
     counts.append((_num(data, "event_count"), "event_count"))
+    counts += _count_facts(data)
     # The balance moved by this week's saving minus withdrawals.
     moved = _num(data, "saving_total") - _num(data, "withdrawal_total")
     money.append((moved, "saving_total - withdrawal_total"))
@@ -192,7 +214,16 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         categories=_category_groups(categories, spending),
         top_groups=_top_groups(categories),
         goals=_goal_states(data),
+        data=data,
+        ranking=_ranking(categories),
     )
+
+
+def _ranking(categories: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    groups: dict[str, float] = {}
+    for name, amount in categories.items():
+        groups[group_of(name)] = groups.get(group_of(name), 0.0) + float(amount)
+    return tuple(sorted(((g, a) for g, a in groups.items() if a > 0), key=lambda x: -x[1]))
 
 
 def _category_groups(
@@ -223,6 +254,20 @@ def _goal_states(data: Mapping[str, Any]) -> dict[str, tuple[bool, float | None]
     return states
 
 
+def _count_facts(data: Mapping[str, Any]) -> list[tuple[float, str]]:
+    """How many categories were spent on, and how many goals (listed, set, completed,
+    open): "3 danh mục", "2 mục tiêu"."""
+    categories = data.get("spending_by_category") or {}
+    goals = data.get("savings_goals") or []
+    return [
+        (float(sum(1 for a in categories.values() if float(a) > 0)), "categories"),
+        (float(len(goals)), "goals"),
+        (float(sum(1 for g in goals if g.get("created_in_week"))), "goals created_in_week"),
+        (float(sum(1 for g in goals if g.get("completed_in_week"))), "goals completed_in_week"),
+        (float(sum(1 for g in goals if g.get("open_at_week_end"))), "goals open_at_week_end"),
+    ]
+
+
 def _goal_facts(
     data: Mapping[str, Any], money: list[tuple[float, str]], percents: list[tuple[float, str]]
 ) -> list[str]:
@@ -245,6 +290,9 @@ def _goal_facts(
             percents.append((100.0, f"{label} progress_percent"))
         if goal.get("open_at_week_end") and balance < target:
             money.append((float(target) - balance, f"{label} target_amount - savings_balance"))
+            if _num(data, "savings_balance") < 0:  # owed too: what is missing from zero up
+                lack = float(target) - _num(data, "savings_balance")
+                money.append((lack, f"{label} target_amount - savings_balance"))
     return labels
 
 
@@ -260,13 +308,30 @@ _SUBJECT_PATTERNS = {
     "rate": r"^savings_rate",
     "spent_share": r"^spending_total / income_total",
     "of_income": r"^savings_rate|^spending_total / income_total",
+    "lack": r"target_amount - savings_balance",
+    # counts by their unit: "11 sự kiện" is the events', not the transactions'
+    "giao dịch": r"^txn_count",
+    "sự kiện": r"^event_count",
+    "lượt": r"^event_count",
+    "ngày": r"^active_days",
+    "danh mục": r"^categories$",
+    "loại": r"^categories$",
+    "mục tiêu": r"^goals",
 }
 
 
+# The labels of one week's figures, for a figure said of that week ("tuần trước con chi").
+_WEEK_LABELS = {
+    "prev1": re.compile(r"_prev1$"),
+    "prev2": re.compile(r"_prev2$|^mean\("),
+    "past": re.compile(r"_prev[12]$|^mean\("),  # "so với hai tuần trước (13.000 đ và ...)"
+}
 _NOT_NOW = re.compile(r"prev|mean")  # W-1's, W-2's, their mean, a change against them
 
 
 def _subject_labels(subject: str) -> re.Pattern[str]:
+    if subject.startswith("target:"):
+        return re.compile(rf"^mục tiêu {re.escape(subject[7:])} target_amount$")
     if subject.startswith("goal:"):
         return re.compile(rf"^mục tiêu {re.escape(subject[5:])} progress_percent$")
     return _SUBJECT_REGEXES[subject]

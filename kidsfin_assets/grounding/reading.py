@@ -16,6 +16,7 @@ from kidsfin_assets.grounding.vocabulary import (
     PER_AFTER,
     SIGN_BEFORE,
     SIGN_OF,
+    SPACES,
     SPELLED,
     SPELLED_DAYS,
     TARGET_BEFORE,
@@ -33,6 +34,7 @@ class Stated:
     sign: str  # "", "-", "+", "net-": how the text signed it
     start: int
     end: int
+    unit: str = ""  # a count's unit as written: "giao dịch", "sự kiện", "ngày" ...
 
 
 def _parse_number(num: str, decimal_comma: bool) -> tuple[float, float]:
@@ -100,10 +102,34 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
         tolerance = step * scale / 2 if kind in ("money", "percent") else EXACT
         if kind in ("days", "count") and step < 1:
             tolerance = step / 2
-        yield Stated(kind, value * scale, tolerance, sign, start, end)
+        said_unit = SPACES.sub(" ", unit.group(group)) if unit and kind in ("days", "count") else ""
+        value, tolerance = _approximate(clause, start, value * scale, tolerance)
+        yield Stated(kind, value, tolerance, sign, start, end, said_unit.strip())
     for m in SPELLED_DAYS.finditer(clause) if spelled else ():
         kind = "days" if m.group("unit") == "ngày" else "count"
         yield Stated(kind, float(SPELLED[m.group("word")]), EXACT, "", m.start(), m.end())
+
+
+# "khoảng 160 nghìn" is a fair rounding, "hơn 150 nghìn" a bound: (low, high) as shares of
+# the figure written, around its own precision.
+_APPROXIMATE = re.compile(
+    r"(?<!\w)(?:(?P<about>khoảng|tầm|cỡ|xấp\sxỉ|chừng|ước\stính|ước\schừng|gần\snhư|độ)"
+    r"|(?P<near>gần|suýt|gần\sđạt)"
+    r"|(?P<over>(?<!nhiều\s)(?<!ít\s)(?<!cao\s)(?<!lớn\s)(?<!thấp\s)(?<!nhỏ\s)hơn|trên|hơn\scả)"
+    r"|(?P<under>chưa\s(?:đến|tới|được|đầy|bằng)|dưới|không\s(?:tới|đến|quá)|chưa\sđủ))"
+    r"\s(?:mức\s|con\ssố\s)?$"
+)
+_BOUNDS = {"about": (0.94, 1.06), "near": (0.85, 1.0), "over": (1.0, 1.35), "under": (0.65, 1.0)}
+
+
+def _approximate(clause: str, start: int, value: float, tolerance: float) -> tuple[float, float]:
+    """The figure and tolerance a hedged number stands for ("khoảng 160 nghìn")."""
+    said = _APPROXIMATE.search(clause, max(0, start - 16), start)
+    if said is None or not said.lastgroup:
+        return value, tolerance
+    low, high = _BOUNDS[said.lastgroup]
+    low, high = min(value * low, value - tolerance), max(value * high, value + tolerance)
+    return (low + high) / 2, (high - low) / 2
 
 
 def is_target(text: str, clause_starts: list[int], n: Stated) -> bool:

@@ -46,6 +46,9 @@ _UNIT_AFTER = re.compile(
 )
 
 
+_ARTICLE_AFTER = re.compile(r"\s(?:khoản|loại|lần|lượt|mục\stiêu|danh\smục)", re.I)
+
+
 def _value(words: list[str]) -> tuple[float, bool] | None:
     """The number a run of number words says, and whether it has a magnitude (nghìn...);
     None when the words do not make one number ("không", a run of digits "một hai")."""
@@ -106,9 +109,14 @@ def spell_digits(text: str) -> str:
     at = 0
     for m in _RUN.finditer(text):
         words = m.group().lower().split()
-        # A lone small word is a figure only before a unit; a fraction is the ratio reader's.
-        single = len(words) == 1 and words[0] not in _MAGNITUDES
-        if single and not _UNIT_AFTER.match(text, m.end()):
+        if all(w in _MAGNITUDES for w in words):  # "tỷ lệ", "hàng nghìn": no number
+            continue
+        # A lone small word is a figure only before a unit ("một khoản" is "an item"); a
+        # fraction is the ratio reader's.
+        if len(words) == 1 and (
+            not _UNIT_AFTER.match(text, m.end())
+            or (words[0] == "một" and _ARTICLE_AFTER.match(text, m.end()))
+        ):
             continue
         if "nửa" in words and not any(w in _MAGNITUDES for w in words[words.index("nửa") :]):
             continue

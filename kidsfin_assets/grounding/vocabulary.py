@@ -89,10 +89,22 @@ SUBJECT_WORDS: dict[str, str] = {
     "dòng tiền": "net",
     "tiền gửi tiết kiệm": "saving",
     "gửi tiết kiệm": "saving",
+    "gửi vào": "saving",
+    "gửi": "saving",
     "tiền để dành": "saving",
     "để dành": "saving",
     "tiết kiệm": "saving",
     "rút tiết kiệm": "withdrawal",
+    "tỷ lệ": "of_income",
+    "tỉ lệ": "of_income",
+    "rút khỏi tiết kiệm": "withdrawal",
+    "rút ra khỏi tiết kiệm": "withdrawal",
+    "rút từ tiết kiệm": "withdrawal",
+    "rút tiền tiết kiệm": "withdrawal",
+    "rút ra": "withdrawal",
+    "còn thiếu": "lack",
+    "thiếu": "lack",
+    "cần thêm": "lack",
     "tiền rút": "withdrawal",
     "rút": "withdrawal",
     "thu nhập": "income",
@@ -111,8 +123,13 @@ SUBJECT_WORDS: dict[str, str] = {
 # Words that may stand between a subject and its figure: "chi tiêu của [[KID]] là".
 _FILLER = (
     r"là|đạt|được|có|khoảng|vào|ở|mức|tổng|cộng|hết|tuần|này|trong|của|\[\[kid\]\]|hiện|"
-    r"đang|chỉ|tất|cả|gần|với|con|bé|em|đã|vừa|chiếm|tiền|số|ra|còn|lên|tới|đến"
+    r"đang|chỉ|tất|cả|gần|với|con|bé|em|đã|vừa|chiếm|tiền|số|ra|còn|lên|tới|đến|vẫn|cũng|lại|"
+    r"đều|âm|dương|rơi|ròng|tính|ước|xấp|xỉ|tầm|cỡ|chừng"
 )
+
+
+# A subject anywhere: what a sentence is about ("tuần trước, con chi ... 38.000 đ").
+SUBJECT_WORDS_RE = re.compile(rf"(?<!\w)(?:{_alternatives(list(SUBJECT_WORDS))})(?!\w)")
 
 
 SUBJECT_BEFORE = re.compile(
@@ -140,8 +157,8 @@ RATE_AFTER = re.compile(
 # A sentence that compares weeks or states a change may state any allowed value; one that
 # does not states this week's figures.
 COMPARES = re.compile(
-    r"tuần\strước|trước\sđó|hai\stuần|2\stuần|trung\sbình|so\svới|hơn|tăng|giảm|chênh|"
-    r"thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|(?<!\w)từ(?!\w)|thêm|bớt|bằng|như"
+    r"(?<!\w)(?:tuần\strước|tuần\srồi|trước\sđó|hai\stuần|2\stuần|trung\sbình|so\svới|hơn|tăng"
+    r"|giảm|chênh|thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|từ|thêm|bớt|bằng|như|gấp|nửa)(?!\w)"
 )
 
 
@@ -164,7 +181,7 @@ UNIT = re.compile(
     | (?P<thou>(?:nghìn|ngàn|k(?!\w))(?:\s?{_CURRENCY})?)
     | (?P<cur>{_CURRENCY})
     | (?P<days>(?:/\s?7\s?|\s?trên\s7\s)?ngày)
-    | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần)(?!\w)
+    | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần|danh\smục|loại|mục\stiêu)(?!\w)
     | (?P<skip>/\s?\d|điểm|tuần|tuổi|tháng|năm|giờ|phút|bài|câu|mục)
     )""",
     re.X,
@@ -206,9 +223,12 @@ TARGET_BEFORE = re.compile(r"mục\stiêu|ít\snhất|tối\sthiểu|tối\sđa|
 PER_AFTER = re.compile(r"\s*(?:mỗi|một)\s(?:ngày|tuần|tháng|lần)")
 
 
+# Advice and plans, not claims about the week: "hãy", "con nên", "nếu", "tuần tới". Not
+# "nên" after a cause ("..., nên dòng tiền ròng âm": therefore), nor "cần thêm" (a lack).
 ADVICE = re.compile(
-    r"(?<!\w)(?:nên|hãy|cần|cố\sgắng|khuyến\skhích|thử|mục\stiêu|đặt|giúp|có\sthể|nếu|muốn|nhằm)"
-    r"(?!\w)"
+    r"(?<!\w)(?:hãy|cố\sgắng|khuyến\skhích|thử|có\sthể|nếu|muốn|nhằm|hướng\stới|sẽ|mong"
+    r"|hy\svọng|tuần\s(?:tới|sau)|đặt\sra|giúp|(?:con|bé|em|\[\[kid\]\]|mẹ|bố"
+    r"|ba|phụ\shuynh|gia\sđình|cả\snhà|bạn)\s(?:cũng\s|vẫn\s)?(?:nên|cần(?!\sthêm)))(?!\w)"
 )
 
 
@@ -285,10 +305,10 @@ DIRECTIONS = re.compile(
 )
 
 
-PAST = re.compile(r"tuần\strước|trước\sđó|hai\stuần|2\stuần")
+PAST = re.compile(r"tuần\strước|tuần\srồi|trước\sđó|hai\stuần|2\stuần")
 
 
-PREV1_ONLY = re.compile(r"(?<!hai\s)(?<!2\s)(?<!các\s)(?<!những\s)tuần\strước")
+PREV1_ONLY = re.compile(r"(?<!hai\s)(?<!2\s)(?<!các\s)(?<!những\s)tuần\s(?:trước|rồi)(?!\snữa)")
 
 
 MEAN_REF = re.compile(r"hai\stuần|2\stuần|trung\sbình|các\stuần|những\stuần")
@@ -331,7 +351,7 @@ GOAL_CLAIMS = re.compile(
     rf"(?<!\w)(?P<neg>(?:chưa|không)\s(?:(?:đã|được)\s)?)?{_GOAL_DONE}\s(?:được\s)?mục\stiêu"
     r"(?:\s(?P<n>\d+)(?!\d)|(?=\s*(?:$|[.,;!]|\stiết\skiệm|\scủa\s(?:mình|con|bé)|\sđã\sđặt)))"
     rf"|mục\stiêu\s(?P<n2>\d+)(?:\s\([^)]*\))?\s(?P<neg2>(?:chưa|không)\s)?(?:(?:đã|vừa)\s)?"
-    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?\d)"
+    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s)?\d)"
 )
 
 
