@@ -133,7 +133,7 @@ class _Checker:
 
     def field(self, field: str, original: str) -> None:
         # Numbers in words are read as digits: "một trăm năm mươi nghìn" is 150 nghìn.
-        text = spell_digits(unicodedata.normalize("NFC", original))
+        text = _ranges_as_about(spell_digits(unicodedata.normalize("NFC", original)))
         # The labels ("mục tiêu 1") masked out of `low`, at the same places.
         labelled_low = text.lower()
         for masked in self.facts.masked:  # a child or category named "Bin 2015"
@@ -147,14 +147,24 @@ class _Checker:
         stated = list(stated_numbers(low, not advice_field)) if MAY_STATE.search(low) else []
         directions = list(DIRECTIONS.finditer(low))
         sentences = split_clauses(low)
-        self.r = r = Reading(field, text, low, sentences, self.facts, self.add, advice_field)
+        r = Reading(field, text, low, sentences, self.facts, self.add, advice_field, labelled_low)
+        self.r = r
         if advice_field and stated:
             starts = [s for clauses in sentences for s, _ in clauses]
             targets = [n for n in stated if is_target(low, starts, n)]
             for n in targets:  # "ít nhất 20%": a goal the advice sets, not a claim
                 r.mark(n.start, n.end)
             stated = [n for n in stated if n not in targets]
+        # "gấp 4 lần" is a ratio (read_ratios), not four of something
+        stated = [
+            n for n in stated if not (n.unit == "lần" and _RATIO_BEFORE.search(low, 0, n.start))
+        ]
+        r.stated = stated
+        read_ratios(r)
+        read_comparisons(r)  # before the numbers: "nhiều hơn đồ chơi 1.000 đ" is a difference
         for n in stated:
+            if (n.kind == "count" and n.unit not in _COUNT_UNITS) or r.is_read(n.start, n.end):
+                continue  # "rút 2 lần": the data counts no such thing (unverifiable)
             before = len(self.findings)
             self.number(field, text[n.start : n.end], n)
             flagged = len(self.findings) > before
@@ -163,8 +173,6 @@ class _Checker:
         if directions:
             self.trends(field, text, low, sentences, directions, stated)
         self.goal_claims(field, text, labelled_low, sentences)
-        read_ratios(r)
-        read_comparisons(r)
         read_happened(r)
         read_ranking(r)
         sweep(r)
@@ -233,7 +241,9 @@ class _Checker:
             goal = GOAL_AFTER.match(labelled_low, n.end)
             if goal:
                 return f"goal:{goal.group('goal')}"
-            named = _GOAL_REACHING.search(labelled_low, clause_start, n.start)
+            if _SHARE_IN_BRACKETS.search(low, max(0, n.start - 40), n.start):
+                return "of_income"  # "gần một nửa thu nhập (khoảng 46%)"
+            named = _GOAL_REACHING.search(labelled_low, _sentence_start(low, n.start), n.start)
             if named:  # "mục tiêu 1 (636.000 đ) ... đã đạt 100%"
                 return f"goal:{named.group('goal')}"
             if RATE_AFTER.match(low, n.end):  # "... % số tiền nhận được": of the income
@@ -411,6 +421,11 @@ class _Checker:
                             continue  # "chi nhiều hơn nhận": metrics compared, not weeks
                         direction = next(k for k in DIRECTION_KINDS if d.group(k))
                         direction = {"more": "up", "less": "down"}.get(direction, direction)
+                        if _THIS_WEEK_AFTER.match(low, d.end()) and PAST.search(
+                            low, first, d.start()
+                        ):
+                            # "Tuần rồi con nhận 388k, nhiều hơn tuần này": the other way round
+                            direction = {"up": "down", "down": "up"}.get(direction, direction)
                         negated = bool(d.group("neg"))
                         span = text[max(s, d.start() - 40) : d.end()]
                         in_sentence = [n for n in stated if n.start < last]
@@ -419,7 +434,8 @@ class _Checker:
                         ):
                             self.r.mark(d.start(), d.end())
                 known = [metric for _, metric in named if metric]
-                context = known[-1] if known else context
+                # a clause without a metric speaks of its sentence's subject (its first)
+                context = context or (known[0] if known else None)
 
     def trend(
         self,
@@ -461,7 +477,13 @@ class _Checker:
         # The change it states: the next number of its sentence ("giảm 20.000 đ"), not of
         # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
         after = next(
-            (n for n in stated if n.start >= d.end() and "(" not in text[d.end() : n.start]),
+            (
+                n
+                for n in stated
+                if n.start >= d.end()
+                and "(" not in text[d.end() : n.start]
+                and not _WEEK_SAID.match(text.lower(), n.end + 1)
+            ),
             None,
         )
         if after is not None:
@@ -522,12 +544,43 @@ class _Checker:
             )
 
 
+def _sentence_start(low: str, at: int) -> int:
+    ends = [low.rfind(p, 0, at) for p in (". ", "! ", "? ", "; ", "\n")]
+    return max(ends) + 1 if max(ends) >= 0 else 0
+
+
+_FRONTED = re.compile(
+    r"\s*(?:trong\s|vào\s)?(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước"
+    r"|tuần\srồi|tuần\svừa\srồi))\s*,\s*$"
+)
+_THIS_WEEK_AFTER = re.compile(r"\s(?:so\svới\s|hơn\s)?tuần\snày")
+_SHARE_IN_BRACKETS = re.compile(
+    r"(?:thu\snhập|số\stiền\s(?:con\s)?nhận\sđược|tiền\snhận)\s\((?:tỷ\slệ\s|tỉ\slệ\s)?(?:khoảng\s|gần\s)?$"
+)
+_RANGE = re.compile(
+    r"(?<![\d.,])(?P<a>\d+(?:[.,]\d+)?)\s?[-–]\s?(?P<b>\d+(?:[.,]\d+)?)"
+    r"(?=\s?(?:k|nghìn|ngàn|triệu|%|đ|ngày|giao\sdịch|sự\skiện)(?!\w))"
+)
+
+
+def _ranges_as_about(text: str) -> str:
+    """ "64-65k" is about 64,5k: a range is read as its middle, hedged."""
+
+    def middle(m: re.Match[str]) -> str:
+        a, b = (float(m.group(g).replace(",", ".")) for g in ("a", "b"))
+        return "khoảng " + f"{(a + b) / 2:g}".replace(".", ",")
+
+    return _RANGE.sub(middle, text) if "-" in text or "–" in text else text
+
+
+_RATIO_BEFORE = re.compile(r"(?:gấp|bằng|hơn)\s(?:khoảng\s|gần\s|hơn\s)?$")
 _GOAL_REACHING = re.compile(
-    r"mục\stiêu\s(?P<goal>\d+)(?:\s\([^)]*\))?[^,.]*?(?:đạt|hoàn\sthành|tiến\sđộ|được)"
-    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến))?\s*$"
+    r"mục\stiêu\s(?P<goal>\d+)(?:\s\([^)]*\))?[^.;]*?(?:đạt|hoàn\sthành|tiến\sđộ|được)"
+    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến|đúng|đủ|chưa|mới|chỉ))*(?:[^.;]*,\s(?:khoảng|tức|tức\slà"
+    r"|tương\sđương|cỡ|chừng)(?:\s(?:khoảng|gần|hơn))?)?\s*$"
 )
 _TARGET_OF = re.compile(
-    r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|số\stiền\s)"
+    r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|số\stiền\s|)"
     r"(?:khoảng\s)?$"
 )
 _SUBJECT_AFTER = re.compile(
@@ -564,6 +617,9 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     """The week a figure is said of: "now" (a sentence that compares no weeks), "prev1" or
     "prev2" (a clause about that week: "tuần trước con chi 38.000 đ", or a figure in
     brackets after it: "so với tuần trước (13.000 đ)"), else "any" (a comparison)."""
+    named_after = _WEEK_SAID.match(low, n.end + 1)
+    if named_after and named_after.lastgroup:  # "giảm so với 13k tuần rồi và 11k hai tuần trước"
+        return named_after.lastgroup
     opened = low.rfind("(", sentence[0], n.start)
     if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
         said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
@@ -572,6 +628,9 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     clause_end = low.find(",", n.end)
     clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end
     said = list(_WEEK_SAID.finditer(low, clause_start, clause_end))
+    if not said and clause_start > sentence[0]:  # "Tuần trước, [[KID]] chi tiêu 15.000 đ"
+        fronted = _FRONTED.match(low, sentence[0], clause_start)
+        said = [fronted] if fronted else []
     if said and not _COMPARING.search(low, clause_start, clause_end):
         return said[0].lastgroup or "any"
     return "any" if COMPARES.search(low, *sentence) else "now"
@@ -588,8 +647,9 @@ def _subject_of_sentence(low: str, start: int, at: int, kind: str) -> str | None
     trước, con chi ... 38.000 đ"; "tỷ lệ ..., ít hơn tuần rồi (15k)" is not the rate's)."""
     allowed = _SUBJECTS_OF_KIND.get(kind, frozenset())
     for m in reversed(list(SUBJECT_WORDS_RE.finditer(low, start, at))):
-        subject = SUBJECT_WORDS.get(SPACES.sub(" ", m.group()))
-        if subject in allowed:
+        word = SPACES.sub(" ", m.group())
+        subject = SUBJECT_WORDS.get(word, f"cat:{group_of(word)}")
+        if subject in allowed or (subject.startswith("cat:") and kind == "money"):
             return subject
     return None
 
@@ -611,7 +671,7 @@ def _object_of(low: str, at: int, metrics: list[tuple[int, int, str | None]]) ->
     """The metric named right after a direction ("giảm chi tiêu", "tăng được tiết kiệm")."""
     for start, _, metric in metrics:
         if start >= at:
-            return metric if low[at:start].strip() in ("", "được") else None
+            return metric if low[at:start].strip() in ("", "được", "có") else None
     return None
 
 

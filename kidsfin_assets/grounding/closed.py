@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kidsfin_assets.grounding.facts import Facts
+from kidsfin_assets.grounding.reading import Stated
 from kidsfin_assets.grounding.vocabulary import ADVICE, CATEGORIES, group_of
 
 Span = tuple[int, int]
@@ -36,6 +37,8 @@ class Reading:
     facts: Facts
     add: Callable[[str, str, str, str], None]  # kind, field, span, message
     advice_field: bool
+    labelled: str = ""  # `low` with the goals' labels ("mục tiêu 1") not masked
+    stated: list[Stated] = field(default_factory=list)
     read: list[Span] = field(default_factory=list)
 
     def mark(self, start: int, end: int) -> None:
@@ -137,19 +140,39 @@ class Mention:
     week: str | None  # the week named right after it ("chi tiêu tuần trước"), if any
 
 
-def mentions(low: str, start: int, end: int) -> list[Mention]:
-    """The metrics and categories a span names, each with the week named right after it."""
-    found = []
+def mentions(low: str, start: int, end: int, labelled: str = "") -> list[Mention]:
+    """The metrics, categories and goals a span names, each with the week named right after
+    it. "khoản chi cho ăn uống" is the category; "mục tiêu 1" (in `labelled`, where the
+    goals' labels are not masked) is that goal's target."""
+    found: list[Mention] = []
     for m in _MENTIONS.finditer(low, start, end):
-        if low.endswith(("từ ", "khỏi "), 0, m.start()):
-            continue  # "rút 47.000 đ từ tiền tiết kiệm": where from, not what
+        if low.endswith(("từ ", "khỏi ", "danh "), 0, m.start()):
+            continue  # "rút 47.000 đ từ tiền tiết kiệm": where from; "danh sách": a list
         if m.group("category"):
             metric: str | None = f"cat:{group_of(m.group('category'))}"
+            if (
+                found
+                and found[-1].metric == "spending_total"
+                and _FOR.fullmatch(low, found[-1].end, m.start())
+            ):  # "khoản chi cho ăn uống", "tiền mua sách": the category's
+                found.pop()
         else:
             metric = _MENTION_OF.get(re.sub(r"\s+", " ", m.group("word")))
         week = _WEEKS.match(low, m.end() + 1) if m.end() < end else None
         found.append(Mention(m.start(), m.end(), metric, week.lastgroup if week else None))
-    return found
+    for m in _GOAL_TARGET.finditer(labelled, start, end) if labelled else ():
+        found.append(Mention(m.start(), m.end(), f"target:{m.group('n') or ''}", None))
+    return sorted(found, key=lambda x: x.start)
+
+
+def mentions_in(r: Reading, start: int, end: int) -> list[Mention]:
+    return mentions(r.low, start, end, r.labelled)
+
+
+_FOR = re.compile(r"\s(?:cho|vào|để|mua)\s(?:các\s|những\s)?")
+_GOAL_TARGET = re.compile(
+    r"(?<!\w)(?:số\stiền\s)?mục\stiêu(?:\s(?P<n>\d+))?(?!\s(?:tiết\skiệm|mới))"
+)
 
 
 def week_refs(low: str, start: int, end: int) -> list[re.Match[str]]:
@@ -159,7 +182,10 @@ def week_refs(low: str, start: int, end: int) -> list[re.Match[str]]:
 # --- ratios and fractions ------------------------------------------------------------------
 
 _RATIO_WORDS = {"đôi": 2.0, "rưỡi": 1.5, "ba": 3.0, "bốn": 4.0, "tư": 4.0, "năm": 5.0}
-_FRACTION_WORDS = {"một": 1, "hai": 2, "ba": 3, "bốn": 4, "tư": 4, "năm": 5, "mười": 10}
+_FRACTION_WORDS = {
+    "một": 1, "hai": 2, "ba": 3, "bốn": 4, "tư": 4, "năm": 5,
+    "sáu": 6, "bảy": 7, "tám": 8, "chín": 9, "mười": 10,
+}  # fmt: skip
 _HEDGE = (
     r"hơn\scả|hơn|gần\snhư|gần|khoảng|xấp\sxỉ|tầm|cỡ|chừng|trên|chưa\s(?:đến|tới|bằng)|dưới"
     r"|không\s(?:tới|đến|bằng)|chỉ\sbằng|chỉ|ít\snhất|bằng|đúng"
@@ -169,7 +195,8 @@ _RATIO = re.compile(
     rf"gấp\s(?:(?P<hedge2>{_HEDGE})\s)?(?:(?P<times>đôi|rưỡi|ba|bốn|năm|\d+(?:[.,]\d+)?)"
     r"(?:\slần)?)"
     r"|(?P<half>(?:một\s|phân\s)?nửa)(?!\s(?:triệu|nghìn|ngàn))"
-    r"|(?P<num>một|hai|ba|bốn|\d+)\sphần\s(?P<den>hai|ba|tư|bốn|năm|mười|\d+)(?!\s?trăm)"
+    r"|(?P<num>một|hai|ba|bốn|năm|sáu|bảy|tám|chín|\d+)\sphần\s"
+    r"(?P<den>hai|ba|tư|bốn|năm|mười|\d+)(?!\s?trăm)"
     r"|(?P<slash>\d+)\s?/\s?(?P<over>[2-9]|10)(?!\d|\s?ngày)"
     r"|(?P<lan>\d+(?:[.,]\d+)?)\slần"
     r")(?!\w)"
@@ -204,7 +231,8 @@ _HEDGE_KIND = {
 }
 _AFTER_FILLER = re.compile(
     r"\s*(?:(?:so\svới|của|số\stiền|tiền|mức|khoản|là|cả|tổng|lượng|so|với|phần|được|con|bé|em"
-    r"|\[\[kid\]\]|đã|rất\snhiều|nhiều|hẳn|khá|một\schút|chút|đáng\skể|rõ\srệt|số)\s+)*"
+    r"|\[\[kid\]\]|đã|rất\snhiều|nhiều|hẳn|khá|một\schút|chút|đáng\skể|rõ\srệt|số|xa|mua"
+    r"|chơi|dành\scho|cho)\s+)*"
 )
 
 
@@ -234,7 +262,7 @@ def _subject_before(
     ("Chi tiêu 31.000 đ, gấp đôi tuần trước"); never the thing it is compared with."""
     spans = [(clause[0], at), *reversed([c for c in clauses if c[1] <= clause[0]])]
     for start, end in spans:
-        found = [x for x in mentions(r.low, start, end) if x.metric]
+        found = [x for x in mentions_in(r, start, end) if x.metric]
         week = _clause_week(r, start, end)
         found = [x for x in found if (x.metric, x.week or week) != other]
         if found:
@@ -243,22 +271,43 @@ def _subject_before(
 
 
 def _clause_week(r: Reading, start: int, end: int) -> str:
-    refs = [w.lastgroup for w in week_refs(r.low, start, end)]
-    return refs[0] if refs else "now"
+    """The week a clause speaks of: the first it names, not one it compares with ("so với
+    hai tuần trước" is the comparison's, not the clause's)."""
+    for w in week_refs(r.low, start, end):
+        if not _COMPARED_WITH.search(r.low, max(start, w.start() - 12), w.start()):
+            return w.lastgroup or "now"
+    fronted = next((c for c in r.sentences if c[0][0] <= start < c[-1][1]), None)
+    if fronted and fronted[0][1] <= start:  # "Hai tuần trước, con không có ngày hoạt động"
+        said = _FRONTED_WEEK.match(r.low, fronted[0][0], fronted[0][1])
+        if said:
+            week = _WEEKS.match(said.group("week"))
+            return (week.lastgroup if week else None) or "now"
+    return "now"
+
+
+_FRONTED_WEEK = re.compile(rf"\s*(?:trong\s|vào\s)?(?P<week>{_WEEKS.pattern})\s*$")
+
+
+_COMPARED_WITH = re.compile(r"(?<!\w)(?:so\svới|hơn|với|bằng|như|kém)\s(?:cả\s|mức\s)?$")
 
 
 def _operand_after(r: Reading, at: int, end: int) -> tuple[Mention | None, str | None, int]:
     """The metric and week named right after `at` ("gấp ba tuần trước", "một nửa thu nhập
     tuần này"), and where they end."""
-    skip = _AFTER_FILLER.match(r.low, at, end)
+    skip = _AFTER_FILLER.match(r.labelled or r.low, at, end)  # labels are not fillers
     pos = skip.end() if skip else at
     week = _WEEKS.match(r.low, pos, end)
     if week:
         return None, week.lastgroup, week.end()
-    found = mentions(r.low, pos, end)
+    found = mentions_in(r, pos, end)
     if found and found[0].start == pos:
         return found[0], found[0].week, found[0].end
     return None, None, at
+
+
+_GOAL_REACHED_BEFORE = re.compile(
+    r"mục\stiêu\s(?P<n>\d+)[^.;]*?(?:đạt|hoàn\sthành|được|tiến\sđộ)[^.;]*$"
+)
 
 
 def read_ratios(r: Reading) -> None:
@@ -278,8 +327,12 @@ def read_ratios(r: Reading) -> None:
             other_hint = (after.metric if after else None, after_week or week_here)
             subject = _subject_before(r, clauses, clause, m.start(), other_hint)
             if subject is None and after is not None:  # "hơn một nửa chi tiêu là đồ ăn vặt"
-                rest = [x for x in mentions(r.low, after_end, clause[1]) if x.metric]
+                rest = [x for x in mentions_in(r, after_end, clause[1]) if x.metric]
                 subject = rest[0] if rest else None
+            goal = _GOAL_REACHED_BEFORE.search(r.labelled, first, m.start())
+            if after is None and goal:  # "mục tiêu 1 mới đạt 36%, chưa được một nửa"
+                subject = Mention(goal.start(), goal.end(), f"progress:{goal.group('n')}", None)
+                after = Mention(m.end(), m.end(), "one", None)
             if subject is None or subject.metric is None:
                 continue
             week = subject.week or _clause_week(r, clause[0], m.start())
@@ -287,7 +340,8 @@ def read_ratios(r: Reading) -> None:
             other_week = after_week or week
             if other_metric == subject.metric and other_week == week:
                 continue  # the same thing twice: not a ratio this reader can place
-            a, b = r.facts.value(subject.metric, week), r.facts.value(other_metric, other_week)
+            a = r.facts.value(subject.metric, week)
+            b = 1.0 if other_metric == "one" else r.facts.value(other_metric, other_week)
             if a is None or b is None:
                 continue
             hedge = m.group("hedge2") or m.group("hedge") or ""
@@ -315,6 +369,9 @@ _COMPARATIVE = re.compile(
 )
 
 
+_DIFFERENCE = re.compile(r"\s(?:khoảng\s|gần\s|đúng\s)?(?=-?\d)")
+
+
 def read_comparisons(r: Reading) -> None:
     """ "Con chi nhiều hơn nhận", "tiền rút ra ít hơn tiền gửi vào", "chi cho đồ ăn vặt
     nhiều hơn đồ chơi": the two things' values this week (or the weeks named)."""
@@ -326,8 +383,7 @@ def read_comparisons(r: Reading) -> None:
                 after, after_week, after_end = _operand_after(r, m.end(), clause[1])
                 if after is None:
                     continue  # "nhiều hơn tuần trước" is a trend; a number is a difference
-                if re.match(r"\s*\(?-?\d", r.low[after_end : after_end + 4]):
-                    continue  # "chi nhiều hơn nhận 77.000 đ": the difference, checked as such
+                difference = _DIFFERENCE.match(r.low, after_end)
                 week_here = _clause_week(r, clause[0], m.start())
                 hint = (after.metric, after_week or week_here)
                 subject = _subject_before(r, clauses, clause, m.start(), hint)
@@ -344,6 +400,12 @@ def read_comparisons(r: Reading) -> None:
                 if m.group("neg"):
                     holds = not holds
                 span = (subject.start, after_end)
+                if difference is not None:  # "nhiều hơn các khoản khác 1.000 đ"
+                    n = next((n for n in r.stated if n.start == difference.end()), None)
+                    if n is None or n.kind != "money":
+                        continue
+                    holds = holds and abs(abs(a - b) - n.value) <= n.tolerance + 1e-9
+                    span = (subject.start, n.end)
                 if holds:
                     r.mark(*span)
                 else:
@@ -361,7 +423,8 @@ _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
     r"|tiết\skiệm|rút(?:\stiền)?|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
-    r"|dùng|mở|vào|đăng\snhập|hoạt\sđộng|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền))"
+    r"|dùng|mở|vào|đăng\snhập|hoạt\sđộng"
+    r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
 )
 # What follows a negated verb that makes it no claim of nothing: "không chi nhiều".
@@ -382,6 +445,10 @@ _VERB_METRIC = {
     "hoạt": "active_days",
 }
 _HAS_OBJECT = {
+    "ngày hoạt động": "active_days",
+    "ngày nào": "active_days",
+    "khoản gửi": "saving_total",
+    "khoản tiết kiệm": "saving_total",
     "khoản chi": "spending_total",
     "khoản thu": "income_total",
     "thu nhập": "income_total",
@@ -407,27 +474,56 @@ def _event_metric(r: Reading, m: re.Match[str], end: int) -> tuple[str | None, i
         return ("goal_set" if verb.startswith("đặt") else "goal_done"), m.end()
     metric = _VERB_METRIC.get(verb.split()[0])
     if metric == "spending_total" or verb == "chi cho":
-        found = [x for x in mentions(r.low, m.end(), end) if x.metric]
+        found = [x for x in mentions_in(r, m.end(), end) if x.metric]
         near = found[0] if found and found[0].start - m.end() <= 24 else None
         if near is not None and near.metric and near.metric.startswith("cat:"):
             return near.metric, near.end
     return metric, m.end()
 
 
+_GOAL_SET = re.compile(
+    r"mục\stiêu\s(?P<n>\d+)[^.,;]*?(?P<neg>chưa\s|không\s)?(?:được\s(?:con\s|bé\s)?|mới\s|vừa\s|đã\s)"
+    r"(?:được\s)?đặt(?!\w)"
+)
+_ACTIVITY = re.compile(r"(?:vào|dùng|mở)\s(?:app|ứng\sdụng)|hoạt\sđộng")
+
+
+def _goal_set_claims(r: Reading) -> None:
+    """ "Mục tiêu 1 được con đặt ngay trong tuần này": that goal was set this week."""
+    goals = {str(g.get("goal")): g for g in r.facts.data.get("savings_goals") or []}
+    for m in _GOAL_SET.finditer(r.labelled):
+        goal = goals.get(f"mục tiêu {m.group('n')}")
+        created = bool(goal and goal.get("created_in_week"))
+        if created != bool(m.group("neg")):
+            r.mark(m.start(), m.end())
+        else:
+            said = r.labelled[m.start() : m.end()]
+            state = "was set this week" if created else "was not set this week"
+            r.flag("wrong_event", m.start(), m.end(), f"{said!r}: mục tiêu {m.group('n')} {state}")
+
+
 def read_happened(r: Reading) -> None:
     """ "Tuần này con không mua đồ chơi nào" (toys: 0), "chưa rút tiền tiết kiệm"
     (withdrawals: 0), "đã đặt một mục tiêu mới" (a goal set this week)."""
     goals = r.facts.data.get("savings_goals") or []
+    _goal_set_claims(r)
     for clauses in r.sentences:
         for clause in clauses:
             if _in_advice(r, clause, clause[1]) or _FUTURE.search(r.low, *clause):
                 continue
-            week = _clause_week(r, *clause)
+            clause_week = _clause_week(r, *clause)
             for m in _EVENT.finditer(r.low, *clause):
+                week = _week_when(r, clause, m.start()) or clause_week
                 negated = bool(m.group("neg"))
                 if negated and _NOT_NOTHING.match(r.low, m.end()):
                     continue
-                if not negated and not re.search(r"(?:đã|có|vừa|cũng)\s$", r.low[: m.start()]):
+                if r.is_read(m.start(), m.end()):
+                    continue
+                if (
+                    not negated
+                    and not re.search(r"(?:đã|có|vừa|cũng)\s$", r.low[: m.start()])
+                    and not _ACTIVITY.match(r.low, m.start())
+                ):
                     continue  # an affirmative without "đã": its figure (if any) is checked
                 metric, end = _event_metric(r, m, clause[1])
                 if metric is None:
@@ -455,6 +551,17 @@ def _clause_at(clauses: list[Span], at: int) -> Span:
 _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(?!\w)")
 
 
+_WHEN = re.compile(r"(?<!\w)(?:khi|lúc|mà)(?!\w)")
+
+
+def _week_when(r: Reading, clause: Span, at: int) -> str | None:
+    """ "hơn tuần rồi khi con không vào ngày nào": the week a "khi" clause speaks of."""
+    refs = week_refs(r.low, clause[0], at)
+    if refs and _WHEN.search(r.low, refs[-1].end(), at):
+        return refs[-1].lastgroup
+    return None
+
+
 def _in_advice(r: Reading, clause: Span, at: int) -> bool:
     if r.advice_field or ADVICE.search(r.low, clause[0], at):
         return True
@@ -467,11 +574,11 @@ def _in_advice(r: Reading, clause: Span, at: int) -> bool:
 _RANK = re.compile(
     r"(?<!\w)(?:(?P<top>nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu)"
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
-    r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau)"
+    r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau|rồi\stới"
+    r"|rồi\sđến)"
     r"|(?P<third>thứ\s(?:ba|3)))(?!\w)"
 )
 _TOP_K = re.compile(r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi)?")
-_SPENDING_WORDS = re.compile(r"(?<!\w)(?:chi|tiêu|mua|khoản|danh\smục|tiền|tốn|dành)(?!\w)")
 
 
 def read_ranking(r: Reading) -> None:
@@ -480,15 +587,13 @@ def read_ranking(r: Reading) -> None:
     for clauses in r.sentences:
         first, last = clauses[0][0], clauses[-1][1]
         ranks = [m for m in _RANK.finditer(r.low, first, last) if not r.is_read(*m.span())]
-        if not ranks or not _SPENDING_WORDS.search(r.low, first, last):
+        if not ranks:
             continue
         if any(
             _in_advice(r, c, m.start()) for m in ranks for c in clauses if c[0] <= m.start() < c[1]
         ):
             continue
-        named = [
-            x for x in mentions(r.low, first, last) if x.metric and x.metric.startswith("cat:")
-        ]
+        named = [x for x in mentions_in(r, first, last) if x.metric and x.metric.startswith("cat:")]
         if not named:
             continue
         groups = [x.metric[4:] for x in named if x.metric]
@@ -496,7 +601,7 @@ def read_ranking(r: Reading) -> None:
         problem = _rank_problem(ranking, groups, ranks, top_k, r.low)
         span = (first, last)
         if problem is None:
-            for m in ranks:
+            for m in [*ranks, *([top_k] if top_k else [])]:
                 r.mark(*m.span())
         else:
             r.flag("wrong_category", *span, f"{r.text[first:last].strip()!r}: {problem}")

@@ -106,6 +106,22 @@ class Facts:
             )
         return self._pools[key]
 
+    def _goal_value(self, what: str, number: str) -> float | None:
+        """A goal's target or progress (as a share); an unnumbered goal is the only one."""
+        goals = self.data.get("savings_goals") or []
+        if not number and len(goals) == 1:
+            number = str(goals[0].get("goal") or "").rpartition(" ")[2]
+        goal = next((g for g in goals if str(g.get("goal")) == f"mục tiêu {number}"), None)
+        if goal is None:
+            return None
+        if what == "target":
+            target = goal.get("target_amount")
+            return float(target) if isinstance(target, int | float) else None
+        progress = goal.get("progress_percent")
+        if progress is None and goal.get("completed_in_week"):
+            progress = 100
+        return float(progress) / 100 if isinstance(progress, int | float) else None
+
     def value(self, metric: str, week: str = "now") -> float | None:
         """A metric of the data block in a week ("now", "prev1", "prev2", "mean"); None
         where the data does not hold it (a category's or the balance's other weeks)."""
@@ -113,6 +129,8 @@ class Facts:
             if week != "now":
                 return None
             return sum(amount for amount, _ in self.categories.get(metric[4:], ()))
+        if metric.startswith(("target:", "progress:")):
+            return self._goal_value(*metric.split(":"))
         if week == "now":
             value = self.data.get(metric)
             return float(value) if isinstance(value, int | float) else None
@@ -326,7 +344,9 @@ _WEEK_LABELS = {
     "prev2": re.compile(r"_prev2$|^mean\("),
     "past": re.compile(r"_prev[12]$|^mean\("),  # "so với hai tuần trước (13.000 đ và ...)"
 }
-_NOT_NOW = re.compile(r"prev|mean")  # W-1's, W-2's, their mean, a change against them
+_NOT_NOW = re.compile(
+    r"prev|mean|^saving_total - withdrawal_total"
+)  # W-1's, W-2's, their mean, a change against them
 
 
 def _subject_labels(subject: str) -> re.Pattern[str]:

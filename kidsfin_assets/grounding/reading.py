@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kidsfin_assets.grounding.vocabulary import (
-    ADVICE,
     BARE_THOUSANDS,
     BOUNDARIES,
     EXACT,
@@ -137,8 +136,12 @@ def is_target(text: str, clause_starts: list[int], n: Stated) -> bool:
     start = clause_starts[bisect.bisect_right(clause_starts, n.start) - 1]
     if TARGET_BEFORE.search(text, start, n.start) or PER_AFTER.match(text, n.end):
         return True
-    # "thử 2 ngày không mua đồ ăn vặt": days and counts in advice are plans
-    return n.kind in ("days", "count") and bool(ADVICE.search(text, start, n.start))
+    # "thử 2 ngày không mua đồ ăn vặt", "chờ 1 ngày": days and counts in advice are plans,
+    # unless said of this week ("vì tuần này con đã vào app 2 ngày")
+    return n.kind in ("days", "count") and not _SAID_OF_WEEK.search(text, start, n.start)
+
+
+_SAID_OF_WEEK = re.compile(r"(?<!\w)(?:tuần\snày|đã|vừa|tuần\strước|tuần\srồi)(?!\w)")
 
 
 def split_clauses(text: str) -> list[list[tuple[int, int]]]:

@@ -129,7 +129,9 @@ _FILLER = (
 
 
 # A subject anywhere: what a sentence is about ("tuần trước, con chi ... 38.000 đ").
-SUBJECT_WORDS_RE = re.compile(rf"(?<!\w)(?:{_alternatives(list(SUBJECT_WORDS))})(?!\w)")
+SUBJECT_WORDS_RE = re.compile(
+    rf"(?<!\w)(?:{_alternatives([*SUBJECT_WORDS, *_TEXT_CATEGORY_PHRASES])})(?!\w)"
+)
 
 
 SUBJECT_BEFORE = re.compile(
@@ -257,6 +259,14 @@ _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
     ("dòng tiền", None),
     ("tiền rút", None),
     ("số ngày hoạt động", "active_days"),
+    ("vào app", "active_days"),
+    ("vào ứng dụng", "active_days"),
+    ("mở app", "active_days"),
+    ("mở ứng dụng", "active_days"),
+    ("dùng app", "active_days"),
+    ("dùng ứng dụng", "active_days"),
+    ("số ngày", "active_days"),
+    ("gửi vào", "saving_total"),
     ("ngày hoạt động", "active_days"),
     ("mức độ hoạt động", "active_days"),
     ("hoạt động", "active_days"),
@@ -278,7 +288,12 @@ _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
 
 
 # The verbs alone, after every phrase: "[[KID]] chi ít hơn tuần trước" is spending.
-_METRIC_VERBS = {"chi": "spending_total", "tiêu": "spending_total", "nhận": "income_total"}
+_METRIC_VERBS = {
+    "chi": "spending_total",
+    "tiêu": "spending_total",
+    "nhận": "income_total",
+    "gửi": "saving_total",
+}
 
 
 METRIC_OF = dict(_METRIC_WORDS) | _METRIC_VERBS
@@ -289,7 +304,7 @@ METRICS = re.compile(
     + "|".join(re.escape(w).replace(r"\ ", r"\s") for w, _ in _METRIC_WORDS)
     # not "chi tiết", "mục tiêu", "tiêu cực", "nhận xét", "nhận thấy" ...
     + r"|chi(?!\s(?:tiết|phí))|(?<!mục\s)tiêu(?!\s(?:cực|chí|chuẩn))"
-    + r"|nhận(?!\s(?:xét|thấy|ra|thức|biết|định))"
+    + r"|nhận(?!\s(?:xét|thấy|ra|thức|biết|định))|gửi"
     + r")(?!\w)"
 )
 
@@ -351,7 +366,8 @@ GOAL_CLAIMS = re.compile(
     rf"(?<!\w)(?P<neg>(?:chưa|không)\s(?:(?:đã|được)\s)?)?{_GOAL_DONE}\s(?:được\s)?mục\stiêu"
     r"(?:\s(?P<n>\d+)(?!\d)|(?=\s*(?:$|[.,;!]|\stiết\skiệm|\scủa\s(?:mình|con|bé)|\sđã\sđặt)))"
     rf"|mục\stiêu\s(?P<n2>\d+)(?:\s\([^)]*\))?\s(?P<neg2>(?:chưa|không)\s)?(?:(?:đã|vừa)\s)?"
-    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s)?\d)"
+    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s|đúng\s"
+    r"|đủ\s|chưa\s)?(?:\d|một\snửa|nửa|phân|một\sphần|\w+\sphần))"
 )
 
 
