@@ -236,7 +236,8 @@ def test_days_and_counts(text: str, expected: list[str]) -> None:
         # advice, not a claim
         ("Hãy cùng con giảm chi tiêu cho đồ ăn vặt.", []),
         ("Con nên giữ chi tiêu ổn định trong tuần tới.", []),
-        ("Tuần này [[KID]] chi nhiều hơn nhận một chút.", []),
+        # two metrics compared (issue 19): 160.000 đ spent is not more than 200.000 đ received
+        ("Tuần này [[KID]] chi nhiều hơn nhận một chút.", ["wrong_comparison"]),
         # words that look like directions and are not
         ("Con tiết kiệm được 50.000 đ, tương đương 25% thu nhập.", []),
         ("Thói quen tiết kiệm của con rất ổn định.", []),
@@ -294,8 +295,11 @@ def test_targets_in_recommendations_are_not_claims() -> None:
 
 
 def test_weeks_ages_scores_and_names_are_not_numbers_of_the_data() -> None:
-    text = "So với 2 tuần trước, bé 10 tuổi đạt 8/10 điểm, tuần 3 của tháng."
+    text = "Bé 10 tuổi đạt 8/10 điểm trong 2 tuần, tuần 3 của tháng."
     assert kinds(text, field="activity_level") == []
+    # another week named with nothing the data can check (issue 19's closed world)
+    compared = "So với 2 tuần trước, bé 10 tuổi đạt 8/10 điểm."
+    assert kinds(compared, field="activity_level") == ["unverifiable"]
     data = prompt_data({**metrics(), "child": "Bin 2015"})
     assert kinds("Tuần này Bin 2015 chi 160.000 đ cho các khoản.", data) == []
 

@@ -219,13 +219,17 @@ def test_a_trend_said_with_a_verb_is_checked(lie: str) -> None:
         "Tuần này [[KID]] chi nhiều hơn tuần trước.",
         "[[KID]] đã tăng chi tiêu so với hai tuần trước.",
         "[[KID]] nhận được 200.000 đ, giữ nguyên như tuần trước.",
-        "Mục tiêu 1 tăng thêm một chút.",
         "Bố mẹ nhận thấy chi tiêu tăng so với tuần trước.",
         "Hãy giúp con giảm chi tiêu cho đồ ăn vặt.",
     ],
 )
-def test_true_or_unchecked_verb_trends_pass(truth: str) -> None:
+def test_true_verb_trends_and_advice_pass(truth: str) -> None:
     assert_passes(truth)
+
+
+def test_a_trend_of_something_the_data_has_no_trend_for_is_unverifiable() -> None:
+    """The closed world (issue 19): what the checker cannot read is asked again."""
+    assert_caught("Mục tiêu 1 tăng thêm một chút.", "unverifiable")
 
 
 @pytest.mark.parametrize(

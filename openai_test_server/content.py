@@ -25,7 +25,7 @@ _VI_PHRASES: tuple[str, ...] = (
     "tình hình tài chính lành mạnh",
     "nên hỏi ý kiến bố mẹ trước khi mua đồ đắt tiền",
     "số dư tài khoản được theo dõi đều",  # no trend: schema-mode text stays grounded
-    "giao dịch chủ yếu vào cuối tuần",
+    "thường ghi lại các khoản chi vào cuối tuần",  # no claim the data could check
     "hãy thử để dành một phần tiền tiêu vặt",
     "mức chi cho trò chơi hơi cao",
 )

@@ -136,11 +136,11 @@ class _Checker:
         text = _ranges_as_about(spell_digits(unicodedata.normalize("NFC", original)))
         # The labels ("mục tiêu 1") masked out of `low`, at the same places.
         labelled_low = text.lower()
-        for masked in self.facts.masked:  # a child or category named "Bin 2015"
-            text = text.replace(masked, " " * len(masked))
         if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
             self.add("too_thin", field, original[:80], f"not a sentence of words: {original!r}")
             return
+        for masked in self.facts.masked:  # a child or category named "Bin 2015", "Mục tiêu 1"
+            text = re.sub(re.escape(masked), " " * len(masked), text, flags=re.IGNORECASE)
         low = text.lower()
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
@@ -415,6 +415,9 @@ class _Checker:
                         metric = before[-1] if before else context
                         if not before:  # "[[KID]] đã giảm chi tiêu": the metric it moves
                             metric = _object_of(low, d.end(), metrics) or metric
+                        elif before[-1] is None:  # "thói quen tiết kiệm ổn định": a habit,
+                            self.r.mark(d.start(), d.end())  # not a figure of the data
+                            continue
                         if metric is None:
                             continue
                         if (d.group("more") or d.group("less")) and not sentence_has_past:

@@ -187,7 +187,7 @@ _FRACTION_WORDS = {
     "sáu": 6, "bảy": 7, "tám": 8, "chín": 9, "mười": 10,
 }  # fmt: skip
 _HEDGE = (
-    r"hơn\scả|hơn|gần\snhư|gần|khoảng|xấp\sxỉ|tầm|cỡ|chừng|trên|chưa\s(?:đến|tới|bằng)|dưới"
+    r"hơn\scả|hơn|gần\snhư|gần|khoảng|xấp\sxỉ|tầm|cỡ|chừng|trên|chưa\s(?:đến|tới|bằng|được|đạt)|dưới"
     r"|không\s(?:tới|đến|bằng)|chỉ\sbằng|chỉ|ít\snhất|bằng|đúng"
 )
 _RATIO = re.compile(
@@ -224,6 +224,8 @@ _HEDGE_KIND = {
     "chưa đến": "under",
     "chưa tới": "under",
     "chưa bằng": "under",
+    "chưa được": "under",
+    "chưa đạt": "under",
     "dưới": "under",
     "không tới": "under",
     "không đến": "under",
@@ -254,13 +256,21 @@ def _ratio_value(m: re.Match[str]) -> float | None:
     return None
 
 
+_SUBORDINATE = re.compile(r"(?<!\w)(?:vì|nên|do|bởi\svì|khi|và|nhưng|mà)(?!\w)")
+
+
 def _subject_before(
     r: Reading, clauses: list[Span], clause: Span, at: int, other: tuple[str | None, str | None]
 ) -> Mention | None:
     """What a comparison is about: the first metric its clause names before it (the
     subject comes first), else the first of the nearest clause before that names one
     ("Chi tiêu 31.000 đ, gấp đôi tuần trước"); never the thing it is compared with."""
-    spans = [(clause[0], at), *reversed([c for c in clauses if c[1] <= clause[0]])]
+    # "Dòng tiền ròng là -108.000 đ vì con chi nhiều hơn số tiền nhận": after "vì"
+    joins = list(_SUBORDINATE.finditer(r.low, clause[0], at))
+    own = (joins[-1].end(), at) if joins else (clause[0], at)
+    spans = [own, *reversed([c for c in clauses if c[1] <= clause[0]])]
+    if joins:
+        spans.insert(1, (clause[0], joins[-1].start()))
     for start, end in spans:
         found = [x for x in mentions_in(r, start, end) if x.metric]
         week = _clause_week(r, start, end)
@@ -402,6 +412,9 @@ def read_comparisons(r: Reading) -> None:
                 span = (subject.start, after_end)
                 if difference is not None:  # "nhiều hơn các khoản khác 1.000 đ"
                     n = next((n for n in r.stated if n.start == difference.end()), None)
+                    if n is not None and n.sign == "net-":
+                        r.mark(m.start(), m.end())  # "chi nhiều hơn nhận 90.000 đ": net flow
+                        continue
                     if n is None or n.kind != "money":
                         continue
                     holds = holds and abs(abs(a - b) - n.value) <= n.tolerance + 1e-9
@@ -423,7 +436,7 @@ _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
     r"|tiết\skiệm|rút(?:\stiền)?|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
-    r"|dùng|mở|vào|đăng\snhập|hoạt\sđộng"
+    r"|dùng|mở|vào|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
 )
@@ -486,6 +499,7 @@ _GOAL_SET = re.compile(
     r"(?:được\s)?đặt(?!\w)"
 )
 _ACTIVITY = re.compile(r"(?:vào|dùng|mở)\s(?:app|ứng\sdụng)|hoạt\sđộng")
+_NOUN_BEFORE = re.compile(r"(?:ngày|độ|số)\s$")  # "số ngày hoạt động": a noun, not a verb
 
 
 def _goal_set_claims(r: Reading) -> None:
@@ -517,14 +531,16 @@ def read_happened(r: Reading) -> None:
                 negated = bool(m.group("neg"))
                 if negated and _NOT_NOTHING.match(r.low, m.end()):
                     continue
-                if r.is_read(m.start(), m.end()):
+                if r.is_read(m.start(), m.end()) or _NOUN_BEFORE.search(r.low, 0, m.start()):
                     continue
-                if (
-                    not negated
-                    and not re.search(r"(?:đã|có|vừa|cũng)\s$", r.low[: m.start()])
-                    and not _ACTIVITY.match(r.low, m.start())
+                if not negated and (
+                    not (
+                        re.search(r"(?:đã|có|vừa|cũng)\s$", r.low[: m.start()])
+                        or _ACTIVITY.match(r.low, m.start())
+                    )
+                    or any(m.end() <= n.start < clause[1] for n in r.stated)
                 ):
-                    continue  # an affirmative without "đã": its figure (if any) is checked
+                    continue  # an affirmative with a figure: the figure is what is checked
                 metric, end = _event_metric(r, m, clause[1])
                 if metric is None:
                     continue
@@ -572,7 +588,7 @@ def _in_advice(r: Reading, clause: Span, at: int) -> bool:
 # --- ranked categories ----------------------------------------------------------------------
 
 _RANK = re.compile(
-    r"(?<!\w)(?:(?P<top>nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu)"
+    r"(?<!\w)(?:(?P<top>nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu|phần\slớn)"
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
     r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau|rồi\stới"
     r"|rồi\sđến)"
@@ -653,13 +669,15 @@ _CLAIM_WORDS = re.compile(
     r"(?<!\w)(?:\d+(?:[.,]\d+)*"
     r"|gấp|nửa|phần\s(?:ba|tư|năm|mười)"
     r"|(?:nhiều|ít|cao|thấp|lớn|nhỏ)\s(?:hơn|nhất)|vượt|kém|chủ\syếu|đứng\sđầu"
-    r"|tăng|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
+    r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
+    r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
     r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền))"
     r"|tuần\strước|tuần\srồi|hai\stuần|tuần\skia)(?!\w)"
 )
 # Not claims: a score, an age, a number of weeks, the goal's label, a list's numbering.
 _NOT_A_FIGURE = re.compile(r"\s?(?:/\s?10|điểm|tuổi|tuần|tháng|năm|giờ|phút)(?!\w)")
+_NOT_A_FIGURE_BEFORE = re.compile(r"(?:tuần|tháng|lớp|năm|thứ|số|bước|/)\s?$")
 
 
 def sweep(r: Reading) -> None:
@@ -672,7 +690,9 @@ def sweep(r: Reading) -> None:
             clause = next((c for c in clauses if c[0] <= m.start() < c[1]), clauses[0])
             word = m.group()
             if word[0].isdigit():
-                if _NOT_A_FIGURE.match(r.low, m.end()) or r.low[: m.start()].endswith("mục tiêu "):
+                if _NOT_A_FIGURE.match(r.low, m.end()) or _NOT_A_FIGURE_BEFORE.search(
+                    r.low, max(0, m.start() - 8), m.start()
+                ):
                     continue
             elif _in_advice(r, clause, m.start()):
                 continue  # "hãy giảm chi tiêu": advice, not a claim
