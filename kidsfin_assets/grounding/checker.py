@@ -420,7 +420,9 @@ class _Checker:
                             continue
                         if metric is None:
                             continue
-                        if (d.group("more") or d.group("less")) and not sentence_has_past:
+                        if (d.group("more") or d.group("less")) and (
+                            not sentence_has_past or _METRIC_COMPARED.match(low, d.end())
+                        ):
                             continue  # "chi nhiều hơn nhận": metrics compared, not weeks
                         direction = next(k for k in DIRECTION_KINDS if d.group(k))
                         direction = {"more": "up", "less": "down"}.get(direction, direction)
@@ -486,6 +488,7 @@ class _Checker:
                 if n.start >= d.end()
                 and "(" not in text[d.end() : n.start]
                 and not _WEEK_SAID.match(text.lower(), n.end + 1)
+                and not _JOINED.search(text.lower(), d.end(), n.start)
             ),
             None,
         )
@@ -552,6 +555,12 @@ def _sentence_start(low: str, at: int) -> int:
     return max(ends) + 1 if max(ends) >= 0 else 0
 
 
+# After "nhiều hơn": another metric, not a week ("thấp hơn nhiều so với số tiền nhận được").
+_JOINED = re.compile(r"(?<!\w)(?:vì|nên|do|khi|dù|mà|nhưng|còn)(?!\w)")  # another sub-clause
+_METRIC_COMPARED = re.compile(
+    r"\s(?:(?:nhiều|hẳn|rất\snhiều|so\svới|cả|số\stiền|tiền|khoản|con|mức)\s)*"
+    r"(?:thu\snhập|nhận|chi\stiêu|chi|tiêu|tiết\skiệm|để\sdành|gửi|rút|số\sdư|tiền\stiêu\svặt)(?!\w)"
+)
 _FRONTED = re.compile(
     r"\s*(?:trong\s|vào\s)?(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước"
     r"|tuần\srồi|tuần\svừa\srồi))\s*,\s*$"

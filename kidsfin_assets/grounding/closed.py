@@ -111,6 +111,12 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("sự kiện", "event_count"),
     ("số ngày hoạt động", "active_days"),
     ("ngày hoạt động", "active_days"),
+    ("hoạt động", "active_days"),
+    ("vào app", "active_days"),
+    ("vào ứng dụng", "active_days"),
+    ("mở app", "active_days"),
+    ("dùng app", "active_days"),
+    ("giữ lại", "net_flow"),
 )
 _MENTION_OF = dict(_MENTION_WORDS)
 _MENTIONS = re.compile(
@@ -126,7 +132,8 @@ _WEEKS = re.compile(
     r"(?<!\w)(?:(?P<prev2>tuần\strước\snữa|tuần\skia|(?:hai|2)\stuần\strước(?!\sđó)"
     r"|tuần\strước\sđó)"
     r"|(?P<mean>trung\sbình\s(?:của\s)?(?:hai|2)\stuần(?:\strước)?|(?:hai|2)\stuần\s(?:qua|gần\sđây)"
-    r"|(?:các|những)\stuần\strước|(?<=sau\s)(?:hai|2)\stuần|(?<=trong\s)(?:hai|2)\stuần)"
+    r"|(?:các|những)\stuần\strước|(?<=sau\s)(?:hai|2)\stuần|(?<=trong\s)(?:hai|2)\stuần"
+    r"|(?:mức\s)?trung\sbình)"
     r"|(?P<prev1>tuần\strước|tuần\srồi|tuần\svừa\srồi)"
     r"|(?P<now>tuần\snày|tuần\squa|tuần\svừa\squa))(?!\w)"
 )
@@ -194,7 +201,7 @@ _RATIO = re.compile(
     rf"(?<!\w)(?:(?P<hedge>{_HEDGE})\s)?(?:"
     rf"gấp\s(?:(?P<hedge2>{_HEDGE})\s)?(?:(?P<times>đôi|rưỡi|ba|bốn|năm|\d+(?:[.,]\d+)?)"
     r"(?:\slần)?)"
-    r"|(?P<half>(?:một\s|phân\s)?nửa)(?!\s(?:triệu|nghìn|ngàn))"
+    r"|(?P<half>(?:một\s|phân\s)?nửa)(?!\s(?:triệu|nghìn|ngàn))|(?P<most>phần\slớn)"
     r"|(?P<num>một|hai|ba|bốn|năm|sáu|bảy|tám|chín|\d+)\sphần\s"
     r"(?P<den>hai|ba|tư|bốn|năm|mười|\d+)(?!\s?trăm)"
     r"|(?P<slash>\d+)\s?/\s?(?P<over>[2-9]|10)(?!\d|\s?ngày)"
@@ -242,7 +249,7 @@ def _ratio_value(m: re.Match[str]) -> float | None:
     if m.group("times"):
         word = m.group("times")
         return _RATIO_WORDS.get(word) or float(word.replace(",", "."))
-    if m.group("half"):
+    if m.group("half") or m.group("most"):
         return 0.5
     if m.group("num"):
         num, den = m.group("num"), m.group("den")
@@ -315,6 +322,11 @@ def _operand_after(r: Reading, at: int, end: int) -> tuple[Mention | None, str |
     return None, None, at
 
 
+_DECREASE = re.compile(r"(?<!\w)giảm(?:\sđi|\sxuống|\scòn)?\s(?:(?:khoảng|gần|hơn)\s)?$")
+_COMPARED_WEEK = re.compile(
+    r"so\svới\s(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước|tuần\srồi)"
+    r"|(?P<mean>trung\sbình\shai\stuần(?:\strước)?))"
+)
 _GOAL_REACHED_BEFORE = re.compile(
     r"mục\stiêu\s(?P<n>\d+)[^.;]*?(?:đạt|hoàn\sthành|được|tiến\sđộ)[^.;]*$"
 )
@@ -339,6 +351,11 @@ def read_ratios(r: Reading) -> None:
             if subject is None and after is not None:  # "hơn một nửa chi tiêu là đồ ăn vặt"
                 rest = [x for x in mentions_in(r, after_end, clause[1]) if x.metric]
                 subject = rest[0] if rest else None
+            if after is None and after_week is None:  # "so với tuần rồi (327k) thì giảm một nửa"
+                said_before = _COMPARED_WEEK.search(r.low, clause[0], m.start())
+                after_week = said_before.lastgroup if said_before else None
+            if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
+                after = Mention(m.end(), m.end(), "spending_total", None)  # "chiếm phần lớn"
             goal = _GOAL_REACHED_BEFORE.search(r.labelled, first, m.start())
             if after is None and goal:  # "mục tiêu 1 mới đạt 36%, chưa được một nửa"
                 subject = Mention(goal.start(), goal.end(), f"progress:{goal.group('n')}", None)
@@ -355,10 +372,13 @@ def read_ratios(r: Reading) -> None:
             if a is None or b is None:
                 continue
             hedge = m.group("hedge2") or m.group("hedge") or ""
-            kind = _HEDGE_KIND.get(re.sub(r"\s+", " ", hedge), "")
+            kind = "over" if m.group("most") else _HEDGE_KIND.get(re.sub(r"\s+", " ", hedge), "")
             low, high = _RATIO_BOUNDS[kind]
             said = r.text[m.start() : m.end()]
-            if b <= 0 or not (low * ratio - 1e-9 <= a / b <= high * ratio + 1e-9):
+            actual = a / b if b > 0 else 0.0
+            if _DECREASE.search(r.low, max(clause[0], m.start() - 12), m.start()) and ratio < 1:
+                actual = 1 - actual  # "giảm gần một nửa": by half, to half of it
+            if b <= 0 or not (low * ratio - 1e-9 <= actual <= high * ratio + 1e-9):
                 actual = "undefined (the other is 0)" if b <= 0 else f"{a / b:.2f}"
                 msg = (
                     f"{said!r}: {subject.metric} ({week}) / {other_metric} ({other_week}) "
@@ -594,7 +614,9 @@ _RANK = re.compile(
     r"|rồi\sđến)"
     r"|(?P<third>thứ\s(?:ba|3)))(?!\w)"
 )
-_TOP_K = re.compile(r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi)?")
+_TOP_K = re.compile(
+    r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:lớn|nhiều|cao)\snhất"
+)
 
 
 def read_ranking(r: Reading) -> None:

@@ -118,7 +118,7 @@ _APPROXIMATE = re.compile(
     r"|(?P<under>chưa\s(?:đến|tới|được|đầy|bằng)|dưới|không\s(?:tới|đến|quá)|chưa\sđủ))"
     r"\s(?:mức\s|con\ssố\s)?$"
 )
-_BOUNDS = {"about": (0.94, 1.06), "near": (0.85, 1.0), "over": (1.0, 1.35), "under": (0.65, 1.0)}
+_BOUNDS = {"about": (0.94, 1.06), "near": (0.85, 1.0), "over": (1.0, 1.35), "under": (0.0, 1.0)}
 
 
 def _approximate(clause: str, start: int, value: float, tolerance: float) -> tuple[float, float]:
