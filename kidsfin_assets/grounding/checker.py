@@ -231,6 +231,8 @@ class _Checker:
     def subject_of(self, low: str, labelled_low: str, clause_start: int, n: Stated) -> str | None:
         """What the text says a figure is, from the words right after it or before it."""
         if n.kind in ("count", "days"):  # "11 sự kiện": the unit says whose count it is
+            if n.unit == "mục tiêu":  # "3 mục tiêu còn mở", "2 mục tiêu mới"
+                return _goal_count_subject(low, clause_start, n)
             return n.unit if n.unit in _COUNT_UNITS else None
         if n.kind == "money" and (
             _LACK_BEFORE.search(low, clause_start, n.start)
@@ -556,6 +558,22 @@ def _sentence_start(low: str, at: int) -> int:
 
 
 # After "nhiều hơn": another metric, not a week ("thấp hơn nhiều so với số tiền nhận được").
+_GOAL_COUNT_WORDS = (
+    ("created", re.compile(r"mới|(?<!\w)đặt|vừa\sđặt")),
+    ("completed", re.compile(r"hoàn\sthành|đã\sđạt|đạt\sđược")),
+    ("open", re.compile(r"còn\smở|đang\smở|chưa\shoàn\sthành|chưa\sđạt|đang\stheo")),
+)
+
+
+def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
+    """ "3 mục tiêu còn mở" counts the open goals, "2 mục tiêu mới" those set this week."""
+    around = low[clause_start : min(len(low), n.end + 30)]
+    for what, words in _GOAL_COUNT_WORDS:
+        if words.search(around):
+            return f"goals {what}"
+    return "goals"
+
+
 _JOINED = re.compile(r"(?<!\w)(?:vì|nên|do|khi|dù|mà|nhưng|còn)(?!\w)")  # another sub-clause
 _METRIC_COMPARED = re.compile(
     r"\s(?:(?:nhiều|hẳn|rất\snhiều|so\svới|cả|số\stiền|tiền|khoản|con|mức)\s)*"
@@ -565,7 +583,7 @@ _FRONTED = re.compile(
     r"\s*(?:trong\s|vào\s)?(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước"
     r"|tuần\srồi|tuần\svừa\srồi))\s*,\s*$"
 )
-_THIS_WEEK_AFTER = re.compile(r"\s(?:so\svới\s|hơn\s)?tuần\snày")
+_THIS_WEEK_AFTER = re.compile(r"\s(?:(?:so\svới|hơn|hẳn|nhiều|rất\snhiều|khá\snhiều)\s)*tuần\snày")
 _SHARE_IN_BRACKETS = re.compile(
     r"(?:thu\snhập|số\stiền\s(?:con\s)?nhận\sđược|tiền\snhận)\s\((?:tỷ\slệ\s|tỉ\slệ\s)?(?:khoảng\s|gần\s)?$"
 )
@@ -592,7 +610,7 @@ _GOAL_REACHING = re.compile(
     r"|tương\sđương|cỡ|chừng)(?:\s(?:khoảng|gần|hơn))?)?\s*$"
 )
 _TARGET_OF = re.compile(
-    r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|số\stiền\s|)"
+    r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|(?:có\s)?số\stiền\s|cần\s|)"
     r"(?:khoảng\s)?$"
 )
 _SUBJECT_AFTER = re.compile(

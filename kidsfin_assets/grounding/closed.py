@@ -302,7 +302,7 @@ def _clause_week(r: Reading, start: int, end: int) -> str:
     return "now"
 
 
-_FRONTED_WEEK = re.compile(rf"\s*(?:trong\s|vào\s)?(?P<week>{_WEEKS.pattern})\s*$")
+_FRONTED_WEEK = re.compile(rf"\s*(?:trong\s|vào\s)?(?P<week>{_WEEKS.pattern})")
 
 
 _COMPARED_WITH = re.compile(r"(?<!\w)(?:so\svới|hơn|với|bằng|như|kém)\s(?:cả\s|mức\s)?$")
@@ -395,7 +395,10 @@ _COMPARATIVE = re.compile(
     r"(?<!\w)(?P<neg>(?:không|chưa|chẳng)\s)?(?:"
     r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|vượt(?:\squá)?|hơn)"
     r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?)"
-    r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?))(?:\scả)?(?!\w)"
+    r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng)"
+    r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?)"
+    r"|(?P<enough>đủ\s(?:để\s)?(?:trang\strải|chi\strả|bù\sđắp|bù|chi\scho|cho)(?:\s(?:toàn\sbộ|hết|cả))?)"
+    r")(?:\scả)?(?!\w)"
 )
 
 
@@ -425,8 +428,14 @@ def read_comparisons(r: Reading) -> None:
                 b = r.facts.value(after.metric or "", other_week)
                 if a is None or b is None or (after.metric, other_week) == (subject.metric, week):
                     continue
-                said = "more" if m.group("more") else "less" if m.group("less") else "equal"
-                holds = {"more": a > b, "less": a < b, "equal": abs(a - b) < 0.5}[said]
+                said = next(k for k in ("more", "less", "about", "enough", "equal") if m.group(k))
+                holds = {
+                    "more": a > b,
+                    "less": a < b,
+                    "equal": abs(a - b) < 0.5,
+                    "about": abs(a - b) <= 0.1 * max(abs(a), abs(b)),
+                    "enough": a >= b,
+                }[said]
                 if m.group("neg"):
                     holds = not holds
                 span = (subject.start, after_end)

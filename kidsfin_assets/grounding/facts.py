@@ -334,7 +334,10 @@ _SUBJECT_PATTERNS = {
     "ngày": r"^active_days",
     "danh mục": r"^categories$",
     "loại": r"^categories$",
-    "mục tiêu": r"^goals",
+    "goals": r"^goals$",
+    "goals created": r"^goals created_in_week$",
+    "goals completed": r"^goals completed_in_week$",
+    "goals open": r"^goals open_at_week_end$",
 }
 
 

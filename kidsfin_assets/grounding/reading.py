@@ -128,6 +128,10 @@ def _approximate(clause: str, start: int, value: float, tolerance: float) -> tup
         return value, tolerance
     low, high = _BOUNDS[said.lastgroup]
     low, high = min(value * low, value - tolerance), max(value * high, value + tolerance)
+    if said.lastgroup == "over":  # "hơn 1,8 triệu" is more than 1.800.000 đ
+        low = value
+    elif said.lastgroup == "under":
+        high = value
     return (low + high) / 2, (high - low) / 2
 
 

@@ -41,13 +41,13 @@ _CATEGORY_PHRASES: dict[str, tuple[str, ...]] = {
     "entertainment": ("giải trí", "entertainment"),
     "education": ("học tập", "education"),
     # "khác" (categories the prompt does not name) and silver's "other", as one
-    "other": (
+    # silver's "other" (spending without a category) is "các khoản khác"; the prompt's
+    # "khác" (categories the child named) and "(các danh mục khác)" are "các danh mục khác"
+    "other": ("các khoản khác", "khoản khác", "các khoản chi khác", "other"),
+    "named_by_child": (
         "các danh mục khác",
         "danh mục khác",
-        "các khoản khác",
-        "khoản khác",
         "các mục khác",
-        "other",
         "khác",
         "(các danh mục khác)",
     ),
@@ -373,5 +373,5 @@ GOAL_CLAIMS = re.compile(
 
 NOT_A_CLAIM = re.compile(
     r"(?<!\w)(?:để(?!\sdành)|cần|muốn|sắp|gần|nhằm|sẽ|có\sthể|nên|hãy|cố\sgắng|giúp|nếu|khi|mong"
-    r"|nữa)(?!\w)"  # "còn 120.000 đ nữa là đạt mục tiêu 1": what is left
+    r"|nữa|thiếu)(?!\w)"  # "còn (thiếu) 120.000 đ nữa là đạt mục tiêu 1": what is left
 )
