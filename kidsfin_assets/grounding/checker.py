@@ -605,8 +605,8 @@ def _ranges_as_about(text: str) -> str:
 
 _RATIO_BEFORE = re.compile(r"(?:gấp|bằng|hơn)\s(?:khoảng\s|gần\s|hơn\s)?$")
 _GOAL_REACHING = re.compile(
-    r"mục\stiêu\s(?P<goal>\d+)(?:\s\([^)]*\))?[^.;]*?(?:đạt|hoàn\sthành|tiến\sđộ|được)"
-    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến|đúng|đủ|chưa|mới|chỉ))*(?:[^.;]*,\s(?:khoảng|tức|tức\slà"
+    r"mục\stiêu\s(?P<goal>\d+)(?:\s\([^)]*\))?(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*?(?:đạt|hoàn\sthành|tiến\sđộ|được)"
+    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến|đúng|đủ|chưa|mới|chỉ))*(?:(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*,\s(?:khoảng|tức|tức\slà"
     r"|tương\sđương|cỡ|chừng)(?:\s(?:khoảng|gần|hơn))?)?\s*$"
 )
 _TARGET_OF = re.compile(

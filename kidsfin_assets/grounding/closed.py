@@ -162,7 +162,10 @@ def mentions(low: str, start: int, end: int, labelled: str = "") -> list[Mention
                 and found[-1].metric == "spending_total"
                 and _FOR.fullmatch(low, found[-1].end, m.start())
             ):  # "khoản chi cho ăn uống", "tiền mua sách": the category's
-                found.pop()
+                start_at = found.pop().start
+                week = _WEEKS.match(low, m.end() + 1) if m.end() < end else None
+                found.append(Mention(start_at, m.end(), metric, week.lastgroup if week else None))
+                continue
         else:
             metric = _MENTION_OF.get(re.sub(r"\s+", " ", m.group("word")))
         week = _WEEKS.match(low, m.end() + 1) if m.end() < end else None
@@ -316,8 +319,9 @@ def _operand_after(r: Reading, at: int, end: int) -> tuple[Mention | None, str |
     week = _WEEKS.match(r.low, pos, end)
     if week:
         return None, week.lastgroup, week.end()
-    found = mentions_in(r, pos, end)
-    if found and found[0].start == pos:
+    found = mentions_in(r, max(at, pos - 8), end)
+    found = [x for x in found if x.start <= pos < x.end or x.start == pos]
+    if found:
         return found[0], found[0].week, found[0].end
     return None, None, at
 
@@ -628,6 +632,9 @@ _TOP_K = re.compile(
 )
 
 
+_IN_ORDER = re.compile(r"theo\sthứ\stự|lần\slượt")
+
+
 def read_ranking(r: Reading) -> None:
     """The categories a sentence ranks: the top one, the top k, the second, the least."""
     ranking = r.facts.ranking
@@ -674,7 +681,10 @@ def _rank_problem(
     kind = ranks[0].lastgroup
     if top_k is not None and kind == "top":
         k = int(top_k.group("k"))
-        if len(groups) == k and all(rank_of(g) & set(range(1, k + 1)) for g in groups):
+        in_order = not _IN_ORDER.search(low) or all(  # "theo thứ tự", "lần lượt là"
+            place in rank_of(g) for place, g in enumerate(groups, start=1)
+        )
+        if len(groups) == k and in_order and all(rank_of(g) & set(range(1, k + 1)) for g in groups):
             return None
         return f"the {k} largest categories are not {', '.join(groups)} ({order})"
     if kind == "top":

@@ -62,6 +62,9 @@ def _unit_kind(unit: re.Match[str] | None) -> str | None:
     return unit.lastgroup if unit is not None else None
 
 
+_LISTED = re.compile(r"\s?(?:và|hoặc|,|-|–)\s?\d+(?:[.,]\d+)?")
+
+
 def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
     consumed = 0  # "1 triệu 200 nghìn" is one amount, not two
     for m in NUMBER.finditer(clause):
@@ -70,6 +73,13 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
             continue
         unit = UNIT.match(clause, m.end())
         group = _unit_kind(unit)
+        shared = None
+        if group is None:  # "7 và 6 ngày": the unit of the list's last number
+            shared = _LISTED.match(clause, m.end())
+            unit = UNIT.match(clause, shared.end()) if shared else None
+            group = (
+                _unit_kind(unit) if unit and unit.lastgroup in ("days", "count", "pct") else None
+            )
         if group == "skip":
             continue
         if group == "pct":
@@ -93,7 +103,7 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
             kind, scale = "money", 1.0
         else:
             continue  # a small bare number: an ordinal, a list, not a claim we can place
-        end = consumed = unit.end() if unit and group else m.end()
+        end = consumed = unit.end() if unit and group and not shared else m.end()
         sign = "-" if m.group("sign") else ""
         if kind == "money" and not sign:
             said = SIGN_BEFORE.search(clause, max(0, start - 40), start)

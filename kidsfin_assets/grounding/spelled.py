@@ -109,6 +109,9 @@ def spell_digits(text: str) -> str:
     at = 0
     for m in _RUN.finditer(text):
         words = m.group().lower().split()
+        end = m.end()
+        if len(words) > 1 and words[-1] == "một" and not _UNIT_AFTER.match(text, end):
+            words, end = words[:-1], end - len(" một")  # "hơn một triệu một chút"
         if all(w in _MAGNITUDES for w in words):  # "tỷ lệ", "hàng nghìn": no number
             continue
         # A lone small word is a figure only before a unit ("một khoản" is "an item"); a
@@ -125,6 +128,6 @@ def spell_digits(text: str) -> str:
             continue
         out.append(text[at : m.start()])
         out.append(_digits(*read))
-        at = m.end()
+        at = end
     out.append(text[at:])
     return "".join(out)
