@@ -6,10 +6,13 @@ no income, no spending, a goal completed, a goal set, a new category, flat and r
 trends, negative net flow, W-2 empty, and the edge cases of the generated corpus.
 
     python -m bench.corpus.make_blocks
+    python -m bench.corpus.make_blocks --seed 20261208 --per-kind 2 \\
+        --out bench/corpus/heldout/data_blocks.json   # the second corpus, never tuned on
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 from pathlib import Path
@@ -146,9 +149,15 @@ def blocks(per_kind: int = 3, seed: int = 20261207) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(blocks(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {OUT}")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=20261207)
+    parser.add_argument("--per-kind", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(blocks(args.per_kind, args.seed), ensure_ascii=False, indent=1)
+    args.out.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

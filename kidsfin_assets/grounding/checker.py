@@ -58,6 +58,7 @@ from kidsfin_assets.grounding.closed import (
     read_happened,
     read_ranking,
     read_ratios,
+    read_zeros,
     sweep,
 )
 from kidsfin_assets.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
@@ -174,6 +175,7 @@ class _Checker:
             self.trends(field, text, low, sentences, directions, stated)
         self.goal_claims(field, text, labelled_low, sentences)
         read_happened(r)
+        read_zeros(r)
         read_ranking(r)
         sweep(r)
 
@@ -441,8 +443,10 @@ class _Checker:
                         ):
                             self.r.mark(d.start(), d.end())
                 known = [metric for _, metric in named if metric]
-                # a clause without a metric speaks of its sentence's subject (its first)
-                context = context or (known[0] if known else None)
+                # a clause without a metric speaks of the subject of the clause before, not
+                # of an aside ("gửi 5,6 triệu, gần một nửa thu nhập (46%), tăng so với trước")
+                if known and not _ASIDE.match(low, s):
+                    context = known[0]
 
     def trend(
         self,
@@ -491,6 +495,9 @@ class _Checker:
                 and "(" not in text[d.end() : n.start]
                 and not _WEEK_SAID.match(text.lower(), n.end + 1)
                 and not _JOINED.search(text.lower(), d.end(), n.start)
+                and not _WEEK_SAID.search(
+                    text.lower(), d.end(), n.start
+                )  # "so với tuần rồi chỉ có 1 ngày"
             ),
             None,
         )
@@ -574,6 +581,7 @@ def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
     return "goals"
 
 
+_ASIDE = re.compile(r"\s*(?:gần|khoảng|hơn|tức|tức\slà|bằng|chiếm|chưa\sđến|\d|một\snửa|nửa|\()")
 _JOINED = re.compile(r"(?<!\w)(?:vì|nên|do|khi|dù|mà|nhưng|còn)(?!\w)")  # another sub-clause
 _METRIC_COMPARED = re.compile(
     r"\s(?:(?:nhiều|hẳn|rất\snhiều|so\svới|cả|số\stiền|tiền|khoản|con|mức)\s)*"
@@ -670,16 +678,26 @@ _SUBJECTS_OF_KIND = {
     "money": frozenset({"income", "spending", "saving", "withdrawal", "balance", "net"}),
     "percent": frozenset({"rate", "of_income", "spending", "saving", "income"}),
 }
+_KINDS_OF_CATEGORY = ("money", "percent")  # a category's amount, or its share of spending
 
 
 def _subject_of_sentence(low: str, start: int, at: int, kind: str) -> str | None:
     """The last subject of a figure of `kind` named before `at` in its sentence ("Tuần
     trước, con chi ... 38.000 đ"; "tỷ lệ ..., ít hơn tuần rồi (15k)" is not the rate's)."""
     allowed = _SUBJECTS_OF_KIND.get(kind, frozenset())
+    said = [
+        SUBJECT_WORDS.get(SPACES.sub(" ", m.group()))
+        for m in SUBJECT_WORDS_RE.finditer(low, start, at)
+    ]
+    if kind == "percent" and "income" in said:  # "để dành một nửa thu nhập, tức 51%"
+        share = {"saving": "rate", "spending": "spent_share"}
+        of_income = next((share[s] for s in said if s in share), None)
+        if of_income:
+            return of_income
     for m in reversed(list(SUBJECT_WORDS_RE.finditer(low, start, at))):
         word = SPACES.sub(" ", m.group())
         subject = SUBJECT_WORDS.get(word, f"cat:{group_of(word)}")
-        if subject in allowed or (subject.startswith("cat:") and kind == "money"):
+        if subject in allowed or (subject.startswith("cat:") and kind in _KINDS_OF_CATEGORY):
             return subject
     return None
 

@@ -47,6 +47,14 @@ class Reading:
     def is_read(self, start: int, end: int) -> bool:
         return any(s < end and start < e for s, e in self.read)
 
+    def goal_of(self, metric: str, at: int) -> str:
+        """ "mục tiêu" without a number is the goal its sentence named last."""
+        if metric != "target:":
+            return metric
+        start = max((c[0][0] for c in self.sentences if c[0][0] <= at), default=0)
+        named = re.findall(r"mục\stiêu\s(\d+)", self.labelled[start:at])
+        return f"target:{named[-1]}" if named else metric
+
     def flag(self, kind: str, start: int, end: int, message: str) -> None:
         self.mark(start, end)
         self.add(kind, self.field, self.text[start:end], message)
@@ -97,6 +105,7 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("khoản thu", "income_total"),
     ("nhận", "income_total"),
     ("tổng chi tiêu", "spending_total"),
+    ("tiền chi tiêu", "spending_total"),
     ("chi tiêu", "spending_total"),
     ("tổng chi", "spending_total"),
     ("tiền chi", "spending_total"),
@@ -326,6 +335,9 @@ def _operand_after(r: Reading, at: int, end: int) -> tuple[Mention | None, str |
     return None, None, at
 
 
+_THE_MONEY = re.compile(
+    r"\s(?:số\stiền|tiền)(?:\s(?:con\s)?(?:nhận\sđược|được\scho))?(?!\s\w*\s?(?:chi|tiêu))"
+)
 _DECREASE = re.compile(r"(?<!\w)giảm(?:\sđi|\sxuống|\scòn)?\s(?:(?:khoảng|gần|hơn)\s)?$")
 _COMPARED_WEEK = re.compile(
     r"so\svới\s(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước|tuần\srồi)"
@@ -353,11 +365,17 @@ def read_ratios(r: Reading) -> None:
             other_hint = (after.metric if after else None, after_week or week_here)
             subject = _subject_before(r, clauses, clause, m.start(), other_hint)
             if subject is None and after is not None:  # "hơn một nửa chi tiêu là đồ ăn vặt"
-                rest = [x for x in mentions_in(r, after_end, clause[1]) if x.metric]
+                rest = [
+                    x
+                    for x in mentions_in(r, after_end, clause[1])
+                    if x.metric not in (None, after.metric)
+                ]
                 subject = rest[0] if rest else None
             if after is None and after_week is None:  # "so với tuần rồi (327k) thì giảm một nửa"
                 said_before = _COMPARED_WEEK.search(r.low, clause[0], m.start())
                 after_week = said_before.lastgroup if said_before else None
+            if after is None and _THE_MONEY.match(r.low, m.end()):  # "phần lớn số tiền"
+                after = Mention(m.end(), m.end(), "income_total", None)
             if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
                 after = Mention(m.end(), m.end(), "spending_total", None)  # "chiếm phần lớn"
             goal = _GOAL_REACHED_BEFORE.search(r.labelled, first, m.start())
@@ -371,8 +389,12 @@ def read_ratios(r: Reading) -> None:
             other_week = after_week or week
             if other_metric == subject.metric and other_week == week:
                 continue  # the same thing twice: not a ratio this reader can place
-            a = r.facts.value(subject.metric, week)
-            b = 1.0 if other_metric == "one" else r.facts.value(other_metric, other_week)
+            a = r.facts.value(r.goal_of(subject.metric, m.start()), week)
+            b = (
+                1.0
+                if other_metric == "one"
+                else r.facts.value(r.goal_of(other_metric, m.start()), other_week)
+            )
             if a is None or b is None:
                 continue
             hedge = m.group("hedge2") or m.group("hedge") or ""
@@ -401,7 +423,7 @@ _COMPARATIVE = re.compile(
     r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?)"
     r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng)"
     r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?)"
-    r"|(?P<enough>đủ\s(?:để\s)?(?:trang\strải|chi\strả|bù\sđắp|bù|chi\scho|cho)(?:\s(?:toàn\sbộ|hết|cả))?)"
+    r"|(?P<enough>đủ\s(?:để\s)?(?:trang\strải|chi\strả|bù\sđắp|bù)(?:\s(?:toàn\sbộ|hết|cả))?)"
     r")(?:\scả)?(?!\w)"
 )
 
@@ -411,55 +433,85 @@ _DIFFERENCE = re.compile(r"\s(?:khoảng\s|gần\s|đúng\s)?(?=-?\d)")
 
 def read_comparisons(r: Reading) -> None:
     """ "Con chi nhiều hơn nhận", "tiền rút ra ít hơn tiền gửi vào", "chi cho đồ ăn vặt
-    nhiều hơn đồ chơi": the two things' values this week (or the weeks named)."""
+    nhiều hơn đồ chơi 1.000 đ": the two things' values this week (or the weeks named). A
+    comparative with a difference and nothing named after it ("gần bằng thu nhập, chỉ thấp
+    hơn 4.000 đ") is about the pair its sentence compared last."""
     for clauses in r.sentences:
+        pair: tuple[Operand, Operand] | None = None
         for clause in clauses:
             for m in _COMPARATIVE.finditer(r.low, *clause):
                 if r.is_read(m.start(), m.end()) or _in_advice(r, clause, m.start()):
                     continue
-                after, after_week, after_end = _operand_after(r, m.end(), clause[1])
-                if after is None:
+                found = _compared(r, clauses, clause, m)
+                if found is None and pair is not None and _DIFFERENCE.match(r.low, m.end()):
+                    found = (*pair, m.end())
+                if found is None:
                     continue  # "nhiều hơn tuần trước" is a trend; a number is a difference
-                difference = _DIFFERENCE.match(r.low, after_end)
-                week_here = _clause_week(r, clause[0], m.start())
-                hint = (after.metric, after_week or week_here)
-                subject = _subject_before(r, clauses, clause, m.start(), hint)
-                if subject is None:
-                    continue
-                week = subject.week or _clause_week(r, clause[0], m.start())
-                other_week = after_week or week
-                a = r.facts.value(subject.metric or "", week)
-                b = r.facts.value(after.metric or "", other_week)
-                if a is None or b is None or (after.metric, other_week) == (subject.metric, week):
-                    continue
-                said = next(k for k in ("more", "less", "about", "enough", "equal") if m.group(k))
-                holds = {
-                    "more": a > b,
-                    "less": a < b,
-                    "equal": abs(a - b) < 0.5,
-                    "about": abs(a - b) <= 0.1 * max(abs(a), abs(b)),
-                    "enough": a >= b,
-                }[said]
-                if m.group("neg"):
-                    holds = not holds
-                span = (subject.start, after_end)
-                if difference is not None:  # "nhiều hơn các khoản khác 1.000 đ"
-                    n = next((n for n in r.stated if n.start == difference.end()), None)
-                    if n is not None and n.sign == "net-":
-                        r.mark(m.start(), m.end())  # "chi nhiều hơn nhận 90.000 đ": net flow
-                        continue
-                    if n is None or n.kind != "money":
-                        continue
-                    holds = holds and abs(abs(a - b) - n.value) <= n.tolerance + 1e-9
-                    span = (subject.start, n.end)
-                if holds:
-                    r.mark(*span)
-                else:
-                    msg = (
-                        f"{r.text[span[0] : span[1]]!r}: {subject.metric} is {a:,.0f} and "
-                        f"{after.metric} is {b:,.0f}"
-                    )
-                    r.flag("wrong_comparison", *span, msg)
+                subject, other, end = found
+                pair = (subject, other)
+                _check_comparison(r, m, subject, other, end)
+
+
+@dataclass(frozen=True)
+class Operand:
+    mention: Mention
+    metric: str
+    week: str
+    value: float
+
+
+def _compared(
+    r: Reading, clauses: list[Span], clause: Span, m: re.Match[str]
+) -> tuple[Operand, Operand, int] | None:
+    """The two things a comparative compares, with their values, and where the second ends."""
+    after, after_week, after_end = _operand_after(r, m.end(), clause[1])
+    if after is None:
+        return None
+    week_here = _clause_week(r, clause[0], m.start())
+    subject = _subject_before(
+        r, clauses, clause, m.start(), (after.metric, after_week or week_here)
+    )
+    if subject is None:
+        return None
+    week = subject.week or week_here
+    other_week = after_week or week
+    metric = r.goal_of(subject.metric or "", m.start())
+    other_metric = r.goal_of(after.metric or "", m.start())
+    a, b = r.facts.value(metric, week), r.facts.value(other_metric, other_week)
+    if a is None or b is None or (other_metric, other_week) == (metric, week):
+        return None
+    return Operand(subject, metric, week, a), Operand(after, other_metric, other_week, b), after_end
+
+
+def _check_comparison(r: Reading, m: re.Match[str], one: Operand, other: Operand, end: int) -> None:
+    a, b = one.value, other.value
+    said = next(k for k in ("more", "less", "about", "enough", "equal") if m.group(k))
+    holds = {
+        "more": a > b,
+        "less": a < b,
+        "equal": abs(a - b) < 0.5,
+        "about": abs(a - b) <= 0.1 * max(abs(a), abs(b)),
+        "enough": a >= b,
+    }[said]
+    if m.group("neg"):
+        holds = not holds
+    span = (min(one.mention.start, m.start()), end)
+    difference = _DIFFERENCE.match(r.low, end)
+    if difference is not None:  # "nhiều hơn các khoản khác 1.000 đ"
+        n = next((n for n in r.stated if n.start == difference.end()), None)
+        if n is not None and n.sign == "net-":
+            r.mark(m.start(), m.end())  # "chi nhiều hơn nhận 90.000 đ": the net flow's
+            return
+        if n is None or n.kind != "money":
+            return
+        holds = holds and abs(abs(a - b) - n.value) <= n.tolerance + 1e-9
+        span = (span[0], n.end)
+    if holds:
+        r.mark(*span)
+    else:
+        said = r.text[span[0] : span[1]]
+        msg = f"{said!r}: {one.metric} is {a:,.0f} and {other.metric} is {b:,.0f}"
+        r.flag("wrong_comparison", *span, msg)
 
 
 # --- what did or did not happen -------------------------------------------------------------
@@ -702,6 +754,44 @@ def _rank_problem(
     if any(place in rank_of(g) for g in groups):
         return None
     return f"none of {', '.join(groups)} is category number {place} ({order})"
+
+
+# --- "bằng 0": nothing, said without a unit ---------------------------------------------
+
+_ZERO = re.compile(
+    r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=)\s"
+    r"(?P<zero>0)(?![\d.,])(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
+)
+
+
+def read_zeros(r: Reading) -> None:
+    """ "Chi tiêu ổn định ở mức 0", "hai tuần trước đều bằng 0", "tỷ lệ tiết kiệm gần như
+    bằng 0": the thing named (this week, or the week named) is nothing."""
+    for clauses in r.sentences:
+        for clause in clauses:
+            for m in _ZERO.finditer(r.low, *clause):
+                rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])
+                week = _clause_week(r, clause[0], m.start())
+                if rate:
+                    value = r.facts.data.get("savings_rate")
+                    value = None if value is None else float(value) * 100
+                    scale = 100.0
+                else:
+                    subject = _subject_before(r, clauses, clause, m.start(), (None, None))
+                    if subject is None or subject.metric is None:
+                        continue
+                    value = r.facts.value(
+                        subject.metric,
+                        "mean" if "đều" in r.low[clause[0] : m.start()] and week != "now" else week,
+                    )
+                    scale = max(r.facts.value("income_total") or 0.0, 1.0)
+                if value is None:
+                    continue
+                near = abs(value) <= 0.01 * scale if m.group("hedge") else value == 0
+                if near:
+                    r.mark(m.start("zero"), m.end("zero"))
+                else:
+                    r.flag("wrong_metric", m.start(), m.end(), f"{m.group()!r}: it is {value:,.2f}")
 
 
 # --- the sweep --------------------------------------------------------------------------------
