@@ -495,9 +495,7 @@ class _Checker:
                 and "(" not in text[d.end() : n.start]
                 and not _WEEK_SAID.match(text.lower(), n.end + 1)
                 and not _JOINED.search(text.lower(), d.end(), n.start)
-                and not _WEEK_SAID.search(
-                    text.lower(), d.end(), n.start
-                )  # "so với tuần rồi chỉ có 1 ngày"
+                and not _LEVEL_OF_WEEK.search(text.lower(), d.end(), n.start)
             ),
             None,
         )
@@ -581,6 +579,11 @@ def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
     return "goals"
 
 
+# "tăng so với tuần rồi chỉ có 1 ngày": that week's level, not the change
+_LEVEL_OF_WEEK = re.compile(
+    r"(?:tuần\strước|tuần\srồi|hai\stuần\strước|tuần\strước\snữa)\s(?:khi\s|con\s|chỉ\s|mới\s)*"
+    r"(?:có|là|ở\smức|mức|đạt|\()"
+)
 _ASIDE = re.compile(r"\s*(?:gần|khoảng|hơn|tức|tức\slà|bằng|chiếm|chưa\sđến|\d|một\snửa|nửa|\()")
 _JOINED = re.compile(r"(?<!\w)(?:vì|nên|do|khi|dù|mà|nhưng|còn)(?!\w)")  # another sub-clause
 _METRIC_COMPARED = re.compile(
