@@ -76,7 +76,6 @@ from kidsfin_assets.grounding.vocabulary import (
     CATEGORIES,
     CATEGORY_AFTER,
     COMPARES,
-    DIRECTION_KINDS,
     DIRECTIONS,
     GOAL_AFTER,
     GOAL_CLAIMS,
@@ -140,8 +139,8 @@ class _Checker:
         if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
             self.add("too_thin", field, original[:80], f"not a sentence of words: {original!r}")
             return
-        for masked in self.facts.masked:  # a child or category named "Bin 2015", "Mục tiêu 1"
-            text = re.sub(re.escape(masked), " " * len(masked), text, flags=re.IGNORECASE)
+        if self.facts.masks is not None:  # a child or category named "Bin 2015", "Mục tiêu 1"
+            text = self.facts.masks.sub(lambda m: " " * len(m.group()), text)
         low = text.lower()
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
@@ -428,7 +427,7 @@ class _Checker:
                             not sentence_has_past or _METRIC_COMPARED.match(low, d.end())
                         ):
                             continue  # "chi nhiều hơn nhận": metrics compared, not weeks
-                        direction = next(k for k in DIRECTION_KINDS if d.group(k))
+                        direction = d.lastgroup or ""  # up, down, more ...: the last to close
                         direction = {"more": "up", "less": "down"}.get(direction, direction)
                         if _THIS_WEEK_AFTER.match(low, d.end()) and PAST.search(
                             low, first, d.start()

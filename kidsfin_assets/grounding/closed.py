@@ -41,6 +41,13 @@ class Reading:
     stated: list[Stated] = field(default_factory=list)
     read: list[Span] = field(default_factory=list)
 
+    def locate(self, at: int) -> tuple[list[Span], Span]:
+        """The sentence (its clauses) and the clause holding `at`."""
+        for clauses in self.sentences:
+            if at < clauses[-1][1]:
+                return clauses, next((c for c in clauses if c[0] <= at < c[1]), clauses[0])
+        return self.sentences[-1], self.sentences[-1][-1]
+
     def mark(self, start: int, end: int) -> None:
         self.read.append((start, end))
 
@@ -351,68 +358,67 @@ _GOAL_REACHED_BEFORE = re.compile(
 def read_ratios(r: Reading) -> None:
     """ "Chi tiêu gấp ba tuần trước", "để dành một nửa thu nhập", "hơn một nửa chi tiêu là
     đồ ăn vặt": the ratio of the two things named, within the hedge's bounds."""
-    for clauses in r.sentences:
-        first, last = clauses[0][0], clauses[-1][1]
-        for m in _RATIO.finditer(r.low, first, last):
-            ratio = _ratio_value(m)
-            clause = next((c for c in clauses if c[0] <= m.start() < c[1]), clauses[0])
-            if ratio is None or _in_advice(r, clause, m.start()):
-                continue
-            if m.group("lan") and not re.search(r"(?:gấp|bằng|hơn)\s*$", r.low[: m.start()]):
-                continue  # "3 lần" alone is a count of times, not a ratio
-            after, after_week, after_end = _operand_after(r, m.end(), clause[1])
-            week_here = _clause_week(r, clause[0], m.start())
-            other_hint = (after.metric if after else None, after_week or week_here)
-            subject = _subject_before(r, clauses, clause, m.start(), other_hint)
-            if subject is None and after is not None:  # "hơn một nửa chi tiêu là đồ ăn vặt"
-                rest = [
-                    x
-                    for x in mentions_in(r, after_end, clause[1])
-                    if x.metric not in (None, after.metric)
-                ]
-                subject = rest[0] if rest else None
-            if after is None and after_week is None:  # "so với tuần rồi (327k) thì giảm một nửa"
-                said_before = _COMPARED_WEEK.search(r.low, clause[0], m.start())
-                after_week = said_before.lastgroup if said_before else None
-            if after is None and _THE_MONEY.match(r.low, m.end()):  # "phần lớn số tiền"
-                after = Mention(m.end(), m.end(), "income_total", None)
-            if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
-                after = Mention(m.end(), m.end(), "spending_total", None)  # "chiếm phần lớn"
-            goal = _GOAL_REACHED_BEFORE.search(r.labelled, first, m.start())
-            if after is None and goal:  # "mục tiêu 1 mới đạt 36%, chưa được một nửa"
-                subject = Mention(goal.start(), goal.end(), f"progress:{goal.group('n')}", None)
-                after = Mention(m.end(), m.end(), "one", None)
-            if subject is None or subject.metric is None:
-                continue
-            week = subject.week or _clause_week(r, clause[0], m.start())
-            other_metric = after.metric if after is not None and after.metric else subject.metric
-            other_week = after_week or week
-            if other_metric == subject.metric and other_week == week:
-                continue  # the same thing twice: not a ratio this reader can place
-            a = r.facts.value(r.goal_of(subject.metric, m.start()), week)
-            b = (
-                1.0
-                if other_metric == "one"
-                else r.facts.value(r.goal_of(other_metric, m.start()), other_week)
+    for m in _RATIO.finditer(r.low):
+        clauses, clause = r.locate(m.start())
+        first = clauses[0][0]
+        ratio = _ratio_value(m)
+        if ratio is None or _in_advice(r, clause, m.start()):
+            continue
+        if m.group("lan") and not re.search(r"(?:gấp|bằng|hơn)\s*$", r.low[: m.start()]):
+            continue  # "3 lần" alone is a count of times, not a ratio
+        after, after_week, after_end = _operand_after(r, m.end(), clause[1])
+        week_here = _clause_week(r, clause[0], m.start())
+        other_hint = (after.metric if after else None, after_week or week_here)
+        subject = _subject_before(r, clauses, clause, m.start(), other_hint)
+        if subject is None and after is not None:  # "hơn một nửa chi tiêu là đồ ăn vặt"
+            rest = [
+                x
+                for x in mentions_in(r, after_end, clause[1])
+                if x.metric not in (None, after.metric)
+            ]
+            subject = rest[0] if rest else None
+        if after is None and after_week is None:  # "so với tuần rồi (327k) thì giảm một nửa"
+            said_before = _COMPARED_WEEK.search(r.low, clause[0], m.start())
+            after_week = said_before.lastgroup if said_before else None
+        if after is None and _THE_MONEY.match(r.low, m.end()):  # "phần lớn số tiền"
+            after = Mention(m.end(), m.end(), "income_total", None)
+        if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
+            after = Mention(m.end(), m.end(), "spending_total", None)  # "chiếm phần lớn"
+        goal = _GOAL_REACHED_BEFORE.search(r.labelled, first, m.start())
+        if after is None and goal:  # "mục tiêu 1 mới đạt 36%, chưa được một nửa"
+            subject = Mention(goal.start(), goal.end(), f"progress:{goal.group('n')}", None)
+            after = Mention(m.end(), m.end(), "one", None)
+        if subject is None or subject.metric is None:
+            continue
+        week = subject.week or _clause_week(r, clause[0], m.start())
+        other_metric = after.metric if after is not None and after.metric else subject.metric
+        other_week = after_week or week
+        if other_metric == subject.metric and other_week == week:
+            continue  # the same thing twice: not a ratio this reader can place
+        a = r.facts.value(r.goal_of(subject.metric, m.start()), week)
+        b = (
+            1.0
+            if other_metric == "one"
+            else r.facts.value(r.goal_of(other_metric, m.start()), other_week)
+        )
+        if a is None or b is None:
+            continue
+        hedge = m.group("hedge2") or m.group("hedge") or ""
+        kind = "over" if m.group("most") else _HEDGE_KIND.get(re.sub(r"\s+", " ", hedge), "")
+        low, high = _RATIO_BOUNDS[kind]
+        said = r.text[m.start() : m.end()]
+        actual = a / b if b > 0 else 0.0
+        if _DECREASE.search(r.low, max(clause[0], m.start() - 12), m.start()) and ratio < 1:
+            actual = 1 - actual  # "giảm gần một nửa": by half, to half of it
+        if b <= 0 or not (low * ratio - 1e-9 <= actual <= high * ratio + 1e-9):
+            actual = "undefined (the other is 0)" if b <= 0 else f"{a / b:.2f}"
+            msg = (
+                f"{said!r}: {subject.metric} ({week}) / {other_metric} ({other_week}) "
+                f"is {actual}, not {ratio:g}"
             )
-            if a is None or b is None:
-                continue
-            hedge = m.group("hedge2") or m.group("hedge") or ""
-            kind = "over" if m.group("most") else _HEDGE_KIND.get(re.sub(r"\s+", " ", hedge), "")
-            low, high = _RATIO_BOUNDS[kind]
-            said = r.text[m.start() : m.end()]
-            actual = a / b if b > 0 else 0.0
-            if _DECREASE.search(r.low, max(clause[0], m.start() - 12), m.start()) and ratio < 1:
-                actual = 1 - actual  # "giảm gần một nửa": by half, to half of it
-            if b <= 0 or not (low * ratio - 1e-9 <= actual <= high * ratio + 1e-9):
-                actual = "undefined (the other is 0)" if b <= 0 else f"{a / b:.2f}"
-                msg = (
-                    f"{said!r}: {subject.metric} ({week}) / {other_metric} ({other_week}) "
-                    f"is {actual}, not {ratio:g}"
-                )
-                r.flag("wrong_ratio", m.start(), m.end(), msg)
-            else:
-                r.mark(m.start(), m.end())
+            r.flag("wrong_ratio", m.start(), m.end(), msg)
+        else:
+            r.mark(m.start(), m.end())
 
 
 # --- two metrics compared -------------------------------------------------------------------
@@ -436,20 +442,20 @@ def read_comparisons(r: Reading) -> None:
     nhiều hơn đồ chơi 1.000 đ": the two things' values this week (or the weeks named). A
     comparative with a difference and nothing named after it ("gần bằng thu nhập, chỉ thấp
     hơn 4.000 đ") is about the pair its sentence compared last."""
-    for clauses in r.sentences:
-        pair: tuple[Operand, Operand] | None = None
-        for clause in clauses:
-            for m in _COMPARATIVE.finditer(r.low, *clause):
-                if r.is_read(m.start(), m.end()) or _in_advice(r, clause, m.start()):
-                    continue
-                found = _compared(r, clauses, clause, m)
-                if found is None and pair is not None and _DIFFERENCE.match(r.low, m.end()):
-                    found = (*pair, m.end())
-                if found is None:
-                    continue  # "nhiều hơn tuần trước" is a trend; a number is a difference
-                subject, other, end = found
-                pair = (subject, other)
-                _check_comparison(r, m, subject, other, end)
+    pairs: dict[int, tuple[Operand, Operand]] = {}  # by sentence: the pair compared last
+    for m in _COMPARATIVE.finditer(r.low):
+        clauses, clause = r.locate(m.start())
+        pair = pairs.get(clauses[0][0])
+        if r.is_read(m.start(), m.end()) or _in_advice(r, clause, m.start()):
+            continue
+        found = _compared(r, clauses, clause, m)
+        if found is None and pair is not None and _DIFFERENCE.match(r.low, m.end()):
+            found = (*pair, m.end())
+        if found is None:
+            continue  # "nhiều hơn tuần trước" is a trend; a number is a difference
+        subject, other, end = found
+        pairs[clauses[0][0]] = (subject, other)
+        _check_comparison(r, m, subject, other, end)
 
 
 @dataclass(frozen=True)
@@ -604,45 +610,54 @@ def _goal_set_claims(r: Reading) -> None:
 def read_happened(r: Reading) -> None:
     """ "Tuần này con không mua đồ chơi nào" (toys: 0), "chưa rút tiền tiết kiệm"
     (withdrawals: 0), "đã đặt một mục tiêu mới" (a goal set this week)."""
-    goals = r.facts.data.get("savings_goals") or []
     _goal_set_claims(r)
-    for clauses in r.sentences:
-        for clause in clauses:
-            if _in_advice(r, clause, clause[1]) or _FUTURE.search(r.low, *clause):
-                continue
-            clause_week = _clause_week(r, *clause)
-            for m in _EVENT.finditer(r.low, *clause):
-                week = _week_when(r, clause, m.start()) or clause_week
-                negated = bool(m.group("neg"))
-                if negated and _NOT_NOTHING.match(r.low, m.end()):
-                    continue
-                if r.is_read(m.start(), m.end()) or _NOUN_BEFORE.search(r.low, 0, m.start()):
-                    continue
-                if not negated and (
-                    not (
-                        re.search(r"(?:đã|có|vừa|cũng)\s$", r.low[: m.start()])
-                        or _ACTIVITY.match(r.low, m.start())
-                    )
-                    or any(m.end() <= n.start < clause[1] for n in r.stated)
-                ):
-                    continue  # an affirmative with a figure: the figure is what is checked
-                metric, end = _event_metric(r, m, clause[1])
-                if metric is None:
-                    continue
-                if metric in ("goal_set", "goal_done"):
-                    key = "created_in_week" if metric == "goal_set" else "completed_in_week"
-                    happened = any(g.get(key) for g in goals)
-                    value: float | None = 1.0 if happened else 0.0
-                else:
-                    value = r.facts.value(metric, week)
-                if value is None:
-                    continue
-                if (value > 0) != negated:
-                    r.mark(m.start(), end)
-                    continue
-                said = r.text[m.start() : end]
-                state = f"{metric} is {value:,.0f}" + (f" ({week})" if week != "now" else "")
-                r.flag("wrong_event", m.start(), end, f"{said!r}: {state}")
+    skipped: dict[Span, bool] = {}
+    for m in _EVENT.finditer(r.low):
+        negated = bool(m.group("neg"))
+        if (
+            not negated
+            and not _AFFIRMED.search(r.low, max(0, m.start() - 8), m.start())
+            and not _ACTIVITY.match(r.low, m.start())
+        ):
+            continue  # "con chi 31.000 đ": the figure is what is checked
+        if (negated and _NOT_NOTHING.match(r.low, m.end())) or r.is_read(m.start(), m.end()):
+            continue
+        if _NOUN_BEFORE.search(r.low, max(0, m.start() - 8), m.start()):
+            continue
+        _clauses, clause = r.locate(m.start())
+        if clause not in skipped:
+            skipped[clause] = bool(
+                _in_advice(r, clause, clause[1]) or _FUTURE.search(r.low, *clause)
+            )
+        if skipped[clause]:
+            continue
+        if not negated and any(m.end() <= n.start < clause[1] for n in r.stated):
+            continue  # an affirmative with a figure: the figure is what is checked
+        _check_event(r, m, clause, negated)
+
+
+_AFFIRMED = re.compile(r"(?:đã|có|vừa|cũng)\s$")
+
+
+def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> None:
+    metric, end = _event_metric(r, m, clause[1])
+    if metric is None:
+        return
+    week = _week_when(r, clause, m.start()) or _clause_week(r, *clause)
+    if metric in ("goal_set", "goal_done"):
+        key = "created_in_week" if metric == "goal_set" else "completed_in_week"
+        goals = r.facts.data.get("savings_goals") or []
+        value: float | None = 1.0 if any(g.get(key) for g in goals) else 0.0
+    else:
+        value = r.facts.value(metric, week)
+    if value is None:
+        return
+    if (value > 0) != negated:
+        r.mark(m.start(), end)
+        return
+    said = r.text[m.start() : end]
+    state = f"{metric} is {value:,.0f}" + (f" ({week})" if week != "now" else "")
+    r.flag("wrong_event", m.start(), end, f"{said!r}: {state}")
 
 
 def _clause_at(clauses: list[Span], at: int) -> Span:
@@ -690,6 +705,8 @@ _IN_ORDER = re.compile(r"theo\sthứ\stự|lần\slượt")
 def read_ranking(r: Reading) -> None:
     """The categories a sentence ranks: the top one, the top k, the second, the least."""
     ranking = r.facts.ranking
+    if not _RANK.search(r.low):
+        return
     for clauses in r.sentences:
         first, last = clauses[0][0], clauses[-1][1]
         ranks = [m for m in _RANK.finditer(r.low, first, last) if not r.is_read(*m.span())]
@@ -760,38 +777,37 @@ def _rank_problem(
 
 _ZERO = re.compile(
     r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=)\s"
-    r"(?P<zero>0)(?![\d.,])(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
+    r"(?P<zero>0)(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
 )
 
 
 def read_zeros(r: Reading) -> None:
     """ "Chi tiêu ổn định ở mức 0", "hai tuần trước đều bằng 0", "tỷ lệ tiết kiệm gần như
     bằng 0": the thing named (this week, or the week named) is nothing."""
-    for clauses in r.sentences:
-        for clause in clauses:
-            for m in _ZERO.finditer(r.low, *clause):
-                rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])
-                week = _clause_week(r, clause[0], m.start())
-                if rate:
-                    value = r.facts.data.get("savings_rate")
-                    value = None if value is None else float(value) * 100
-                    scale = 100.0
-                else:
-                    subject = _subject_before(r, clauses, clause, m.start(), (None, None))
-                    if subject is None or subject.metric is None:
-                        continue
-                    value = r.facts.value(
-                        subject.metric,
-                        "mean" if "đều" in r.low[clause[0] : m.start()] and week != "now" else week,
-                    )
-                    scale = max(r.facts.value("income_total") or 0.0, 1.0)
-                if value is None:
-                    continue
-                near = abs(value) <= 0.01 * scale if m.group("hedge") else value == 0
-                if near:
-                    r.mark(m.start("zero"), m.end("zero"))
-                else:
-                    r.flag("wrong_metric", m.start(), m.end(), f"{m.group()!r}: it is {value:,.2f}")
+    for m in _ZERO.finditer(r.low):
+        clauses, clause = r.locate(m.start())
+        rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])
+        week = _clause_week(r, clause[0], m.start())
+        if rate:
+            value = r.facts.data.get("savings_rate")
+            value = None if value is None else float(value) * 100
+            scale = 100.0
+        else:
+            subject = _subject_before(r, clauses, clause, m.start(), (None, None))
+            if subject is None or subject.metric is None:
+                continue
+            value = r.facts.value(
+                subject.metric,
+                "mean" if "đều" in r.low[clause[0] : m.start()] and week != "now" else week,
+            )
+            scale = max(r.facts.value("income_total") or 0.0, 1.0)
+        if value is None:
+            continue
+        near = abs(value) <= 0.01 * scale if m.group("hedge") else value == 0
+        if near:
+            r.mark(m.start("zero"), m.end("zero"))
+        else:
+            r.flag("wrong_metric", m.start(), m.end(), f"{m.group()!r}: it is {value:,.2f}")
 
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -813,28 +829,26 @@ _NOT_A_FIGURE_BEFORE = re.compile(r"(?:tuần|tháng|lớp|năm|thứ|số|bư�
 
 def sweep(r: Reading) -> None:
     """Every claim-like word that no check read: `unverifiable`, one finding a sentence."""
-    for clauses in r.sentences:
+    flagged: set[int] = set()
+    for m in _CLAIM_WORDS.finditer(r.low):
+        clauses, clause = r.locate(m.start())
         first, last = clauses[0][0], clauses[-1][1]
-        for m in _CLAIM_WORDS.finditer(r.low, first, last):
-            if r.is_read(m.start(), m.end()):
-                continue
-            clause = next((c for c in clauses if c[0] <= m.start() < c[1]), clauses[0])
-            word = m.group()
-            if word[0].isdigit():
-                if _NOT_A_FIGURE.match(r.low, m.end()) or _NOT_A_FIGURE_BEFORE.search(
-                    r.low, max(0, m.start() - 8), m.start()
-                ):
-                    continue
-            elif _in_advice(r, clause, m.start()):
-                continue  # "hãy giảm chi tiêu": advice, not a claim
-            if word.startswith(("tuần", "hai tuần")) and any(
-                s < last and first < e for s, e in r.read
+        if first in flagged or r.is_read(m.start(), m.end()):
+            continue
+        word = m.group()
+        if word[0].isdigit():
+            if _NOT_A_FIGURE.match(r.low, m.end()) or _NOT_A_FIGURE_BEFORE.search(
+                r.low, max(0, m.start() - 8), m.start()
             ):
-                continue  # a week named by a sentence whose claims were read
-            sentence = r.text[first:last].strip()
-            msg = (
-                f"cannot verify {r.text[m.start() : m.end()]!r} in {sentence!r}: say it with "
-                "a figure of the data and what it is, or leave it out"
-            )
-            r.flag("unverifiable", first, last, msg)
-            break
+                continue
+        elif _in_advice(r, clause, m.start()):
+            continue  # "hãy giảm chi tiêu": advice, not a claim
+        if word.startswith(("tuần", "hai tuần")) and any(s < last and first < e for s, e in r.read):
+            continue  # a week named by a sentence whose claims were read
+        sentence = r.text[first:last].strip()
+        msg = (
+            f"cannot verify {r.text[m.start() : m.end()]!r} in {sentence!r}: say it with "
+            "a figure of the data and what it is, or leave it out"
+        )
+        r.flag("unverifiable", first, last, msg)
+        flagged.add(first)

@@ -76,6 +76,7 @@ class Facts:
     values: Mapping[str, float]
     net_flow: float
     masked: tuple[str, ...]  # data text (names, categories) with digits, not the model's
+    masks: re.Pattern[str] | None  # `masked` as one pattern, any case
     # (absolute value, label) of every allowed value, by kind: what `pool` filters
     labelled: Mapping[str, tuple[tuple[float, str], ...]]
     categories: Mapping[str, tuple[tuple[float, float], ...]]  # group -> (amount, share %)
@@ -214,6 +215,7 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         "days": days,
         "counts": counts,
     }
+    masked = tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1])
     return Facts(
         money=Values.of([(abs(v), label) for v, label in money]),
         signed_money=Values.of(money),
@@ -227,7 +229,8 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         prev1=prev1s,
         values=values,
         net_flow=_num(data, "net_flow"),
-        masked=tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1]),
+        masked=masked,
+        masks=re.compile("|".join(map(re.escape, masked)), re.IGNORECASE) if masked else None,
         labelled={k: tuple((abs(v), label) for v, label in p) for k, p in labelled.items()},
         categories=_category_groups(categories, spending),
         top_groups=_top_groups(categories),
