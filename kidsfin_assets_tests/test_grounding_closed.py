@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from kidsfin_assets.grounding import check_report
+from kidsfin_assets.grounding.spelled import spell_digits
 from kidsfin_assets.prompt import prompt_data
+from openai_test_server.report_corpus import amount_in_words
 
 FILLER = "Tuần này [[KID]] có một tuần bình thường."
 
@@ -155,3 +157,10 @@ def test_an_unverifiable_finding_names_the_sentence_and_what_to_change() -> None
     assert finding.kind == "unverifiable"
     assert finding.text == "Con chi tiêu nhiều hơn hẳn so với bạn bè cùng lớp"
     assert "nhiều hơn" in finding.message and "leave it out" in finding.message
+
+
+def test_every_amount_said_in_words_is_read_as_its_digits() -> None:
+    """One nghìn to 999 nghìn in words (the generated corpus's lies), read back exactly."""
+    for thousands in range(1, 1000):
+        said = amount_in_words(thousands * 1000.0)
+        assert spell_digits(said) == f"{thousands} nghìn đồng", said

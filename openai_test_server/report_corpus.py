@@ -25,7 +25,22 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-LIE_KINDS = ("wrong_amount", "reversed_trend", "invented_amount", "wrong_days", "misattributed")
+LIE_KINDS = (
+    "wrong_amount",
+    "reversed_trend",
+    "invented_amount",
+    "wrong_days",
+    "misattributed",
+    # the closed world's (issue 19)
+    "in_words",
+    "ratio",
+    "comparison",
+    "event",
+    "ranking",
+    "goal_lack",
+    "other_week",
+    "count_unit",
+)
 EDGE_CASES = (
     "typical",
     "negative_net",
@@ -661,12 +676,137 @@ def _misattributed(d: dict[str, Any], rng: random.Random, fields: dict[str, list
         _wrong_amount(d, rng, fields)
 
 
+# --- the closed world's lies (issue 19): claims without a plain figure, figures bound wrongly
+
+
+_UNITS = ("", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
+
+
+def _hundreds_in_words(n: int) -> str:
+    """1..999 as a Vietnamese writer says it: "một trăm năm mươi", "ba mươi lăm"."""
+    hundreds, rest = divmod(n, 100)
+    tens, units = divmod(rest, 10)
+    words = [f"{_UNITS[hundreds]} trăm"] if hundreds else []
+    if tens == 1:
+        words.append("mười")
+    elif tens:
+        words.append(f"{_UNITS[tens]} mươi")
+    elif hundreds and units:
+        words.append("lẻ")
+    if units:
+        words.append(
+            "lăm" if units == 5 and tens else "mốt" if units == 1 and tens > 1 else _UNITS[units]
+        )
+    return " ".join(words)
+
+
+def amount_in_words(value: float) -> str:
+    """A whole number of thousands below a million in words: "một trăm năm mươi nghìn đồng"."""
+    return f"{_hundreds_in_words(int(value // 1000))} nghìn đồng"
+
+
+def _said_in_words(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """A wrong spending said in words."""
+    truths = true_amounts(d)
+    wrong = next(
+        (v for v in (rng.randrange(10, 999) * 1000.0 for _ in range(200)) if _far_from(v, truths)),
+        None,
+    )
+    if wrong is None:
+        return _wrong_amount(d, rng, fields)
+    fields["spending_pattern"].insert(0, f"Tuần này {_kid(d)} đã chi {amount_in_words(wrong)}.")
+
+
+def _wrong_ratio(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """This week's spending said to be a multiple of last week's that it is not."""
+    now, before = d["spending_total"], d["spending_total_prev1"]
+    said = {2.0: "gấp đôi", 3.0: "gấp ba", 1.5: "gấp rưỡi", 0.5: "bằng một nửa"}
+    wrong = [r for r in said if before <= 0 or abs(now / before - r) > 0.3 * r]
+    if before <= 0 or not wrong:
+        return _wrong_amount(d, rng, fields)
+    fields["spending_pattern"].append(f"Chi tiêu tuần này {said[rng.choice(wrong)]} tuần trước.")
+
+
+def _wrong_comparison(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """Spending said to be more (or less) than the income, the other way round."""
+    income, spending = d["income_total"], d["spending_total"]
+    if income == spending:
+        return _wrong_amount(d, rng, fields)
+    said = "ít hơn" if spending > income else "nhiều hơn"
+    fields["financial_health"].append(f"{_kid(d)} chi tiêu {said} số tiền nhận được.")
+
+
+def _wrong_event(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """Something said to have happened that did not, or not to have happened that did."""
+    kid, top = _kid(d), d["top_spending_category"]
+    lies = []
+    if top:
+        lies.append(f"Tuần này {kid} không chi cho {_category(top)} khoản nào.")
+    if d["withdrawal_total"] == 0:
+        lies.append(f"Tuần này {kid} đã rút tiền tiết kiệm.")
+    if d["income_total"] > 0:
+        lies.append(f"Tuần này {kid} không nhận được đồng nào.")
+    if not lies:
+        return _wrong_amount(d, rng, fields)
+    fields["savings_behavior"].append(rng.choice(lies))
+
+
+def _wrong_ranking(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """The second category said to be the largest, the largest to come after it."""
+    ranked = sorted((d["spending_by_category"] or {}).items(), key=lambda kv: -kv[1])
+    named = [(k, v) for k, v in ranked if k not in ("khác", "(các danh mục khác)")]
+    if len(named) < 2 or named[0][1] == named[1][1]:
+        return _wrong_amount(d, rng, fields)
+    first, second = _category(named[0][0]), _category(named[1][0])
+    fields["spending_pattern"].append(
+        f"{second.capitalize()} là khoản chi lớn nhất, sau đó là {first}."
+    )
+
+
+def _wrong_lack(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """What an open goal still lacks said to be its whole target."""
+    balance = d["savings_balance"]
+    goals = [
+        g
+        for g in d.get("savings_goals") or []
+        if g["open_at_week_end"] and not g["reached"] and 0 < balance < g["target_amount"]
+    ]
+    if not goals:
+        return _wrong_amount(d, rng, fields)
+    goal = rng.choice(goals)
+    target = money(goal["target_amount"], rng, exact=True)
+    fields["savings_behavior"].append(f"{_kid(d)} còn thiếu {target} để đạt {goal['goal']}.")
+
+
+def _wrong_week(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """Two weeks ago's spending said to be last week's."""
+    p1, p2 = d["spending_total_prev1"], d["spending_total_prev2"]
+    if not _far_from(p2, [p1]) or p2 <= 0:
+        return _wrong_amount(d, rng, fields)
+    fields["spending_pattern"].append(f"Tuần trước {_kid(d)} chi {money(p2, rng, exact=True)}.")
+
+
+def _wrong_unit(d: dict[str, Any], rng: random.Random, fields: dict[str, list[str]]) -> None:
+    """The transaction count said to be the events'."""
+    if d["txn_count"] == d["event_count"]:
+        return _wrong_days(d, rng, fields)
+    fields["activity_level"].append(f"{_kid(d)} có {d['txn_count']} sự kiện trong ứng dụng.")
+
+
 _LIARS = {
     "wrong_amount": _wrong_amount,
     "reversed_trend": _reversed_trend,
     "invented_amount": _invented_amount,
     "wrong_days": _wrong_days,
     "misattributed": _misattributed,
+    "in_words": _said_in_words,
+    "ratio": _wrong_ratio,
+    "comparison": _wrong_comparison,
+    "event": _wrong_event,
+    "ranking": _wrong_ranking,
+    "goal_lack": _wrong_lack,
+    "other_week": _wrong_week,
+    "count_unit": _wrong_unit,
 }
 
 
