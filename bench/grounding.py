@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from bench.common import Goal, goals_table, machine_info, machine_line, table, write_results
+from bench.corpus.written import WRITTEN, evaluate
 from kidsfin_assets.grounding import check_report
 from kidsfin_assets.offline_writer import offline_report
 from kidsfin_assets.prompt import prompt_data
@@ -205,6 +206,69 @@ def goals(c: dict[str, Any], timing: dict[str, Any]) -> list[Goal]:
     ]
 
 
+def written_report(w: dict[str, Any]) -> str:
+    """One written corpus: by kind, by writer's style, and the whole reports' cost."""
+    kinds = table(
+        f"{w['corpus']}: recall by kind (labelled false sentences)",
+        ("kind", "caught / lies"),
+        [(k, f"{v['caught']} / {v['lies']}") for k, v in w["recall_by_kind"].items()],
+    )
+    styles = table(
+        f"{w['corpus']}: by writer's style",
+        ("style", "lies caught", "true sentences flagged", "true reports re-asked"),
+        [
+            (
+                style,
+                f"{c.get('caught', 0)} / {c.get('lies', 0)}",
+                f"{c.get('truths_flagged', 0)} / {c.get('truths', 0)}",
+                f"{c.get('reports_reasked', 0)} / {c.get('reports', 0)}",
+            )
+            for style, c in w["writers"].items()
+        ],
+    )
+    figures = table(
+        f"{w['corpus']}: figures",
+        ("", "value"),
+        [
+            ("recall (all kinds)", w["recall"]),
+            (
+                "labelled true sentences flagged",
+                f"{w['true_sentences_flagged']} / {w['true_sentences']} "
+                f"({w['false_positive_rate']:.2%})",
+            ),
+            (
+                "true whole reports re-asked",
+                f"{w['reports_reasked']} / {w['reports']} ({w['reports_reasked_share']:.1%})",
+            ),
+            ("sentences in the true reports", w["report_sentences"]),
+        ],
+    )
+    return "\n".join((kinds, styles, figures))
+
+
+def written_goals(w: dict[str, Any]) -> list[Goal]:
+    worst = min(
+        (v["caught"] / v["lies"] for v in w["recall_by_kind"].values() if v["lies"]), default=1.0
+    )
+    name = w["corpus"]
+    return [
+        Goal(f"{name}: recall", w["recall"], ">= 0.99", w["recall"] >= 0.99),
+        Goal(f"{name}: recall, worst kind", round(worst, 4), ">= 0.99", worst >= 0.99),
+        Goal(
+            f"{name}: true sentences flagged",
+            w["false_positive_rate"],
+            "<= 0.01",
+            w["false_positive_rate"] <= 0.01,
+        ),
+        Goal(
+            f"{name}: true reports re-asked",
+            w["reports_reasked_share"],
+            "<= 0.03",
+            w["reports_reasked_share"] <= 0.03,
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.grounding")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
@@ -216,10 +280,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     items = corpus(weeks, args.seed)
     timing = measure(items)
     c = confusion(items)
+    print("Generated corpus (written with the checker)")
     print(report(c, timing))
     goal_list = goals(c, timing)
+    written = {name: evaluate(name) for name in WRITTEN}
+    for name, w in written.items():
+        print(f"\nWritten corpus: {name} (writers who never read the checker)")
+        print(written_report(w))
+        goal_list += written_goals(w)
     print(goals_table(goal_list))
-    payload = {"weeks": weeks, "seed": args.seed, **timing, **c, "goals": goal_list}
+    payload = {
+        "weeks": weeks,
+        "seed": args.seed,
+        **timing,
+        **c,
+        "written": written,
+        "goals": goal_list,
+    }
     write_results(NAME, args.quick, machine, payload)
     return payload
 
