@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from dagster import AssetKey, DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 
 from kidsfin_assets.warehouse import kid_weekly_reports, report_ledger
 from kidsfin_assets_tests.helpers import fetch, materialize_week, warehouse_engine
 from kidsfin_assets_tests.test_gold_processes import PROJECT, cli_env
 from kidsfin_assets_tests.test_gold_reports import API_KEY, W, gold_meta, setup_week
 from openai_test_server import FakeOpenAIServer, running_server
+from openai_test_server.report_corpus import LIE_KINDS
 
 KIDS = 16
 DAGSTER_MATERIALIZE = [sys.executable, "-m", "dagster", "asset", "materialize"]
@@ -129,3 +132,55 @@ def test_a_true_figure_said_of_the_wrong_thing_never_reaches_the_parents(
         assert (answers[row["answer_id"]]["content"] in lies) == (row["grounded"] is False)
     export = json.loads((Path(settings.export_path) / f"kids_reports_{W}.json").read_text())
     assert {r["kid_id"] for r in export["reports"]} == {r["kid_id"] for r in rows if r["grounded"]}
+
+
+def cli_gold_meta(dagster_home: str) -> dict:
+    """gold's metadata of the week, as the CLI run's own instance recorded it."""
+    with DagsterInstance.from_ref(InstanceRef.from_dir(dagster_home)) as instance:
+        event = instance.get_latest_materialization_event(AssetKey(["gold", "kid_weekly_reports"]))
+        assert event is not None and event.asset_materialization is not None
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@pytest.mark.timeout(300)
+def test_lies_of_every_kind_in_one_answer_of_five_never_reach_the_parents(
+    monkeypatch, pg_url, liar, tmp_path
+) -> None:
+    """Issue 19, end to end through `dagster asset materialize`: the server lies in one
+    answer in five, each lie of a kind drawn from all of the closed world's (amounts in
+    words, ratios, comparisons, events, rankings, lacks, other weeks, units, and the
+    earlier five). No lie is exported; each kid is in the parents' export or the review
+    file; every re-ask is counted in gold's metadata."""
+    kids = 40
+    liar.configure(lie_rate=0.2, lie_kinds=list(LIE_KINDS))
+    settings, _ = setup_week(monkeypatch, pg_url, liar, kids)
+    env = cli_env(tmp_path, pg_url, liar.base_url)
+    selection = "gold/kid_weekly_reports,exports/kids_reports_json"
+    done = subprocess.run(
+        [*DAGSTER_MATERIALIZE, "--select", selection, "--partition", W],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    lied = liar.stats.reports_lied
+    assert lied > 0 and len(set(liar.stats.lie_kinds)) >= 5, liar.stats.lie_kinds
+    exports = tmp_path / "exports"
+    parents = json.loads((exports / f"kids_reports_{W}.json").read_text())
+    exported = {r["kid_id"] for r in parents["reports"]}
+    review_file = exports / f"needs_review_reports_{W}.json"
+    review = json.loads(review_file.read_text()) if review_file.exists() else {"reports": []}
+    kept = {r["kid_id"] for r in review["reports"]}
+    answers, lies = answers_by_id(settings), lied_contents(liar)
+    rows = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports))
+    assert len(rows) == kids and exported | kept == {r["kid_id"] for r in rows}
+    assert not exported & kept
+    for row in rows:
+        told_a_lie = answers[row["answer_id"]]["content"] in lies
+        assert not (row["kid_id"] in exported and told_a_lie)
+    meta = cli_gold_meta(env["DAGSTER_HOME"])
+    assert meta["answers_ungrounded"] == lied  # each lie asked again, no truth rejected
+    assert meta["reports_grounded"] + meta["reports_ungrounded"] == kids
+    reasks = [r for r in liar.requests if len(r.body["messages"]) == 3]
+    assert len(reasks) == lied
