@@ -80,6 +80,13 @@ def test_a_report_without_a_grounded_answer_is_kept_for_review_not_exported(
     review = json.loads((exports / f"needs_review_reports_{W}.json").read_text())
     assert parents["total_reports"] == 0
     assert review["total_reports"] == 3 and all(r["findings"] for r in review["reports"])
+    # The reviewer's view (issue 19): each kid's refused sentences and why, in gold's metadata
+    shown = gold_meta(result)["kept_for_review"]
+    assert "3 report(s) kept for review" in shown
+    for row in rows:
+        assert f"**kid {row['kid_id']}**" in shown
+        for finding in row["findings"]:
+            assert finding["message"].replace("|", "\\|") in shown
 
 
 @pytest.mark.timeout(300)

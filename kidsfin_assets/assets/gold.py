@@ -142,6 +142,50 @@ SUMMARY_ROWS = (
 )
 
 
+REVIEW_SHOWN = 50  # reports kept for review shown in the UI (the file has them all)
+
+
+def reports_for_review(engine: Engine, week: Week) -> tuple[int, list[dict[str, Any]]]:
+    """How many of the week's current reports are kept for review (this run's or an
+    earlier one's), and the first of them with what was refused in each."""
+    t = reports_table
+    kept = sa.and_(
+        t.c.week_start == week.start, t.c.superseded_at.is_(None), t.c.grounded.is_(False)
+    )
+    first = sa.select(t.c.kid_id, t.c.findings).where(kept).order_by(t.c.kid_id)
+    try:
+        with engine.connect() as conn:
+            count = int(conn.execute(sa.select(sa.func.count()).where(kept)).scalar_one())
+            rows = [dict(r._mapping) for r in conn.execute(first.limit(REVIEW_SHOWN))]
+    except sa.exc.SQLAlchemyError:
+        return 0, []  # the warehouse went away: the step is failing then anyway
+    return count, rows
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def review_markdown(rows: list[dict[str, Any]], kept: int, week: Week) -> str:
+    """The reviewer's view: each report kept out of the parents' export, the sentences the
+    grounding check refused in it and why, so that nobody has to open a JSON file."""
+    out = [
+        f"**{kept} report(s) kept for review**, out of the parents' export "
+        f"(`needs_review_reports_{week.key}.json` holds them whole). Each answer was asked "
+        "again and none came back grounded; what the last one was refused for:",
+    ]
+    for row in rows:
+        findings = row["findings"] or []
+        out += ["", f"**kid {row['kid_id']}**", "", "| field | refused | why |", "|---|---|---|"]
+        out += [
+            f"| {_cell(f.get('field'))} | {_cell(f.get('text'))} | {_cell(f.get('message'))} |"
+            for f in findings
+        ]
+    if kept > len(rows):
+        out += ["", f"... and {kept - len(rows)} more (all in the review file)."]
+    return "\n".join(out)
+
+
 def batches_markdown(rows: list[dict[str, Any]]) -> str:
     """The week's batches for the UI: state, lines done and failed, time in the queue."""
     now = dt.datetime.now(dt.UTC)
@@ -328,6 +372,9 @@ def write_week_reports(
     # The box whole, on the step's stdout (the run's "stdout" tab; the console).
     print(summary_box(title, meta), flush=True)
     meta["summary"] = dg.MetadataValue.md(summary_markdown(meta))
+    kept, review_rows = reports_for_review(engine, week)
+    if kept:
+        meta["kept_for_review"] = dg.MetadataValue.md(review_markdown(review_rows, kept, week))
     if outcome.batches:
         meta["batches"] = dg.MetadataValue.md(batches_markdown(outcome.batches))
     if (outcome.in_batches or outcome.queued) and not outcome.failed:
