@@ -4,6 +4,7 @@ test cuts, real Dagster runs."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -14,14 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets.definitions import openai_resource
-from kidsfin_assets.pricing import load_price, load_prices
+from kidsfin_assets.pricing import Usage, load_price, load_prices
 from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.spool import read_entries
-from kidsfin_assets.warehouse import report_ledger
+from kidsfin_assets.warehouse import create_warehouse_tables, rate_limit_buckets, report_ledger
+from kidsfin_assets_tests.conftest import TEST_API_KEY
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
 from kidsfin_assets_tests.test_gold_processes import (
@@ -48,11 +51,52 @@ def ledger(settings) -> list[dict]:
 ONE_AT_A_TIME = {"KIDSFIN_OPENAI__MAX_CONCURRENT": "1"}
 
 
+@contextlib.contextmanager
+def bucket_kept_within_one_request(settings) -> Iterator[list[float]]:
+    """While the block runs, the shared token bucket stays above minus one request: an
+    answer's usage is clamped to the largest request before it is settled. A level below
+    that (an absurd usage settled as it came) would hold the run for hours waiting for the
+    refill; it is recorded, and the bucket refilled so that the run ends now, not at the
+    test's timeout."""
+    limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    bucket, engine = rate_limit_buckets, warehouse_engine(settings)
+    sunk: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        level = sa.select(bucket.c.level).where(bucket.c.name == limiter.tokens.name)
+        refill = bucket.update().where(bucket.c.name == limiter.tokens.name)
+        while not stop.wait(0.2):
+            try:
+                with engine.begin() as conn:
+                    found = conn.execute(level).scalar_one_or_none()
+                    if found is not None and found < -limiter.max_request_tokens:
+                        sunk.append(found)
+                        conn.execute(refill.values(level=limiter.tokens.capacity))
+            except sa.exc.SQLAlchemyError:
+                continue  # the table is not made yet
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield sunk
+    finally:
+        stop.set()
+        thread.join()
+
+
 def run_with_first_answer(monkeypatch, pg_url, server, fault: str, **env: str):
-    """Three kids; the run's first answer is `fault`; the week must still be written."""
+    """Three kids; the run's first answer is `fault`; the week must still be written, and
+    the shared bucket never owes more than one request."""
     server.script([fault])
     settings, ids = setup_week(monkeypatch, pg_url, server, 3, **ONE_AT_A_TIME, **env)
-    result = materialize_week(settings, W, selection="group:gold")
+    with bucket_kept_within_one_request(settings) as sunk:
+        result = materialize_week(settings, W, selection="group:gold")
+    assert not sunk, (
+        f"after the {fault} answer the shared token bucket sank to {sunk[0]:,.0f} tokens "
+        f"(at most one request below zero is allowed): the run waited for a refill of hours "
+        "until the test refilled it. A usage figure must be clamped before it is settled"
+    )
     assert result.success
     assert sorted(r["kid_id"] for r in reports(settings)) == ids
     return settings, gold_meta(result), ledger(settings)
@@ -99,6 +143,47 @@ def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_m
     started = time.monotonic()
     limiter.acquire(limiter.max_request_tokens // 2)
     assert time.monotonic() - started < 1.0  # not ~85 hours
+
+
+@pytest.mark.parametrize("lease_seconds", ["0", "0.25"])  # a transaction a grant; leased blocks
+def test_an_absurd_usage_is_settled_in_the_shared_bucket_as_one_request(
+    monkeypatch, pg_url, server, lease_seconds
+) -> None:
+    """The settlement itself, on one answer: the bucket is charged the largest request a
+    report can make, not the 10^9 tokens the answer claims (which the ledger keeps, as the
+    bill will say). Unclamped, one such answer made every process wait ~85 hours."""
+    server.script(["usage_absurd"])
+    settings = use_database(
+        monkeypatch,
+        pg_url,
+        OPENAI_API_KEY=TEST_API_KEY,
+        OPENAI_BASE_URL=server.base_url,
+        KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=lease_seconds,
+        # a refill of ~55 tokens a second: what the answer was charged still shows a
+        # second later
+        KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="3600",
+    )
+    engine = warehouse_engine(settings)
+    create_warehouse_tables(engine)
+    messages = [{"role": "user", "content": "<data>{}</data>"}]
+    with dg.build_resources({"openai": openai_resource(settings)}) as built:
+        session = built.openai.session(engine, load_prompt(), Usage(), threading.Event())
+        exchange = session.generate(messages, record=lambda _: None, acquire=lambda grant: grant())
+        session.close()  # leased: the settlement goes with the last statement
+    assert exchange.prompt_tokens == ABSURD_PROMPT_TOKENS  # recorded as the server claims it
+    limiter = session.limiter
+    tokens = limiter.state()["tokens"]
+    charged = tokens["capacity"] - tokens["level"]
+    largest = limiter.max_request_tokens
+    assert charged <= largest, (
+        f"one answer claiming {ABSURD_PROMPT_TOKENS:,} prompt tokens took {charged:,.0f} "
+        f"tokens from the shared bucket: its usage was settled unclamped (at most the "
+        f"largest request, {largest:,}, may be)"
+    )
+    assert charged >= largest - 200, (
+        f"the answer was charged {charged:,.0f} tokens, less than the largest request "
+        f"({largest:,}) its usage is clamped to"
+    )
 
 
 @pytest.mark.parametrize(
