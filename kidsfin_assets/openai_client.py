@@ -25,15 +25,23 @@ from typing import Any
 import openai
 import pydantic
 import tenacity
-from dagster import InitResourceContext
+from dagster import Failure, InitResourceContext
 from dagster_openai import OpenAIResource
 from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
+from kidsfin_assets.errors import SettingsError
 from kidsfin_assets.grounding import Finding, describe_findings
 from kidsfin_assets.paths import resolve_path
-from kidsfin_assets.pricing import FREE, ModelPrice, Usage, load_price, load_prices
+from kidsfin_assets.pricing import (
+    FREE,
+    ModelPrice,
+    Usage,
+    check_tier_prices,
+    load_price,
+    load_prices,
+)
 from kidsfin_assets.prompt import Prompt, max_prompt_bytes
 from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.report_schema import KidWeeklyReport
@@ -752,7 +760,23 @@ class OpenAIReportsResource(OpenAIResource):
         refuse_invalid("openai", {"": self._as_openai_settings}, renamed=OPENAI_FIELDS)
         refuse_invalid("openai", {"": self._as_retry_settings}, renamed=RETRY_FIELDS)
         if not self.offline:
+            self._refuse_unpriced()
             self._sdk = self.new_client()
+
+    def _refuse_unpriced(self) -> None:
+        """An override of model, mode, service_tier or pricing_file that leaves a paid
+        answer without a price is refused as start-up refuses it: such an answer could not
+        be priced, so it was paid for and never recorded."""
+        path = resolve_path(self.pricing_file)
+        try:
+            price = load_price(path, self.model)
+            check_tier_prices(
+                price, self.model, path, mode=self.mode, service_tier=self.service_tier
+            )
+        except SettingsError as exc:
+            raise Failure(
+                description=f"invalid resource config: {exc}", allow_retries=False
+            ) from None
 
     def _as_openai_settings(self) -> OpenAISettings:
         keys = OpenAISettings.model_fields

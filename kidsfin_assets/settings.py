@@ -35,7 +35,7 @@ from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
 from kidsfin_assets.errors import SettingsError
 from kidsfin_assets.paths import PROJECT_ROOT, resolve_path
-from kidsfin_assets.pricing import load_price
+from kidsfin_assets.pricing import check_tier_prices, load_price
 
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
 ENV_PREFIX = "KIDSFIN_"
@@ -340,16 +340,13 @@ def load_settings() -> Settings:
             f'invalid kidsfin settings: {said} (a list is written ["ăn vặt", "snacks"])'
         ) from None
     price = load_price(settings.pricing_path, settings.openai.model)  # unpriced: stops here
-    for tier, needed in (
-        ("batch", settings.openai.mode != "sync"),
-        ("flex", settings.openai.service_tier == "flex"),
-    ):
-        if needed and getattr(price, tier) is None:
-            raise SettingsError(
-                f"openai.model: no {tier} price for {settings.openai.model!r} in "
-                f"{settings.pricing_path}; add `{tier}: {{input, cached_input, output}}` "
-                "under the model, or do not use that tier"
-            )
+    check_tier_prices(
+        price,
+        settings.openai.model,
+        settings.pricing_path,
+        mode=settings.openai.mode,
+        service_tier=settings.openai.service_tier,
+    )
     return settings
 
 

@@ -227,6 +227,59 @@ def test_a_bad_openai_override_fails_the_run_naming_it(
     assert f"openai.{field}" in message and says in message
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "unpriced", "says"),
+    [
+        ("service_tier", "flex", "flex", "openai.service_tier: 'flex' needs a flex price"),
+        ("mode", "auto", "batch", "openai.mode: 'auto' needs a batch price"),
+        ("model", "gpt-9-imaginary", None, "openai.model: no price for 'gpt-9-imaginary'"),
+    ],
+)
+def test_an_override_to_an_unpriced_tier_or_model_fails_the_run_before_paying(
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    server: Any,
+    tmp_path: Path,
+    field: str,
+    value: str,
+    unpriced: str | None,
+    says: str,
+) -> None:
+    """Start-up refuses a tier or model the pricing file does not price; a launchpad
+    override must be refused alike. (It ran: every flex answer was paid for, could not be
+    priced, and was never recorded, so a re-run paid for it again.)"""
+    from kidsfin_assets.definitions import openai_resource
+    from kidsfin_assets.warehouse import report_ledger
+    from kidsfin_assets_tests.test_gold_reports import setup_week
+    from kidsfin_assets_tests.test_settings import pricing_without
+
+    prices = pricing_without(tmp_path, unpriced) if unpriced else PROJECT / "config/pricing.yaml"
+    settings, _ = setup_week(
+        monkeypatch, pg_url, server, 2, KIDSFIN_OPENAI__PRICING_FILE=str(prices)
+    )
+    defaults = openai_resource(settings)
+    config = {
+        key: getattr(defaults, key)
+        for key, spec in OpenAIReportsResource.model_fields.items()
+        if spec.is_required()
+    }
+    secrets = {"api_key": {"env": "OPENAI_API_KEY"}, "base_url": {"env": "OPENAI_BASE_URL"}}
+    config |= {**secrets, "pricing_file": str(prices), field: value}
+    override = {"resources": {"openai": {"config": config}}}
+    result = materialize_week(
+        settings, W, selection="group:gold", run_config=override, raise_on_error=False
+    )
+    paid = server.stats.ok
+    recorded = len(fetch(warehouse_engine(settings), report_ledger.select()))
+    assert (result.success, server.stats.requests_total) == (False, 0), (
+        f"the run overriding openai.{field} with {value!r}, which the pricing file does not "
+        f"price, {'succeeded' if result.success else 'failed'} after paying for {paid} "
+        f"answers ({recorded} of them recorded): it must be refused before any request"
+    )
+    failure = next(e for e in result.all_events if e.is_failure)
+    assert says in str(failure.event_specific_data)
+
+
 def test_the_assets_run_on_their_resources_alone(
     monkeypatch: pytest.MonkeyPatch, pg_url: str, tmp_path: Path
 ) -> None:

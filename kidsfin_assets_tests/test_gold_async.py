@@ -4,7 +4,8 @@ same tests, run with the event loop, leased bucket blocks and records stored in 
 Among them: a warehouse cut mid-run through the TCP proxy (a group's transaction fails:
 its paid answers are spooled before the writer waits, and nothing is paid twice), a long
 outage (the spool carries the paid answers to the next run), the sliding-window limit, a
-fatal key error, faults with retries, and two runs of one week sharing the claims.
+fatal key error, faults with retries, two runs of one week sharing the claims, and
+answers rejected (schema, grounding) while the warehouse is away, spooled like accepted ones.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from kidsfin_assets_tests.test_gold_faults import (  # noqa: F401 (the fixture i
     test_a_200_without_a_report_is_its_own_error_and_asked_again,
     test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run,
     test_a_nul_character_in_an_answer_does_not_stop_it_being_stored,
+    test_a_rejected_answer_paid_during_a_long_outage_reaches_the_ledger_through_the_spool,
+    test_a_rejected_answer_paid_during_a_short_outage_is_stored_once_and_counted,
     test_a_run_cut_off_longer_than_its_lease_does_not_ask_for_kids_another_run_took,
     test_a_trickling_answer_is_abandoned_at_the_deadline,
     test_a_warehouse_outage_mid_run_loses_and_repays_nothing,
@@ -42,6 +45,8 @@ __all__ = [
     "test_a_200_without_a_report_is_its_own_error_and_asked_again",
     "test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run",
     "test_a_nul_character_in_an_answer_does_not_stop_it_being_stored",
+    "test_a_rejected_answer_paid_during_a_long_outage_reaches_the_ledger_through_the_spool",
+    "test_a_rejected_answer_paid_during_a_short_outage_is_stored_once_and_counted",
     "test_a_run_cut_off_longer_than_its_lease_does_not_ask_for_kids_another_run_took",
     "test_a_trickling_answer_is_abandoned_at_the_deadline",
     "test_a_warehouse_outage_mid_run_loses_and_repays_nothing",

@@ -4,6 +4,8 @@ test cuts, real Dagster runs."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -11,14 +13,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets.definitions import openai_resource
-from kidsfin_assets.pricing import load_prices
+from kidsfin_assets.pricing import Usage, load_price, load_prices
 from kidsfin_assets.prompt import load_prompt
-from kidsfin_assets.warehouse import report_ledger
+from kidsfin_assets.spool import read_entries
+from kidsfin_assets.warehouse import create_warehouse_tables, rate_limit_buckets, report_ledger
+from kidsfin_assets_tests.conftest import TEST_API_KEY
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
 from kidsfin_assets_tests.test_gold_processes import (
@@ -45,11 +51,52 @@ def ledger(settings) -> list[dict]:
 ONE_AT_A_TIME = {"KIDSFIN_OPENAI__MAX_CONCURRENT": "1"}
 
 
+@contextlib.contextmanager
+def bucket_kept_within_one_request(settings) -> Iterator[list[float]]:
+    """While the block runs, the shared token bucket stays above minus one request: an
+    answer's usage is clamped to the largest request before it is settled. A level below
+    that (an absurd usage settled as it came) would hold the run for hours waiting for the
+    refill; it is recorded, and the bucket refilled so that the run ends now, not at the
+    test's timeout."""
+    limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    bucket, engine = rate_limit_buckets, warehouse_engine(settings)
+    sunk: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        level = sa.select(bucket.c.level).where(bucket.c.name == limiter.tokens.name)
+        refill = bucket.update().where(bucket.c.name == limiter.tokens.name)
+        while not stop.wait(0.2):
+            try:
+                with engine.begin() as conn:
+                    found = conn.execute(level).scalar_one_or_none()
+                    if found is not None and found < -limiter.max_request_tokens:
+                        sunk.append(found)
+                        conn.execute(refill.values(level=limiter.tokens.capacity))
+            except sa.exc.SQLAlchemyError:
+                continue  # the table is not made yet
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield sunk
+    finally:
+        stop.set()
+        thread.join()
+
+
 def run_with_first_answer(monkeypatch, pg_url, server, fault: str, **env: str):
-    """Three kids; the run's first answer is `fault`; the week must still be written."""
+    """Three kids; the run's first answer is `fault`; the week must still be written, and
+    the shared bucket never owes more than one request."""
     server.script([fault])
     settings, ids = setup_week(monkeypatch, pg_url, server, 3, **ONE_AT_A_TIME, **env)
-    result = materialize_week(settings, W, selection="group:gold")
+    with bucket_kept_within_one_request(settings) as sunk:
+        result = materialize_week(settings, W, selection="group:gold")
+    assert not sunk, (
+        f"after the {fault} answer the shared token bucket sank to {sunk[0]:,.0f} tokens "
+        f"(at most one request below zero is allowed): the run waited for a refill of hours "
+        "until the test refilled it. A usage figure must be clamped before it is settled"
+    )
     assert result.success
     assert sorted(r["kid_id"] for r in reports(settings)) == ids
     return settings, gold_meta(result), ledger(settings)
@@ -96,6 +143,47 @@ def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_m
     started = time.monotonic()
     limiter.acquire(limiter.max_request_tokens // 2)
     assert time.monotonic() - started < 1.0  # not ~85 hours
+
+
+@pytest.mark.parametrize("lease_seconds", ["0", "0.25"])  # a transaction a grant; leased blocks
+def test_an_absurd_usage_is_settled_in_the_shared_bucket_as_one_request(
+    monkeypatch, pg_url, server, lease_seconds
+) -> None:
+    """The settlement itself, on one answer: the bucket is charged the largest request a
+    report can make, not the 10^9 tokens the answer claims (which the ledger keeps, as the
+    bill will say). Unclamped, one such answer made every process wait ~85 hours."""
+    server.script(["usage_absurd"])
+    settings = use_database(
+        monkeypatch,
+        pg_url,
+        OPENAI_API_KEY=TEST_API_KEY,
+        OPENAI_BASE_URL=server.base_url,
+        KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=lease_seconds,
+        # a refill of ~55 tokens a second: what the answer was charged still shows a
+        # second later
+        KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="3600",
+    )
+    engine = warehouse_engine(settings)
+    create_warehouse_tables(engine)
+    messages = [{"role": "user", "content": "<data>{}</data>"}]
+    with dg.build_resources({"openai": openai_resource(settings)}) as built:
+        session = built.openai.session(engine, load_prompt(), Usage(), threading.Event())
+        exchange = session.generate(messages, record=lambda _: None, acquire=lambda grant: grant())
+        session.close()  # leased: the settlement goes with the last statement
+    assert exchange.prompt_tokens == ABSURD_PROMPT_TOKENS  # recorded as the server claims it
+    limiter = session.limiter
+    tokens = limiter.state()["tokens"]
+    charged = tokens["capacity"] - tokens["level"]
+    largest = limiter.max_request_tokens
+    assert charged <= largest, (
+        f"one answer claiming {ABSURD_PROMPT_TOKENS:,} prompt tokens took {charged:,.0f} "
+        f"tokens from the shared bucket: its usage was settled unclamped (at most the "
+        f"largest request, {largest:,}, may be)"
+    )
+    assert charged >= largest - 200, (
+        f"the answer was charged {charged:,.0f} tokens, less than the largest request "
+        f"({largest:,}) its usage is clamped to"
+    )
 
 
 @pytest.mark.parametrize(
@@ -338,3 +426,167 @@ def test_a_run_cut_off_longer_than_its_lease_does_not_ask_for_kids_another_run_t
     assert sorted(r["kid_id"] for r in reports(settings)) == ids
     meta = gold_meta(outcome["a"])
     assert meta["answers_paid"] == 3
+
+
+# --- a rejected answer paid while the warehouse is away -------------------------------------
+
+# How the server's answers are rejected: (the ledger's outcome, the request whose answer is
+# the rejected one to arrive mid-outage). One kid at a time, two attempts a kid.
+REJECTIONS = {
+    # valid JSON missing the report's fields: paid, rejected, asked again
+    "schema": ("invalid_answer", 1),
+    # every answer lies: the first kid's second answer, after the re-ask, is rejected too
+    # (its retries spent, the report is kept for review)
+    "grounding": ("ungrounded", 2),
+}
+REJECTING = {**ONE_AT_A_TIME, "KIDSFIN_RETRY__MAX_ATTEMPTS": "2"}
+
+
+def reject_answers(server: FakeOpenAIServer, rejection: str) -> tuple[str, int]:
+    if rejection == "schema":
+        server.script(["schema_invalid"])
+    else:
+        server.configure(report_mode="lying", lie_rate=1.0)
+    server.configure(latency=0.4)  # the cut lands while the answer is on its way
+    return REJECTIONS[rejection]
+
+
+def cut_at_request_for(
+    server: FakeOpenAIServer, proxy: TcpProxy, request: int, seconds: float
+) -> dict[str, dt.datetime]:
+    """Cut the database when the server has `request` requests, restore it `seconds`
+    later; the times of both, to tell which answers arrived mid-outage."""
+    times: dict[str, dt.datetime] = {}
+
+    def watch() -> None:
+        while server.stats.requests_total < request:
+            time.sleep(0.005)
+        times["cut"] = dt.datetime.now(dt.UTC)
+        proxy.cut()
+        time.sleep(seconds)
+        times["restored"] = dt.datetime.now(dt.UTC)
+        proxy.restore()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return times
+
+
+def failure_meta(result) -> dict[str, Any]:
+    """The metadata of the gold step's failure (dg.Failure carries the run's figures)."""
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    data = failure.event_specific_data.user_failure_data
+    assert data is not None, "the gold step failed without its figures"
+    return {k: v.value for k, v in data.metadata.items()}
+
+
+def assert_every_paid_answer_recorded_once(server: FakeOpenAIServer, answers: list[dict]) -> None:
+    """The ledger holds every answer the server billed, once: as many rows as 200s, and
+    the same tokens to the token."""
+    stats = server.stats
+    recorded = {
+        key: sum(a[f"{key}_tokens"] for a in answers) for key in ("prompt", "completion", "cached")
+    }
+    billed = {
+        "prompt": stats.prompt_tokens,
+        "completion": stats.completion_tokens,
+        "cached": stats.cached_tokens,
+    }
+    assert (len(answers), recorded) == (stats.ok, billed), (
+        f"the server billed {stats.ok} answers ({billed} tokens); the ledger holds "
+        f"{len(answers)} ({recorded}): a paid answer was lost or recorded twice"
+    )
+
+
+def assert_priced(settings, answer: dict, outcome: str) -> None:
+    """A rejected answer's row: its outcome, its tokens and what they cost."""
+    price = load_price(settings.pricing_path, settings.openai.model)
+    tokens = (answer[f"{key}_tokens"] for key in ("prompt", "completion", "cached"))
+    cost = sum(price.split_cost(*tokens))
+    assert answer["outcome"] == outcome
+    assert answer["prompt_tokens"] > 0 and answer["completion_tokens"] > 0
+    assert answer["cost_usd"] == pytest.approx(cost) and cost > 0
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("rejection", sorted(REJECTIONS))
+def test_a_rejected_answer_paid_during_a_short_outage_is_stored_once_and_counted(
+    monkeypatch, pg_url, server, proxy, capfd, rejection
+) -> None:
+    """The answer is rejected (fails the schema, or grounding after its re-ask) and
+    arrives while the warehouse is cut: it is paid, so it goes to the spool as an accepted
+    one would, and reaches the ledger once the warehouse is back; the run's count of
+    answers waiting in the spool ends at 0. (Spooling only accepted answers counted the
+    rejected one out of the spool without counting it in: answers_unstored = -1.)"""
+    settings, ids = setup_week(monkeypatch, pg_url, server, 2)
+    proxied = through(
+        proxy, monkeypatch, pg_url, **REJECTING, KIDSFIN_WAREHOUSE__OUTAGE_WAIT_SECONDS="60"
+    )
+    outcome, request = reject_answers(server, rejection)
+    outage = cut_at_request_for(server, proxy, request, seconds=3.0)
+    result = materialize_week(proxied, W, selection="group:gold")
+    assert result.success
+    assert "warehouse unreachable" in capfd.readouterr().err  # it did go away
+    answers = ledger(settings)
+    during = [a for a in answers if outage["cut"] < a["received_at"] < outage["restored"]]
+    assert [a["outcome"] for a in during] == [outcome], "no rejected answer arrived mid-outage"
+    assert_priced(settings, during[0], outcome)
+    assert_every_paid_answer_recorded_once(server, answers)
+    meta = gold_meta(result)
+    assert meta["answers_unstored"] == 0, (
+        f"answers_unstored = {meta['answers_unstored']} after the warehouse came back: the "
+        "rejected answer paid mid-outage was not counted into the spool as it was out"
+    )
+    assert meta["answers_paid"] == server.stats.ok
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert not list(Path(proxied.warehouse.spool_dir).glob("*.jsonl"))
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("rejection", sorted(REJECTIONS))
+def test_a_rejected_answer_paid_during_a_long_outage_reaches_the_ledger_through_the_spool(
+    monkeypatch, pg_url, server, proxy, rejection
+) -> None:
+    """The rejected answer arrives mid-outage and the warehouse stays away longer than the
+    run may wait: the run stops with the answer in its spool (not lost, as it was when only
+    accepted answers were spooled), and the next run stores its ledger row, tokens and
+    cost, paying for no answer twice."""
+    settings, ids = setup_week(monkeypatch, pg_url, server, 2)
+    proxied = through(
+        proxy,
+        monkeypatch,
+        pg_url,
+        **REJECTING,
+        KIDSFIN_WAREHOUSE__OUTAGE_WAIT_SECONDS="3",
+        KIDSFIN_WAREHOUSE__CLAIM_LEASE_SECONDS="5",
+    )
+    outcome, request = reject_answers(server, rejection)
+    cut_while_answering(server, proxy, request)
+    failed = materialize_week(proxied, W, selection="group:gold", raise_on_error=False)
+    assert not failed.success
+    assert "unreachable for more than" in step_failure_message(failed)
+    spool_dir = Path(proxied.warehouse.spool_dir)
+    spooled = [e["ledger"] for path in spool_dir.glob("*.jsonl") for e in read_entries(path)]
+    assert [e["outcome"] for e in spooled] == [outcome], (
+        f"spooled {[e['outcome'] for e in spooled]}: the {outcome} answer paid while the "
+        "warehouse was down is not in the spool, so it is lost"
+    )
+    unstored = failure_meta(failed)["answers_unstored"]
+    assert unstored == 1, f"answers_unstored = {unstored}, with one paid answer in the spool"
+
+    proxy.restore()
+    time.sleep(5)  # the stopped run's claims (it could not release them) run out
+    direct = use_database(monkeypatch, pg_url)  # the same spool folder, not through the proxy
+    rerun = materialize_week(direct, W, selection="group:gold")
+    assert rerun.success
+    meta = gold_meta(rerun)
+    assert (meta["answers_replayed"], meta["answers_unstored"]) == (1, 0)
+    answers = {a["answer_id"]: a for a in ledger(settings)}
+    kept = spooled[0]
+    assert kept["answer_id"] in answers, "the spooled rejected answer never reached the ledger"
+    stored = answers[kept["answer_id"]]
+    usage = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
+    assert {k: stored[k] for k in usage} == {k: kept[k] for k in usage}
+    assert_priced(settings, stored, outcome)
+    assert_every_paid_answer_recorded_once(server, list(answers.values()))
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert not list(spool_dir.glob("*"))

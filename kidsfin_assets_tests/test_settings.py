@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -304,3 +305,64 @@ def test_a_list_that_is_not_json_is_reported_by_variable(monkeypatch: pytest.Mon
         "invalid kidsfin settings: not JSON in KIDSFIN_PRIVACY__KNOWN_CATEGORIES "
         '(a list is written ["ăn vặt", "snacks"])'
     )
+
+
+def pricing_without(tmp_path: Path, tier: str) -> Path:
+    """config/pricing.yaml with every model's `tier` price taken out."""
+    table = yaml.safe_load((PROJECT / "config" / "pricing.yaml").read_text())
+    for price in table["models"].values():
+        del price[tier]
+    path = tmp_path / f"pricing-without-{tier}.yaml"
+    path.write_text(yaml.safe_dump(table))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "tier", "without"),
+    [
+        ("mode", "batch", "batch", "sync"),
+        # auto sends a week of batch_min_reports or more through the Batch API
+        ("mode", "auto", "batch", "sync"),
+        ("service_tier", "flex", "flex", "default"),
+    ],
+)
+def test_a_tier_without_its_price_stops_the_code_location_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, key: str, value: str, tier: str, without: str
+) -> None:
+    """Answers are priced at the tier that served them: started without that tier's price,
+    the first batch or flex answer could not be priced (and, paid, not recorded). Loading
+    the definitions (as Dagster loads the code location) stops, in one line naming the
+    setting, the pricing file and what to do."""
+    from kidsfin_assets.definitions import defs
+    from kidsfin_assets.settings import get_settings
+
+    prices = pricing_without(tmp_path, tier)
+    env = {"KIDSFIN_OPENAI__PRICING_FILE": str(prices), f"KIDSFIN_OPENAI__{key.upper()}": value}
+    for name, setting in env.items():
+        monkeypatch.setenv(name, setting)
+    get_settings.cache_clear()
+    try:
+        defs()
+    except SettingsError as error:
+        message = str(error)
+    else:
+        pytest.fail(f"openai.{key}: {value} loaded with no {tier} price in {prices}")
+    assert message == (
+        f"openai.{key}: {value!r} needs a {tier} price for 'gpt-4o-mini' and {prices} has "
+        f"none; add `{tier}: {{input, cached_input, output}}` under the model, or set "
+        f"openai.{key}: {without}"
+    )
+    # The code location as Dagster loads it shows that line.
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", MODULE],
+        cwd=PROJECT,
+        env={**os.environ, **env, "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and f"SettingsError: {message}\n" in done.stdout + done.stderr
+    # With the tier's price (the project's pricing file), the same setting loads.
+    monkeypatch.delenv("KIDSFIN_OPENAI__PRICING_FILE")
+    get_settings.cache_clear()
+    defs()
