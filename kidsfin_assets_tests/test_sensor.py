@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 from dagster import DagsterInstance
 
 from kidsfin_assets import db, sensor_plan, sensors
@@ -603,3 +605,16 @@ def test_the_plan_leaves_out_weeks_materialised_from_todays_rows(
     assert "2026-02-09, 2026-02-16 already materialised" in result.summary
     # The weeks left out are processed all the same: late rows in them are seen.
     assert sorted(json.loads(result.cursor)["fp"]) == FIVE_WEEKS
+
+
+def test_the_sensor_description_names_the_settings_as_the_file_does() -> None:
+    """The UI's description of the sensor names its limits as config/pipeline.yaml and the
+    README do (`sensor.<key>`), not by the resource the code reads them through."""
+    config = yaml.safe_load((PROJECT / "config" / "pipeline.yaml").read_text())
+    description = new_week_sensor.description or ""
+    named = set(re.findall(r"`sensor\.(\w+)`", description))
+    assert named == {"max_weeks_per_tick", "late_data_weeks"}
+    assert named <= config["sensor"].keys()
+    assert "sensor_limits" not in description
+    readme = (PROJECT / "README.md").read_text()
+    assert all(f"sensor.{key}" in readme for key in named)
