@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets import db
 from kidsfin_assets import validation as v
-from kidsfin_assets.catalog import table_schema
+from kidsfin_assets.catalog import SCHEMA_PREFIX, table_schema
 from kidsfin_assets.keys import (
     APP_EVENTS,
     APP_SAVINGS_GOALS,
@@ -225,7 +225,8 @@ def observe_undated(
     tags={"kidsfin/layer": "raw"},
     # Three tables: no one `dagster/table_name`; the schema of each, by name.
     metadata={
-        f"schema/{t.name}": table_schema(t) for t in (raw_transactions, raw_app_events, quarantine)
+        f"{SCHEMA_PREFIX}{t.name}": table_schema(t)
+        for t in (raw_transactions, raw_app_events, quarantine)
     },
     partitions_def=weekly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
