@@ -13,7 +13,7 @@ For the last complete week W, in each case:
 * silver - `metrics.write_week`, the silver step's work for one week, with the balances
            stored with W-3 (materialised first, untimed): the carried-forward balance.
            Also the first materialisation of W-3 (no stored balances: the full scan);
-* raw    - `raw.load_raw_week`, the raw step's work for W;
+* raw    - `raw.load_raw_week` and `raw.quarantine_undated`, the raw step's work for W;
 * tick   - `sensor_plan.evaluate`, one sensor tick with a cursor through W watching the
            last `late_data_weeks` weeks, nothing changed (the steady state).
 
@@ -50,7 +50,7 @@ from bench.common import (
 )
 from bench.silver_scale import FLOOR_SQL
 from kidsfin_assets import db
-from kidsfin_assets.assets.raw import load_raw_week
+from kidsfin_assets.assets.raw import load_raw_week, quarantine_undated
 from kidsfin_assets.metrics import write_week
 from kidsfin_assets.sensor_plan import SensorCursor, Watch, evaluate
 from kidsfin_assets.settings import Settings
@@ -279,8 +279,11 @@ def time_silver(settings: Settings, week: Week) -> float:
 
 def time_raw(settings: Settings, week: Week) -> None:
     engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    src = source_tables(settings.sources)
     with engine.begin() as conn:
-        load_raw_week(conn, settings.sources, source_tables(settings.sources), week)
+        load_raw_week(conn, settings.sources, src, week)
+    with engine.begin() as conn:
+        quarantine_undated(conn, settings.sources, src)  # once a run, whatever its weeks
 
 
 def steady_cursor(settings: Settings, through: Week) -> str:

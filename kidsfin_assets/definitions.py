@@ -18,6 +18,7 @@ from kidsfin_assets.assets.gold import kid_weekly_reports
 from kidsfin_assets.assets.raw import kid_activity
 from kidsfin_assets.assets.silver import kid_weekly_analysis
 from kidsfin_assets.batch_sensor import cancel_openai_batches, openai_batch_sensor_every
+from kidsfin_assets.catalog import POSTGRES, SQLITE, in_warehouse
 from kidsfin_assets.checks import asset_checks
 from kidsfin_assets.errors import SettingsError
 from kidsfin_assets.jobs import collect_batches_job, weekly_reports_job
@@ -126,23 +127,28 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def storage_kind(settings: Settings) -> str:
     """The kind naming the database the tables live in."""
-    return "sqlite" if settings.resolved_database_url.startswith("sqlite") else "postgres"
+    return SQLITE if settings.resolved_database_url.startswith("sqlite") else POSTGRES
 
 
-def _in_storage(asset: dg.AssetsDefinition, kind: str) -> dg.AssetsDefinition:
-    """A warehouse asset (kind `sql`) also names the database its table is in."""
+def _in_storage(asset: dg.AssetsDefinition, kind: str, schema: str) -> dg.AssetsDefinition:
+    """A warehouse asset (kind `sql`) also names the database its table is in, and its
+    tables' names and column types are that database's (catalog.in_warehouse)."""
     if not any("sql" in spec.kinds for spec in asset.specs):
         return asset
-    return asset.map_asset_specs(lambda spec: spec.merge_attributes(kinds={kind}))
+    return asset.map_asset_specs(
+        lambda spec: spec.merge_attributes(kinds={kind}).replace_attributes(
+            metadata=in_warehouse(spec.metadata, kind, schema)
+        )
+    )
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     check_partitions_match(settings)
-    kind = storage_kind(settings)
+    kind, schema = storage_kind(settings), settings.warehouse.schema_name
     return dg.Definitions(
         assets=[
             *with_table_names(app_tables, settings.sources.model_dump(), kind),
-            *(_in_storage(asset, kind) for asset in pipeline_assets),
+            *(_in_storage(asset, kind, schema) for asset in pipeline_assets),
         ],
         asset_checks=asset_checks,
         jobs=[weekly_reports_job, collect_batches_job, cancel_openai_batches],

@@ -18,9 +18,8 @@ from kidsfin_assets import db
 from kidsfin_assets.checks import asset_checks
 from kidsfin_assets.definitions import pipeline_assets, resources_from
 from kidsfin_assets.paths import resolve_path
-from kidsfin_assets.sensor_plan import DATA_VERSION_TAG
 from kidsfin_assets.settings import Settings, SettingsError, get_settings
-from kidsfin_assets.source_activity import week_fingerprint, weeks_with_activity
+from kidsfin_assets.source_activity import weeks_with_activity
 from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports, source_tables
 from kidsfin_assets.weeks import START_DATE_ENV, Week
 from kidsfin_demo import DemoSpec, generate
@@ -35,22 +34,15 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def data_version(settings: Settings, week: str) -> str:
-    """The week's data version as new_week_sensor computes it: the sensor then takes the
-    demo's weeks as processed instead of running them again."""
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
-    with engine.connect() as conn:
-        src = source_tables(settings.sources)
-        return week_fingerprint(conn, src, Week.from_key(week, settings.weeks.timezone)).version
-
-
 def run_week(settings: Settings, instance: dg.DagsterInstance, week: str) -> bool:
     result = dg.materialize(
         [*pipeline_assets, *asset_checks],
         resources=resources_from(settings),
         partition_key=week,
         instance=instance,
-        tags={"kidsfin/source": "make-demo", DATA_VERSION_TAG: data_version(settings, week)},
+        # new_week_sensor takes these weeks as processed from what raw and silver record
+        # (the source versions they read), as it would a run from the UI or the CLI.
+        tags={"kidsfin/source": "make-demo"},
         # Run logs stay in the instance (see them in the UI); the console gets warnings only.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,

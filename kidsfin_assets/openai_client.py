@@ -720,7 +720,9 @@ class OpenAIReportsResource(OpenAIResource):
     requests_per_minute: int = Field(description="Shared request budget per minute.")
     tokens_per_minute: int = Field(description="Shared token budget per minute.")
     max_concurrent: int = Field(description="Requests in flight in one step.")
-    batch_size: int = Field(default=20, description="Reports per progress batch in the log.")
+    batch_size: int = Field(
+        default=20, description="Kids per 'Processing kids i-j of n (group k/m)' log line."
+    )
     retry_max_attempts: int = Field(description="Attempts per report, the first included.")
     fail_fast_after: int = Field(
         default=5, description="Stop when this run's first N attempts all fail alike (0: never)."

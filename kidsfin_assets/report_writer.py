@@ -97,6 +97,46 @@ class WeekOutcome:
     wall_seconds: float = 0.0
 
 
+def start_line(week: str, outcome: WeekOutcome, writer: str, model: str, page: int) -> str:
+    """What the week holds, before writing. The page size (silver rows read, planned and
+    claimed at a time) only when the week needs more than one page."""
+    line = f"week {week}: {outcome.silver_rows} kids ({writer}, {model})"
+    if outcome.silver_rows > page:
+        pages = -(-outcome.silver_rows // page)
+        line += f"; read and claimed in {pages} pages of {page:,} kids"
+    if outcome.superseded:
+        line += (
+            f"; {outcome.superseded} reports of kids no longer in silver kept, marked superseded"
+        )
+    return line
+
+
+def done_line(week: str, outcome: WeekOutcome, to_write: int) -> str:
+    """What the writer did, once done: the kids that needed a report and what became of them."""
+    line = (
+        f"week {week}: {outcome.reused} of {outcome.silver_rows} kids already had a report "
+        f"for their inputs (reused); of the {to_write} that needed one, {outcome.written} "
+        f"written, {outcome.by_other_runs} written by another run, {outcome.ungrounded} kept "
+        f"for review, {outcome.failed} failed"
+    )
+    if outcome.in_batches or outcome.queued:
+        line += (
+            f", {outcome.in_batches} waiting in Batch API batches, {outcome.queued} waiting "
+            "for room in the batch queue"
+        )
+    return line
+
+
+def progress_line(index: int, size: int, to_write: int) -> str:
+    """AI Production Pipeline's "Processing batch i/n" (docs/design.md), which here would
+    read as the Batch API: the group of `size` kids the report of `index` starts."""
+    kids = max(to_write, index + 1)
+    group, groups = index // size + 1, -(-kids // size)
+    return (
+        f"Processing kids {index + 1}-{min(index + size, kids)} of {kids} (group {group}/{groups})"
+    )
+
+
 def silver_count(conn: Connection, week: Week) -> int:
     silver = kid_weekly_analysis
     query = sa.select(sa.func.count()).where(silver.c.week_start == week.start)
@@ -244,14 +284,7 @@ class WeekReportWriter:
                 conn, self.week.start, silver_kids(self.week)
             )
         self.log.info(
-            f"week {self.week.key}: {self.outcome.silver_rows} kids ({self.writer}, "
-            f"{self.model}); planned and written {self._page_size()} kids at a time"
-            + (
-                f"; {self.outcome.superseded} reports of kids no longer in silver kept, "
-                "marked superseded"
-                if self.outcome.superseded
-                else ""
-            )
+            start_line(self.week.key, self.outcome, self.writer, self.model, self._page_size())
         )
         pages = self._planned_pages()
         if self.api.offline:
@@ -273,10 +306,7 @@ class WeekReportWriter:
         done = self.outcome.written + self.outcome.ungrounded + self.outcome.by_other_runs
         waiting = self.outcome.in_batches + self.outcome.queued
         self.outcome.failed = self._total - done - waiting if not self.api.offline else 0
-        self.log.info(
-            f"week {self.week.key}: {self.outcome.reused} reports were already written, "
-            f"{self._total} needed writing"
-        )
+        self.log.info(done_line(self.week.key, self.outcome, self._total))
         self.outcome.wall_seconds = time.monotonic() - started
         return self.outcome
 
@@ -614,8 +644,9 @@ class WeekReportWriter:
         self.cancel.set()
 
     def _announce_batch(self, index: int) -> None:
-        """AI Production Pipeline's "Processing batch i/n" lines (docs/design.md). Batches only
-        group the log: requests flow continuously, none waits for the slowest of the one before."""
+        """A progress line per group of `batch_size` kids (`progress_line`). Groups only
+        group the log: requests flow continuously, none waits for the slowest of the one
+        before."""
         size = self.api.batch_size
         if index % size != 0:
             return
@@ -630,7 +661,7 @@ class WeekReportWriter:
             if total > BATCH_LINES_ALWAYS and recent and number != total:
                 return
             self._announced_at = now
-        self.log.info(f"Processing batch {number}/{total}")
+        self.log.info(progress_line(index, size, self._total))
 
     def _write_one(self, session: ReportSession, index: int, item: PendingReport) -> None:
         try:

@@ -9,12 +9,21 @@ after one with activity (silver has rows for them: kids active in W-1 or W-2). N
 run keys carry the week's data version (source_activity.py), so a repeated tick (or a
 lost cursor) never runs the same data twice; late-data keys also carry the tick, so data
 that changes back to an earlier version still runs again.
+
+Whoever materialised a week (this sensor, the UI, the CLI), what it recorded decides
+whether the week is done: raw and silver record the source versions they read
+(`source_versions` in each week's metadata: raw W's, silver W-2's, W-1's and W's). A
+requested week whose recorded versions all equal today's is left out; a new week
+materialised at other versions runs as late data (or as a trend dependency, when only
+W-1's or W-2's rows changed). `evaluate` asks the caller what was recorded (the sensor
+reads it from the Dagster instance), so this module stays free of Dagster's storage.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -117,6 +126,27 @@ class Evaluation(NamedTuple):
     run_requests: list[dg.RunRequest]
     cursor: str
     summary: str  # what the tick looked at: the skip reason when nothing is requested
+    done: tuple[str, ...] = ()  # requested weeks left out: materialised from today's rows
+
+
+@dataclass(frozen=True)
+class Materialised:
+    """What a week's latest materialisation end to end says it read: the source versions
+    raw recorded (its week's) and silver recorded (W-2's, W-1's and W's), by week key."""
+
+    raw: Mapping[str, str]
+    silver: Mapping[str, str]
+
+    def changed_weeks(self, week: str, current: Mapping[str, str]) -> list[str]:
+        """The weeks among W-2..W (`current`: today's versions) whose rows are not those
+        the materialisation read, newest first; [] when the week is up to date."""
+        changed = {week} if self.raw.get(week) != current[week] else set()
+        changed |= {key for key, version in current.items() if self.silver.get(key) != version}
+        return sorted(changed, reverse=True)
+
+
+# What was materialised for a week key, or None when it was not end to end.
+Recorded = Callable[[str], Materialised | None]
 
 
 def _request(
@@ -240,7 +270,7 @@ def _plan(
     last: Week,
     watch: Watch,
     tick: str,
-) -> tuple[dict[str, dg.RunRequest], SensorCursor]:
+) -> tuple[dict[str, dg.RunRequest], SensorCursor, dict[Week, Fingerprint]]:
     tz = first.timezone
     requests: dict[str, dg.RunRequest] = {}
     prints: dict[Week, Fingerprint] = {}
@@ -253,17 +283,64 @@ def _plan(
     prints |= new
     through = max(new, default=through)
     if through is None:
-        return requests, SensorCursor()
+        return requests, SensorCursor(), prints
     keep = set(_window(through, first, last, watch.late_data_weeks))
     # Processed weeks, empty ones included: a row arriving in those is a change.
     processed = {w for w, p in prints.items() if not p.empty or w.key in requests}
     processed |= {w for w in prints if w.key in state.fp}
     fp = {w.key: prints[w].version for w in processed if w in keep}
-    return requests, SensorCursor(through.key, fp)
+    return requests, SensorCursor(through.key, fp), prints
 
 
-def evaluate(watch: Watch, cursor: str | None, now: dt.datetime) -> Evaluation:
-    """One tick, as a function of the cursor, the source rows and `now`.
+def _settle(
+    conn: Connection,
+    src: Sources,
+    requests: dict[str, dg.RunRequest],
+    recorded: Recorded,
+    prints: dict[Week, Fingerprint],
+    tick: str,
+    timezone: str,
+) -> list[str]:
+    """Leave out the requested weeks materialised from today's rows (by anyone: this
+    sensor, the UI, the CLI), and say why a new week materialised from other rows runs
+    again. Returns the weeks left out."""
+    done: list[str] = []
+    for key in sorted(requests):
+        seen = recorded(key)
+        if seen is None:
+            continue  # never materialised end to end: it runs as planned
+        week = Week.from_key(key, timezone)
+        reads = [week.shifted(-n) for n in range(TREND_WEEKS, -1, -1)]
+        for read in reads:
+            if read not in prints:
+                prints[read] = week_fingerprint(conn, src, read)
+        current = {read.key: prints[read].version for read in reads}
+        changed = seen.changed_weeks(key, current)
+        if not changed:
+            done.append(key)
+            del requests[key]
+        elif requests[key].tags[REASON_TAG] == NEW_WEEK:
+            requests[key] = _rerun(week, changed[0], current, tick)
+    return done
+
+
+def _rerun(week: Week, changed: str, current: Mapping[str, str], tick: str) -> dg.RunRequest:
+    """A week materialised from rows that changed since: late data when its own rows
+    changed, else a trend dependency of the changed week. The tick in the run key, as for
+    the late-data runs `_late_data` requests."""
+    version = current[week.key]
+    if changed == week.key:
+        return _request(week, LATE_DATA, version, f"{week.key}:{version}:{tick}")
+    other = Week.from_key(changed, week.timezone)
+    run_key = f"{week.key}:after:{changed}:{current[changed]}:{tick}"
+    return _request(week, TREND_DEPENDENCY, version, run_key, changed=other)
+
+
+def evaluate(
+    watch: Watch, cursor: str | None, now: dt.datetime, recorded: Recorded | None = None
+) -> Evaluation:
+    """One tick, as a function of the cursor, the source rows, `now` and, when given,
+    what was materialised (`recorded`: see `Materialised`).
 
     Raises SourceDatabaseError when the source tables cannot be read, and
     InvalidCursorError when `cursor` was not written by this sensor.
@@ -275,12 +352,15 @@ def evaluate(watch: Watch, cursor: str | None, now: dt.datetime) -> Evaluation:
     if last < first:
         return Evaluation([], state.dump(), f"no complete week yet: the first ends {first.ends_at}")
     url = watch.database_url
+    done: list[str] = []
     try:
         engine = db.get_engine(url, watch.schema_name)
         with engine.connect() as conn:
             tick = str(int(now.timestamp()))
             src = source_tables(watch.sources)
-            requests, new_state = _plan(conn, src, state, first, last, watch, tick)
+            requests, new_state, prints = _plan(conn, src, state, first, last, watch, tick)
+            if recorded is not None:
+                done = _settle(conn, src, requests, recorded, prints, tick, tz)
     except (sa.exc.SQLAlchemyError, db.DatabaseUrlError) as exc:
         raise SourceDatabaseError(
             f"{SENSOR_NAME}: could not read the source database {db.redact(url)}: "
@@ -288,9 +368,16 @@ def evaluate(watch: Watch, cursor: str | None, now: dt.datetime) -> Evaluation:
             "the next tick tries again."
         ) from exc
     outcome = f"{len(requests)} run(s) requested" if requests else "nothing new or changed"
+    if done:
+        outcome += (
+            f" ({', '.join(done)} already materialised from their current source rows, "
+            "not run again)"
+        )
     summary = (
         f"{outcome}: complete weeks through {last.key} checked, processed through "
         f"{new_state.through or '(none yet)'}, {len(new_state.fp)} recent processed "
         "week(s) watched for late data"
     )
-    return Evaluation([requests[k] for k in sorted(requests)], new_state.dump(), summary)
+    return Evaluation(
+        [requests[k] for k in sorted(requests)], new_state.dump(), summary, tuple(done)
+    )

@@ -1,8 +1,8 @@
 """new_week_sensor: runs every complete week once, and again when its source rows change.
 
 What a tick decides is sensor_plan.py; what it asks the database, source_activity.py.
-Here: the Dagster sensor, which reads its settings from resources and leaves out weeks
-already materialised at their data version.
+Here: the Dagster sensor, which reads its settings from resources, and what each week's
+materialisations recorded (the source versions raw and silver read), from the instance.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from collections.abc import Callable
 import dagster as dg
 
 from kidsfin_assets.jobs import JOB_NAME, weekly_reports_job
-from kidsfin_assets.keys import REPORTS_EXPORT_KEY
+from kidsfin_assets.keys import (
+    ANALYSIS_EXPORT_KEY,
+    GOLD_KEY,
+    PIPELINE,
+    RAW_KEY,
+    REPORTS_EXPORT_KEY,
+    SILVER_KEY,
+)
 from kidsfin_assets.resources import (
     AnalysisResource,
     SensorLimitsResource,
@@ -22,16 +29,18 @@ from kidsfin_assets.resources import (
 )
 from kidsfin_assets.sensor_plan import (
     DATA_VERSION_TAG,
-    NEW_WEEK,
     REASON_TAG,
     SENSOR_NAME,
     InvalidCursorError,
+    Materialised,
     Watch,
     evaluate,
 )
 from kidsfin_assets.weeks import weekly_partitions
 
 DEFAULT_INTERVAL_SECONDS = 300  # sensor.interval_seconds in config/pipeline.yaml
+# What reads silver's table: materialised after it, or the week is not done.
+SILVER_DOWNSTREAM = (GOLD_KEY, ANALYSIS_EXPORT_KEY, REPORTS_EXPORT_KEY)
 
 
 def _utc_now() -> dt.datetime:
@@ -42,32 +51,37 @@ def _utc_now() -> dt.datetime:
 clock: Callable[[], dt.datetime] = _utc_now
 
 
-def materialised_at_version(instance: dg.DagsterInstance, week: str, version: str) -> bool:
-    """The week's reports export, the job's last step, came from a run at `version`: the
-    week went end to end on the data it has now (a `make demo` run, say)."""
-    where = dg.AssetRecordsFilter(asset_key=REPORTS_EXPORT_KEY, asset_partitions=[week])
+def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, week: str) -> dg.EventLogRecord | None:
+    where = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[week])
     records = instance.fetch_materializations(where, limit=1).records
-    if not records:
-        return False
-    run = instance.get_run_by_id(records[0].run_id)
-    return run is not None and run.tags.get(DATA_VERSION_TAG) == version
+    return records[0] if records else None
 
 
-def _not_done_yet(
-    context: dg.SensorEvaluationContext, requests: list[dg.RunRequest]
-) -> tuple[list[dg.RunRequest], list[str]]:
-    """New weeks already materialised at their data version are processed, not run again.
-    Late-data and trend runs always go: their week's data (or W-1's, W-2's) changed."""
-    kept, done = [], []
-    for request in requests:
-        week, tags = request.partition_key or "", request.tags
-        if tags[REASON_TAG] == NEW_WEEK and materialised_at_version(
-            context.instance, week, tags[DATA_VERSION_TAG]
-        ):
-            done.append(week)
-        else:
-            kept.append(request)
-    return kept, done
+def _source_versions(record: dg.EventLogRecord) -> dict[str, str] | None:
+    """The `source_versions` a raw or silver materialisation recorded (none before they
+    recorded it)."""
+    materialization = record.asset_materialization
+    value = materialization.metadata.get("source_versions") if materialization else None
+    data = getattr(value, "value", None)
+    return dict(data) if isinstance(data, dict) else None
+
+
+def materialised(instance: dg.DagsterInstance, week: str) -> Materialised | None:
+    """What the week's latest materialisations read, when the week went end to end: every
+    asset of the job materialised, gold and both exports after silver's latest, the
+    reports export after gold's. Whoever ran them (this sensor, the UI, the CLI)."""
+    found = {key: _latest(instance, key, week) for key in PIPELINE}
+    latest = {key: record for key, record in found.items() if record is not None}
+    if len(latest) < len(PIPELINE):
+        return None
+    order = {key: record.storage_id for key, record in latest.items()}
+    after_silver = all(order[key] > order[SILVER_KEY] for key in SILVER_DOWNSTREAM)
+    if not after_silver or order[REPORTS_EXPORT_KEY] < order[GOLD_KEY]:
+        return None
+    raw, silver = _source_versions(latest[RAW_KEY]), _source_versions(latest[SILVER_KEY])
+    if raw is None or silver is None:
+        return None
+    return Materialised(raw=raw, silver=silver)
 
 
 def watch_from(
@@ -97,29 +111,30 @@ def new_week_tick(
 ) -> dg.SensorResult:
     watch = watch_from(warehouse, sources, analysis, sensor_limits)
     now = clock()
+
+    def recorded(week: str) -> Materialised | None:
+        return materialised(context.instance, week)
+
     try:
-        result = evaluate(watch, context.cursor, now)
+        result = evaluate(watch, context.cursor, now, recorded)
     except InvalidCursorError as exc:
         # Safe to start over: run keys stop a week's same data from running again.
         context.log.warning(f"{exc}; starting from an empty cursor")
-        result = evaluate(watch, None, now)
-    requests, done = _not_done_yet(context, result.run_requests)
-    if done:
+        result = evaluate(watch, None, now, recorded)
+    if result.done:
         context.log.info(
-            f"weeks {', '.join(done)}: already materialised at their data version, not run again"
+            f"weeks {', '.join(result.done)}: already materialised from their current source "
+            "rows (by any run: this sensor's, the UI's, the CLI's), not run again"
         )
-    for request in requests:
+    for request in result.run_requests:
         tags = request.tags
         context.log.info(
             f"week {request.partition_key}: {tags[REASON_TAG]} "
             f"(data version {tags[DATA_VERSION_TAG]}, run key {request.run_key})"
         )
-    if not requests:
-        reason = result.summary
-        if done:
-            reason = f"weeks {', '.join(done)} already materialised at their data version"
-        return dg.SensorResult(skip_reason=reason, cursor=result.cursor)
-    return dg.SensorResult(run_requests=requests, cursor=result.cursor)
+    if not result.run_requests:
+        return dg.SensorResult(skip_reason=result.summary, cursor=result.cursor)
+    return dg.SensorResult(run_requests=result.run_requests, cursor=result.cursor)
 
 
 def new_week_sensor_every(seconds: int) -> dg.SensorDefinition:
@@ -135,16 +150,19 @@ def new_week_sensor_every(seconds: int) -> dg.SensorDefinition:
             f"`{JOB_NAME}` for each complete week (Monday to Monday, `analysis.timezone`) "
             "that has rows, or follows one with rows by at most two weeks (its silver rows "
             "carry those kids' trends), and was not processed yet: at most "
-            "`sensor_limits.max_weeks_per_tick` weeks with rows per tick; a longer backlog "
-            "continues on the next tick. Late data: the last "
-            "`sensor_limits.late_data_weeks` processed weeks are re-checked (row count, "
-            "first and last occurred_at, read from the occurred_at index alone); a week "
-            "that changed runs again, and so do the two weeks after it, whose trends "
-            "compare against it. Run tags `kidsfin/reason` (new_week, late_data, "
-            "trend_dependency) and `kidsfin/data_version` say why. New weeks' run keys "
-            "carry the data version, so the same data never runs twice, even after a "
-            "cursor reset; late-data keys also carry the tick. If the source database "
-            "cannot be read the tick fails with the reason and the next tick retries."
+            "`sensor.max_weeks_per_tick` (config/pipeline.yaml) weeks with rows per tick; "
+            "a longer backlog continues on the next tick. Late data: the last "
+            "`sensor.late_data_weeks` processed weeks are re-checked (row count, first and "
+            "last occurred_at, read from the occurred_at index alone); a week that changed "
+            "runs again, and so do the two weeks after it, whose trends compare against "
+            "it. A week materialised end to end from its current rows, by any run (this "
+            "sensor's, the UI's, `dagster asset materialize`), is not run again: raw and "
+            "silver record the source versions they read in each week's metadata. Run tags "
+            "`kidsfin/reason` (new_week, late_data, trend_dependency) and "
+            "`kidsfin/data_version` say why. New weeks' run keys carry the data version, so "
+            "the same data never runs twice, even after a cursor reset; late-data keys also "
+            "carry the tick. If the source database cannot be read the tick fails with the "
+            "reason and the next tick retries."
         ),
     )(new_week_tick)
 

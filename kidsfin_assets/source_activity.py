@@ -78,6 +78,18 @@ def week_fingerprint(conn: Connection, src: Sources, week: Week) -> Fingerprint:
     )
 
 
+def source_versions(
+    conn: Connection, src: Sources, week: Week, weeks_before: int = 0
+) -> dict[str, str]:
+    """The versions of the week's rows and of the `weeks_before` weeks before it, by week
+    key, oldest first: what a materialisation records it was computed from (raw: its week;
+    silver: W-2, W-1 and W, which its trends read), and what new_week_sensor compares with
+    today's. Taken before the rows are read, so that a row arriving during the run makes
+    the recorded version differ from the next one, never hides it."""
+    weeks = [week.shifted(-n) for n in range(weeks_before, -1, -1)]
+    return {w.key: week_fingerprint(conn, src, w).version for w in weeks}
+
+
 def next_activity(
     conn: Connection, src: Sources, start: dt.datetime, end: dt.datetime
 ) -> dt.datetime | None:

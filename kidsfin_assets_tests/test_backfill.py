@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -39,7 +40,9 @@ def silver_by_week(settings) -> dict[str, list[dict]]:
     return found
 
 
-def run_range(settings, first: str, last: str) -> dg.ExecuteInProcessResult:
+def run_range(
+    settings, first: str, last: str, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
     """One run over a partition range, as the UI's backfill launches for silver."""
     job = dg.define_asset_job("range_run", selection="group:raw or group:silver")
     defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[job]))
@@ -47,8 +50,72 @@ def run_range(settings, first: str, last: str) -> dg.ExecuteInProcessResult:
         tags={
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last,
-        }
+        },
+        instance=instance,
     )
+
+
+def metadata_by_week(result: dg.ExecuteInProcessResult, node: str) -> dict[str, dict[str, Any]]:
+    """Each materialised week's metadata, as plain values."""
+    return {
+        str(m.partition): {key: value.value for key, value in m.metadata.items()}
+        for m in result.asset_materializations_for_node(node)
+    }
+
+
+def run_messages(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(result.run_id)]
+
+
+def test_each_week_of_a_range_run_carries_its_own_figures(monkeypatch, database_url) -> None:
+    """A range run records on each week what that week's own run records (figures,
+    preview, source versions), never the range's totals or its last week's preview; the
+    totals are in the run's log only, and the undated rows are the app tables', not a
+    week's."""
+    settings = use_database(monkeypatch, database_url)
+    engine = db.create_engine(settings.resolved_database_url)
+    generate(engine, settings.sources, DemoSpec(kids=12, weeks=5, end_week=END, seed=11))
+    weeks = WEEKS[1:]
+    with dg.DagsterInstance.ephemeral() as instance:
+        ranged = run_range(settings, weeks[0], weeks[-1], instance)
+        assert ranged.success
+        log = run_messages(instance, ranged)
+    alone: dict[str, dict[str, dict[str, Any]]] = {"raw__kid_activity": {}}
+    alone["silver__kid_weekly_analysis"] = {}
+    for week in weeks:
+        result = materialize_week(settings, week, selection="group:raw or group:silver")
+        for node, found in alone.items():
+            found |= metadata_by_week(result, node)
+
+    for node, found in alone.items():
+        assert metadata_by_week(ranged, node) == found, node
+    raw = metadata_by_week(ranged, "raw__kid_activity")
+    silver = metadata_by_week(ranged, "silver__kid_weekly_analysis")
+    assert sorted(raw) == sorted(silver) == weeks
+    assert len({m["rows_read"] for m in raw.values()}) == len(weeks)  # weeks differ
+    for week in weeks:
+        assert raw[week]["source_versions"].keys() == {week}
+        assert list(silver[week]["source_versions"]) == [
+            (dt.date.fromisoformat(week) - dt.timedelta(weeks=n)).isoformat() for n in (2, 1, 0)
+        ]
+        assert "weeks" not in silver[week]
+        assert silver[week]["dagster/row_count"] == silver[week]["row_count"]
+    previews = [m["preview"] for m in silver.values()]
+    assert len(set(previews)) == len(weeks)  # each week's own preview
+    # Totals of the range: the log's line, never a week's figure.
+    rows_read = sum(m["rows_read"] for m in raw.values())
+    first, last = weeks[0], weeks[-1]
+    assert any(f"3 weeks {first} to {last}: {rows_read} rows read" in line for line in log)
+    kid_rows = sum(m["row_count"] for m in silver.values())
+    assert f"3 weeks {first} to {last}: {kid_rows} kid rows written" in log
+    # Rows without a time belong to no week: no week plots them; the app tables say them.
+    assert all("rows_without_time" not in m for m in raw.values())
+    observed = {
+        o.asset_key.to_user_string(): o.metadata["rows_without_time"].value
+        for o in ranged.asset_observations_for_node("raw__kid_activity")
+    }
+    assert set(observed) == {"app/transactions", "app/app_events", "app/savings_goals"}
+    assert any(n > 0 for n in observed.values())  # the demo's dirty rows include some
 
 
 def test_one_run_over_a_range_equals_week_by_week(monkeypatch, pg_url) -> None:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from kidsfin_assets import demo
 from kidsfin_assets.definitions import pipeline_assets, resources_from
 from kidsfin_assets.jobs import weekly_reports_job
+from kidsfin_assets.sensor_plan import CHANGED_WEEK_TAG, REASON_TAG
 from kidsfin_assets.sensors import new_week_sensor
 from kidsfin_assets.settings import get_settings
 from kidsfin_assets.warehouse import source_tables
@@ -103,4 +104,11 @@ def test_the_sensor_does_not_run_the_demo_weeks_again(after_demo: dict[str, Any]
         ],
     )
     again = _first_tick(settings, instance)
-    assert [r.partition_key for r in again.run_requests] == [week.key]
+    # The changed week is late data; the two after it read it for their trends.
+    weeks = after_demo_weeks(settings)
+    assert [(r.partition_key, r.tags[REASON_TAG]) for r in again.run_requests] == [
+        (week.key, "late_data"),
+        (weeks[3], "trend_dependency"),
+        (weeks[4], "trend_dependency"),
+    ]
+    assert {r.tags[CHANGED_WEEK_TAG] for r in again.run_requests[1:]} == {week.key}

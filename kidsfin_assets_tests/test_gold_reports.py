@@ -348,7 +348,9 @@ def test_progress_is_logged_in_batches(monkeypatch, pg_url, server, capfd) -> No
     assert result.success
     captured = capfd.readouterr()
     err = captured.err
-    assert all(f"Processing batch {i}/3" in err for i in (1, 2, 3))
+    groups = ("1-2 of 5 (group 1/3)", "3-4 of 5 (group 2/3)", "5-5 of 5 (group 3/3)")
+    assert all(f"Processing kids {group}" in err for group in groups)
+    assert "Processing batch" not in err  # it read as the Batch API
     assert "[5/5 100%]" in err  # progress lines
     # The summary: one line in the run log (a longer message is cut in the UI), the box
     # whole on stdout.

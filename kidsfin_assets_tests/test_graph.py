@@ -148,3 +148,78 @@ def test_the_app_tables_column_schemas_are_the_databases(settings: Settings) -> 
             for c in node.metadata["dagster/column_schema"].columns
         ]
         assert sorted(declared) == sorted(tuple(row) for row in found), table
+
+
+# The spelling of a type in the catalog (SQLAlchemy's compiler, the source contract's DDL)
+# against PostgreSQL's format_type().
+PG_SPELLING = {
+    "timestamptz": "timestamp with time zone",
+    "varchar": "character varying",
+    "float": "double precision",
+}
+
+
+def _spelled(kind: str, type_name: str) -> str:
+    text = type_name.lower().replace(", ", ",")
+    if kind == "postgres":
+        head, paren, rest = text.partition("(")
+        text = PG_SPELLING.get(head, head) + paren + rest
+    return text
+
+
+def declared_columns(engine: sa.Engine, table: str) -> list[tuple[str, str]]:
+    """(column, type) as the database declares them."""
+    with engine.connect() as conn:
+        if db.is_sqlite(engine):
+            rows = conn.exec_driver_sql(f'PRAGMA table_info("{table}")')
+            return [(row[1], row[2]) for row in rows]
+        query = sa.text(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+        )
+        return [tuple(row) for row in conn.execute(query, {"t": table})]
+
+
+def catalog_tables(node: Any) -> dict[str, dg.TableSchema]:
+    """Each table an asset's catalog entry describes, by the name to query it by."""
+    found = {}
+    for key, value in node.metadata.items():
+        if key == "dagster/column_schema":
+            found[node.metadata["dagster/table_name"]] = value
+        elif key.startswith("schema/"):
+            found[key.removeprefix("schema/")] = value
+    return found
+
+
+def test_the_catalog_says_what_the_configured_warehouse_holds(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """Kinds, table names and column types are those of the database configured: SQLite's
+    for the demo, PostgreSQL's (JSONB, timestamp with time zone) there, never the other's."""
+    settings = use_database(monkeypatch, database_url)
+    source = SourceDB(settings)
+    source.kids((1, "An"))
+    source.txns((1, 1, "2026-03-17 10:00", "income", None, 100000))
+    assert materialize_week(settings, W).success
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    kind = "sqlite" if db.is_sqlite(engine) else "postgres"
+    schema = "" if kind == "sqlite" else f"{settings.warehouse.schema_name}."
+    graph = build_definitions(settings).resolve_asset_graph()
+    for key in (*keys.APP_TABLES, keys.RAW_KEY, keys.SILVER_KEY, keys.GOLD_KEY):
+        node = graph.get(key)
+        assert kind in node.kinds and not ({"sqlite", "postgres"} - {kind}) & node.kinds, key
+        tables = catalog_tables(node)
+        assert tables, key
+        for name, columns in tables.items():
+            if key.path[0] == "raw":
+                name = schema + name
+            declared = [(c.name, _spelled(kind, c.type)) for c in columns.columns]
+            found = [(column, _spelled(kind, t)) for column, t in declared_columns(engine, name)]
+            assert sorted(declared) == sorted(found), (key, name)
+    gold = graph.get(keys.GOLD_KEY).metadata
+    assert gold["dagster/table_name"] == f"{schema}kid_weekly_reports"
+    types = {c.name: c.type for c in gold["dagster/column_schema"].columns}
+    if kind == "sqlite":
+        assert (types["report"], types["generated_at"]) == ("JSON", "DATETIME")
+    else:
+        assert (types["report"], types["generated_at"]) == ("JSONB", "TIMESTAMP WITH TIME ZONE")

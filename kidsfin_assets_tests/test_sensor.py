@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 from dagster import DagsterInstance
 
 from kidsfin_assets import db, sensor_plan, sensors
@@ -23,15 +29,21 @@ from kidsfin_assets.sensor_plan import (
     DATA_VERSION_TAG,
     REASON_TAG,
     Evaluation,
+    Materialised,
     SourceDatabaseError,
     Watch,
 )
 from kidsfin_assets.sensors import new_week_sensor
 from kidsfin_assets.settings import Settings
-from kidsfin_assets.source_activity import Fingerprint, TableFingerprint, week_fingerprint
+from kidsfin_assets.source_activity import (
+    Fingerprint,
+    TableFingerprint,
+    source_versions,
+    week_fingerprint,
+)
 from kidsfin_assets.warehouse import source_tables
 from kidsfin_assets.weeks import Week
-from kidsfin_assets_tests.helpers import TZ, SourceDB, local, use_database
+from kidsfin_assets_tests.helpers import TZ, SourceDB, local, materialize_week, use_database
 
 NOW = local("2026-03-18 12:00")
 FIVE_WEEKS = ["2026-02-09", "2026-02-16", "2026-02-23", "2026-03-02", "2026-03-09"]
@@ -463,3 +475,146 @@ def test_a_cursor_of_the_earlier_version_carries_on_without_reruns(
     assert json.loads(upgraded.cursor) == current
     source.txns((100, 1, "2026-02-19 20:00", "spending", "snacks", 20000))
     assert requested(evaluate(settings, upgraded.cursor, NOW))[0] == ("2026-02-16", "late_data")
+
+
+# --- done is done, whoever ran it --------------------------------------------------------
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def materialise_with_the_cli(week: str, home: Path) -> None:
+    """`dagster asset materialize` as a user types it, on the test's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    command = [sys.executable, "-m", "dagster", "asset", "materialize"]
+    command += ["-m", "kidsfin_assets.definitions", "--select", "*", "--partition", week]
+    done = subprocess.run(
+        command,
+        cwd=PROJECT,
+        env={**env, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def materialise_range_as_a_backfill(
+    settings: Settings, instance: DagsterInstance, first: str, last: str
+) -> None:
+    """Raw and silver over the range in one run (as a backfill runs them), then gold and
+    the exports one week at a time."""
+    job = dg.define_asset_job("range_run", selection="group:raw or group:silver")
+    defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[job]))
+    tags = {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+    assert defs.resolve_job_def("range_run").execute_in_process(tags=tags, instance=instance)
+    for week in FIVE_WEEKS[FIVE_WEEKS.index(first) : FIVE_WEEKS.index(last) + 1]:
+        selection = "group:gold or group:exports"
+        assert materialize_week(settings, week, selection=selection, instance=instance).success
+
+
+def tick(
+    settings: Settings, instance: DagsterInstance, cursor: str | None
+) -> tuple[list[tuple[str, str]], str | None, str]:
+    """One tick of the sensor as Dagster runs it, on the real instance: (weeks requested
+    with their reason, the new cursor, the skip reason or '')."""
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=resources_from(settings)
+    ) as context:
+        outcome = new_week_sensor(context)
+    assert isinstance(outcome, dg.SensorResult)
+    found = [(r.partition_key or "", r.tags[REASON_TAG]) for r in outcome.run_requests or []]
+    skipped = outcome.skip_reason.skip_message if outcome.skip_reason else ""
+    return found, outcome.cursor, skipped or ""
+
+
+def test_weeks_materialised_from_the_ui_or_the_cli_are_done(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, tmp_path: Path
+) -> None:
+    """Whoever materialised a week (materialize(), a range run, the CLI: no run of them
+    carries a sensor tag), the sensor leaves it alone while its rows are the ones read, and
+    runs it again, as late data, once they change. (SQLite: test_demo.py, `make demo`'s
+    weeks.)"""
+    settings = use_database(monkeypatch, pg_url)
+    source = SourceDB(settings)
+    source.kids((1, "An"))
+    seed_five_weeks(source)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setattr(sensors, "clock", lambda: NOW)
+    with DagsterInstance.get() as instance:
+        materialise_range_as_a_backfill(settings, instance, FIVE_WEEKS[0], FIVE_WEEKS[-2])
+        materialise_with_the_cli(FIVE_WEEKS[-1], home)
+
+        requests, cursor, skipped = tick(settings, instance, None)
+        assert requests == []
+        assert ", ".join(FIVE_WEEKS) + " already materialised" in skipped
+
+        # A late row in the last week: that week again, as late data, and nothing else.
+        source.txns((100, 1, "2026-03-11 20:00", "spending", "snacks", 20000))
+        assert tick(settings, instance, cursor)[0] == [("2026-03-09", "late_data")]
+        # The same from a fresh cursor: the week is no new week, its rows changed.
+        assert tick(settings, instance, None)[0] == [("2026-03-09", "late_data")]
+        # Materialised again (from the UI, say): done.
+        assert materialize_week(settings, "2026-03-09", instance=instance).success
+        requests, cursor, _ = tick(settings, instance, None)
+        assert requests == []
+
+        # A late row in a middle week: it, and the two weeks whose trends read it.
+        source.txns((101, 1, "2026-02-19 20:00", "spending", "snacks", 20000))
+        expected = [
+            ("2026-02-16", "late_data"),
+            ("2026-02-23", "trend_dependency"),
+            ("2026-03-02", "trend_dependency"),
+        ]
+        assert tick(settings, instance, cursor)[0] == expected
+        assert tick(settings, instance, None)[0] == expected
+
+
+def test_the_plan_leaves_out_weeks_materialised_from_todays_rows(
+    settings: Settings, source: SourceDB
+) -> None:
+    """What was materialised decides (a plain record, no Dagster storage): all versions
+    today's, done; W's own rows changed, late data; only W-1's, a trend dependency."""
+    seed_five_weeks(source)
+    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    src = source_tables(settings.sources)
+    with engine.connect() as conn:
+        read = {w: source_versions(conn, src, Week.from_key(w, TZ), 2) for w in FIVE_WEEKS}
+    stale = dict(read["2026-02-23"], **{"2026-02-16": "older"})  # W-1 changed since
+
+    def recorded(week: str) -> Materialised | None:
+        if week == "2026-03-09":
+            return None  # never materialised end to end
+        silver = stale if week == "2026-02-23" else read[week]
+        raw = {week: "older" if week == "2026-03-02" else read[week][week]}
+        return Materialised(raw=raw, silver=silver)
+
+    result = sensor_plan.evaluate(Watch.from_settings(settings), None, NOW, recorded)
+
+    assert requested(result) == [
+        ("2026-02-23", "trend_dependency"),
+        ("2026-03-02", "late_data"),
+        ("2026-03-09", "new_week"),
+    ]
+    assert result.run_requests[0].tags[CHANGED_WEEK_TAG] == "2026-02-16"
+    assert result.done == ("2026-02-09", "2026-02-16")
+    assert "2026-02-09, 2026-02-16 already materialised" in result.summary
+    # The weeks left out are processed all the same: late rows in them are seen.
+    assert sorted(json.loads(result.cursor)["fp"]) == FIVE_WEEKS
+
+
+def test_the_sensor_description_names_the_settings_as_the_file_does() -> None:
+    """The UI's description of the sensor names its limits as config/pipeline.yaml and the
+    README do (`sensor.<key>`), not by the resource the code reads them through."""
+    config = yaml.safe_load((PROJECT / "config" / "pipeline.yaml").read_text())
+    description = new_week_sensor.description or ""
+    named = set(re.findall(r"`sensor\.(\w+)`", description))
+    assert named == {"max_weeks_per_tick", "late_data_weeks"}
+    assert named <= config["sensor"].keys()
+    assert "sensor_limits" not in description
+    readme = (PROJECT / "README.md").read_text()
+    assert all(f"sensor.{key}" in readme for key in named)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import sqlalchemy as sa
 
+from kidsfin_assets.catalog import POSTGRES, SQLITE
 from kidsfin_assets.keys import (
     APP_EVENTS,
     APP_KIDS,
@@ -36,6 +37,32 @@ _TYPES = {
     "target_amount": "NUMERIC(14,2)",
     "completed_at": "TIMESTAMPTZ",
 }
+# On SQLite (the demo's tables, kidsfin_demo's create_source_tables): each table's own id
+# an INTEGER PRIMARY KEY, times and dates ISO-8601 TEXT, money REAL.
+_SQLITE_TYPES = {"TIMESTAMPTZ": "TEXT", "DATE": "TEXT", "NUMERIC(14,2)": "REAL"}
+_OWN_ID = {
+    APP_KIDS: "kid_id",
+    APP_TRANSACTIONS: "txn_id",
+    APP_EVENTS: "event_id",
+    APP_SAVINGS_GOALS: "goal_id",
+}
+
+
+def column_type(table_key: dg.AssetKey, column: sa.ColumnClause, kind: str) -> str:
+    """The column's type as the app's database of `kind` declares it."""
+    declared = _TYPES[column.name]
+    if kind != SQLITE:
+        return declared
+    if column.name == _OWN_ID[table_key]:
+        return "INTEGER"
+    return _SQLITE_TYPES.get(declared, declared)
+
+
+def column_schema(key: dg.AssetKey, kind: str) -> dg.TableSchema:
+    columns = [dg.TableColumn(c.name, column_type(key, c, kind)) for c in _COLUMNS[key].columns]
+    return dg.TableSchema(columns=columns)
+
+
 _TABLES = source_tables(SourceTables())  # the default names; only the columns are used
 _COLUMNS: dict[dg.AssetKey, sa.TableClause] = {
     APP_KIDS: _TABLES.kids,
@@ -52,8 +79,6 @@ _DESCRIPTIONS = {
 
 
 def _spec(key: dg.AssetKey) -> dg.AssetSpec:
-    columns = _COLUMNS[key].columns
-    schema = dg.TableSchema(columns=[dg.TableColumn(c.name, _TYPES[c.name]) for c in columns])
     return dg.AssetSpec(
         key,
         group_name="app",
@@ -64,7 +89,7 @@ def _spec(key: dg.AssetKey) -> dg.AssetSpec:
         kinds={"sql"},
         owners=OWNERS,
         tags={"kidsfin/layer": "source"},
-        metadata={"dagster/column_schema": schema},
+        metadata={"dagster/column_schema": column_schema(key, POSTGRES)},
     )
 
 
@@ -72,12 +97,17 @@ app_tables = [_spec(key) for key in _COLUMNS]
 
 
 def with_table_names(
-    specs: list[dg.AssetSpec], names: dict[str, str], dialect: str
+    specs: list[dg.AssetSpec], names: dict[str, str], kind: str
 ) -> list[dg.AssetSpec]:
-    """The specs with the configured table names and the database they live in."""
+    """The specs with the configured table names, the database they live in (its kind)
+    and their columns' types in that database."""
     return [
         spec.merge_attributes(
-            metadata={"dagster/table_name": names[spec.key.path[-1]]}, kinds={dialect}
+            metadata={
+                "dagster/table_name": names[spec.key.path[-1]],
+                "dagster/column_schema": column_schema(spec.key, kind),
+            },
+            kinds={kind},
         )
         for spec in specs
     ]

@@ -4,6 +4,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -11,10 +12,18 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets import db
 from kidsfin_assets import validation as v
-from kidsfin_assets.catalog import table_schema
-from kidsfin_assets.keys import APP_TABLES, OWNERS, RAW_KEY
+from kidsfin_assets.catalog import SCHEMA_PREFIX, table_schema
+from kidsfin_assets.keys import (
+    APP_EVENTS,
+    APP_SAVINGS_GOALS,
+    APP_TABLES,
+    APP_TRANSACTIONS,
+    OWNERS,
+    RAW_KEY,
+)
 from kidsfin_assets.resources import AnalysisResource, SourcesResource, WarehouseResource
 from kidsfin_assets.settings import SourceTables
+from kidsfin_assets.source_activity import week_fingerprint
 from kidsfin_assets.warehouse import (
     Sources,
     missing_table,
@@ -24,6 +33,16 @@ from kidsfin_assets.warehouse import (
 )
 from kidsfin_assets.weeks import Week, weekly_partitions
 
+# The reasons a row of a week can be quarantined for (a row without a time belongs to no
+# week): every week's metadata carries each, 0 included, so the UI plots every week.
+WEEK_REASONS = (
+    v.Reason.DUPLICATE_ID,
+    v.Reason.ORPHAN_KID,
+    v.Reason.UNKNOWN_KIND,
+    v.Reason.BAD_AMOUNT,
+    v.Reason.COMPLETED_BEFORE_CREATED,
+)
+
 
 @dataclass
 class RawWeekCounts:
@@ -31,11 +50,19 @@ class RawWeekCounts:
     transactions_valid: int = 0
     events_valid: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
-    undated: int = 0
+    # The week's source version (source_activity.source_versions) the rows were read at.
+    source_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows_valid(self) -> int:
         return self.transactions_valid + self.events_valid
+
+    def add(self, other: "RawWeekCounts") -> None:
+        """Sum of weeks, for a range run's log line."""
+        self.rows_read += other.rows_read
+        self.transactions_valid += other.transactions_valid
+        self.events_valid += other.events_valid
+        self.quarantined += other.quarantined
 
 
 def _copy_valid_rows(conn: Connection, src: Sources, week: Week) -> tuple[int, int]:
@@ -80,10 +107,13 @@ def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Wee
     """Copy the valid rows and quarantine the rest, in the caller's transaction."""
     engine = conn.engine
     db.week_lock(conn, "raw", week.key)
-    counts = RawWeekCounts()
     window = (week.starts_at, week.ends_at)
-    for table in (src.transactions, src.app_events):
-        counts.rows_read += conn.execute(v.rows_in_window(engine, table, *window)).scalar_one()
+    # First, before any row is read: a row arriving meanwhile changes the next version.
+    fp = week_fingerprint(conn, src, week)
+    counts = RawWeekCounts(
+        rows_read=fp.transactions.rows + fp.app_events.rows,  # the rows inside the week
+        source_versions={week.key: fp.version},
+    )
     counts.transactions_valid, counts.events_valid = _copy_valid_rows(conn, src, week)
     counts.quarantined += _quarantine(
         conn, names.transactions, v.invalid_transactions(engine, src, *window), week
@@ -95,14 +125,22 @@ def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Wee
     counts.quarantined += _quarantine(
         conn, names.savings_goals, v.invalid_goals(engine, src, *window), week
     )
+    return counts
+
+
+def quarantine_undated(conn: Connection, names: SourceTables, src: Sources) -> dict[str, int]:
+    """Quarantine the rows without a time (they belong to no week), afresh; their count
+    by configured table name. Once a run, in the caller's transaction."""
+    engine = conn.engine
+    undated: dict[str, int] = {}
     for name, table, id_column, time_column in (
         (names.transactions, src.transactions, "txn_id", "occurred_at"),
         (names.app_events, src.app_events, "event_id", "occurred_at"),
         (names.savings_goals, src.savings_goals, "goal_id", "created_at"),
     ):
-        undated = v.undated_rows(engine, table, id_column, time_column)
-        counts.undated += _quarantine(conn, name, undated, None)[v.Reason.MISSING_TIME]
-    return counts
+        rows = v.undated_rows(engine, table, id_column, time_column)
+        undated[name] = _quarantine(conn, name, rows, None)[v.Reason.MISSING_TIME]
+    return undated
 
 
 @contextlib.contextmanager
@@ -124,8 +162,9 @@ def source_errors_explained(names: SourceTables) -> Iterator[None]:
         ) from None
 
 
-def _metadata(counts: RawWeekCounts) -> dict[str, int]:
-    by_reason = {f"quarantined_{reason}": n for reason, n in sorted(counts.quarantined.items())}
+def week_metadata(counts: RawWeekCounts) -> dict[str, Any]:
+    """One week's own figures: what its partition shows and plots."""
+    by_reason = {f"quarantined_{reason}": counts.quarantined[reason] for reason in WEEK_REASONS}
     return {
         "rows_read": counts.rows_read,
         "rows_valid": counts.rows_valid,
@@ -134,8 +173,47 @@ def _metadata(counts: RawWeekCounts) -> dict[str, int]:
         "events_valid": counts.events_valid,
         "rows_quarantined": sum(counts.quarantined.values()),
         **by_reason,
-        "rows_without_time": counts.undated,
+        # What new_week_sensor compares with the source's rows now (docs/design.md).
+        "source_versions": dg.MetadataValue.json(counts.source_versions),
     }
+
+
+def counts_line(label: str, counts: RawWeekCounts) -> str:
+    """'week 2026-03-16: 140 rows read, 130 valid (120 transactions, 10 app events), 10
+    quarantined (bad_amount 4, orphan_kid 6)': reasons by name, only those that occur."""
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(counts.quarantined.items()) if n)
+    quarantined = sum(counts.quarantined.values())
+    return (
+        f"{label}: {counts.rows_read} rows read, {counts.rows_valid} valid "
+        f"({counts.transactions_valid} transactions, {counts.events_valid} app events), "
+        f"{quarantined} quarantined" + (f" ({reasons})" if reasons else "")
+    )
+
+
+def undated_line(undated: dict[str, int]) -> str:
+    found = ", ".join(f"{name} {n}" for name, n in undated.items() if n)
+    if not found:
+        return "rows without a time: none"
+    return (
+        f"rows without a time, in no week, quarantined as missing_time: {found} "
+        "(observed on the app tables as rows_without_time)"
+    )
+
+
+def observe_undated(
+    context: dg.AssetExecutionContext, names: SourceTables, undated: dict[str, int]
+) -> None:
+    """The undated rows are the app table's, not a week's: an observation of the table
+    (not partitioned), which its catalog page lists and plots over time."""
+    for key in (APP_TRANSACTIONS, APP_EVENTS, APP_SAVINGS_GOALS):
+        name = getattr(names, key.path[-1])
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=key,
+                description="Rows without a time: they belong to no week (quarantined).",
+                metadata={"rows_without_time": undated[name]},
+            )
+        )
 
 
 @dg.asset(
@@ -147,7 +225,8 @@ def _metadata(counts: RawWeekCounts) -> dict[str, int]:
     tags={"kidsfin/layer": "raw"},
     # Three tables: no one `dagster/table_name`; the schema of each, by name.
     metadata={
-        f"schema/{t.name}": table_schema(t) for t in (raw_transactions, raw_app_events, quarantine)
+        f"{SCHEMA_PREFIX}{t.name}": table_schema(t)
+        for t in (raw_transactions, raw_app_events, quarantine)
     },
     partitions_def=weekly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -156,8 +235,10 @@ def _metadata(counts: RawWeekCounts) -> dict[str, int]:
         "into `raw_transactions` / `raw_app_events`. Rows that break a rule (kid "
         "missing, no time, unknown kind, amount <= 0, NaN or beyond NUMERIC(14,2)) go to "
         "`quarantine` with the reason, and so do savings goals silver leaves out (kid "
-        "missing, no creation time, a bad target, completed before created); rows with "
-        "no time belong to no week and are re-checked every run."
+        "missing, no creation time, a bad target, completed before created). Each week's "
+        "metadata is its own, in a backfill's range run too, with the source version it "
+        "was read at. Rows with no time belong to no week: quarantined afresh every run "
+        "and counted on the app table they are in (an observation, `rows_without_time`)."
     ),
 )
 def kid_activity(
@@ -168,19 +249,21 @@ def kid_activity(
 ) -> dg.MaterializeResult:
     tz, names = analysis.timezone, sources.names()
     engine, src = warehouse.get_engine(), sources.tables()
+    keys = context.partition_keys
     total = RawWeekCounts()
-    for key in context.partition_keys:
+    for key in keys:
         week = Week.from_key(key, tz)
         # one transaction per week: all of it or none
         with source_errors_explained(names), engine.begin() as conn:
             counts = load_raw_week(conn, names, src, week)
-        context.log.info(
-            f"week {key}: {counts.rows_read} rows read, {counts.rows_valid} valid, "
-            f"{sum(counts.quarantined.values())} quarantined {dict(counts.quarantined)}"
-        )
-        total.rows_read += counts.rows_read
-        total.transactions_valid += counts.transactions_valid
-        total.events_valid += counts.events_valid
-        total.quarantined += counts.quarantined
-        total.undated = counts.undated
-    return dg.MaterializeResult(metadata=_metadata(total))
+        context.log.info(counts_line(f"week {key}", counts))
+        # Each week of a range run carries its own figures, not the range's.
+        context.add_asset_metadata(week_metadata(counts), partition_key=key)
+        total.add(counts)
+    if len(keys) > 1:
+        context.log.info(counts_line(f"{len(keys)} weeks {keys[0]} to {keys[-1]}", total))
+    with source_errors_explained(names), engine.begin() as conn:
+        undated = quarantine_undated(conn, names, src)
+    context.log.info(undated_line(undated))
+    observe_undated(context, names, undated)
+    return dg.MaterializeResult()

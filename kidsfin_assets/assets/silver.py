@@ -1,6 +1,5 @@
 """Silver layer: per kid-week metrics and trends, the metric contract of docs/metrics.md."""
 
-import datetime as dt
 from typing import Any
 
 import dagster as dg
@@ -19,8 +18,9 @@ from kidsfin_assets.keys import (
     OWNERS,
     SILVER_KEY,
 )
-from kidsfin_assets.metrics import write_week
+from kidsfin_assets.metrics import WEEKS_BACK, write_week
 from kidsfin_assets.resources import AnalysisResource, SourcesResource, WarehouseResource
+from kidsfin_assets.source_activity import source_versions
 from kidsfin_assets.warehouse import kid_weekly_analysis as analysis_table
 from kidsfin_assets.weeks import Week, weekly_partitions
 
@@ -44,8 +44,8 @@ def preview_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([header, rule, *body])
 
 
-def week_summary(conn: Connection, weeks: list[dt.date]) -> dict[str, Any]:
-    """Totals over the written weeks, read back from the table (not held in memory)."""
+def week_summary(conn: Connection, week: Week) -> dict[str, Any]:
+    """The week's own figures, read back from the table (not held in memory)."""
     t = analysis_table
     money = ("income_total", "spending_total", "saving_total", "withdrawal_total")
     totals = conn.execute(
@@ -53,11 +53,11 @@ def week_summary(conn: Connection, weeks: list[dt.date]) -> dict[str, Any]:
             sa.func.count().label("row_count"),
             sa.func.count(t.c.top_spending_category).label("kids_with_spending"),
             *(sa.func.coalesce(sa.func.sum(t.c[c]), 0).label(c) for c in money),
-        ).where(t.c.week_start.in_(weeks))
+        ).where(t.c.week_start == week.start)
     ).one()
     preview = conn.execute(
         sa.select(*(t.c[c] for c in PREVIEW_COLUMNS))
-        .where(t.c.week_start == max(weeks))
+        .where(t.c.week_start == week.start)
         .order_by(t.c.kid_id)
         .limit(PREVIEW_ROWS)
     )
@@ -125,7 +125,9 @@ def refuse_shrink(week: Week, before: int, after: int, max_share: float | None) 
         "materialised alone; a backfill needs no earlier partitions, but re-run W+1 "
         "and W+2 after late data in W (the sensor does). The savings balance is "
         "carried from the balances stored with W-3 (or an earlier week, or a full "
-        "scan when none is still valid), so a week's cost does not grow with history."
+        "scan when none is still valid), so a week's cost does not grow with history. "
+        "Each week's metadata (totals, preview) is its own, in a backfill's range run "
+        "too, with the source versions of W-2, W-1 and W it was computed at."
     ),
 )
 def kid_weekly_analysis(
@@ -139,14 +141,25 @@ def kid_weekly_analysis(
     # Oldest first: each week's stored savings balances serve the weeks after it.
     weeks = sorted(Week.from_key(k, analysis.timezone) for k in context.partition_keys)
     max_shrink = None if config.allow_shrink else analysis.max_shrink_share
+    written_in_run = 0
     for week in weeks:
         # one transaction per week: all rows or none
         with source_errors_explained(names), engine.begin() as conn:
             db.week_lock(conn, "silver", week.key)
+            # W-2, W-1 and W, before their rows are read (source_activity.source_versions)
+            versions = source_versions(conn, src, week, WEEKS_BACK - 1)
             before = week_row_count(conn, week)
             written = write_week(conn, src, week, analysis.trend_threshold)
             refuse_shrink(week, before, written, max_shrink)  # rolls the week back
+            meta = week_summary(conn, week)
         context.log.info(f"week {week.key}: {written} kid rows written")
-    with engine.connect() as conn:
-        meta = week_summary(conn, [w.start for w in weeks])
-    return dg.MaterializeResult(metadata={**meta, "weeks": len(weeks)})
+        # Each week of a range run carries its own figures and preview, not the range's.
+        meta["source_versions"] = dg.MetadataValue.json(versions)
+        context.add_asset_metadata(meta, partition_key=week.key)
+        written_in_run += written
+    if len(weeks) > 1:
+        context.log.info(
+            f"{len(weeks)} weeks {weeks[0].key} to {weeks[-1].key}: "
+            f"{written_in_run} kid rows written"
+        )
+    return dg.MaterializeResult()
