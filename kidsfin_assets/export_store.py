@@ -49,7 +49,7 @@ STORES: dict[str, tuple[str, str]] = {
     "abfss": ("adlfs", "azure"),
 }
 CREDENTIALS_HINT = (
-    "give credentials in the environment (AWS_ACCESS_KEY_ID / AWS_PROFILE, "
+    "give them in the environment (AWS_ACCESS_KEY_ID / AWS_PROFILE, "
     "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_CONNECTION_STRING ...)"
 )
 
@@ -86,13 +86,11 @@ def check_export_location(value: str) -> str:
         raise ValueError(f"{scheme}:// is not a supported store ({known}, or a local folder)")
     if parts.password is not None or (parts.username is not None and scheme.startswith("s3")):
         # Never echo the URL: it holds the secret.
-        raise ValueError(f"a {scheme}:// URL must not hold credentials: {CREDENTIALS_HINT}")
+        raise ValueError(f"must not hold credentials: {CREDENTIALS_HINT}")
     if parts.query or parts.fragment:
-        raise ValueError(
-            f"a {scheme}:// URL takes no options ('?' or '#'): set them in the environment"
-        )
+        raise ValueError("takes no options ('?' or '#'): set them in the environment")
     if not parts.hostname:
-        raise ValueError(f"{value.strip()!r} names no bucket or container")
+        raise ValueError(f"names no bucket or container ({value.strip()!r})")
     package, extra = STORES[scheme]
     if importlib.util.find_spec(package) is None:
         install = f"pip install 'kidsfin[{extra}]'" if extra else f"pip install {package}"
