@@ -5,8 +5,10 @@ own metadata (real Dagster runs on PostgreSQL; object stores: test_exports_s3.py
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import io
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from kidsfin_assets import db
 from kidsfin_assets.assets import exports
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.export_formats import Listing, write_json_document
+from kidsfin_assets.export_formats import Listing, pretty_json, write_json_document
 from kidsfin_assets.settings import Settings, SettingsError, load_settings
 from kidsfin_assets_tests.helpers import materialize_week, use_database
 from kidsfin_demo import DemoSpec, generate
@@ -92,6 +94,37 @@ def test_the_streamed_document_is_byte_for_byte_json_dump(sizes: list[int]) -> N
     sink = io.BytesIO()
     assert write_json_document(sink, Listing(header, "kids", total, pages)) == total
     assert sink.getvalue().decode() == expected.getvalue()
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    leaves = [
+        lambda: rng.choice(["", "Bông", 'a "quoted" \\ line\n\t', "\x00\x1f\u2028 ✓", "[]"]),
+        lambda: rng.randint(-(10**20), 10**20),
+        lambda: rng.choice([0.1, -2.5e-07, 1e22, 3.0, float("nan"), float("inf"), -0.0]),
+        lambda: rng.choice([None, True, False]),
+        lambda: rng.choice(
+            [dt.date(2026, 3, 16), decimal.Decimal("1.20"), dt.datetime(2026, 1, 1)]
+        ),
+    ]
+    if depth > 3 or rng.random() < 0.5:
+        return rng.choice(leaves)()
+    if rng.random() < 0.5:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    keys = ["kid_id", "ăn vặt", "", "a b", 'q"k', 1, 2.5, True, None]
+    return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))}
+
+
+def test_the_fast_encoder_writes_what_json_dumps_writes() -> None:
+    """pretty_json replaces json's pure-Python indenting encoder (a generator a token, most
+    of an export's time): the same text for any value an export can hold, and more."""
+    rng = random.Random(20261207)
+    for _ in range(3000):
+        value = _random_value(rng)
+        expected = json.dumps(value, ensure_ascii=False, indent=2, default=str)
+        assert pretty_json(value) == expected, value
+        assert pretty_json(value, "\n    ") == expected.replace("\n", "\n    ")
+    with pytest.raises(TypeError):
+        pretty_json({(1, 2): 3})
 
 
 def test_a_ranged_run_writes_each_week_with_its_own_metadata(demo: Settings) -> None:

@@ -189,7 +189,8 @@ def test_a_failure_mid_upload_leaves_the_old_object_and_aborts_the_upload(
     def failing(conn: Any, src: Any, page: list[dict[str, Any]]) -> Any:
         written = seen.get("pages", 0) * exports.PAGE_KIDS  # kids already written
         seen["pages"] = seen.get("pages", 0) + 1
-        if written * 1000 > 6 * MIB:  # at ~1 KB a kid, more than a part's worth
+        # At ~1 KB a kid, well over a part's worth, the pages read ahead of the writer too.
+        if written * 1000 > 8 * MIB:
             uploads = bucket.open_uploads()
             seen["uploads"] = uploads
             seen["parts"] = [

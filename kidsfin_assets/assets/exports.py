@@ -1,18 +1,21 @@
 """Exports: AI Production Pipeline's weekly JSON files (docs/design.md), one per week and layer.
 
-Each file is streamed: the week's rows are read a page of kids at a time (keyset pages
-in one read-only snapshot, so the count in the header and the rows agree) and written as
+Each file is streamed: the week's rows are read a page of kids at a time (one server-side
+cursor in a read-only snapshot, so the count in the header and the rows agree) and written as
 they are read (export_formats.py), to a local folder or an object store, whole or not at
 all (export_store.py). An export's memory does not grow with the number of kids.
 """
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import sqlalchemy as sa
@@ -43,8 +46,11 @@ from kidsfin_assets.warehouse import (
 )
 from kidsfin_assets.weeks import Week, weekly_partitions
 
-# Kids read (and their nicknames looked up) at a time: what an export holds in memory.
-PAGE_KIDS = 2000
+# Kids read (and their nicknames looked up) at a time: an export holds three pages at most
+# (one written, one read ahead, one being read).
+PAGE_KIDS = 1000
+
+T = TypeVar("T")
 
 
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
@@ -62,36 +68,113 @@ def review_name(week_key: str, export_format: str) -> str:
     return f"needs_review_reports_{week_key}{EXTENSIONS[export_format]}"
 
 
-def keyset_pages(
+def pages_in_order(
     conn: Connection, query: sa.Select[Any], kid: sa.Column[Any], size: int
-) -> Iterator[list[dict[str, Any]]]:
-    """`query`'s rows in `kid` order, `size` at a time, each page found through the index
-    from where the last one ended (no OFFSET: each page costs the same)."""
-    after: Any = None
-    while True:
-        page_query = query if after is None else query.where(kid > after)
-        page = [dict(r._mapping) for r in conn.execute(page_query.order_by(kid).limit(size))]
-        if page:
+) -> Iterator[list[sa.Row[Any]]]:
+    """`query`'s rows in `kid` order, `size` at a time, from one server-side cursor (psycopg2's
+    named cursor; SQLite's reads as it goes): the database runs the query once and the
+    client holds a page. Not keyset pages of `LIMIT size` each: on a week just written,
+    before the table's statistics know it, PostgreSQL plans each as a scan of every row
+    after the key and a sort (200 ms a page at 100,000 kids), quadratic in the week."""
+    result = conn.execution_options(yield_per=size).execute(query.order_by(kid))
+    try:
+        yield from result.partitions()
+    finally:
+        result.close()
+
+
+def item_pages(
+    pages: Iterator[list[sa.Row[Any]]], build: Callable[[list[sa.Row[Any]]], list[Item]]
+) -> Iterator[list[Item]]:
+    """Each page of rows built into items. Closed (or failing), it closes `pages` at once,
+    while the transaction their cursor lives in is still open."""
+    try:
+        for page in pages:
+            yield build(page)
+    finally:
+        pages.close()  # type: ignore[attr-defined]
+
+
+def _as_float(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """A money column read as the double precision it is exported as: the database turns
+    the NUMERIC into the nearest double, as float(Decimal) did here (both correctly
+    rounded), without a Decimal a value on the way."""
+    money = isinstance(column.type, sa.Numeric) and not column.type.asdecimal
+    return sa.cast(column, sa.Float).label(column.name) if money else column
+
+
+_END = object()
+
+
+@contextlib.contextmanager
+def read_ahead(pages: Iterable[T], depth: int = 1) -> Iterator[Iterator[T]]:
+    """`pages` iterated in a thread of their own, at most `depth` pages ahead of the caller:
+    the next page is read (the database's time, a remote one's round trips) while this one
+    is written. The block ends the thread before it exits, an early exit or an error too,
+    so the connection the pages read from is the caller's again; the thread's error is
+    raised where the page it failed on would have been taken."""
+    ready: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not put((page, None)):
+                    return
+                del page
+            put((_END, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((_END, exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # a generator's cursor, in the transaction that is still open
+
+    def taken() -> Iterator[T]:
+        while True:
+            page, error = ready.get()
+            if error is not None:
+                raise error
+            if page is _END:
+                return
             yield page
-        if len(page) < size:
-            return
-        after = page[-1][kid.name]
+
+    thread = threading.Thread(target=produce, name="kidsfin-export-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield taken()
+    finally:
+        stop.set()
+        thread.join()
 
 
 def count_rows(conn: Connection, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar())
 
 
-def _metrics(row: dict[str, Any]) -> dict[str, Any]:
-    skip = {"kid_id", "week_start", "computed_at"}
-    return {k: v for k, v in row.items() if k not in skip}
+# Silver's columns that are not the kid's metrics (kid_id leads the item, with the nickname).
+NOT_METRICS = ("week_start", "kid_id", "computed_at")
 
 
-def _analysis_items(conn: Connection, src: Sources, page: list[dict[str, Any]]) -> list[Item]:
-    names = nicknames(conn, src, [r["kid_id"] for r in page])
-    return [
-        {"kid_id": r["kid_id"], "nickname": names.get(r["kid_id"]), **_metrics(r)} for r in page
-    ]
+def _analysis_items(conn: Connection, src: Sources, page: list[sa.Row[Any]]) -> list[Item]:
+    """`{kid_id, nickname, <metrics in the table's order>}` for a page of (kid_id, metrics)."""
+    names = nicknames(conn, src, [row[0] for row in page])
+    metrics = page[0]._fields[1:]
+    items = []
+    for row in page:
+        item = {"kid_id": row[0], "nickname": names.get(row[0])}
+        item.update(zip(metrics, row[1:], strict=True))
+        items.append(item)
+    return items
 
 
 def analysis_listing(conn: Connection, src: Sources, week: Week) -> Listing:
@@ -100,36 +183,39 @@ def analysis_listing(conn: Connection, src: Sources, week: Week) -> Listing:
     table = kid_weekly_analysis
     where = table.c.week_start == week.start
     total = count_rows(conn, table, where)
-    pages = keyset_pages(conn, sa.select(table).where(where), table.c.kid_id, PAGE_KIDS)
+    metrics = [_as_float(c) for c in table.c if c.name not in NOT_METRICS]
+    query = sa.select(table.c.kid_id, *metrics).where(where)
+    pages = pages_in_order(conn, query, table.c.kid_id, PAGE_KIDS)
     header = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "week_start": week.key,
         "timezone": week.timezone,
         "total_kids": total,
     }
-    return Listing(header, "kids", total, (_analysis_items(conn, src, p) for p in pages))
+    items = item_pages(pages, lambda page: _analysis_items(conn, src, page))
+    return Listing(header, "kids", total, items)
 
 
-def _report_item(row: dict[str, Any], nickname: str | None, for_review: bool) -> Item:
-    generated_at = row["generated_at"]
+def _report_item(row: sa.Row[Any], nickname: str | None, for_review: bool) -> Item:
+    generated_at = row.generated_at
     return {
-        "kid_id": row["kid_id"],
+        "kid_id": row.kid_id,
         "nickname": nickname,
-        **row["report"],
+        **row.report,
         "generated_at": generated_at.isoformat()
         if isinstance(generated_at, dt.datetime)
         else str(generated_at),
-        "writer": row["writer"],
-        "model": row["model"],
-        **({"findings": row["findings"]} if for_review else {}),
+        "writer": row.writer,
+        "model": row.model,
+        **({"findings": row.findings} if for_review else {}),
     }
 
 
 def _report_items(
-    conn: Connection, src: Sources, page: list[dict[str, Any]], for_review: bool
+    conn: Connection, src: Sources, page: list[sa.Row[Any]], for_review: bool
 ) -> list[Item]:
-    names = nicknames(conn, src, [r["kid_id"] for r in page])
-    return [_report_item(r, names.get(r["kid_id"]), for_review) for r in page]
+    names = nicknames(conn, src, [row.kid_id for row in page])
+    return [_report_item(row, names.get(row.kid_id), for_review) for row in page]
 
 
 def reports_listing(
@@ -144,13 +230,14 @@ def reports_listing(
     current = sa.and_(gold.c.week_start == week.start, gold.c.superseded_at.is_(None))
     where = sa.and_(current, sa.not_(grounded) if for_review else grounded)
     total = count_rows(conn, gold, where)
-    pages = keyset_pages(conn, sa.select(gold).where(where), gold.c.kid_id, PAGE_KIDS)
+    read = [gold.c[c] for c in ("kid_id", "report", "generated_at", "writer", "model", "findings")]
+    pages = pages_in_order(conn, sa.select(*read).where(where), gold.c.kid_id, PAGE_KIDS)
     header = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "week_start": week.key,
         "total_reports": total,
     }
-    items = (_report_items(conn, src, p, for_review) for p in pages)
+    items = item_pages(pages, lambda page: _report_items(conn, src, page, for_review))
     return Listing(header, "reports", total, items)
 
 
@@ -163,9 +250,10 @@ class Exported:
 
 
 def export_file(target: ExportTarget, name: str, export_format: str, listing: Listing) -> Exported:
-    """Stream `listing` into `name`, which a reader sees whole (or as it was) throughout."""
-    with target.open(name) as sink:
-        rows = write_listing(sink, export_format, listing)
+    """Stream `listing` into `name`, which a reader sees whole (or as it was) throughout;
+    the next page is read while one is written."""
+    with read_ahead(listing.pages) as pages, target.open(name) as sink:
+        rows = write_listing(sink, export_format, dataclasses.replace(listing, pages=pages))
     return Exported(target.location(name), rows)
 
 
