@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,7 +70,7 @@ def review_name(week_key: str, export_format: str) -> str:
 
 def pages_in_order(
     conn: Connection, query: sa.Select[Any], kid: sa.Column[Any], size: int
-) -> Iterator[list[sa.Row[Any]]]:
+) -> Generator[list[sa.Row[Any]]]:
     """`query`'s rows in `kid` order, `size` at a time, from one server-side cursor (psycopg2's
     named cursor; SQLite's reads as it goes): the database runs the query once and the
     client holds a page. Not keyset pages of `LIMIT size` each: on a week just written,
@@ -84,7 +84,7 @@ def pages_in_order(
 
 
 def item_pages(
-    pages: Iterator[list[sa.Row[Any]]], build: Callable[[list[sa.Row[Any]]], list[Item]]
+    pages: Generator[list[sa.Row[Any]]], build: Callable[[list[sa.Row[Any]]], list[Item]]
 ) -> Iterator[list[Item]]:
     """Each page of rows built into items. Closed (or failing), it closes `pages` at once,
     while the transaction their cursor lives in is still open."""
@@ -92,14 +92,15 @@ def item_pages(
         for page in pages:
             yield build(page)
     finally:
-        pages.close()  # type: ignore[attr-defined]
+        pages.close()
 
 
 def _as_float(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     """A money column read as the double precision it is exported as: the database turns
     the NUMERIC into the nearest double, as float(Decimal) did here (both correctly
     rounded), without a Decimal a value on the way."""
-    money = isinstance(column.type, sa.Numeric) and not column.type.asdecimal
+    kind = column.type
+    money = isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float) and not kind.asdecimal
     return sa.cast(column, sa.Float).label(column.name) if money else column
 
 
@@ -168,7 +169,9 @@ NOT_METRICS = ("week_start", "kid_id", "computed_at")
 def _analysis_items(conn: Connection, src: Sources, page: list[sa.Row[Any]]) -> list[Item]:
     """`{kid_id, nickname, <metrics in the table's order>}` for a page of (kid_id, metrics)."""
     names = nicknames(conn, src, [row[0] for row in page])
-    metrics = page[0]._fields[1:]
+    # Plain str: the columns' names are SQLAlchemy's quoted_name, which the writer would
+    # take the slow way (the same text either way).
+    metrics = tuple(str(name) for name in page[0]._fields[1:])
     items = []
     for row in page:
         item = {"kid_id": row[0], "nickname": names.get(row[0])}
