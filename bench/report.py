@@ -216,6 +216,41 @@ def gold_memory(data: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def exports(data: dict[str, Any]) -> str:
+    header = ("kids", "step", "case", "rows", "wall, s", "CPU, s", "RSS before, MiB")
+    header += ("peak RSS, MiB", "file, MiB", "load (1 min)")
+    steps = [
+        (
+            s["kids"],
+            s["step"],
+            s["case"],
+            s["rows"],
+            s["seconds"],
+            s.get("cpu_seconds"),
+            s["baseline_rss_mib"],
+            s["peak_rss_mib"],
+            s["file_mib"],
+            s.get("load_avg_1m"),
+        )
+        for size in data["sizes"]
+        for s in size["steps"]
+    ]
+    compared = [
+        (
+            r["step"],
+            r["case"],
+            r["peak_small_mib"],
+            r["peak_large_mib"],
+            r["peak_ratio"],
+            r["kib_per_kid"],
+        )
+        for r in data["comparison"]
+    ]
+    small, large = (f"{size['kids']:,}" for size in (data["sizes"][0], data["sizes"][-1]))
+    ratio = ("step", "case", f"peak at {small}, MiB", f"peak at {large}, MiB", "ratio")
+    return "\n\n".join([_table(header, steps), _table((*ratio, "KiB a kid"), compared)])
+
+
 def _code(name: str) -> str:
     data = _load(name)
     if not data:
@@ -253,6 +288,8 @@ def render() -> str:
         ("llm_throughput_tier5", "The big tiers: one step process at R = 30,000", throughput),
         ("llm_throughput_bucket", "The shared bucket alone", bucket),
         ("gold_memory", "Gold's peak memory against the number of kids", gold_memory),
+        ("exports", "Each export step's memory and time against the number of kids", exports),
+        ("exports_before", "The same, with the exports before streaming (8e93c61)", exports),
     )
     for name, title, render_one in sections:
         data = _load(name)

@@ -112,7 +112,9 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             pseudonymize=settings.privacy.pseudonymize,
             known_categories=list(settings.privacy.known_categories),
         ),
-        "exports": ExportResource(export_dir=str(settings.export_path)),
+        "exports": ExportResource(
+            export_dir=settings.export_location, format=settings.export_format
+        ),
         "step_retry": StepRetryResource(
             max_retries=settings.retry.step_max_retries,
             delay_seconds=settings.retry.step_delay_seconds,
