@@ -138,9 +138,22 @@ def missing_speedups(found: dict[str, str | None]) -> list[str]:
 # --- the interpreter and the CPU ----------------------------------------------------------
 
 
+def _libpython() -> str | None:
+    """The libpython this process runs on, or None when the interpreter is linked into the
+    executable (Debian's python3.11 is, built with PGO and LTO, though its sysconfig
+    describes the shared build)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            path = line.split()[-1]
+            if "/libpython" in path:
+                return path
+    return None
+
+
 def python_build() -> dict[str, Any]:
-    """How this interpreter was built: a build without PGO/LTO, or a shared libpython,
-    runs the same code slower (measured here: bench/README.md)."""
+    """How this interpreter was built: a build without PGO/LTO, or on a shared libpython,
+    runs the same code slower (bench/README.md, tier5). `pgo` and `lto` are what
+    CONFIG_ARGS says, which a distribution's static interpreter may not reflect."""
     config = sysconfig.get_config_var("CONFIG_ARGS") or ""
     return {
         "version": platform.python_version(),
@@ -149,7 +162,7 @@ def python_build() -> dict[str, Any]:
         "compiler": platform.python_compiler(),
         "pgo": "--enable-optimizations" in config,
         "lto": "--with-lto" in config,
-        "shared_libpython": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
+        "libpython": _libpython(),
         "config_args": config,
         "dev_mode": sys.flags.dev_mode,
         "env": {name: os.environ[name] for name in SPEED_ENV if name in os.environ},

@@ -456,9 +456,9 @@ def environment_report(env: dict[str, Any]) -> str:
     py, cpu = env["python"], env["cpu"]
     start, end = env["yardsticks_at_start"], env.get("yardsticks_at_end", {})
     build = [
-        "PGO" if py["pgo"] else "no PGO",
+        "configured with PGO" if py["pgo"] else "configured without PGO",
         "LTO" if py["lto"] else "no LTO",
-        "shared libpython" if py["shared_libpython"] else "static libpython",
+        f"on {py['libpython']}" if py["libpython"] else "libpython linked in",
     ]
     rows: list[tuple[str, Any]] = [
         ("Python", f"{py['version']} {py['executable']} ({', '.join(build)}, {py['compiler']})"),
