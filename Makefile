@@ -12,7 +12,7 @@ ifdef DEMO_START_DATE
 dev: export KIDSFIN_WEEKS__START_DATE ?= $(DEMO_START_DATE)
 endif
 
-.PHONY: install demo test lint format dev bench clean
+.PHONY: install demo test lint format dev bench ui-check clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 # `make bench QUICK=1`: small smoke runs of every benchmark (minutes, not ~35 min).
 bench: install
 	$(PY) -m bench.run_all $(if $(QUICK),--quick)
+
+# What the UI shows, in a real browser: Debian's chromium (`apt-get install -y chromium`),
+# headless; a temporary instance and demo database, screenshots in $(OUT) (never in here).
+OUT ?= /tmp/kidsfin_ui_check
+ui-check: install
+	$(PY) -m tools.ui_check --out $(OUT)
 
 clean:
 	rm -rf data/kidsfin.db* data/exports data/dagster_home data/demo.mk

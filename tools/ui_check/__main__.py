@@ -1,0 +1,5 @@
+import sys
+
+from tools.ui_check.check import main
+
+sys.exit(main())

@@ -1,0 +1,193 @@
+"""The check from start to end: the stack, the weeks materialised, the pages looked at."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openai_test_server import running_server
+from tools.ui_check import pages, runs, stack, truth
+from tools.ui_check.stack import CheckFailed, GraphQL
+
+TIMEZONE = "Asia/Ho_Chi_Minh"  # config/pipeline.yaml's weeks.timezone (not overridden)
+DEMO_WEEKS = 6
+FIRST_PARTITION = 2  # the demo's third week: every partition's W-1 and W-2 have rows
+RANGE = (runs.RAW, runs.SILVER, runs.ANALYSIS_EXPORT)
+GOLD_AND_REPORTS = (runs.GOLD, runs.REPORTS_EXPORT)
+
+
+def say(message: str) -> None:
+    print(f"ui-check: {message}", flush=True)
+
+
+@dataclass
+class Outcome:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    screenshots: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Scenario:
+    partitions: list[str]
+    span: list[str]  # the range of the backfill
+    week: str  # the whole graph's week
+    range_backfill: str = ""
+    range_run: str = ""
+    gold_backfill: str = ""
+    gold_runs: list[str] = field(default_factory=list)
+    week_run: str = ""
+
+
+def run_check(args: argparse.Namespace, tmp: Path, api_key: str) -> Outcome:
+    outcome = Outcome()
+    with ExitStack() as cleanup:
+        liar = cleanup.enter_context(
+            running_server(
+                api_key=api_key, latency=0.02, report_mode="lying", lie_rate=args.lie_rate
+            )
+        )
+        env = stack.dagster_environment(tmp, "", liar.base_url, api_key)
+        del env["KIDSFIN_WEEKS__START_DATE"]
+        stack.prepare_home(tmp, env)
+        weeks = stack.load_demo_data(env, args.kids, DEMO_WEEKS, tmp / "demo_data.log")
+        partitions = weeks[FIRST_PARTITION:]
+        env["KIDSFIN_WEEKS__START_DATE"] = partitions[0]
+        say(
+            f"demo data: {args.kids} kids, weeks {weeks[0]} to {weeks[-1]}; weekly "
+            f"partitions {partitions[0]} to {partitions[-1]}"
+        )
+
+        port = stack.free_port()
+        webserver = stack.start_webserver(env, tmp, port)
+        cleanup.callback(webserver.stop)
+        daemon = stack.start_daemon(env, tmp)
+        cleanup.callback(daemon.stop)
+        gql = GraphQL(f"http://127.0.0.1:{port}", [webserver, daemon])
+        started = time.monotonic()
+        stack.wait_until_serving(gql)
+        say(f"UI serving on {gql.url} ({time.monotonic() - started:.0f} s)")
+
+        ui = cleanup.enter_context(pages.browser(args.chromium, gql.url, args.out))
+        scenario = Scenario(partitions, span=partitions[:3], week=partitions[3])
+        materialise(ui, gql, scenario, by_clicking=args.launch == "ui")
+        (tmp / "scenario.json").write_text(json.dumps(scenario.__dict__, indent=2))
+
+        db = tmp / "kidsfin.db"
+        rows_read = truth.rows_read_by_week(db, TIMEZONE)
+        silver = truth.silver_figures_by_week(db)
+        kept = truth.kept_for_review(db, scenario.week)
+        say(
+            f"the database: rows read by week {dict(sorted(rows_read.items()))}; "
+            f"{len(kept)} report(s) of {scenario.week} kept for review"
+        )
+
+        def look(what: str, check: Callable[[], list[str]]) -> None:
+            started = time.monotonic()
+            try:
+                found = check()
+            except CheckFailed as exc:
+                found = [f"{what}: {exc}"]
+            outcome.problems += found
+            verdict = "OK" if not found else f"{len(found)} problem(s)"
+            say(f"looked at {what}: {verdict} ({time.monotonic() - started:.0f} s)")
+
+        def graph() -> list[str]:
+            problems, notes = pages.check_asset_graph(ui, len(partitions))
+            outcome.notes.extend(notes)
+            return problems
+
+        look("(a) the asset graph", graph)
+        look(
+            f"(b) gold/kid_weekly_reports {scenario.week}",
+            lambda: pages.check_gold(
+                ui, scenario.week, scenario.week_run, kept, silver[scenario.week]["row_count"]
+            ),
+        )
+        look(
+            "(c) the range backfill's page",
+            lambda: pages.check_backfill(
+                ui, scenario.range_backfill, scenario.range_run, RANGE, len(scenario.span)
+            ),
+        )
+        look(
+            f"(c) raw and silver, weeks {scenario.span[0]}...{scenario.span[-1]}",
+            lambda: pages.check_range_weeks(
+                ui, scenario.span, scenario.range_run, rows_read, silver
+            ),
+        )
+        look("(d) new_week_sensor's preview", lambda: pages.check_sensor(ui, partitions))
+        outcome.screenshots = list(ui.taken)
+        if args.serve:
+            serve(gql)
+    return outcome
+
+
+def materialise(ui: pages.UI, gql: GraphQL, scenario: Scenario, by_clicking: bool) -> None:
+    """As a user of the UI: a backfill of raw, silver and the analysis export over three
+    weeks (one run: their backfill policy), the whole graph for the last week (one run),
+    then gold and the reports export for the three weeks (a run a week). Clicked in the
+    asset graph's launch dialog, or (--launch graphql) sent as the mutations it sends."""
+    span, week = scenario.span, scenario.week
+    started = time.monotonic()
+    if by_clicking:
+        scenario.range_backfill = pages.launch_backfill(
+            ui, gql, RANGE, span, "01_launch_range_backfill"
+        )
+        scenario.week_run = pages.launch_week(ui, gql, runs.PIPELINE, week, "02_launch_week")
+    else:
+        scenario.range_backfill = runs.launch_backfill(gql, span, RANGE)
+        scenario.week_run = runs.launch_week(gql, week)
+    say(
+        f"launched backfill {scenario.range_backfill} (raw, silver, analysis export "
+        f"{span[0]}...{span[-1]}) and run {scenario.week_run[:8]} (every asset, {week})"
+    )
+    range_runs = runs.wait_for_backfill(gql, scenario.range_backfill)
+    runs.require_success(range_runs, f"backfill {scenario.range_backfill}")
+    if len(range_runs) != 1:
+        listed = ", ".join(f"{r.run_id[:8]} {r.partitions}" for r in range_runs)
+        raise CheckFailed(
+            f"the range backfill {scenario.range_backfill} made {len(range_runs)} runs, "
+            f"not one: {listed}"
+        )
+    scenario.range_run = range_runs[0].run_id
+    if range_runs[0].assets != sorted(RANGE):
+        raise CheckFailed(f"the range run materialised {range_runs[0].assets}, not {RANGE}")
+    say(
+        f"backfill {scenario.range_backfill}: one run {scenario.range_run[:8]} "
+        f"({time.monotonic() - started:.0f} s)"
+    )
+
+    if by_clicking:
+        scenario.gold_backfill = pages.launch_backfill(
+            ui, gql, GOLD_AND_REPORTS, span, "03_launch_gold_backfill"
+        )
+    else:
+        scenario.gold_backfill = runs.launch_backfill(gql, span, GOLD_AND_REPORTS)
+    gold_runs = runs.wait_for_backfill(gql, scenario.gold_backfill)
+    runs.require_success(gold_runs, f"backfill {scenario.gold_backfill}")
+    scenario.gold_runs = [r.run_id for r in gold_runs]
+    say(
+        f"backfill {scenario.gold_backfill}: gold and the reports export, "
+        f"{len(gold_runs)} runs ({time.monotonic() - started:.0f} s)"
+    )
+    whole = runs.wait_for_run(gql, scenario.week_run)
+    runs.require_success([whole], f"week {week}")
+    if whole.assets != sorted(runs.PIPELINE) or whole.partitions != week:
+        raise CheckFailed(f"run {whole.run_id} was {whole.assets} for {whole.partitions}")
+    say(f"run {scenario.week_run[:8]} done ({time.monotonic() - started:.0f} s)")
+
+
+def serve(gql: GraphQL) -> None:
+    say(f"--serve: the UI stays on {gql.url} until Ctrl+C")
+    try:
+        while True:
+            time.sleep(5)
+            gql.check_alive()
+    except KeyboardInterrupt:
+        pass
