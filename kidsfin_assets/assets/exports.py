@@ -312,7 +312,8 @@ def weeks_of(context: dg.AssetExecutionContext, timezone: str) -> Iterable[Week]
     description=(
         "`kids_analysis_<week>.json` (or `.jsonl`, `exports.format`) under `export_dir` (a "
         "folder or an s3://, gs://, az:// URL): every kid's silver metrics for the week "
-        "with the kid's nickname, as AI Production Pipeline wrote it."
+        "with the kid's nickname, in the shape of AI Production Pipeline's files (the Go "
+        "program kidsfin replaces)."
     ),
 )
 def kids_analysis_json(
@@ -346,7 +347,8 @@ def kids_analysis_json(
     description=(
         "`kids_reports_<week>.json` (or `.jsonl`, `exports.format`) under `export_dir` (a "
         "folder or an s3://, gs://, az:// URL): `{generated_at, total_reports, reports: "
-        "[...]}` with each kid's nickname and report, as AI Production Pipeline wrote it; "
+        "[...]}` with each kid's nickname and report, in the shape of AI "
+        "Production Pipeline's files (the Go program kidsfin replaces); "
         "only reports whose numbers and trends the data supports. Reports kept without a "
         "grounded answer go to `needs_review_reports_<week>.json`, with what the check found."
     ),
