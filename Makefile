@@ -47,7 +47,7 @@ format: install
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
-# `make bench QUICK=1`: small smoke runs of every benchmark (minutes, not ~10 min).
+# `make bench QUICK=1`: small smoke runs of every benchmark (minutes, not ~35 min).
 bench: install
 	$(PY) -m bench.run_all $(if $(QUICK),--quick)
 

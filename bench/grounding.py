@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.common import Goal, goals_table, machine_info, machine_line, table, write_results
 from bench.corpus.written import WRITTEN, evaluate
+from bench.environment import reference_ms  # how fast Python ran here, to read times against
 from kidsfin_assets.grounding import check_report
 from kidsfin_assets.offline_writer import offline_report
 from kidsfin_assets.prompt import prompt_data
@@ -63,15 +64,6 @@ def corpus(weeks: int, seed: int) -> list[dict[str, Any]]:
             report = lying_report(data, rng, kind)
             items.append(dict(source="lying", case=case, lie=kind, data=data, report=report))
     return items
-
-
-def reference_ms() -> float:
-    """CPU ms of a fixed loop of a million additions: how fast Python ran here (a few tens
-    of ms on an idle machine), to read the checker's times against."""
-    started, total = time.process_time(), 0
-    for i in range(1_000_000):
-        total += i
-    return round((time.process_time() - started) * 1000, 1)
 
 
 def measure(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
+from bench import environment
 from bench.common import (
     RAW_SILVER_SELECTION,
     FakeServer,
@@ -168,7 +172,9 @@ def bucket_ceiling(case: Case, p: Plan) -> dict[str, float]:
     }
 
 
-def run_case(case: Case, p: Plan, server: FakeServer, workdir: Path) -> dict[str, Any]:
+def run_case(
+    case: Case, p: Plan, server: FakeServer, workdir: Path, env: dict[str, Any]
+) -> dict[str, Any]:
     with scratch_database(f"llm_{case.name}") as url:
         settings = use_settings(url)
         summary = load_demo(url, settings, kids=case.kids_per_week, weeks=max(3, case.weeks))
@@ -193,18 +199,80 @@ def run_case(case: Case, p: Plan, server: FakeServer, workdir: Path) -> dict[str
             max_recorded=max(10_000, n + 1_000),
         )
         server.reset()
-        env = client_env(case, p)
-        started = time.time()
-        runs: list[GoldRun] = [
-            start_gold(week, workdir / case.name, url, server.base_url, **env) for week in weeks
-        ]
-        codes = [run.wait(1800) for run in runs]
-        ended = time.time()
+        client = client_env(case, p)
+        runs: list[GoldRun] = []
+        database = make_url(url).database or ""
+        # The CPU of every process of the run, by role: the step processes (the CLI's
+        # children), the CLI, the server, PostgreSQL's backends for this database, and
+        # this process (its sampler included).
+        sampler = environment.CpuSampler(
+            {
+                "step": lambda: [c for r in runs for c in environment.descendants(r.proc.pid)],
+                "cli": lambda: [r.proc.pid for r in runs],
+                "server": lambda: [server.proc.pid],
+                "postgres": lambda: environment.postgres_backends(database),
+                "bench": lambda: [os.getpid()],
+            }
+        )
+        with sampler:
+            started = time.time()
+            for week in weeks:
+                runs.append(start_gold(week, workdir / case.name, url, server.base_url, **client))
+            codes = [run.wait(1800) for run in runs]
+            ended = time.time()
         stats, times = server.stats(), server.chat_times()
         written = gold_count(settings)
         metas = [run.metadata() for run in runs]
         failures = [run.tail() for run, code in zip(runs, codes, strict=True) if code != 0]
-    return figures(case, p, n, written, codes, metas, stats, times, ended - started, failures)
+    out = figures(case, p, n, written, codes, metas, stats, times, ended - started, failures)
+    out.update(cpu_figures(out, sampler, times, env, metas))
+    return out
+
+
+def cpu_figures(
+    r: dict[str, Any],
+    sampler: environment.CpuSampler,
+    times: list[float],
+    env: dict[str, Any],
+    metas: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What the rate depended on: each process's CPU a request over the API span (first to
+    last arrival: the steady part), the share of a core the step had, what one core (and
+    the whole machine) would allow at that CPU a request, and the transport it used."""
+    transports = sorted({str(m["http_transport"]) for m in metas if m.get("http_transport")})
+    transport = ", ".join(transports) or None
+    if len(times) < 2:
+        return {"cpu": None, "http_transport": transport, "warnings": []}
+    span = sampler.between(times[0], times[-1])
+    requests = len(times) - 1
+    per_request = {role: round(1000 * s / requests, 3) for role, s in span["cpu_s"].items()}
+    step_ms = per_request["step"]
+    rate_per_s = r["rpm_limit"] / 60
+    ceilings = {
+        # One step process runs its Python on one core (the GIL).
+        "one_core_allows_share": round(1000 / step_ms / rate_per_s, 3) if step_ms else None,
+        # Every process of the run shares the machine's cores.
+        "machine_allows_share": round(
+            span["cores"] * 1000 / sum(per_request.values()) / rate_per_s, 3
+        ),
+    }
+    whole = sampler.samples[-1][1]
+    return {
+        "cpu": {
+            **span,
+            "cpu_ms_per_request": per_request,
+            "step_core_share": round(span["cpu_s"]["step"] / span["seconds"], 3),
+            **ceilings,
+            # Start-up, page reads and the asset checks included: every process's CPU.
+            "whole_run_cpu_ms_per_report": {
+                role: round(1000 * s / max(1, r["reports_written"]), 3) for role, s in whole.items()
+            },
+        },
+        "http_transport": transport,
+        "warnings": environment.precondition_warnings(
+            env, span, per_request, r["rpm_limit"], transport, goal_share(r)
+        ),
+    }
 
 
 def figures(
@@ -332,18 +400,100 @@ ROWS = (
     ("ideal, s", "ideal_s"),
     ("run wall / ideal", "wall_over_ideal"),
     ("gold step / ideal", "gold_step_over_ideal"),
+    # What the rate depended on (the API span: first to last arrival).
+    ("HTTP transport (async client)", "http_transport"),
+    ("CPU ms a request: step process", "cpu_step"),
+    ("CPU ms a request: test server", "cpu_server"),
+    ("CPU ms a request: PostgreSQL", "cpu_postgres"),
+    ("CPU ms a request: CLI + benchmark", "cpu_rest"),
+    ("step process busy, share of a core", "step_core_share"),
+    ("other work on the machine, cores", "other_work_cores"),
+    ("one core allows, share of limit", "one_core_allows_share"),
+    ("the machine allows, share of limit", "machine_allows_share"),
 )
 
 
+def _cpu_cells(r: dict[str, Any]) -> dict[str, Any]:
+    cpu = r.get("cpu") or {}
+    ms = cpu.get("cpu_ms_per_request", {})
+    return {
+        "cpu_step": ms.get("step"),
+        "cpu_server": ms.get("server"),
+        "cpu_postgres": ms.get("postgres"),
+        "cpu_rest": round(ms.get("cli", 0.0) + ms.get("bench", 0.0), 3) if ms else None,
+        **{
+            k: cpu.get(k)
+            for k in (
+                "step_core_share",
+                "other_work_cores",
+                "one_core_allows_share",
+                "machine_allows_share",
+            )
+        },
+    }
+
+
 def report(results: list[dict[str, Any]]) -> str:
+    cells = []
     for r in results:
-        r["client_line"] = f"{r.get('client', 'threads')}, {r['max_concurrent']}"
-        r["ceiling"] = (
-            r["tokens_ceiling_share"] if r["binding"] == "tokens" else r["requests_ceiling_share"]
+        cells.append(
+            {
+                **r,
+                **_cpu_cells(r),
+                "client_line": f"{r.get('client', 'threads')}, {r['max_concurrent']}",
+                "ceiling": r["tokens_ceiling_share"]
+                if r["binding"] == "tokens"
+                else r["requests_ceiling_share"],
+            }
         )
-    rows = [(label, *(r.get(key) for r in results)) for label, key in ROWS]
+    rows = [(label, *(c.get(key) for c in cells)) for label, key in ROWS]
     header = ("", *(r["case"] for r in results))
     return table("LLM throughput (gold through `dagster asset materialize`)", header, rows)
+
+
+def environment_report(env: dict[str, Any]) -> str:
+    """What the figures above depend on besides the code, as measured in this run."""
+    py, cpu = env["python"], env["cpu"]
+    start, end = env["yardsticks_at_start"], env.get("yardsticks_at_end", {})
+    build = [
+        "configured with PGO" if py["pgo"] else "configured without PGO",
+        "LTO" if py["lto"] else "no LTO",
+        f"on {py['libpython']}" if py["libpython"] else "libpython linked in",
+    ]
+    rows: list[tuple[str, Any]] = [
+        ("Python", f"{py['version']} {py['executable']} ({', '.join(build)}, {py['compiler']})"),
+        ("Python environment", ", ".join(f"{k}={v}" for k, v in py["env"].items()) or "none"),
+        (
+            "CPU",
+            f"{cpu['model']}, family/model/stepping {cpu['family_model_stepping']}, "
+            f"{cpu['mhz']} MHz, {cpu['cores']} cores"
+            + (", AVX-512" if cpu["avx512f"] else "")
+            + (", under a hypervisor" if cpu["hypervisor"] else ""),
+        ),
+        (
+            "load average (1, 5, 15 min): start / end",
+            f"{env['load_average_at_start']} / {env.get('load_average_at_end')}",
+        ),
+        (
+            "yardstick: 1M additions, CPU ms (33.7 where tier5 met its goal): start / end",
+            f"{start['python_loop_ms']} / {end.get('python_loop_ms')}",
+        ),
+        (
+            "yardstick: a load from 64 MiB, CPU ns beyond L2: start / end",
+            f"{start['memory_ns_per_load']} / {end.get('memory_ns_per_load')}",
+        ),
+    ]
+    for name, version in env["packages"].items():
+        used = env["speedups"].get(name.replace("-binary", ""))
+        rows.append((f"package {name}", f"{version}" + (f" ({used})" if used else "")))
+    return table("What these figures depend on (besides the code)", ("", "measured"), rows)
+
+
+def warnings_report(results: list[dict[str, Any]]) -> str:
+    lines = [
+        f"  WARNING {r['case']}: {warning}" for r in results for warning in r.get("warnings", [])
+    ]
+    return "\n".join(["", *lines]) if lines else "\nEvery precondition of the figures held."
 
 
 # --- the shared bucket alone -------------------------------------------------------------
@@ -463,6 +613,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = plan(args.quick)
     machine = machine_info()
     print(f"{NAME}: {machine_line(machine)}", flush=True)
+    env = environment.environment()  # before any case: the load and yardsticks as found
     started = time.perf_counter()
     results = []
     with FakeServer() as server, tempfile.TemporaryDirectory(prefix="kidsfin_bench_") as tmp:
@@ -470,17 +621,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if only and case.name not in only:
                 continue
             print(f"  {case.name}: {case.label} ...", flush=True)
-            results.append(run_case(case, p, server, Path(tmp)))
+            results.append(run_case(case, p, server, Path(tmp), env))
             for failure in results[-1]["failures"]:
                 print(f"    run failed:\n{failure}", flush=True)
     buckets = bucket_cases(args.quick) if not only or "bucket" in only else []
+    env["yardsticks_at_end"] = environment.yardsticks()
+    env["load_average_at_end"] = environment.load_average()
     if results:
         print(report(results))
+        print(environment_report(env))
+        print(warnings_report(results))
     if buckets:
         print(bucket_report(buckets))
     goal_list = goals(results) + bucket_goals(buckets)
     print(goals_table(goal_list))
     payload = {
+        "environment": env,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "plan": {
             "latency_s": p.latency,

@@ -1,4 +1,5 @@
-"""`make bench`: the benchmarks (issues 5, 9, 10 and 12), one after the other, then every goal.
+"""`make bench`: the benchmarks (issues 5, 9, 10, 12 and 22), one after the other, then every
+goal.
 
     python -m bench.run_all [--quick] [--only NAME,...]   # names: see BENCHMARKS below
 
@@ -16,7 +17,16 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import batch, faults, gold_memory, grounding, history, llm_throughput, silver_scale
+from bench import (
+    batch,
+    exports,
+    faults,
+    gold_memory,
+    grounding,
+    history,
+    llm_throughput,
+    silver_scale,
+)
 from bench.common import Goal, goals_table, machine_info, machine_line, write_results
 
 BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
@@ -27,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
     "history": history.main,
     "batch": batch.main,
     "gold_memory": gold_memory.main,
+    "exports": exports.main,
 }
 # Bounded under `make bench`: a whole 100,000-line ingest takes ~25 min here (bench/README).
 FULL_ARGS: dict[str, list[str]] = {"batch": ["--ingest-budget", "300"]}

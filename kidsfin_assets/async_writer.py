@@ -2,7 +2,7 @@
 
 At 30,000 requests a minute and 2-5 s an answer, ~1,500 requests are in flight; threads
 cannot carry that (each report's CPU is spent under the GIL, and 256 threads is the cap),
-so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over httpx2), in a
+so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over aiohttp), in a
 thread of its own so that a terminated run still waits for the answers in flight.
 
 What stays as on the threaded path (report_writer.WeekReportWriter): the claims, the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import queue
 import random
 import ssl
@@ -65,6 +66,53 @@ def _http_client(connections: int, timeout: float, tls: ssl.SSLContext) -> httpx
     connection pool cost the event loop far less a request than httpx2's own."""
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
     return openai.DefaultAioHttpClient(limits=limits, timeout=timeout, verify=tls)
+
+
+# aiohttp and the packages under it each fall back to pure Python, silently, when their C
+# extension cannot be loaded (no wheel for this Python, AIOHTTP_NO_EXTENSIONS=1...): the
+# async client then spends ~1.7x the CPU a request (bench/README.md, tier5). For each: a
+# module, a name in it, and the module that name comes from when compiled.
+AIOHTTP_SPEEDUPS = {
+    "aiohttp": ("aiohttp.http_parser", "HttpResponseParser", "aiohttp._http_parser"),
+    "multidict": ("multidict", "CIMultiDict", "multidict._multidict"),
+    "yarl": ("yarl._quoting", "_Quoter", "yarl._quoting_c"),
+    "propcache": ("propcache.api", "under_cached_property", "propcache._helpers_c"),
+    "frozenlist": ("frozenlist", "FrozenList", "frozenlist._frozenlist"),
+}
+
+
+def speedup_in_use(package: str) -> str | None:
+    """The module `package`'s hot code comes from here (None: not installed)."""
+    module, name, _ = AIOHTTP_SPEEDUPS[package]
+    try:
+        return getattr(importlib.import_module(module), name).__module__
+    except (ImportError, AttributeError):
+        return None
+
+
+def pure_python_speedups() -> list[str]:
+    """The packages of the aiohttp transport running their pure-Python fallback."""
+    return [
+        package
+        for package, (_, _, compiled) in AIOHTTP_SPEEDUPS.items()
+        if speedup_in_use(package) not in (None, compiled)
+    ]
+
+
+def http_transport(client: openai.AsyncOpenAI) -> str:
+    """What the SDK client sends its requests through, e.g. `aiohttp 3.14.5` or
+    `aiohttp 3.14.5, pure Python: aiohttp, yarl`; any other transport by its class. The
+    class is read from the client itself: the one a request takes, not the one asked for."""
+    transport = getattr(client._client, "_transport", None)
+    kind = type(transport)
+    if kind.__name__ == "AiohttpTransport" and "aiohttp" in kind.__module__:
+        import aiohttp
+
+        slow = pure_python_speedups()
+        return f"aiohttp {aiohttp.__version__}" + (
+            f", pure Python: {', '.join(slow)}" if slow else ""
+        )
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 @dataclass
@@ -116,6 +164,7 @@ class AsyncRun:
             )
             for _ in range(shards)
         ]
+        self._say_transport(http_transport(self.clients[0]), shards, per_client)
         self.next_client = 0
         leaser = asyncio.create_task(self._leaser())
         slots = asyncio.Semaphore(api.max_concurrent)
@@ -147,6 +196,21 @@ class AsyncRun:
             self._fail_waiters(Cancelled("the run is stopping"))
             for client in self.clients:
                 await client.close()
+
+    def _say_transport(self, transport: str, clients: int, connections: int) -> None:
+        """Kept in the outcome (gold's `http_transport` metadata) and logged; a warning when
+        it is not aiohttp with its C extensions, which the CPU a request depends on."""
+        w = self.writer
+        w.outcome.http_transport = transport
+        line = f"async client: {clients} clients of {connections} connections over {transport}"
+        if transport.startswith("aiohttp") and "pure Python" not in transport:
+            w.log.info(line)
+        else:
+            w.log.warning(
+                f"{line}: not aiohttp with its C extensions, so each request costs the step "
+                "more CPU (install openai[aiohttp] with wheels for this Python; unset "
+                "AIOHTTP_NO_EXTENSIONS and the like)"
+            )
 
     async def _claimed_items(self) -> AsyncIterator[PendingReport]:
         while (page := await asyncio.to_thread(next, self.pages, None)) is not None:

@@ -6,12 +6,14 @@ differ (time zones, NaN, schemas, locking, bulk load), this module hides it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import math
 import sqlite3
 import time
 import zoneinfo
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +216,18 @@ def ensure_warehouse_schema(conn: sa.Connection) -> None:
     schema = warehouse_schema(conn.engine)
     if schema:
         conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+
+
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[sa.Connection]:
+    """A read-only transaction whose statements all see one state of the database: several
+    queries (a count, then pages) agree. REPEATABLE READ on PostgreSQL; an SQLite
+    transaction (BEGIN IMMEDIATE: writers wait) already is one."""
+    with engine.connect() as conn:
+        if not is_sqlite(engine):
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            yield conn
 
 
 def split_table_name(name: str) -> tuple[str | None, str]:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from kidsfin_assets import db
 from kidsfin_assets.checks import asset_checks
 from kidsfin_assets.definitions import pipeline_assets, resources_from
+from kidsfin_assets.export_formats import EXTENSIONS
 from kidsfin_assets.paths import resolve_path
 from kidsfin_assets.settings import Settings, SettingsError, get_settings
 from kidsfin_assets.source_activity import weeks_with_activity
@@ -71,8 +72,10 @@ def print_summary(settings: Settings, failed: list[str], seconds: float) -> None
     for week, kids, reports, cost, writer in _week_counts(settings):
         print(f"  {week}  {kids:>5}  {reports:>7}  {cost or 0:>10.4f}  {writer}")
     print(f"\n  database : {db.redact(settings.resolved_database_url)}")
+    ext = EXTENSIONS[settings.export_format]
     print(
-        f"  exports  : {settings.export_path}/kids_analysis_<week>.json, kids_reports_<week>.json"
+        f"  exports  : {settings.export_location}/kids_analysis_<week>{ext}, "
+        f"kids_reports_<week>{ext}"
     )
     print(f"  dagster  : {os.environ.get('DAGSTER_HOME', '(ephemeral instance)')}")
     print(f"  took     : {seconds:.1f} s")

@@ -293,10 +293,12 @@ def reask_message(findings: list[Finding]) -> dict[str, str]:
     return {
         "role": "user",
         "content": (
-            "Báo cáo trước có những câu không khớp với dữ liệu trong <data>:\n"
+            "Báo cáo trước có những câu không khớp với dữ liệu trong <data>, hoặc không "
+            "kiểm chứng được (unverifiable):\n"
             + describe_findings(findings)
             + "\nHãy viết lại toàn bộ báo cáo, chỉ dùng các con số có trong <data> "
-            "(hoặc suy ra đúng từ chúng) và đúng xu hướng *_trend."
+            "(hoặc suy ra đúng từ chúng) và đúng xu hướng *_trend. Với câu không kiểm chứng "
+            "được: nói rõ con số là của chỉ số nào, tuần nào, hoặc bỏ câu đó."
         ),
     }
 

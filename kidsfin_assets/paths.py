@@ -15,3 +15,10 @@ def resolve_path(value: str) -> Path:
     """Relative paths in settings are relative to the project root, not the cwd."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def check_folder(value: str) -> str:
+    """A folder setting must name one: empty would write into the project's root."""
+    if not value.strip():
+        raise ValueError("is empty (it would write into the project's root)")
+    return value

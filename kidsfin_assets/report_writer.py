@@ -95,6 +95,7 @@ class WeekOutcome:
     fatal: str | None = None
     errors: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    http_transport: str | None = None  # the async client's, as it sent (async_writer)
 
 
 def start_line(week: str, outcome: WeekOutcome, writer: str, model: str, page: int) -> str:

@@ -17,6 +17,8 @@ from sqlalchemy.engine import Engine
 
 from kidsfin_assets import db
 from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
+from kidsfin_assets.export_formats import check_export_format
+from kidsfin_assets.export_store import ExportTarget, check_export_location, export_target
 from kidsfin_assets.paths import resolve_path
 from kidsfin_assets.settings import (
     CheckSettings,
@@ -28,7 +30,6 @@ from kidsfin_assets.settings import (
     TrendSettings,
     WarehouseSettings,
     WeeksSettings,
-    check_folder,
 )
 from kidsfin_assets.warehouse import Sources, create_warehouse_tables, source_tables
 
@@ -165,15 +166,35 @@ class PrivacyResource(dg.ConfigurableResource):
 
 
 class ExportResource(dg.ConfigurableResource):
-    """Where the weekly JSON files go."""
+    """Where the weekly export files go, and in which format.
 
-    export_dir: str = Field(default="data/exports", description="Relative to the project.")
+    `export_dir` has no default of its own: Dagster fills a field a launchpad override
+    leaves out from the class's default, not from the settings, so an override of `format`
+    alone would have sent the files to another folder than the configured one (a bucket's
+    exports to the project's disk). Without a default, such an override is refused."""
+
+    export_dir: str = Field(
+        description=(
+            "A folder (relative to the project) or a URL: s3://bucket/prefix, gs://..., "
+            "az://...; credentials from the environment, never in the URL."
+        ),
+    )
+    format: str = Field(
+        default="json",
+        description="json: one document a week (AI Production Pipeline's); jsonl: a kid a line.",
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        refuse_invalid("exports", {"export_dir": lambda: check_folder(self.export_dir)})
+        refuse_invalid(
+            "exports",
+            {
+                "export_dir": lambda: check_export_location(self.export_dir),
+                "format": lambda: check_export_format(self.format),
+            },
+        )
 
-    def path(self, name: str) -> Path:
-        return resolve_path(self.export_dir) / name
+    def target(self) -> ExportTarget:
+        return export_target(self.export_dir)
 
 
 class StepRetryResource(dg.ConfigurableResource):

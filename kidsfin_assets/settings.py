@@ -34,7 +34,8 @@ from pydantic_settings import SettingsError as EnvParseError
 from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
 from kidsfin_assets.errors import SettingsError
-from kidsfin_assets.paths import PROJECT_ROOT, resolve_path
+from kidsfin_assets.export_store import check_export_location, is_url, redact_location
+from kidsfin_assets.paths import PROJECT_ROOT, check_folder, resolve_path
 from kidsfin_assets.pricing import check_tier_prices, load_price
 
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
@@ -89,13 +90,6 @@ class SourceTables(_Section):
         if not 1 <= len(parts) <= 2 or not all(map(_plain_name, parts)):
             raise ValueError(f"{value!r} is not a table name (letters, digits, _; schema.table)")
         return value
-
-
-def check_folder(value: str) -> str:
-    """A folder setting must name one: empty would write into the project's root."""
-    if not value.strip():
-        raise ValueError("is empty (it would write into the project's root)")
-    return value
 
 
 class WarehouseSettings(_Section):
@@ -224,6 +218,7 @@ class Settings(BaseSettings):
 
     database_url: str = ""
     export_dir: str = "data/exports"
+    export_format: Literal["json", "jsonl"] = "json"
     log_file: str = "data/logs/kidsfin.log"
     weeks: WeeksSettings
     trends: TrendSettings
@@ -236,7 +231,7 @@ class Settings(BaseSettings):
     checks: CheckSettings
     sensor: SensorSettings
 
-    _export_dir_named = field_validator("export_dir")(check_folder)
+    _export_dir_named = field_validator("export_dir")(check_export_location)
 
     @field_validator("database_url")
     @classmethod
@@ -273,7 +268,13 @@ class Settings(BaseSettings):
 
     @property
     def export_path(self) -> Path:
-        return resolve_path(self.export_dir)
+        """A local export folder, resolved against the project (see export_location)."""
+        return resolve_path(self.export_dir.removeprefix("file://"))
+
+    @property
+    def export_location(self) -> str:
+        """The export folder: a store's URL as written, or the local folder's path."""
+        return self.export_dir.strip() if is_url(self.export_dir) else str(self.export_path)
 
     @property
     def log_file_path(self) -> Path:
@@ -302,6 +303,8 @@ def _describe(exc: ValidationError) -> str:
         given = error.get("input")
         if key == "database_url" and isinstance(given, str):
             given = redact(given)  # never echo a password
+        elif key == "export_dir" and isinstance(given, str):
+            given = redact_location(given)
         shown = "" if isinstance(given, dict) or given is None else f", got {given!r}"
         lines.append(f"  {key}: {error['msg']}{shown}{origin}")
     return "invalid kidsfin settings in " + str(config_path()) + ":\n" + "\n".join(lines)

@@ -4,14 +4,20 @@ to the suite's server and a real Dagster run."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
+
+import aiohttp
+from openai._vendor.httpx_aiohttp import AiohttpTransport
 
 from kidsfin_assets.async_writer import AsyncRun
 from kidsfin_assets.rate_limit import Reservation
 from kidsfin_assets.report_writer import WeekReportWriter
 from kidsfin_assets_tests.helpers import materialize_week
-from kidsfin_assets_tests.test_gold_reports import W, reports, setup_week
+from kidsfin_assets_tests.test_gold_reports import W, gold_meta, reports, setup_week
 
 LEASE = 0.25
 
@@ -82,3 +88,53 @@ def test_a_grant_held_past_its_lease_is_not_sent_by_a_thread(monkeypatch, pg_url
     assert len(delayed) >= 30
     assert sorted(r["kid_id"] for r in reports(settings)) == ids
     assert server.stats.over_limit == 0
+
+
+def test_every_request_goes_through_aiohttp_with_its_c_extensions(
+    monkeypatch, pg_url, server
+) -> None:
+    """The async client's CPU a request, so tier5's rate, depends on its transport
+    (bench/README.md, tier5): aiohttp with its C parser, not the SDK's httpx2 default nor
+    aiohttp's pure-Python fallback. Counted where requests are sent, not where the client
+    is configured; gold's metadata says which it was."""
+    settings, ids = setup_week(
+        monkeypatch,
+        pg_url,
+        server,
+        12,
+        KIDSFIN_OPENAI__CLIENT="async",
+        KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
+    )
+    handle = AiohttpTransport.handle_async_request
+    sent: list[str] = []
+
+    async def counted(self: AiohttpTransport, request):  # type: ignore[no-untyped-def]
+        response = await handle(self, request)
+        sent.append(type(self.client).__module__)  # the aiohttp session that sent it
+        return response
+
+    monkeypatch.setattr(AiohttpTransport, "handle_async_request", counted)
+    result = materialize_week(settings, W, selection="group:gold")
+    assert result.success
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert len(sent) == server.stats.ok == len(ids)
+    assert set(sent) == {"aiohttp.client"}
+    assert gold_meta(result)["http_transport"] == f"aiohttp {aiohttp.__version__}"
+
+
+def test_aiohttp_without_its_c_extensions_is_said_so() -> None:
+    """aiohttp falls back to pure Python silently (here forced by AIOHTTP_NO_EXTENSIONS):
+    the transport the async client reports says so, as gold's metadata and log do."""
+    code = (
+        "import ssl, openai\n"
+        "from kidsfin_assets.async_writer import _http_client, http_transport\n"
+        "http = _http_client(4, 5.0, ssl.create_default_context())\n"
+        "client = openai.AsyncOpenAI(api_key='k', base_url='http://127.0.0.1:9/v1', "
+        "http_client=http)\n"
+        "print(http_transport(client))\n"
+    )
+    env = {**os.environ, "AIOHTTP_NO_EXTENSIONS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == f"aiohttp {aiohttp.__version__}, pure Python: aiohttp"

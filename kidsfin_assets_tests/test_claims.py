@@ -113,6 +113,79 @@ def test_a_renewal_does_not_revive_a_lease_that_ran_out(engine: Engine) -> None:
     assert not claims.holds(2, margin=0.0)
 
 
+def _set_leases(engine: Engine, leases: dict[int, float]) -> float:
+    """Each kid's lease_until at the database's clock now + its offset; returns that now."""
+    claims = report_claims
+    with engine.begin() as conn:
+        now = db.clock_epoch(conn)
+        for kid, offset in leases.items():
+            conn.execute(
+                claims.update().where(claims.c.kid_id == kid).values(lease_until=now + offset)
+            )
+    return now
+
+
+def _claim_rows(engine: Engine) -> dict[int, dict[str, Any]]:
+    with engine.connect() as conn:
+        return {r.kid_id: r._asdict() for r in conn.execute(sa.select(report_claims))}
+
+
+def test_a_claim_still_held_is_left_to_its_run_and_one_run_out_is_taken_over(
+    engine: Engine,
+) -> None:
+    """Run B claims three kids run A holds: the one whose lease still runs stays A's (two
+    runs never both pay for a kid), the two whose lease ran out become B's (a dead run's
+    kids do not wait for ever)."""
+    a = Claims(engine, WEEK, "run-a", LEASE)
+    assert a.claim(_wanted(range(1, 4))).mine == {1, 2, 3}
+    # kid 1 held 30 s more; kid 2's lease ran out a second ago, kid 3's an hour ago
+    now = _set_leases(engine, {1: 30.0, 2: -1.0, 3: -3600.0})
+    b = Claims(engine, WEEK, "run-b", LEASE)
+    result = b.claim(_wanted(range(1, 4)))
+    assert 1 not in result.mine, (
+        "run B took kid 1, whose claim by run A holds 30 s more: both runs would pay for it"
+    )
+    assert result.mine == {2, 3}, (
+        f"run B took {sorted(result.mine)}: kids 2 and 3, whose leases ran out 1 s and an "
+        "hour ago, must be taken over, or a dead run's kids wait for ever"
+    )
+    assert result.elsewhere == {1: "run-a"}
+    rows = _claim_rows(engine)
+    assert (rows[1]["run_id"], rows[1]["lease_until"]) == ("run-a", pytest.approx(now + 30.0))
+    assert {rows[kid]["run_id"] for kid in (2, 3)} == {"run-b"}
+    assert all(rows[kid]["lease_until"] >= now + LEASE for kid in (2, 3))
+    assert b.holds(2, margin=LEASE / 2) and b.holds(3, margin=LEASE / 2)
+    assert not b.holds(1, margin=0.0)
+
+
+def test_a_renewal_extends_a_lease_still_held_and_not_one_run_out(engine: Engine) -> None:
+    claims = Claims(engine, WEEK, "run-a", LEASE)
+    claims.claim(_wanted(range(1, 3)))
+    now = _set_leases(engine, {1: 2.0, 2: -1.0})  # kid 1: 2 s left; kid 2: ran out 1 s ago
+    claims._valid_until[2] = time.monotonic()  # its own time ran out too
+    claims.renew()
+    rows = _claim_rows(engine)
+    assert rows[1]["lease_until"] >= now + LEASE, (
+        f"kid 1's lease, still held with 2 s left, ends {rows[1]['lease_until'] - now:.1f} s "
+        f"from now after a renewal (not {LEASE:g} s): the run loses every kid it holds"
+    )
+    assert rows[2]["lease_until"] == pytest.approx(now - 1.0), (
+        "kid 2's lease, which ran out, was renewed: another run may have taken it"
+    )
+    assert claims.holds(1, margin=LEASE / 2) and not claims.holds(2, margin=0.0)
+
+
+def test_a_lease_holds_only_while_it_outlasts_now_plus_the_margin(engine: Engine) -> None:
+    claims = Claims(engine, WEEK, "run-a", LEASE)
+    now = time.monotonic()
+    claims._hold([1], now + 10.0)  # 10 s left
+    claims._hold([2], now - 1.0)  # ran out a second ago
+    assert claims.holds(1, margin=5.0), "a lease with 10 s left is said not to last 5 s more"
+    assert not claims.holds(1, margin=15.0), "a lease with 10 s left is said to last 15 s more"
+    assert not claims.holds(2, margin=0.0), "a lease that ran out a second ago is said to hold"
+    assert not claims.holds(3, margin=0.0), "a kid never claimed is said to be held"
+
+
 def test_the_gate_runs_a_deadlocked_transaction_again_without_an_outage(engine: Engine) -> None:
     """Two transactions lock two rows in opposite orders: PostgreSQL rolls one back
     (deadlock detected). The gate runs it again at once; nobody is told the warehouse is

@@ -19,11 +19,18 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from kidsfin_assets import db
 from kidsfin_assets.definitions import openai_resource
 from kidsfin_assets.pricing import Usage, load_price, load_prices
 from kidsfin_assets.prompt import load_prompt
 from kidsfin_assets.spool import read_entries
-from kidsfin_assets.warehouse import create_warehouse_tables, rate_limit_buckets, report_ledger
+from kidsfin_assets.warehouse import (
+    create_warehouse_tables,
+    kid_weekly_reports,
+    rate_limit_buckets,
+    report_claims,
+    report_ledger,
+)
 from kidsfin_assets_tests.conftest import TEST_API_KEY
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
@@ -49,6 +56,9 @@ def ledger(settings) -> list[dict]:
 
 
 ONE_AT_A_TIME = {"KIDSFIN_OPENAI__MAX_CONCURRENT": "1"}
+# A run taking over the claims of a stopped run does so at its first claim, seconds after
+# it starts; this is the wait allowed before the test calls it stuck.
+TAKE_OVER_SECONDS = 20.0
 
 
 @contextlib.contextmanager
@@ -281,6 +291,61 @@ def through(proxy: TcpProxy, monkeypatch, pg_url: str, **env: str):
     return use_database(monkeypatch, proxy.url_for(pg_url), **env)
 
 
+@contextlib.contextmanager
+def run_out_claims_taken_over(
+    settings, within: float, started: threading.Event | None = None
+) -> Iterator[list[str]]:
+    """While the block runs (a run that must take over the kids of a run that stopped or
+    was cut off), a claim whose lease has run out, on a kid still without its report, is
+    taken over within `within` seconds (of `started`, when given: the run's step began).
+    One left longer (its run would wait for it for ever) is recorded and deleted, so that
+    the waiting run goes on and the test fails now, not at its timeout."""
+    engine, claims, gold = warehouse_engine(settings), report_claims, kid_weekly_reports
+    left: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen: dict[tuple[int, str, float], float] = {}  # a run-out claim -> first seen
+        reported = sa.exists().where(
+            gold.c.week_start == claims.c.week_start,
+            gold.c.kid_id == claims.c.kid_id,
+            gold.c.input_hash == claims.c.input_hash,
+        )
+        query = sa.select(claims.c.kid_id, claims.c.run_id, claims.c.lease_until)
+        while not stop.wait(0.5):
+            if started is not None and not started.is_set():
+                continue
+            try:
+                with engine.begin() as conn:
+                    now = db.clock_epoch(conn)
+                    waited_for = query.where(claims.c.lease_until < now, ~reported)
+                    run_out = conn.execute(waited_for).all()
+                    for kid, run, until in run_out:
+                        first = seen.setdefault((kid, run, until), time.monotonic())
+                        if time.monotonic() - first <= within:
+                            continue
+                        left.append(f"kid {kid} of run {run[:8]}, run out {now - until:.0f} s ago")
+                        stuck = sa.and_(claims.c.kid_id == kid, claims.c.lease_until == until)
+                        conn.execute(claims.delete().where(stuck))
+            except sa.exc.SQLAlchemyError:
+                continue  # a lock conflict with the run: looked at again next time
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield left
+    finally:
+        stop.set()
+        thread.join()
+
+
+def assert_taken_over(left: list[str], within: float) -> None:
+    assert not left, (
+        f"claims whose lease had run out were not taken over within {within:g} s (the run "
+        f"waited for them until the test deleted them): {'; '.join(left[:3])}"
+    )
+
+
 @pytest.mark.timeout(240)
 def test_a_warehouse_outage_mid_run_loses_and_repays_nothing(
     monkeypatch, pg_url, server, proxy, capfd
@@ -344,7 +409,9 @@ def test_a_long_outage_keeps_paid_answers_in_the_spool_for_the_next_run(
         pg_url,
         KIDSFIN_WAREHOUSE__SPOOL_DIR=str(proxied.warehouse.spool_dir),
     )
-    rerun = materialize_week(direct, W, selection="group:gold")
+    with run_out_claims_taken_over(direct, TAKE_OVER_SECONDS) as left:
+        rerun = materialize_week(direct, W, selection="group:gold")
+    assert_taken_over(left, TAKE_OVER_SECONDS)
     assert rerun.success
     meta = gold_meta(rerun)
     assert meta["answers_replayed"] == paid_before - stored
@@ -410,9 +477,32 @@ def test_a_run_cut_off_longer_than_its_lease_does_not_ask_for_kids_another_run_t
         time.sleep(0.05)
     time.sleep(8)  # A's leases (5 s) have run out; A is still waiting for its warehouse
 
-    run_b = materialize_gold_cli(W, cli_env(tmp_path, pg_url, server.base_url))
-    _, err = run_b.communicate(timeout=180)
-    assert run_b.returncode == 0, err.decode()[-2000:]
+    # B, a CLI run, takes A's kids once its gold step has begun (its banner). B left
+    # waiting for A's run-out claims is stopped, and A let go, as soon as the watch sees it.
+    b_started, b_said = threading.Event(), bytearray()
+
+    def read_b() -> None:
+        for line in run_b.stderr:
+            b_said.extend(line)
+            if "═══ kidsfin reports".encode() in line:
+                b_started.set()
+        run_b.wait()
+
+    with run_out_claims_taken_over(settings, TAKE_OVER_SECONDS, b_started) as left:
+        run_b = materialize_gold_cli(W, cli_env(tmp_path, pg_url, server.base_url))
+        reader = threading.Thread(target=read_b)
+        reader.start()
+        deadline = time.monotonic() + 180
+        while reader.is_alive() and not left and time.monotonic() < deadline:
+            reader.join(timeout=0.5)
+        if reader.is_alive() or left:  # failing: B stopped, A let go (the watch goes on)
+            if reader.is_alive():
+                os.killpg(run_b.pid, signal.SIGKILL)
+                reader.join()
+            proxy.restore()
+            run_a.join(timeout=200)
+    assert_taken_over(left, TAKE_OVER_SECONDS)
+    assert run_b.returncode == 0, b_said.decode()[-2000:]
     assert len(reports(settings)) == kids  # B wrote every kid A had not
     paid_by_b = server.stats.ok
 

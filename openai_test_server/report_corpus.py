@@ -251,8 +251,12 @@ def percent(value: float, rng: random.Random) -> str:
     return rng.choice((f"{number}%", f"{number} %", f"{number} phần trăm"))
 
 
+# Categories the child named are sent as "khác" and called as the prompt asks.
+_NAMED_BY_CHILD = {"khác": "các danh mục khác", "(các danh mục khác)": "các danh mục khác"}
+
+
 def _category(name: str) -> str:
-    return CATEGORIES.get(name, f"mục “{name}”")
+    return CATEGORIES.get(name) or _NAMED_BY_CHILD.get(name) or f"mục “{name}”"
 
 
 # --- truthful sentences ------------------------------------------------------------------------

@@ -73,6 +73,8 @@ def usage_metadata(
         "avg_seconds_per_report": round(outcome.wall_seconds / outcome.written, 3)
         if outcome.written
         else 0.0,
+        # the async client's transport as it sent (aiohttp, and whether in pure Python)
+        **({"http_transport": outcome.http_transport} if outcome.http_transport else {}),
     }
 
 

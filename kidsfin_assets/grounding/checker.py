@@ -157,7 +157,9 @@ class _Checker:
             stated = [n for n in stated if n not in targets]
         # "gấp 4 lần" is a ratio (read_ratios), not four of something
         stated = [
-            n for n in stated if not (n.unit == "lần" and _RATIO_BEFORE.search(low, 0, n.start))
+            n
+            for n in stated
+            if not (n.unit == "lần" and _RATIO_BEFORE.search(low, max(0, n.start - 24), n.start))
         ]
         r.stated = stated
         read_ratios(r)

@@ -358,6 +358,8 @@ _GOAL_REACHED_BEFORE = re.compile(
 def read_ratios(r: Reading) -> None:
     """ "Chi tiêu gấp ba tuần trước", "để dành một nửa thu nhập", "hơn một nửa chi tiêu là
     đồ ăn vặt": the ratio of the two things named, within the hedge's bounds."""
+    if not any(w in r.low for w in ("gấp", "nửa", "phần", "/", "lần")):
+        return  # cheaper than the pattern, which tries its hedges at every position
     for m in _RATIO.finditer(r.low):
         clauses, clause = r.locate(m.start())
         first = clauses[0][0]
@@ -437,11 +439,16 @@ _COMPARATIVE = re.compile(
 _DIFFERENCE = re.compile(r"\s(?:khoảng\s|gần\s|đúng\s)?(?=-?\d)")
 
 
+_COMPARATIVE_WORDS = ("hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ")
+
+
 def read_comparisons(r: Reading) -> None:
     """ "Con chi nhiều hơn nhận", "tiền rút ra ít hơn tiền gửi vào", "chi cho đồ ăn vặt
     nhiều hơn đồ chơi 1.000 đ": the two things' values this week (or the weeks named). A
     comparative with a difference and nothing named after it ("gần bằng thu nhập, chỉ thấp
     hơn 4.000 đ") is about the pair its sentence compared last."""
+    if not any(w in r.low for w in _COMPARATIVE_WORDS):
+        return
     pairs: dict[int, tuple[Operand, Operand]] = {}  # by sentence: the pair compared last
     for m in _COMPARATIVE.finditer(r.low):
         clauses, clause = r.locate(m.start())
@@ -595,6 +602,8 @@ _NOUN_BEFORE = re.compile(r"(?:ngày|độ|số)\s$")  # "số ngày hoạt đ�
 
 def _goal_set_claims(r: Reading) -> None:
     """ "Mục tiêu 1 được con đặt ngay trong tuần này": that goal was set this week."""
+    if "đặt" not in r.labelled:
+        return
     goals = {str(g.get("goal")): g for g in r.facts.data.get("savings_goals") or []}
     for m in _GOAL_SET.finditer(r.labelled):
         goal = goals.get(f"mục tiêu {m.group('n')}")
@@ -702,10 +711,13 @@ _TOP_K = re.compile(
 _IN_ORDER = re.compile(r"theo\sthứ\stự|lần\slượt")
 
 
+_RANK_WORDS = ("nhất", "chủ yếu", "đầu", "thứ", "tiếp theo", "sau", "cuối", "phần lớn", "rồi")
+
+
 def read_ranking(r: Reading) -> None:
     """The categories a sentence ranks: the top one, the top k, the second, the least."""
     ranking = r.facts.ranking
-    if not _RANK.search(r.low):
+    if not any(w in r.low for w in _RANK_WORDS) or not _RANK.search(r.low):
         return
     for clauses in r.sentences:
         first, last = clauses[0][0], clauses[-1][1]
@@ -784,6 +796,8 @@ _ZERO = re.compile(
 def read_zeros(r: Reading) -> None:
     """ "Chi tiêu ổn định ở mức 0", "hai tuần trước đều bằng 0", "tỷ lệ tiết kiệm gần như
     bằng 0": the thing named (this week, or the week named) is nothing."""
+    if "0" not in r.low:
+        return
     for m in _ZERO.finditer(r.low):
         clauses, clause = r.locate(m.start())
         rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])

@@ -103,7 +103,8 @@ def _digits(value: float, has_magnitude: bool) -> str:
 
 def spell_digits(text: str) -> str:
     """`text` with every number written in words as digits ("hai mươi ngày" → "20 ngày")."""
-    if not _RUN.search(text):
+    low = text.lower()
+    if not any(word in low for word in _WORDS) or not _RUN.search(text):
         return text
     out: list[str] = []
     at = 0
