@@ -440,6 +440,9 @@ def check_backfill(
 def check_sensor(ui: UI, weeks: list[str]) -> list[str]:
     ui.goto("/locations/kidsfin/sensors/new_week_sensor", height=1000)
     ui.wait_text("Preview tick result")
+    ui.wait_text("Sensor has never run")  # the tick history, loaded (the sensor is off)
+    ui.page.get_by_text("Loading ticks").wait_for(state="hidden")
+    ui.page.wait_for_timeout(1000)
     ui.shot("12_sensor")
     ui.page.get_by_role("button", name="Preview tick result").click()
     dialog = ui.page.get_by_role("dialog")
