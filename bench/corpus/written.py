@@ -96,8 +96,6 @@ def _summary(
     total = collections.Counter()
     for counts in by_style.values():
         total.update(counts)
-    # true sentences: the labelled ones, and every sentence of a report that passed whole
-    passed_report_sentences = total["report_sentences"] if not total["reports_reasked"] else None
     return {
         "corpus": name,
         "writers": {style: dict(c) for style, c in by_style.items()},
@@ -108,7 +106,6 @@ def _summary(
         "true_sentences_flagged": total["truths_flagged"],
         "false_positive_rate": round(total["truths_flagged"] / total["truths"], 4),
         "report_sentences": total["report_sentences"],
-        "report_sentences_all_passed": passed_report_sentences,
         "reports": total["reports"],
         "reports_reasked": total["reports_reasked"],
         "reports_reasked_share": round(total["reports_reasked"] / total["reports"], 4),

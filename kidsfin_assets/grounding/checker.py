@@ -73,7 +73,6 @@ from kidsfin_assets.grounding.spelled import spell_digits
 from kidsfin_assets.grounding.vocabulary import (
     ADVICE,
     AGREES,
-    CATEGORIES,
     CATEGORY_AFTER,
     COMPARES,
     DIRECTIONS,
@@ -90,11 +89,9 @@ from kidsfin_assets.grounding.vocabulary import (
     PREV1_ONLY,
     RATE_AFTER,
     SPACES,
-    SPENDS,
     SUBJECT_BEFORE,
     SUBJECT_WORDS,
     SUBJECT_WORDS_RE,
-    SUPERLATIVE,
     group_of,
 )
 from kidsfin_assets.report_schema import PLACEHOLDER
@@ -277,24 +274,6 @@ class _Checker:
         if after:  # "với 9.000 đ được gửi vào tiết kiệm"
             return SUBJECT_WORDS.get(SPACES.sub(" ", after.group("subject")))
         return None
-
-    def top_category(
-        self, field: str, text: str, low: str, sentences: list[list[tuple[int, int]]]
-    ) -> None:
-        """ "Chi nhiều nhất cho đồ chơi": the category named must be the top one."""
-        for clauses in sentences:
-            if not SPENDS.search(low, clauses[0][0], clauses[-1][1]):
-                continue
-            for s, e in clauses:
-                if not SUPERLATIVE.search(low, s, e) or ADVICE.search(low, s, e):
-                    continue
-                named = [m for m in CATEGORIES.finditer(low, s, e)]
-                groups = {group_of(m.group()) for m in named}
-                if groups and not groups & self.facts.top_groups:
-                    top = ", ".join(sorted(self.facts.top_groups)) or "none (no spending)"
-                    span = text[s:e]
-                    msg = f"{span.strip()!r}: the top spending category is {top}"
-                    self.add("wrong_category", field, span, msg)
 
     def goal_claims(
         self, field: str, text: str, labelled_low: str, sentences: list[list[tuple[int, int]]]
@@ -689,18 +668,14 @@ def _subject_of_sentence(low: str, start: int, at: int, kind: str) -> str | None
     """The last subject of a figure of `kind` named before `at` in its sentence ("Tuần
     trước, con chi ... 38.000 đ"; "tỷ lệ ..., ít hơn tuần rồi (15k)" is not the rate's)."""
     allowed = _SUBJECTS_OF_KIND.get(kind, frozenset())
-    said = [
-        SUBJECT_WORDS.get(SPACES.sub(" ", m.group()))
-        for m in SUBJECT_WORDS_RE.finditer(low, start, at)
-    ]
+    words = [SPACES.sub(" ", m.group()) for m in SUBJECT_WORDS_RE.finditer(low, start, at)]
+    said = [SUBJECT_WORDS.get(word, f"cat:{group_of(word)}") for word in words]
     if kind == "percent" and "income" in said:  # "để dành một nửa thu nhập, tức 51%"
         share = {"saving": "rate", "spending": "spent_share"}
         of_income = next((share[s] for s in said if s in share), None)
         if of_income:
             return of_income
-    for m in reversed(list(SUBJECT_WORDS_RE.finditer(low, start, at))):
-        word = SPACES.sub(" ", m.group())
-        subject = SUBJECT_WORDS.get(word, f"cat:{group_of(word)}")
+    for subject in reversed(said):
         if subject in allowed or (subject.startswith("cat:") and kind in _KINDS_OF_CATEGORY):
             return subject
     return None

@@ -669,10 +669,6 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
     r.flag("wrong_event", m.start(), end, f"{said!r}: {state}")
 
 
-def _clause_at(clauses: list[Span], at: int) -> Span:
-    return next((c for c in clauses if c[0] <= at < c[1]), clauses[0])
-
-
 _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(?!\w)")
 
 

@@ -80,7 +80,6 @@ class Facts:
     # (absolute value, label) of every allowed value, by kind: what `pool` filters
     labelled: Mapping[str, tuple[tuple[float, str], ...]]
     categories: Mapping[str, tuple[tuple[float, float], ...]]  # group -> (amount, share %)
-    top_groups: frozenset[str]  # the top spending category's group (ties: each)
     goals: Mapping[str, tuple[bool, float | None]]  # "1" -> (reached or completed, progress)
     data: Mapping[str, Any]  # the data block itself, for the claims read by `value`
     ranking: tuple[tuple[str, float], ...]  # category groups by amount spent, largest first
@@ -233,7 +232,6 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         masks=re.compile("|".join(map(re.escape, masked)), re.IGNORECASE) if masked else None,
         labelled={k: tuple((abs(v), label) for v, label in p) for k, p in labelled.items()},
         categories=_category_groups(categories, spending),
-        top_groups=_top_groups(categories),
         goals=_goal_states(data),
         data=data,
         ranking=_ranking(categories),
@@ -255,11 +253,6 @@ def _category_groups(
         share = float(amount) / spending * 100 if spending > 0 else math.nan
         groups.setdefault(group_of(name), []).append((float(amount), share))
     return {group: tuple(pairs) for group, pairs in groups.items()}
-
-
-def _top_groups(categories: Mapping[str, Any]) -> frozenset[str]:
-    top = max((float(a) for a in categories.values()), default=0.0)
-    return frozenset(group_of(n) for n, a in categories.items() if top > 0 and float(a) == top)
 
 
 def _goal_states(data: Mapping[str, Any]) -> dict[str, tuple[bool, float | None]]:

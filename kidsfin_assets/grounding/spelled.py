@@ -6,7 +6,7 @@ reads, so that a figure in words is checked as one in digits is, never passed un
 
 A lone small number word is a figure only before a unit ("năm ngày", "ba giao dịch"): "ba
 mẹ", "năm nay" and "một cách" are not numbers. Ratios and fractions ("gấp đôi", "một nửa",
-"hai phần ba") are left to the checker's ratio reader (`ratio_of`).
+"hai phần ba") are left to the closed world's ratio reader (`closed.read_ratios`).
 """
 
 from __future__ import annotations
@@ -70,8 +70,10 @@ def _value(words: list[str]) -> tuple[float, bool] | None:
         elif word in ("lẻ", "linh"):
             continue
         elif word == "rưỡi":
-            group += (pending or 0) + last_scale / 2 * (1 if last_scale == 100 else 0)
-            if last_scale > 100:
+            group += pending or 0
+            if last_scale == 100:  # "hai trăm rưỡi": 250
+                group += 50
+            elif last_scale > 100:  # "một triệu rưỡi": half a million more
                 total += last_scale / 2
             pending = None
         elif word == "nửa":

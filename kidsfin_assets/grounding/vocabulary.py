@@ -329,9 +329,6 @@ PREV1_ONLY = re.compile(r"(?<!hai\s)(?<!2\s)(?<!các\s)(?<!những\s)tuần\s(?:
 MEAN_REF = re.compile(r"hai\stuần|2\stuần|trung\sbình|các\stuần|những\stuần")
 
 
-DIRECTION_KINDS = ("flat", "new", "up", "down", "more", "less")
-
-
 SPACES = re.compile(r"\s+")
 
 
@@ -347,14 +344,6 @@ METRIC_NAMES = {
     "active_days": "số ngày hoạt động",
     "savings_balance": "số dư tiết kiệm",
 }
-
-
-SUPERLATIVE = re.compile(
-    r"(?<!\w)(?:nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|phần\slớn|đứng\sđầu|dẫn\sđầu)(?!\w)"
-)
-
-
-SPENDS = re.compile(r"(?<!\w)(?:chi|tiêu|mua|khoản|danh\smục)(?!\w)")
 
 
 # "đã đạt mục tiêu 1", "đủ tiền cho mục tiêu 2", "chưa hoàn thành mục tiêu tiết kiệm",
