@@ -161,6 +161,7 @@ class _Checker:
         r.stated = stated
         read_ratios(r)
         read_comparisons(r)  # before the numbers: "nhiều hơn đồ chơi 1.000 đ" is a difference
+        read_ranking(r)  # before the numbers: "2 danh mục chi nhiều nhất" ranks, counts nothing
         for n in stated:
             if (n.kind == "count" and n.unit not in _COUNT_UNITS) or r.is_read(n.start, n.end):
                 continue  # "rút 2 lần": the data counts no such thing (unverifiable)
@@ -174,7 +175,6 @@ class _Checker:
         self.goal_claims(field, text, labelled_low, sentences)
         read_happened(r)
         read_zeros(r)
-        read_ranking(r)
         sweep(r)
 
     # what a figure is said to be
@@ -653,7 +653,9 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
         fronted = _FRONTED.match(low, sentence[0], clause_start)
         said = [fronted] if fronted else []
     if said and not _COMPARING.search(low, clause_start, clause_end):
-        return said[0].lastgroup or "any"
+        # "tuần trước chi 17.000 đ và hai tuần trước là 14.000 đ": the week said last before it
+        before = [m for m in said if m.end() <= n.start]
+        return (before or said)[-1 if before else 0].lastgroup or "any"
     return "any" if COMPARES.search(low, *sentence) else "now"
 
 

@@ -110,6 +110,8 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiền nhận", "income_total"),
     ("khoản nhận", "income_total"),
     ("khoản thu", "income_total"),
+    ("mức thu", "income_total"),
+    ("thu", "income_total"),  # "chi nhiều hơn thu"
     ("nhận", "income_total"),
     ("tổng chi tiêu", "spending_total"),
     ("tiền chi tiêu", "spending_total"),
@@ -138,7 +140,8 @@ _MENTION_OF = dict(_MENTION_WORDS)
 _MENTIONS = re.compile(
     r"(?<!\w)(?:(?P<word>"
     + "|".join(re.escape(w).replace(r"\ ", r"\s") for w, _ in _MENTION_WORDS)
-    + r")(?!\w)(?<!chi(?=\stiết))(?<!nhận(?=\s(?:xét|thấy|ra|thức|biết|định)))"
+    + r")(?!\w)(?<!chi(?=\stiết))(?<!thu(?=\s(?:hút|thập|xếp|gọn|dọn|hoạch)))"
+    + r"(?<!nhận(?=\s(?:xét|thấy|ra|thức|biết|định)))"
     + r"|(?P<category>"
     + CATEGORIES.pattern
     + r"))"
@@ -184,11 +187,19 @@ def mentions(low: str, start: int, end: int, labelled: str = "") -> list[Mention
                 continue
         else:
             metric = _MENTION_OF.get(re.sub(r"\s+", " ", m.group("word")))
-        week = _WEEKS.match(low, m.end() + 1) if m.end() < end else None
+        week = _week_right_after(low, m.end()) if m.end() < end else None
         found.append(Mention(m.start(), m.end(), metric, week.lastgroup if week else None))
     for m in _GOAL_TARGET.finditer(labelled, start, end) if labelled else ():
         found.append(Mention(m.start(), m.end(), f"target:{m.group('n') or ''}", None))
     return sorted(found, key=lambda x: x.start)
+
+
+def _week_right_after(low: str, at: int) -> re.Match[str] | None:
+    """The week named right after a metric: "chi tiêu tuần trước", "thu nhập của tuần trước"."""
+    at += 1
+    if low.startswith("của ", at):
+        at += 4
+    return _WEEKS.match(low, at)
 
 
 def mentions_in(r: Reading, start: int, end: int) -> list[Mention]:
@@ -260,7 +271,7 @@ _HEDGE_KIND = {
 _AFTER_FILLER = re.compile(
     r"\s*(?:(?:so\svới|của|số\stiền|tiền|mức|khoản|là|cả|tổng|lượng|so|với|phần|được|con|bé|em"
     r"|\[\[kid\]\]|đã|rất\snhiều|nhiều|hẳn|khá|một\schút|chút|đáng\skể|rõ\srệt|số|xa|mua"
-    r"|chơi|dành\scho|cho)\s+)*"
+    r"|chơi|dành\scho|cho|đúng)\s+)*"
 )
 
 
@@ -478,14 +489,19 @@ def _compared(
 ) -> tuple[Operand, Operand, int] | None:
     """The two things a comparative compares, with their values, and where the second ends."""
     after, after_week, after_end = _operand_after(r, m.end(), clause[1])
-    if after is None:
+    # "bằng (đúng) tuần trước": the same metric, that week ("nhiều hơn tuần trước" is a trend)
+    equal = bool(m.group("equal") or m.group("about"))
+    same_metric = after is None and after_week is not None and equal
+    if after is None and not same_metric:
         return None
     week_here = _clause_week(r, clause[0], m.start())
     subject = _subject_before(
-        r, clauses, clause, m.start(), (after.metric, after_week or week_here)
+        r, clauses, clause, m.start(), (after.metric if after else None, after_week or week_here)
     )
     if subject is None:
         return None
+    if after is None:
+        after = Mention(m.end(), after_end, subject.metric, after_week)
     week = subject.week or week_here
     other_week = after_week or week
     metric = r.goal_of(subject.metric or "", m.start())
@@ -517,14 +533,25 @@ def _check_comparison(r: Reading, m: re.Match[str], one: Operand, other: Operand
             return
         if n is None or n.kind != "money":
             return
-        holds = holds and abs(abs(a - b) - n.value) <= n.tolerance + 1e-9
+        # "nhiều hơn chi tiêu 31k": the difference, or the other's own figure
+        as_difference = abs(abs(a - b) - n.value) <= n.tolerance + 1e-9
+        holds = holds and (as_difference or abs(n.value - abs(b)) <= n.tolerance + 1e-9)
         span = (span[0], n.end)
     if holds:
         r.mark(*span)
+        _mark_own_figure(r, one, m.start())
     else:
         said = r.text[span[0] : span[1]]
         msg = f"{said!r}: {one.metric} is {a:,.0f} and {other.metric} is {b:,.0f}"
         r.flag("wrong_comparison", *span, msg)
+
+
+def _mark_own_figure(r: Reading, one: Operand, at: int) -> None:
+    """ "Con có 4 giao dịch, bằng tuần rồi": the subject's figure is its own week's."""
+    _clauses, clause = r.locate(min(one.mention.start, at))
+    for n in r.stated:
+        if clause[0] <= n.start < at and abs(n.value - abs(one.value)) <= n.tolerance + 1e-9:
+            r.mark(n.start, n.end)
 
 
 # --- what did or did not happen -------------------------------------------------------------
@@ -726,6 +753,7 @@ def read_ranking(r: Reading) -> None:
             continue
         named = [x for x in mentions_in(r, first, last) if x.metric and x.metric.startswith("cat:")]
         if not named:
+            _no_top_category(r, ranks, first, last)
             continue
         groups = [x.metric[4:] for x in named if x.metric]
         top_k = _TOP_K.search(r.low, first, last)
@@ -736,6 +764,23 @@ def read_ranking(r: Reading) -> None:
                 r.mark(*m.span())
         else:
             r.flag("wrong_category", *span, f"{r.text[first:last].strip()!r}: {problem}")
+
+
+# "không có khoản chi nào nên không có danh mục chi nhiều nhất": no category ranks first
+_NO_TOP = re.compile(r"(?<!\w)không\scó\s(?:danh\smục|khoản|mục|loại)(?:\s\w+){0,3}\s$")
+
+
+def _no_top_category(r: Reading, ranks: list[re.Match[str]], first: int, last: int) -> None:
+    top = ranks[0]
+    if top.lastgroup != "top" or not _NO_TOP.search(
+        r.low, max(first, top.start() - 40), top.start()
+    ):
+        return
+    if r.facts.ranking:
+        said = r.text[first:last].strip()
+        r.flag("wrong_category", first, last, f"{said!r}: spending has a top category")
+    else:
+        r.mark(*top.span())
 
 
 def _rank_problem(
