@@ -237,6 +237,7 @@ class _Checker:
         if n.kind == "money" and (
             _LACK_BEFORE.search(low, clause_start, n.start)
             or (_LEFT_BEFORE.search(low, clause_start, n.start) and _MORE_AFTER.match(low, n.end))
+            or _LACK_BRACKETED.search(low, clause_start, n.start)
         ):
             return "lack"  # "còn thiếu 52.000 đ", "còn 52.000 đ nữa là đạt mục tiêu 1"
         if n.kind == "percent":
@@ -617,12 +618,18 @@ def _percent_list(candidates: list[tuple[float, str]]) -> str:
 
 
 _COUNT_UNITS = frozenset({"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "mục tiêu"})
+_HEDGES = r"hơn|trên|dưới|chưa\sđến|chưa\stới|xấp\sxỉ"  # "còn thiếu hơn 1 triệu"
 _LACK_BEFORE = re.compile(
     r"(?<!\w)(?:còn\sthiếu|thiếu|cần\sthêm|còn\scần|cần\scó\sthêm|cần)"
-    r"(?:\s(?:khoảng|đúng|chừng|gần|thêm))?\s*$"
+    rf"(?:\s(?:khoảng|đúng|chừng|gần|thêm|{_HEDGES}))?\s*$"
 )
-_LEFT_BEFORE = re.compile(r"(?<!\w)(?:chỉ\s)?còn(?:\s(?:khoảng|đúng|chừng|gần))?\s*$")
+_LEFT_BEFORE = re.compile(rf"(?<!\w)(?:chỉ\s)?còn(?:\s(?:khoảng|đúng|chừng|gần|{_HEDGES}))?\s*$")
 _MORE_AFTER = re.compile(r"\s*nữa(?!\w)")
+# "còn thiếu hơn 1 triệu (1.065.000 đ)": the bracket gives the lack exactly
+_LACK_BRACKETED = re.compile(
+    rf"(?<!\w)(?:còn\sthiếu|thiếu|cần\sthêm|còn\scần)\s(?:(?:khoảng|gần|{_HEDGES})\s)?"
+    r"\d[\d.,]*\s?(?:đ|đồng|vnd|k|nghìn|ngàn|triệu)?\s*\(\s*$"
+)
 # A sentence comparing weeks names them without its figures being theirs.
 _COMPARING = re.compile(
     r"(?<!\w)(?:so\svới|hơn|tăng|giảm|chênh|thay\sđổi|kém|vượt|gấp|lên|xuống|bằng|từ|thêm|bớt"
@@ -644,7 +651,8 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     opened = low.rfind("(", sentence[0], n.start)
     if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
         said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
-        if said:
+        # right before the bracket: "nhiều hơn 44 nghìn (khoảng 15%)" is the change's
+        if said and not low[said[-1].end() : opened].strip(" :"):
             return "past"
     clause_end = low.find(",", n.end)
     clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end

@@ -361,6 +361,7 @@ _COMPARED_WEEK = re.compile(
     r"so\svới\s(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước|tuần\srồi)"
     r"|(?P<mean>trung\sbình\shai\stuần(?:\strước)?))"
 )
+_RATE_SAID = re.compile(r"(?<!\w)t[ỷỉ]\slệ\s(?:tiết\skiệm|để\sdành)(?!\w)")
 _GOAL_REACHED_BEFORE = re.compile(
     r"mục\stiêu\s(?P<n>\d+)[^.;]*?(?:đạt|hoàn\sthành|được|tiến\sđộ)[^.;]*$"
 )
@@ -397,6 +398,11 @@ def read_ratios(r: Reading) -> None:
             after = Mention(m.end(), m.end(), "income_total", None)
         if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
             after = Mention(m.end(), m.end(), "spending_total", None)  # "chiếm phần lớn"
+        rate = _RATE_SAID.search(r.low, first, m.start()) if subject is None else None
+        if rate and (after is None or after.metric == "income_total"):
+            # "tỷ lệ tiết kiệm khoảng 33%, tức là một phần ba (thu nhập)": saving / income
+            subject = Mention(rate.start(), rate.end(), "saving_total", None)
+            after = Mention(m.end(), after_end, "income_total", None)
         goal = _GOAL_REACHED_BEFORE.search(r.labelled, first, m.start())
         if after is None and goal:  # "mục tiêu 1 mới đạt 36%, chưa được một nửa"
             subject = Mention(goal.start(), goal.end(), f"progress:{goal.group('n')}", None)
@@ -679,7 +685,7 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
     metric, end = _event_metric(r, m, clause[1])
     if metric is None:
         return
-    week = _week_when(r, clause, m.start()) or _clause_week(r, *clause)
+    week = _week_when(r, clause, m.start()) or _event_week(r, clause, m.start())
     if metric in ("goal_set", "goal_done"):
         key = "created_in_week" if metric == "goal_set" else "completed_in_week"
         goals = r.facts.data.get("savings_goals") or []
@@ -700,6 +706,21 @@ _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(
 
 
 _WHEN = re.compile(r"(?<!\w)(?:khi|lúc|mà)(?!\w)")
+
+
+def _event_week(r: Reading, clause: Span, at: int) -> str:
+    """The week an event is said of: the one named last before its verb ("mới xuất hiện tuần
+    này vì hai tuần trước con không chi gì" is W-2's), else the first after it, short of
+    another clause ("dùng app là mới vì hai tuần trước ..." is this week's)."""
+    before = [
+        w
+        for w in week_refs(r.low, clause[0], at)
+        if not _COMPARED_WITH.search(r.low, max(clause[0], w.start() - 12), w.start())
+    ]
+    if before:
+        return before[-1].lastgroup or "now"
+    join = _SUBORDINATE.search(r.low, at, clause[1])
+    return _clause_week(r, at, join.start()) if join else _clause_week(r, *clause)
 
 
 def _week_when(r: Reading, clause: Span, at: int) -> str | None:
@@ -841,6 +862,9 @@ def read_zeros(r: Reading) -> None:
         return
     for m in _ZERO.finditer(r.low):
         clauses, clause = r.locate(m.start())
+        if _in_advice(r, clause, m.start()):  # "đặt mục tiêu đưa về 0": a goal it sets
+            r.mark(m.start("zero"), m.end("zero"))
+            continue
         rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])
         week = _clause_week(r, clause[0], m.start())
         if rate:
