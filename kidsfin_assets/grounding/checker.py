@@ -56,6 +56,7 @@ from kidsfin_assets.grounding.closed import (
     Reading,
     read_comparisons,
     read_happened,
+    read_levels,
     read_ranking,
     read_ratios,
     read_zeros,
@@ -175,6 +176,7 @@ class _Checker:
         self.goal_claims(field, text, labelled_low, sentences)
         read_happened(r)
         read_zeros(r)
+        read_levels(r)
         sweep(r)
 
     # what a figure is said to be
@@ -238,6 +240,7 @@ class _Checker:
             _LACK_BEFORE.search(low, clause_start, n.start)
             or (_LEFT_BEFORE.search(low, clause_start, n.start) and _MORE_AFTER.match(low, n.end))
             or _LACK_BRACKETED.search(low, clause_start, n.start)
+            or _LACK_AFTER.match(low, n.end)
         ):
             return "lack"  # "còn thiếu 52.000 đ", "còn 52.000 đ nữa là đạt mục tiêu 1"
         if n.kind == "percent":
@@ -285,8 +288,8 @@ class _Checker:
             clause_start, _ = clause_of(sentences, m.start())
             if NOT_A_CLAIM.search(labelled_low, clause_start, m.start()):
                 continue  # "để đạt mục tiêu 1": a purpose, not a fact
-            number = m.group("n") or m.group("n2")
-            negated = bool(m.group("neg") or m.group("neg2"))
+            number = m.group("n") or m.group("n2") or m.group("n3")
+            negated = bool(m.group("neg") or m.group("neg2") or m.group("n3"))
             states = [goals[number]] if number in goals else [] if number else [*goals.values()]
             said_done = [done for done, _ in states]
             # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it
@@ -396,6 +399,8 @@ class _Checker:
                 if said and not ADVICE.search(low, s, e):
                     ref = _reference(low, s, e) or sentence_ref
                     for d in said:
+                        if self.r.is_read(d.start(), d.end()):
+                            continue  # "hai tuần trước nhận 280k, nhiều hơn tuần này": compared
                         before = [metric for end, metric in named if end <= d.start()]
                         metric = before[-1] if before else context
                         if not before:  # "[[KID]] đã giảm chi tiêu": the metric it moves
@@ -477,6 +482,8 @@ class _Checker:
                 and not _WEEK_SAID.match(text.lower(), n.end + 1)
                 and not _JOINED.search(text.lower(), d.end(), n.start)
                 and not _LEVEL_OF_WEEK.search(text.lower(), d.end(), n.start)
+                # "tăng nhẹ, tỷ lệ tiết kiệm chưa tới 1%": another subject's figure
+                and not SUBJECT_WORDS_RE.search(text.lower(), d.end(), n.start)
             ),
             None,
         )
@@ -625,6 +632,8 @@ _LACK_BEFORE = re.compile(
 )
 _LEFT_BEFORE = re.compile(rf"(?<!\w)(?:chỉ\s)?còn(?:\s(?:khoảng|đúng|chừng|gần|{_HEDGES}))?\s*$")
 _MORE_AFTER = re.compile(r"\s*nữa(?!\w)")
+# "60.000 đ còn thiếu cho mục tiêu 2"
+_LACK_AFTER = re.compile(r"\s(?:đ|đồng|vnd|k|nghìn|ngàn)?\s?(?:còn\s)?thiếu(?!\w)")
 # "còn thiếu hơn 1 triệu (1.065.000 đ)": the bracket gives the lack exactly
 _LACK_BRACKETED = re.compile(
     rf"(?<!\w)(?:còn\sthiếu|thiếu|cần\sthêm|còn\scần)\s(?:(?:khoảng|gần|{_HEDGES})\s)?"

@@ -361,6 +361,8 @@ _COMPARED_WEEK = re.compile(
     r"so\svới\s(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước|tuần\srồi)"
     r"|(?P<mean>trung\sbình\shai\stuần(?:\strước)?))"
 )
+_GOAL_NAMED = re.compile(r"mục\stiêu\s(\d+)")
+_RESTATES = re.compile(r"\s*(?:tức\slà|tức|nghĩa\slà|hay|tương\sđương)(?!\w)")
 _RATE_SAID = re.compile(r"(?<!\w)t[ỷỉ]\slệ\s(?:tiết\skiệm|để\sdành)(?!\w)")
 _GOAL_REACHED_BEFORE = re.compile(
     r"mục\stiêu\s(?P<n>\d+)[^.;]*?(?:đạt|hoàn\sthành|được|tiến\sđộ)[^.;]*$"
@@ -392,8 +394,10 @@ def read_ratios(r: Reading) -> None:
             ]
             subject = rest[0] if rest else None
         if after is None and after_week is None:  # "so với tuần rồi (327k) thì giảm một nửa"
-            said_before = _COMPARED_WEEK.search(r.low, clause[0], m.start())
-            after_week = said_before.lastgroup if said_before else None
+            # "so với trung bình hai tuần trước, tức là hơn gấp đôi": its sentence's
+            since = first if _RESTATES.match(r.low, clause[0]) else clause[0]
+            said = list(_COMPARED_WEEK.finditer(r.low, since, m.start()))
+            after_week = said[-1].lastgroup if said else None
         if after is None and _THE_MONEY.match(r.low, m.end()):  # "phần lớn số tiền"
             after = Mention(m.end(), m.end(), "income_total", None)
         if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
@@ -495,10 +499,13 @@ def _compared(
 ) -> tuple[Operand, Operand, int] | None:
     """The two things a comparative compares, with their values, and where the second ends."""
     after, after_week, after_end = _operand_after(r, m.end(), clause[1])
-    # "bằng (đúng) tuần trước": the same metric, that week ("nhiều hơn tuần trước" is a trend)
+    # "bằng (đúng) tuần trước", "hai tuần trước con nhận 280k, nhiều hơn tuần này": the
+    # same metric, that week ("nhiều hơn tuần trước" of this week is a trend)
     equal = bool(m.group("equal") or m.group("about"))
-    same_metric = after is None and after_week is not None and equal
-    if after is None and not same_metric:
+    of_past = after_week == "now" and _clause_week(r, clauses[0][0], m.start()) != "now"
+    same_metric = after is None and after_week is not None and (equal or of_past)
+    goal = _GOAL_NAMED.findall(r.labelled, clauses[0][0], m.start()) if after is None else []
+    if after is None and not same_metric and not goal:
         return None
     week_here = _clause_week(r, clause[0], m.start())
     subject = _subject_before(
@@ -506,6 +513,10 @@ def _compared(
     )
     if subject is None:
         return None
+    if after is None and goal and not same_metric:
+        if subject.metric != "savings_balance":  # "mục tiêu 1 ... 379k, số dư đã vượt"
+            return None
+        after = Mention(m.end(), after_end, f"target:{goal[-1]}", None)
     if after is None:
         after = Mention(m.end(), after_end, subject.metric, after_week)
     week = subject.week or week_here
@@ -609,6 +620,9 @@ def _event_metric(r: Reading, m: re.Match[str], end: int) -> tuple[str | None, i
     verb = m.group("verb")
     rest = r.low[m.end() : end]
     if verb == "có":
+        said = _ANY_OF_THEM.match(r.low, m.end())
+        if said:  # "thu nhập và chi tiêu ... vì hai tuần trước con không có khoản nào"
+            return "named", said.end()
         for word, metric in _HAS_OBJECT.items():
             at = rest.find(word)
             if at >= 0:
@@ -653,7 +667,7 @@ def read_happened(r: Reading) -> None:
     """ "Tuần này con không mua đồ chơi nào" (toys: 0), "chưa rút tiền tiết kiệm"
     (withdrawals: 0), "đã đặt một mục tiêu mới" (a goal set this week)."""
     _goal_set_claims(r)
-    skipped: dict[Span, bool] = {}
+    future: dict[Span, bool] = {}
     for m in _EVENT.finditer(r.low):
         negated = bool(m.group("neg"))
         if (
@@ -667,11 +681,10 @@ def read_happened(r: Reading) -> None:
         if _NOUN_BEFORE.search(r.low, max(0, m.start() - 8), m.start()):
             continue
         _clauses, clause = r.locate(m.start())
-        if clause not in skipped:
-            skipped[clause] = bool(
-                _in_advice(r, clause, clause[1]) or _FUTURE.search(r.low, *clause)
-            )
-        if skipped[clause]:
+        if clause not in future:
+            future[clause] = bool(_FUTURE.search(r.low, *clause))
+        # advice before the verb ("nên gửi"), not after ("đã gửi ... để hướng tới mục tiêu 2")
+        if future[clause] or _in_advice(r, clause, m.start()):
             continue
         if not negated and any(m.end() <= n.start < clause[1] for n in r.stated):
             continue  # an affirmative with a figure: the figure is what is checked
@@ -684,6 +697,13 @@ _AFFIRMED = re.compile(r"(?:đã|có|vừa|cũng)\s$")
 def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> None:
     metric, end = _event_metric(r, m, clause[1])
     if metric is None:
+        return
+    if metric == "named":
+        _check_named(r, m, clause, end, negated)
+        return
+    other = _NO_OTHER.match(r.low, m.end()) if negated and metric == "spending_total" else None
+    if other:  # "chỉ chi cho ăn uống, không tiêu vào danh mục nào khác"
+        _check_only(r, m, other.end())
         return
     week = _week_when(r, clause, m.start()) or _event_week(r, clause, m.start())
     if metric in ("goal_set", "goal_done"):
@@ -700,6 +720,51 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
     said = r.text[m.start() : end]
     state = f"{metric} is {value:,.0f}" + (f" ({week})" if week != "now" else "")
     r.flag("wrong_event", m.start(), end, f"{said!r}: {state}")
+
+
+_ANY_OF_THEM = re.compile(r"\s(?:khoản|đồng)\s(?:nào|gì)(?!\w)")
+
+
+def _check_named(r: Reading, m: re.Match[str], clause: Span, end: int, negated: bool) -> None:
+    """The metrics its sentence named before it, each none (or some) in the week said."""
+    clauses, _clause = r.locate(m.start())
+    named = {
+        x.metric
+        for x in mentions_in(r, clauses[0][0], m.start())
+        if x.metric and not x.metric.startswith(("cat:", "target:"))
+    }
+    week = _event_week(r, clause, m.start())
+    values = {metric: r.facts.value(metric, week) for metric in named}
+    if not values or None in values.values():
+        return
+    amounts = [v or 0.0 for v in values.values()]
+    if all(v == 0 for v in amounts) if negated else all(v > 0 for v in amounts):
+        r.mark(m.start(), end)
+        return
+    said = r.text[m.start() : end]
+    state = ", ".join(f"{k} is {v:,.0f}" for k, v in values.items())
+    r.flag("wrong_event", m.start(), end, f"{said!r}: {state} ({week})")
+
+
+_NO_OTHER = re.compile(
+    r"\s(?:tiền\s)?(?:vào|cho)\s(?:danh\smục|khoản|mục|thứ|loại)(?:\s(?:chi|gì))?\s(?:nào\s)?khác"
+)
+
+
+def _check_only(r: Reading, m: re.Match[str], end: int) -> None:
+    """No spending on any category but those its sentence names before."""
+    clauses, _clause = r.locate(m.start())
+    named = {
+        x.metric[4:]
+        for x in mentions_in(r, clauses[0][0], m.start())
+        if x.metric and x.metric.startswith("cat:")
+    }
+    spent = {group for group, amount in r.facts.ranking if amount > 0}
+    if named and spent <= named:
+        r.mark(m.start(), end)
+    else:
+        said = r.text[m.start() : end]
+        r.flag("wrong_event", m.start(), end, f"{said!r}: spent on {', '.join(sorted(spent))}")
 
 
 _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(?!\w)")
@@ -778,7 +843,9 @@ def read_ranking(r: Reading) -> None:
             continue
         groups = [x.metric[4:] for x in named if x.metric]
         top_k = _TOP_K.search(r.low, first, last)
-        problem = _rank_problem(ranking, groups, ranks, top_k, r.low)
+        problem = _ordinal_problem(ranking, named, ranks, clauses) or _rank_problem(
+            ranking, groups, ranks, top_k, r.low
+        )
         span = (first, last)
         if problem is None:
             for m in [*ranks, *([top_k] if top_k else [])]:
@@ -802,6 +869,34 @@ def _no_top_category(r: Reading, ranks: list[re.Match[str]], first: int, last: i
         r.flag("wrong_category", first, last, f"{said!r}: spending has a top category")
     else:
         r.mark(*top.span())
+
+
+def _ordinal_problem(
+    ranking: tuple[tuple[str, float], ...],
+    named: list[Mention],
+    ranks: list[re.Match[str]],
+    clauses: list[Span],
+) -> str | None:
+    """ "Sách truyện là danh mục lớn thứ ba", "..., ăn vặt đứng thứ hai": each ordinal is
+    the place of the category its clause names nearest before it (else right after it)."""
+    places = [g for g, _ in ranking]
+    for m in ranks:
+        place = {"hai": 2, "2": 2, "nhì": 2, "ba": 3, "3": 3}.get(m.group().split()[-1])
+        if not m.group().startswith("thứ") or place is None:
+            continue
+        clause = next((c for c in clauses if c[0] <= m.start() < c[1]), None)
+        if clause is None:
+            continue
+        inside = [x.metric[4:] for x in named if x.metric and clause[0] <= x.start < clause[1]]
+        before = [x.metric[4:] for x in named if x.metric and clause[0] <= x.start < m.start()]
+        subject = (before[-1:] or inside[:1] or [None])[0]
+        amounts = dict(ranking)
+        if subject is None or subject not in amounts:
+            continue
+        tied = {g for g, a in ranking if a == amounts[subject]}
+        if place > len(places) or places[place - 1] not in tied:
+            return f"{subject} is not category number {place} ({', '.join(places)})"
+    return None
 
 
 def _rank_problem(
@@ -887,6 +982,30 @@ def read_zeros(r: Reading) -> None:
             r.mark(m.start("zero"), m.end("zero"))
         else:
             r.flag("wrong_metric", m.start(), m.end(), f"{m.group()!r}: it is {value:,.2f}")
+
+
+# "Số giao dịch giảm xuống còn 7": the level a count came to, this week's (a figure with a
+# unit is read with the others; "giảm 7" is a change)
+_LEVEL = re.compile(
+    r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?\s(?:còn|tới|đến|thành)|tăng\slên|giảm\sxuống)"
+    r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?\w)"
+)
+_COUNTED = ("txn_count", "event_count", "active_days")
+
+
+def read_levels(r: Reading) -> None:
+    for m in _LEVEL.finditer(r.low):
+        if r.is_read(m.start("n"), m.end("n")):
+            continue
+        clauses, _clause = r.locate(m.start())
+        named = [x.metric for x in mentions_in(r, clauses[0][0], m.start()) if x.metric]
+        if not named or named[-1] not in _COUNTED:
+            continue
+        value = r.facts.value(named[-1])
+        if value == int(m.group("n")):
+            r.mark(m.start("n"), m.end("n"))
+        else:
+            r.flag("wrong_metric", m.start(), m.end(), f"{m.group()!r}: {named[-1]} is {value}")
 
 
 # --- the sweep --------------------------------------------------------------------------------

@@ -324,10 +324,10 @@ _SUBJECT_PATTERNS = {
     "of_income": r"^savings_rate|^spending_total / income_total",
     "lack": r"target_amount - savings_balance",
     # counts by their unit: "11 sự kiện" is the events', not the transactions'
-    "giao dịch": r"^txn_count",
+    "giao dịch": r"^(?:mean\()?txn_count",  # "trung bình hai tuần trước là 2 giao dịch"
     "sự kiện": r"^event_count",
     "lượt": r"^event_count",
-    "ngày": r"^active_days",
+    "ngày": r"^(?:mean\()?active_days",
     "danh mục": r"^categories$",
     "loại": r"^categories$",
     "goals": r"^goals$",
