@@ -397,8 +397,11 @@ class _Checker:
                 named = [(end, metric) for start, end, metric in metrics if s <= start < e]
                 said = [d for d in here if s <= d.start() < e]
                 if said and not ADVICE.search(low, s, e):
-                    ref = _reference(low, s, e) or sentence_ref
+                    clause_ref = _reference(low, s, e) or sentence_ref
                     for d in said:
+                        # "giảm so với trung bình hai tuần trước và thấp hơn tuần trước 37.000
+                        # đ": each direction against the week named right after it
+                        ref = _reference_after(low, d.end()) or clause_ref
                         if self.r.is_read(d.start(), d.end()):
                             continue  # "hai tuần trước nhận 280k, nhiều hơn tuần này": compared
                         before = [metric for end, metric in named if end <= d.start()]
@@ -719,6 +722,17 @@ def _object_of(low: str, at: int, metrics: list[tuple[int, int, str | None]]) ->
         if start >= at:
             return metric if low[at:start].strip() in ("", "được", "có") else None
     return None
+
+
+_AFTER_DIRECTION = re.compile(r"\s(?:(?:hẳn|nhiều|một\schút|chút|khá)\s)?(?:so\svới\s|với\s)?")
+
+
+def _reference_after(low: str, at: int) -> str | None:
+    pos = _AFTER_DIRECTION.match(low, at)
+    at = pos.end() if pos else at
+    if MEAN_REF.match(low, at):
+        return "mean"
+    return "prev1" if PREV1_ONLY.match(low, at) else None
 
 
 def _reference(text: str, start: int, end: int) -> str | None:
