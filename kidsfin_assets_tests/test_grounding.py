@@ -150,12 +150,17 @@ NEGATIVE = prompt_data(metrics(income_total=70000.0, net_flow=-90000.0, savings_
         "Dòng tiền ròng là -90.000 đ trong tuần này.",
         "Dòng tiền ròng của tuần âm 90.000 đ.",
         "Tuần này [[KID]] chi nhiều hơn nhận 90.000 đ.",
-        "Dòng tiền ròng của tuần là 90 nghìn đồng.",  # the absolute value
+        "Dòng tiền ròng của tuần bị hụt 90 nghìn đồng.",
     ],
 )
 def test_a_negative_amount_in_any_form_matches_a_negative_value(text: str) -> None:
     assert kinds(text, NEGATIVE) == []
     assert kinds(text, DATA) == ["unknown_amount"]
+
+
+def test_a_negative_net_flow_said_as_positive_is_refused() -> None:
+    # A parent reads "90 nghìn" as money left over; the child overspent by that much.
+    assert kinds("Dòng tiền ròng của tuần là 90 nghìn đồng.", NEGATIVE) == ["wrong_sign"]
 
 
 def test_a_negative_sign_on_a_positive_value_is_wrong_sign() -> None:

@@ -218,7 +218,10 @@ class _Checker:
         if subject is None and now is False:
             return False
         pool = self.facts.pool({"count": "counts"}.get(n.kind, n.kind), subject, now)
-        if any(abs(v - n.value) <= n.tolerance + 1e-9 for v, _ in pool):
+        matched = [label for v, label in pool if abs(v - n.value) <= n.tolerance + 1e-9]
+        if matched:
+            if subject in ("balance", "net") and n.sign != "-":
+                self.unsigned(field, span, low, clause_start, n, matched)
             return True
         near = Values.of(pool).nearest(n.value)
         when = {True: " this week", "prev1": " last week", "prev2": " two weeks ago"}.get(now, "")
@@ -229,6 +232,15 @@ class _Checker:
             msg = f"{span!r} is not a figure of{when or ' this week'} (nearest: {near})"
             self.add("not_this_week", field, span, msg)
         return True
+
+    def unsigned(
+        self, field: str, span: str, low: str, clause_start: int, n: Stated, labels: list[str]
+    ) -> None:
+        """ "Số dư tiết kiệm là 77.000 đ" of a balance of -77.000 đ: a negative said as positive."""
+        signed = [self.facts.data.get(label) for label in labels if label in _SIGNED]
+        below_zero = bool(signed) and all(isinstance(v, int | float) and v < 0 for v in signed)
+        if below_zero and not _SAID_NEGATIVE.search(low, clause_start, n.end):
+            self.add("wrong_sign", field, span, f"{span!r}: it is negative ({signed[0]:,.0f})")
 
     def subject_of(self, low: str, labelled_low: str, clause_start: int, n: Stated) -> str | None:
         """What the text says a figure is, from the words right after it or before it."""
@@ -242,7 +254,9 @@ class _Checker:
             or _LACK_BRACKETED.search(low, clause_start, n.start)
             or _LACK_AFTER.match(low, n.end)
         ):
-            return "lack"  # "còn thiếu 52.000 đ", "còn 52.000 đ nữa là đạt mục tiêu 1"
+            # "còn thiếu 52.000 đ (để đạt mục tiêu 1)", "còn 52.000 đ nữa là đạt mục tiêu 1":
+            # that goal's lack, where the sentence names one goal around it
+            return _lack_of(labelled_low, clause_of(self.r.sentences, n.start), n)
         if n.kind == "percent":
             goal = GOAL_AFTER.match(labelled_low, n.end)
             if goal:
@@ -383,6 +397,8 @@ class _Checker:
         metrics = [
             (m.start(), m.end(), METRIC_OF[SPACES.sub(" ", m.group())])
             for m in METRICS.finditer(low)
+            # "gửi 7k, khoảng 5% thu nhập, nhưng vẫn tăng": the share's base, not the subject
+            if not _SHARE_OF.search(low, max(0, m.start() - 16), m.start())
         ]
         for clauses in sentences:
             first, last = clauses[0][0], clauses[-1][1]
@@ -487,6 +503,12 @@ class _Checker:
                 and not _LEVEL_OF_WEEK.search(text.lower(), d.end(), n.start)
                 # "tăng nhẹ, tỷ lệ tiết kiệm chưa tới 1%": another subject's figure
                 and not SUBJECT_WORDS_RE.search(text.lower(), d.end(), n.start)
+                # "giảm so với hai tuần trước và thấp hơn tuần trước 1.000 đ": the other's
+                and not DIRECTIONS.search(text.lower(), d.end(), n.start)
+                # "từ 2 ngày tuần rồi lên 6 ngày", "với 5 giao dịch": the level, not the change
+                and not _TO_LEVEL.search(text.lower(), max(0, n.start - 8), n.start)
+                # "tăng: con hoạt động 4 ngày": a figure of a metric named after the direction
+                and not METRICS.search(text.lower(), d.end(), n.start)
             ),
             None,
         )
@@ -555,10 +577,29 @@ def _sentence_start(low: str, at: int) -> int:
 
 # After "nhiều hơn": another metric, not a week ("thấp hơn nhiều so với số tiền nhận được").
 _GOAL_COUNT_WORDS = (
-    ("created", re.compile(r"mới|(?<!\w)đặt|vừa\sđặt")),
+    ("created", re.compile(r"mới(?!\s(?:đạt|được|có|tiết|gửi))|(?<!\w)đặt|vừa\sđặt")),
     ("completed", re.compile(r"hoàn\sthành|đã\sđạt|đạt\sđược")),
     ("open", re.compile(r"còn\smở|đang\smở|chưa\shoàn\sthành|chưa\sđạt|đang\stheo")),
 )
+
+
+_SIGNED = ("net_flow", "savings_balance")
+_SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ)(?!\w)")
+_GOAL_LABEL = re.compile(r"mục\stiêu\s(\d+)")
+_LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
+
+
+def _lack_of(labelled_low: str, clause: tuple[int, tuple[int, int]], n: Stated) -> str:
+    """Whose lack a figure is: the goal its clause names after it ("còn thiếu 52.000 đ để đạt
+    mục tiêu 1"), else the one its sentence named last before it; any goal's if none."""
+    _, (sentence_start, sentence_end) = clause
+    stop = _LACK_GOAL_STOP.search(labelled_low, n.end, sentence_end)  # "(..., còn thiếu X) và"
+    after = _GOAL_LABEL.search(labelled_low, n.end, stop.start() if stop else sentence_end)
+    before = _GOAL_LABEL.findall(labelled_low, sentence_start, n.start)
+    if "lần lượt" in labelled_low[sentence_start : n.start]:  # "... lần lượt còn thiếu X và Y"
+        return "lack"
+    goal = after.group(1) if after else before[-1] if before else None
+    return f"lack:{goal}" if goal else "lack"
 
 
 def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
@@ -647,9 +688,12 @@ _COMPARING = re.compile(
     r"(?<!\w)(?:so\svới|hơn|tăng|giảm|chênh|thay\sđổi|kém|vượt|gấp|lên|xuống|bằng|từ|thêm|bớt"
     r"|như|nửa)(?!\w)"
 )
+_SHARE_OF = re.compile(r"(?:%|phần\străm|nửa|phần\s(?:ba|tư|năm))\s(?:(?:của|số|tổng)\s)*$")
+_TO_LEVEL = re.compile(r"(?<!\w)(?:lên|xuống|còn|thành|với)\s(?:(?:khoảng|gần)\s)?$")
+_IN_WEEK = re.compile(r"\s?(?:(?:vào|trong|của|ở)\s)?")
 _WEEK_SAID = re.compile(
     r"(?<!\w)(?:(?P<prev2>tuần\strước\snữa|tuần\skia|(?:hai|2)\stuần\strước|tuần\strước\sđó)"
-    r"|(?P<prev1>tuần\strước|tuần\srồi|tuần\svừa\srồi))(?!\w)"
+    r"|(?P<prev1>tuần\strước|tuần\srồi|tuần\svừa\srồi)|(?P<now>tuần\snày))(?!\w)"
 )
 
 
@@ -657,14 +701,15 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     """The week a figure is said of: "now" (a sentence that compares no weeks), "prev1" or
     "prev2" (a clause about that week: "tuần trước con chi 38.000 đ", or a figure in
     brackets after it: "so với tuần trước (13.000 đ)"), else "any" (a comparison)."""
-    named_after = _WEEK_SAID.match(low, n.end + 1)
+    # "5.000 đ vào tuần trước", "13k tuần rồi"
+    named_after = _WEEK_SAID.match(low, _IN_WEEK.match(low, n.end).end())
     if named_after and named_after.lastgroup:  # "giảm so với 13k tuần rồi và 11k hai tuần trước"
         return named_after.lastgroup
     opened = low.rfind("(", sentence[0], n.start)
     if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
         said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
         # right before the bracket: "nhiều hơn 44 nghìn (khoảng 15%)" is the change's
-        if said and not low[said[-1].end() : opened].strip(" :"):
+        if said and said[-1].lastgroup != "now" and not low[said[-1].end() : opened].strip(" :"):
             return "past"
     clause_end = low.find(",", n.end)
     clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end
@@ -705,7 +750,7 @@ def _subject_of_sentence(low: str, start: int, at: int, kind: str) -> str | None
 
 # The changes a reference names: "tuần trước" is prev1's; "hai tuần trước" the mean's (as
 # the prompt uses it) or W-2's.
-_AGAINST = {"prev1": ("- prev1",), "mean": ("- mean", "- prev2")}
+_AGAINST = {"prev1": ("- prev1",), "mean": ("- mean", "- prev2"), "average": ("- mean",)}
 
 
 _KIND_OF = {
@@ -724,21 +769,27 @@ def _object_of(low: str, at: int, metrics: list[tuple[int, int, str | None]]) ->
     return None
 
 
-_AFTER_DIRECTION = re.compile(r"\s(?:(?:hẳn|nhiều|một\schút|chút|khá)\s)?(?:so\svới\s|với\s)?")
+# "thấp hơn tuần trước", "cao hơn 22.000 đ so với tuần trước"
+_AFTER_DIRECTION = re.compile(
+    r"\s(?:(?:hẳn|nhiều|một\schút|chút|khá)\s)?"
+    r"(?:(?:khoảng\s|gần\s)?\d[\d.,]*\s?(?:đ|đồng|k|nghìn|ngàn|triệu|%)?\s)?(?:so\svới\s|với\s)?"
+)
 
 
 def _reference_after(low: str, at: int) -> str | None:
     pos = _AFTER_DIRECTION.match(low, at)
     at = pos.end() if pos else at
-    if MEAN_REF.match(low, at):
-        return "mean"
+    said = MEAN_REF.match(low, at)
+    if said:  # "trung bình hai tuần trước" is the mean only
+        return "average" if said.group().startswith("trung") else "mean"
     return "prev1" if PREV1_ONLY.match(low, at) else None
 
 
 def _reference(text: str, start: int, end: int) -> str | None:
     """What a comparison is against: "tuần trước" is prev1, "hai tuần trước" their mean."""
-    if MEAN_REF.search(text, start, end):
-        return "mean"
+    said = MEAN_REF.search(text, start, end)
+    if said:
+        return "average" if said.group().startswith("trung") else "mean"
     return "prev1" if PREV1_ONLY.search(text, start, end) else None
 
 

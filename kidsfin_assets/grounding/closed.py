@@ -240,17 +240,18 @@ _RATIO = re.compile(
 )
 # How far a hedged ratio may be from the truth, as shares of the ratio said.
 _RATIO_BOUNDS = {
-    "": (0.9, 1.1),
+    "": (0.95, 1.05),  # "gấp đôi" is 1.9 to 2.1 times; 1.84 is "gần gấp đôi"
     "about": (0.85, 1.15),
     "near": (0.8, 1.02),
-    "over": (1.0, float("inf")),
-    "under": (0.0, 1.0),
+    "over": (1.000001, float("inf")),  # "hơn một nửa": not exactly half
+    "least": (1.0, float("inf")),
+    "under": (0.0, 0.999999),
 }
 _HEDGE_KIND = {
     "hơn": "over",
     "hơn cả": "over",
     "trên": "over",
-    "ít nhất": "over",
+    "ít nhất": "least",
     "gần": "near",
     "gần như": "about",
     "khoảng": "about",
@@ -343,7 +344,9 @@ def _operand_after(r: Reading, at: int, end: int) -> tuple[Mention | None, str |
     tuần này"), and where they end."""
     skip = _AFTER_FILLER.match(r.labelled or r.low, at, end)  # labels are not fillers
     pos = skip.end() if skip else at
-    week = _WEEKS.match(r.low, pos, end)
+    # "gấp đôi mức 42.000 đ của tuần trước": that week's (its figure is read with the others)
+    figure = _FIGURE_OF.match(r.low, pos, end)
+    week = _WEEKS.match(r.low, figure.end() if figure else pos, end)
     if week:
         return None, week.lastgroup, week.end()
     found = mentions_in(r, max(at, pos - 8), end)
@@ -353,6 +356,9 @@ def _operand_after(r: Reading, at: int, end: int) -> tuple[Mention | None, str |
     return None, None, at
 
 
+_FIGURE_OF = re.compile(
+    r"(?:khoảng\s|gần\s)?\d[\d.,]*\s?(?:đ|đồng|k|nghìn|ngàn|triệu)\s(?:của\s|vào\s|trong\s)?(?=tuần)"
+)
 _THE_MONEY = re.compile(
     r"\s(?:số\stiền|tiền)(?:\s(?:con\s)?(?:nhận\sđược|được\scho))?(?!\s\w*\s?(?:chi|tiêu))"
 )
@@ -362,7 +368,10 @@ _COMPARED_WEEK = re.compile(
     r"|(?P<mean>trung\sbình\shai\stuần(?:\strước)?))"
 )
 _GOAL_NAMED = re.compile(r"mục\stiêu\s(\d+)")
-_RESTATES = re.compile(r"\s*(?:tức\slà|tức|nghĩa\slà|hay|tương\sđương)(?!\w)")
+# a clause that only restates its sentence's comparison: "..., tức là hơn gấp đôi", ", gần gấp đôi"
+_RESTATES = re.compile(
+    r"\s*(?:tức\slà|tức|nghĩa\slà|hay|tương\sđương|gần|khoảng|hơn|xấp\sxỉ|gấp|bằng)(?!\w)"
+)
 _RATE_SAID = re.compile(r"(?<!\w)t[ỷỉ]\slệ\s(?:tiết\skiệm|để\sdành)(?!\w)")
 _GOAL_REACHED_BEFORE = re.compile(
     r"mục\stiêu\s(?P<n>\d+)[^.;]*?(?:đạt|hoàn\sthành|được|tiến\sđộ)[^.;]*$"
@@ -393,6 +402,10 @@ def read_ratios(r: Reading) -> None:
                 if x.metric not in (None, after.metric)
             ]
             subject = rest[0] if rest else None
+        contrasted = _weeks_contrasted(r, clauses, clause, m.start())
+        if after is None and after_week is None and contrasted and subject is not None:
+            subject = Mention(subject.start, subject.end, subject.metric, contrasted[0])
+            after_week = contrasted[1]  # "tuần rồi con chỉ chi 42k, tuần này thì gấp đôi"
         if after is None and after_week is None:  # "so với tuần rồi (327k) thì giảm một nửa"
             # "so với trung bình hai tuần trước, tức là hơn gấp đôi": its sentence's
             since = first if _RESTATES.match(r.low, clause[0]) else clause[0]
@@ -477,7 +490,8 @@ def read_comparisons(r: Reading) -> None:
         if r.is_read(m.start(), m.end()) or _in_advice(r, clause, m.start()):
             continue
         found = _compared(r, clauses, clause, m)
-        if found is None and pair is not None and _DIFFERENCE.match(r.low, m.end()):
+        hedge = m.group("more") == "hơn" and not m.group("neg")  # "hơn 10,3 triệu": a bound
+        if found is None and pair is not None and not hedge and _DIFFERENCE.match(r.low, m.end()):
             found = (*pair, m.end())
         if found is None:
             continue  # "nhiều hơn tuần trước" is a trend; a number is a difference
@@ -494,11 +508,34 @@ class Operand:
     value: float
 
 
+def _weeks_contrasted(
+    r: Reading, clauses: list[Span], clause: Span, at: int
+) -> tuple[str, str] | None:
+    """ "tuần rồi con chi 122k còn tuần này thì ít hơn": the week its own clause names, and
+    the other one an earlier clause of its sentence named."""
+    own = week_refs(r.low, clause[0], at)
+    earlier = [w for c in clauses if c[1] <= clause[0] for w in week_refs(r.low, *c)]
+    if not own or not earlier:
+        return None
+    mine, theirs = own[-1].lastgroup, earlier[-1].lastgroup
+    if (
+        not mine
+        or not theirs
+        or mine == theirs
+        or _COMPARED_WITH.search(r.low, max(0, earlier[-1].start() - 12), earlier[-1].start())
+    ):
+        return None
+    return mine, theirs
+
+
 def _compared(
     r: Reading, clauses: list[Span], clause: Span, m: re.Match[str]
 ) -> tuple[Operand, Operand, int] | None:
     """The two things a comparative compares, with their values, and where the second ends."""
     after, after_week, after_end = _operand_after(r, m.end(), clause[1])
+    contrasted = _weeks_contrasted(r, clauses, clause, m.start()) if after is None else None
+    if contrasted and after_week is None:
+        return _contrasted(r, clauses, clause, m, contrasted, after_end)
     # "bằng (đúng) tuần trước", "hai tuần trước con nhận 280k, nhiều hơn tuần này": the
     # same metric, that week ("nhiều hơn tuần trước" of this week is a trend)
     equal = bool(m.group("equal") or m.group("about"))
@@ -527,6 +564,28 @@ def _compared(
     if a is None or b is None or (other_metric, other_week) == (metric, week):
         return None
     return Operand(subject, metric, week, a), Operand(after, other_metric, other_week, b), after_end
+
+
+def _contrasted(
+    r: Reading,
+    clauses: list[Span],
+    clause: Span,
+    m: re.Match[str],
+    weeks: tuple[str, str],
+    end: int,
+) -> tuple[Operand, Operand, int] | None:
+    subject = _subject_before(r, clauses, clause, m.start(), (None, None))
+    if subject is None or subject.metric is None:
+        return None
+    a, b = r.facts.value(subject.metric, weeks[0]), r.facts.value(subject.metric, weeks[1])
+    if a is None or b is None:
+        return None
+    other = Mention(m.end(), end, subject.metric, weeks[1])
+    return (
+        Operand(subject, subject.metric, weeks[0], a),
+        Operand(other, subject.metric, weeks[1], b),
+        end,
+    )
 
 
 def _check_comparison(r: Reading, m: re.Match[str], one: Operand, other: Operand, end: int) -> None:
@@ -770,6 +829,7 @@ def _check_only(r: Reading, m: re.Match[str], end: int) -> None:
 _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(?!\w)")
 
 
+_THEN = re.compile(r"\s*(?:khi|lúc|hồi)\s(?:đó|ấy)(?!\w)")
 _WHEN = re.compile(r"(?<!\w)(?:khi|lúc|mà)(?!\w)")
 
 
@@ -789,7 +849,12 @@ def _event_week(r: Reading, clause: Span, at: int) -> str:
 
 
 def _week_when(r: Reading, clause: Span, at: int) -> str | None:
-    """ "hơn tuần rồi khi con không vào ngày nào": the week a "khi" clause speaks of."""
+    """ "hơn tuần rồi khi con không vào ngày nào": the week a "khi" clause speaks of; "so
+    với hai tuần trước, khi đó con không chi gì": the week its sentence named last."""
+    if _THEN.match(r.low, clause[0]):
+        first = next((c[0][0] for c in r.sentences if c[0][0] <= at < c[-1][1]), clause[0])
+        named = week_refs(r.low, first, clause[0])
+        return named[-1].lastgroup if named else None
     refs = week_refs(r.low, clause[0], at)
     if refs and _WHEN.search(r.low, refs[-1].end(), at):
         return refs[-1].lastgroup
@@ -828,8 +893,17 @@ def read_ranking(r: Reading) -> None:
     ranking = r.facts.ranking
     if not any(w in r.low for w in _RANK_WORDS) or not _RANK.search(r.low):
         return
+    previous: list[str] = []  # the categories the sentence before named
     for clauses in r.sentences:
         first, last = clauses[0][0], clauses[-1][1]
+        said_before, previous = (
+            previous,
+            [
+                x.metric[4:]
+                for x in mentions_in(r, first, last)
+                if x.metric and x.metric.startswith("cat:")
+            ],
+        )
         ranks = [m for m in _RANK.finditer(r.low, first, last) if not r.is_read(*m.span())]
         if not ranks:
             continue
@@ -843,9 +917,21 @@ def read_ranking(r: Reading) -> None:
             continue
         groups = [x.metric[4:] for x in named if x.metric]
         top_k = _TOP_K.search(r.low, first, last)
-        problem = _ordinal_problem(ranking, named, ranks, clauses) or _rank_problem(
-            ranking, groups, ranks, top_k, r.low
-        )
+        then = next((m for m in ranks if m.group() in _THEN_RANK), None)
+        if then is not None:  # "X và Y là hai khoản lớn nhất; tiếp theo là Z và W"
+            above = [x.metric[4:] for x in named if x.metric and x.end <= then.start()]
+            below = [x.metric[4:] for x in named if x.metric and x.start >= then.end()]
+            opens = not r.low[first : then.start()].strip()  # "...; tiếp theo là Z"
+            above = above or (said_before if opens else [])
+            problem = _next_problem(ranking, above, below)
+            if problem is None and top_k is not None and top_k.start() < then.start():
+                k = int(top_k.group("k"))  # "3 khoản lớn nhất là X, Y rồi tới Z": all three
+                listed = [*above, *below] if k == len(above) + len(below) else above
+                problem = _rank_problem(ranking, listed, ranks, top_k, r.low)
+        else:
+            problem = _ordinal_problem(ranking, named, ranks, clauses) or _rank_problem(
+                ranking, groups, ranks, top_k, r.low
+            )
         span = (first, last)
         if problem is None:
             for m in [*ranks, *([top_k] if top_k else [])]:
@@ -869,6 +955,27 @@ def _no_top_category(r: Reading, ranks: list[re.Match[str]], first: int, last: i
         r.flag("wrong_category", first, last, f"{said!r}: spending has a top category")
     else:
         r.mark(*top.span())
+
+
+_THEN_RANK = ("tiếp theo", "sau đó", "rồi tới", "rồi đến", "theo sau")
+
+
+def _next_problem(
+    ranking: tuple[tuple[str, float], ...], above: list[str], below: list[str]
+) -> str | None:
+    """The categories named after "tiếp theo" come next, in order, after those named before."""
+    order = ", ".join(f"{g} {a:,.0f}" for g, a in ranking)
+    amounts = dict(ranking)
+    if not above or not below or any(g not in amounts for g in [*above, *below]):
+        return f"{', '.join(below) or 'nothing'} does not come next ({order})"
+    floor = min(amounts[g] for g in above)
+    rest = sorted((a for g, a in ranking if g not in above), reverse=True)
+    if any(a > floor for a in rest):  # those above are not the largest
+        return f"{', '.join(above)} are not the largest ({order})"
+    said = [amounts[g] for g in below]
+    if said != rest[: len(said)]:
+        return f"{', '.join(below)} do not come next, in that order ({order})"
+    return None
 
 
 def _ordinal_problem(
@@ -990,18 +1097,25 @@ _LEVEL = re.compile(
     r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?\s(?:còn|tới|đến|thành)|tăng\slên|giảm\sxuống)"
     r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?\w)"
 )
+# "ít hơn tuần rồi (26)", "trong khi tuần rồi là 23"
+_WEEK_BRACKET = re.compile(
+    rf"(?P<week>{_WEEKS.pattern})\s?(?:\(|(?:con\s)?(?:là|có|chỉ|chỉ\scó|được)\s)(?P<n>\d+)"
+    r"(?!\d|[.,]\d|\s?%|\s?\w)"
+)
 _COUNTED = ("txn_count", "event_count", "active_days")
 
 
 def read_levels(r: Reading) -> None:
-    for m in _LEVEL.finditer(r.low):
+    """Bare counts: the level a count came to, or a week's in brackets ("ít hơn tuần rồi (26)")."""
+    for m in [*_LEVEL.finditer(r.low), *_WEEK_BRACKET.finditer(r.low)]:
         if r.is_read(m.start("n"), m.end("n")):
             continue
         clauses, _clause = r.locate(m.start())
         named = [x.metric for x in mentions_in(r, clauses[0][0], m.start()) if x.metric]
         if not named or named[-1] not in _COUNTED:
             continue
-        value = r.facts.value(named[-1])
+        week = _WEEKS.match(m.group("week")) if "week" in m.groupdict() else None
+        value = r.facts.value(named[-1], (week.lastgroup if week else None) or "now")
         if value == int(m.group("n")):
             r.mark(m.start("n"), m.end("n"))
         else:
@@ -1022,6 +1136,7 @@ _CLAIM_WORDS = re.compile(
 )
 # Not claims: a score, an age, a number of weeks, the goal's label, a list's numbering.
 _NOT_A_FIGURE = re.compile(r"\s?(?:/\s?10|điểm|tuổi|tuần|tháng|năm|giờ|phút)(?!\w)")
+_GOAL_LIST = re.compile(r"mục\stiêu\s\d+(?:\s?(?:,|và|hoặc|hay)\s?\d+)*\s?(?:,|và|hoặc|hay)\s?$")
 _NOT_A_FIGURE_BEFORE = re.compile(r"(?:tuần|tháng|lớp|năm|thứ|số|bước|/)\s?$")
 
 
@@ -1039,6 +1154,8 @@ def sweep(r: Reading) -> None:
                 r.low, max(0, m.start() - 8), m.start()
             ):
                 continue
+            if _GOAL_LIST.search(r.labelled or r.low, max(0, m.start() - 24), m.start()):
+                continue  # "mục tiêu 2 và 3 đã xong": goals' labels
         elif _in_advice(r, clause, m.start()):
             continue  # "hãy giảm chi tiêu": advice, not a claim
         if word.startswith(("tuần", "hai tuần")) and any(s < last and first < e for s, e in r.read):

@@ -351,6 +351,8 @@ _NOT_NOW = re.compile(
 def _subject_labels(subject: str) -> re.Pattern[str]:
     if subject.startswith("target:"):
         return re.compile(rf"^mục tiêu {re.escape(subject[7:])} target_amount$")
+    if subject.startswith("lack:"):
+        return re.compile(rf"^mục tiêu {re.escape(subject[5:])} target_amount - savings_balance$")
     if subject.startswith("goal:"):
         return re.compile(rf"^mục tiêu {re.escape(subject[5:])} progress_percent$")
     return _SUBJECT_REGEXES[subject]

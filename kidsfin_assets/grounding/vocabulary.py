@@ -87,6 +87,14 @@ SUBJECT_WORDS: dict[str, str] = {
     "mục tiêu tiết kiệm": "goal",
     "dòng tiền ròng": "net",
     "dòng tiền": "net",
+    # what is left of the income, or missing ("chi ít hơn nhận, còn dư lại chừng 10 nghìn")
+    "còn dư lại": "net",
+    "còn dư": "net",
+    "dư lại": "net",
+    "dư ra": "net",
+    "hụt": "net",
+    "chênh lệch": "net",
+    "chênh": "net",
     "tiền gửi tiết kiệm": "saving",
     "gửi tiết kiệm": "saving",
     "gửi vào": "saving",
@@ -124,7 +132,7 @@ SUBJECT_WORDS: dict[str, str] = {
 _FILLER = (
     r"là|đạt|được|có|khoảng|vào|ở|mức|tổng|cộng|hết|tuần|này|trong|của|\[\[kid\]\]|hiện|"
     r"đang|chỉ|tất|cả|gần|với|con|bé|em|đã|vừa|chiếm|tiền|số|ra|còn|lên|tới|đến|vẫn|cũng|lại|"
-    r"đều|âm|dương|rơi|ròng|tính|ước|xấp|xỉ|tầm|cỡ|chừng"
+    r"đều|âm|dương|rơi|ròng|tính|ước|xấp|xỉ|tầm|cỡ|chừng|tích|lũy|luỹ"
 )
 
 
@@ -237,8 +245,10 @@ ADVICE = re.compile(
 # Sentences end at . ! ? ; : (not inside 160.000) or a line break; clauses at ", ", " - "
 # and before a conjunction that starts a new subject.
 BOUNDARIES = re.compile(
-    r"(?P<sentence>(?:[.!?;:](?=\s|$)|\n)+)"
-    r"|(?P<clause>,\s|\s[-–]\s|\s(?=(?:nhưng|trong\skhi|tuy\snhiên|song|còn)\s))"
+    r"(?P<sentence>(?:[.!?;](?=\s|$)|\n)+)"
+    # "Chi tiêu giảm so với hai tuần trước: thấp hơn ...": what follows a colon explains it
+    r"|(?P<clause>[,:]\s|\s[-–]\s|\s(?=(?:nhưng|trong\skhi|tuy\snhiên|song)\s)"
+    r"|(?<!chỉ)(?<!vẫn)(?<!đã)(?<!cũng)(?<!hiện)\s(?=còn\s))"  # "chỉ còn 106k" is no new clause
 )
 
 
@@ -348,7 +358,9 @@ METRIC_NAMES = {
 
 # "đã đạt mục tiêu 1", "đủ tiền cho mục tiêu 2", "chưa hoàn thành mục tiêu tiết kiệm",
 # "mục tiêu 3 đã hoàn thành"; not "đã đạt 71 %" (a progress, checked as a number).
-_GOAL_DONE = r"(?:đạt(?:\sđược)?|hoàn\sthành|đủ(?:\s(?:số\s)?tiền)?(?:\scho)?|chạm(?:\stới|\sđến)?)"
+_GOAL_DONE = (
+    r"(?:đạt(?:\sđược)?|hoàn\sthành|xong|đủ(?:\s(?:số\s)?tiền)?(?:\scho)?|chạm(?:\stới|\sđến)?)"
+)
 
 
 GOAL_CLAIMS = re.compile(
