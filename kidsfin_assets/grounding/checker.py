@@ -166,6 +166,9 @@ class _Checker:
         for n in stated:
             if (n.kind == "count" and n.unit not in _COUNT_UNITS) or r.is_read(n.start, n.end):
                 continue  # "rút 2 lần": the data counts no such thing (unverifiable)
+            if n.value == 1 and _NOT_ONE_DONG.match(low, n.end):  # "không chi một đồng nào"
+                r.mark(n.start, n.end)
+                continue
             before = len(self.findings)
             self.number(field, text[n.start : n.end], n)
             flagged = len(self.findings) > before
@@ -269,7 +272,12 @@ class _Checker:
             if RATE_AFTER.match(low, n.end):  # "... % số tiền nhận được": of the income
                 before = SUBJECT_BEFORE.search(low, clause_start, n.start)
                 said = before and SUBJECT_WORDS.get(SPACES.sub(" ", before["subject"]))
-                return {"spending": "spent_share", "saving": "rate"}.get(said or "", "of_income")
+                shares = {
+                    "spending": "spent_share",
+                    "total_spending": "spent_share",
+                    "saving": "rate",
+                }
+                return shares.get(said or "", "of_income")
         if n.kind == "money":
             goal = _TARGET_OF.search(labelled_low, max(0, n.start - 30), n.start)
             if goal:  # "mục tiêu 1 (636.000 đ)": its target
@@ -286,8 +294,10 @@ class _Checker:
                 subject = SUBJECT_WORDS.get(word)
                 if subject is None:
                     return f"cat:{group_of(word)}"
-                if n.kind == "money" or subject in ("rate", "saving", "spending", "income"):
+                if n.kind == "money":
                     return subject
+                if subject in _PERCENT_SUBJECTS:  # "gần một nửa tổng chi (48%)": a share of it
+                    return "spending" if subject == "total_spending" else subject
         after = _SUBJECT_AFTER.match(low, n.end) if n.kind == "money" else None
         if after:  # "với 9.000 đ được gửi vào tiết kiệm"
             return SUBJECT_WORDS.get(SPACES.sub(" ", after.group("subject")))
@@ -584,6 +594,8 @@ _GOAL_COUNT_WORDS = (
 
 
 _SIGNED = ("net_flow", "savings_balance")
+_NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
+_PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
 _SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ)(?!\w)")
 _GOAL_LABEL = re.compile(r"mục\stiêu\s(\d+)")
 _LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
@@ -654,7 +666,7 @@ _GOAL_REACHING = re.compile(
 )
 _TARGET_OF = re.compile(
     r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|(?:có\s)?số\stiền\s|cần\s|)"
-    r"(?:khoảng\s)?$"
+    r"(?:(?:khoảng|hơn|gần|trên|dưới|chưa\sđến)\s)?$"
 )
 _SUBJECT_AFTER = re.compile(
     r"\s*(?:(?:đã|được|đều|là|con|\[\[kid\]\])\s)*(?P<subject>gửi\stiết\skiệm|gửi\svào|gửi|để\sdành"
@@ -725,8 +737,10 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
 
 
 _SUBJECTS_OF_KIND = {
-    "money": frozenset({"income", "spending", "saving", "withdrawal", "balance", "net"}),
-    "percent": frozenset({"rate", "of_income", "spending", "saving", "income"}),
+    "money": frozenset(
+        {"income", "spending", "total_spending", "saving", "withdrawal", "balance", "net"}
+    ),
+    "percent": frozenset({"rate", "of_income", "spending", "total_spending", "saving", "income"}),
 }
 _KINDS_OF_CATEGORY = ("money", "percent")  # a category's amount, or its share of spending
 

@@ -461,8 +461,8 @@ def read_ratios(r: Reading) -> None:
 
 _COMPARATIVE = re.compile(
     r"(?<!\w)(?P<neg>(?:không|chưa|chẳng)\s)?(?:"
-    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|vượt(?:\squá)?|hơn)"
-    r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?)"
+    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|vượt(?:\squá)?|nhiều\stiền(?:\stiết\skiệm)?\shơn|hơn)"
+    r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?|ít\stiền(?:\stiết\skiệm)?\shơn)"
     r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng)"
     r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?)"
     r"|(?P<enough>đủ\s(?:để\s)?(?:trang\strải|chi\strả|bù\sđắp|bù)(?:\s(?:toàn\sbộ|hết|cả))?)"
@@ -470,7 +470,7 @@ _COMPARATIVE = re.compile(
 )
 
 
-_DIFFERENCE = re.compile(r"\s(?:khoảng\s|gần\s|đúng\s)?(?=-?\d)")
+_DIFFERENCE = re.compile(r"\s(?:được\s)?(?:khoảng\s|gần\s|đúng\s|chừng\s)?(?=-?\d)")
 
 
 _COMPARATIVE_WORDS = ("hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ")
@@ -637,7 +637,7 @@ _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
     r"|tiết\skiệm|rút(?:\stiền)?|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
-    r"|dùng|mở|vào|đăng\snhập|hoạt\sđộng(?!\stài)"
+    r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
 )
@@ -745,12 +745,15 @@ def read_happened(r: Reading) -> None:
         # advice before the verb ("nên gửi"), not after ("đã gửi ... để hướng tới mục tiêu 2")
         if future[clause] or _in_advice(r, clause, m.start()):
             continue
-        if not negated and any(m.end() <= n.start < clause[1] for n in r.stated):
+        if not negated and any(
+            m.end() <= n.start < clause[1] and not (n.value == 1 and n.unit in ("khoản", "lần", ""))
+            for n in r.stated
+        ):
             continue  # an affirmative with a figure: the figure is what is checked
         _check_event(r, m, clause, negated)
 
 
-_AFFIRMED = re.compile(r"(?:đã|có|vừa|cũng)\s$")
+_AFFIRMED = re.compile(r"(?:đã|có|vừa|cũng|vẫn|còn|đều)\s$")
 
 
 def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> None:
@@ -871,21 +874,36 @@ def _in_advice(r: Reading, clause: Span, at: int) -> bool:
 # --- ranked categories ----------------------------------------------------------------------
 
 _RANK = re.compile(
-    r"(?<!\w)(?:(?P<top>nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu|phần\slớn)"
+    r"(?<!\w)(?:(?P<top>nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu|phần\slớn"
+    r"|tốn(?:\stiền|\ském)?\snhất)"
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
     r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau|rồi\stới"
     r"|rồi\sđến)"
-    r"|(?P<third>thứ\s(?:ba|3)))(?!\w)"
+    r"|(?P<third>thứ\s(?:ba|3))"
+    r"|(?P<listed>(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ))(?!\w)"
 )
 _TOP_K = re.compile(
-    r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:lớn|nhiều|cao)\snhất"
+    r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:(?:lớn|nhiều|cao)\snhất"
+    r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ)"
 )
 
 
-_IN_ORDER = re.compile(r"theo\sthứ\stự|lần\slượt")
+_IN_ORDER = re.compile(r"theo\sthứ\stự|lần\slượt|từ\slớn\s(?:tới|đến)\snhỏ")
 
 
-_RANK_WORDS = ("nhất", "chủ yếu", "đầu", "thứ", "tiếp theo", "sau", "cuối", "phần lớn", "rồi")
+_RANK_WORDS = (
+    "nhất",
+    "thứ tự",
+    "từ lớn",
+    "chủ yếu",
+    "đầu",
+    "thứ",
+    "tiếp theo",
+    "sau",
+    "cuối",
+    "phần lớn",
+    "rồi",
+)
 
 
 def read_ranking(r: Reading) -> None:
@@ -907,10 +925,11 @@ def read_ranking(r: Reading) -> None:
         ranks = [m for m in _RANK.finditer(r.low, first, last) if not r.is_read(*m.span())]
         if not ranks:
             continue
-        if any(
+        in_advice = any(
             _in_advice(r, c, m.start()) for m in ranks for c in clauses if c[0] <= m.start() < c[1]
-        ):
-            continue
+        )
+        if in_advice and not _TOP_K.search(r.low, first, last):
+            continue  # "hãy chi ít nhất cho đồ ăn vặt"; "..., 2 khoản chi lớn nhất" still claims
         named = [x for x in mentions_in(r, first, last) if x.metric and x.metric.startswith("cat:")]
         if not named:
             _no_top_category(r, ranks, first, last)
@@ -998,8 +1017,10 @@ def _ordinal_problem(
         before = [x.metric[4:] for x in named if x.metric and clause[0] <= x.start < m.start()]
         subject = (before[-1:] or inside[:1] or [None])[0]
         amounts = dict(ranking)
-        if subject is None or subject not in amounts:
+        if subject is None:
             continue
+        if subject not in amounts:
+            return f"nothing was spent on {subject} ({', '.join(places) or 'no spending'})"
         tied = {g for g, a in ranking if a == amounts[subject]}
         if place > len(places) or places[place - 1] not in tied:
             return f"{subject} is not category number {place} ({', '.join(places)})"
@@ -1052,7 +1073,7 @@ def _rank_problem(
 # --- "bằng 0": nothing, said without a unit ---------------------------------------------
 
 _ZERO = re.compile(
-    r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=)\s"
+    r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s"
     r"(?P<zero>0)(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
 )
 
@@ -1068,7 +1089,9 @@ def read_zeros(r: Reading) -> None:
             r.mark(m.start("zero"), m.end("zero"))
             continue
         rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])
-        week = _clause_week(r, clause[0], m.start())
+        # "giảm từ 3k ở tuần trước xuống 0": the level it came to, this week
+        fell_to = m.group().lstrip().startswith(("xuống", "thành"))
+        week = "now" if fell_to else _clause_week(r, clause[0], m.start())
         if rate:
             value = r.facts.data.get("savings_rate")
             value = None if value is None else float(value) * 100

@@ -229,7 +229,10 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         values=values,
         net_flow=_num(data, "net_flow"),
         masked=masked,
-        masks=re.compile("|".join(map(re.escape, masked)), re.IGNORECASE) if masked else None,
+        # "mục tiêu 1" is no label in "mục tiêu 10.000 đ"
+        masks=re.compile(f"(?:{'|'.join(map(re.escape, masked))})(?!\\d|[.,]\\d)", re.IGNORECASE)
+        if masked
+        else None,
         labelled={k: tuple((abs(v), label) for v, label in p) for k, p in labelled.items()},
         categories=_category_groups(categories, spending),
         goals=_goal_states(data),
@@ -321,6 +324,7 @@ _SUBJECT_PATTERNS = {
     "goal": r"target_amount|progress_percent",
     "rate": r"^savings_rate",
     "spent_share": r"^spending_total / income_total",
+    "total_spending": r"spending_total",  # its changes and weeks too, no category
     "of_income": r"^savings_rate|^spending_total / income_total",
     "lack": r"target_amount - savings_balance",
     # counts by their unit: "11 sự kiện" is the events', not the transactions'

@@ -92,6 +92,7 @@ SUBJECT_WORDS: dict[str, str] = {
     "còn dư": "net",
     "dư lại": "net",
     "dư ra": "net",
+    "dư": "net",  # "chỉ chi 74k, dư tới 321k" ("số dư" is the balance, longer, read first)
     "hụt": "net",
     "chênh lệch": "net",
     "chênh": "net",
@@ -119,6 +120,8 @@ SUBJECT_WORDS: dict[str, str] = {
     "tiền tiêu vặt": "income",
     "tiền nhận": "income",
     "nhận": "income",
+    "tổng chi tiêu": "total_spending",  # the whole, not a category's
+    "tổng chi": "total_spending",
     "chi tiêu": "spending",
     "tiền chi": "spending",
     "khoản chi": "spending",
@@ -151,7 +154,7 @@ SUBJECT_BEFORE = re.compile(
 # After a figure: "100.000 đ cho đồ ăn vặt" (not "cho đồ ăn vặt và đồ chơi"), "71 % cho
 # mục tiêu 1", "25 % số tiền nhận được" (the savings rate).
 CATEGORY_AFTER = re.compile(
-    rf"\s*(?:cho|vào)\s(?P<category>{CATEGORIES.pattern})"
+    rf"\s*(?:cho|vào|là)\s(?P<category>{CATEGORIES.pattern})"  # "còn lại 12k là sách truyện"
     rf"(?!\s*(?:,|và|hoặc|cùng)\s*(?:{CATEGORIES.pattern}))"
 )
 
@@ -330,7 +333,7 @@ DIRECTIONS = re.compile(
 )
 
 
-PAST = re.compile(r"tuần\strước|tuần\srồi|trước\sđó|hai\stuần|2\stuần")
+PAST = re.compile(r"tuần\strước|tuần\srồi|trước\sđó|hai\stuần|2\stuần|hơn\strước(?!\w)")
 
 
 PREV1_ONLY = re.compile(r"(?<!hai\s)(?<!2\s)(?<!các\s)(?<!những\s)tuần\s(?:trước|rồi)(?!\snữa)")
