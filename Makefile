@@ -29,7 +29,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 	test -e $@ || cp config/dagster_local.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m kidsfin_assets.demo
+	$(PY) -m kidsfin_demo.run_demo
 
 test: install
 	$(PY) -m pytest

@@ -178,8 +178,6 @@ def env_vars_read_by_code() -> set[str]:
     pattern = re.compile(r"""["']((?:OPENAI|KIDSFIN)_[A-Z0-9_]+)["']""")
     found: set[str] = set()
     for path in (ROOT / "kidsfin_assets").rglob("*.py"):
-        if path.name == "demo.py":
-            continue  # `make demo`, no service: it sets KIDSFIN_WEEKS__START_DATE for itself
         found |= set(pattern.findall(path.read_text()))
     return found
 

@@ -118,7 +118,7 @@ def start_partitions_at(first: Week, make_include: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m kidsfin_assets.demo")
+    parser = argparse.ArgumentParser(prog="python -m kidsfin_demo.run_demo")
     parser.add_argument(
         "--make-include",
         type=Path,
