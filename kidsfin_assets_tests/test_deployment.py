@@ -380,8 +380,9 @@ def test_dockerfile_builds_the_project_from_pyproject() -> None:
     (base,) = dockerfile("FROM")
     assert base == "python:3.11-slim"
     runs = " ".join(dockerfile("RUN"))
-    # Editable: settings resolve config/, prompts/ and data/ next to the package.
-    assert re.search(r"pip install (--\S+ )*-e \.(\s|$)", runs)
+    # Editable: settings resolve config/, prompts/ and data/ next to the package; with the
+    # `demo` extra, since compose's demo-data service runs the demo loader in this image.
+    assert re.search(r"pip install (--\S+ )*-e '\.\[demo\]'(\s|$)", runs)
     files = image_files()
     app = workdir()
     for source in ("pyproject.toml", "README.md", "kidsfin_assets", "config", "prompts"):
