@@ -31,8 +31,8 @@ from openai.lib._parsing._completions import type_to_response_format_param
 
 from bench import environment
 from bench.common import API_KEY, FakeServer
-from kidsfin_assets import async_writer
-from kidsfin_assets.report_schema import KidWeeklyReport
+from kidsfin_assets.reports import async_writer
+from kidsfin_assets.reports.report_schema import KidWeeklyReport
 
 # A prompt of the size gold sends (~3 KB) and the report's schema as the response format.
 BODY: dict[str, Any] = {

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kidsfin_assets import db
+from kidsfin_assets.warehouse import db
 from kidsfin_assets_tests.helpers import use_database
 from kidsfin_demo import DemoSpec, generate
 
@@ -99,7 +99,7 @@ def test_file_log_from_the_cli(monkeypatch, sqlite_url, tmp_path) -> None:
     assert {r["run_id"] for r in records} == {records[0]["run_id"]}
     assert any("NO AI IS USED" in r["message"] and r["level"] == "WARNING" for r in records)
     # Caller info: where in the project a line was logged; Dagster's own events say so.
-    assert any(r["caller"].startswith("kidsfin_assets.assets.gold:") for r in records)
+    assert any(r["caller"].startswith("kidsfin_assets.defs.assets.gold:") for r in records)
     assert {r["caller"] for r in records if r["event"] == "STEP_START"} == {"dagster"}
     assert "NO AI IS USED" in done.stderr  # the console logger still runs beside it
 
@@ -131,5 +131,7 @@ def test_file_log_as_text_at_a_given_path(monkeypatch, sqlite_url, tmp_path) -> 
     assert job.execute_in_process(partition_key=week, run_config=config).success
     lines = path.read_text().splitlines()
     assert lines and all(" WARNING " in line or " ERROR " in line for line in lines)
-    assert any("kidsfin_assets.assets.gold:" in line and "NO AI IS USED" in line for line in lines)
+    assert any(
+        "kidsfin_assets.defs.assets.gold:" in line and "NO AI IS USED" in line for line in lines
+    )
     assert not settings.log_file_path.exists()  # the path given replaced the setting

@@ -12,13 +12,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from kidsfin_assets.config.settings import get_settings
+from kidsfin_assets.config.weeks import Week, partitions_for
 from kidsfin_assets.definitions import pipeline_assets, resources_from
-from kidsfin_assets.jobs import weekly_reports_job
-from kidsfin_assets.sensor_plan import CHANGED_WEEK_TAG, REASON_TAG
-from kidsfin_assets.sensors import new_week_sensor
-from kidsfin_assets.settings import get_settings
-from kidsfin_assets.warehouse import source_tables
-from kidsfin_assets.weeks import Week, partitions_for
+from kidsfin_assets.defs.jobs import weekly_reports_job
+from kidsfin_assets.defs.sensor_plan import CHANGED_WEEK_TAG, REASON_TAG
+from kidsfin_assets.defs.sensors import new_week_sensor
+from kidsfin_assets.warehouse.warehouse import source_tables
 from kidsfin_assets_tests.helpers import SourceDB
 from kidsfin_demo import run_demo
 

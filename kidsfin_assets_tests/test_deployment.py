@@ -32,9 +32,9 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from kidsfin_assets.assets.gold import OPENAI_POOL
-from kidsfin_assets.paths import PROJECT_ROOT
-from kidsfin_assets.settings import Settings, WarehouseSettings
+from kidsfin_assets.config.paths import PROJECT_ROOT
+from kidsfin_assets.config.settings import Settings, WarehouseSettings
+from kidsfin_assets.defs.assets.gold import OPENAI_POOL
 
 ROOT = PROJECT_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -744,7 +744,7 @@ def test_an_env_file_from_the_example_hides_no_shell_variable_the_code_reads(
 
 def test_export_files_are_readable_by_other_users(tmp_path: Path) -> None:
     """Another container on the export volume runs as another user."""
-    from kidsfin_assets.assets.exports import write_json_atomically
+    from kidsfin_assets.defs.assets.exports import write_json_atomically
 
     path = tmp_path / "kids_reports_2026-03-16.json"
     old = os.umask(0o022)
@@ -757,7 +757,7 @@ def test_export_files_are_readable_by_other_users(tmp_path: Path) -> None:
 
 def test_the_readme_prices_a_self_hosted_model_at_zero(tmp_path: Path) -> None:
     """The README's pricing file for a model of one's own is one start-up accepts."""
-    from kidsfin_assets.pricing import load_price
+    from kidsfin_assets.llm.pricing import load_price
 
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```yaml\n# my-pricing.yaml\n(.*?)```", readme, re.S)

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kidsfin_assets.paths import PROJECT_ROOT
-from kidsfin_assets.settings import load_settings
+from kidsfin_assets.config.paths import PROJECT_ROOT
+from kidsfin_assets.config.settings import load_settings
 
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION = "kidsfin"

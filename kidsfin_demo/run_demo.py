@@ -14,15 +14,19 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from kidsfin_assets import db
-from kidsfin_assets.checks import asset_checks
+from kidsfin_assets.config.paths import resolve_path
+from kidsfin_assets.config.settings import Settings, SettingsError, get_settings
+from kidsfin_assets.config.weeks import START_DATE_ENV, Week
 from kidsfin_assets.definitions import pipeline_assets, resources_from
-from kidsfin_assets.export_formats import EXTENSIONS
-from kidsfin_assets.paths import resolve_path
-from kidsfin_assets.settings import Settings, SettingsError, get_settings
-from kidsfin_assets.source_activity import weeks_with_activity
-from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports, source_tables
-from kidsfin_assets.weeks import START_DATE_ENV, Week
+from kidsfin_assets.defs.checks import asset_checks
+from kidsfin_assets.exports.export_formats import EXTENSIONS
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.source_activity import weeks_with_activity
+from kidsfin_assets.warehouse.warehouse import (
+    kid_weekly_analysis,
+    kid_weekly_reports,
+    source_tables,
+)
 from kidsfin_demo import DemoSpec, generate
 
 DEFAULT_MAKE_INCLUDE = "data/demo.mk"
