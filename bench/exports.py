@@ -75,7 +75,7 @@ from kidsfin_assets.defs.assets.exports import pages_in_order
 from kidsfin_assets.reports.offline_writer import OFFLINE_MODEL, offline_report
 from kidsfin_assets.reports.report_writer import WRITER_OFFLINE
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import kid_weekly_analysis, kid_weekly_reports
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 
 NAME = "exports"
 FULL_SIZES, QUICK_SIZES = (100_000, 300_000), (1_000, 3_000)

@@ -56,7 +56,7 @@ from kidsfin_assets.defs.sensor_plan import SensorCursor, Watch, evaluate
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.metrics import write_week
 from kidsfin_assets.warehouse.source_activity import week_fingerprint
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     create_warehouse_tables,
     kid_weekly_analysis,
     savings_balances,

@@ -304,8 +304,8 @@ def floor_seconds(
 
 def week_counts(url: str, settings: Settings, week: Week) -> dict[str, int]:
     from kidsfin_assets.warehouse import db
+    from kidsfin_assets.warehouse.tables import source_tables
     from kidsfin_assets.warehouse.validation import rows_in_window, valid_transactions
-    from kidsfin_assets.warehouse.warehouse import source_tables
 
     src = source_tables(settings.sources)
     engine = db.create_engine(url)

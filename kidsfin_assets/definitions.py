@@ -61,7 +61,7 @@ def _from_env(name: str) -> Any:
 
 
 def check_token_budget(settings: Settings) -> None:
-    """The shared token bucket must hold two of the largest requests (see rate_limit.py):
+    """The shared token bucket must hold two of the largest requests (see llm/bucket.py):
     refused when the resource is made (the code location loads), not by the first gold run.
     Not in settings.py: the prompt it sizes sits above the settings (prompt -> warehouse ->
     settings), so settings would have to import it inside a function."""

@@ -13,7 +13,7 @@ import time
 import aiohttp
 from openai._vendor.httpx_aiohttp import AiohttpTransport
 
-from kidsfin_assets.llm.rate_limit import Reservation
+from kidsfin_assets.llm.bucket import Reservation
 from kidsfin_assets.reports.async_writer import AsyncRun
 from kidsfin_assets.reports.report_writer import WeekReportWriter
 from kidsfin_assets_tests.helpers import materialize_week

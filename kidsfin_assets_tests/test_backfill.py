@@ -22,7 +22,7 @@ from kidsfin_assets.definitions import build_definitions
 from kidsfin_assets.defs.checks import RAW_KEY
 from kidsfin_assets.defs.keys import ANALYSIS_EXPORT_KEY, GOLD_KEY, REPORTS_EXPORT_KEY, SILVER_KEY
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import kid_weekly_analysis, kid_weekly_reports
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_demo import DemoSpec, generate
 

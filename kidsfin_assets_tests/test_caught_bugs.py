@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from kidsfin_assets.warehouse.warehouse import kid_weekly_analysis, quarantine, raw_transactions
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, quarantine, raw_transactions
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,

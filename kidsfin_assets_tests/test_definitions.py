@@ -15,7 +15,7 @@ import pytest
 
 from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
-from kidsfin_assets.warehouse.warehouse import kid_weekly_analysis
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -249,7 +249,7 @@ def test_an_override_to_an_unpriced_tier_or_model_fails_the_run_before_paying(
     override must be refused alike. (It ran: every flex answer was paid for, could not be
     priced, and was never recorded, so a re-run paid for it again.)"""
     from kidsfin_assets.definitions import openai_resource
-    from kidsfin_assets.warehouse.warehouse import report_ledger
+    from kidsfin_assets.warehouse.tables import report_ledger
     from kidsfin_assets_tests.test_gold_reports import setup_week
     from kidsfin_assets_tests.test_settings import pricing_without
 

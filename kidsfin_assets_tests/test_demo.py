@@ -18,7 +18,7 @@ from kidsfin_assets.definitions import pipeline_assets, resources_from
 from kidsfin_assets.defs.jobs import weekly_reports_job
 from kidsfin_assets.defs.sensor_plan import CHANGED_WEEK_TAG, REASON_TAG
 from kidsfin_assets.defs.sensors import new_week_sensor
-from kidsfin_assets.warehouse.warehouse import source_tables
+from kidsfin_assets.warehouse.tables import source_tables
 from kidsfin_assets_tests.helpers import SourceDB
 from kidsfin_demo import run_demo
 

@@ -26,7 +26,7 @@ from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.defs.assets import exports
 from kidsfin_assets.exports import export_store
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import kid_weekly_analysis, kid_weekly_reports
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_demo import DemoSpec, generate
 

@@ -17,7 +17,7 @@ from kidsfin_assets.llm.pricing import load_prices
 from kidsfin_assets.reports import batches, ledger
 from kidsfin_assets.reports.batches import WeekBatches
 from kidsfin_assets.reports.prompt import load_prompt
-from kidsfin_assets.warehouse.warehouse import openai_batches, report_ledger
+from kidsfin_assets.warehouse.tables import openai_batches, report_ledger
 from kidsfin_assets_tests.helpers import (
     fetch,
     materialize_week,

@@ -24,7 +24,7 @@ from kidsfin_assets.llm.pricing import Usage, load_price, load_prices
 from kidsfin_assets.reports.prompt import load_prompt
 from kidsfin_assets.reports.spool import read_entries
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     create_warehouse_tables,
     kid_weekly_reports,
     rate_limit_buckets,

@@ -14,7 +14,7 @@ from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.definitions import build_definitions
 from kidsfin_assets.defs import keys
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     kid_weekly_analysis,
     kid_weekly_reports,
     quarantine,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kidsfin_assets.llm.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
+from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.warehouse.db import create_engine
 
 PERIOD = 1.5

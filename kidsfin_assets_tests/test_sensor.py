@@ -43,7 +43,7 @@ from kidsfin_assets.warehouse.source_activity import (
     source_versions,
     week_fingerprint,
 )
-from kidsfin_assets.warehouse.warehouse import source_tables
+from kidsfin_assets.warehouse.tables import source_tables
 from kidsfin_assets_tests.helpers import TZ, SourceDB, local, materialize_week, use_database
 
 NOW = local("2026-03-18 12:00")

@@ -219,7 +219,7 @@ def test_a_token_budget_that_cannot_hold_two_requests_stops_start_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """tokens_per_minute below two of the largest requests (prompt plus max_tokens) would
-    fail every gold run (rate_limit.py); the definitions refuse it, naming the minimum."""
+    fail every gold run (llm/bucket.py); the definitions refuse it, naming the minimum."""
     from kidsfin_assets.definitions import build_definitions
     from kidsfin_assets.reports.openai_client import largest_request_tokens
     from kidsfin_assets.reports.prompt import load_prompt

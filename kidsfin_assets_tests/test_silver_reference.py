@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import TREND_METRICS, kid_weekly_analysis, quarantine
+from kidsfin_assets.warehouse.tables import TREND_METRICS, kid_weekly_analysis, quarantine
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,

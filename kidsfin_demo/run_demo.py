@@ -22,7 +22,7 @@ from kidsfin_assets.defs.checks import asset_checks
 from kidsfin_assets.exports.export_formats import EXTENSIONS
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.source_activity import weeks_with_activity
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     kid_weekly_analysis,
     kid_weekly_reports,
     source_tables,

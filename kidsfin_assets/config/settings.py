@@ -144,7 +144,7 @@ class OpenAISettings(_Section):
     service_tier: Literal["default", "flex"] = "default"
     flex_fallback: bool = True  # after flex refusals, send at the default tier
     rate_limit_period_seconds: float = Field(default=60.0, gt=0)
-    # > 0: the shared bucket is leased in blocks usable this long (rate_limit.py); the
+    # > 0: the shared bucket is leased in blocks usable this long (llm/bucket.py); the
     # refill then runs over period + 2 x this, a share of the limit given up for speed.
     rate_limit_lease_seconds: float = Field(default=0.0, ge=0, le=5)
     # Progress lines: one every this many reports, or this many seconds, whichever first.

@@ -13,7 +13,7 @@ from kidsfin_assets.defs.jobs import COLLECT_JOB_NAME, collect_batches_job
 from kidsfin_assets.defs.resources import WarehouseResource
 from kidsfin_assets.reports.batches import TERMINAL, open_batches
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
-from kidsfin_assets.warehouse.warehouse import openai_batches
+from kidsfin_assets.warehouse.tables import openai_batches
 
 SENSOR_NAME = "openai_batch_sensor"
 DEFAULT_INTERVAL_SECONDS = 300  # sensor.batch_interval_seconds in config/pipeline.yaml

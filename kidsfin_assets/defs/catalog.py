@@ -16,7 +16,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kidsfin_assets.warehouse.warehouse import metadata as warehouse_tables
+from kidsfin_assets.warehouse.tables import metadata as warehouse_tables
 
 WAREHOUSE_SCHEMA = "kidsfin"
 POSTGRES, SQLITE = "postgres", "sqlite"  # the kinds naming the database (definitions.py)

@@ -20,8 +20,7 @@ from kidsfin_assets.defs.resources import (
     SourcesResource,
     WarehouseResource,
 )
-from kidsfin_assets.warehouse.validation import valid_events, valid_transactions
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     Sources,
     kid_weekly_analysis,
     kid_weekly_reports,
@@ -29,6 +28,7 @@ from kidsfin_assets.warehouse.warehouse import (
     raw_app_events,
     raw_transactions,
 )
+from kidsfin_assets.warehouse.validation import valid_events, valid_transactions
 
 WeekCheck = Callable[[Connection, Week], dg.AssetCheckResult]
 

@@ -31,7 +31,7 @@ from kidsfin_assets.config.settings import (
 from kidsfin_assets.exports.export_formats import check_export_format
 from kidsfin_assets.exports.export_store import ExportTarget, check_export_location, export_target
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import Sources, create_warehouse_tables, source_tables
+from kidsfin_assets.warehouse.tables import Sources, create_warehouse_tables, source_tables
 
 # Engines whose tables were checked in this process (create_all once, not per step).
 _READY: set[Engine] = set()

@@ -35,7 +35,7 @@ from kidsfin_assets.config.settings import Settings, SourceTables
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.source_activity import Fingerprint, next_activity, week_fingerprint
-from kidsfin_assets.warehouse.warehouse import Sources, source_tables
+from kidsfin_assets.warehouse.tables import Sources, source_tables
 
 SENSOR_NAME = "new_week_sensor"
 CURSOR_VERSION = 2

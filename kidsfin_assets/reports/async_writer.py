@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 import openai
 
-from kidsfin_assets.llm.rate_limit import Reservation
+from kidsfin_assets.llm.bucket import Reservation
 from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.openai_client import (
     FLEX_REFUSALS_BEFORE_FALLBACK,

@@ -34,7 +34,7 @@ from kidsfin_assets.reports.openai_client import (
     estimate_prompt_tokens,
 )
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import openai_batches
+from kidsfin_assets.warehouse.tables import openai_batches
 
 ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"

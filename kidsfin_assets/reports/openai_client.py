@@ -35,6 +35,7 @@ from kidsfin_assets.config.errors import SettingsError
 from kidsfin_assets.config.paths import resolve_path
 from kidsfin_assets.config.settings import OpenAISettings, RetrySettings
 from kidsfin_assets.defs.resources import refuse_invalid
+from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.llm.pricing import (
     FREE,
     ModelPrice,
@@ -43,7 +44,6 @@ from kidsfin_assets.llm.pricing import (
     load_price,
     load_prices,
 )
-from kidsfin_assets.llm.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.reports.grounding import Finding, describe_findings
 from kidsfin_assets.reports.prompt import Prompt, max_prompt_bytes
 from kidsfin_assets.reports.report_schema import KidWeeklyReport

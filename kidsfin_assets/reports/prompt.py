@@ -14,7 +14,7 @@ from typing import Any
 from kidsfin_assets.config.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.config.paths import PROJECT_ROOT
 from kidsfin_assets.reports.report_schema import PLACEHOLDER
-from kidsfin_assets.warehouse.warehouse import TREND_METRICS
+from kidsfin_assets.warehouse.tables import TREND_METRICS
 
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 SYSTEM_PROMPT_FILE = "system_message.txt"

@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.config.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.config.weeks import Week
+from kidsfin_assets.llm.bucket import Reservation
 from kidsfin_assets.llm.pricing import Usage
-from kidsfin_assets.llm.rate_limit import Reservation
 from kidsfin_assets.reports import batches, ledger, spool
 from kidsfin_assets.reports.async_writer import run_async
 from kidsfin_assets.reports.grounding import Finding, check_report
@@ -41,7 +41,7 @@ from kidsfin_assets.reports.openai_client import (
 from kidsfin_assets.reports.prompt import Prompt, input_hash, prompt_data
 from kidsfin_assets.reports.report_schema import PLACEHOLDER, KidWeeklyReport, personalise
 from kidsfin_assets.warehouse.outage import WarehouseGate, WarehouseUnavailable
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     Sources,
     kid_weekly_analysis,
     kid_weekly_reports,

@@ -24,14 +24,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.validation import OTHER_CATEGORY, in_window, valid_kind_and_amount
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     TREND_METRICS,
     Sources,
     kid_weekly_analysis,
     savings_balance_weeks,
     savings_balances,
 )
+from kidsfin_assets.warehouse.validation import OTHER_CATEGORY, in_window, valid_kind_and_amount
 
 KINDS = {
     "income": "income_total",

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import Sources
+from kidsfin_assets.warehouse.tables import Sources
 
 
 class TableFingerprint(NamedTuple):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import Sources
+from kidsfin_assets.warehouse.tables import Sources
 
 TRANSACTION_KINDS = ("income", "spending", "saving", "withdrawal")
 OTHER_CATEGORY = "other"

@@ -14,7 +14,7 @@ from kidsfin_assets.defs.keys import (
     APP_TRANSACTIONS,
     OWNERS,
 )
-from kidsfin_assets.warehouse.warehouse import source_tables
+from kidsfin_assets.warehouse.tables import source_tables
 
 # Each column's type on PostgreSQL (docs/metrics.md, the source contract, which
 # kidsfin_demo's create_source_tables follows); the columns themselves are the ones

@@ -39,7 +39,7 @@ from kidsfin_assets.defs.resources import (
 from kidsfin_assets.exports.export_formats import EXTENSIONS, Item, Listing, write_listing
 from kidsfin_assets.exports.export_store import ExportStorageError, ExportTarget, LocalFolder
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     Sources,
     kid_weekly_analysis,
     kid_weekly_reports,

@@ -23,7 +23,7 @@ from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
 from kidsfin_assets.reports.prompt import load_prompt
 from kidsfin_assets.reports.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
-from kidsfin_assets.warehouse.warehouse import kid_weekly_reports as reports_table
+from kidsfin_assets.warehouse.tables import kid_weekly_reports as reports_table
 
 OPENAI_POOL = "openai"
 

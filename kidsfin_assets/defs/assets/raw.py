@@ -25,7 +25,7 @@ from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, War
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse import validation as v
 from kidsfin_assets.warehouse.source_activity import week_fingerprint
-from kidsfin_assets.warehouse.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     Sources,
     missing_table,
     quarantine,

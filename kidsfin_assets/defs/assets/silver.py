@@ -22,7 +22,7 @@ from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, War
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.metrics import WEEKS_BACK, write_week
 from kidsfin_assets.warehouse.source_activity import source_versions
-from kidsfin_assets.warehouse.warehouse import kid_weekly_analysis as analysis_table
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis as analysis_table
 
 PREVIEW_COLUMNS = (
     "kid_id",

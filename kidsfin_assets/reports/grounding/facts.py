@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kidsfin_assets.reports.grounding.vocabulary import group_of
-from kidsfin_assets.warehouse.warehouse import TREND_METRICS
+from kidsfin_assets.warehouse.tables import TREND_METRICS
 
 MONEY_METRICS = ("income_total", "spending_total", "saving_total")
 

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.warehouse.db import clock_epoch, is_sqlite, lock_clause, warehouse_schema
-from kidsfin_assets.warehouse.warehouse import create_warehouse_tables, rate_limit_buckets
+from kidsfin_assets.warehouse.tables import create_warehouse_tables, rate_limit_buckets
 
 # Longest single nap: a waiting caller notices cancellation at least this often.
 MAX_NAP_SECONDS = 5.0
