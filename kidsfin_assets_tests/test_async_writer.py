@@ -127,8 +127,8 @@ def test_aiohttp_without_its_c_extensions_is_said_so() -> None:
     the transport the async client reports says so, as gold's metadata and log do."""
     code = (
         "import ssl, openai\n"
-        "from kidsfin_assets.reports.async_writer import _http_client, http_transport\n"
-        "http = _http_client(4, 5.0, ssl.create_default_context())\n"
+        "from kidsfin_assets.llm.transport import http_client, http_transport\n"
+        "http = http_client(4, 5.0, ssl.create_default_context())\n"
         "client = openai.AsyncOpenAI(api_key='k', base_url='http://127.0.0.1:9/v1', "
         "http_client=http)\n"
         "print(http_transport(client))\n"

@@ -1,2 +1,3 @@
 """The LLM client's parts that know nothing of reports: the shared rate-limit bucket in the
-warehouse (bucket) and token prices (pricing)."""
+warehouse (bucket), token prices (pricing) and the async client's HTTP transport
+(transport)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import importlib
 import queue
 import random
 import ssl
@@ -30,10 +29,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx2
 import openai
 
 from kidsfin_assets.llm.bucket import Reservation
+from kidsfin_assets.llm.transport import http_client, http_transport
 from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.openai_client import (
     FLEX_REFUSALS_BEFORE_FALLBACK,
@@ -59,60 +58,6 @@ GROUP_ROWS = 300
 # it holds (a getpeername and a select each) whenever a request ends, so one pool of 2,000
 # cost O(n) a request; kept with the aiohttp transport (not measured again without it).
 CONNECTIONS_PER_CLIENT = 16
-
-
-def _http_client(connections: int, timeout: float, tls: ssl.SSLContext) -> httpx2.AsyncClient:
-    """The SDK's aiohttp transport (`openai[aiohttp]`, a dependency): its C parser and
-    connection pool cost the event loop far less a request than httpx2's own."""
-    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return openai.DefaultAioHttpClient(limits=limits, timeout=timeout, verify=tls)
-
-
-# aiohttp and the packages under it each fall back to pure Python, silently, when their C
-# extension cannot be loaded (no wheel for this Python, AIOHTTP_NO_EXTENSIONS=1...): the
-# async client then spends ~1.7x the CPU a request (bench/README.md, tier5). For each: a
-# module, a name in it, and the module that name comes from when compiled.
-AIOHTTP_SPEEDUPS = {
-    "aiohttp": ("aiohttp.http_parser", "HttpResponseParser", "aiohttp._http_parser"),
-    "multidict": ("multidict", "CIMultiDict", "multidict._multidict"),
-    "yarl": ("yarl._quoting", "_Quoter", "yarl._quoting_c"),
-    "propcache": ("propcache.api", "under_cached_property", "propcache._helpers_c"),
-    "frozenlist": ("frozenlist", "FrozenList", "frozenlist._frozenlist"),
-}
-
-
-def speedup_in_use(package: str) -> str | None:
-    """The module `package`'s hot code comes from here (None: not installed)."""
-    module, name, _ = AIOHTTP_SPEEDUPS[package]
-    try:
-        return getattr(importlib.import_module(module), name).__module__
-    except (ImportError, AttributeError):
-        return None
-
-
-def pure_python_speedups() -> list[str]:
-    """The packages of the aiohttp transport running their pure-Python fallback."""
-    return [
-        package
-        for package, (_, _, compiled) in AIOHTTP_SPEEDUPS.items()
-        if speedup_in_use(package) not in (None, compiled)
-    ]
-
-
-def http_transport(client: openai.AsyncOpenAI) -> str:
-    """What the SDK client sends its requests through, e.g. `aiohttp 3.14.5` or
-    `aiohttp 3.14.5, pure Python: aiohttp, yarl`; any other transport by its class. The
-    class is read from the client itself: the one a request takes, not the one asked for."""
-    transport = getattr(client._client, "_transport", None)
-    kind = type(transport)
-    if kind.__name__ == "AiohttpTransport" and "aiohttp" in kind.__module__:
-        import aiohttp
-
-        slow = pure_python_speedups()
-        return f"aiohttp {aiohttp.__version__}" + (
-            f", pure Python: {', '.join(slow)}" if slow else ""
-        )
-    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 @dataclass
@@ -160,7 +105,7 @@ class AsyncRun:
                 base_url=api.base_url,
                 max_retries=0,  # one retry policy: ours
                 timeout=api.timeout_seconds,
-                http_client=_http_client(per_client, api.timeout_seconds, tls),
+                http_client=http_client(per_client, api.timeout_seconds, tls),
             )
             for _ in range(shards)
         ]
