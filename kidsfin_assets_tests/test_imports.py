@@ -1,11 +1,16 @@
 """What the code location imports, read from the source with `ast` (nothing is imported):
-no demo-only package (pandas and numpy are the `demo` extra's)."""
+no module of kidsfin_assets imports itself through others (no import cycle, counting imports
+in functions and under `if TYPE_CHECKING:`), and no demo-only package (pandas and numpy are
+the `demo` extra's).
+
+    .venv/bin/python -m pytest kidsfin_assets_tests/test_imports.py
+"""
 
 from __future__ import annotations
 
 import ast
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,3 +57,86 @@ def test_the_code_location_imports_no_demo_only_package() -> None:
     assert not runtime & demo_only
     demo = {dep.split(">")[0].strip() for dep in project["optional-dependencies"]["demo"]}
     assert demo_only <= demo
+
+
+def import_graph(package: str = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports by name (`from a import b` is a.b when b is
+    a module, else a; a parent package's __init__, run on the way, is no edge)."""
+    found = modules(package)
+    graph: dict[str, set[str]] = {}
+    for name, path in found.items():
+        targets = set()
+        for imported in imported_names(name, path):
+            if imported.split(".")[0] != package:
+                continue
+            parts = imported.split(".")
+            while parts and ".".join(parts) not in found:
+                parts.pop()
+            if parts and ".".join(parts) != name:
+                targets.add(".".join(parts))
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Each group of modules that import one another (Tarjan), as one loop through it."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [_loop(graph, group) for group in groups]
+
+
+def _loop(graph: Mapping[str, set[str]], group: set[str]) -> list[str]:
+    """A shortest path from the group's first module back to itself, within the group."""
+    start = min(group)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt_frontier = []
+        for node in frontier:
+            for nxt in sorted(graph[node] & group):
+                if nxt == start:
+                    return [*paths[node], start]
+                if nxt not in paths:
+                    paths[nxt] = [*paths[node], nxt]
+                    nxt_frontier.append(nxt)
+        frontier = nxt_frontier
+    return sorted(group)
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    graph = import_graph()
+    assert len(graph) > 40 and "kidsfin_assets.reports.report_writer" in graph
+    found = cycles(graph)
+    assert not found, "import cycles: " + "; ".join(" -> ".join(loop) for loop in found)
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    """The same check on a graph that has one (as report_writer <-> async_writer once did)."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
+    assert cycles(graph) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

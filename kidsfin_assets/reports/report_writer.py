@@ -24,7 +24,6 @@ from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.llm.bucket import Reservation
 from kidsfin_assets.llm.pricing import Usage
 from kidsfin_assets.reports import batches, ledger, spool
-from kidsfin_assets.reports.async_writer import run_async
 from kidsfin_assets.reports.grounding import Finding, check_report
 from kidsfin_assets.reports.ledger import ClaimLost, Claims
 from kidsfin_assets.reports.offline_writer import OFFLINE_MODEL, offline_report
@@ -235,6 +234,13 @@ def _from_spool(entry: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# The event-loop path (async_writer.run_async), handed in by whoever builds the writer: it
+# uses the writer, so the writer does not import it and the dependency runs one way.
+RunAsync = Callable[
+    ["WeekReportWriter", ReportSession, Iterable[list[PendingReport]]], list[PendingReport]
+]
+
+
 class WeekReportWriter:
     """Runs one week: offline by rules, or through the API with bounded concurrency."""
 
@@ -249,8 +255,11 @@ class WeekReportWriter:
         keeping: LedgerSettings,
         pseudonymize: bool = True,
         known_categories: tuple[str, ...] = DEFAULT_KNOWN_CATEGORIES,
+        *,
+        run_async: RunAsync,
     ) -> None:
         self.log, self.engine, self.src, self.api = log, engine, src, api
+        self.run_async = run_async
         self.prompt, self.week, self.pseudonymize = prompt, week, pseudonymize
         self.known_categories = known_categories
         self.keeping = keeping
@@ -443,7 +452,7 @@ class WeekReportWriter:
 
         try:
             heartbeat.start()
-            lost = run_async(self, session, claimed_pages())
+            lost = self.run_async(self, session, claimed_pages())
             while True:
                 held.update({item.kid_id: item for item in lost})
                 waiting.update({item.kid_id: "" for item in lost})
@@ -454,7 +463,7 @@ class WeekReportWriter:
                 self.outcome.by_other_runs += len(claimed.done)
                 waiting = dict(claimed.elsewhere)
                 mine = [held[k] for k in sorted(claimed.mine)]
-                lost = run_async(self, session, [mine]) if mine else []
+                lost = self.run_async(self, session, [mine]) if mine else []
         except WarehouseUnavailable as exc:  # run_async has recorded what was in flight
             self._stop(f"{exc}. {self._kept_note()}")
         except BaseException:

@@ -20,6 +20,7 @@ from kidsfin_assets.defs.resources import (
 )
 from kidsfin_assets.llm.pricing import ModelPrice, Usage
 from kidsfin_assets.reports import ledger
+from kidsfin_assets.reports.async_writer import run_async
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
 from kidsfin_assets.reports.prompt import load_prompt
 from kidsfin_assets.reports.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
@@ -357,6 +358,7 @@ def write_week_reports(
         keeping,
         pseudonymize=privacy.pseudonymize,
         known_categories=tuple(privacy.known_categories),
+        run_async=run_async,
     )
     outcome = writer.run()
     if outcome.silver_rows == 0:
