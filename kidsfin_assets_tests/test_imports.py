@@ -140,3 +140,11 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
     assert cycles(graph) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_every_folder_of_the_package_is_a_package() -> None:
+    """Each folder has an __init__.py: setuptools' find (pyproject's packages) and pkgutil's
+    walk (test_definitions' audit of every module) see only those."""
+    folders = [p for p in (ROOT / PACKAGE).rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    assert folders
+    assert [f for f in folders if not (f / "__init__.py").is_file()] == []
