@@ -18,9 +18,10 @@ WORKDIR /opt/dagster/app
 # rather than be copied into site-packages. psycopg2-binary brings its own libpq.
 COPY pyproject.toml README.md ./
 COPY kidsfin_assets/ kidsfin_assets/
-# The demo loader (compose's `demo-data` service); the code location never imports it.
+# The demo loader (compose's `demo-data` service); the code location never imports it, nor
+# the `demo` extra it needs (pandas, numpy).
 COPY kidsfin_demo/ kidsfin_demo/
-RUN pip install -e .
+RUN pip install -e '.[demo]'
 
 COPY config/ config/
 COPY prompts/ prompts/

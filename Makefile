@@ -19,17 +19,17 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,demo]'
 	touch $@
 
-# The local SQLite instance, only where there is none: no prerequisite, so a newer
-# config/dagster_local.yaml never replaces a dagster.yaml of yours (your own DAGSTER_HOME).
+# The local SQLite instance (the root's dagster.yaml), only where there is none: no
+# prerequisite, so a newer one never replaces a dagster.yaml of yours (your own DAGSTER_HOME).
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	test -e $@ || cp config/dagster_local.yaml $@
+	test -e $@ || cp dagster.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m kidsfin_assets.demo
+	$(PY) -m kidsfin_demo.run_demo
 
 test: install
 	$(PY) -m pytest

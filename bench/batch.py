@@ -60,8 +60,8 @@ from bench.common import (
     write_results,
 )
 from bench.silver_scale import peak_rss_kib
-from kidsfin_assets.pricing import load_prices
-from kidsfin_assets.settings import Settings
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.llm.pricing import load_prices
 
 NAME = "batch"
 FULL_KIDS, QUICK_KIDS = 100_000, 5_000
@@ -80,8 +80,8 @@ def child(week: str) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
+    from kidsfin_assets.config.settings import get_settings
     from kidsfin_assets.definitions import pipeline_assets, resources_from
-    from kidsfin_assets.settings import get_settings
 
     settings = get_settings()
     assets, resources = pipeline_assets, resources_from(settings)

@@ -26,8 +26,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from kidsfin_assets import db
-from kidsfin_assets.settings import Settings, get_settings
+from kidsfin_assets.config.settings import Settings, get_settings
+from kidsfin_assets.warehouse import db
 
 PROJECT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = PROJECT / "bench" / "results"

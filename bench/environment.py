@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kidsfin_assets.async_writer import AIOHTTP_SPEEDUPS, speedup_in_use
+from kidsfin_assets.llm.transport import AIOHTTP_SPEEDUPS, speedup_in_use
 
 # The step's HTTP path (openai SDK over aiohttp), its answers (pydantic, jiter), its
 # warehouse writes (SQLAlchemy, psycopg2) and Dagster around them.

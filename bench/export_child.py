@@ -38,8 +38,8 @@ def main(selection: str, week: str) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
+    from kidsfin_assets.config.settings import get_settings
     from kidsfin_assets.definitions import pipeline_assets, resources_from
-    from kidsfin_assets.settings import get_settings
 
     resources = resources_from(get_settings())
     baseline = vm_hwm_kib()  # imports, Dagster and the definitions: before any row

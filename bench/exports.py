@@ -68,14 +68,14 @@ from bench.common import (
     use_settings,
     write_results,
 )
-from kidsfin_assets import db
-from kidsfin_assets.assets import exports
-from kidsfin_assets.assets.exports import pages_in_order
-from kidsfin_assets.offline_writer import OFFLINE_MODEL, offline_report
-from kidsfin_assets.report_writer import WRITER_OFFLINE
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
-from kidsfin_assets.weeks import Week
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.config.weeks import Week
+from kidsfin_assets.defs.assets import exports
+from kidsfin_assets.defs.assets.exports import pages_in_order
+from kidsfin_assets.reports.offline_writer import OFFLINE_MODEL, offline_report
+from kidsfin_assets.reports.report_writer import WRITER_OFFLINE
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 
 NAME = "exports"
 FULL_SIZES, QUICK_SIZES = (100_000, 300_000), (1_000, 3_000)

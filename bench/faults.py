@@ -15,7 +15,7 @@ the project's own retry policy (config/pipeline.yaml: 4 attempts, 2-10 s back-of
 3. `429 insufficient_quota` after 50 answers: seconds from the first refusal until the run
    stops, and reports kept;
 4. two CLI runs of the same week started together: answers paid (the server's 200s) per
-   report, and what each run wrote and waited for (claims, kidsfin_assets/ledger.py);
+   report, and what each run wrote and waited for (claims, kidsfin_assets/reports/ledger.py);
 5. the warehouse cut for 15 s mid-run (a TCP proxy between gold and PostgreSQL): with
    `warehouse.outage_wait_seconds` above 15 (the run rides it out) and below (the run fails,
    its paid answers kept in the spool) followed by one re-run: answers paid per report;
@@ -65,10 +65,10 @@ from bench.common import (
     warehouse_scalar,
     write_results,
 )
-from kidsfin_assets import db
+from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.definitions import openai_resource
-from kidsfin_assets.prompt import load_prompt
-from kidsfin_assets.settings import Settings
+from kidsfin_assets.reports.prompt import load_prompt
+from kidsfin_assets.warehouse import db
 
 # Test code, imported on purpose: the suite's TCP proxy is the one way to cut the warehouse
 # for a while without stopping the PostgreSQL server every other benchmark shares.
@@ -167,7 +167,7 @@ def duplicate_rows(settings: Settings) -> int:
 
 def report_times(settings: Settings, week: str) -> list[float]:
     """When each report was stored (epoch seconds), oldest first."""
-    from kidsfin_assets import db
+    from kidsfin_assets.warehouse import db
 
     engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
     sql = sa.text(

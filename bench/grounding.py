@@ -28,9 +28,9 @@ from typing import Any
 from bench.common import Goal, goals_table, machine_info, machine_line, table, write_results
 from bench.corpus.written import WRITTEN, evaluate
 from bench.environment import reference_ms  # how fast Python ran here, to read times against
-from kidsfin_assets.grounding import check_report
-from kidsfin_assets.offline_writer import offline_report
-from kidsfin_assets.prompt import prompt_data
+from kidsfin_assets.reports.grounding import check_report
+from kidsfin_assets.reports.offline_writer import offline_report
+from kidsfin_assets.reports.prompt import prompt_data
 from openai_test_server.report_corpus import (
     EDGE_CASES,
     LIE_KINDS,

@@ -49,19 +49,19 @@ from bench.common import (
     write_results,
 )
 from bench.silver_scale import FLOOR_SQL
-from kidsfin_assets import db
-from kidsfin_assets.assets.raw import load_raw_week, quarantine_undated
-from kidsfin_assets.metrics import write_week
-from kidsfin_assets.sensor_plan import SensorCursor, Watch, evaluate
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.source_activity import week_fingerprint
-from kidsfin_assets.warehouse import (
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.config.weeks import Week
+from kidsfin_assets.defs.assets.raw import load_raw_week, quarantine_undated
+from kidsfin_assets.defs.sensor_plan import SensorCursor, Watch, evaluate
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.metrics import write_week
+from kidsfin_assets.warehouse.source_activity import week_fingerprint
+from kidsfin_assets.warehouse.tables import (
     create_warehouse_tables,
     kid_weekly_analysis,
     savings_balances,
     source_tables,
 )
-from kidsfin_assets.weeks import Week
 from kidsfin_demo import create_source_tables
 
 NAME = "history"

@@ -1,7 +1,7 @@
 """The async client's HTTP path alone: CPU a request of the SDK over its transport.
 
 N chat requests sent as the async writer sends them (`AsyncRun._post`: clients of 16
-connections from `async_writer._http_client`, the body as `extra_body`, the answer read as
+connections from `transport.http_client`, the body as `extra_body`, the answer read as
 a stream), C in flight, against the suite's server in a subprocess; no Dagster, no
 warehouse, no grounding. Prints this process's and the server's CPU a request, the
 transport the clients used and TCP connections opened. Used to measure, one thing changed
@@ -31,8 +31,9 @@ from openai.lib._parsing._completions import type_to_response_format_param
 
 from bench import environment
 from bench.common import API_KEY, FakeServer
-from kidsfin_assets import async_writer
-from kidsfin_assets.report_schema import KidWeeklyReport
+from kidsfin_assets.llm.transport import http_client, http_transport
+from kidsfin_assets.reports import async_writer
+from kidsfin_assets.reports.report_schema import KidWeeklyReport
 
 # A prompt of the size gold sends (~3 KB) and the report's schema as the response format.
 BODY: dict[str, Any] = {
@@ -65,7 +66,7 @@ def _clients(base_url: str, in_flight: int, transport: str) -> list[openai.Async
 
     def http() -> httpx2.AsyncClient:
         if transport == "aiohttp":
-            return async_writer._http_client(per_client, 30.0, tls)
+            return http_client(per_client, 30.0, tls)
         limits = httpx2.Limits(max_connections=per_client, max_keepalive_connections=per_client)
         return openai.DefaultAsyncHttpxClient(limits=limits, timeout=30.0, verify=tls)
 
@@ -104,7 +105,7 @@ async def _send(server: FakeServer, requests: int, in_flight: int, transport: st
     await asyncio.gather(*tasks)
     wall = time.perf_counter() - started
     cpu1, server1 = _self_cpu(), _proc_cpu(server.proc.pid)
-    used = async_writer.http_transport(clients[0])
+    used = http_transport(clients[0])
     for client in clients:
         await client.close()
 

@@ -149,9 +149,9 @@ def tier5_cases(quick: bool) -> tuple[Case, ...]:
 
 def bucket_ceiling(case: Case, p: Plan) -> dict[str, float]:
     """What the project's shared bucket can ever grant, as a share of each limit: its refill
-    is (limit - capacity) per period (kidsfin_assets/rate_limit.py, SharedRateLimiter)."""
-    from kidsfin_assets.db import create_engine
-    from kidsfin_assets.rate_limit import SharedRateLimiter
+    is (limit - capacity) per period (kidsfin_assets/llm/bucket.py, SharedRateLimiter)."""
+    from kidsfin_assets.llm.bucket import SharedRateLimiter
+    from kidsfin_assets.warehouse.db import create_engine
 
     engine = create_engine("sqlite://")  # no connection is made: only the arithmetic is read
     limiter = SharedRateLimiter(
@@ -509,8 +509,8 @@ def _bucket_worker(
     and this process's CPU seconds."""
     import threading
 
-    from kidsfin_assets.db import create_engine
-    from kidsfin_assets.rate_limit import SharedRateLimiter
+    from kidsfin_assets.llm.bucket import SharedRateLimiter
+    from kidsfin_assets.warehouse.db import create_engine
 
     engine = create_engine(url)
     limiter = SharedRateLimiter(

@@ -44,8 +44,8 @@ from bench.common import (
     use_settings,
     write_results,
 )
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.weeks import Week
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.config.weeks import Week
 
 NAME = "silver_scale"
 SILVER_SELECTION = "silver/kid_weekly_analysis"
@@ -183,7 +183,7 @@ def explain_hotspots(
     url: str, week: str, statement: dict[str, Any], top: int = 12
 ) -> list[dict[str, Any]]:
     """EXPLAIN ANALYZE of one captured statement (rolled back), nodes by their own time."""
-    from kidsfin_assets import db
+    from kidsfin_assets.warehouse import db
 
     if statement["many"] or not statement["sql"].lstrip().upper().startswith(
         ("SELECT", "INSERT", "WITH")
@@ -285,7 +285,7 @@ def floor_seconds(
 ) -> tuple[float, int]:
     """The bare GROUP BY, all rows fetched: (median seconds, groups). `weeks_back`=2 reads
     W-2 .. W, the rows silver must read for its trends."""
-    from kidsfin_assets import db
+    from kidsfin_assets.warehouse import db
 
     sql = sa.text(FLOOR_SQL.format(transactions=settings.sources.transactions))
     params = {"start": week.shifted(-weeks_back).starts_at, "end": week.ends_at}
@@ -303,9 +303,9 @@ def floor_seconds(
 
 
 def week_counts(url: str, settings: Settings, week: Week) -> dict[str, int]:
-    from kidsfin_assets import db
-    from kidsfin_assets.validation import rows_in_window, valid_transactions
-    from kidsfin_assets.warehouse import source_tables
+    from kidsfin_assets.warehouse import db
+    from kidsfin_assets.warehouse.tables import source_tables
+    from kidsfin_assets.warehouse.validation import rows_in_window, valid_transactions
 
     src = source_tables(settings.sources)
     engine = db.create_engine(url)
@@ -332,7 +332,7 @@ def week_counts(url: str, settings: Settings, week: Week) -> dict[str, int]:
 def vacuum(url: str, settings: Settings) -> None:
     """VACUUM ANALYZE the freshly loaded tables, as autovacuum would have long since done in
     production; otherwise whichever query reads them first pays for setting hint bits."""
-    from kidsfin_assets import db
+    from kidsfin_assets.warehouse import db
 
     engine = db.create_engine(url).execution_options(isolation_level="AUTOCOMMIT")
     names = settings.sources
@@ -345,7 +345,7 @@ def vacuum(url: str, settings: Settings) -> None:
 
 
 def run_scale(scale: Scale, explain: bool) -> dict[str, Any]:
-    from kidsfin_assets.weeks import Week
+    from kidsfin_assets.config.weeks import Week
 
     with scratch_database(f"silver_{scale.name}") as url:
         settings = use_settings(url)

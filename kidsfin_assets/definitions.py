@@ -12,25 +12,20 @@ from typing import Any
 
 import dagster as dg
 
-from kidsfin_assets.assets.app import app_tables, with_table_names
-from kidsfin_assets.assets.exports import kids_analysis_json, kids_reports_json
-from kidsfin_assets.assets.gold import kid_weekly_reports
-from kidsfin_assets.assets.raw import kid_activity
-from kidsfin_assets.assets.silver import kid_weekly_analysis
-from kidsfin_assets.batch_sensor import cancel_openai_batches, openai_batch_sensor_every
-from kidsfin_assets.catalog import POSTGRES, SQLITE, in_warehouse
-from kidsfin_assets.checks import asset_checks
-from kidsfin_assets.errors import SettingsError
-from kidsfin_assets.jobs import collect_batches_job, weekly_reports_job
-from kidsfin_assets.loggers import build_run_loggers
-from kidsfin_assets.openai_client import (
-    OPENAI_FIELDS,
-    RETRY_FIELDS,
-    OpenAIReportsResource,
-    largest_request_tokens,
-)
-from kidsfin_assets.prompt import load_prompt
-from kidsfin_assets.resources import (
+from kidsfin_assets.config.errors import SettingsError
+from kidsfin_assets.config.settings import Settings, config_path, get_settings
+from kidsfin_assets.config.weeks import check_partitions_match
+from kidsfin_assets.defs.assets.app import app_tables, with_table_names
+from kidsfin_assets.defs.assets.exports import kids_analysis_json, kids_reports_json
+from kidsfin_assets.defs.assets.gold import kid_weekly_reports
+from kidsfin_assets.defs.assets.raw import kid_activity
+from kidsfin_assets.defs.assets.silver import kid_weekly_analysis
+from kidsfin_assets.defs.batch_sensor import cancel_openai_batches, openai_batch_sensor_every
+from kidsfin_assets.defs.catalog import POSTGRES, SQLITE, in_warehouse
+from kidsfin_assets.defs.checks import asset_checks
+from kidsfin_assets.defs.jobs import collect_batches_job, weekly_reports_job
+from kidsfin_assets.defs.loggers import build_run_loggers
+from kidsfin_assets.defs.resources import (
     AnalysisResource,
     CheckLimitsResource,
     ExportResource,
@@ -40,9 +35,14 @@ from kidsfin_assets.resources import (
     StepRetryResource,
     WarehouseResource,
 )
-from kidsfin_assets.sensors import new_week_sensor_every
-from kidsfin_assets.settings import Settings, config_path, get_settings
-from kidsfin_assets.weeks import check_partitions_match
+from kidsfin_assets.defs.sensors import new_week_sensor_every
+from kidsfin_assets.reports.openai_client import (
+    OPENAI_FIELDS,
+    RETRY_FIELDS,
+    OpenAIReportsResource,
+    largest_request_tokens,
+)
+from kidsfin_assets.reports.prompt import load_prompt
 
 DATABASE_URL_ENV = "KIDSFIN_DATABASE_URL"
 
@@ -61,7 +61,7 @@ def _from_env(name: str) -> Any:
 
 
 def check_token_budget(settings: Settings) -> None:
-    """The shared token bucket must hold two of the largest requests (see rate_limit.py):
+    """The shared token bucket must hold two of the largest requests (see llm/bucket.py):
     refused when the resource is made (the code location loads), not by the first gold run.
     Not in settings.py: the prompt it sizes sits above the settings (prompt -> warehouse ->
     settings), so settings would have to import it inside a function."""

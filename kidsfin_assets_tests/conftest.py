@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from kidsfin_assets.db import normalize_url
+from kidsfin_assets.warehouse.db import normalize_url
 
 DEFAULT_TEST_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -29,7 +29,7 @@ def _admin_url() -> str:
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees the developer's KIDSFIN_* or OPENAI_* environment, or another test's."""
-    from kidsfin_assets.settings import get_settings
+    from kidsfin_assets.config.settings import get_settings
 
     for name in list(os.environ):
         if name.startswith(("KIDSFIN_", "OPENAI_")) and name != "KIDSFIN_TEST_DATABASE_URL":
@@ -53,7 +53,7 @@ def _new_database(options: str = "") -> Iterator[str]:
     try:
         yield url
     finally:
-        from kidsfin_assets.db import _cached_engine
+        from kidsfin_assets.warehouse.db import _cached_engine
 
         _cached_engine.cache_clear()
         with admin.connect() as conn:

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets import db
-from kidsfin_assets.checks import asset_checks
+from kidsfin_assets.config.settings import Settings, get_settings
 from kidsfin_assets.definitions import pipeline_assets, resources_from
-from kidsfin_assets.settings import Settings, get_settings
-from kidsfin_assets.warehouse import source_tables
+from kidsfin_assets.defs.checks import asset_checks
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import source_tables
 from kidsfin_demo import create_source_tables
 
 TZ = "Asia/Ho_Chi_Minh"

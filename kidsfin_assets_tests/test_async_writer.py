@@ -13,9 +13,9 @@ import time
 import aiohttp
 from openai._vendor.httpx_aiohttp import AiohttpTransport
 
-from kidsfin_assets.async_writer import AsyncRun
-from kidsfin_assets.rate_limit import Reservation
-from kidsfin_assets.report_writer import WeekReportWriter
+from kidsfin_assets.llm.bucket import Reservation
+from kidsfin_assets.reports.async_writer import AsyncRun
+from kidsfin_assets.reports.report_writer import WeekReportWriter
 from kidsfin_assets_tests.helpers import materialize_week
 from kidsfin_assets_tests.test_gold_reports import W, gold_meta, reports, setup_week
 
@@ -127,8 +127,8 @@ def test_aiohttp_without_its_c_extensions_is_said_so() -> None:
     the transport the async client reports says so, as gold's metadata and log do."""
     code = (
         "import ssl, openai\n"
-        "from kidsfin_assets.async_writer import _http_client, http_transport\n"
-        "http = _http_client(4, 5.0, ssl.create_default_context())\n"
+        "from kidsfin_assets.llm.transport import http_client, http_transport\n"
+        "http = http_client(4, 5.0, ssl.create_default_context())\n"
         "client = openai.AsyncOpenAI(api_key='k', base_url='http://127.0.0.1:9/v1', "
         "http_client=http)\n"
         "print(http_transport(client))\n"

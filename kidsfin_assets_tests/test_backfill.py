@@ -17,12 +17,12 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 
-from kidsfin_assets import db
-from kidsfin_assets.checks import RAW_KEY
+from kidsfin_assets.config.paths import PROJECT_ROOT
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.keys import ANALYSIS_EXPORT_KEY, GOLD_KEY, REPORTS_EXPORT_KEY, SILVER_KEY
-from kidsfin_assets.paths import PROJECT_ROOT
-from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
+from kidsfin_assets.defs.checks import RAW_KEY
+from kidsfin_assets.defs.keys import ANALYSIS_EXPORT_KEY, GOLD_KEY, REPORTS_EXPORT_KEY, SILVER_KEY
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_demo import DemoSpec, generate
 

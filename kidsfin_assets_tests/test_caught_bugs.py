@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine, raw_transactions
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, quarantine, raw_transactions
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -317,7 +317,7 @@ class InjectedRateLimit:
 # interpreter start, against the dagster CLI's several: the test stays short).
 GOLD_IN_A_SUBPROCESS = """
 import sys
-from kidsfin_assets.settings import get_settings
+from kidsfin_assets.config.settings import get_settings
 from kidsfin_assets_tests.helpers import materialize_week
 result = materialize_week(get_settings(), sys.argv[1], selection="group:gold", raise_on_error=False)
 sys.exit(0 if result.success else 1)

@@ -8,10 +8,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from kidsfin_assets.config.weeks import weekly_partitions
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.keys import GOLD_KEY, RAW_KEY, SILVER_KEY
-from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
-from kidsfin_assets.weeks import weekly_partitions
+from kidsfin_assets.defs.keys import GOLD_KEY, RAW_KEY, SILVER_KEY
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import SourceDB, materialize_week, use_database, warehouse_engine
 
 W = "2026-03-16"

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.default import CACHE_HIT
 
-from kidsfin_assets import db
-from kidsfin_assets.ledger import Claims
-from kidsfin_assets.outage import WarehouseGate
-from kidsfin_assets.warehouse import create_warehouse_tables, report_claims
+from kidsfin_assets.reports.ledger import Claims
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.outage import WarehouseGate
+from kidsfin_assets.warehouse.tables import create_warehouse_tables, report_claims
 
 WEEK = dt.date(2026, 11, 23)
 LEASE = 60.0

@@ -13,9 +13,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from kidsfin_assets.openai_client import OpenAIReportsResource
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import kid_weekly_analysis
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.reports.openai_client import OpenAIReportsResource
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
@@ -187,7 +187,7 @@ def test_a_bad_warehouse_override_fails_the_run_naming_it(
 
 
 def test_bad_sensor_limits_are_refused_naming_them() -> None:
-    from kidsfin_assets.resources import SensorLimitsResource
+    from kidsfin_assets.defs.resources import SensorLimitsResource
 
     limits = {"limits": SensorLimitsResource(late_data_weeks=-1)}
     with pytest.raises(dg.DagsterResourceFunctionError) as raised, dg.build_resources(limits):
@@ -249,7 +249,7 @@ def test_an_override_to_an_unpriced_tier_or_model_fails_the_run_before_paying(
     override must be refused alike. (It ran: every flex answer was paid for, could not be
     priced, and was never recorded, so a re-run paid for it again.)"""
     from kidsfin_assets.definitions import openai_resource
-    from kidsfin_assets.warehouse import report_ledger
+    from kidsfin_assets.warehouse.tables import report_ledger
     from kidsfin_assets_tests.test_gold_reports import setup_week
     from kidsfin_assets_tests.test_settings import pricing_without
 
@@ -285,10 +285,10 @@ def test_the_assets_run_on_their_resources_alone(
 ) -> None:
     """Module-level assets, callable in a test with resources built by hand: with no
     readable config at all, so nothing in a run reads the settings behind its back."""
-    from kidsfin_assets.assets.raw import kid_activity
-    from kidsfin_assets.assets.silver import kid_weekly_analysis as silver
-    from kidsfin_assets.resources import AnalysisResource, SourcesResource, WarehouseResource
-    from kidsfin_assets.settings import get_settings
+    from kidsfin_assets.config.settings import get_settings
+    from kidsfin_assets.defs.assets.raw import kid_activity
+    from kidsfin_assets.defs.assets.silver import kid_weekly_analysis as silver
+    from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, WarehouseResource
 
     settings = trend_week(monkeypatch, pg_url)
     monkeypatch.setenv("KIDSFIN_CONFIG", str(tmp_path / "missing.yaml"))

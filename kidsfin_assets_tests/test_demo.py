@@ -12,15 +12,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets import demo
+from kidsfin_assets.config.settings import get_settings
+from kidsfin_assets.config.weeks import Week, partitions_for
 from kidsfin_assets.definitions import pipeline_assets, resources_from
-from kidsfin_assets.jobs import weekly_reports_job
-from kidsfin_assets.sensor_plan import CHANGED_WEEK_TAG, REASON_TAG
-from kidsfin_assets.sensors import new_week_sensor
-from kidsfin_assets.settings import get_settings
-from kidsfin_assets.warehouse import source_tables
-from kidsfin_assets.weeks import Week, partitions_for
+from kidsfin_assets.defs.jobs import weekly_reports_job
+from kidsfin_assets.defs.sensor_plan import CHANGED_WEEK_TAG, REASON_TAG
+from kidsfin_assets.defs.sensors import new_week_sensor
+from kidsfin_assets.warehouse.tables import source_tables
 from kidsfin_assets_tests.helpers import SourceDB
+from kidsfin_demo import run_demo
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +29,15 @@ def after_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     tmp = tmp_path_factory.mktemp("demo")
     with pytest.MonkeyPatch.context() as mp:
         # Registered first, so that what the demo sets in this process is undone after.
-        mp.setenv(demo.START_DATE_ENV, "2026-01-05")
-        mp.delenv(demo.START_DATE_ENV)
+        mp.setenv(run_demo.START_DATE_ENV, "2026-01-05")
+        mp.delenv(run_demo.START_DATE_ENV)
         mp.setenv("KIDSFIN_DATABASE_URL", f"sqlite:///{tmp / 'kidsfin.db'}")
         mp.setenv("KIDSFIN_EXPORT_DIR", str(tmp / "exports"))
         mp.setenv("KIDSFIN_LOG_FILE", str(tmp / "kidsfin.log"))
         mp.setenv("DAGSTER_HOME", str(tmp / "dagster_home"))
         get_settings.cache_clear()
         include = tmp / "demo.mk"
-        assert demo.main(["--make-include", str(include)]) == 0
+        assert run_demo.main(["--make-include", str(include)]) == 0
         settings = get_settings()
         with dg.DagsterInstance.get() as instance:
             yield {"settings": settings, "include": include, "instance": instance}
@@ -46,7 +46,9 @@ def after_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
 
 def test_a_fresh_demo_shows_its_weeks_and_no_missing_ones(after_demo: dict[str, Any]) -> None:
     settings, instance = after_demo["settings"], after_demo["instance"]
-    expected = [w.key for w in demo.demo_weeks(settings.weeks.timezone, dt.datetime.now(dt.UTC))]
+    expected = [
+        w.key for w in run_demo.demo_weeks(settings.weeks.timezone, dt.datetime.now(dt.UTC))
+    ]
     # The partitions of a process started with the demo's KIDSFIN_WEEKS__START_DATE (`make
     # dev`): this one had imported the definitions before the demo set it.
     keys = partitions_for(settings.weeks.start_date, settings.weeks.timezone).get_partition_keys()

@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets.db import create_engine
-from kidsfin_assets.paths import PROJECT_ROOT
-from kidsfin_assets.settings import SourceTables
+from kidsfin_assets.config.paths import PROJECT_ROOT
+from kidsfin_assets.config.settings import SourceTables
+from kidsfin_assets.warehouse.db import create_engine
 from kidsfin_demo import (
     DemoGenerator,
     DemoSpec,

@@ -5,9 +5,10 @@
 - the Dockerfile's and the compose file's commands are real 1.13 CLI commands that point
   at modules and files which exist, and agree with the README, the Makefile and the
   workspace files;
-- dagster.yaml loads into a real DagsterInstance on a fresh PostgreSQL database, records
-  a run there, and reads its run queue and `openai` pool limits; the local SQLite
-  instance (config/dagster_local.yaml, used by `make dev` / `make demo`) loads too.
+- deploy/dagster.yaml loads into a real DagsterInstance on a fresh PostgreSQL database,
+  records a run there, and reads its run queue and `openai` pool limits; the local SQLite
+  instance (the root's dagster.yaml: a plain `dagster dev` there, `make dev` / `make demo`)
+  loads too.
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from kidsfin_assets.assets.gold import OPENAI_POOL
-from kidsfin_assets.paths import PROJECT_ROOT
-from kidsfin_assets.settings import Settings, WarehouseSettings
+from kidsfin_assets.config.paths import PROJECT_ROOT
+from kidsfin_assets.config.settings import Settings, WarehouseSettings
+from kidsfin_assets.defs.assets.gold import OPENAI_POOL
 
 ROOT = PROJECT_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 DAGSTER_YAML = ROOT / "deploy" / "dagster.yaml"
-LOCAL_DAGSTER_YAML = ROOT / "config" / "dagster_local.yaml"
+LOCAL_DAGSTER_YAML = ROOT / "dagster.yaml"
 MODULE = "kidsfin_assets.definitions"
 BIN = Path(sys.executable).parent
 
@@ -178,8 +179,6 @@ def env_vars_read_by_code() -> set[str]:
     pattern = re.compile(r"""["']((?:OPENAI|KIDSFIN)_[A-Z0-9_]+)["']""")
     found: set[str] = set()
     for path in (ROOT / "kidsfin_assets").rglob("*.py"):
-        if path.name == "demo.py":
-            continue  # `make demo`, no service: it sets KIDSFIN_WEEKS__START_DATE for itself
         found |= set(pattern.findall(path.read_text()))
     return found
 
@@ -382,8 +381,9 @@ def test_dockerfile_builds_the_project_from_pyproject() -> None:
     (base,) = dockerfile("FROM")
     assert base == "python:3.11-slim"
     runs = " ".join(dockerfile("RUN"))
-    # Editable: settings resolve config/, prompts/ and data/ next to the package.
-    assert re.search(r"pip install (--\S+ )*-e \.(\s|$)", runs)
+    # Editable: settings resolve config/, prompts/ and data/ next to the package; with the
+    # `demo` extra, since compose's demo-data service runs the demo loader in this image.
+    assert re.search(r"pip install (--\S+ )*-e '\.\[demo\]'(\s|$)", runs)
     files = image_files()
     app = workdir()
     for source in ("pyproject.toml", "README.md", "kidsfin_assets", "config", "prompts"):
@@ -538,13 +538,13 @@ def test_readme_commands_match_the_makefile_and_the_deployment() -> None:
     # `make demo` / `make dev` use the local SQLite instance, never the production one.
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"export DAGSTER_HOME \?= \$\(CURDIR\)/data/dagster_home", makefile)
-    assert "cp config/dagster_local.yaml $@" in makefile
+    assert "cp dagster.yaml $@" in makefile
     for target in ("demo", "dev"):
         assert f"\n{target}: install $(DAGSTER_HOME)/dagster.yaml" in makefile, target
-    # Outside make, every host-side dagster command in the README gives a DAGSTER_HOME:
-    # run from the project root without one, it would load the production dagster.yaml.
+    # Outside make, every host-side command that runs the pipeline gives a DAGSTER_HOME:
+    # without one it would run on a temporary instance and its history would be lost.
     for line in readme.splitlines():
-        if ".venv/bin/dagster " in line:
+        if ".venv/bin/dagster " in line or ".venv/bin/dg launch" in line:
             assert "DAGSTER_HOME=" in line, line
     # Every `-m module` the README runs is the code location or the demo loader.
     for module in re.findall(r"(?:python|dagster[\w -]*?) -m ([\w.]+)", readme):
@@ -564,6 +564,9 @@ def test_readme_commands_match_the_makefile_and_the_deployment() -> None:
     ci = (ROOT / ".ci" / "materialize_one_week.sh").read_text()
     assert f"dagster asset materialize -m {MODULE}" in ci
     assert "export DAGSTER_HOME=" in ci
+    # ... and checks the definitions with dg, right after installing.
+    run = (ROOT / ".ci" / "run").read_text()
+    assert run.index("make install") < run.index(".venv/bin/dg check defs") < run.index("make test")
 
 
 # --- dagster.yaml against a real PostgreSQL -----------------------------------------------------
@@ -662,7 +665,7 @@ def test_a_run_in_the_openai_pool_is_recorded_in_postgres(
 def test_local_instance_is_sqlite_with_the_same_pool_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`make dev` / `make demo`: config/dagster_local.yaml in data/dagster_home, no server."""
+    """`make dev` / `make demo`: the root's dagster.yaml in data/dagster_home, no server."""
     from dagster._core.storage.runs import SqliteRunStorage
 
     home = tmp_path / "dagster_home"
@@ -691,19 +694,28 @@ def test_local_instance_is_sqlite_with_the_same_pool_limit(
 # --- set-up traps -------------------------------------------------------------------------
 
 
-def test_no_instance_config_at_the_root_for_a_plain_dagster_dev(
+def test_a_plain_dagster_dev_at_the_root_gets_the_local_instance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`dagster dev` without DAGSTER_HOME reads dagster.yaml from the folder it runs in: at
-    the root that must give a local SQLite instance, not the production PostgreSQL one."""
-    from dagster._core.instance.ref import InstanceRef
+    """`dagster dev` (and the CLI) without DAGSTER_HOME make a temporary instance configured
+    by the dagster.yaml of the folder they run in: at the root, the local SQLite instance with
+    the `openai` pool's limit, not the production PostgreSQL one."""
+    from dagster._cli.utils import get_possibly_temporary_instance_for_cli
     from dagster._core.storage.runs import SqliteRunStorage
 
     for name in dagster_yaml_env_vars():
         monkeypatch.delenv(name, raising=False)
-    ref = InstanceRef.from_dir(str(tmp_path), config_dir=str(ROOT))  # as `dagster dev` does
-    with dg.DagsterInstance.from_ref(ref) as instance:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(LOCAL_DAGSTER_YAML, tmp_path / "dagster.yaml")  # the root, as `dagster dev` sees it
+    local = yaml.safe_load(LOCAL_DAGSTER_YAML.read_text())
+    production = yaml.safe_load(DAGSTER_YAML.read_text())
+    with get_possibly_temporary_instance_for_cli("dagster dev") as instance:  # as it does
         assert isinstance(instance.run_storage, SqliteRunStorage)
+        assert str(tmp_path) in instance.root_directory  # .tmp_dagster_home_* under the root
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.default_pool_limit == production["concurrency"]["pools"]["default_limit"]
+        assert pools.default_pool_limit == local["concurrency"]["pools"]["default_limit"]
 
 
 def _make_instance_file(home: Path) -> subprocess.CompletedProcess[str]:
@@ -723,7 +735,7 @@ def test_make_never_overwrites_an_existing_instance_file(tmp_path: Path) -> None
     assert (home / "dagster.yaml").read_text() == LOCAL_DAGSTER_YAML.read_text()
     mine = "# the user's own instance\ntelemetry:\n  enabled: false\n"
     (home / "dagster.yaml").write_text(mine)
-    os.utime(home / "dagster.yaml", (0, 0))  # older than config/dagster_local.yaml
+    os.utime(home / "dagster.yaml", (0, 0))  # older than the root's dagster.yaml
     _make_instance_file(home)
     assert (home / "dagster.yaml").read_text() == mine
 
@@ -745,7 +757,7 @@ def test_an_env_file_from_the_example_hides_no_shell_variable_the_code_reads(
 
 def test_export_files_are_readable_by_other_users(tmp_path: Path) -> None:
     """Another container on the export volume runs as another user."""
-    from kidsfin_assets.assets.exports import write_json_atomically
+    from kidsfin_assets.defs.assets.exports import write_json_atomically
 
     path = tmp_path / "kids_reports_2026-03-16.json"
     old = os.umask(0o022)
@@ -758,7 +770,7 @@ def test_export_files_are_readable_by_other_users(tmp_path: Path) -> None:
 
 def test_the_readme_prices_a_self_hosted_model_at_zero(tmp_path: Path) -> None:
     """The README's pricing file for a model of one's own is one start-up accepts."""
-    from kidsfin_assets.pricing import load_price
+    from kidsfin_assets.llm.pricing import load_price
 
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```yaml\n# my-pricing.yaml\n(.*?)```", readme, re.S)

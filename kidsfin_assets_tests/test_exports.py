@@ -15,11 +15,11 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from kidsfin_assets import db
-from kidsfin_assets.assets import exports
+from kidsfin_assets.config.settings import Settings, SettingsError, load_settings
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.export_formats import Listing, pretty_json, write_json_document
-from kidsfin_assets.settings import Settings, SettingsError, load_settings
+from kidsfin_assets.defs.assets import exports
+from kidsfin_assets.exports.export_formats import Listing, pretty_json, write_json_document
+from kidsfin_assets.warehouse import db
 from kidsfin_assets_tests.helpers import materialize_week, use_database
 from kidsfin_demo import DemoSpec, generate
 

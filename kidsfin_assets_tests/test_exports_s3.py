@@ -22,10 +22,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets import db, export_store
-from kidsfin_assets.assets import exports
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.defs.assets import exports
+from kidsfin_assets.exports import export_store
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
 from kidsfin_demo import DemoSpec, generate
 

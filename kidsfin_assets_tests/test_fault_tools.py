@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
-from kidsfin_assets.db import normalize_url
+from kidsfin_assets.warehouse.db import normalize_url
 from kidsfin_assets_tests.tcp_proxy import TcpProxy
 from openai_test_server import (
     ABSURD_PROMPT_TOKENS,

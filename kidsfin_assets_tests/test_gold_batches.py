@@ -11,13 +11,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets import batches, ledger
-from kidsfin_assets.batch_sensor import openai_batch_sensor
-from kidsfin_assets.batches import WeekBatches
 from kidsfin_assets.definitions import openai_resource, resources_from
-from kidsfin_assets.pricing import load_prices
-from kidsfin_assets.prompt import load_prompt
-from kidsfin_assets.warehouse import openai_batches, report_ledger
+from kidsfin_assets.defs.batch_sensor import openai_batch_sensor
+from kidsfin_assets.llm.pricing import load_prices
+from kidsfin_assets.reports import batches, ledger
+from kidsfin_assets.reports.batches import WeekBatches
+from kidsfin_assets.reports.prompt import load_prompt
+from kidsfin_assets.warehouse.tables import openai_batches, report_ledger
 from kidsfin_assets_tests.helpers import (
     fetch,
     materialize_week,
@@ -293,7 +293,7 @@ def test_cancelling_a_week_keeps_what_was_answered(monkeypatch, pg_url, server) 
     server.configure(batch_seconds_per_line=1.5, batch_cancel_after_lines=2)
     settings, ids = setup_week(monkeypatch, pg_url, server, 8, **BATCH)
     gold(settings)
-    from kidsfin_assets.batch_sensor import cancel_openai_batches
+    from kidsfin_assets.defs.batch_sensor import cancel_openai_batches
 
     cancelled = cancel_openai_batches.execute_in_process(
         run_config={"ops": {"cancel_week_batches": {"config": {"week": W}}}},
@@ -317,7 +317,7 @@ def test_the_enqueued_token_budget_holds_back_what_does_not_fit(
     budget = str(2 * one_line)
     monkeypatch.setenv("KIDSFIN_OPENAI__BATCH_QUEUE_TOKENS", budget)
     monkeypatch.setenv("KIDSFIN_OPENAI__BATCH_MAX_REQUESTS", "2")
-    from kidsfin_assets.settings import get_settings
+    from kidsfin_assets.config.settings import get_settings
 
     get_settings.cache_clear()
     limited = get_settings()

@@ -19,12 +19,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets import db
 from kidsfin_assets.definitions import openai_resource
-from kidsfin_assets.pricing import Usage, load_price, load_prices
-from kidsfin_assets.prompt import load_prompt
-from kidsfin_assets.spool import read_entries
-from kidsfin_assets.warehouse import (
+from kidsfin_assets.llm.pricing import Usage, load_price, load_prices
+from kidsfin_assets.reports.prompt import load_prompt
+from kidsfin_assets.reports.spool import read_entries
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import (
     create_warehouse_tables,
     kid_weekly_reports,
     rate_limit_buckets,

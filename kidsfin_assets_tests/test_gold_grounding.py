@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from kidsfin_assets.warehouse import kid_weekly_reports, report_ledger
+from kidsfin_assets.warehouse.tables import kid_weekly_reports, report_ledger
 from kidsfin_assets_tests.helpers import fetch, materialize_week, warehouse_engine
 from kidsfin_assets_tests.test_gold_processes import PROJECT, cli_env
 from kidsfin_assets_tests.test_gold_reports import API_KEY, W, gold_meta, setup_week

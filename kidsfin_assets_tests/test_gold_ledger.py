@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.warehouse import (
+from kidsfin_assets.warehouse.tables import (
     kid_weekly_analysis,
     quarantine,
     report_claims,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kidsfin_assets import report_writer
+from kidsfin_assets.reports import report_writer
 from kidsfin_assets_tests.helpers import materialize_week
 from kidsfin_assets_tests.test_gold_reports import W, gold_meta, reports, setup_week
 

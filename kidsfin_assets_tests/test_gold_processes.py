@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.warehouse import kid_weekly_reports
+from kidsfin_assets.warehouse.tables import kid_weekly_reports
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,

@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.pricing import load_price
-from kidsfin_assets.warehouse import kid_weekly_analysis, kid_weekly_reports
+from kidsfin_assets.llm.pricing import load_price
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 from kidsfin_assets_tests.conftest import TEST_API_KEY
 from kidsfin_assets_tests.helpers import (
     SourceDB,

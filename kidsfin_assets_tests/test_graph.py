@@ -10,10 +10,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets import db, keys
+from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import (
+from kidsfin_assets.defs import keys
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import (
     kid_weekly_analysis,
     kid_weekly_reports,
     quarantine,

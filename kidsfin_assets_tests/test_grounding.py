@@ -14,10 +14,10 @@ import pydantic
 import pytest
 from openai.lib._pydantic import to_strict_json_schema
 
-from kidsfin_assets.grounding import Finding, check_report, describe_findings
-from kidsfin_assets.offline_writer import CATEGORY_WORDS, offline_report
-from kidsfin_assets.prompt import load_prompt, prompt_data
-from kidsfin_assets.report_schema import PLACEHOLDER, KidWeeklyReport
+from kidsfin_assets.reports.grounding import Finding, check_report, describe_findings
+from kidsfin_assets.reports.offline_writer import CATEGORY_WORDS, offline_report
+from kidsfin_assets.reports.prompt import load_prompt, prompt_data
+from kidsfin_assets.reports.report_schema import PLACEHOLDER, KidWeeklyReport
 from openai_test_server import generate_content, running_server
 from openai_test_server.report_corpus import (
     EDGE_CASES,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kidsfin_assets.grounding import check_report
-from kidsfin_assets.grounding.spelled import spell_digits
-from kidsfin_assets.prompt import prompt_data
+from kidsfin_assets.reports.grounding import check_report
+from kidsfin_assets.reports.grounding.spelled import spell_digits
+from kidsfin_assets.reports.prompt import prompt_data
 from openai_test_server.report_corpus import amount_in_words
 
 FILLER = "Tuần này [[KID]] có một tuần bình thường."

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kidsfin_assets.prompt import prompt_data
+from kidsfin_assets.reports.prompt import prompt_data
 from kidsfin_assets_tests.test_grounding import DATA, GOALS, goal, kinds, metrics
 
 # DATA: income 200.000 (flat), spending 160.000 (prev1 100.000, prev2 180.000: up on the

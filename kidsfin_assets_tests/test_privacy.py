@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.db import redact
-from kidsfin_assets.settings import SettingsError, load_settings
-from kidsfin_assets.warehouse import kid_weekly_reports
+from kidsfin_assets.config.settings import SettingsError, load_settings
+from kidsfin_assets.warehouse.db import redact
+from kidsfin_assets.warehouse.tables import kid_weekly_reports
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     local,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from kidsfin_assets.db import create_engine
-from kidsfin_assets.rate_limit import RateLimiterCancelled, Reservation, SharedRateLimiter
+from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
+from kidsfin_assets.warehouse.db import create_engine
 
 PERIOD = 1.5
 MEASURED_PERIODS = 3

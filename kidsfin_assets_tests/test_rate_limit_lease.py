@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.db import create_engine
-from kidsfin_assets.rate_limit import SharedRateLimiter
-from kidsfin_assets.warehouse import rate_limit_buckets
+from kidsfin_assets.llm.bucket import SharedRateLimiter
+from kidsfin_assets.warehouse.db import create_engine
+from kidsfin_assets.warehouse.tables import rate_limit_buckets
 
 from .test_rate_limit import _max_window
 

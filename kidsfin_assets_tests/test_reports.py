@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from kidsfin_assets.offline_writer import offline_report
-from kidsfin_assets.prompt import (
+from kidsfin_assets.reports.offline_writer import offline_report
+from kidsfin_assets.reports.prompt import (
     MAX_CATEGORY_CHARS,
     MAX_DATA_BYTES,
     MAX_PROMPT_GOALS,
@@ -13,7 +13,7 @@ from kidsfin_assets.prompt import (
     load_prompt,
     prompt_data,
 )
-from kidsfin_assets.report_schema import PLACEHOLDER, personalise
+from kidsfin_assets.reports.report_schema import PLACEHOLDER, personalise
 
 
 def metrics(**overrides: object) -> dict:
@@ -108,7 +108,7 @@ def test_goal_titles_never_reach_the_prompt() -> None:
 
 
 def test_prompt_version_covers_the_data_format(monkeypatch) -> None:
-    from kidsfin_assets import prompt
+    from kidsfin_assets.reports import prompt
 
     load_prompt.cache_clear()
     before = load_prompt().version

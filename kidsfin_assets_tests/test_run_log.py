@@ -8,7 +8,7 @@ import re
 import dagster as dg
 import pytest
 
-from kidsfin_assets.report_writer import WeekOutcome, start_line
+from kidsfin_assets.reports.report_writer import WeekOutcome, start_line
 from kidsfin_assets_tests.helpers import SourceDB, materialize_week, use_database
 
 W = "2026-03-16"

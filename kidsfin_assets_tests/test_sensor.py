@@ -21,10 +21,12 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 
-from kidsfin_assets import db, sensor_plan, sensors
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.definitions import build_definitions, resources_from
-from kidsfin_assets.jobs import JOB_NAME
-from kidsfin_assets.sensor_plan import (
+from kidsfin_assets.defs import sensor_plan, sensors
+from kidsfin_assets.defs.jobs import JOB_NAME
+from kidsfin_assets.defs.sensor_plan import (
     CHANGED_WEEK_TAG,
     DATA_VERSION_TAG,
     REASON_TAG,
@@ -33,16 +35,15 @@ from kidsfin_assets.sensor_plan import (
     SourceDatabaseError,
     Watch,
 )
-from kidsfin_assets.sensors import new_week_sensor
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.source_activity import (
+from kidsfin_assets.defs.sensors import new_week_sensor
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.source_activity import (
     Fingerprint,
     TableFingerprint,
     source_versions,
     week_fingerprint,
 )
-from kidsfin_assets.warehouse import source_tables
-from kidsfin_assets.weeks import Week
+from kidsfin_assets.warehouse.tables import source_tables
 from kidsfin_assets_tests.helpers import TZ, SourceDB, local, materialize_week, use_database
 
 NOW = local("2026-03-18 12:00")

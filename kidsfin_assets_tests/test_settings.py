@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kidsfin_assets.db import DatabaseUrlError, normalize_url, redact
-from kidsfin_assets.settings import DEFAULT_CONFIG, SettingsError, load_settings
-from kidsfin_assets.weeks import Week, weekly_partitions
+from kidsfin_assets.config.settings import DEFAULT_CONFIG, SettingsError, load_settings
+from kidsfin_assets.config.weeks import Week, weekly_partitions
+from kidsfin_assets.warehouse.db import DatabaseUrlError, normalize_url, redact
 
 PROJECT = Path(__file__).resolve().parent.parent
 MODULE = "kidsfin_assets.definitions"
@@ -219,10 +219,10 @@ def test_a_token_budget_that_cannot_hold_two_requests_stops_start_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """tokens_per_minute below two of the largest requests (prompt plus max_tokens) would
-    fail every gold run (rate_limit.py); the definitions refuse it, naming the minimum."""
+    fail every gold run (llm/bucket.py); the definitions refuse it, naming the minimum."""
     from kidsfin_assets.definitions import build_definitions
-    from kidsfin_assets.openai_client import largest_request_tokens
-    from kidsfin_assets.prompt import load_prompt
+    from kidsfin_assets.reports.openai_client import largest_request_tokens
+    from kidsfin_assets.reports.prompt import load_prompt
 
     minimum = 2 * largest_request_tokens(load_prompt(), max_tokens=800)
     monkeypatch.setenv("KIDSFIN_OPENAI__MAX_TOKENS", "800")
@@ -258,10 +258,10 @@ def test_a_pricing_file_that_is_not_a_mapping(
 
 
 def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -> None:
-    from kidsfin_assets.categories import DEFAULT_KNOWN_CATEGORIES
-    from kidsfin_assets.offline_writer import CATEGORY_WORDS
-    from kidsfin_assets.prompt import OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
-    from kidsfin_assets.settings import PrivacySettings
+    from kidsfin_assets.config.categories import DEFAULT_KNOWN_CATEGORIES
+    from kidsfin_assets.config.settings import PrivacySettings
+    from kidsfin_assets.reports.offline_writer import CATEGORY_WORDS
+    from kidsfin_assets.reports.prompt import OTHER_CATEGORIES_LABEL, TYPED_CATEGORY
     from kidsfin_demo.vocabulary import INCOME_CATEGORIES, SPENDING_CATEGORIES
 
     known = load_settings().privacy.known_categories
@@ -277,11 +277,15 @@ def test_known_categories_default_to_the_demo_apps_and_can_be_set(monkeypatch) -
 
 def test_pricing_loads_without_the_settings_module() -> None:
     """pricing.py reads its file on its own; settings imports it at the top (no cycle)."""
-    code = "import sys, kidsfin_assets.pricing; print('kidsfin_assets.settings' in sys.modules)"
+    code = (
+        "import sys, kidsfin_assets.llm.pricing; "
+        "print('kidsfin_assets.config.settings' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
-    from kidsfin_assets import errors, pricing, settings
+    from kidsfin_assets.config import errors, settings
+    from kidsfin_assets.llm import pricing
 
     assert settings.SettingsError is errors.SettingsError is pricing.SettingsError
 
@@ -289,11 +293,11 @@ def test_pricing_loads_without_the_settings_module() -> None:
 def test_settings_do_not_import_the_prompt_or_the_openai_client() -> None:
     """The dependency runs one way (prompt -> warehouse -> settings), so the token-budget
     check that needs the prompt is in definitions.py, not here."""
-    code = "import sys, kidsfin_assets.settings; print(' '.join(sys.modules))"
+    code = "import sys, kidsfin_assets.config.settings; print(' '.join(sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     loaded = set(done.stdout.split())
-    assert not loaded & {"kidsfin_assets.prompt", "kidsfin_assets.openai_client"}
+    assert not loaded & {"kidsfin_assets.reports.prompt", "kidsfin_assets.reports.openai_client"}
 
 
 def test_a_list_that_is_not_json_is_reported_by_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,8 +337,8 @@ def test_a_tier_without_its_price_stops_the_code_location_naming_the_setting(
     the first batch or flex answer could not be priced (and, paid, not recorded). Loading
     the definitions (as Dagster loads the code location) stops, in one line naming the
     setting, the pricing file and what to do."""
+    from kidsfin_assets.config.settings import get_settings
     from kidsfin_assets.definitions import defs
-    from kidsfin_assets.settings import get_settings
 
     prices = pricing_without(tmp_path, tier)
     env = {"KIDSFIN_OPENAI__PRICING_FILE": str(prices), f"KIDSFIN_OPENAI__{key.upper()}": value}

@@ -17,10 +17,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets import db
+from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.definitions import build_definitions
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import savings_balance_weeks
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import savings_balance_weeks
 from kidsfin_assets_tests.helpers import SourceDB, fetch, local, use_database, warehouse_engine
 from kidsfin_assets_tests.test_silver_reference import (
     differences,

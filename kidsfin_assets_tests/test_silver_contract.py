@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.warehouse import kid_weekly_analysis, quarantine, raw_transactions
+from kidsfin_assets.warehouse.tables import kid_weekly_analysis, quarantine, raw_transactions
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,

@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets import db
-from kidsfin_assets.settings import Settings
-from kidsfin_assets.warehouse import TREND_METRICS, kid_weekly_analysis, quarantine
+from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.tables import TREND_METRICS, kid_weekly_analysis, quarantine
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,

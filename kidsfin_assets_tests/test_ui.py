@@ -2,7 +2,7 @@
 
 It serves the code location `make dev` serves (the Makefile's arguments: workspace.yaml,
 location `kidsfin`, as compose names it) with the local SQLite instance of `make dev`
-(config/dagster_local.yaml in a temporary DAGSTER_HOME). Through its GraphQL endpoint the
+(the root's dagster.yaml in a temporary DAGSTER_HOME). Through its GraphQL endpoint the
 tests find the three layers' assets and the exports, their weekly partitions, the sensor,
 the asset checks and the `openai` pool.
 """
@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kidsfin_assets.paths import PROJECT_ROOT
-from kidsfin_assets.settings import load_settings
+from kidsfin_assets.config.paths import PROJECT_ROOT
+from kidsfin_assets.config.settings import load_settings
 
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION = "kidsfin"
@@ -193,7 +193,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     home = tmp / "dagster_home"
     home.mkdir()
     # As `make dev` does: the local SQLite instance, never the production dagster.yaml.
-    shutil.copy(PROJECT_ROOT / "config" / "dagster_local.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     port = _free_port()
     log = tmp / "webserver.log"
     with log.open("wb") as out:
@@ -335,8 +335,8 @@ def test_the_gold_asset_runs_in_the_openai_pool(
 
 
 def test_the_ui_runs_on_the_local_sqlite_instance_with_its_limits(webserver: Webserver) -> None:
-    """`dagster dev` on SQLite: run queue and pool default from config/dagster_local.yaml."""
-    local = yaml.safe_load((PROJECT_ROOT / "config" / "dagster_local.yaml").read_text())
+    """`dagster dev` on SQLite: run queue and pool default from the root's dagster.yaml."""
+    local = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
     instance = webserver.graphql(
         "{ instance { info runQueueConfig { maxConcurrentRuns } poolConfig { defaultPoolLimit } } }"
     )["instance"]

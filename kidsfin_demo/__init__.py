@@ -15,8 +15,9 @@ flat at any scale; PostgreSQL loads with COPY, SQLite with executemany.
 `DemoGenerator(spec).tables()` yields the same rows without a database.
 
 Modules: vocabulary and personas (what rows say, how each persona behaves), wallet (the
-money simulation), dirty (invalid rows on purpose), generator, loading (SQLite / COPY), cli.
-The Dagster code location never imports this package; `make demo` (kidsfin_assets.demo) does.
+money simulation), dirty (invalid rows on purpose), generator, loading (SQLite / COPY), cli,
+and run_demo (`make demo`: load, then materialise every demo week through the code location).
+The Dagster code location never imports this package; `make demo` (run_demo.py) does.
 
     python -m kidsfin_demo --kids 100 --weeks 6
 """

@@ -11,8 +11,8 @@ from typing import NoReturn, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets.db import DatabaseUrlError, create_engine, one_line_error, redact
-from kidsfin_assets.settings import SettingsError, SourceTables, load_settings
+from kidsfin_assets.config.settings import SettingsError, SourceTables, load_settings
+from kidsfin_assets.warehouse.db import DatabaseUrlError, create_engine, one_line_error, redact
 from kidsfin_demo.loading import generate
 from kidsfin_demo.spec import DemoSpec, DemoSummary
 

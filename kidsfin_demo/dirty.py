@@ -1,6 +1,6 @@
 """Deliberately invalid rows: a fixed, seeded share of the transactions and app events.
 
-The pipeline's quarantine (kidsfin_assets.validation) must catch each; the demo summary
+The pipeline's quarantine (kidsfin_assets.warehouse.validation) must catch each; the demo summary
 counts them per defect, and QUARANTINE_REASON says what the quarantine calls them.
 """
 
@@ -32,7 +32,7 @@ TXN_DEFECTS = ("orphan_kid", "missing_time", "unknown_kind", "zero_amount", "neg
 EVENT_DEFECTS = ("orphan_kid", "missing_time")
 DIRTY_NOTE_PREFIX = "demo: invalid on purpose: "
 ORPHAN_KID_BASE = 900_000_000
-# What the pipeline's quarantine calls each defect (kidsfin_assets.validation.Reason).
+# What the pipeline's quarantine calls each defect (kidsfin_assets.warehouse.validation.Reason).
 QUARANTINE_REASON = {
     "orphan_kid": "orphan_kid",
     "missing_time": "missing_time",

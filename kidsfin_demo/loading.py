@@ -11,8 +11,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kidsfin_assets.db import is_sqlite, split_table_name
-from kidsfin_assets.settings import SourceTables
+from kidsfin_assets.config.settings import SourceTables
+from kidsfin_assets.warehouse.db import is_sqlite, split_table_name
 from kidsfin_demo.generator import DemoGenerator
 from kidsfin_demo.spec import DemoSpec, DemoSummary, Rows
 from kidsfin_demo.times import iso_local

@@ -196,7 +196,7 @@ def random_goals(rng: random.Random, balance: float) -> list[dict[str, Any]]:
 
 def random_data(rng: random.Random, case: str = "typical") -> dict[str, Any]:
     """What the model is given for a random row: ``prompt_data(random_metrics(...))``."""
-    from kidsfin_assets.prompt import prompt_data
+    from kidsfin_assets.reports.prompt import prompt_data
 
     return prompt_data(random_metrics(rng, case))
 

@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from kidsfin_assets.prompt import prompt_data
+from kidsfin_assets.reports.prompt import prompt_data
 from openai_test_server.report_corpus import _trend, random_metrics
 
 OUT = Path(__file__).parent / "independent" / "data_blocks.json"

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kidsfin_assets.grounding import check_report
+from kidsfin_assets.reports.grounding import check_report
 
 CORPORA = Path(__file__).parent
 WRITTEN = ("independent", "heldout")

@@ -2,7 +2,7 @@
 checked in a real browser (Debian's chromium, headless, driven by Playwright), with
 screenshots to look at.
 
-1. A temporary DAGSTER_HOME (config/dagster_local.yaml, as `make dev`), a temporary SQLite
+1. A temporary DAGSTER_HOME (the root's dagster.yaml, as `make dev`), a temporary SQLite
    demo database (`python -m kidsfin_demo`: 6 weeks; the weekly partitions start at the
    third, so every partition has two weeks of history and the UI shows four weeks) and the
    suite's OpenAI-compatible server lying in half its answers, with two attempts a report:

@@ -82,12 +82,12 @@ def dagster_environment(
 
 
 def prepare_home(tmp: Path, env: dict[str, str]) -> Path:
-    """As `make dev` does: config/dagster_local.yaml as the instance's dagster.yaml. Its
+    """As `make dev` does: the root's dagster.yaml as the instance's dagster.yaml. Its
     SQLite storage is created here, once: the webserver and the daemon, started together
     on a fresh instance, would both create it and race (alembic: "more than one head")."""
     home = tmp / "dagster_home"
     home.mkdir(parents=True)
-    shutil.copy(ROOT / "config" / "dagster_local.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     command = [str(BIN / "dagster"), "instance", "migrate"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:

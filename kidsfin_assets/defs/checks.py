@@ -1,0 +1,340 @@
+"""Asset checks: is each week's state trustworthy? Numeric metadata, plotted by the UI."""
+
+from collections.abc import Callable, Iterator
+
+import dagster as dg
+import sqlalchemy as sa
+
+# Not exported by `dagster` 1.13 (pinned <1.14); what a per-partition evaluation needs to
+# name the materialisation it checked, as Dagster's own check results do.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from sqlalchemy.engine import Connection
+
+from kidsfin_assets.config.weeks import Week, weekly_partitions
+from kidsfin_assets.defs.keys import GOLD_KEY, RAW_KEY, SILVER_KEY
+from kidsfin_assets.defs.resources import (
+    AnalysisResource,
+    CheckLimitsResource,
+    SourcesResource,
+    WarehouseResource,
+)
+from kidsfin_assets.warehouse.tables import (
+    Sources,
+    kid_weekly_analysis,
+    kid_weekly_reports,
+    quarantine,
+    raw_app_events,
+    raw_transactions,
+)
+from kidsfin_assets.warehouse.validation import valid_events, valid_transactions
+
+WeekCheck = Callable[[Connection, Week], dg.AssetCheckResult]
+
+
+def _count(conn: Connection, query: sa.Select) -> int:
+    return int(conn.execute(query).scalar_one() or 0)
+
+
+def _week_rows(table: sa.Table, week: Week) -> sa.Select:
+    return sa.select(sa.func.count()).select_from(table).where(table.c.week_start == week.start)
+
+
+def _current_reports(week: Week) -> sa.ColumnElement[bool]:
+    """The week's reports of kids still in silver (superseded ones are kept, not counted)."""
+    gold = kid_weekly_reports
+    return sa.and_(gold.c.week_start == week.start, gold.c.superseded_at.is_(None))
+
+
+def silver_rows_per_active_kid(conn: Connection, src: Sources, week: Week) -> dg.AssetCheckResult:
+    window = (week.shifted(-2).starts_at, week.ends_at)
+    txns = valid_transactions(conn.engine, src, week.timezone, *window).subquery()
+    events = valid_events(conn.engine, src, week.timezone, *window).subquery()
+    active = sa.union(sa.select(txns.c.kid_id), sa.select(events.c.kid_id)).subquery()
+    expected = _count(conn, sa.select(sa.func.count()).select_from(active))
+    silver = kid_weekly_analysis
+    rows = _count(conn, _week_rows(silver, week))
+    distinct = _count(
+        conn,
+        sa.select(sa.func.count(sa.distinct(silver.c.kid_id))).where(
+            silver.c.week_start == week.start
+        ),
+    )
+    return dg.AssetCheckResult(
+        passed=rows == expected == distinct,
+        metadata={"silver_rows": rows, "active_kids": expected, "distinct_kids": distinct},
+    )
+
+
+def gold_reports_per_silver_row(conn: Connection, week: Week) -> dg.AssetCheckResult:
+    silver, gold = kid_weekly_analysis, kid_weekly_reports
+    silver_rows = _count(conn, _week_rows(silver, week))
+    matched = _count(
+        conn,
+        sa.select(sa.func.count())
+        .select_from(
+            gold.join(
+                silver,
+                sa.and_(gold.c.week_start == silver.c.week_start, gold.c.kid_id == silver.c.kid_id),
+            )
+        )
+        .where(_current_reports(week)),
+    )
+    reports = _count(conn, sa.select(sa.func.count()).where(_current_reports(week)))
+    superseded = _count(conn, _week_rows(gold, week)) - reports
+    return dg.AssetCheckResult(
+        passed=silver_rows == matched == reports,
+        metadata={
+            "silver_rows": silver_rows,
+            "reports": reports,
+            "missing_reports": silver_rows - matched,
+            "orphan_reports": reports - matched,
+            "superseded_reports": superseded,
+        },
+    )
+
+
+def scores_in_range(conn: Connection, week: Week) -> dg.AssetCheckResult:
+    gold = kid_weekly_reports
+    scores = [
+        r.report.get("overall_score")
+        for r in conn.execute(sa.select(gold.c.report).where(_current_reports(week)))
+    ]
+    bad = [s for s in scores if not isinstance(s, int | float) or not 0 <= s <= 10]
+    numbers = [float(s) for s in scores if s not in bad]
+    return dg.AssetCheckResult(
+        passed=not bad,
+        metadata={
+            "reports": len(scores),
+            "out_of_range": len(bad),
+            "min_score": min(numbers, default=0.0),
+            "max_score": max(numbers, default=0.0),
+            "mean_score": round(sum(numbers) / len(numbers), 3) if numbers else 0.0,
+        },
+    )
+
+
+def quarantined_share(conn: Connection, week: Week, limit: float) -> dg.AssetCheckResult:
+    bad = _count(conn, _week_rows(quarantine, week))
+    good = _count(conn, _week_rows(raw_transactions, week)) + _count(
+        conn, _week_rows(raw_app_events, week)
+    )
+    share = bad / (bad + good) if bad + good else 0.0
+    return dg.AssetCheckResult(
+        passed=share <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "quarantined_rows": bad,
+            "valid_rows": good,
+            "quarantined_share": round(share, 6),
+            "max_share": limit,
+        },
+    )
+
+
+def grounded_share(conn: Connection, week: Week, least: float) -> dg.AssetCheckResult:
+    gold = kid_weekly_reports
+    reports, ungrounded = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count().filter(gold.c.grounded.is_(False)),
+        ).where(_current_reports(week))
+    ).one()
+    share = (reports - ungrounded) / reports if reports else 1.0
+    return dg.AssetCheckResult(
+        passed=share >= least,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "reports": int(reports),
+            "ungrounded_reports": int(ungrounded),
+            "grounded_share": round(share, 6),
+            "min_grounded_share": least,
+        },
+    )
+
+
+def average_cost(conn: Connection, week: Week, limit: float) -> dg.AssetCheckResult:
+    gold = kid_weekly_reports
+    n, total = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(gold.c.cost_usd), 0.0)).where(
+            _current_reports(week)
+        )
+    ).one()
+    average = float(total) / n if n else 0.0
+    return dg.AssetCheckResult(
+        passed=average <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "reports": n,
+            "cost_usd": float(total),
+            "cost_per_report_usd": average,
+            "max_cost_per_report_usd": limit,
+        },
+    )
+
+
+def _target(
+    context: dg.AssetCheckExecutionContext, asset: dg.AssetKey, week: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The week's latest materialisation, which this evaluation checked (as Dagster records
+    it for a check of one partition)."""
+    where = dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[week])
+    records = context.instance.fetch_materializations(where, limit=1).records
+    if not records:
+        return None
+    latest = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+    )
+
+
+def per_week(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    timezone: str,
+    evaluate: WeekCheck,
+) -> Iterator[dg.Output[None] | dg.AssetCheckEvaluation]:
+    """One evaluation per week, each recorded on its own partition. A range run (raw and
+    silver in a backfill) would otherwise record one evaluation without a partition and
+    leave every week of the range "Skipped" in the UI."""
+    (spec,) = context.check_specs
+    (output,) = context.op_execution_context.op_def.output_defs
+    yield dg.Output(None, output_name=output.name)  # what blocked steps wait for
+    with warehouse.get_engine().connect() as conn:
+        for key in context.partition_keys:
+            result = evaluate(conn, Week.from_key(key, timezone))
+            yield dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=result.passed,
+                metadata=result.metadata,
+                target_materialization_data=_target(context, spec.asset_key, key),
+                severity=result.severity,
+                description=result.description,
+                blocking=spec.blocking,
+                partition=key,
+            )
+
+
+Evaluations = Iterator[dg.Output[None] | dg.AssetCheckEvaluation]
+
+
+@dg.asset_check(
+    asset=SILVER_KEY,
+    partitions_def=weekly_partitions,
+    description="One silver row per kid with valid activity in W, W-1 or W-2, none twice.",
+)
+def one_row_per_active_kid(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    sources: SourcesResource,
+    analysis: AnalysisResource,
+) -> Evaluations:
+    src = sources.tables()
+    yield from per_week(
+        context,
+        warehouse,
+        analysis.timezone,
+        lambda conn, week: silver_rows_per_active_kid(conn, src, week),
+    )
+
+
+@dg.asset_check(
+    asset=GOLD_KEY,
+    partitions_def=weekly_partitions,
+    blocking=True,
+    description=(
+        "Every silver row of the week has exactly one report and no report lacks one. "
+        "Blocking: the reports export waits for it."
+    ),
+)
+def one_report_per_silver_row(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    analysis: AnalysisResource,
+) -> Evaluations:
+    yield from per_week(context, warehouse, analysis.timezone, gold_reports_per_silver_row)
+
+
+@dg.asset_check(
+    asset=GOLD_KEY,
+    partitions_def=weekly_partitions,
+    description="Every report's overall_score is a number from 0 to 10.",
+)
+def scores_within_0_10(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    analysis: AnalysisResource,
+) -> Evaluations:
+    yield from per_week(context, warehouse, analysis.timezone, scores_in_range)
+
+
+@dg.asset_check(
+    asset=GOLD_KEY,
+    partitions_def=weekly_partitions,
+    description=(
+        "Warns when fewer than checks.min_grounded_share of the week's reports have every "
+        "number and trend they state supported by the data (the rest wait for review in "
+        "needs_review_reports_<week>.json)."
+    ),
+)
+def reports_grounded(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    analysis: AnalysisResource,
+    check_limits: CheckLimitsResource,
+) -> Evaluations:
+    least = check_limits.min_grounded_share
+    yield from per_week(
+        context, warehouse, analysis.timezone, lambda conn, w: grounded_share(conn, w, least)
+    )
+
+
+@dg.asset_check(
+    asset=RAW_KEY,
+    partitions_def=weekly_partitions,
+    description=(
+        "Warns when the share of the week's source rows quarantined exceeds "
+        "checks.max_quarantine_share."
+    ),
+)
+def quarantine_share_below_threshold(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    analysis: AnalysisResource,
+    check_limits: CheckLimitsResource,
+) -> Evaluations:
+    limit = check_limits.max_quarantine_share
+    yield from per_week(
+        context, warehouse, analysis.timezone, lambda conn, w: quarantined_share(conn, w, limit)
+    )
+
+
+@dg.asset_check(
+    asset=GOLD_KEY,
+    partitions_def=weekly_partitions,
+    description=(
+        "Warns when the week's average cost per report exceeds checks.max_cost_per_report_usd."
+    ),
+)
+def cost_per_report_below_threshold(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    analysis: AnalysisResource,
+    check_limits: CheckLimitsResource,
+) -> Evaluations:
+    limit = check_limits.max_cost_per_report_usd
+    yield from per_week(
+        context, warehouse, analysis.timezone, lambda conn, w: average_cost(conn, w, limit)
+    )
+
+
+asset_checks = [
+    quarantine_share_below_threshold,
+    one_row_per_active_kid,
+    one_report_per_silver_row,
+    scores_within_0_10,
+    reports_grounded,
+    cost_per_report_below_threshold,
+]

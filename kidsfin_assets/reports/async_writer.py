@@ -1,0 +1,479 @@
+"""The sync path for the big tiers: thousands of requests in flight on one event loop.
+
+At 30,000 requests a minute and 2-5 s an answer, ~1,500 requests are in flight; threads
+cannot carry that (each report's CPU is spent under the GIL, and 256 threads is the cap),
+so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over aiohttp), in a
+thread of its own so that a terminated run still waits for the answers in flight.
+
+What stays as on the threaded path (report_writer.WeekReportWriter): the claims, the
+grounding gate and re-asks, FailFast, flex fallback, the total deadline of one request,
+and every exchange recorded in `report_ledger` before the task goes on (the next attempt,
+the count). Recording is grouped: a writer thread stores what arrived within
+GROUP_SECONDS (at most GROUP_ROWS) in one transaction, and each task waits for its own
+group's commit; if the warehouse cannot take a group, its paid answers go to the spool
+file first (one fsync a group), then the writer waits for the warehouse (the gate), and
+no new request is granted meanwhile (the lease goes through the same gate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import queue
+import random
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import openai
+
+from kidsfin_assets.llm.bucket import Reservation
+from kidsfin_assets.llm.transport import http_client, http_transport
+from kidsfin_assets.reports import ledger
+from kidsfin_assets.reports.openai_client import (
+    FLEX_REFUSALS_BEFORE_FALLBACK,
+    FLEX_UNAVAILABLE,
+    MAX_BODY_BYTES,
+    Cancelled,
+    DeadlineExceeded,
+    Exchange,
+    InvalidAnswer,
+    ReportSession,
+    UngroundedAnswer,
+    reask_message,
+    retry_after_seconds,
+)
+
+if TYPE_CHECKING:
+    from kidsfin_assets.reports.report_writer import PendingReport, WeekReportWriter
+
+# A group of records: whatever arrived within this long, at most this many rows.
+GROUP_SECONDS = 0.05
+GROUP_ROWS = 300
+# Connections per client. Chosen with httpx2's own pool, which looks at every connection
+# it holds (a getpeername and a select each) whenever a request ends, so one pool of 2,000
+# cost O(n) a request; kept with the aiohttp transport (not measured again without it).
+CONNECTIONS_PER_CLIENT = 16
+
+
+@dataclass
+class _Record:
+    """One exchange to store, and the task waiting for its commit."""
+
+    item: PendingReport
+    exchange: Exchange
+    ledger_row: dict[str, Any]
+    report_row: dict[str, Any] | None
+    done: Callable[[BaseException | None], None]
+
+
+@dataclass
+class _Waiter:
+    tokens: int
+    future: asyncio.Future[Reservation]
+
+
+@dataclass
+class AsyncRun:
+    """One pass of the event loop over a list of claimed kids."""
+
+    writer: WeekReportWriter
+    session: ReportSession
+    pages: Iterator[list[PendingReport]]  # claimed kids, a page at a time (may block)
+    records: queue.Queue[_Record | None] = field(default_factory=queue.Queue)
+    waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
+    lost: list[PendingReport] = field(default_factory=list)  # lease ran out: not asked
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        api = self.writer.api
+        shards = max(1, -(-api.max_concurrent // CONNECTIONS_PER_CLIENT))
+        per_client = -(-api.max_concurrent // shards)
+        tls = ssl.create_default_context()  # one for every client: each costs ~20 ms to load
+        self.clients = [
+            openai.AsyncOpenAI(
+                api_key=api.api_key,
+                organization=api.organization,
+                project=api.project,
+                base_url=api.base_url,
+                max_retries=0,  # one retry policy: ours
+                timeout=api.timeout_seconds,
+                http_client=http_client(per_client, api.timeout_seconds, tls),
+            )
+            for _ in range(shards)
+        ]
+        self._say_transport(http_transport(self.clients[0]), shards, per_client)
+        self.next_client = 0
+        leaser = asyncio.create_task(self._leaser())
+        slots = asyncio.Semaphore(api.max_concurrent)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            try:
+                # One loop (and one set of clients) for the week: the next page is read and
+                # claimed in a thread while the requests of the last one are in flight.
+                async for item in self._claimed_items():
+                    await slots.acquire()
+                    if self.writer.cancel.is_set():
+                        slots.release()
+                        break
+                    task = asyncio.create_task(self._write_one(self.writer._next_index(), item))
+                    tasks.add(task)
+                    task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+            except BaseException:
+                # A page that could not be read or claimed (the warehouse gone for longer
+                # than outage_wait): start nothing new, but the requests in flight are paid
+                # for and their answers are recorded before the error goes on.
+                self.writer.cancel.set()
+                self._fail_waiters(Cancelled("the run is stopping"))
+                raise
+            finally:
+                if tasks:
+                    await asyncio.wait(set(tasks))
+        finally:
+            leaser.cancel()
+            self._fail_waiters(Cancelled("the run is stopping"))
+            for client in self.clients:
+                await client.close()
+
+    def _say_transport(self, transport: str, clients: int, connections: int) -> None:
+        """Kept in the outcome (gold's `http_transport` metadata) and logged; a warning when
+        it is not aiohttp with its C extensions, which the CPU a request depends on."""
+        w = self.writer
+        w.outcome.http_transport = transport
+        line = f"async client: {clients} clients of {connections} connections over {transport}"
+        if transport.startswith("aiohttp") and "pure Python" not in transport:
+            w.log.info(line)
+        else:
+            w.log.warning(
+                f"{line}: not aiohttp with its C extensions, so each request costs the step "
+                "more CPU (install openai[aiohttp] with wheels for this Python; unset "
+                "AIOHTTP_NO_EXTENSIONS and the like)"
+            )
+
+    async def _claimed_items(self) -> AsyncIterator[PendingReport]:
+        while (page := await asyncio.to_thread(next, self.pages, None)) is not None:
+            for item in page:
+                yield item
+
+    async def _write_one(self, index: int, item: PendingReport) -> None:
+        """As WeekReportWriter._write_one: what became of the kid, counted once."""
+        w = self.writer
+        try:
+            if w.cancel.is_set():
+                raise Cancelled("not started: the run is stopping")
+            w._announce_batch(index)
+            exchange = await self._generate(item)
+            w._count_written(item, exchange.usage())
+        except ledger.ClaimLost:
+            self.lost.append(item)
+        except Exception as exc:  # stores an ungrounded answer for review: off the loop
+            await asyncio.to_thread(w._after_error, item, exc)
+
+    async def _generate(self, item: PendingReport) -> Exchange:
+        """As ReportSession.generate, on the loop: every exchange stored before the next
+        step, ungrounded answers asked again saying why, flex refusals then default."""
+        s, w = self.session, self.writer
+        messages = w.prompt.messages(item.metrics)
+        check = w._check(item)
+        asking, tier, refusals = messages, s.resource.service_tier, 0
+        attempts = s.resource.retry_max_attempts
+        for attempt in range(1, attempts + 1):
+            exchange = s.judge(await self._attempt(asking, tier, item.kid_id), check)
+            if exchange.outcome == FLEX_UNAVAILABLE:
+                refusals += 1
+                if s.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
+                    tier = "default"
+            await self._store(item, exchange)
+            fatal = s.fail_fast.observe(exchange)
+            if fatal is not None:
+                raise fatal
+            error = exchange.error
+            if error is None:
+                return exchange
+            if isinstance(error, UngroundedAnswer):
+                asking = [*messages, reask_message(error.findings)]
+            if not error.retryable or w.cancel.is_set() or attempt == attempts:
+                raise error
+            s.usage.record_retry()
+            await self._nap(self._backoff(attempt, error))
+        raise AssertionError("unreachable: the last attempt raises")
+
+    def _backoff(self, attempt: int, error: BaseException) -> float:
+        """Retry-After when given, else tenacity's wait_exponential_jitter, as on threads."""
+        r = self.session.resource
+        server_says = retry_after_seconds(error)
+        if server_says is not None:
+            return server_says + random.uniform(0, min(r.retry_jitter_seconds, 1.0))
+        wait = r.retry_initial_wait_seconds * 2 ** (attempt - 1)
+        return min(r.retry_max_wait_seconds, wait + random.uniform(0, r.retry_jitter_seconds))
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, waking early (Cancelled) when the run stops."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.writer.cancel.is_set():
+                raise Cancelled("run stopped by another report's fatal error")
+            await asyncio.sleep(min(0.25, left))
+
+    async def _attempt(self, messages: list[dict[str, str]], tier: str, kid: int) -> Exchange:
+        s, w = self.session, self.writer
+        while True:
+            reservation = await self._acquire(s.reserve_tokens(messages))
+            margin = w._renew_interval()
+            # As on threads: never asked unless the kid's claim surely holds (see still_holds).
+            if not w.claims.holds(kid, margin) and not await asyncio.to_thread(w.still_holds, kid):
+                s.cancel_reservation(reservation)
+                raise ledger.ClaimLost(kid)
+            if self.writer.cancel.is_set():
+                s.cancel_reservation(reservation)
+                raise Cancelled("run stopped before the request was sent")
+            if time.monotonic() <= reservation.use_by:
+                break
+            # Resumed too late (a busy loop, a slow renewal): the refill counted on this grant
+            # reaching the server by now, so sending it could exceed the limit. Ask again.
+            s.cancel_reservation(reservation)
+        answer_id = uuid.uuid4().hex
+        try:
+            body = await self._post(messages, tier)
+        except Exception as exc:
+            return s.no_answer(answer_id, exc, reservation)
+        return s.answered(answer_id, body, messages, reservation)
+
+    async def _post(self, messages: list[dict[str, str]], tier: str) -> bytes:
+        """The answer's body within one deadline for connect, send and the whole body."""
+        timeout = self.session.resource.timeout_seconds
+        flex = {"service_tier": "flex"} if tier == "flex" else {}
+        received = bytearray()
+        client = self.clients[self.next_client % len(self.clients)]
+        self.next_client += 1
+
+        async def read() -> bytes:
+            body = {**self.session.request_body(messages), **flex}
+            # Passed as extra_body: the SDK walks its typed parameters on every call (the
+            # messages and the schema: ~12 % of the loop at 500 a second); the body is
+            # already what the API takes.
+            async with client.chat.completions.with_streaming_response.create(
+                model=body.pop("model"), messages=[], extra_body=body, timeout=timeout
+            ) as response:
+                async for chunk in response.iter_bytes():
+                    received.extend(chunk)
+                    if len(received) > MAX_BODY_BYTES:
+                        raise InvalidAnswer("the answer is larger than any report", "not_json")
+                return bytes(received)
+
+        try:
+            return await asyncio.wait_for(read(), timeout)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"no complete answer within openai.timeout_seconds={timeout:g} "
+                f"({len(received)} bytes received)"
+            ) from exc
+
+    # --- the shared bucket ------------------------------------------------------------
+
+    async def _acquire(self, tokens: int) -> Reservation:
+        limiter = self.session.limiter
+        if not limiter.lease_seconds:  # not leased: one transaction a grant, in a thread
+            return await asyncio.to_thread(
+                self.writer.gate.call,
+                lambda: limiter.acquire(tokens, cancelled=self.writer.cancel.is_set),
+            )
+        if not self.waiters:
+            taken = limiter.take_leased(tokens)
+            if taken is not None:
+                return taken
+        future: asyncio.Future[Reservation] = self.loop.create_future()
+        self.waiters.append(_Waiter(tokens, future))
+        self.wake.set()
+        return await future
+
+    async def _leaser(self) -> None:
+        """Hands the leased block to the waiting tasks in arrival order; leases a block for
+        all of them (one statement, in a thread, through the warehouse gate) when it is
+        spent, and sleeps the deficit when the bucket has none."""
+        limiter = self.session.limiter
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.waiters:
+                self._serve_from_block()
+                if not self.waiters:
+                    break
+                if self.writer.cancel.is_set():
+                    self._fail_waiters(Cancelled("run stopped while waiting for the rate limit"))
+                    break
+                wanted = len(self.waiters)
+                tokens = sum(w.tokens for w in self.waiters)
+                head = self.waiters[0].tokens
+                try:
+                    lease = await asyncio.to_thread(
+                        self.writer.gate.call,
+                        lambda n=wanted, t=tokens, h=head: limiter.lease(n, t, h),
+                    )
+                except Exception as exc:  # the warehouse stayed down: every waiter fails
+                    self._fail_waiters(exc)
+                    break
+                if not lease.requests:
+                    await asyncio.sleep(min(5.0, lease.wait_seconds))
+
+    def _serve_from_block(self) -> None:
+        limiter = self.session.limiter
+        while self.waiters:
+            head = self.waiters[0]
+            if head.future.done():
+                self.waiters.popleft()
+                continue
+            taken = limiter.take_leased(head.tokens)
+            if taken is None:
+                return
+            self.waiters.popleft()
+            head.future.set_result(taken)
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(exc)
+
+    # --- recording ----------------------------------------------------------------------
+
+    async def _store(self, item: PendingReport, exchange: Exchange) -> None:
+        """Handed to the writer thread; returns once its group is committed (or spooled
+        and then stored after an outage); raises WarehouseUnavailable if it never was."""
+        w = self.writer
+        future: asyncio.Future[None] = self.loop.create_future()
+
+        def done(exc: BaseException | None) -> None:
+            def settle() -> None:
+                if future.done():
+                    return
+                if exc is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(exc)
+
+            self.loop.call_soon_threadsafe(settle)
+
+        ledger_row, report_row = w._rows_of(item, exchange)
+        self.records.put(_Record(item, exchange, ledger_row, report_row, done))
+        await future
+
+
+class GroupWriter:
+    """The thread that stores records in groups (one transaction a group)."""
+
+    def __init__(self, writer: WeekReportWriter, records: queue.Queue[_Record | None]) -> None:
+        self.writer, self.records = writer, records
+        self.thread = threading.Thread(target=self._run, daemon=True, name="report-groups")
+        self.groups = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.records.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        ending = False
+        while not ending:
+            first = self.records.get()
+            if first is None:
+                return
+            group = [first]
+            until = time.monotonic() + GROUP_SECONDS
+            while len(group) < GROUP_ROWS:
+                try:
+                    more = self.records.get(timeout=max(0.0, until - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    ending = True
+                    break
+                group.append(more)
+            self._store(group)
+
+    def _store(self, group: list[_Record]) -> None:
+        w = self.writer
+        paid = [r for r in group if r.exchange.paid or r.report_row is not None]
+
+        def store() -> None:
+            with w.engine.begin() as conn:
+                store_group(conn, w, group)
+
+        error: BaseException | None = None
+        try:
+            store()
+        except Exception as exc:
+            spooled = self._spool(paid)
+            if not spooled or not w.gate.may_retry(exc):
+                error = exc
+            else:
+                try:
+                    w.gate.call(store)
+                    with w._lock:
+                        w.outcome.unstored -= len(paid)
+                except Exception as exc2:
+                    error = exc2
+        self.groups += 1
+        for record in group:
+            record.done(error)
+
+    def _spool(self, paid: list[_Record]) -> bool:
+        """Paid answers to the spool file before anything else (one fsync for the group)."""
+        try:
+            self.writer._spool_many([(r.ledger_row, r.exchange, r.report_row) for r in paid])
+        except Exception as exc:  # the disk failed too: say so, the group is lost
+            self.writer.log.error(f"{len(paid)} paid answers could not be spooled: {exc}")
+            return False
+        return True
+
+
+def store_group(conn: Any, writer: WeekReportWriter, group: Iterable[_Record]) -> None:
+    """One transaction: every ledger row, the accepted reports, their claims released."""
+    group = list(group)
+    ledger.store_exchanges_grouped(conn, [r.ledger_row for r in group])
+    reports = [r.report_row for r in group if r.report_row is not None]
+    ledger.store_reports_grouped(conn, reports)
+    writer.claims.delete_in(conn, [row["kid_id"] for row in reports])
+
+
+def run_async(
+    writer: WeekReportWriter, session: ReportSession, pages: Iterable[list[PendingReport]]
+) -> list[PendingReport]:
+    """One pass over `pages` on an event loop in its own thread; this thread waits for it
+    even through interrupts (the answers in flight are paid for and must be recorded).
+    Returns the kids not asked because their claim's lease ran out."""
+    run = AsyncRun(writer, session, iter(pages))
+    groups = GroupWriter(writer, run.records)
+    groups.start()
+    failure: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            asyncio.run(run.main())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=loop, name="report-loop")
+    thread.start()
+    interrupted: BaseException | None = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except BaseException as exc:  # Ctrl+C / terminate: start nothing new, drain
+            writer.cancel.set()
+            interrupted = interrupted or exc
+    groups.stop()
+    if interrupted is not None:
+        raise interrupted
+    if failure:
+        raise failure[0]
+    return run.lost
