@@ -18,7 +18,9 @@ from typing import Any
 from kidsfin_assets.reports.grounding import check_report
 
 CORPORA = Path(__file__).parent
-WRITTEN = ("independent", "heldout")
+# In the order they were written. Each was measured once before the checker was tuned on it;
+# the last is the one never tuned on (bench/README.md, section 4).
+WRITTEN = ("independent", "heldout", "third", "fourth", "fifth")
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 
