@@ -89,6 +89,10 @@ def test_a_report_without_a_grounded_answer_is_kept_for_review_not_exported(
         assert f"**kid {row['kid_id']}**" in shown
         for finding in row["findings"]:
             assert finding["message"].replace("|", "\\|") in shown
+            # the whole sentence refused, not a fragment of it
+            sentence = finding["sentence"]
+            assert finding["text"] in sentence and sentence[-1] in ".!?;", finding
+            assert sentence.replace("|", "\\|") in shown
 
 
 def gold_and_export_through_the_cli(tmp_path, pg_url, liar) -> dict[str, str]:

@@ -175,13 +175,16 @@ def review_markdown(rows: list[dict[str, Any]], kept: int, week: Week) -> str:
     out = [
         f"**{kept} report(s) kept for review**, out of the parents' export "
         f"(`needs_review_reports_{week.key}.json` holds them whole). Each answer was asked "
-        "again and none came back grounded; what the last one was refused for:",
+        "again and none came back grounded; what the last one was refused for (each "
+        "sentence as the model wrote it, numbers in digits; [[KID]] stands for the child's "
+        "name, which stays out of Dagster's metadata):",
     ]
     for row in rows:
         findings = row["findings"] or []
         out += ["", f"**kid {row['kid_id']}**", "", "| field | refused | why |", "|---|---|---|"]
         out += [
-            f"| {_cell(f.get('field'))} | {_cell(f.get('text'))} | {_cell(f.get('message'))} |"
+            f"| {_cell(f.get('field'))} | {_cell(f.get('sentence') or f.get('text'))} "
+            f"| {_cell(f.get('message'))} |"
             for f in findings
         ]
     if kept > len(rows):

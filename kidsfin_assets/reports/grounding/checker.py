@@ -113,6 +113,7 @@ class Finding:
     field: str  # financial_health ... or recommendations[i]
     text: str  # the offending span, as written
     message: str  # one line a human (or the model, when asked again) reads
+    sentence: str = ""  # the whole sentence it is in, for a reviewer (numbers as digits)
 
 
 _SENTENCE_OF_WORDS = re.compile(rf"(?:[^\W\d_]+[\W\d_]+){{{MIN_WORDS - 1}}}[^\W\d_]")
@@ -125,9 +126,21 @@ class _Checker:
     def __init__(self, facts: Facts) -> None:
         self.facts = facts
         self.findings: list[Finding] = []
+        self._shown = self._masked = ""  # the field being read: as shown, labels masked
 
     def add(self, kind: str, field: str, span: str, message: str) -> None:
-        self.findings.append(Finding(kind, field, span.strip(), message))
+        span = span.strip()
+        self.findings.append(Finding(kind, field, span, message, self.sentence_of(span)))
+
+    def sentence_of(self, span: str) -> str:
+        """The sentence of the field being read that holds `span` (masked labels shown)."""
+        at = self._masked.find(span) if span else -1
+        if at < 0:
+            return ""
+        start = max(self._masked.rfind(end, 0, at) for end in (". ", "! ", "? ", "; "))
+        start = start + 2 if start >= 0 else 0
+        stops = [i for i in (self._masked.find(e, at + len(span)) for e in ".!?;") if i >= 0]
+        return self._shown[start : min(stops) + 1 if stops else len(self._shown)].strip()
 
     def field(self, field: str, original: str) -> None:
         # Numbers in words are read as digits: "một trăm năm mươi nghìn" is 150 nghìn.
@@ -137,8 +150,10 @@ class _Checker:
         if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
             self.add("too_thin", field, original[:80], f"not a sentence of words: {original!r}")
             return
+        self._shown = text
         if self.facts.masks is not None:  # a child or category named "Bin 2015", "Mục tiêu 1"
             text = self.facts.masks.sub(lambda m: " " * len(m.group()), text)
+        self._masked = text
         low = text.lower()
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
