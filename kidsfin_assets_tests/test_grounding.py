@@ -323,6 +323,7 @@ def test_findings_name_the_field_the_span_and_the_nearest_value() -> None:
         "financial_health",
         "210.000 đ",
         "'210.000 đ' matches no amount of the data (nearest: income_total = 200 000)",
+        "Tuần này [[KID]] nhận 210.000 đ.",  # the whole sentence, for a reviewer
     )
     assert findings[1].kind == "too_thin" and findings[1].field == "recommendations[0]"
     text = describe_findings(findings)
