@@ -79,6 +79,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     DIRECTIONS,
     GOAL_AFTER,
     GOAL_CLAIMS,
+    GOAL_LABEL,
     MAY_STATE,
     MEAN_REF,
     METRIC_NAMES,
@@ -612,7 +613,6 @@ _SIGNED = ("net_flow", "savings_balance")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
 _SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ)(?!\w)")
-_GOAL_LABEL = re.compile(r"mục\stiêu\s(\d+)")
 _LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
 
 
@@ -621,8 +621,8 @@ def _lack_of(labelled_low: str, clause: tuple[int, tuple[int, int]], n: Stated) 
     mục tiêu 1"), else the one its sentence named last before it; any goal's if none."""
     _, (sentence_start, sentence_end) = clause
     stop = _LACK_GOAL_STOP.search(labelled_low, n.end, sentence_end)  # "(..., còn thiếu X) và"
-    after = _GOAL_LABEL.search(labelled_low, n.end, stop.start() if stop else sentence_end)
-    before = _GOAL_LABEL.findall(labelled_low, sentence_start, n.start)
+    after = GOAL_LABEL.search(labelled_low, n.end, stop.start() if stop else sentence_end)
+    before = GOAL_LABEL.findall(labelled_low, sentence_start, n.start)
     if "lần lượt" in labelled_low[sentence_start : n.start]:  # "... lần lượt còn thiếu X và Y"
         return "lack"
     goal = after.group(1) if after else before[-1] if before else None
@@ -697,9 +697,9 @@ def _percent_list(candidates: list[tuple[float, str]]) -> str:
 
 _COUNT_UNITS = frozenset({"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "mục tiêu"})
 _HEDGES = r"hơn|trên|dưới|chưa\sđến|chưa\stới|xấp\sxỉ"  # "còn thiếu hơn 1 triệu"
+_LACK_WORDS = r"còn\sthiếu|thiếu|cần\sthêm|còn\scần"
 _LACK_BEFORE = re.compile(
-    r"(?<!\w)(?:còn\sthiếu|thiếu|cần\sthêm|còn\scần|cần\scó\sthêm|cần)"
-    rf"(?:\s(?:khoảng|đúng|chừng|gần|thêm|{_HEDGES}))?\s*$"
+    rf"(?<!\w)(?:{_LACK_WORDS}|cần\scó\sthêm|cần)(?:\s(?:khoảng|đúng|chừng|gần|thêm|{_HEDGES}))?\s*$"
 )
 _LEFT_BEFORE = re.compile(rf"(?<!\w)(?:chỉ\s)?còn(?:\s(?:khoảng|đúng|chừng|gần|{_HEDGES}))?\s*$")
 _MORE_AFTER = re.compile(r"\s*nữa(?!\w)")
@@ -707,7 +707,7 @@ _MORE_AFTER = re.compile(r"\s*nữa(?!\w)")
 _LACK_AFTER = re.compile(r"\s(?:đ|đồng|vnd|k|nghìn|ngàn)?\s?(?:còn\s)?thiếu(?!\w)")
 # "còn thiếu hơn 1 triệu (1.065.000 đ)": the bracket gives the lack exactly
 _LACK_BRACKETED = re.compile(
-    rf"(?<!\w)(?:còn\sthiếu|thiếu|cần\sthêm|còn\scần)\s(?:(?:khoảng|gần|{_HEDGES})\s)?"
+    rf"(?<!\w)(?:{_LACK_WORDS})\s(?:(?:khoảng|gần|{_HEDGES})\s)?"
     r"\d[\d.,]*\s?(?:đ|đồng|vnd|k|nghìn|ngàn|triệu)?\s*\(\s*$"
 )
 # A sentence comparing weeks names them without its figures being theirs.

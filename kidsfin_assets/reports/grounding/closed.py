@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from kidsfin_assets.reports.grounding.facts import Facts
 from kidsfin_assets.reports.grounding.reading import Stated
-from kidsfin_assets.reports.grounding.vocabulary import ADVICE, CATEGORIES, group_of
+from kidsfin_assets.reports.grounding.vocabulary import ADVICE, CATEGORIES, GOAL_LABEL, group_of
 
 Span = tuple[int, int]
 
@@ -367,7 +367,6 @@ _COMPARED_WEEK = re.compile(
     r"so\svới\s(?:(?P<prev2>tuần\strước\snữa|(?:hai|2)\stuần\strước)|(?P<prev1>tuần\strước|tuần\srồi)"
     r"|(?P<mean>trung\sbình\shai\stuần(?:\strước)?))"
 )
-_GOAL_NAMED = re.compile(r"mục\stiêu\s(\d+)")
 # a clause that only restates its sentence's comparison: "..., tức là hơn gấp đôi", ", gần gấp đôi"
 _RESTATES = re.compile(
     r"\s*(?:tức\slà|tức|nghĩa\slà|hay|tương\sđương|gần|khoảng|hơn|xấp\sxỉ|gấp|bằng)(?!\w)"
@@ -541,7 +540,7 @@ def _compared(
     equal = bool(m.group("equal") or m.group("about"))
     of_past = after_week == "now" and _clause_week(r, clauses[0][0], m.start()) != "now"
     same_metric = after is None and after_week is not None and (equal or of_past)
-    goal = _GOAL_NAMED.findall(r.labelled, clauses[0][0], m.start()) if after is None else []
+    goal = GOAL_LABEL.findall(r.labelled, clauses[0][0], m.start()) if after is None else []
     if after is None and not same_metric and not goal:
         return None
     week_here = _clause_week(r, clause[0], m.start())

@@ -366,6 +366,7 @@ _GOAL_DONE = (
 )
 
 
+GOAL_LABEL = re.compile(r"mục\stiêu\s(\d+)")  # a goal as the prompt names it
 GOAL_CLAIMS = re.compile(
     rf"(?<!\w)(?P<neg>(?:chưa|không)\s(?:(?:đã|được)\s)?)?{_GOAL_DONE}\s(?:được\s)?mục\stiêu"
     r"(?:\s(?P<n>\d+)(?!\d)|(?=\s*(?:$|[.,;!]|\stiết\skiệm|\scủa\s(?:mình|con|bé)|\sđã\sđặt)))"
