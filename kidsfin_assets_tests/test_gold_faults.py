@@ -144,8 +144,11 @@ def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_m
     monkeypatch, pg_url, server
 ) -> None:
     settings, meta, answers = run_with_first_answer(monkeypatch, pg_url, server, "usage_absurd")
-    assert answers[0]["prompt_tokens"] == ABSURD_PROMPT_TOKENS  # what the bill will say
-    assert "above the largest possible request" in answers[0]["usage_note"]
+    # The scripted answer by its usage, not its place: on a loaded machine two answers of
+    # one event-loop group can be received within the same clock tick.
+    absurd = [a for a in answers if a["prompt_tokens"] == ABSURD_PROMPT_TOKENS]
+    assert len(absurd) == 1, [a["prompt_tokens"] for a in answers]  # what the bill will say
+    assert "above the largest possible request" in absurd[0]["usage_note"]
     assert meta["usage_flagged"] == 1
     limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
     level = limiter.state()["tokens"]["level"]
