@@ -32,7 +32,8 @@ import pytest
 import yaml
 
 from kidsfin_assets.config.paths import PROJECT_ROOT
-from kidsfin_assets.config.settings import load_settings
+from kidsfin_assets.config.weeks import WEEKS
+from kidsfin_assets.defs.resources import load_settings
 
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION = "kidsfin"
@@ -102,7 +103,7 @@ def _clean_environment(home: Path, tmp: Path) -> dict[str, str]:
     env.update(
         DAGSTER_HOME=str(home),
         KIDSFIN_DATABASE_URL=f"sqlite:///{tmp / 'kidsfin.db'}",
-        KIDSFIN_EXPORT_DIR=str(tmp / "exports"),
+        KIDSFIN_EXPORTS__EXPORT_DIR=str(tmp / "exports"),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -262,8 +263,8 @@ def test_every_asset_is_partitioned_by_week(
     asset_nodes: dict[tuple[str, ...], dict[str, Any]],
 ) -> None:
     settings = load_settings()
-    start = settings.weeks.start_date
-    zone = zoneinfo.ZoneInfo(settings.weeks.timezone)
+    start = WEEKS.start_date
+    zone = zoneinfo.ZoneInfo(settings.analysis.timezone)
     today = dt.datetime.now(zone).date()
     this_monday = today - dt.timedelta(days=today.weekday())
 
@@ -276,7 +277,7 @@ def test_every_asset_is_partitioned_by_week(
         definition = node["partitionDefinition"]
         assert definition["type"] == "TIME_WINDOW", key
         assert definition["fmt"] == "%Y-%m-%d", key
-        assert settings.weeks.timezone in definition["description"], key
+        assert settings.analysis.timezone in definition["description"], key
         keys_by_asset[key] = node["partitionKeys"]
 
     keys = keys_by_asset[("gold", "kid_weekly_reports")]
