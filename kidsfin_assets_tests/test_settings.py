@@ -553,3 +553,13 @@ def test_a_tier_without_its_price_stops_the_code_location_naming_the_setting(
     # With the tier's price (the project's pricing file), the same setting loads.
     monkeypatch.delenv("KIDSFIN_OPENAI__PRICING_FILE")
     defs()
+
+
+def test_docs_settings_is_written_from_the_declarations() -> None:
+    """docs/settings.md (every setting, its default, rule, variable and old name) is the
+    declarations' own page: changing a field without rewriting it fails here."""
+    from tools import settings_reference
+
+    assert (PROJECT / "docs" / "settings.md").read_text() == settings_reference.render(), (
+        "docs/settings.md is stale: run .venv/bin/python -m tools.settings_reference"
+    )

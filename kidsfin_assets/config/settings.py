@@ -89,6 +89,7 @@ def one_of(*choices: str) -> Callable[[Any, str], str]:
             raise ValueError(f"must be {said}")
         return value
 
+    check.__doc__ = f"{said}"
     return classmethod(check)  # type: ignore[return-value]
 
 

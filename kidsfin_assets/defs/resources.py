@@ -101,6 +101,7 @@ class WarehouseResource(SettingsResource):
     @field_validator("database_url")
     @classmethod
     def _usable_url(cls, value: str) -> str:
+        """A SQLite or PostgreSQL (psycopg2) URL."""
         # Checked when loaded, so a wrong URL stops start-up instead of failing every run.
         if not isinstance(value, dg.EnvVar):  # an EnvVar is checked once Dagster reads it
             try:
@@ -112,6 +113,7 @@ class WarehouseResource(SettingsResource):
     @field_validator("schema_name")
     @classmethod
     def _schema_identifier(cls, value: str) -> str:
+        """Letters, digits and _ (at most 63)."""
         # Quoted in SQL the project writes itself (LOCK TABLE "<schema>".…): a plain name.
         if not _plain_name(value) or len(value) > 63:
             raise ValueError(f"{value!r} is not a schema name (letters, digits, _)")
@@ -149,6 +151,7 @@ class SourcesResource(SettingsResource):
     @field_validator("*")
     @classmethod
     def _identifier(cls, value: str) -> str:
+        """A table or schema.table: letters, digits and _."""
         parts = value.split(".")
         if not 1 <= len(parts) <= 2 or not all(map(_plain_name, parts)):
             raise ValueError(f"{value!r} is not a table name (letters, digits, _; schema.table)")
@@ -212,6 +215,7 @@ class PrivacyResource(SettingsResource):
     @field_validator("known_categories")
     @classmethod
     def _named(cls, value: list[str]) -> list[str]:
+        """No empty name."""
         if any(not name.strip() for name in value):
             raise ValueError("a known category is empty")
         return value
@@ -237,7 +241,12 @@ class ExportResource(SettingsResource):
     )
 
     _export_dir_named = field_validator("export_dir")(check_export_location)
-    _format_is_known = field_validator("format")(check_export_format)
+
+    @field_validator("format")
+    @classmethod
+    def _format_is_known(cls, value: str) -> str:
+        """'json' or 'jsonl'."""
+        return check_export_format(value)
 
     @classmethod
     def shown(cls, field: str, value: Any) -> str:

@@ -866,8 +866,11 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
 
     @model_validator(mode="after")
     def _consistent(self) -> OpenAIReportsResource:
-        """Rules across fields, checked wherever the values come from (the file, the
-        environment or a run's config): each names the field to change."""
+        """max_concurrent at most 256 with concurrency threads; tokens_per_minute at least
+        two of the largest requests (the prompt plus max_tokens); model priced in
+        pricing_file, with a batch price for api batch or auto and a flex price for
+        service_tier flex. Checked wherever the values come from (the file, the environment
+        or a run's config), each naming the field to change."""
         if self.concurrency == "threads" and self.max_concurrent > MAX_THREADS:
             raise Rule(
                 "max_concurrent",
