@@ -8,7 +8,7 @@ ADMIN="postgresql://postgres@127.0.0.1:5432/postgres"
 psql "$ADMIN" -qc "CREATE DATABASE $DB"
 trap 'psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true' EXIT
 export KIDSFIN_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$DB"
-export KIDSFIN_EXPORT_DIR="$(mktemp -d)"
+export KIDSFIN_EXPORTS__EXPORT_DIR="$(mktemp -d)"
 export DAGSTER_HOME="$(mktemp -d)"
 unset OPENAI_API_KEY OPENAI_BASE_URL
 
@@ -23,8 +23,8 @@ GOLD="$(psql "$KIDSFIN_DATABASE_URL" -tAc "SELECT count(*) FROM kidsfin.kid_week
 echo "silver rows: $SILVER, gold rows: $GOLD"
 test "$SILVER" -ge 10
 test "$GOLD" -eq "$SILVER"
-test -s "$KIDSFIN_EXPORT_DIR/kids_analysis_$WEEK.json"
-test -s "$KIDSFIN_EXPORT_DIR/kids_reports_$WEEK.json"
+test -s "$KIDSFIN_EXPORTS__EXPORT_DIR/kids_analysis_$WEEK.json"
+test -s "$KIDSFIN_EXPORTS__EXPORT_DIR/kids_reports_$WEEK.json"
 echo "materialize check: ok"
 
 echo "== the same week through an OpenAI-compatible server (the suite's, on 127.0.0.1)"
@@ -35,7 +35,7 @@ SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null || true; psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true' EXIT
 for _ in $(seq 1 50); do grep -q READY "$SERVER_LOG" && break; sleep 0.2; done
 export OPENAI_BASE_URL="$(awk '/READY/ {print $2}' "$SERVER_LOG")"
-export OPENAI_API_KEY=sk-ci-only KIDSFIN_RETRY__INITIAL_WAIT_SECONDS=0.1
+export OPENAI_API_KEY=sk-ci-only KIDSFIN_OPENAI__RETRY_INITIAL_WAIT_SECONDS=0.1
 .venv/bin/dagster asset materialize -m kidsfin_assets.definitions --select '*' --partition "$WEEK"
 AI="$(psql "$KIDSFIN_DATABASE_URL" -tAc "SELECT count(*) FROM kidsfin.kid_weekly_reports WHERE week_start = '$WEEK' AND writer = 'openai'")"
 echo "AI reports: $AI of $SILVER"

@@ -60,7 +60,8 @@ from bench.common import (
     write_results,
 )
 from bench.silver_scale import peak_rss_kib
-from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.config.paths import resolve_path
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.llm.pricing import load_prices
 
 NAME = "batch"
@@ -80,11 +81,11 @@ def child(week: str) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from kidsfin_assets.config.settings import get_settings
-    from kidsfin_assets.definitions import pipeline_assets, resources_from
+    from kidsfin_assets.definitions import pipeline_assets, run_resources
+    from kidsfin_assets.defs.resources import load_settings
 
-    settings = get_settings()
-    assets, resources = pipeline_assets, resources_from(settings)
+    settings = load_settings()
+    assets, resources = pipeline_assets, run_resources(settings)
     baseline = peak_rss_kib()
     began = time.perf_counter()
     result = dg.materialize(
@@ -252,7 +253,7 @@ def measure(
             server.base_url,
             workdir / "home",
             workdir / "exports",
-            KIDSFIN_OPENAI__MODE="batch",
+            KIDSFIN_OPENAI__API="batch",
             KIDSFIN_OPENAI__BATCH_MAX_REQUESTS=str(per_file),
             KIDSFIN_OPENAI__BATCH_QUEUE_TOKENS=str(QUEUE_TOKENS),
         )
@@ -283,7 +284,7 @@ def measure(
         out["ledger"] = ledger_totals(settings, week)
         out["lines_per_batch"] = [b["request_counts"]["total"] for b in server_batches(server)]
         out["lines_in_batches"] = sum(out["lines_per_batch"])
-        out["cost"] = cost(out, settings.pricing_path, settings.openai.model)
+        out["cost"] = cost(out, resolve_path(settings.openai.pricing_file), settings.openai.model)
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from kidsfin_assets.config.settings import Settings, get_settings
+from kidsfin_assets.defs.resources import Settings, load_settings
 from kidsfin_assets.warehouse import db
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -146,8 +146,7 @@ def use_settings(url: str, **env: str) -> Settings:
             del os.environ[name]
     os.environ["KIDSFIN_DATABASE_URL"] = url
     os.environ.update(env)
-    get_settings.cache_clear()
-    return get_settings()
+    return load_settings()
 
 
 def load_demo(
@@ -162,7 +161,7 @@ def load_demo(
             kids=kids,
             weeks=weeks,
             txns_per_kid_week=txns_per_kid_week,
-            timezone=settings.weeks.timezone,
+            timezone=settings.analysis.timezone,
         )
         return generate(engine, settings.sources, spec)
     finally:
@@ -173,11 +172,11 @@ def materialize_in_process(settings: Settings, week: str, selection: str) -> Any
     """A real Dagster run of the project's assets, in this process (ephemeral instance)."""
     import dagster as dg
 
-    from kidsfin_assets.definitions import pipeline_assets, resources_from
+    from kidsfin_assets.definitions import pipeline_assets, run_resources
 
     return dg.materialize(
         pipeline_assets,
-        resources=resources_from(settings),
+        resources=run_resources(settings),
         partition_key=week,
         selection=selection,
         run_config=QUIET_RUN_CONFIG,
@@ -185,13 +184,13 @@ def materialize_in_process(settings: Settings, week: str, selection: str) -> Any
 
 
 def warehouse_scalar(settings: Settings, sql: str, **params: Any) -> Any:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     with engine.connect() as conn:
         return conn.execute(sa.text(sql), params).scalar()
 
 
 def warehouse_execute(settings: Settings, sql: str, **params: Any) -> None:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     with engine.begin() as conn:
         conn.execute(sa.text(sql), params)
 
@@ -313,7 +312,7 @@ def gold_env(url: str, base_url: str, home: Path, export_dir: Path, **extra: str
         **env,
         "DAGSTER_HOME": str(home),
         "KIDSFIN_DATABASE_URL": url,
-        "KIDSFIN_EXPORT_DIR": str(export_dir),
+        "KIDSFIN_EXPORTS__EXPORT_DIR": str(export_dir),
         "OPENAI_API_KEY": API_KEY,
         "OPENAI_BASE_URL": base_url,
         **extra,

@@ -4,7 +4,8 @@
 
 Run as a script, not a module, so that PYTHONPATH alone says which kidsfin_assets is
 measured (this checkout's, or an older one's: `bench.exports --code-dir`). The settings
-come from the environment (KIDSFIN_DATABASE_URL, KIDSFIN_EXPORT_DIR, KIDSFIN_EXPORT_FORMAT).
+come from the environment (KIDSFIN_DATABASE_URL, KIDSFIN_EXPORTS__EXPORT_DIR,
+KIDSFIN_EXPORTS__FORMAT).
 Prints one line, `RESULT {json}`: the step's wall and CPU time, the peak RSS (VmHWM) before and
 after, and the materialisation's metadata.
 """
@@ -38,10 +39,10 @@ def main(selection: str, week: str) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from kidsfin_assets.config.settings import get_settings
-    from kidsfin_assets.definitions import pipeline_assets, resources_from
+    from kidsfin_assets.definitions import pipeline_assets, run_resources
+    from kidsfin_assets.defs.resources import load_settings
 
-    resources = resources_from(get_settings())
+    resources = run_resources(load_settings())
     baseline = vm_hwm_kib()  # imports, Dagster and the definitions: before any row
     began, cpu = time.perf_counter(), time.process_time()
     result = dg.materialize(

@@ -68,10 +68,10 @@ from bench.common import (
     use_settings,
     write_results,
 )
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.defs.assets import exports
 from kidsfin_assets.defs.assets.exports import pages_in_order
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.reports.offline_writer import OFFLINE_MODEL, offline_report
 from kidsfin_assets.reports.report_writer import WRITER_OFFLINE
 from kidsfin_assets.warehouse import db
@@ -108,7 +108,7 @@ def fill_gold_offline(settings: Settings, week: str) -> float:
     asset: its per-report transactions and grounding take ~20 ms a report here, hours at
     300,000 kids, and gold is not what is measured."""
     began = time.perf_counter()
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     silver, gold = kid_weekly_analysis, kid_weekly_reports
     day = dt.date.fromisoformat(week)
     others = [c for c in silver.c if c.name != "kid_id"]
@@ -240,12 +240,12 @@ def step_env(url: str, case: Case, folder: Path, s3: dict[str, str] | None) -> d
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["KIDSFIN_DATABASE_URL"] = url
     if case.export_format != "json":  # unset: the default (and a variable older code refuses)
-        env["KIDSFIN_EXPORT_FORMAT"] = case.export_format
+        env["KIDSFIN_EXPORTS__FORMAT"] = case.export_format
     if case.target == "s3":
         assert s3 is not None
-        env.update(s3, KIDSFIN_EXPORT_DIR=f"s3://{S3_BUCKET}/{folder.name}")
+        env.update(s3, KIDSFIN_EXPORTS__EXPORT_DIR=f"s3://{S3_BUCKET}/{folder.name}")
     else:
-        env["KIDSFIN_EXPORT_DIR"] = str(folder)
+        env["KIDSFIN_EXPORTS__EXPORT_DIR"] = str(folder)
     return env
 
 
@@ -273,7 +273,7 @@ def measure(
     """One size: its data prepared, then every export step in every case."""
     with scratch_database(f"{NAME}_{kids}") as url:
         settings = use_settings(url)
-        week = last_complete_week(settings.weeks.timezone)
+        week = last_complete_week(settings.analysis.timezone)
         prepared = {"demo_s": round(load_week(url, kids, week), 1)}
         prepared["raw_silver_s"] = round(timed_materialize(settings, week, RAW_SILVER_SELECTION), 1)
         prepared["gold_offline_s"] = round(fill_gold_offline(settings, week), 1)

@@ -65,8 +65,7 @@ from bench.common import (
     warehouse_scalar,
     write_results,
 )
-from kidsfin_assets.config.settings import Settings
-from kidsfin_assets.definitions import openai_resource
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.reports.prompt import load_prompt
 from kidsfin_assets.warehouse import db
 
@@ -169,7 +168,7 @@ def report_times(settings: Settings, week: str) -> list[float]:
     """When each report was stored (epoch seconds), oldest first."""
     from kidsfin_assets.warehouse import db
 
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     sql = sa.text(
         "SELECT extract(epoch FROM generated_at) FROM kidsfin.kid_weekly_reports "
         "WHERE week_start = CAST(:week AS date) ORDER BY 1"
@@ -318,7 +317,7 @@ def quota_stop(
 
 
 def warehouse_rows(settings: Settings, sql: str, **params: Any) -> list[dict[str, Any]]:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]
 
@@ -580,14 +579,14 @@ def trickle_run(
     env = {
         **client_env(p, workdir),
         "KIDSFIN_OPENAI__MAX_CONCURRENT": str(max_concurrent),
-        "KIDSFIN_RETRY__STEP_MAX_RETRIES": "0",
+        "KIDSFIN_STEP_RETRY__MAX_RETRIES": "0",
     }
     run = start_gold(week, workdir, url, server.base_url, **env)
     code = run.wait(1800)
     stats = settle(server, limit=30.0)
     server.configure(fault_rate=0.0, faults=list(FAULT_KINDS))
     meta = run.metadata()
-    attempts = settings.retry.max_attempts
+    attempts = settings.openai.retry_max_attempts
     bound = p.timeout * attempts + backoff_max(settings) + TRICKLE_MARGIN_SECONDS
     abandoned = warehouse_scalar(
         settings,
@@ -682,8 +681,8 @@ def absurd_usage(
         "KIDSFIN_OPENAI__TOKENS_PER_MINUTE": str(settings.openai.tokens_per_minute),
         "KIDSFIN_OPENAI__MAX_CONCURRENT": "1",
     }
-    limiter = openai_resource(settings).limiter(
-        db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name),
+    limiter = settings.openai.limiter(
+        db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name),
         load_prompt(),
     )
     with BucketWatch(settings, limiter.tokens.name) as watch:

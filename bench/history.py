@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import statistics
 import time
@@ -49,10 +50,11 @@ from bench.common import (
     write_results,
 )
 from bench.silver_scale import FLOOR_SQL
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.defs.assets.raw import load_raw_week, quarantine_undated
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.defs.sensor_plan import SensorCursor, Watch, evaluate
+from kidsfin_assets.defs.sensors import watch_from
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.metrics import write_week
 from kidsfin_assets.warehouse.source_activity import week_fingerprint
@@ -139,7 +141,7 @@ def cases(quick: bool, large: bool, late_weeks: int) -> list[Case]:
 
 
 def _mondays(settings: Settings, weeks: int, now: dt.datetime) -> list[Week]:
-    last = Week.containing(now, settings.weeks.timezone).shifted(-1)
+    last = Week.containing(now, settings.analysis.timezone).shifted(-1)
     return [last.shifted(-n) for n in range(weeks - 1, -1, -1)]
 
 
@@ -269,16 +271,16 @@ def generate(url: str, settings: Settings, case: Case, weeks: list[Week]) -> dic
 
 
 def time_silver(settings: Settings, week: Week) -> float:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     src = source_tables(settings.sources)
     began = time.perf_counter()
     with engine.begin() as conn:
-        write_week(conn, src, week, settings.trends.threshold)
+        write_week(conn, src, week, settings.analysis.trend_threshold)
     return time.perf_counter() - began
 
 
 def time_raw(settings: Settings, week: Week) -> None:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     src = source_tables(settings.sources)
     with engine.begin() as conn:
         load_raw_week(conn, settings.sources, src, week)
@@ -286,19 +288,29 @@ def time_raw(settings: Settings, week: Week) -> None:
         quarantine_undated(conn, settings.sources, src)  # once a run, whatever its weeks
 
 
+# The sensor watches weeks from far enough back for 104 weeks (8 of them each tick).
+FIRST_WEEK = dt.date(2020, 1, 6)
+
+
+def watch(settings: Settings) -> Watch:
+    """What the sensor's tick looks at, its weeks starting at FIRST_WEEK."""
+    watched = watch_from(settings.warehouse, settings.sources, settings.analysis, settings.sensor)
+    return dataclasses.replace(watched, first_week=FIRST_WEEK)
+
+
 def steady_cursor(settings: Settings, through: Week) -> str:
     """The cursor after W was processed: the last late_data_weeks weeks' versions."""
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     src = source_tables(settings.sources)
     weeks = [through.shifted(-n) for n in range(settings.sensor.late_data_weeks)]
-    first = Week(settings.weeks.start_date, settings.weeks.timezone)
+    first = Week(FIRST_WEEK, settings.analysis.timezone)
     with engine.connect() as conn:
         fp = {w.key: week_fingerprint(conn, src, w).version for w in weeks if w >= first}
     return SensorCursor(through.key, fp).dump()
 
 
 def time_floor(settings: Settings, week: Week) -> float:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     sql = sa.text(FLOOR_SQL.format(transactions=settings.sources.transactions))
     began = time.perf_counter()
     with engine.connect() as conn:
@@ -311,7 +323,7 @@ def time_bound(settings: Settings, week: Week, out: dict[str, Any]) -> None:
     (ONE_PASS_SQL), W's events and goals, then writing W's silver rows and its stored
     balances again (copies under the next week, rolled back), with silver's own session
     settings."""
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     names, window = settings.sources, {"start": week.starts_at, "end": week.ends_at}
     queries = {
         "one_pass": ONE_PASS_SQL.format(transactions=names.transactions),
@@ -347,8 +359,7 @@ def _copy_to_next_week(written: sa.Table, week: Week) -> sa.Insert:
 
 def prepare(case: Case, url: str, now: dt.datetime) -> tuple[Settings, Week, dict[str, Any]]:
     """Load the case, then silver for W-3 with nothing stored (the full scan, timed once)."""
-    # Partitions from far enough back for 104 weeks; the sensor watches 8 of them.
-    settings = use_settings(url, KIDSFIN_WEEKS__START_DATE="2020-01-06")
+    settings = use_settings(url)
     weeks = _mondays(settings, case.weeks, now)
     print(f"  {case.name}: generating {case.kids:,} kids x {case.weeks} weeks ...", flush=True)
     out: dict[str, Any] = {"case": case.name, "kids": case.kids, "weeks": case.weeks}
@@ -367,7 +378,7 @@ def one_round(settings: Settings, last: Week, out: dict[str, Any]) -> None:
     tick_now = last.ends_at + dt.timedelta(hours=1)
 
     def tick() -> None:
-        result = evaluate(Watch.from_settings(settings), out["cursor"], tick_now)
+        result = evaluate(watch(settings), out["cursor"], tick_now)
         assert not result.run_requests, f"a steady tick requested runs: {result.summary}"
 
     for name, fn in (

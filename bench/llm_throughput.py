@@ -121,7 +121,7 @@ def client_env(case: Case, p: Plan) -> dict[str, str]:
         "KIDSFIN_OPENAI__MAX_CONCURRENT": str(case.max_concurrent or p.max_concurrent),
         "KIDSFIN_OPENAI__MAX_TOKENS": str(p.max_tokens),
         "KIDSFIN_OPENAI__TIMEOUT_SECONDS": "30",
-        "KIDSFIN_OPENAI__CLIENT": case.client,
+        "KIDSFIN_OPENAI__CONCURRENCY": case.client,
         "KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS": str(case.lease_seconds),
     }
 

@@ -44,8 +44,8 @@ from bench.common import (
     use_settings,
     write_results,
 )
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.config.weeks import Week
+from kidsfin_assets.defs.resources import Settings
 
 NAME = "silver_scale"
 SILVER_SELECTION = "silver/kid_weekly_analysis"
@@ -106,7 +106,7 @@ def child(url: str, week: str, explain: bool) -> None:
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from kidsfin_assets.definitions import pipeline_assets, resources_from
+    from kidsfin_assets.definitions import pipeline_assets, run_resources
 
     settings = use_settings(url)
     statements: list[dict[str, Any]] = []
@@ -126,7 +126,7 @@ def child(url: str, week: str, explain: bool) -> None:
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", before)
     sa.event.listen(sa.engine.Engine, "after_cursor_execute", after)
-    assets, resources = pipeline_assets, resources_from(settings)
+    assets, resources = pipeline_assets, run_resources(settings)
     instance = dg.DagsterInstance.ephemeral()
     baseline_kib = peak_rss_kib()
     began = time.perf_counter()
@@ -175,7 +175,7 @@ def child(url: str, week: str, explain: bool) -> None:
         ],
     }
     if explain and slowest:
-        out["plan_hotspots"] = explain_hotspots(settings.resolved_database_url, week, slowest[0])
+        out["plan_hotspots"] = explain_hotspots(settings.warehouse.database_url, week, slowest[0])
     print("RESULT " + json.dumps(out, default=str), flush=True)
 
 
@@ -355,7 +355,7 @@ def run_scale(scale: Scale, explain: bool) -> dict[str, Any]:
         )
         vacuum(url, settings)
         load_s = time.perf_counter() - began
-        week = Week(summary.weeks[-1], settings.weeks.timezone)
+        week = Week(summary.weeks[-1], settings.analysis.timezone)
         counts = week_counts(url, settings, week)
         floor_seconds(url, settings, week, repeats=1)  # warm the cache for both sides
         runs = [run_child(url, week.key, explain and i == 0) for i in range(scale.runs)]

@@ -29,17 +29,14 @@ def _admin_url() -> str:
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees the developer's KIDSFIN_* or OPENAI_* environment, or another test's."""
-    from kidsfin_assets.config.settings import get_settings
 
     for name in list(os.environ):
         if name.startswith(("KIDSFIN_", "OPENAI_")) and name != "KIDSFIN_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
-    monkeypatch.setenv("KIDSFIN_EXPORT_DIR", str(tmp_path / "exports"))
-    monkeypatch.setenv("KIDSFIN_LOG_FILE", str(tmp_path / "logs" / "kidsfin.log"))
+    monkeypatch.setenv("KIDSFIN_EXPORTS__EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.setenv("KIDSFIN_FILE_LOGGER__PATH", str(tmp_path / "logs" / "kidsfin.log"))
     monkeypatch.setenv("KIDSFIN_WAREHOUSE__SPOOL_DIR", str(tmp_path / "spool"))
-    get_settings.cache_clear()
     yield
-    get_settings.cache_clear()
 
 
 @contextlib.contextmanager

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import subprocess
+import sys
 import zoneinfo
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -12,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets.config.settings import Settings, get_settings
-from kidsfin_assets.definitions import pipeline_assets, resources_from
+from kidsfin_assets.config.paths import resolve_path
+from kidsfin_assets.definitions import pipeline_assets
 from kidsfin_assets.defs.checks import asset_checks
+from kidsfin_assets.defs.resources import Settings, load_settings, run_resources
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import source_tables
 from kidsfin_demo import create_source_tables
@@ -27,8 +32,12 @@ def use_database(monkeypatch: pytest.MonkeyPatch, url: str, **env: str) -> Setti
     monkeypatch.setenv("KIDSFIN_DATABASE_URL", url)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    return get_settings()
+    return load_settings()
+
+
+def export_dir(settings: Settings) -> Path:
+    """The local folder the exports go to."""
+    return resolve_path(settings.exports.export_dir)
 
 
 def local(text: str, tz: str = TZ) -> dt.datetime:
@@ -40,7 +49,7 @@ class SourceDB:
     """Writes hand-made rows into the app's source tables, in either dialect."""
 
     def __init__(self, settings: Settings) -> None:
-        self.engine: Engine = db.create_engine(settings.resolved_database_url)
+        self.engine: Engine = db.create_engine(settings.warehouse.database_url)
         self.names = settings.sources
         self.src = source_tables(settings.sources)
         create_source_tables(self.engine, self.names)
@@ -115,12 +124,39 @@ def materialize_week(
     unless one is given)."""
     return dg.materialize(
         [*pipeline_assets, *asset_checks],
-        resources={**resources_from(settings), **(resources or {})},
+        resources={**run_resources(settings), **(resources or {})},
         partition_key=week,
         selection=selection,
         raise_on_error=raise_on_error,
         run_config=run_config,
         instance=instance,
+    )
+
+
+# Materialises weeks in a process of its own: `python -c` with its arguments.
+_MATERIALIZE_IN_A_PROCESS = """
+import sys
+from kidsfin_assets.defs.resources import load_settings
+from kidsfin_assets_tests.helpers import materialize_week
+selection, weeks = sys.argv[1], sys.argv[2:]
+settings = load_settings()
+sys.exit(0 if all(materialize_week(settings, w, selection).success for w in weeks) else 1)
+"""
+
+
+def materialize_in_a_process(
+    weeks: list[str], selection: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Really run the project's assets for `weeks` in a new process whose environment is
+    this one's and `env`: how a test runs weeks under other partitions (their time zone and
+    first week are fixed when a process imports them, config/weeks.py)."""
+    return subprocess.run(
+        [sys.executable, "-c", _MATERIALIZE_IN_A_PROCESS, selection, *weeks],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -131,4 +167,4 @@ def fetch(engine: Engine, query: sa.Select[Any] | str) -> list[dict[str, Any]]:
 
 
 def warehouse_engine(settings: Settings) -> Engine:
-    return db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    return db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)

@@ -34,7 +34,7 @@ def test_a_grant_held_past_its_lease_is_not_sent(monkeypatch, pg_url, server) ->
         pg_url,
         server,
         100,
-        KIDSFIN_OPENAI__CLIENT="async",
+        KIDSFIN_OPENAI__CONCURRENCY="async",
         KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
         KIDSFIN_OPENAI__REQUESTS_PER_MINUTE="60",
         KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="2",
@@ -102,7 +102,7 @@ def test_every_request_goes_through_aiohttp_with_its_c_extensions(
         pg_url,
         server,
         12,
-        KIDSFIN_OPENAI__CLIENT="async",
+        KIDSFIN_OPENAI__CONCURRENCY="async",
         KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
     )
     handle = AiohttpTransport.handle_async_request

@@ -73,7 +73,7 @@ def test_each_week_of_a_range_run_carries_its_own_figures(monkeypatch, database_
     totals are in the run's log only, and the undated rows are the app tables', not a
     week's."""
     settings = use_database(monkeypatch, database_url)
-    engine = db.create_engine(settings.resolved_database_url)
+    engine = db.create_engine(settings.warehouse.database_url)
     generate(engine, settings.sources, DemoSpec(kids=12, weeks=5, end_week=END, seed=11))
     weeks = WEEKS[1:]
     with dg.DagsterInstance.ephemeral() as instance:
@@ -120,7 +120,7 @@ def test_each_week_of_a_range_run_carries_its_own_figures(monkeypatch, database_
 
 def test_one_run_over_a_range_equals_week_by_week(monkeypatch, pg_url) -> None:
     settings = use_database(monkeypatch, pg_url)
-    engine = db.create_engine(settings.resolved_database_url)
+    engine = db.create_engine(settings.warehouse.database_url)
     generate(engine, settings.sources, DemoSpec(kids=15, weeks=6, end_week=END, seed=5))
     result = run_range(settings, WEEKS[0], WEEKS[-1])
     assert result.success
@@ -212,7 +212,7 @@ def test_asset_backfill_runs_silver_once_and_gold_per_week(monkeypatch, pg_url, 
     the analysis export in one run over the range, gold and the reports export one run per
     week; every check shows each week's own result (a range run too)."""
     settings = use_database(monkeypatch, pg_url)
-    engine = db.create_engine(settings.resolved_database_url)
+    engine = db.create_engine(settings.warehouse.database_url)
     generate(engine, settings.sources, DemoSpec(kids=4, weeks=5, end_week=END, seed=3))
     weeks = WEEKS[1:]
     home = tmp_path / "dagster_home"

@@ -24,6 +24,7 @@ import yaml
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis, quarantine, raw_transactions
 from kidsfin_assets_tests.helpers import (
     SourceDB,
+    export_dir,
     fetch,
     materialize_week,
     use_database,
@@ -240,7 +241,7 @@ def test_placeholder_replaced_in_every_field_lists_included(monkeypatch, pg_url,
 
     rows = {r["kid_id"]: r["report"] for r in reports(settings)}
     assert "[[KID]]" not in json.dumps(rows, ensure_ascii=False)
-    exported = sorted(settings.export_path.glob("*.json"))
+    exported = sorted(export_dir(settings).glob("*.json"))
     assert [p.name for p in exported] == [f"kids_analysis_{W}.json", f"kids_reports_{W}.json"]
     for path in exported:
         assert "[[KID]]" not in path.read_text(encoding="utf-8"), path.name
@@ -317,9 +318,10 @@ class InjectedRateLimit:
 # interpreter start, against the dagster CLI's several: the test stays short).
 GOLD_IN_A_SUBPROCESS = """
 import sys
-from kidsfin_assets.config.settings import get_settings
+from kidsfin_assets.defs.resources import load_settings
 from kidsfin_assets_tests.helpers import materialize_week
-result = materialize_week(get_settings(), sys.argv[1], selection="group:gold", raise_on_error=False)
+settings = load_settings()
+result = materialize_week(settings, sys.argv[1], selection="group:gold", raise_on_error=False)
 sys.exit(0 if result.success else 1)
 """
 

@@ -12,7 +12,13 @@ from kidsfin_assets.config.weeks import weekly_partitions
 from kidsfin_assets.definitions import build_definitions
 from kidsfin_assets.defs.keys import GOLD_KEY, RAW_KEY, SILVER_KEY
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
-from kidsfin_assets_tests.helpers import SourceDB, materialize_week, use_database, warehouse_engine
+from kidsfin_assets_tests.helpers import (
+    SourceDB,
+    export_dir,
+    materialize_week,
+    use_database,
+    warehouse_engine,
+)
 
 W = "2026-03-16"
 
@@ -81,7 +87,7 @@ def test_missing_and_orphan_reports_fail_the_blocking_check(week) -> None:
 
 def test_blocking_check_stops_the_reports_export(week, tmp_path) -> None:
     settings, _ = week
-    exported = settings.export_path / f"kids_reports_{W}.json"
+    exported = export_dir(settings) / f"kids_reports_{W}.json"
     exported.unlink()
     engine = warehouse_engine(settings)
     with engine.begin() as conn:  # a silver row appears that gold does not know about

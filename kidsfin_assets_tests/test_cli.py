@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.defs.keys import APP_TABLES, PIPELINE, RAW_KEY
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import raw_transactions
 from kidsfin_assets_tests.helpers import fetch, use_database, warehouse_engine
@@ -50,7 +50,7 @@ def cli(
 def test_sensor_preview_requests_every_complete_demo_week(monkeypatch, pg_url, tmp_path) -> None:
     settings = use_database(monkeypatch, pg_url)
     summary = generate(
-        db.create_engine(settings.resolved_database_url), settings.sources, DemoSpec(kids=5)
+        db.create_engine(settings.warehouse.database_url), settings.sources, DemoSpec(kids=5)
     )
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("KIDSFIN_", "OPENAI_"))},
@@ -107,7 +107,7 @@ def test_file_log_from_the_cli(monkeypatch, sqlite_url, tmp_path) -> None:
     command += ["-m", "kidsfin_assets.definitions", "--select", "*", "--partition", week]
     done = cli(command, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    records = [json.loads(line) for line in settings.log_file_path.read_text().splitlines()]
+    records = [json.loads(line) for line in settings.file_logger.resolved.read_text().splitlines()]
     steps = {r["step"] for r in records if r["step"]}
     assert {"raw__kid_activity", "silver__kid_weekly_analysis", "gold__kid_weekly_reports"} <= steps
     events = {r["event"] for r in records}
@@ -132,7 +132,7 @@ def test_file_log_rejects_an_unknown_level(monkeypatch, sqlite_url) -> None:
     week = DemoSpec(weeks=1).week_starts()[-1].isoformat()
     with pytest.raises(dg.DagsterInvalidConfigError, match="log_level"):
         job.execute_in_process(partition_key=week, run_config=config)
-    assert not settings.log_file_path.exists()
+    assert not settings.file_logger.resolved.exists()
 
 
 def test_file_log_as_text_at_a_given_path(monkeypatch, sqlite_url, tmp_path) -> None:
@@ -148,7 +148,7 @@ def test_file_log_as_text_at_a_given_path(monkeypatch, sqlite_url, tmp_path) -> 
     assert any(
         "kidsfin_assets.defs.assets.gold:" in line and "NO AI IS USED" in line for line in lines
     )
-    assert not settings.log_file_path.exists()  # the path given replaced the setting
+    assert not settings.file_logger.resolved.exists()  # the path given replaced the setting
 
 
 # --- dg (dagster-dg-cli): the project of pyproject.toml's [tool.dg] ----------------------

@@ -13,8 +13,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from kidsfin_assets.config.settings import Settings
-from kidsfin_assets.reports.openai_client import OpenAIReportsResource
+from kidsfin_assets.config.settings import InvalidSettings
+from kidsfin_assets.config.weeks import weekly_partitions
+from kidsfin_assets.definitions import build_definitions
+from kidsfin_assets.defs.resources import AnalysisResource, SensorResource, Settings
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis
 from kidsfin_assets_tests.helpers import (
     SourceDB,
@@ -125,7 +127,7 @@ def test_the_settings_are_the_resources_defaults(
     monkeypatch: pytest.MonkeyPatch, pg_url: str
 ) -> None:
     trend_week(monkeypatch, pg_url)
-    monkeypatch.setenv("KIDSFIN_TRENDS__THRESHOLD", "0.2")
+    monkeypatch.setenv("KIDSFIN_ANALYSIS__TREND_THRESHOLD", "0.2")
     changed = use_database(monkeypatch, pg_url)
     assert materialize_week(changed, W, selection="group:silver").success
     assert income_trend(changed) == "flat"
@@ -142,96 +144,193 @@ def failed_run_message(settings: Settings, selection: str, override: dict[str, A
 
 
 @pytest.mark.parametrize(
-    ("resource", "field", "value", "says", "selection"),
+    ("resource", "field", "value", "line", "selection"),
     [
-        ("analysis", "timezone", "Mars/Olympus", "unknown time zone", "group:silver"),
-        ("analysis", "trend_threshold", -1.0, "greater than or equal to 0", "group:silver"),
-        ("sources", "kids", "kids; drop table x", "is not a table name", "group:silver"),
-        ("privacy", "known_categories", ["bánh", " "], "a known category is empty", "group:gold"),
-        ("check_limits", "max_quarantine_share", 2.0, "less than or equal to 1", "group:raw"),
-        ("step_retry", "max_retries", -1, "greater than or equal to 0", "group:gold"),
-        ("exports", "export_dir", " ", "is empty", "group:exports"),
+        (
+            "analysis",
+            "trend_threshold",
+            -1.0,
+            "analysis.trend_threshold: Input should be greater than or equal to 0, got -1.0",
+            "group:silver",
+        ),
+        (
+            "sources",
+            "kids",
+            "kids; drop table x",
+            "sources.kids: 'kids; drop table x' is not a table name",
+            "group:silver",
+        ),
+        (
+            "privacy",
+            "known_categories",
+            ["bánh", " "],
+            "privacy.known_categories: a known category is empty, got ['bánh', ' ']",
+            "group:gold",
+        ),
+        (
+            "check_limits",
+            "max_quarantine_share",
+            2.0,
+            "check_limits.max_quarantine_share: Input should be less than or equal to 1, got 2.0",
+            "group:raw",
+        ),
+        (
+            "step_retry",
+            "max_retries",
+            -1,
+            "step_retry.max_retries: Input should be greater than or equal to 0, got -1",
+            "group:gold",
+        ),
+        (
+            "exports",
+            "export_dir",
+            " ",
+            "exports.export_dir: is empty (it would write into the project's root), got ' '",
+            "group:exports",
+        ),
+        (
+            "exports",
+            "format",
+            "xml",
+            "exports.format: 'xml' is not an export format (json or jsonl)",
+            "group:exports",
+        ),
+        (
+            "warehouse",
+            "claim_lease_seconds",
+            1.0,
+            "warehouse.claim_lease_seconds: Input should be greater than or equal to 5, got 1.0",
+            "group:silver",
+        ),
+        (
+            "warehouse",
+            "schema_name",
+            "kidsfin; drop",
+            "warehouse.schema_name: 'kidsfin; drop' is not a schema name",
+            "group:silver",
+        ),
+        # each ran before: as threads, as sync, or failing inside the step
+        (
+            "openai",
+            "concurrency",
+            "asyncio",
+            "openai.concurrency: must be 'threads' or 'async', got 'asyncio'",
+            "group:gold",
+        ),
+        (
+            "openai",
+            "api",
+            "fast",
+            "openai.api: must be 'sync', 'batch' or 'auto', got 'fast'",
+            "group:gold",
+        ),
+        (
+            "openai",
+            "max_concurrent",
+            300,
+            "openai.max_concurrent: 300 needs concurrency: async (threads: at most 256)",
+            "group:gold",
+        ),
+        (
+            "openai",
+            "retry_max_attempts",
+            0,
+            "openai.retry_max_attempts: Input should be greater than or equal to 1, got 0",
+            "group:gold",
+        ),
     ],
 )
-def test_a_bad_override_fails_the_run_naming_it(
+def test_a_bad_override_fails_the_run_in_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch,
     pg_url: str,
     resource: str,
     field: str,
     value: object,
-    says: str,
+    line: str,
     selection: str,
 ) -> None:
+    """A launchpad override only of the field (the others keep their defaults), checked by
+    the field's own rule when the run builds the resource, before any step's work."""
     settings = trend_week(monkeypatch, pg_url)
     override = {"resources": {resource: {"config": {field: value}}}}
-    message = failed_run_message(settings, selection, override)
-    assert f"{resource}.{field}" in message and says in message
+    assert f"InvalidSettings: {line}" in failed_run_message(settings, selection, override)
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "says"),
-    [
-        ("claim_lease_seconds", 1.0, "greater than or equal to 5"),
-        ("outage_wait_seconds", -1.0, "greater than or equal to 0"),
-        ("schema_name", "kidsfin; drop", "schema"),
-    ],
-)
-def test_a_bad_warehouse_override_fails_the_run_naming_it(
-    monkeypatch: pytest.MonkeyPatch, pg_url: str, field: str, value: object, says: str
+def test_a_run_cannot_move_the_weeks_time_zone(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
 ) -> None:
+    """The partitions' zone is fixed when the code location loads: a run that tries to cut
+    its week in another zone (the key would name one week, the window another) is refused
+    before it starts, as Dagster refuses any field a resource does not have."""
     settings = trend_week(monkeypatch, pg_url)
-    config = {"database_url": pg_url, field: value}
-    override = {"resources": {"warehouse": {"config": config}}}
-    message = failed_run_message(settings, "group:silver", override)
-    assert f"warehouse.{field}" in message and says in message
+    assert "timezone" not in AnalysisResource.model_fields
+    override = {"resources": {"analysis": {"config": {"timezone": "UTC"}}}}
+    with pytest.raises(dg.DagsterInvalidConfigError) as refused:
+        materialize_week(settings, W, selection="group:silver", run_config=override)
+    assert 'unexpected config entry "timezone" at path root:resources:analysis:config' in str(
+        refused.value
+    )
+    assert settings.analysis.timezone == weekly_partitions.timezone
 
 
-def test_bad_sensor_limits_are_refused_naming_them() -> None:
-    from kidsfin_assets.defs.resources import SensorLimitsResource
-
-    limits = {"limits": SensorLimitsResource(late_data_weeks=-1)}
-    with pytest.raises(dg.DagsterResourceFunctionError) as raised, dg.build_resources(limits):
-        pass
-    failure = raised.value.__cause__
-    assert isinstance(failure, dg.Failure)
-    assert "sensor_limits.late_data_weeks" in str(failure.description)
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "says"),
-    [
-        # each ran before: as threads, as sync, or failing inside the step
-        ("client_kind", "asyncio", "'threads' or 'async'"),
-        ("mode", "fast", "'sync', 'batch' or 'auto'"),
-        ("max_concurrent", -1, "greater than 0"),
-        ("timeout_seconds", -1.0, "greater than 0"),
-        ("retry_max_attempts", 0, "greater than or equal to 1"),
-    ],
-)
-def test_a_bad_openai_override_fails_the_run_naming_it(
-    monkeypatch: pytest.MonkeyPatch, pg_url: str, field: str, value: object, says: str
+def test_an_override_of_one_field_keeps_the_others_settings(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
 ) -> None:
-    from kidsfin_assets.definitions import openai_resource
+    """Dagster fills the fields a run's config leaves out from their launchpad defaults:
+    the loaded settings, not the class's (a threshold of 0.2 from the environment holds
+    while the run changes max_shrink_share)."""
+    trend_week(monkeypatch, pg_url)
+    settings = use_database(monkeypatch, pg_url, KIDSFIN_ANALYSIS__TREND_THRESHOLD="0.2")
+    override = {"resources": {"analysis": {"config": {"max_shrink_share": 0.9}}}}
+    assert materialize_week(settings, W, selection="group:silver", run_config=override).success
+    assert income_trend(settings) == "flat"  # 0.10, the class's default, says "up"
 
-    settings = trend_week(monkeypatch, pg_url)
-    assert materialize_week(settings, W, selection="group:silver").success
-    # Run config must hold the resource's required fields: the defaults, then one changed.
-    defaults = openai_resource(settings)
-    config = {
-        key: getattr(defaults, key)
-        for key, spec in OpenAIReportsResource.model_fields.items()
-        if spec.is_required()
-    }
-    override = {"resources": {"openai": {"config": {**config, field: value}}}}
-    message = failed_run_message(settings, "group:gold", override)
-    assert f"openai.{field}" in message and says in message
+
+def test_the_launchpad_defaults_are_the_loaded_settings(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    """Each resource the job needs shows every one of its settings in the launchpad, with
+    the loaded value as its default, and a secret as the variable it came from."""
+    from kidsfin_assets.defs.jobs import JOB_NAME
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown")
+    settings = use_database(
+        monkeypatch,
+        pg_url,
+        KIDSFIN_OPENAI__MODEL="gpt-4o",
+        KIDSFIN_ANALYSIS__MAX_SHRINK_SHARE="0.3",
+    )
+    job = build_definitions(settings).resolve_job_def(JOB_NAME)
+    shown = {}
+    for key in ("warehouse", "sources", "analysis", "privacy", "exports", "step_retry"):
+        fields = job.resource_defs[key].config_schema.config_type.fields
+        shown[key] = {name: field.default_value for name, field in fields.items()}
+        resource = getattr(settings, key)
+        assert set(fields) == set(type(resource).model_fields), key
+    openai = job.resource_defs["openai"].config_schema.config_type.fields
+    assert openai["model"].default_value == "gpt-4o"
+    assert openai["api_key"].default_value == {"env": "OPENAI_API_KEY"}
+    assert shown["warehouse"]["database_url"] == {"env": "KIDSFIN_DATABASE_URL"}
+    assert shown["analysis"] == {"trend_threshold": 0.1, "max_shrink_share": 0.3}
+    assert shown["exports"]["export_dir"] == settings.exports.export_dir
+    assert shown["privacy"]["known_categories"] == settings.privacy.known_categories
+    assert "sk-never-shown" not in repr(shown) + repr(openai)
+
+
+def test_a_bad_resource_value_is_refused_when_the_resource_is_made() -> None:
+    with pytest.raises(InvalidSettings) as raised:
+        SensorResource(late_data_weeks=-1)
+    assert raised.value.description == (
+        "sensor.late_data_weeks: Input should be greater than or equal to 0, got -1"
+    )
+    assert raised.value.allow_retries is False
 
 
 @pytest.mark.parametrize(
     ("field", "value", "unpriced", "says"),
     [
         ("service_tier", "flex", "flex", "openai.service_tier: 'flex' needs a flex price"),
-        ("mode", "auto", "batch", "openai.mode: 'auto' needs a batch price"),
+        ("api", "auto", "batch", "openai.api: 'auto' needs a batch price"),
         ("model", "gpt-9-imaginary", None, "openai.model: no price for 'gpt-9-imaginary'"),
     ],
 )
@@ -248,7 +347,6 @@ def test_an_override_to_an_unpriced_tier_or_model_fails_the_run_before_paying(
     """Start-up refuses a tier or model the pricing file does not price; a launchpad
     override must be refused alike. (It ran: every flex answer was paid for, could not be
     priced, and was never recorded, so a re-run paid for it again.)"""
-    from kidsfin_assets.definitions import openai_resource
     from kidsfin_assets.warehouse.tables import report_ledger
     from kidsfin_assets_tests.test_gold_reports import setup_week
     from kidsfin_assets_tests.test_settings import pricing_without
@@ -257,15 +355,7 @@ def test_an_override_to_an_unpriced_tier_or_model_fails_the_run_before_paying(
     settings, _ = setup_week(
         monkeypatch, pg_url, server, 2, KIDSFIN_OPENAI__PRICING_FILE=str(prices)
     )
-    defaults = openai_resource(settings)
-    config = {
-        key: getattr(defaults, key)
-        for key, spec in OpenAIReportsResource.model_fields.items()
-        if spec.is_required()
-    }
-    secrets = {"api_key": {"env": "OPENAI_API_KEY"}, "base_url": {"env": "OPENAI_BASE_URL"}}
-    config |= {**secrets, "pricing_file": str(prices), field: value}
-    override = {"resources": {"openai": {"config": config}}}
+    override = {"resources": {"openai": {"config": {field: value}}}}
     result = materialize_week(
         settings, W, selection="group:gold", run_config=override, raise_on_error=False
     )
@@ -285,14 +375,12 @@ def test_the_assets_run_on_their_resources_alone(
 ) -> None:
     """Module-level assets, callable in a test with resources built by hand: with no
     readable config at all, so nothing in a run reads the settings behind its back."""
-    from kidsfin_assets.config.settings import get_settings
     from kidsfin_assets.defs.assets.raw import kid_activity
     from kidsfin_assets.defs.assets.silver import kid_weekly_analysis as silver
-    from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, WarehouseResource
+    from kidsfin_assets.defs.resources import SourcesResource, WarehouseResource
 
     settings = trend_week(monkeypatch, pg_url)
     monkeypatch.setenv("KIDSFIN_CONFIG", str(tmp_path / "missing.yaml"))
-    get_settings.cache_clear()
     resources = {
         "warehouse": WarehouseResource(database_url=pg_url),
         "sources": SourcesResource(),

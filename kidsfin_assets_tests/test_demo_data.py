@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.config.paths import PROJECT_ROOT
-from kidsfin_assets.config.settings import SourceTables
+from kidsfin_assets.defs.resources import SourcesResource
 from kidsfin_assets.warehouse.db import create_engine
 from kidsfin_demo import (
     DemoGenerator,
@@ -44,7 +44,7 @@ from kidsfin_demo.vocabulary import (
 
 TZ = "Asia/Ho_Chi_Minh"
 END_WEEK = dt.date(2026, 10, 5)  # a Monday
-NAMES = SourceTables()
+NAMES = SourcesResource()
 VALID_KINDS_IN_ORDER = ("income", "spending", "saving", "withdrawal")
 VALID_KINDS = set(VALID_KINDS_IN_ORDER)
 
@@ -56,7 +56,7 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _load(engine: Engine, names: SourceTables = NAMES, **kwargs: Any) -> DemoSummary:
+def _load(engine: Engine, names: SourcesResource = NAMES, **kwargs: Any) -> DemoSummary:
     kwargs.setdefault("end_week", END_WEEK)
     return generate(engine, names, DemoSpec(**kwargs))
 
@@ -286,7 +286,7 @@ def test_source_tables_and_indexes(engine: Engine) -> None:
 
 
 def test_schema_qualified_tables_on_postgres(pg_url: str) -> None:
-    names = SourceTables(
+    names = SourcesResource(
         kids="app.kids",
         transactions="app.transactions",
         app_events="app.app_events",

@@ -34,8 +34,8 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from kidsfin_assets.config.paths import PROJECT_ROOT
-from kidsfin_assets.config.settings import Settings, WarehouseSettings
 from kidsfin_assets.defs.assets.gold import OPENAI_POOL
+from kidsfin_assets.defs.resources import ExportResource, WarehouseResource, load_settings
 
 ROOT = PROJECT_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -370,8 +370,8 @@ def test_env_example_and_compose_agree_on_settings_the_code_validates() -> None:
         for key, value in code.items():
             if key.startswith(("KIDSFIN_", "OPENAI_")) and value is not None:
                 mp.setenv(key, value)
-        settings = Settings()
-        assert settings.resolved_database_url == code["KIDSFIN_DATABASE_URL"]
+        settings = load_settings()
+        assert settings.warehouse.database_url == code["KIDSFIN_DATABASE_URL"]
 
 
 # --- the Dockerfile and the commands --------------------------------------------------------
@@ -458,11 +458,11 @@ def test_webserver_and_daemon_use_the_deploy_workspace_in_the_image() -> None:
 def test_volumes_land_where_the_code_writes() -> None:
     services = compose()["services"]
     app, home = workdir(), dockerfile_env()["DAGSTER_HOME"]
-    default_exports = Settings.model_fields["export_dir"].default
+    default_exports = ExportResource.model_fields["export_dir"].default
     mounts = {v.split(":", 1)[1] for v in services["code"]["volumes"]}
     assert f"{app}/{default_exports}" in mounts
     # The spool of paid answers must outlive the container that wrote it.
-    default_spool = WarehouseSettings.model_fields["spool_dir"].default
+    default_spool = WarehouseResource.model_fields["spool_dir"].default
     assert f"{app}/{default_spool}" in mounts
     # Compute logs: written by run workers in `code`, read by the webserver.
     assert f"{home}/storage" in mounts

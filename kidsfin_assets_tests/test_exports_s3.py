@@ -22,8 +22,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.defs.assets import exports
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.exports import export_store
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
@@ -95,8 +95,8 @@ def bucket(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str, tmp_path: Path) ->
 
 def week_in_s3(monkeypatch: pytest.MonkeyPatch, pg_url: str, url: str, **env: str) -> Settings:
     """Six kids' demo weeks, raw and silver of W materialised; exports go to `url`."""
-    settings = use_database(monkeypatch, pg_url, KIDSFIN_EXPORT_DIR=url, **env)
-    engine = db.create_engine(settings.resolved_database_url)
+    settings = use_database(monkeypatch, pg_url, KIDSFIN_EXPORTS__EXPORT_DIR=url, **env)
+    engine = db.create_engine(settings.warehouse.database_url)
     end = dt.date.fromisoformat(W)
     generate(engine, settings.sources, DemoSpec(kids=6, weeks=3, end_week=end, seed=11))
     engine.dispose()
@@ -269,7 +269,7 @@ def test_reports_as_json_lines_in_s3_replace_a_stale_review_file(
 ) -> None:
     """The reports export in JSON Lines: a report a line; the week's review files from an
     earlier state (in either format) are removed, since no report needs review now."""
-    settings = week_in_s3(monkeypatch, pg_url, bucket.url(), KIDSFIN_EXPORT_FORMAT="jsonl")
+    settings = week_in_s3(monkeypatch, pg_url, bucket.url(), KIDSFIN_EXPORTS__FORMAT="jsonl")
     assert materialize_week(settings, W, selection="group:gold").success  # offline writer
     for ext in ("json", "jsonl"):
         stale = f"weekly/needs_review_reports_{W}.{ext}"

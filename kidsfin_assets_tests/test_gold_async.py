@@ -67,6 +67,6 @@ __all__ = [
 @pytest.fixture(autouse=True)
 def _async_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """After conftest's isolation (which clears KIDSFIN_*): every test here runs async."""
-    monkeypatch.setenv("KIDSFIN_OPENAI__CLIENT", "async")
+    monkeypatch.setenv("KIDSFIN_OPENAI__CONCURRENCY", "async")
     monkeypatch.setenv("KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS", "0.25")
     yield

@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.definitions import openai_resource, resources_from
+from kidsfin_assets.config.paths import resolve_path
+from kidsfin_assets.definitions import run_resources
 from kidsfin_assets.defs.batch_sensor import openai_batch_sensor
 from kidsfin_assets.llm.pricing import load_prices
 from kidsfin_assets.reports import batches, ledger
@@ -35,7 +36,7 @@ from kidsfin_assets_tests.test_gold_reports import (
 )
 from openai_test_server import FakeOpenAIServer, running_server
 
-BATCH = {"KIDSFIN_OPENAI__MODE": "batch"}
+BATCH = {"KIDSFIN_OPENAI__API": "batch"}
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_a_week_in_batch_mode_submits_returns_and_is_collected_at_half_price(
     assert meta["mode"] == "batch" and meta["reports_written"] == 6
     answers = fetch(warehouse_engine(settings), sa.select(report_ledger))
     assert {a["tier"] for a in answers} == {"batch"}
-    price = load_prices(settings.pricing_path)[settings.openai.model]
+    price = load_prices(resolve_path(settings.openai.pricing_file))[settings.openai.model]
     half = price.batch
     assert half is not None
     for a in answers:
@@ -280,7 +281,7 @@ def test_the_sensor_requests_the_week_once_its_batches_have_finished(
     settings, _ = setup_week(monkeypatch, pg_url, server, 4, **BATCH)
     gold(settings)
     sensor = openai_batch_sensor
-    resources = resources_from(settings)
+    resources = run_resources(settings)
     with dg.build_sensor_context(resources=resources) as context:
         assert isinstance(sensor(context), dg.SkipReason)  # still in progress
     wait_for_batches(server)
@@ -297,7 +298,7 @@ def test_cancelling_a_week_keeps_what_was_answered(monkeypatch, pg_url, server) 
 
     cancelled = cancel_openai_batches.execute_in_process(
         run_config={"ops": {"cancel_week_batches": {"config": {"week": W}}}},
-        resources=resources_from(settings),
+        resources=run_resources(settings),
     )
     assert cancelled.success
     wait_for_batches(server)
@@ -312,15 +313,14 @@ def test_the_enqueued_token_budget_holds_back_what_does_not_fit(
     monkeypatch, pg_url, server
 ) -> None:
     settings, _ = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
-    resource = openai_resource(settings)
+    resource = settings.openai
     one_line = resource.max_tokens + 3000  # a prompt's estimate is below 3,000 tokens
     budget = str(2 * one_line)
     monkeypatch.setenv("KIDSFIN_OPENAI__BATCH_QUEUE_TOKENS", budget)
     monkeypatch.setenv("KIDSFIN_OPENAI__BATCH_MAX_REQUESTS", "2")
-    from kidsfin_assets.config.settings import get_settings
+    from kidsfin_assets.defs.resources import load_settings
 
-    get_settings.cache_clear()
-    limited = get_settings()
+    limited = load_settings()
     gold(limited)
     rows = batch_rows(limited)
     assert sum(r["estimated_tokens"] for r in rows) <= int(budget)
@@ -349,5 +349,5 @@ def test_flex_without_capacity_is_not_paid_and_falls_back_to_the_default_tier(
     assert len(refused) == 4 and all(a["cost_usd"] == 0 for a in refused)  # 2 a kid
     assert {a["tier"] for a in answers if a["outcome"] == "accepted"} == {"default"}
     assert gold_meta(result)["rate_limited"] == 0
-    limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    limiter = settings.openai.limiter(warehouse_engine(settings), load_prompt())
     assert limiter.state()["paused_for_seconds"] == 0  # flex's capacity is not our limit

@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.definitions import openai_resource
+from kidsfin_assets.config.paths import resolve_path
 from kidsfin_assets.llm.pricing import Usage, load_price, load_prices
 from kidsfin_assets.reports.prompt import load_prompt
 from kidsfin_assets.reports.spool import read_entries
@@ -68,7 +68,7 @@ def bucket_kept_within_one_request(settings) -> Iterator[list[float]]:
     that (an absurd usage settled as it came) would hold the run for hours waiting for the
     refill; it is recorded, and the bucket refilled so that the run ends now, not at the
     test's timeout."""
-    limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    limiter = settings.openai.limiter(warehouse_engine(settings), load_prompt())
     bucket, engine = rate_limit_buckets, warehouse_engine(settings)
     sunk: list[float] = []
     stop = threading.Event()
@@ -150,7 +150,7 @@ def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_m
     assert len(absurd) == 1, [a["prompt_tokens"] for a in answers]  # what the bill will say
     assert "above the largest possible request" in absurd[0]["usage_note"]
     assert meta["usage_flagged"] == 1
-    limiter = openai_resource(settings).limiter(warehouse_engine(settings), load_prompt())
+    limiter = settings.openai.limiter(warehouse_engine(settings), load_prompt())
     level = limiter.state()["tokens"]["level"]
     assert level > -limiter.max_request_tokens
     started = time.monotonic()
@@ -179,7 +179,7 @@ def test_an_absurd_usage_is_settled_in_the_shared_bucket_as_one_request(
     engine = warehouse_engine(settings)
     create_warehouse_tables(engine)
     messages = [{"role": "user", "content": "<data>{}</data>"}]
-    with dg.build_resources({"openai": openai_resource(settings)}) as built:
+    with dg.build_resources({"openai": settings.openai}) as built:
         session = built.openai.session(engine, load_prompt(), Usage(), threading.Event())
         exchange = session.generate(messages, record=lambda _: None, acquire=lambda grant: grant())
         session.close()  # leased: the settlement goes with the last statement
@@ -215,7 +215,7 @@ def test_an_answer_from_another_model_is_priced_as_that_model(monkeypatch, pg_ur
     other = answers[0]
     assert (other["outcome"], other["model_answered"]) == ("accepted", "gpt-4o")
     assert "answered by gpt-4o, not gpt-4o-mini" in other["usage_note"]
-    price = load_prices(settings.pricing_path)["gpt-4o"]
+    price = load_prices(resolve_path(settings.openai.pricing_file))["gpt-4o"]
     expected = other["prompt_tokens"] * price.input + other["completion_tokens"] * price.output
     assert other["cost_usd"] == pytest.approx(expected / 1e6)
 
@@ -232,7 +232,7 @@ def test_a_trickling_answer_is_abandoned_at_the_deadline(monkeypatch, pg_url, se
         2,
         **ONE_AT_A_TIME,
         KIDSFIN_OPENAI__TIMEOUT_SECONDS="2",
-        KIDSFIN_RETRY__MAX_ATTEMPTS="2",
+        KIDSFIN_OPENAI__RETRY_MAX_ATTEMPTS="2",
     )
     started = time.monotonic()
     result = materialize_week(settings, W, selection="group:gold", raise_on_error=False)
@@ -254,7 +254,7 @@ def test_the_key_echoed_in_altered_form_is_never_recorded(
     result = materialize_week(settings, W, selection="group:gold", raise_on_error=False)
     assert not result.success
     text = recorded_text(result, capfd)
-    text += "".join(p.read_text() for p in Path(settings.log_file_path).parent.glob("*"))
+    text += "".join(p.read_text() for p in Path(settings.file_logger.resolved).parent.glob("*"))
     for start in range(len(key) - 7):
         assert key[start : start + 8] not in text, key[start : start + 8]
 
@@ -532,7 +532,7 @@ REJECTIONS = {
     # (its retries spent, the report is kept for review)
     "grounding": ("ungrounded", 2),
 }
-REJECTING = {**ONE_AT_A_TIME, "KIDSFIN_RETRY__MAX_ATTEMPTS": "2"}
+REJECTING = {**ONE_AT_A_TIME, "KIDSFIN_OPENAI__RETRY_MAX_ATTEMPTS": "2"}
 
 
 def reject_answers(server: FakeOpenAIServer, rejection: str) -> tuple[str, int]:
@@ -592,7 +592,7 @@ def assert_every_paid_answer_recorded_once(server: FakeOpenAIServer, answers: li
 
 def assert_priced(settings, answer: dict, outcome: str) -> None:
     """A rejected answer's row: its outcome, its tokens and what they cost."""
-    price = load_price(settings.pricing_path, settings.openai.model)
+    price = load_price(resolve_path(settings.openai.pricing_file), settings.openai.model)
     tokens = (answer[f"{key}_tokens"] for key in ("prompt", "completion", "cached"))
     cost = sum(price.split_cost(*tokens))
     assert answer["outcome"] == outcome

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from kidsfin_assets.warehouse.tables import kid_weekly_reports, report_ledger
-from kidsfin_assets_tests.helpers import fetch, materialize_week, warehouse_engine
+from kidsfin_assets_tests.helpers import export_dir, fetch, materialize_week, warehouse_engine
 from kidsfin_assets_tests.test_gold_processes import PROJECT, cli_env
 from kidsfin_assets_tests.test_gold_reports import API_KEY, W, gold_meta, setup_week
 from openai_test_server import FakeOpenAIServer, running_server
@@ -69,7 +68,7 @@ def test_a_report_without_a_grounded_answer_is_kept_for_review_not_exported(
     monkeypatch, pg_url, liar
 ) -> None:
     liar.configure(lie_rate=1.0)
-    settings, _ = setup_week(monkeypatch, pg_url, liar, 3, KIDSFIN_RETRY__MAX_ATTEMPTS="2")
+    settings, _ = setup_week(monkeypatch, pg_url, liar, 3, KIDSFIN_OPENAI__RETRY_MAX_ATTEMPTS="2")
     result = materialize_week(settings, W, selection="group:gold or group:exports")
     assert result.success  # stored, counted, and flagged by the reports_grounded check
     rows = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports))
@@ -77,7 +76,7 @@ def test_a_report_without_a_grounded_answer_is_kept_for_review_not_exported(
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["one_report_per_silver_row"].passed
     assert not checks["reports_grounded"].passed
-    exports = Path(settings.export_path)
+    exports = export_dir(settings)
     parents = json.loads((exports / f"kids_reports_{W}.json").read_text())
     review = json.loads((exports / f"needs_review_reports_{W}.json").read_text())
     assert parents["total_reports"] == 0
@@ -150,7 +149,7 @@ def test_a_true_figure_said_of_the_wrong_thing_never_reaches_the_parents(
     rows = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports))
     for row in rows:
         assert (answers[row["answer_id"]]["content"] in lies) == (row["grounded"] is False)
-    export = json.loads((Path(settings.export_path) / f"kids_reports_{W}.json").read_text())
+    export = json.loads((export_dir(settings) / f"kids_reports_{W}.json").read_text())
     assert {r["kid_id"] for r in export["reports"]} == {r["kid_id"] for r in rows if r["grounded"]}
 
 

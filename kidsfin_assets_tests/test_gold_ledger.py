@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +18,7 @@ from kidsfin_assets.warehouse.tables import (
 )
 from kidsfin_assets_tests.helpers import (
     SourceDB,
+    export_dir,
     fetch,
     materialize_week,
     use_database,
@@ -101,7 +101,7 @@ def test_a_shrinking_silver_week_fails_and_paid_reports_are_never_deleted(
     assert gold_meta(allowed)["reports_superseded"] == 6
     rows = reports(settings)
     assert len(rows) == 6 and all(r["superseded_at"] is not None for r in rows)
-    export = json.loads(next(Path(settings.export_path).glob("kids_reports_*.json")).read_text())
+    export = json.loads(next(export_dir(settings).glob("kids_reports_*.json")).read_text())
     assert export["total_reports"] == 0  # a superseded report is not sent to parents
 
     # The table comes back: the kept reports count again and nothing is paid twice.
@@ -136,9 +136,9 @@ def test_every_paid_answer_is_in_the_record_across_a_step_retry(
         server,
         3,
         KIDSFIN_OPENAI__MAX_CONCURRENT="1",
-        KIDSFIN_RETRY__MAX_ATTEMPTS="2",
-        KIDSFIN_RETRY__STEP_MAX_RETRIES="1",
-        KIDSFIN_RETRY__STEP_DELAY_SECONDS="0",
+        KIDSFIN_OPENAI__RETRY_MAX_ATTEMPTS="2",
+        KIDSFIN_STEP_RETRY__MAX_RETRIES="1",
+        KIDSFIN_STEP_RETRY__DELAY_SECONDS="0",
     )
     result = materialize_week(settings, W, selection="group:gold")
     assert result.success

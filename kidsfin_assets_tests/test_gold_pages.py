@@ -42,7 +42,7 @@ def test_a_week_of_several_pages_is_written_and_paid_once(
         server,
         25,
         KIDSFIN_OPENAI__MAX_CONCURRENT="1",
-        KIDSFIN_OPENAI__CLIENT=client,
+        KIDSFIN_OPENAI__CONCURRENCY=client,
     )
     result = materialize_week(settings, W, selection="group:gold")
     assert result.success

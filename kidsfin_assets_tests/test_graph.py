@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.definitions import build_definitions
 from kidsfin_assets.defs import keys
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import (
     kid_weekly_analysis,
@@ -76,7 +76,7 @@ def settings(monkeypatch: pytest.MonkeyPatch, pg_url: str) -> Settings:
 
 
 def test_each_asset_reads_exactly_what_it_declares(settings: Settings) -> None:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     owners = tables_by_asset(settings)
     graph = build_definitions(settings).resolve_asset_graph()
     statements: list[str] = []
@@ -131,7 +131,7 @@ def test_the_app_tables_column_schemas_are_the_databases(settings: Settings) -> 
     """The catalog's columns of each app table are those the source contract creates
     (kidsfin_demo's create_source_tables, the DDL of docs/metrics.md), with their types."""
     graph = build_definitions(settings).resolve_asset_graph()
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     spelled = {"TIMESTAMPTZ": "timestamp with time zone"}
     for key in keys.APP_TABLES:
         node = graph.get(key)
@@ -202,7 +202,7 @@ def test_the_catalog_says_what_the_configured_warehouse_holds(
     source.kids((1, "An"))
     source.txns((1, 1, "2026-03-17 10:00", "income", None, 100000))
     assert materialize_week(settings, W).success
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     kind = "sqlite" if db.is_sqlite(engine) else "postgres"
     schema = "" if kind == "sqlite" else f"{settings.warehouse.schema_name}."
     graph = build_definitions(settings).resolve_asset_graph()

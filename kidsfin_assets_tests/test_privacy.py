@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.config.settings import SettingsError, load_settings
+from kidsfin_assets.config.settings import SettingsError
+from kidsfin_assets.defs.resources import load_settings
 from kidsfin_assets.warehouse.db import redact
 from kidsfin_assets.warehouse.tables import kid_weekly_reports
 from kidsfin_assets_tests.helpers import (
@@ -125,7 +126,7 @@ def test_typed_text_and_kid_ids_reach_no_request_reask_or_batch_file(
     # The same week again through the Batch API.
     with warehouse_engine(settings).begin() as conn:
         conn.execute(sa.delete(kid_weekly_reports))
-    batch = use_database(monkeypatch, pg_url, KIDSFIN_OPENAI__MODE="batch")
+    batch = use_database(monkeypatch, pg_url, KIDSFIN_OPENAI__API="batch")
     assert materialize_week(batch, W, selection="group:gold").success
     assert liar.stats.batches_created == 1
     sent = everything_sent(liar)

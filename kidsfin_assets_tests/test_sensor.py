@@ -1,11 +1,13 @@
 """new_week_sensor against a real PostgreSQL source database, with a fixed "now".
 
 NOW is Wednesday 2026-03-18 12:00 local: week 2026-03-16 is in progress, 2026-03-09 is
-the last complete week, and the partitions start at 2026-01-05 (config/pipeline.yaml).
+the last complete week, and the partitions start at 2026-01-05 (the default). The sensors
+under test are built with that "now" (`new_week_sensor_every(..., clock=...)`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -21,11 +23,11 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.config.weeks import Week
-from kidsfin_assets.definitions import build_definitions, resources_from
-from kidsfin_assets.defs import sensor_plan, sensors
-from kidsfin_assets.defs.jobs import JOB_NAME
+from kidsfin_assets.definitions import build_definitions, pipeline_assets, run_resources
+from kidsfin_assets.defs import sensor_plan
+from kidsfin_assets.defs.jobs import JOB_NAME, weekly_reports_job
+from kidsfin_assets.defs.resources import SensorResource, Settings
 from kidsfin_assets.defs.sensor_plan import (
     CHANGED_WEEK_TAG,
     DATA_VERSION_TAG,
@@ -35,7 +37,7 @@ from kidsfin_assets.defs.sensor_plan import (
     SourceDatabaseError,
     Watch,
 )
-from kidsfin_assets.defs.sensors import new_week_sensor
+from kidsfin_assets.defs.sensors import new_week_sensor, new_week_sensor_every, watch_from
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.source_activity import (
     Fingerprint,
@@ -75,9 +77,21 @@ def seed_five_weeks(source: SourceDB) -> None:
         add_week(source, week, n)
 
 
-def evaluate(settings: Settings, cursor: str | None, now: dt.datetime) -> Evaluation:
+def watch(settings: Settings, first_week: dt.date | None = None) -> Watch:
+    """What a tick looks at with `settings` (and partitions from `first_week`)."""
+    watched = watch_from(settings.warehouse, settings.sources, settings.analysis, settings.sensor)
+    return dataclasses.replace(watched, first_week=first_week or watched.first_week)
+
+
+def evaluate(
+    settings: Settings, cursor: str | None, now: dt.datetime, first_week: dt.date | None = None
+) -> Evaluation:
     """One tick's plan, watching what `settings` say."""
-    return sensor_plan.evaluate(Watch.from_settings(settings), cursor, now)
+    return sensor_plan.evaluate(watch(settings, first_week), cursor, now)
+
+
+# The sensor as Dagster runs it, with the tests' "now".
+sensor_at_now = new_week_sensor_every(300, clock=lambda: NOW)
 
 
 def requested(result: Evaluation) -> list[tuple[str, str]]:
@@ -89,7 +103,7 @@ def run_keys(result: Evaluation) -> dict[str, str]:
 
 
 def fingerprint(settings: Settings, week: str) -> Fingerprint:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     with engine.connect() as conn:
         return week_fingerprint(conn, source_tables(settings.sources), Week.from_key(week, TZ))
 
@@ -99,7 +113,7 @@ def test_empty_database_requests_nothing(settings: Settings, source: SourceDB) -
     assert result.run_requests == []
     assert json.loads(result.cursor) == {"v": 2, "through": None, "fp": {}}
 
-    with dg.build_sensor_context(resources=resources_from(settings)) as context:
+    with dg.build_sensor_context(resources=run_resources(settings)) as context:
         outcome = new_week_sensor(context)
     assert isinstance(outcome, dg.SensorResult)
     assert not outcome.run_requests
@@ -180,7 +194,7 @@ def test_data_that_changes_back_runs_again_under_a_new_run_key(
     first = evaluate(settings, None, NOW)
     source.txns((100, 1, "2026-02-19 20:00", "spending", "snacks", 20000))
     added = evaluate(settings, first.cursor, NOW + dt.timedelta(minutes=5))
-    with db.create_engine(settings.resolved_database_url).begin() as conn:
+    with db.create_engine(settings.warehouse.database_url).begin() as conn:
         conn.execute(sa.text("DELETE FROM transactions WHERE txn_id = 100"))
     removed = evaluate(settings, added.cursor, NOW + dt.timedelta(minutes=10))
 
@@ -303,10 +317,9 @@ def test_a_database_that_is_down_fails_the_tick_clearly_and_the_next_tick_recove
     assert "\n" not in message
 
     # Through Dagster: the tick raises, so the stored cursor is left as it was.
-    monkeypatch.setattr(sensors, "clock", lambda: NOW)
-    context = dg.build_sensor_context(cursor=None, resources=resources_from(down))
+    context = dg.build_sensor_context(cursor=None, resources=run_resources(down))
     with context, pytest.raises(SourceDatabaseError):
-        new_week_sensor(context)
+        sensor_at_now(context)
 
     recovered = evaluate(use_database(monkeypatch, pg_url), None, NOW)
     assert requested(recovered) == [(w, "new_week") for w in FIVE_WEEKS]
@@ -317,7 +330,7 @@ def tick_context(
 ) -> dg.SensorEvaluationContext:
     """A tick's context as the daemon gives it: the instance, cursor and resources."""
     return dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=resources_from(settings)
+        instance=instance, cursor=cursor, definitions=defs, resources=run_resources(settings)
     )
 
 
@@ -326,16 +339,15 @@ def test_the_sensor_definition_runs_in_dagster(
 ) -> None:
     settings = use_database(monkeypatch, pg_url, KIDSFIN_SENSOR__INTERVAL_SECONDS="60")
     seed_five_weeks(SourceDB(settings))
-    defs = build_definitions(settings)  # what Dagster loads: the interval from settings
-    sensor = defs.resolve_sensor_def("new_week_sensor")
-    monkeypatch.setattr(sensors, "clock", lambda: NOW)
+    loaded = build_definitions(settings)  # what Dagster loads: the interval from settings
+    sensor = loaded.resolve_sensor_def("new_week_sensor")
 
     assert sensor.name == "new_week_sensor"
     assert sensor.minimum_interval_seconds == 60
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert sensor.job_name == JOB_NAME
     assert "late data" in (sensor.description or "").lower()
-    resolved = defs.resolve_job_def(JOB_NAME)
+    resolved = loaded.resolve_job_def(JOB_NAME)
     assert {k.to_user_string() for k in resolved.asset_layer.executable_asset_keys} == {
         "raw/kid_activity",
         "silver/kid_weekly_analysis",
@@ -344,6 +356,14 @@ def test_the_sensor_definition_runs_in_dagster(
         "exports/kids_reports_json",
     }
 
+    # The same sensor at the tests' "now", with the job it launches.
+    sensor = new_week_sensor_every(60, clock=lambda: NOW)
+    defs = dg.Definitions(
+        assets=pipeline_assets,
+        jobs=[weekly_reports_job],
+        sensors=[sensor],
+        resources=run_resources(settings),
+    )
     with DagsterInstance.ephemeral() as instance:
         with tick_context(settings, instance, None, defs) as context:
             tick = sensor.evaluate_tick(context)
@@ -368,7 +388,7 @@ def test_the_sensor_definition_runs_in_dagster(
 
 def record_source_queries(settings: Settings) -> list[str]:
     """A list that collects every statement of the sensor against the source tables."""
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     queries: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -382,7 +402,7 @@ def record_source_queries(settings: Settings) -> list[str]:
 def test_a_long_history_is_worked_through_in_bounded_ticks_with_a_small_cursor(
     monkeypatch: pytest.MonkeyPatch, pg_url: str
 ) -> None:
-    settings = use_database(monkeypatch, pg_url, KIDSFIN_WEEKS__START_DATE="2024-01-01")
+    settings = use_database(monkeypatch, pg_url)
     source = SourceDB(settings)
     source.kids((1, "An"))
     weeks = [dt.date(2024, 1, 1) + dt.timedelta(weeks=n) for n in range(100)]
@@ -396,7 +416,7 @@ def test_a_long_history_is_worked_through_in_bounded_ticks_with_a_small_cursor(
     seen: list[str] = []
     for _ in range(12):
         queries.clear()
-        result = evaluate(settings, cursor, now)
+        result = evaluate(settings, cursor, now, first_week=weeks[0])
         assert len(result.run_requests) <= limit
         # Re-check the window (2 per week), then per new week: next activity + fingerprint.
         assert len(queries) <= 2 * lookback + 4 * limit + 2
@@ -437,7 +457,7 @@ def test_the_fingerprint_reads_the_occurred_at_index_alone(
     """Each fingerprint query is answered by an index-only scan of occurred_at: no
     column outside that index (a max id needed every row's heap page)."""
     seed_five_weeks(source)
-    engine = db.create_engine(settings.resolved_database_url)
+    engine = db.create_engine(settings.warehouse.database_url)
     statements: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
@@ -522,9 +542,9 @@ def tick(
     """One tick of the sensor as Dagster runs it, on the real instance: (weeks requested
     with their reason, the new cursor, the skip reason or '')."""
     with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=resources_from(settings)
+        instance=instance, cursor=cursor, resources=run_resources(settings)
     ) as context:
-        outcome = new_week_sensor(context)
+        outcome = sensor_at_now(context)
     assert isinstance(outcome, dg.SensorResult)
     found = [(r.partition_key or "", r.tags[REASON_TAG]) for r in outcome.run_requests or []]
     skipped = outcome.skip_reason.skip_message if outcome.skip_reason else ""
@@ -545,7 +565,6 @@ def test_weeks_materialised_from_the_ui_or_the_cli_are_done(
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setattr(sensors, "clock", lambda: NOW)
     with DagsterInstance.get() as instance:
         materialise_range_as_a_backfill(settings, instance, FIVE_WEEKS[0], FIVE_WEEKS[-2])
         materialise_with_the_cli(FIVE_WEEKS[-1], home)
@@ -581,7 +600,7 @@ def test_the_plan_leaves_out_weeks_materialised_from_todays_rows(
     """What was materialised decides (a plain record, no Dagster storage): all versions
     today's, done; W's own rows changed, late data; only W-1's, a trend dependency."""
     seed_five_weeks(source)
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     src = source_tables(settings.sources)
     with engine.connect() as conn:
         read = {w: source_versions(conn, src, Week.from_key(w, TZ), 2) for w in FIVE_WEEKS}
@@ -594,7 +613,7 @@ def test_the_plan_leaves_out_weeks_materialised_from_todays_rows(
         raw = {week: "older" if week == "2026-03-02" else read[week][week]}
         return Materialised(raw=raw, silver=silver)
 
-    result = sensor_plan.evaluate(Watch.from_settings(settings), None, NOW, recorded)
+    result = sensor_plan.evaluate(watch(settings), None, NOW, recorded)
 
     assert requested(result) == [
         ("2026-02-23", "trend_dependency"),
@@ -610,12 +629,11 @@ def test_the_plan_leaves_out_weeks_materialised_from_todays_rows(
 
 def test_the_sensor_description_names_the_settings_as_the_file_does() -> None:
     """The UI's description of the sensor names its limits as config/pipeline.yaml and the
-    README do (`sensor.<key>`), not by the resource the code reads them through."""
-    config = yaml.safe_load((PROJECT / "config" / "pipeline.yaml").read_text())
+    README do (`sensor.<key>`): the `sensor` resource's fields."""
     description = new_week_sensor.description or ""
     named = set(re.findall(r"`sensor\.(\w+)`", description))
     assert named == {"max_weeks_per_tick", "late_data_weeks"}
-    assert named <= config["sensor"].keys()
-    assert "sensor_limits" not in description
+    assert named <= SensorResource.model_fields.keys()
+    assert "sensor" in yaml.safe_load((PROJECT / "config" / "pipeline.yaml").read_text())
     readme = (PROJECT / "README.md").read_text()
     assert all(f"sensor.{key}" in readme for key in named)

@@ -17,8 +17,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.config.settings import Settings
 from kidsfin_assets.definitions import build_definitions
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import savings_balance_weeks
 from kidsfin_assets_tests.helpers import SourceDB, fetch, local, use_database, warehouse_engine
@@ -40,7 +40,7 @@ LATE_SAVING = 777_000
 @pytest.fixture
 def demo(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Settings:
     settings = use_database(monkeypatch, database_url)
-    engine = db.create_engine(settings.resolved_database_url)
+    engine = db.create_engine(settings.warehouse.database_url)
     try:
         generate(engine, settings.sources, SPEC)
     finally:
@@ -70,7 +70,7 @@ def bases(settings: Settings) -> dict[dt.date, dt.date | None]:
 
 def assert_equals_full_scan(settings: Settings, weeks: list[dt.date]) -> None:
     source = read_sources(settings)
-    threshold = Fraction(str(settings.trends.threshold))
+    threshold = Fraction(str(settings.analysis.trend_threshold))
     problems = [
         p
         for week in weeks

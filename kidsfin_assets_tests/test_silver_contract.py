@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis, quarantine, raw_transactions
 from kidsfin_assets_tests.helpers import (
     SourceDB,
+    export_dir,
     fetch,
     materialize_week,
     use_database,
@@ -173,16 +174,18 @@ def test_export_file_has_every_kid(contract) -> None:
     import json
 
     settings, _ = contract
-    document = json.loads((settings.export_path / f"kids_analysis_{W}.json").read_text())
+    document = json.loads((export_dir(settings) / f"kids_analysis_{W}.json").read_text())
     assert document["total_kids"] == 3
     assert [k["nickname"] for k in document["kids"]] == ["Bông", "Tí", "Sóc"]
 
 
 def test_weeks_follow_local_midnight_across_a_dst_change(monkeypatch, database_url) -> None:
-    """Europe/Berlin moves to summer time on Sunday 2026-03-29: that day has 23 hours."""
-    from kidsfin_assets_tests.helpers import local
+    """Europe/Berlin moves to summer time on Sunday 2026-03-29: that day has 23 hours. The
+    weeks are cut in the partitions' zone, fixed when a process starts: a process started
+    with KIDSFIN_WEEKS__TIMEZONE=Europe/Berlin runs them."""
+    from kidsfin_assets_tests.helpers import local, materialize_in_a_process
 
-    settings = use_database(monkeypatch, database_url, KIDSFIN_WEEKS__TIMEZONE="Europe/Berlin")
+    settings = use_database(monkeypatch, database_url)
     source = SourceDB(settings)
     source.kids((1, "Bông"))
     berlin = "Europe/Berlin"
@@ -203,8 +206,9 @@ def test_weeks_follow_local_midnight_across_a_dst_change(monkeypatch, database_u
             )
         ],
     )
-    for week in ("2026-03-23", "2026-03-30"):
-        assert materialize_week(settings, week, selection="group:raw or group:silver").success
+    weeks, selection = ["2026-03-23", "2026-03-30"], "group:raw or group:silver"
+    done = materialize_in_a_process(weeks, selection, KIDSFIN_WEEKS__TIMEZONE=berlin)
+    assert done.returncode == 0, done.stderr[-3000:]
     rows = {
         str(r["week_start"]): r
         for r in fetch(warehouse_engine(settings), sa.select(kid_weekly_analysis))

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kidsfin_assets.config.settings import Settings
+from kidsfin_assets.config.weeks import WEEKS as PARTITIONS
+from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import TREND_METRICS, kid_weekly_analysis, quarantine
 from kidsfin_assets_tests.helpers import (
@@ -131,8 +132,8 @@ def _amount(value: Any) -> Fraction | None:
 
 def read_sources(settings: Settings) -> Sources:
     names = settings.sources
-    tz = zoneinfo.ZoneInfo(settings.weeks.timezone)
-    engine = db.create_engine(settings.resolved_database_url)
+    tz = zoneinfo.ZoneInfo(settings.analysis.timezone)
+    engine = db.create_engine(settings.warehouse.database_url)
     try:
         with engine.connect() as conn:
             kids = {r[0] for r in conn.exec_driver_sql(f"SELECT kid_id FROM {names.kids}")}
@@ -375,7 +376,7 @@ def run_and_compare(settings: Settings) -> dict[dt.date, dict[int, dict[str, Any
         "computed_at",
     }, "silver has a column this test does not check"
     source = read_sources(settings)
-    threshold = Fraction(str(settings.trends.threshold))
+    threshold = Fraction(str(settings.analysis.trend_threshold))
     assert threshold == Fraction(1, 10)  # the contract's default
     expected = {week: reference(source, week, threshold) for week in WEEKS}
     problems = [
@@ -388,9 +389,9 @@ def run_and_compare(settings: Settings) -> dict[dt.date, dict[int, dict[str, Any
 @pytest.fixture
 def demo(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Settings:
     settings = use_database(monkeypatch, database_url)
-    assert SPEC.week_starts()[0] >= settings.weeks.start_date
-    assert settings.weeks.timezone == SPEC.timezone
-    engine = db.create_engine(settings.resolved_database_url)
+    assert SPEC.week_starts()[0] >= PARTITIONS.start_date
+    assert settings.analysis.timezone == SPEC.timezone
+    engine = db.create_engine(settings.warehouse.database_url)
     try:
         summary = generate(engine, settings.sources, SPEC)
     finally:

@@ -32,7 +32,8 @@ import pytest
 import yaml
 
 from kidsfin_assets.config.paths import PROJECT_ROOT
-from kidsfin_assets.config.settings import load_settings
+from kidsfin_assets.config.weeks import WEEKS
+from kidsfin_assets.defs.resources import load_settings
 
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION = "kidsfin"
@@ -102,7 +103,9 @@ def _clean_environment(home: Path, tmp: Path) -> dict[str, str]:
     env.update(
         DAGSTER_HOME=str(home),
         KIDSFIN_DATABASE_URL=f"sqlite:///{tmp / 'kidsfin.db'}",
-        KIDSFIN_EXPORT_DIR=str(tmp / "exports"),
+        KIDSFIN_EXPORTS__EXPORT_DIR=str(tmp / "exports"),
+        # A setting from the environment: the launchpad shows it as its field's default.
+        KIDSFIN_ANALYSIS__TREND_THRESHOLD="0.2",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -262,8 +265,8 @@ def test_every_asset_is_partitioned_by_week(
     asset_nodes: dict[tuple[str, ...], dict[str, Any]],
 ) -> None:
     settings = load_settings()
-    start = settings.weeks.start_date
-    zone = zoneinfo.ZoneInfo(settings.weeks.timezone)
+    start = WEEKS.start_date
+    zone = zoneinfo.ZoneInfo(settings.analysis.timezone)
     today = dt.datetime.now(zone).date()
     this_monday = today - dt.timedelta(days=today.weekday())
 
@@ -276,7 +279,7 @@ def test_every_asset_is_partitioned_by_week(
         definition = node["partitionDefinition"]
         assert definition["type"] == "TIME_WINDOW", key
         assert definition["fmt"] == "%Y-%m-%d", key
-        assert settings.weeks.timezone in definition["description"], key
+        assert settings.analysis.timezone in definition["description"], key
         keys_by_asset[key] = node["partitionKeys"]
 
     keys = keys_by_asset[("gold", "kid_weekly_reports")]
@@ -370,3 +373,45 @@ def test_the_database_url_shows_as_a_variable_name_not_its_value(webserver: Webs
     values = {v["key"]: v for v in resources["warehouse"]["configuredValues"]}
     assert values["database_url"]["type"] == "ENV_VAR"
     assert values["database_url"]["value"] == "KIDSFIN_DATABASE_URL"
+
+
+def test_the_launchpad_shows_every_setting_with_its_default(webserver: Webserver) -> None:
+    """The launchpad of the weekly job scaffolds each resource its steps use with every one
+    of its fields, at the value loaded from the file and the environment (a secret as its
+    variable): what `Scaffold all default config` writes, through Dagster's GraphQL."""
+    from kidsfin_assets.defs.jobs import JOB_NAME
+    from kidsfin_assets.defs.resources import SECTIONS
+
+    data = webserver.graphql(
+        """
+        query ($selector: PipelineSelector!) {
+          runConfigSchemaOrError(selector: $selector) {
+            __typename
+            ... on RunConfigSchema { rootDefaultYaml }
+            ... on PythonError { message }
+          }
+        }
+        """,
+        {
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": "__repository__",
+                "pipelineName": JOB_NAME,
+            }
+        },
+    )["runConfigSchemaOrError"]
+    assert data["__typename"] == "RunConfigSchema", data
+    resources = yaml.safe_load(data["rootDefaultYaml"])["resources"]
+    fields = {section.key: set(section.model_fields) for section in SECTIONS}
+    used = {"warehouse", "sources", "analysis", "privacy", "exports", "step_retry", "openai"}
+    used |= {"check_limits"}
+    assert used <= resources.keys()
+    # The OpenAI secrets are unset here: a field without a value is not scaffolded.
+    fields["openai"] -= {"api_key", "base_url", "organization", "project"}
+    for key in used:
+        assert set(resources[key]["config"]) == fields[key], key
+    assert resources["analysis"]["config"] == {"trend_threshold": 0.2, "max_shrink_share": 0.5}
+    assert resources["warehouse"]["config"]["database_url"] == {"env": "KIDSFIN_DATABASE_URL"}
+    assert resources["openai"]["config"]["model"] == "gpt-4o-mini"
+    assert resources["openai"]["config"]["api"] == "sync"
+    assert resources["exports"]["config"]["format"] == "json"

@@ -11,7 +11,8 @@ from typing import NoReturn, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from kidsfin_assets.config.settings import SettingsError, SourceTables, load_settings
+from kidsfin_assets.config.settings import SettingsError, SourceTables
+from kidsfin_assets.defs.resources import load_settings
 from kidsfin_assets.warehouse.db import DatabaseUrlError, create_engine, one_line_error, redact
 from kidsfin_demo.loading import generate
 from kidsfin_demo.spec import DemoSpec, DemoSummary
@@ -114,9 +115,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
     except SettingsError as exc:
         _fail(one_line_error(exc))
-    url = args.database_url or settings.resolved_database_url
+    url = args.database_url or settings.warehouse.database_url
     names = settings.sources
-    tz = settings.weeks.timezone
+    tz = settings.analysis.timezone
     try:
         spec = DemoSpec(
             kids=args.kids,

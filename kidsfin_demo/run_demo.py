@@ -14,11 +14,12 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from kidsfin_assets.config.errors import SettingsError
 from kidsfin_assets.config.paths import resolve_path
-from kidsfin_assets.config.settings import Settings, SettingsError, get_settings
-from kidsfin_assets.config.weeks import START_DATE_ENV, Week
-from kidsfin_assets.definitions import pipeline_assets, resources_from
+from kidsfin_assets.config.weeks import START_DATE_ENV, WEEKS, Week
+from kidsfin_assets.definitions import pipeline_assets, run_resources
 from kidsfin_assets.defs.checks import asset_checks
+from kidsfin_assets.defs.resources import Settings, load_settings
 from kidsfin_assets.exports.export_formats import EXTENSIONS
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.source_activity import weeks_with_activity
@@ -42,7 +43,7 @@ def _instance() -> dg.DagsterInstance:
 def run_week(settings: Settings, instance: dg.DagsterInstance, week: str) -> bool:
     result = dg.materialize(
         [*pipeline_assets, *asset_checks],
-        resources=resources_from(settings),
+        resources=run_resources(settings),
         partition_key=week,
         instance=instance,
         # new_week_sensor takes these weeks as processed from what raw and silver record
@@ -56,7 +57,7 @@ def run_week(settings: Settings, instance: dg.DagsterInstance, week: str) -> boo
 
 
 def _week_counts(settings: Settings) -> list[tuple[str, int, int, float, str]]:
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     silver, gold = kid_weekly_analysis, kid_weekly_reports
     kids = sa.select(silver.c.week_start, sa.func.count()).group_by(silver.c.week_start)
     reports = sa.select(
@@ -75,12 +76,10 @@ def print_summary(settings: Settings, failed: list[str], seconds: float) -> None
     print("\n  week         kids  reports  cost (USD)  writer")
     for week, kids, reports, cost, writer in _week_counts(settings):
         print(f"  {week}  {kids:>5}  {reports:>7}  {cost or 0:>10.4f}  {writer}")
-    print(f"\n  database : {db.redact(settings.resolved_database_url)}")
-    ext = EXTENSIONS[settings.export_format]
-    print(
-        f"  exports  : {settings.export_location}/kids_analysis_<week>{ext}, "
-        f"kids_reports_<week>{ext}"
-    )
+    print(f"\n  database : {db.redact(settings.warehouse.database_url)}")
+    ext = EXTENSIONS[settings.exports.format]
+    first = settings.exports.target().location(f"kids_analysis_<week>{ext}")
+    print(f"  exports  : {first}, kids_reports_<week>{ext}")
     print(f"  dagster  : {os.environ.get('DAGSTER_HOME', '(ephemeral instance)')}")
     print(f"  took     : {seconds:.1f} s")
     if not os.environ.get("OPENAI_API_KEY"):
@@ -92,10 +91,10 @@ def print_summary(settings: Settings, failed: list[str], seconds: float) -> None
 
 def detect_weeks(settings: Settings) -> list[str]:
     """Complete weeks with activity, found in the database (as AI Production Pipeline did)."""
-    tz = settings.weeks.timezone
-    first = Week(settings.weeks.start_date, tz)
+    tz = settings.analysis.timezone
+    first = Week(WEEKS.start_date, tz)
     last = Week.containing(dt.datetime.now(dt.UTC), tz).shifted(-1)
-    engine = db.get_engine(settings.resolved_database_url, settings.warehouse.schema_name)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
     with engine.connect() as conn:
         found = weeks_with_activity(conn, source_tables(settings.sources), first, last)
     return [w.key for w in found]
@@ -113,7 +112,6 @@ def start_partitions_at(first: Week, make_include: Path) -> None:
     KIDSFIN_WEEKS__START_DATE of the user's wins in both."""
     if START_DATE_ENV not in os.environ:
         os.environ[START_DATE_ENV] = first.key
-        get_settings.cache_clear()
     make_include.parent.mkdir(parents=True, exist_ok=True)
     make_include.write_text(
         "# Written by `make demo`: weekly partitions start at the demo's first week.\n"
@@ -136,16 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
     try:
-        settings = get_settings()
-        weeks_loaded = demo_weeks(settings.weeks.timezone, dt.datetime.now(dt.UTC))
+        settings = load_settings()
+        weeks_loaded = demo_weeks(settings.analysis.timezone, dt.datetime.now(dt.UTC))
         start_partitions_at(weeks_loaded[0], args.make_include)
-        settings = get_settings()
+        settings = load_settings()
     except SettingsError as exc:
         print(f"kidsfin demo: {exc}", file=sys.stderr)
         return 2
-    engine = db.create_engine(settings.resolved_database_url)
+    engine = db.create_engine(settings.warehouse.database_url)
     spec = DemoSpec(
-        weeks=len(weeks_loaded), end_week=weeks_loaded[-1].start, timezone=settings.weeks.timezone
+        weeks=len(weeks_loaded),
+        end_week=weeks_loaded[-1].start,
+        timezone=settings.analysis.timezone,
     )
     summary = generate(engine, settings.sources, spec)
     engine.dispose()

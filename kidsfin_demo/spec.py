@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kidsfin_assets.config.weeks import DEFAULT_TIMEZONE
 from kidsfin_demo.dirty import QUARANTINE_REASON
 from kidsfin_demo.times import zone
 
@@ -25,7 +26,7 @@ class DemoSpec:
     kids: int = 10
     weeks: int = 6
     end_week: dt.date | None = None
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = DEFAULT_TIMEZONE
     seed: int = 42
     dirty: bool = True
     txns_per_kid_week: float = 8.0

@@ -18,7 +18,7 @@ def resolve_path(value: str) -> Path:
 
 
 def check_folder(value: str) -> str:
-    """A folder setting must name one: empty would write into the project's root."""
+    """Not empty (it would write into the project's root)."""
     if not value.strip():
         raise ValueError("is empty (it would write into the project's root)")
     return value

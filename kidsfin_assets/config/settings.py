@@ -1,402 +1,396 @@
-"""Pipeline settings: config/pipeline.yaml, overridden by KIDSFIN_* environment variables.
+"""How a setting's value reaches the field that declares it.
 
-Validated by pydantic when loaded, so a bad value stops start-up with a message that
-names the key (and the environment variable, when that is where the value came from).
+Every setting is a field of the Dagster resource that uses it (`defs/resources.py`, the
+OpenAI resource in `reports/openai_client.py`; the `file` run logger's path in
+`defs/loggers.py`): its type, default, rule and description are written there, once, with
+`setting()`. This module only carries values to those fields:
+
+- from `config/pipeline.yaml` (or the file `KIDSFIN_CONFIG` names), whose sections are the
+  resources' keys (`openai:`, `analysis:` ...) and whose keys are their fields;
+- from the environment, over the file: `KIDSFIN_<SECTION>__<FIELD>`, or the variable a
+  field names itself (the warehouse's `KIDSFIN_DATABASE_URL`, OpenAI's `OPENAI_API_KEY`);
+- per run, from the launchpad: the loaded values are each field's default there
+  (`configure_at_launch`, in `defs/resources.py`), so a run overrides one field and keeps
+  the others.
+
+A value that breaks its field's rule fails in one line, `<resource>.<field>: <rule>, got
+<value>`: when the code location loads (saying where the value came from), or, from the
+launchpad, when the run builds its resources, before any step does work
+(`InvalidSettings`, a `dagster.Failure`). A name a setting had before (`trends.threshold`,
+now `analysis.trend_threshold`) is refused in a file, naming the new one, and still read
+from the environment, with a warning naming the new variable.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import json
 import os
-import zoneinfo
+import typing
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Protocol
 
+import dagster as dg
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
-from pydantic_settings import SettingsError as EnvParseError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 
-from kidsfin_assets.config.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.config.errors import SettingsError
-from kidsfin_assets.config.paths import PROJECT_ROOT, check_folder, resolve_path
-from kidsfin_assets.exports.export_store import check_export_location, is_url, redact_location
-from kidsfin_assets.llm.pricing import check_tier_prices, load_price
-from kidsfin_assets.warehouse.db import DatabaseUrlError, normalize_url, redact
+from kidsfin_assets.config.paths import PROJECT_ROOT
+from kidsfin_assets.config.weeks import START_DATE_ENV, TIMEZONE_ENV
 
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
 ENV_PREFIX = "KIDSFIN_"
+CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
+
+# Settings Dagster fixes when it imports the definitions: the weekly partitions (weeks.py).
+# A file naming them is refused, pointing at the variable; no resource holds them.
+FIXED_AT_IMPORT = {
+    "weeks.start_date": START_DATE_ENV,
+    "weeks.timezone": TIMEZONE_ENV,
+    "analysis.timezone": TIMEZONE_ENV,
+}
+
+_EXTRA = "kidsfin"  # the key of a field's json_schema_extra that says how it is read
 
 
-class _Section(BaseModel):
+def setting(
+    default: Any,
+    *,
+    description: str,
+    env: str | None = None,
+    in_file: bool = True,
+    secret: bool = False,
+    formerly: str | Sequence[str] = (),
+    **rules: Any,
+) -> Any:
+    """A setting: a pydantic field with its default, description and rules (`ge=0`...),
+    read from the file section of its resource and from `KIDSFIN_<SECTION>__<FIELD>`.
+
+    `env` names another variable; `in_file=False` reads it from the environment only (a
+    password must not sit in a file); `secret` hands it to Dagster as an `EnvVar`, so the
+    UI shows the variable's name, never the value; `formerly` lists the names it had
+    (`section.key`, or a top-level `key`), refused in a file and read, with a warning, from
+    the environment."""
+    retired = (formerly,) if isinstance(formerly, str) else tuple(formerly)
+    how = {"env": env, "in_file": in_file, "secret": secret, "formerly": list(retired)}
+    return Field(default, description=description, json_schema_extra={_EXTRA: how}, **rules)
+
+
+def one_of(*choices: str) -> Callable[[Any, str], str]:
+    """A validator: the value is one of `choices` (a str field, not a Literal, so that a
+    launchpad value is refused in the same one line as a file's, not as a config type)."""
+    said = ", ".join(map(repr, choices[:-1])) + f" or {choices[-1]!r}"
+
+    def check(cls: Any, value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be {said}")
+        return value
+
+    check.__doc__ = f"{said}"
+    return classmethod(check)  # type: ignore[return-value]
+
+
+class Rule(ValueError):
+    """A rule broken by `field`, raised by a validator that sees several fields (a model
+    validator, whose error pydantic would otherwise name no field for)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidSettings(dg.Failure):
+    """Values that break their fields' rules, one line each. From a run's config, the run
+    fails with it when Dagster builds the resource, before a step does any work; at load,
+    `load_sections` reports the same lines with where each value came from."""
+
+    def __init__(self, section: type[Any], error: ValidationError) -> None:
+        self.section, self.error = section, error
+        super().__init__(description="\n".join(problems(section, error)), allow_retries=False)
+
+
+class _Checked:
+    """What a settings section does: its key, the one-line errors, a redacted value."""
+
+    key: ClassVar[str]  # the resource key, which is also the file's section
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise InvalidSettings(type(self), exc) from None
+
+    @classmethod
+    def shown(cls, field: str, value: Any) -> str:
+        """How an error shows a value (a section holding a password redacts it)."""
+        return repr(value)
+
+
+class SettingsResource(_Checked, dg.ConfigurableResource):
+    """A Dagster resource whose fields are settings (declared with `setting()`)."""
+
     # No infinities or NaN: `timeout_seconds: .inf` would pass `gt=0` and never time out.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    def launchpad_values(self) -> dict[str, Any]:
+        """The values the file and the environment set, as the launchpad's defaults: a
+        secret as the `EnvVar` it came from (the UI shows the variable's name, and the run
+        reads its value), while that variable holds it."""
+        out = {}
+        for name in sorted(self.model_fields_set):
+            how = _how(type(self).model_fields[name])
+            if how is None:
+                continue
+            value = getattr(self, name)
+            from_env = how["secret"] and value and os.environ.get(how["env"]) == value
+            out[name] = dg.EnvVar(how["env"]) if from_env else value
+        return out
+
+
+class SettingsModel(_Checked, BaseModel):
+    """Settings that no resource holds (the `file` run logger's path): read alike."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class WeeksSettings(_Section):
-    start_date: dt.date
-    timezone: str = "Asia/Ho_Chi_Minh"
-
-    @field_validator("start_date")
-    @classmethod
-    def _monday(cls, value: dt.date) -> dt.date:
-        if value.weekday() != 0:
-            raise ValueError(f"{value} is a {value:%A}; weeks start on a Monday")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
-
-class TrendSettings(_Section):
-    threshold: float = Field(ge=0, le=10)
-
-
-def _plain_name(name: str) -> bool:
-    """Letters, digits and _ only (never empty): safe to quote in SQL written here."""
-    return name.replace("_", "").isalnum()
-
-
-class SourceTables(_Section):
-    kids: str = "kids"
-    transactions: str = "transactions"
-    app_events: str = "app_events"
-    savings_goals: str = "savings_goals"
-
-    @field_validator("*")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        parts = value.split(".")
-        if not 1 <= len(parts) <= 2 or not all(map(_plain_name, parts)):
-            raise ValueError(f"{value!r} is not a table name (letters, digits, _; schema.table)")
-        return value
-
-
-class WarehouseSettings(_Section):
-    schema_name: str = Field(default="kidsfin", alias="schema")
-    # How long a gold run waits for an unreachable warehouse (sending nothing new, keeping
-    # what it holds) before it fails.
-    outage_wait_seconds: float = Field(default=120.0, ge=0, le=86400)
-    # A claim on a kid-week lasts this long unless its run renews it (it does while alive).
-    claim_lease_seconds: float = Field(default=300.0, ge=5, le=3600)
-    # Paid answers that could not reach the warehouse; the next gold run stores them.
-    spool_dir: str = "data/spool"
-
-    _spool_dir_named = field_validator("spool_dir")(check_folder)
-
-    @field_validator("schema_name")
-    @classmethod
-    def _schema_identifier(cls, value: str) -> str:
-        # Quoted in SQL the project writes itself (LOCK TABLE "<schema>".…): a plain name only.
-        if not _plain_name(value) or len(value) > 63:
-            raise ValueError(f"{value!r} is not a schema name (letters, digits, _)")
-        return value
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
-    )
-
-
-class OpenAISettings(_Section):
-    model: str = Field(min_length=1)
-    pricing_file: str = "config/pricing.yaml"
-    max_tokens: int = Field(gt=0, le=16384)
-    temperature: float = Field(ge=0, le=2)
-    # The shared bucket keeps 1 % (at least one request) as burst: 1 would leave no refill.
-    requests_per_minute: int = Field(ge=2)
-    tokens_per_minute: int = Field(gt=0)
-    # Requests in flight in one step: threads (at most 256), or tasks of one event loop
-    # with client "async" (at most 4096: the big tiers need ~1,500 at 2-5 s an answer).
-    max_concurrent: int = Field(gt=0, le=4096)
-    client: Literal["threads", "async"] = "threads"
-    batch_size: int = Field(default=20, gt=0)
-    timeout_seconds: float = Field(gt=0)
-    fail_fast_after: int = Field(default=5, ge=0, le=1000)
-    # sync: one request per report; batch: OpenAI's Batch API (half price, answers within
-    # 24 h); auto: batch when a week has at least batch_min_reports reports to write.
-    mode: Literal["sync", "batch", "auto"] = "sync"
-    batch_min_reports: int = Field(default=1000, ge=1)
-    batch_max_requests: int = Field(default=50_000, ge=1, le=50_000)
-    batch_max_bytes: int = Field(default=190_000_000, ge=10_000, le=200_000_000)
-    # Enqueued-token budget of the model's batch queue, shared by every process.
-    batch_queue_tokens: int = Field(default=2_000_000, ge=1)
-    # default, or flex (batch prices on the synchronous API, 429 when it has no capacity)
-    service_tier: Literal["default", "flex"] = "default"
-    flex_fallback: bool = True  # after flex refusals, send at the default tier
-    rate_limit_period_seconds: float = Field(default=60.0, gt=0)
-    # > 0: the shared bucket is leased in blocks usable this long (llm/bucket.py); the
-    # refill then runs over period + 2 x this, a share of the limit given up for speed.
-    rate_limit_lease_seconds: float = Field(default=0.0, ge=0, le=5)
-    # Progress lines: one every this many reports, or this many seconds, whichever first.
-    progress_every_reports: int = Field(default=500, ge=1)
-    progress_every_seconds: float = Field(default=5.0, gt=0)
-
-    @model_validator(mode="after")
-    def _threads_are_bounded(self) -> OpenAISettings:
-        if self.client == "threads" and self.max_concurrent > 256:
-            raise ValueError(
-                f"max_concurrent={self.max_concurrent} needs client: async (threads: at most 256)"
-            )
-        return self
-
-
-class RetrySettings(_Section):
-    # Waits are capped at an hour: a longer one is a typo, and a report would sit that long.
-    max_attempts: int = Field(ge=1, le=20)
-    initial_wait_seconds: float = Field(ge=0, le=3600)
-    max_wait_seconds: float = Field(ge=0, le=3600)
-    jitter_seconds: float = Field(ge=0, le=3600)
-    step_max_retries: int = Field(default=2, ge=0, le=10)
-    step_delay_seconds: float = Field(default=30, ge=0, le=3600)
-
-
-class SilverSettings(_Section):
-    # A week losing more than this share of its kid rows at once fails before gold runs.
-    max_shrink_share: float = Field(default=0.5, ge=0, le=1)
-
-
-class PrivacySettings(_Section):
-    pseudonymize: bool = True
-    # Category names sent to the API as they are; any other (free text a child may have
-    # typed: a name, a phone number) is sent as "khác". Compared without case and
-    # surrounding spaces; sent as written here.
-    known_categories: tuple[str, ...] = DEFAULT_KNOWN_CATEGORIES
-
-    @field_validator("known_categories")
-    @classmethod
-    def _named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not name.strip() for name in value):
-            raise ValueError("a known category is empty")
-        return value
-
-
-class CheckSettings(_Section):
-    max_quarantine_share: float = Field(ge=0, le=1)
-    max_cost_per_report_usd: float = Field(ge=0)
-    min_grounded_share: float = Field(default=0.99, ge=0, le=1)
-
-
-class SensorSettings(_Section):
-    interval_seconds: int = Field(ge=5)
-    # Recent processed weeks re-fingerprinted each tick to notice late rows (0: never).
-    late_data_weeks: int = Field(default=8, ge=0, le=52)
-    # How often openai_batch_sensor looks at open batches.
-    batch_interval_seconds: int = Field(default=300, ge=30)
-    # Never-processed weeks requested per tick at most; a backlog continues next tick.
-    max_weeks_per_tick: int = Field(default=12, ge=1, le=520)
-
-
-class Settings(BaseSettings):
-    """Every tunable of the pipeline; see config/pipeline.yaml for the meaning of each."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
-
-    database_url: str = ""
-    export_dir: str = "data/exports"
-    export_format: Literal["json", "jsonl"] = "json"
-    log_file: str = "data/logs/kidsfin.log"
-    weeks: WeeksSettings
-    trends: TrendSettings
-    sources: SourceTables = SourceTables()
-    warehouse: WarehouseSettings = WarehouseSettings()
-    openai: OpenAISettings
-    retry: RetrySettings
-    silver: SilverSettings = SilverSettings()
-    privacy: PrivacySettings = PrivacySettings()
-    checks: CheckSettings
-    sensor: SensorSettings
-
-    _export_dir_named = field_validator("export_dir")(check_export_location)
-
-    @field_validator("database_url")
-    @classmethod
-    def _usable_database(cls, value: str) -> str:
-        # Checked at load, so a wrong URL stops start-up instead of failing every run.
-        if value:
-            try:
-                normalize_url(value)
-            except DatabaseUrlError as exc:
-                raise ValueError(str(exc)) from None
-        return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment beats the YAML file; no .env file is read (secrets stay in the env).
-        return (
-            init_settings,
-            env_settings,
-            YamlConfigSettingsSource(settings_cls, yaml_file=config_path()),
-        )
+class SourceTables(Protocol):
+    """The app's table names as the warehouse code reads them (the `sources` resource,
+    `defs/resources.py`, declares them and is one)."""
 
     @property
-    def resolved_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{resolve_path('data/kidsfin.db')}"
-
+    def kids(self) -> str: ...
     @property
-    def export_path(self) -> Path:
-        """A local export folder, resolved against the project (see export_location)."""
-        return resolve_path(self.export_dir.removeprefix("file://"))
-
+    def transactions(self) -> str: ...
     @property
-    def export_location(self) -> str:
-        """The export folder: a store's URL as written, or the local folder's path."""
-        return self.export_dir.strip() if is_url(self.export_dir) else str(self.export_path)
-
+    def app_events(self) -> str: ...
     @property
-    def log_file_path(self) -> Path:
-        return resolve_path(self.log_file)
-
-    @property
-    def pricing_path(self) -> Path:
-        return resolve_path(self.openai.pricing_file)
+    def savings_goals(self) -> str: ...
 
 
-def config_path() -> Path:
-    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_CONFIG)
+# --- errors -------------------------------------------------------------------------------
 
 
-def _env_name(loc: tuple[Any, ...]) -> str:
-    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
-
-
-def _describe(exc: ValidationError) -> str:
+def problems(
+    section: type[Any], error: ValidationError, origin: Mapping[str, str] | None = None
+) -> list[str]:
+    """`<key>.<field>: <rule>, got <value>` for each error, with where the value came from
+    (`origin`: field -> a variable or a file) when known."""
     lines = []
-    for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if not isinstance(p, int))
-        key = ".".join(str(p) for p in loc) or "(root)"
-        env = _env_name(loc)
-        origin = f" (from environment variable {env})" if env in os.environ else ""
-        given = error.get("input")
-        if key == "database_url" and isinstance(given, str):
-            given = redact(given)  # never echo a password
-        elif key == "export_dir" and isinstance(given, str):
-            given = redact_location(given)
-        shown = "" if isinstance(given, dict) or given is None else f", got {given!r}"
-        lines.append(f"  {key}: {error['msg']}{shown}{origin}")
-    return "invalid kidsfin settings in " + str(config_path()) + ":\n" + "\n".join(lines)
+    for item in error.errors():
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, Rule):
+            field, rule, given = cause.field, str(cause), None  # its message shows the values
+        else:
+            field = ".".join(str(p) for p in item["loc"] if not isinstance(p, int)) or "(all)"
+            rule, given = item["msg"].removeprefix("Value error, "), item.get("input")
+        field = field.split(".", 1)[0]
+        value = None if given is None or isinstance(given, dict) else section.shown(field, given)
+        shown = "" if value is None or value in rule else f", got {value}"
+        where = (origin or {}).get(field)
+        lines.append(f"{section.key}.{field}: {rule}{shown}" + (f" ({where})" if where else ""))
+    return lines
 
 
-def load_settings() -> Settings:
-    """Load and validate; raise SettingsError naming every bad key."""
-    path = config_path()
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    section: str
+    name: str
+    env: str
+    in_file: bool
+    secret: bool
+    formerly: tuple[str, ...]
+    is_list: bool
+
+
+def _how(info: FieldInfo) -> dict[str, Any] | None:
+    extra = info.json_schema_extra
+    return extra.get(_EXTRA) if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+def _fields(sections: Iterable[type[Any]]) -> list[_Field]:
+    found = []
+    for section in sections:
+        for name, info in section.model_fields.items():
+            how = _how(info)
+            if how is None:
+                continue  # a field that is no setting (a base class's)
+            kind = typing.get_origin(info.annotation) or info.annotation
+            found.append(
+                _Field(
+                    section=section.key,
+                    name=name,
+                    env=how["env"] or f"{ENV_PREFIX}{section.key}__{name}".upper(),
+                    in_file=how["in_file"],
+                    secret=how["secret"],
+                    formerly=tuple(how["formerly"]),
+                    is_list=kind in (list, tuple),
+                )
+            )
+    return found
+
+
+def _env_of(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace(".", "__").upper()
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    return Path((os.environ if environ is None else environ).get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SettingsError(f"kidsfin config file not found: {path} (set KIDSFIN_CONFIG)")
+        raise SettingsError(f"kidsfin config file not found: {path} (set {CONFIG_ENV})")
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise SettingsError(f"kidsfin config file {path} is not valid YAML: {exc}") from exc
-    if isinstance(document, dict) and "database_url" in document:
-        # A URL holds a password: from a file it would reach the UI as plain resource config.
-        raise SettingsError(
-            f"invalid kidsfin settings in {path}:\n  database_url: not allowed in a config "
-            f"file (it holds a password); set the environment variable {ENV_PREFIX}DATABASE_URL"
-        )
-    unknown = _unknown_variables()
-    if unknown:
-        raise SettingsError(
-            "unknown kidsfin environment variables (a section and its key are joined by two "
-            "underscores, e.g. KIDSFIN_OPENAI__MODEL): " + ", ".join(unknown)
-        )
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SettingsError(f"{path}: must be a mapping of sections (openai:, analysis: ...)")
+    return document
+
+
+def _flatten(document: dict[str, Any], path: Path, sections: set[str]) -> dict[str, Any]:
+    """`section.key` -> value; a top-level key that is no section stays `key`."""
+    flat, bad = {}, []
+    for top, body in document.items():
+        body = {} if body is None and top in sections else body  # every key commented out
+        if top in sections and not isinstance(body, dict):
+            bad.append(f"{top}: must be a mapping of its settings ({path})")
+        elif isinstance(body, dict):
+            flat.update({f"{top}.{key}": value for key, value in body.items()})
+        else:
+            flat[str(top)] = body
+    if bad:
+        raise SettingsError("\n".join(bad))
+    return flat
+
+
+def _parse_env(field: _Field, name: str, raw: str) -> Any:
+    if not field.is_list:
+        return raw
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
-    except EnvParseError as exc:
-        # pydantic-settings names only the section ("privacy"), not the variable.
-        named = _unparsed_variables()
-        said = f"not JSON in {', '.join(named)}" if named else str(exc)
-        raise SettingsError(
-            f'invalid kidsfin settings: {said} (a list is written ["ăn vặt", "snacks"])'
-        ) from None
-    price = load_price(settings.pricing_path, settings.openai.model)  # unpriced: stops here
-    check_tier_prices(
-        price,
-        settings.openai.model,
-        settings.pricing_path,
-        mode=settings.openai.mode,
-        service_tier=settings.openai.service_tier,
-    )
-    return settings
-
-
-def _unparsed_variables() -> list[str]:
-    """KIDSFIN_ variables whose value must be JSON (a section, a list) but is not."""
-    wanted = []
-    for name, field in Settings.model_fields.items():
-        section = field.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            wanted.append(_env_name((name,)))
-            wanted += [
-                _env_name((name, key))
-                for key, sub in section.model_fields.items()
-                if getattr(sub.annotation, "__origin__", None) in (tuple, list)
-            ]
-    return [name for name in wanted if name in os.environ and not _is_json(os.environ[name])]
-
-
-def _is_json(value: str) -> bool:
-    try:
-        json.loads(value)
+        return json.loads(raw)
     except ValueError:
-        return False
-    return True
+        raise SettingsError(
+            f"{field.section}.{field.name}: not JSON in {name} (a list is written "
+            '["ăn vặt", "snacks"])'
+        ) from None
 
 
-def _unknown_variables() -> list[str]:
-    """KIDSFIN_ variables that name no setting (a typo would otherwise be ignored)."""
-    known = {f"{ENV_PREFIX}CONFIG"}
-    for name, field in Settings.model_fields.items():
-        known.add(_env_name((name,)))
-        section = field.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            for key, sub in section.model_fields.items():
-                known.add(_env_name((name, key)))
-                if sub.alias:
-                    known.add(_env_name((name, sub.alias)))
-    # KIDSFIN_TEST_* and KIDSFIN_BENCH_* belong to the test suite and the benchmarks.
-    tools = (f"{ENV_PREFIX}TEST_", f"{ENV_PREFIX}BENCH_")
-    return sorted(
-        name
-        for name in os.environ
-        if name.upper().startswith(ENV_PREFIX) and name not in known and not name.startswith(tools)
-    )
+def _names_a_setting(name: str, sections: set[str]) -> bool:
+    """A KIDSFIN_ variable that looks meant for a setting: `KIDSFIN_<X>__<Y>`, or one
+    starting with a section's name (`KIDSFIN_OPENAI_MODEL`). Others (a tool's own
+    variables) are not this module's business."""
+    rest = name[len(ENV_PREFIX) :].lower()
+    return "__" in rest or any(rest.startswith(f"{section}_") for section in sections)
 
 
-@functools.cache
-def get_settings() -> Settings:
-    """The process-wide settings (tests call get_settings.cache_clear() after changing env)."""
-    return load_settings()
+def read_sections(
+    sections: Sequence[type[Any]], environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    """Each section's values from the file, then the environment; and where each came from
+    (a variable's name, or the file). Raises SettingsError listing every misplaced name."""
+    environ = os.environ if environ is None else environ
+    path = config_path(environ)
+    fields = _fields(sections)
+    by_key = {f"{f.section}.{f.name}": f for f in fields}
+    retired = {old: f for f in fields for old in f.formerly}
+    keys = {section.key for section in sections}
+    values: dict[str, dict[str, Any]] = {key: {} for key in keys}
+    origin: dict[str, dict[str, str]] = {key: {} for key in keys}
+    errors: list[str] = []
+
+    for dotted, value in _flatten(_read_file(path), path, keys).items():
+        field = by_key.get(dotted) or retired.get(dotted)
+        new = f"{field.section}.{field.name}" if field else None
+        if dotted in FIXED_AT_IMPORT:
+            errors.append(
+                f"{dotted}: the weekly partitions are fixed when the code location loads; "
+                f"set {FIXED_AT_IMPORT[dotted]} in its environment, not in {path}"
+            )
+        elif field is None:
+            known = ", ".join(sorted(keys))
+            errors.append(f"{dotted}: no such setting in {path} (sections: {known})")
+        elif not field.in_file:
+            errors.append(
+                f"{new}: not allowed in a config file (it holds a secret); set the "
+                f"environment variable {field.env}"
+            )
+        elif dotted != new:
+            errors.append(f"{dotted}: renamed {new}; rename it in {path}")
+        else:
+            values[field.section][field.name] = value
+            origin[field.section][field.name] = f"from {path}"
+
+    for dotted, env in FIXED_AT_IMPORT.items():
+        if _env_of(dotted) != env and _env_of(dotted) in environ:
+            errors.append(
+                f"{_env_of(dotted)}: the weekly partitions' time zone and first week are "
+                f"fixed when the code location loads, from {env}; set that instead"
+            )
+    by_env = {f.env: f for f in fields}
+    retired_env = {_env_of(old): f for f in fields for old in f.formerly}
+    unknown = []
+    for name in sorted(environ):
+        field = by_env.get(name)
+        if field is None and name in retired_env:
+            field = retired_env[name]
+            if field.env in environ:
+                errors.append(f"{name} and {field.env} are both set: keep only {field.env}")
+                continue
+            warnings.warn(
+                f"{name} is the old name of {field.env} ({field.section}.{field.name}); rename it",
+                RetiredSettingWarning,
+                stacklevel=2,
+            )
+        if field is not None:
+            raw = environ[name]
+            if field.secret and not raw:
+                continue  # an empty secret (a .env line left blank) is no value
+            try:
+                values[field.section][field.name] = _parse_env(field, name, raw)
+            except SettingsError as exc:
+                errors.append(str(exc))
+            origin[field.section][field.name] = f"from environment variable {name}"
+        elif (
+            name.startswith(ENV_PREFIX)
+            and name not in (CONFIG_ENV, START_DATE_ENV, TIMEZONE_ENV)
+            and name not in map(_env_of, FIXED_AT_IMPORT)
+            and _names_a_setting(name, keys)
+        ):
+            unknown.append(name)
+    if unknown:
+        errors.append(
+            "unknown kidsfin environment variables (a section and its field are joined by "
+            "two underscores, e.g. KIDSFIN_OPENAI__MODEL): " + ", ".join(unknown)
+        )
+    if errors:
+        raise SettingsError("\n".join(errors))
+    return values, origin
+
+
+class RetiredSettingWarning(UserWarning):
+    """A setting was read from the environment under a name it no longer has."""
+
+
+def load_sections(
+    sections: Sequence[type[Any]], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Every section built from the file and the environment, its fields' rules checked:
+    key -> the resource (or model). Raises SettingsError with one line per bad value."""
+    values, origin = read_sections(sections, environ)
+    built, errors = {}, []
+    for section in sections:
+        try:
+            built[section.key] = section(**values[section.key])
+        except InvalidSettings as exc:
+            errors += problems(section, exc.error, origin[section.key])
+    if errors:
+        raise SettingsError("\n".join(errors))
+    return built

@@ -1,22 +1,30 @@
-"""Weeks: Monday 00:00 to the next Monday 00:00 in the configured time zone."""
+"""Weeks: Monday 00:00 to the next Monday 00:00 in the weekly partitions' time zone.
+
+The weekly partitions are part of the definitions Dagster snapshots when the code location
+loads, so their first week and time zone are fixed then, for every run: they are declared
+here, once, and come from the environment only (`KIDSFIN_WEEKS__START_DATE`, which `make
+demo` and `make dev` set, and `KIDSFIN_WEEKS__TIMEZONE`), never from a config file or a
+run's config. Every week's window is cut in this zone (the `analysis` resource's
+`timezone` is it), so a week's key and its window always agree.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
 
-from kidsfin_assets.config.settings import ENV_PREFIX, Settings, SettingsError, WeeksSettings
+from kidsfin_assets.config.errors import SettingsError
 
 PARTITION_FORMAT = "%Y-%m-%d"
-# The partitions are part of the definitions Dagster snapshots when the code location
-# loads, so they are fixed then: from these variables (`make demo` and `make dev` set the
-# start date), else these defaults, which config/pipeline.yaml repeats (docs/design.md).
-START_DATE_ENV = f"{ENV_PREFIX}WEEKS__START_DATE"
-TIMEZONE_ENV = f"{ENV_PREFIX}WEEKS__TIMEZONE"
+# The variables of the `weeks` section (KIDSFIN_<SECTION>__<FIELD>, as every setting's).
+_SECTION = "weeks"
+START_DATE_ENV = f"KIDSFIN_{_SECTION.upper()}__START_DATE"
+TIMEZONE_ENV = f"KIDSFIN_{_SECTION.upper()}__TIMEZONE"
 DEFAULT_START_DATE = dt.date(2026, 1, 5)
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 
@@ -67,6 +75,46 @@ def _local_midnight(day: dt.date, timezone: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=zoneinfo.ZoneInfo(timezone))
 
 
+@dataclass(frozen=True)
+class WeeklyPartitions:
+    """The first week (a Monday) and the time zone of the weekly partitions."""
+
+    start_date: dt.date = DEFAULT_START_DATE
+    timezone: str = DEFAULT_TIMEZONE
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> WeeklyPartitions:
+        """The environment's values, else the defaults; a bad value raises SettingsError
+        naming its variable."""
+        return cls(
+            start_date=_monday(environ.get(START_DATE_ENV) or DEFAULT_START_DATE),
+            timezone=_known_zone(environ.get(TIMEZONE_ENV) or DEFAULT_TIMEZONE),
+        )
+
+    def definition(self) -> dg.WeeklyPartitionsDefinition:
+        return partitions_for(self.start_date, self.timezone)
+
+
+def _monday(value: str | dt.date) -> dt.date:
+    try:
+        day = value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+    except ValueError:
+        raise SettingsError(f"{START_DATE_ENV}: {value!r} is not a YYYY-MM-DD date") from None
+    if day.weekday() != 0:
+        raise SettingsError(
+            f"{START_DATE_ENV}: {day} is a {day:%A}; the weekly partitions start on a Monday"
+        )
+    return day
+
+
+def _known_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{TIMEZONE_ENV}: unknown time zone {value!r}") from None
+    return value
+
+
 def partitions_for(start: dt.date, timezone: str) -> dg.WeeklyPartitionsDefinition:
     """Monday-keyed weeks from `start`; only complete weeks exist (end_offset=0)."""
     return dg.WeeklyPartitionsDefinition(
@@ -78,31 +126,30 @@ def partitions_for(start: dt.date, timezone: str) -> dg.WeeklyPartitionsDefiniti
     )
 
 
-def _weeks_from_environment() -> WeeksSettings:
-    """The environment's weeks, or the defaults. Nothing is raised at import: a bad value
-    falls back here, and load_settings() refuses it when the definitions load, naming it."""
+def _at_import() -> WeeklyPartitions:
+    """Read when the module is imported (reading two variables is no side effect). A bad
+    value cannot stop an import: it falls back to the defaults here, and check_weeks(),
+    called when the definitions load, refuses it naming the variable."""
     try:
-        return WeeksSettings(
-            start_date=os.environ.get(START_DATE_ENV) or DEFAULT_START_DATE,
-            timezone=os.environ.get(TIMEZONE_ENV) or DEFAULT_TIMEZONE,
-        )
-    except ValueError:
-        return WeeksSettings(start_date=DEFAULT_START_DATE, timezone=DEFAULT_TIMEZONE)
+        return WeeklyPartitions.from_environment(os.environ)
+    except SettingsError:
+        return WeeklyPartitions()
 
 
-_WEEKS = _weeks_from_environment()
-weekly_partitions = partitions_for(_WEEKS.start_date, _WEEKS.timezone)
+WEEKS = _at_import()
+weekly_partitions = WEEKS.definition()
 
 
-def check_partitions_match(settings: Settings) -> None:
-    """The partitions were fixed at import; refuse a config file that says otherwise."""
-    for key, env, wanted, fixed in (
-        ("start_date", START_DATE_ENV, settings.weeks.start_date, _WEEKS.start_date),
-        ("timezone", TIMEZONE_ENV, settings.weeks.timezone, _WEEKS.timezone),
+def check_weeks(environ: Mapping[str, str]) -> None:
+    """When the definitions load: refuse a bad KIDSFIN_WEEKS__* value (which the import
+    set aside), or one set after this process imported the partitions, naming it."""
+    wanted = WeeklyPartitions.from_environment(environ)
+    for env, value, fixed in (
+        (START_DATE_ENV, wanted.start_date, WEEKS.start_date),
+        (TIMEZONE_ENV, wanted.timezone, WEEKS.timezone),
     ):
-        if wanted != fixed:
+        if value != fixed:
             raise SettingsError(
-                f"weeks.{key}: {wanted} differs from the weekly partitions' {fixed}. The "
-                "partitions are fixed when the code loads, from the environment variable "
-                f"{env}; set it there (or unset both) instead of in the config file."
+                f"{env}: {value} differs from the weekly partitions' {fixed}, fixed when "
+                "this process imported them; set it before the process starts"
             )

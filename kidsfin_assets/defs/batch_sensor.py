@@ -10,13 +10,12 @@ import openai as openai_sdk
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.defs.jobs import COLLECT_JOB_NAME, collect_batches_job
-from kidsfin_assets.defs.resources import WarehouseResource
+from kidsfin_assets.defs.resources import SensorResource, WarehouseResource
 from kidsfin_assets.reports.batches import TERMINAL, open_batches
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
 from kidsfin_assets.warehouse.tables import openai_batches
 
 SENSOR_NAME = "openai_batch_sensor"
-DEFAULT_INTERVAL_SECONDS = 300  # sensor.batch_interval_seconds in config/pipeline.yaml
 
 
 def _week_is_ready(rows: list[dict[str, Any]], client: openai_sdk.OpenAI) -> bool:
@@ -73,7 +72,8 @@ def openai_batch_sensor_every(seconds: int) -> dg.SensorDefinition:
     )(openai_batch_tick)
 
 
-openai_batch_sensor = openai_batch_sensor_every(DEFAULT_INTERVAL_SECONDS)
+# The module's own, at the setting's default (the definitions build theirs with its value).
+openai_batch_sensor = openai_batch_sensor_every(SensorResource().batch_interval_seconds)
 
 
 @dg.op(

@@ -7,7 +7,7 @@ shipper, `tail -f`), selected per run in run config:
 
     loggers:
       console: {}
-      file: {config: {json: true, log_level: INFO}}   # path: the `log_file` setting
+      file: {config: {json: true, log_level: INFO}}   # path: the `file_logger.path` setting
 
 Every step process of a run appends to the same file; each record is one line.
 """
@@ -18,9 +18,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
+from pydantic import field_validator
+
+from kidsfin_assets.config.paths import check_folder, resolve_path
+from kidsfin_assets.config.settings import SettingsModel, setting
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(caller)s - %(message)s"
 _PROJECT_PACKAGE = "kidsfin_assets"
@@ -82,8 +86,27 @@ class AppendingFileHandler(logging.Handler):
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+class FileLoggerSettings(SettingsModel):
+    """The `file` run logger's default; a run's `loggers: {file: {config: {path: ...}}}`
+    overrides it."""
+
+    key: ClassVar[str] = "file_logger"
+
+    path: str = setting(
+        "data/logs/kidsfin.log",
+        formerly="log_file",
+        description="Where the `file` run logger appends (relative to the project).",
+    )
+
+    _named = field_validator("path")(check_folder)
+
+    @property
+    def resolved(self) -> Path:
+        return resolve_path(self.path)
+
+
 def build_file_logger(default_path: Path) -> dg.LoggerDefinition:
-    """The `file` run logger; its path defaults to the `log_file` setting."""
+    """The `file` run logger; its path defaults to the `file_logger.path` setting."""
 
     @dg.logger(
         config_schema={

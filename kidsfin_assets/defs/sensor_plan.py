@@ -31,7 +31,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kidsfin_assets.config.settings import Settings, SourceTables
+from kidsfin_assets.config.settings import SourceTables
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.source_activity import Fingerprint, next_activity, week_fingerprint
@@ -70,18 +70,6 @@ class Watch:
     timezone: str
     late_data_weeks: int
     max_weeks_per_tick: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Watch:
-        return cls(
-            database_url=settings.resolved_database_url,
-            schema_name=settings.warehouse.schema_name,
-            sources=settings.sources,
-            first_week=settings.weeks.start_date,
-            timezone=settings.weeks.timezone,
-            late_data_weeks=settings.sensor.late_data_weeks,
-            max_weeks_per_tick=settings.sensor.max_weeks_per_tick,
-        )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from kidsfin_assets.defs.keys import (
 )
 from kidsfin_assets.defs.resources import (
     AnalysisResource,
-    SensorLimitsResource,
+    SensorResource,
     SourcesResource,
     WarehouseResource,
 )
@@ -38,17 +38,12 @@ from kidsfin_assets.defs.sensor_plan import (
     evaluate,
 )
 
-DEFAULT_INTERVAL_SECONDS = 300  # sensor.interval_seconds in config/pipeline.yaml
 # What reads silver's table: materialised after it, or the week is not done.
 SILVER_DOWNSTREAM = (GOLD_KEY, ANALYSIS_EXPORT_KEY, REPORTS_EXPORT_KEY)
 
 
-def _utc_now() -> dt.datetime:
+def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-# The sensor's notion of "now"; tests replace it.
-clock: Callable[[], dt.datetime] = _utc_now
 
 
 def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, week: str) -> dg.EventLogRecord | None:
@@ -88,7 +83,7 @@ def watch_from(
     warehouse: WarehouseResource,
     sources: SourcesResource,
     analysis: AnalysisResource,
-    limits: SensorLimitsResource,
+    limits: SensorResource,
 ) -> Watch:
     """What a tick looks at; its first week is the first partition."""
     return Watch(
@@ -104,13 +99,9 @@ def watch_from(
 
 def new_week_tick(
     context: dg.SensorEvaluationContext,
-    warehouse: WarehouseResource,
-    sources: SourcesResource,
-    analysis: AnalysisResource,
-    sensor_limits: SensorLimitsResource,
+    watch: Watch,
+    now: dt.datetime,
 ) -> dg.SensorResult:
-    watch = watch_from(warehouse, sources, analysis, sensor_limits)
-    now = clock()
 
     def recorded(week: str) -> Materialised | None:
         return materialised(context.instance, week)
@@ -137,9 +128,22 @@ def new_week_tick(
     return dg.SensorResult(run_requests=result.run_requests, cursor=result.cursor)
 
 
-def new_week_sensor_every(seconds: int) -> dg.SensorDefinition:
+def new_week_sensor_every(
+    seconds: int, clock: Callable[[], dt.datetime] = utc_now
+) -> dg.SensorDefinition:
     """The sensor at an interval: Dagster fixes it when the code location loads, so the
-    definitions give it `sensor.interval_seconds` (the module's own uses the default)."""
+    definitions give it `sensor.interval_seconds` (the module's own uses the default).
+    `clock` is its "now" (a test's sensor gets a fixed one)."""
+
+    def tick(
+        context: dg.SensorEvaluationContext,
+        warehouse: WarehouseResource,
+        sources: SourcesResource,
+        analysis: AnalysisResource,
+        sensor: SensorResource,
+    ) -> dg.SensorResult:
+        return new_week_tick(context, watch_from(warehouse, sources, analysis, sensor), clock())
+
     return dg.sensor(
         name=SENSOR_NAME,
         job=weekly_reports_job,
@@ -147,7 +151,7 @@ def new_week_sensor_every(seconds: int) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
             f"Every {seconds} s, looks at the app's transactions and app_events and runs "
-            f"`{JOB_NAME}` for each complete week (Monday to Monday, `analysis.timezone`) "
+            f"`{JOB_NAME}` for each complete week (Monday to Monday, in the partitions' zone) "
             "that has rows, or follows one with rows by at most two weeks (its silver rows "
             "carry those kids' trends), and was not processed yet: at most "
             "`sensor.max_weeks_per_tick` (config/pipeline.yaml) weeks with rows per tick; "
@@ -164,7 +168,8 @@ def new_week_sensor_every(seconds: int) -> dg.SensorDefinition:
             "carry the tick. If the source database cannot be read the tick fails with the "
             "reason and the next tick retries."
         ),
-    )(new_week_tick)
+    )(tick)
 
 
-new_week_sensor = new_week_sensor_every(DEFAULT_INTERVAL_SECONDS)
+# The module's own, at the setting's default (the definitions build theirs with its value).
+new_week_sensor = new_week_sensor_every(SensorResource().interval_seconds)

@@ -81,24 +81,6 @@ def load_price(path: Path, model: str) -> ModelPrice:
     return prices[model]
 
 
-def check_tier_prices(
-    price: ModelPrice, model: str, path: Path, *, mode: str, service_tier: str
-) -> None:
-    """Answers are priced at the tier that served them: a setting that sends them to the
-    Batch API (`mode` batch, or auto from a week's size) or to flex processing needs that
-    tier's price, or its first answer could not be priced (nor, paid, recorded)."""
-    for tier, key, value, without in (
-        ("batch", "mode", mode, "sync"),
-        ("flex", "service_tier", service_tier, "default"),
-    ):
-        if value != without and getattr(price, tier) is None:
-            raise SettingsError(
-                f"openai.{key}: {value!r} needs a {tier} price for {model!r} and {path} has "
-                f"none; add `{tier}: {{input, cached_input, output}}` under the model, or set "
-                f"openai.{key}: {without}"
-            )
-
-
 @dataclass
 class Usage:
     """Thread-safe counters for one materialisation, reported as asset metadata."""

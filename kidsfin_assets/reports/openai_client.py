@@ -20,35 +20,28 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 import pydantic
 import tenacity
-from dagster import Failure, InitResourceContext
+from dagster import InitResourceContext
 from dagster_openai import OpenAIResource
 from openai.lib._parsing._completions import type_to_response_format_param
-from pydantic import Field, PrivateAttr
+from pydantic import PrivateAttr, field_validator, model_validator
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.config.errors import SettingsError
 from kidsfin_assets.config.paths import resolve_path
-from kidsfin_assets.config.settings import OpenAISettings, RetrySettings
-from kidsfin_assets.defs.resources import refuse_invalid
+from kidsfin_assets.config.settings import Rule, SettingsResource, one_of, setting
 from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
-from kidsfin_assets.llm.pricing import (
-    FREE,
-    ModelPrice,
-    Usage,
-    check_tier_prices,
-    load_price,
-    load_prices,
-)
+from kidsfin_assets.llm.pricing import FREE, ModelPrice, Usage, load_price, load_prices
 from kidsfin_assets.reports.grounding import Finding, describe_findings
-from kidsfin_assets.reports.prompt import Prompt, max_prompt_bytes
+from kidsfin_assets.reports.prompt import Prompt, load_prompt, max_prompt_bytes
 from kidsfin_assets.reports.report_schema import KidWeeklyReport
 
 MAX_RETRY_AFTER_SECONDS = 300.0
+MAX_THREADS = 256  # concurrency: threads keeps at most this many requests in flight
 RETRYABLE_STATUS = {408, 409}
 
 
@@ -699,95 +692,235 @@ class ReportSession:
                 self.limiter.pause(pause if pause is not None else wait)
 
 
-# openai: settings whose resource field has another name; retry: settings as resource fields.
-OPENAI_FIELDS = {"client": "client_kind"}
-REPORT_RETRY = ("max_attempts", "initial_wait_seconds", "max_wait_seconds", "jitter_seconds")
-RETRY_FIELDS = {key: f"retry_{key}" for key in REPORT_RETRY}
-
-
-class OpenAIReportsResource(OpenAIResource):
+class OpenAIReportsResource(SettingsResource, OpenAIResource):
     """OpenAI (or any compatible server) for the weekly reports, with a budget shared by
     every process through the warehouse database. Without an API key, reports come from
     the offline writer."""
 
-    api_key: str | None = Field(  # type: ignore[assignment]
-        default=None, description="From OPENAI_API_KEY; none means the offline writer."
+    key: ClassVar[str] = "openai"
+
+    # The secrets: from the environment only, shown in the UI by their variables' names.
+    api_key: str | None = setting(  # type: ignore[assignment]
+        None,
+        env="OPENAI_API_KEY",
+        in_file=False,
+        secret=True,
+        description="From OPENAI_API_KEY; none means the offline writer (no AI, no cost).",
     )
-    model: str = Field(description="Chat model, e.g. gpt-4o-mini (priced in pricing_file).")
-    max_tokens: int = Field(description="Completion token cap for one report.")
-    temperature: float = Field(default=0.3)
-    timeout_seconds: float = Field(
-        description="Deadline of one request: connect, send and the whole answer."
+    base_url: str | None = setting(
+        None,
+        env="OPENAI_BASE_URL",
+        in_file=False,
+        secret=True,
+        description="From OPENAI_BASE_URL: Azure, a proxy or any OpenAI-compatible server.",
     )
-    requests_per_minute: int = Field(description="Shared request budget per minute.")
-    tokens_per_minute: int = Field(description="Shared token budget per minute.")
-    max_concurrent: int = Field(description="Requests in flight in one step.")
-    batch_size: int = Field(
-        default=20, description="Kids per 'Processing kids i-j of n (group k/m)' log line."
+    organization: str | None = setting(
+        None, env="OPENAI_ORG_ID", in_file=False, secret=True, description="From OPENAI_ORG_ID."
     )
-    retry_max_attempts: int = Field(description="Attempts per report, the first included.")
-    fail_fast_after: int = Field(
-        default=5, description="Stop when this run's first N attempts all fail alike (0: never)."
+    project: str | None = setting(
+        None, env="OPENAI_PROJECT", in_file=False, secret=True, description="From OPENAI_PROJECT."
     )
-    mode: str = Field(default="sync", description="sync, batch (the Batch API) or auto.")
-    batch_min_reports: int = Field(default=1000, description="auto: batch from this many.")
-    batch_max_requests: int = Field(default=50_000, description="Lines per batch input file.")
-    batch_max_bytes: int = Field(default=190_000_000, description="Bytes per batch input file.")
-    batch_queue_tokens: int = Field(
-        default=2_000_000, description="The model's enqueued-token budget for batches."
+    # The model and what one request may take.
+    model: str = setting(
+        "gpt-4o-mini",
+        min_length=1,
+        description="Chat model; it must have a price in pricing_file.",
     )
-    service_tier: str = Field(default="default", description="default or flex (sync path).")
-    flex_fallback: bool = Field(default=True, description="After flex refusals, use default.")
-    retry_initial_wait_seconds: float = 2.0
-    retry_max_wait_seconds: float = 10.0
-    retry_jitter_seconds: float = 1.0
-    pricing_file: str = "config/pricing.yaml"
-    rate_limit_period_seconds: float = Field(
-        default=60.0, description="Window of the per-minute limits (tests shorten it)."
+    pricing_file: str = setting(
+        "config/pricing.yaml",
+        description="Prices per model and tier (relative to the project).",
     )
-    client_kind: str = Field(default="threads", description="threads or async (sync mode).")
-    rate_limit_lease_seconds: float = Field(
-        default=0.0, description="> 0: the shared bucket is leased in blocks usable this long."
+    max_tokens: int = setting(800, gt=0, le=16384, description="Completion cap of one report.")
+    temperature: float = setting(0.3, ge=0, le=2, description="Sampling temperature.")
+    timeout_seconds: float = setting(
+        60.0, gt=0, description="Deadline of one request: connect, send and the whole answer."
     )
-    progress_every_reports: int = Field(default=500, description="A progress line per N.")
-    progress_every_seconds: float = Field(default=5.0, description="...or per this long.")
+    # Which API, and how one step sends.
+    api: str = setting(
+        "sync",
+        formerly="openai.mode",
+        description=(
+            "Which OpenAI API writes the reports. sync: a request per report, answered "
+            "now (Chat Completions); batch: the Batch API, at half price, answered within "
+            "24 h; auto: batch for a week with batch_min_reports reports or more to write, "
+            "else sync."
+        ),
+    )
+    concurrency: str = setting(
+        "threads",
+        formerly="openai.client",
+        description=(
+            "How one step keeps its sync requests in flight: threads (a thread a request, "
+            "max_concurrent <= 256) or async (one event loop, <= 4096: the big tiers)."
+        ),
+    )
+    max_concurrent: int = setting(
+        8, gt=0, le=4096, description="Sync requests in flight in one step at most."
+    )
+    service_tier: str = setting(
+        "default",
+        description="default, or flex: sync requests at flex prices where the model offers it.",
+    )
+    flex_fallback: bool = setting(
+        True, description="After flex has no capacity twice, send that report at default."
+    )
+    # The budget every process shares (the token bucket in the warehouse).
+    requests_per_minute: int = setting(
+        500,
+        ge=2,  # the shared bucket keeps 1 % (at least one request) as burst
+        description="Request budget per minute, shared by every process on this warehouse.",
+    )
+    tokens_per_minute: int = setting(
+        200_000,
+        gt=0,
+        description="Token budget per minute, shared alike; holds two of the largest requests.",
+    )
+    rate_limit_period_seconds: float = setting(
+        60.0, gt=0, description="The window the two per-minute budgets apply to."
+    )
+    rate_limit_lease_seconds: float = setting(
+        0.0,
+        ge=0,
+        le=5,
+        description=(
+            "> 0 (e.g. 0.25): the shared bucket leased in blocks usable this long, for "
+            "hundreds of requests a second; the refill then runs over period + 2 x this."
+        ),
+    )
+    # Attempts of one report.
+    retry_max_attempts: int = setting(
+        4,
+        ge=1,
+        le=20,
+        formerly="retry.max_attempts",
+        description="Attempts per report, the first included.",
+    )
+    # Waits are capped at an hour: a longer one is a typo, and a report would sit that long.
+    retry_initial_wait_seconds: float = setting(
+        2.0,
+        ge=0,
+        le=3600,
+        formerly="retry.initial_wait_seconds",
+        description="Back-off before the second attempt; it doubles after each.",
+    )
+    retry_max_wait_seconds: float = setting(
+        10.0,
+        ge=0,
+        le=3600,
+        formerly="retry.max_wait_seconds",
+        description="The longest back-off (a Retry-After up to 300 s is honoured).",
+    )
+    retry_jitter_seconds: float = setting(
+        1.0,
+        ge=0,
+        le=3600,
+        formerly="retry.jitter_seconds",
+        description="Random seconds added to each back-off.",
+    )
+    fail_fast_after: int = setting(
+        5,
+        ge=0,
+        le=1000,
+        description="Stop the run when its first N attempts all fail alike (0: never).",
+    )
+    # The Batch API (api: batch or auto).
+    batch_min_reports: int = setting(
+        1000, ge=1, description="api auto: a week with this many reports to write goes by batch."
+    )
+    batch_max_requests: int = setting(
+        50_000,
+        ge=1,
+        le=50_000,
+        description="Lines (requests) per batch input file (OpenAI's limit: 50,000).",
+    )
+    batch_max_bytes: int = setting(
+        190_000_000,
+        ge=10_000,
+        le=200_000_000,
+        description="Bytes per batch input file (OpenAI's limit: 200 MB).",
+    )
+    batch_queue_tokens: int = setting(
+        2_000_000,
+        ge=1,
+        description="The model's enqueued-token limit at your tier, kept across processes.",
+    )
+    # The run's log.
+    progress_group_size: int = setting(
+        20,
+        gt=0,
+        formerly="openai.batch_size",
+        description="Kids per 'Processing kids i-j of n (group k/m)' log line.",
+    )
+    progress_every_reports: int = setting(
+        500, ge=1, description="A progress line every this many reports..."
+    )
+    progress_every_seconds: float = setting(
+        5.0, gt=0, description="...or every this many seconds, whichever comes first."
+    )
 
     _sdk: openai.OpenAI | None = PrivateAttr(default=None)
+
+    _api_is_known = field_validator("api")(one_of("sync", "batch", "auto"))
+    _concurrency_is_known = field_validator("concurrency")(one_of("threads", "async"))
+    _service_tier_is_known = field_validator("service_tier")(one_of("default", "flex"))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpenAIReportsResource:
+        """max_concurrent at most 256 with concurrency threads; tokens_per_minute at least
+        two of the largest requests (the prompt plus max_tokens); model priced in
+        pricing_file, with a batch price for api batch or auto and a flex price for
+        service_tier flex. Checked wherever the values come from (the file, the environment
+        or a run's config), each naming the field to change."""
+        if self.concurrency == "threads" and self.max_concurrent > MAX_THREADS:
+            raise Rule(
+                "max_concurrent",
+                f"{self.max_concurrent} needs concurrency: async (threads: at most {MAX_THREADS})",
+            )
+        largest = largest_request_tokens(load_prompt(), self.max_tokens)
+        if self.tokens_per_minute < 2 * largest:
+            raise Rule(
+                "tokens_per_minute",
+                f"must be at least {2 * largest} (two of the largest requests: prompt plus "
+                f"max_tokens={self.max_tokens}), got {self.tokens_per_minute}",
+            )
+        self._check_prices()
+        return self
+
+    def _check_prices(self) -> None:
+        """Answers are priced at the tier that served them: a model, or an api or
+        service_tier sending answers to a tier, without a price there could not price its
+        first answer (paid for, it would never be recorded)."""
+        path = resolve_path(self.pricing_file)
+        try:
+            prices = load_prices(path)
+        except SettingsError as exc:
+            raise Rule("pricing_file", str(exc).removeprefix("openai.pricing_file: ")) from None
+        if self.model not in prices:
+            raise Rule(
+                "model",
+                f"no price for {self.model!r} in {path} (known: {', '.join(sorted(prices))}); "
+                "add it under models: so that cost can be tracked",
+            )
+        price = prices[self.model]
+        for tier, field, value, without in (
+            ("batch", "api", self.api, "sync"),
+            ("flex", "service_tier", self.service_tier, "default"),
+        ):
+            if value != without and getattr(price, tier) is None:
+                raise Rule(
+                    field,
+                    f"{value!r} needs a {tier} price for {self.model!r} and {path} has none; "
+                    f"add `{tier}: {{input, cached_input, output}}` under the model, or set "
+                    f"openai.{field}: {without}",
+                )
 
     @property
     def offline(self) -> bool:
         return not self.api_key
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        # A launchpad override is checked as the settings are (an unknown client or mode
-        # would otherwise run as threads or sync, a negative limit fail inside the step).
-        refuse_invalid("openai", {"": self._as_openai_settings}, renamed=OPENAI_FIELDS)
-        refuse_invalid("openai", {"": self._as_retry_settings}, renamed=RETRY_FIELDS)
         if not self.offline:
-            self._refuse_unpriced()
             self._sdk = self.new_client()
-
-    def _refuse_unpriced(self) -> None:
-        """An override of model, mode, service_tier or pricing_file that leaves a paid
-        answer without a price is refused as start-up refuses it: such an answer could not
-        be priced, so it was paid for and never recorded."""
-        path = resolve_path(self.pricing_file)
-        try:
-            price = load_price(path, self.model)
-            check_tier_prices(
-                price, self.model, path, mode=self.mode, service_tier=self.service_tier
-            )
-        except SettingsError as exc:
-            raise Failure(
-                description=f"invalid resource config: {exc}", allow_retries=False
-            ) from None
-
-    def _as_openai_settings(self) -> OpenAISettings:
-        keys = OpenAISettings.model_fields
-        return OpenAISettings(**{key: getattr(self, OPENAI_FIELDS.get(key, key)) for key in keys})
-
-    def _as_retry_settings(self) -> RetrySettings:
-        return RetrySettings(**{key: getattr(self, field) for key, field in RETRY_FIELDS.items()})
 
     def new_client(self) -> openai.OpenAI:
         return openai.OpenAI(
@@ -818,7 +951,7 @@ class OpenAIReportsResource(OpenAIResource):
 
     def uses_batches(self, pending: int) -> bool:
         """Whether a week with `pending` reports to write goes through the Batch API."""
-        return self.mode == "batch" or (self.mode == "auto" and pending >= self.batch_min_reports)
+        return self.api == "batch" or (self.api == "auto" and pending >= self.batch_min_reports)
 
     @property
     def client(self) -> openai.OpenAI:

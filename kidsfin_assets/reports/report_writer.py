@@ -67,8 +67,9 @@ class PendingReport:
 
 
 @dataclass(frozen=True)
-class LedgerSettings:
-    """Where and how the gold step keeps what it pays for."""
+class StorageSettings:
+    """Where and how the gold step stores what it pays for: its run, the warehouse's id,
+    the claims' lease, the outage wait and the spool (the `warehouse` resource's)."""
 
     run_id: str
     outage_wait_seconds: float
@@ -252,7 +253,7 @@ class WeekReportWriter:
         api: OpenAIReportsResource,
         prompt: Prompt,
         week: Week,
-        keeping: LedgerSettings,
+        storage: StorageSettings,
         pseudonymize: bool = True,
         known_categories: tuple[str, ...] = DEFAULT_KNOWN_CATEGORIES,
         *,
@@ -262,26 +263,27 @@ class WeekReportWriter:
         self.run_async = run_async
         self.prompt, self.week, self.pseudonymize = prompt, week, pseudonymize
         self.known_categories = known_categories
-        self.keeping = keeping
+        self.storage = storage
         self._total = 0
-        self.writer = WRITER_OFFLINE if api.offline else WRITER_OPENAI
+        self.writer_name = WRITER_OFFLINE if api.offline else WRITER_OPENAI  # each row's `writer`
         self.model = OFFLINE_MODEL if api.offline else api.model
         self.usage = Usage(price=api.price())
         self.cancel = threading.Event()
         self.outcome = WeekOutcome()
         self._lock = threading.Lock()
-        self.claims = Claims(engine, week.start, keeping.run_id, keeping.claim_lease_seconds)
+        self.claims = Claims(engine, week.start, storage.run_id, storage.claim_lease_seconds)
         self.spool = spool.Spool(
-            keeping.spool_dir, keeping.warehouse_id, self.claims.owner.rsplit(":", 1)[-1]
+            storage.spool_dir, storage.warehouse_id, self.claims.owner.rsplit(":", 1)[-1]
         )
         self.gate = WarehouseGate(
-            engine, keeping.outage_wait_seconds, self.cancel.is_set, self.log.warning
+            engine, storage.outage_wait_seconds, self.cancel.is_set, self.log.warning
         )
         self._submitted = 0
         self._lost: list[PendingReport] = []  # not asked: the claim's lease ran out
         self._progress_done, self._progress_at = 0, time.monotonic()
         self._announced_at = -float("inf")
-        self.mode = "offline" if api.offline else "sync"
+        # The API this week's reports went through (gold's `mode` metadata).
+        self.api_used = "offline" if api.offline else "sync"
 
     # --- the week ---------------------------------------------------------------------
 
@@ -294,7 +296,7 @@ class WeekReportWriter:
                 conn, self.week.start, silver_kids(self.week)
             )
         self.log.info(
-            start_line(self.week.key, self.outcome, self.writer, self.model, self._page_size())
+            start_line(self.week.key, self.outcome, self.writer_name, self.model, self._page_size())
         )
         pages = self._planned_pages()
         if self.api.offline:
@@ -302,13 +304,13 @@ class WeekReportWriter:
                 for item in page:
                     self._announce_batch(self._next_index())
                     self._write_offline(item)
-        elif self.api.mode == "sync" and not self._has_open_batches():
+        elif self.api.api == "sync" and not self._has_open_batches():
             self._write_with_api(pages)  # page by page: memory flat in the number of kids
         else:
             pending = [item for page in pages for item in page]  # a batch takes the week
-            if pending or self.api.mode != "sync":
+            if pending or self.api.api != "sync":
                 if self.api.uses_batches(len(pending)) or self._has_open_batches():
-                    self.mode = "batch"
+                    self.api_used = "batch"
                     self._write_with_batches(pending)
                 else:
                     self._write_with_api([pending])
@@ -384,7 +386,7 @@ class WeekReportWriter:
         if first is None:
             return
         pages = itertools.chain([first], pages)
-        if getattr(self.api, "client_kind", "threads") == "async":
+        if self.api.concurrency == "async":
             self._write_with_async(pages)
             return
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
@@ -490,10 +492,10 @@ class WeekReportWriter:
             self.engine,
             self.week.key,
             self.week.start,
-            self.keeping.run_id,
+            self.storage.run_id,
             self.log,
             self.claims.owner,
-            self.keeping.warehouse_id,
+            self.storage.warehouse_id,
         )
         week.collect(lambda lines: self._record_lines(session, items, lines))
         unanswered = self._unanswered(items)
@@ -628,7 +630,7 @@ class WeekReportWriter:
                 self.log.info(f"still waiting for {len(waiting)} kids held by another run")
 
     def _renew_interval(self) -> float:
-        return min(10.0, self.keeping.claim_lease_seconds / 4)
+        return min(10.0, self.storage.claim_lease_seconds / 4)
 
     def _renew_claims(self) -> None:
         while not self.cancel.wait(self._renew_interval()):
@@ -654,17 +656,17 @@ class WeekReportWriter:
         self.cancel.set()
 
     def _announce_batch(self, index: int) -> None:
-        """A progress line per group of `batch_size` kids (`progress_line`). Groups only
+        """A progress line per group of `progress_group_size` kids (`progress_line`). Groups only
         group the log: requests flow continuously, none waits for the slowest of the one
         before."""
-        size = self.api.batch_size
+        size = self.api.progress_group_size
         if index % size != 0:
             return
         total = -(-max(self._total, index + 1) // size)
         number = index // size + 1
         # Every batch's line while they are few; past that, at most one line every
         # progress_every_seconds (a Dagster log event costs ms of the step's CPU).
-        seconds = getattr(self.api, "progress_every_seconds", 0.0)
+        seconds = self.api.progress_every_seconds
         with self._lock:
             now = time.monotonic()
             recent = now - self._announced_at < seconds
@@ -829,7 +831,7 @@ class WeekReportWriter:
             "week_start": self.week.start,
             "kid_id": item.kid_id,
             "input_hash": item.input_hash,
-            "run_id": self.keeping.run_id,
+            "run_id": self.storage.run_id,
             "outcome": exchange.outcome,
             "model_requested": self.api.model,
             "model_answered": exchange.model_answered,
@@ -863,7 +865,7 @@ class WeekReportWriter:
             "model": model,
             "prompt_version": self.prompt.version,
             "input_hash": item.input_hash,
-            "writer": self.writer,
+            "writer": self.writer_name,
             "generated_at": dt.datetime.now(dt.UTC),
             "answer_id": answer_id,
         }
@@ -872,7 +874,7 @@ class WeekReportWriter:
         """Store the answers an earlier run could not (its spool files), before planning:
         they may be the very reports this run would otherwise pay for again."""
         stored = 0
-        for path in spool.pending_files(self.keeping.spool_dir, self.keeping.warehouse_id):
+        for path in spool.pending_files(self.storage.spool_dir, self.storage.warehouse_id):
             taken = spool.take(path)
             if taken is None:
                 continue
@@ -936,8 +938,8 @@ class WeekReportWriter:
     def _progress_due(self, done: int) -> bool:
         """Under _lock: whether this report gets a progress line (the last one always)."""
         now = time.monotonic()
-        every = getattr(self.api, "progress_every_reports", 1)
-        seconds = getattr(self.api, "progress_every_seconds", 0.0)
+        every = self.api.progress_every_reports
+        seconds = self.api.progress_every_seconds
         due = (
             done >= self._total
             or done - self._progress_done >= every

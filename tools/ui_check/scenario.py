@@ -10,11 +10,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kidsfin_assets.config.weeks import DEFAULT_TIMEZONE
 from openai_test_server import running_server
 from tools.ui_check import pages, runs, stack, truth
 from tools.ui_check.stack import CheckFailed, GraphQL
 
-TIMEZONE = "Asia/Ho_Chi_Minh"  # config/pipeline.yaml's weeks.timezone (not overridden)
+TIMEZONE = DEFAULT_TIMEZONE  # the weekly partitions' (KIDSFIN_WEEKS__TIMEZONE is not set)
 DEMO_WEEKS = 6
 FIRST_PARTITION = 2  # the demo's third week: every partition's W-1 and W-2 have rows
 RANGE = (runs.RAW, runs.SILVER, runs.ANALYSIS_EXPORT)

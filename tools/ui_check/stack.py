@@ -59,8 +59,8 @@ def dagster_environment(
     env.update(
         DAGSTER_HOME=str(tmp / "dagster_home"),
         KIDSFIN_DATABASE_URL=f"sqlite:///{tmp / 'kidsfin.db'}",
-        KIDSFIN_EXPORT_DIR=str(tmp / "exports"),
-        KIDSFIN_LOG_FILE=str(tmp / "logs" / "kidsfin.log"),
+        KIDSFIN_EXPORTS__EXPORT_DIR=str(tmp / "exports"),
+        KIDSFIN_FILE_LOGGER__PATH=str(tmp / "logs" / "kidsfin.log"),
         KIDSFIN_WAREHOUSE__SPOOL_DIR=str(tmp / "spool"),
         # The weekly partitions, fixed when the code location loads (as `make dev` does
         # with the demo's first week).
@@ -68,11 +68,11 @@ def dagster_environment(
         OPENAI_API_KEY=api_key,
         OPENAI_BASE_URL=openai_url,
         # Two attempts a report: a lie told twice keeps the report for review.
-        KIDSFIN_RETRY__MAX_ATTEMPTS="2",
-        KIDSFIN_RETRY__INITIAL_WAIT_SECONDS="0.05",
-        KIDSFIN_RETRY__MAX_WAIT_SECONDS="0.2",
-        KIDSFIN_RETRY__JITTER_SECONDS="0.05",
-        KIDSFIN_RETRY__STEP_MAX_RETRIES="0",  # a failing step fails the check at once
+        KIDSFIN_OPENAI__RETRY_MAX_ATTEMPTS="2",
+        KIDSFIN_OPENAI__RETRY_INITIAL_WAIT_SECONDS="0.05",
+        KIDSFIN_OPENAI__RETRY_MAX_WAIT_SECONDS="0.2",
+        KIDSFIN_OPENAI__RETRY_JITTER_SECONDS="0.05",
+        KIDSFIN_STEP_RETRY__MAX_RETRIES="0",  # a failing step fails the check at once
         KIDSFIN_OPENAI__TIMEOUT_SECONDS="20",
         # This checkout's code, whichever checkout the virtualenv was installed from.
         PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),

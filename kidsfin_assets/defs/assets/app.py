@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 import sqlalchemy as sa
 
-from kidsfin_assets.config.settings import SourceTables
 from kidsfin_assets.defs.catalog import POSTGRES, SQLITE
 from kidsfin_assets.defs.keys import (
     APP_EVENTS,
@@ -14,6 +13,7 @@ from kidsfin_assets.defs.keys import (
     APP_TRANSACTIONS,
     OWNERS,
 )
+from kidsfin_assets.defs.resources import SourcesResource
 from kidsfin_assets.warehouse.tables import source_tables
 
 # Each column's type on PostgreSQL (docs/metrics.md, the source contract, which
@@ -63,7 +63,7 @@ def column_schema(key: dg.AssetKey, kind: str) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
-_TABLES = source_tables(SourceTables())  # the default names; only the columns are used
+_TABLES = source_tables(SourcesResource())  # the default names; only the columns are used
 _COLUMNS: dict[dg.AssetKey, sa.TableClause] = {
     APP_KIDS: _TABLES.kids,
     APP_TRANSACTIONS: _TABLES.transactions,

@@ -23,7 +23,7 @@ from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.async_writer import run_async
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
 from kidsfin_assets.reports.prompt import load_prompt
-from kidsfin_assets.reports.report_writer import LedgerSettings, WeekOutcome, WeekReportWriter
+from kidsfin_assets.reports.report_writer import StorageSettings, WeekOutcome, WeekReportWriter
 from kidsfin_assets.warehouse.tables import kid_weekly_reports as reports_table
 
 OPENAI_POOL = "openai"
@@ -344,7 +344,7 @@ def write_week_reports(
     week = Week.from_key(context.partition_key, analysis.timezone)
     context.log.info(start_banner(week, openai))
     engine = warehouse.get_engine()
-    keeping = LedgerSettings(
+    storage = StorageSettings(
         run_id=context.run_id,
         outage_wait_seconds=warehouse.outage_wait_seconds,
         claim_lease_seconds=warehouse.claim_lease_seconds,
@@ -358,7 +358,7 @@ def write_week_reports(
         openai,
         load_prompt(),
         week,
-        keeping,
+        storage,
         pseudonymize=privacy.pseudonymize,
         known_categories=tuple(privacy.known_categories),
         run_async=run_async,
@@ -370,7 +370,7 @@ def write_week_reports(
             "activity, materialise silver/kid_weekly_analysis for it first."
         )
     paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
-    meta = usage_metadata(outcome, paid, writer.writer, writer.model, writer.mode)
+    meta = usage_metadata(outcome, paid, writer.writer_name, writer.model, writer.api_used)
     rows = current_reports(engine, week)
     if rows is not None:
         meta["dagster/row_count"] = rows
