@@ -552,10 +552,10 @@ def warehouse_outage(
 def backoff_max(settings: Settings) -> float:
     """The retry policy's longest total wait between one report's attempts (tenacity's
     wait_exponential_jitter: initial x 2^(n-1) + jitter, capped at max_wait)."""
-    r = settings.retry
+    r = settings.openai
     return sum(
-        min(r.initial_wait_seconds * 2**n + r.jitter_seconds, r.max_wait_seconds)
-        for n in range(r.max_attempts - 1)
+        min(r.retry_initial_wait_seconds * 2**n + r.retry_jitter_seconds, r.retry_max_wait_seconds)
+        for n in range(r.retry_max_attempts - 1)
     )
 
 

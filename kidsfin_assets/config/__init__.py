@@ -1,4 +1,4 @@
-"""Configuration every layer reads: settings (config/pipeline.yaml and KIDSFIN_* variables),
+"""Configuration every layer reads: how settings reach the resources' fields (settings.py:
+config/pipeline.yaml and KIDSFIN_* variables; each setting is declared with its resource),
 their error, the project's paths, the categories sent by name, and the weeks (the calendar
-and the weekly partitions, fixed at import). Imports no other package of kidsfin_assets but
-the helpers the settings validate with (warehouse.db, exports.export_store, llm.pricing)."""
+and the weekly partitions, fixed at import). Imports no other package of kidsfin_assets."""
