@@ -196,12 +196,13 @@ def explain_hotspots(
             try:
                 # As silver does, in the same (rolled-back) transaction: its session
                 # settings (work_mem, no JIT), and the week's rows go first, so that an
-                # INSERT of them meets no duplicate key.
+                # INSERT of them (the analysis or the stored balances) meets no duplicate key.
                 db.tune_for_aggregation(conn)
-                conn.execute(
-                    sa.text("DELETE FROM kidsfin.kid_weekly_analysis WHERE week_start = :week"),
-                    {"week": week},
-                )
+                for table in ("kid_weekly_analysis", "savings_balances"):
+                    conn.execute(
+                        sa.text(f"DELETE FROM kidsfin.{table} WHERE week_start = :week"),
+                        {"week": week},
+                    )
                 raw = conn.exec_driver_sql(
                     "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement["sql"],
                     statement["params"],
@@ -273,7 +274,13 @@ def run_child(url: str, week: str, explain: bool) -> dict[str, Any]:
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"silver child failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    # The error's first lines name it; SQLAlchemy's echo of the parameters fills the rest.
+    err = (
+        done.stderr
+        if len(done.stderr) <= 6000
+        else done.stderr[:3000] + "\n...\n" + done.stderr[-3000:]
+    )
+    raise RuntimeError(f"silver child failed ({done.returncode}):\n{err}")
 
 
 def floor_seconds(
