@@ -19,8 +19,17 @@ from kidsfin_assets.reports.grounding import check_report
 
 CORPORA = Path(__file__).parent
 # In the order they were written. Each was measured once before the checker was tuned on it;
-# the last is the one never tuned on (bench/README.md, section 4).
-WRITTEN = ("independent", "heldout", "third", "fourth", "fifth")
+# the last measured is the one never tuned on (bench/README.md, section 4). The sixth
+# (seed 20261212, BRIEF.md there) waits for its writers: blocks 1-16 (typical_1 to
+# inactive_2) to careful_k and loose_k, blocks 17-32 (goal_completed_1 to
+# many_categories_2) to careful_l and loose_l, each given the brief, its data blocks and
+# the prompt files as they are at the sixth's commit.
+WRITTEN = ("independent", "heldout", "third", "fourth", "fifth", "sixth")
+# Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
+# then c/d, e/f, g/h, i/j; the sixth's are k/l). One with fewer is skipped, not measured.
+STYLES = ("careful", "loose")
+WRITERS_PER_STYLE = 2
+NEXT_WRITERS = {"sixth": "kl"}
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 
@@ -40,6 +49,18 @@ def _sentences_of(report: dict[str, Any]) -> int:
     texts = [str(report.get(k) or "") for k in report if k != "overall_score"]
     texts += [str(r) for r in report.get("recommendations") or []]
     return sum(max(1, len(_SENTENCE_END.findall(t.strip() + " "))) for t in texts if t)
+
+
+def missing(name: str) -> list[str]:
+    """The writers' files the corpus still lacks: none once it holds two of each style."""
+    folder = CORPORA / name
+    lacking = []
+    for style in STYLES:
+        have = sorted(p.name for p in folder.glob(f"{style}_*.json"))
+        if len(have) < WRITERS_PER_STYLE:
+            wanted = [f"{style}_{w}.json" for w in NEXT_WRITERS.get(name, "xy")]
+            lacking += [f for f in wanted if f not in have][: WRITERS_PER_STYLE - len(have)]
+    return lacking
 
 
 def load(name: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
