@@ -180,6 +180,27 @@ def _cpuinfo() -> dict[str, str]:
     return first
 
 
+# AMD's family 25 (0x19) and 26 (0x1A) by model range. Machines of one kind here were each
+# shown as "AMD EPYC": 25/1 (Zen 3, Milan) spent about twice the CPU a request of 25/17 (Zen 4,
+# Genoa) in the tier5 benchmark (bench/README.md, "tier5: what the figure depends on").
+_AMD_GENERATIONS = (
+    (25, range(0x00, 0x10), "Zen 3 (Milan)"),
+    (25, range(0x10, 0x20), "Zen 4 (Genoa)"),
+    (25, range(0xA0, 0xB0), "Zen 4c (Bergamo)"),
+    (26, range(0x00, 0x100), "Zen 5"),
+)
+
+
+def _generation(info: dict[str, str]) -> str | None:
+    if info.get("vendor_id") != "AuthenticAMD":
+        return None
+    try:
+        family, model = int(info["cpu family"]), int(info["model"])
+    except (KeyError, ValueError):
+        return None
+    return next((g for f, models, g in _AMD_GENERATIONS if f == family and model in models), None)
+
+
 def cpu() -> dict[str, Any]:
     """The CPU as the guest sees it. A hypervisor may show only "AMD EPYC": family, model
     and stepping tell the generation; the flags show AVX-512 (Zen 4 and later)."""
@@ -187,6 +208,7 @@ def cpu() -> dict[str, Any]:
     flags = set(info.get("flags", "").split())
     return {
         "model": info.get("model name") or platform.processor(),
+        "generation": _generation(info),
         "vendor": info.get("vendor_id"),
         "family_model_stepping": "/".join(
             info.get(k, "?") for k in ("cpu family", "model", "stepping")

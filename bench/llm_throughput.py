@@ -465,7 +465,9 @@ def environment_report(env: dict[str, Any]) -> str:
         ("Python environment", ", ".join(f"{k}={v}" for k, v in py["env"].items()) or "none"),
         (
             "CPU",
-            f"{cpu['model']}, family/model/stepping {cpu['family_model_stepping']}, "
+            f"{cpu['model']}, family/model/stepping {cpu['family_model_stepping']}"
+            + (f" = {cpu['generation']}" if cpu.get("generation") else "")
+            + ", "
             f"{cpu['mhz']} MHz, {cpu['cores']} cores"
             + (", AVX-512" if cpu["avx512f"] else "")
             + (", under a hypervisor" if cpu["hypervisor"] else ""),

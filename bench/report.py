@@ -101,7 +101,12 @@ def depends_on(env: dict[str, Any], cases: list[dict[str, Any]]) -> str:
             + (", LTO" if py["lto"] else "")
             + ")",
         ),
-        ("CPU", f"{cpu['model']} {cpu['family_model_stepping']}, {cpu['cores']} cores"),
+        (
+            "CPU",
+            f"{cpu['model']} {cpu['family_model_stepping']}"
+            + (f" ({cpu['generation']})" if cpu.get("generation") else "")
+            + f", {cpu['cores']} cores",
+        ),
         (
             "load average at start / end",
             f"{env['load_average_at_start'][0]} / {(env.get('load_average_at_end') or ['?'])[0]}",
