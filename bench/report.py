@@ -233,8 +233,30 @@ def grounding(data: dict[str, Any]) -> str:
             "",
             _table(("", ""), figures),
             "",
+            _table(
+                (
+                    "written corpus",
+                    "recall (worst kind)",
+                    "true sentences flagged",
+                    "true reports re-asked",
+                ),
+                [_written_row(w) for w in (data.get("written") or {}).values()],
+            ),
+            "",
             f"Grounding at {m.get('git_commit')}, {m.get('date_utc')}; {load}.",
         ]
+    )
+
+
+def _written_row(w: dict[str, Any]) -> tuple[Any, ...]:
+    """One written corpus: which one it is (bench/README.md section 4 says which were tuned on)."""
+    kinds = w["recall_by_kind"].values()
+    worst = min((k["caught"] / k["lies"] for k in kinds if k["lies"]), default=1.0)
+    return (
+        w["corpus"],
+        f"{w['recall']:.3f} ({worst:.3f})",
+        f"{w['true_sentences_flagged']} / {w['true_sentences']} ({w['false_positive_rate']:.1%})",
+        f"{w['reports_reasked']} / {w['reports']} ({w['reports_reasked_share']:.1%})",
     )
 
 
