@@ -348,6 +348,12 @@ def exports(data: dict[str, Any]) -> str:
     return "\n\n".join([_table(header, steps), _table((*ratio, "KiB a kid"), compared)])
 
 
+def week_scale(data: dict[str, Any]) -> str:
+    from bench.week_scale import report
+
+    return report(data)
+
+
 def _code(name: str) -> str:
     data = _load(name)
     if not data:
@@ -387,6 +393,7 @@ def render() -> str:
         ("gold_memory", "Gold's peak memory against the number of kids", gold_memory),
         ("exports", "Each export step's memory and time against the number of kids", exports),
         ("exports_before", "The same, with the exports before streaming (8e93c61)", exports),
+        ("week_scale", "A week at scale, end to end", week_scale),
     )
     for name, title, render_one in sections:
         data = _load(name)

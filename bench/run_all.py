@@ -26,6 +26,7 @@ from bench import (
     history,
     llm_throughput,
     silver_scale,
+    week_scale,
 )
 from bench.common import Goal, goals_table, machine_info, machine_line, write_results
 
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
     "batch": batch.main,
     "gold_memory": gold_memory.main,
     "exports": exports.main,
+    "week_scale": week_scale.main,
 }
 # Bounded under `make bench`: a whole 100,000-line ingest takes ~25 min here (bench/README).
 FULL_ARGS: dict[str, list[str]] = {"batch": ["--ingest-budget", "300"]}
