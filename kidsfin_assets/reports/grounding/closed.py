@@ -613,7 +613,10 @@ def _check_comparison(r: Reading, m: re.Match[str], one: Operand, other: Operand
         holds = holds and (as_difference or abs(n.value - abs(b)) <= n.tolerance + 1e-9)
         span = (span[0], n.end)
     if holds:
-        r.mark(*span)
+        # the two things and the comparative, not a figure between them that was not checked
+        # ("hai tuần trước con nhận được 185k, nhiều hơn tuần này": 185k is read as a figure)
+        r.mark(one.mention.start, one.mention.end)
+        r.mark(m.start(), span[1])
         _mark_own_figure(r, one, m.start())
     else:
         said = r.text[span[0] : span[1]]
@@ -627,6 +630,13 @@ def _mark_own_figure(r: Reading, one: Operand, at: int) -> None:
     for n in r.stated:
         if clause[0] <= n.start < at and abs(n.value - abs(one.value)) <= n.tolerance + 1e-9:
             r.mark(n.start, n.end)
+    # "Số giao dịch là 5, bằng tuần trước": a bare count, exactly the subject's
+    for m in _BARE.finditer(r.low, one.mention.end, at):
+        if float(m.group()) == abs(one.value) and not any(n.start == m.start() for n in r.stated):
+            r.mark(m.start(), m.end())
+
+
+_BARE = re.compile(r"(?<![\w.,])\d+(?![\w%]|[.,]\d)")
 
 
 # --- what did or did not happen -------------------------------------------------------------
@@ -732,6 +742,7 @@ def read_happened(r: Reading) -> None:
             not negated
             and not _AFFIRMED.search(r.low, max(0, m.start() - 8), m.start())
             and not _ACTIVITY.match(r.low, m.start())
+            and not _said_of_a_week(r, m)
         ):
             continue  # "con chi 31.000 đ": the figure is what is checked
         if (negated and _NOT_NOTHING.match(r.low, m.end())) or r.is_read(m.start(), m.end()):
@@ -752,7 +763,16 @@ def read_happened(r: Reading) -> None:
         _check_event(r, m, clause, negated)
 
 
-_AFFIRMED = re.compile(r"(?:đã|có|vừa|cũng|vẫn|còn|đều)\s$")
+_AFFIRMED = re.compile(r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại)\s$")
+# "Tuần này con phải rút tiền tiết kiệm": an event of the week named, not advice
+_MODAL = re.compile(r"(?<!\w)(?:(?:đã|cũng|lại)\s)?phải\s$")
+
+
+def _said_of_a_week(r: Reading, m: re.Match[str]) -> bool:
+    if not _MODAL.search(r.low, max(0, m.start() - 12), m.start()):
+        return False
+    clauses, _clause = r.locate(m.start())
+    return bool(week_refs(r.low, clauses[0][0], m.start()))
 
 
 def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> None:
@@ -767,6 +787,9 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
         _check_only(r, m, other.end())
         return
     week = _week_when(r, clause, m.start()) or _event_week(r, clause, m.start())
+    if metric.startswith("cat:") and week == "now" and r.low.endswith("chỉ ", 0, m.start()):
+        _check_only_these(r, m, clause)  # "con chỉ tiêu một ít cho đồ ăn vặt"
+        return
     if metric in ("goal_set", "goal_done"):
         key = "created_in_week" if metric == "goal_set" else "completed_in_week"
         goals = r.facts.data.get("savings_goals") or []
@@ -826,6 +849,22 @@ def _check_only(r: Reading, m: re.Match[str], end: int) -> None:
     else:
         said = r.text[m.start() : end]
         r.flag("wrong_event", m.start(), end, f"{said!r}: spent on {', '.join(sorted(spent))}")
+
+
+def _check_only_these(r: Reading, m: re.Match[str], clause: Span) -> None:
+    """ "Chỉ chi cho X (và Y)": spending on those its clause names after the verb, no other."""
+    end = r.locate(m.start())[0][-1][1]  # "chỉ chi cho đồ chơi, ăn vặt và đi lại": a list
+    named = {
+        x.metric[4:]
+        for x in mentions_in(r, m.end(), end)
+        if x.metric and x.metric.startswith("cat:")
+    }
+    spent = {group for group, amount in r.facts.ranking if amount > 0}
+    if named and named == spent:
+        r.mark(m.start(), end)
+        return
+    said = r.text[m.start() : end]
+    r.flag("wrong_event", m.start(), end, f"{said!r}: spent on {', '.join(sorted(spent))}")
 
 
 _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(?!\w)")
@@ -1153,7 +1192,8 @@ _CLAIM_WORDS = re.compile(
     r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
     r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
-    r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền))"
+    r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền)"
+    r"|đạt)"  # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
     r"|tuần\strước|tuần\srồi|hai\stuần|tuần\skia)(?!\w)"
 )
 # Not claims: a score, an age, a number of weeks, the goal's label, a list's numbering.
