@@ -337,6 +337,31 @@ SIXTH_CORPUS_FORMS = [
     ("Tuần rồi con có chín giao dịch, tuần này lên mười một.", KID_A, True),
     ("Tuần rồi con có chín giao dịch, tuần này lên mười hai.", KID_A, False),
     ("Số giao dịch tăng từ 9 lên 11.", KID_A, False),  # from which week: asked again
+    # "gấp N lần rưỡi"; a ratio restating the one other week its sentence names
+    ("Chi tiêu tuần này gấp sáu lần tuần trước.", KID_A, True),  # 6.16
+    ("Chi tiêu tuần này gấp sáu lần rưỡi tuần trước.", KID_A, False),
+    ("Chi tiêu tuần này gấp hơn năm lần rưỡi tuần trước.", KID_A, True),
+    ("Chi tiêu tuần này gấp hơn sáu lần rưỡi tuần trước.", KID_A, False),
+    ("Chi tiêu tăng từ 38.000 đ tuần trước lên 234.000 đ, gấp 6 lần.", KID_A, True),
+    ("Chi tiêu tăng từ 38.000 đ tuần trước lên 234.000 đ, gấp 3 lần.", KID_A, False),
+    # none in the weeks named, said "bằng không", of each metric named
+    ("Thu nhập và chi tiêu đều là mới vì hai tuần trước đều bằng không.", KID_NEW, True),
+    ("Thu nhập và tiết kiệm đều là mới vì hai tuần trước đều bằng không.", KID_A, False),
+    # almost nothing: as much as the sentence says, else asked again
+    ("Con gần như không tiêu gì, chỉ 234k cả tuần.", KID_A, True),
+    ("Con gần như không tiêu gì, chỉ 120k cả tuần.", KID_A, False),
+    ("Con gần như không tiêu gì.", KID_A, False),
+    # a ranking after "trong đó" ranks the categories named after it
+    (
+        "Con chi cho ăn vặt 70.000 đ và đồ chơi 120.000 đ, trong đó đồ chơi là khoản lớn nhất.",
+        KID_A,
+        True,
+    ),
+    (
+        "Con chi cho đồ chơi 120.000 đ và ăn vặt 70.000 đ, trong đó ăn vặt là khoản lớn nhất.",
+        KID_A,
+        False,
+    ),
 ]
 
 

@@ -230,12 +230,12 @@ _HEDGE = (
 _RATIO = re.compile(
     rf"(?<!\w)(?:(?P<hedge>{_HEDGE})\s)?(?:"
     rf"gấp\s(?:(?P<hedge2>{_HEDGE})\s)?(?:(?P<times>đôi|rưỡi|ba|bốn|năm|\d+(?:[.,]\d+)?)"
-    r"(?:\slần)?)"
+    r"(?:\slần(?P<and_half>\srưỡi)?)?)"  # "gấp 4 lần rưỡi": 4.5
     r"|(?P<half>(?:một\s|phân\s)?nửa)(?!\s(?:triệu|nghìn|ngàn))|(?P<most>phần\slớn)"
     r"|(?P<num>một|hai|ba|bốn|năm|sáu|bảy|tám|chín|\d+)\sphần\s"
     r"(?P<den>hai|ba|tư|bốn|năm|mười|\d+)(?!\s?trăm)"
     r"|(?P<slash>\d+)\s?/\s?(?P<over>[2-9]|10)(?!\d|\s?ngày)"
-    r"|(?P<lan>\d+(?:[.,]\d+)?)\slần"
+    r"|(?P<lan>\d+(?:[.,]\d+)?)\slần(?P<lan_half>\srưỡi)?"
     r")(?!\w)"
 )
 # How far a hedged ratio may be from the truth, as shares of the ratio said.
@@ -279,7 +279,8 @@ _AFTER_FILLER = re.compile(
 def _ratio_value(m: re.Match[str]) -> float | None:
     if m.group("times"):
         word = m.group("times")
-        return _RATIO_WORDS.get(word) or float(word.replace(",", "."))
+        half = 0.5 if m.group("and_half") else 0.0
+        return (_RATIO_WORDS.get(word) or float(word.replace(",", "."))) + half
     if m.group("half") or m.group("most"):
         return 0.5
     if m.group("num"):
@@ -290,7 +291,7 @@ def _ratio_value(m: re.Match[str]) -> float | None:
     if m.group("slash"):
         return float(m.group("slash")) / float(m.group("over"))
     if m.group("lan"):
-        return float(m.group("lan").replace(",", "."))
+        return float(m.group("lan").replace(",", ".")) + (0.5 if m.group("lan_half") else 0.0)
     return None
 
 
@@ -410,6 +411,10 @@ def read_ratios(r: Reading) -> None:
             since = first if _RESTATES.match(r.low, clause[0]) else clause[0]
             said = list(_COMPARED_WEEK.finditer(r.low, since, m.start()))
             after_week = said[-1].lastgroup if said else None
+            if after_week is None and since == first:  # "tăng từ 1 ngày tuần rồi lên 5
+                # ngày, gấp 5 lần": the one other week its sentence names
+                weeks = {w.lastgroup for w in week_refs(r.low, first, m.start())} - {"now"}
+                after_week = weeks.pop() if len(weeks) == 1 else None
         if after is None and _THE_MONEY.match(r.low, m.end()):  # "phần lớn số tiền"
             after = Mention(m.end(), m.end(), "income_total", None)
         if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
@@ -798,6 +803,17 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
         value = r.facts.value(metric, week)
     if value is None:
         return
+    if negated and value > 0 and _ALMOST.search(r.low, max(0, m.start() - 12), m.start()):
+        # "con gần như không tiêu gì, chỉ 10k cả tuần": almost none, as much as its
+        # sentence says after it; without that figure, asked again
+        sentence_end = r.locate(m.start())[0][-1][1]
+        if any(
+            m.end() <= n.start < sentence_end and abs(n.value - value) <= n.tolerance + 1e-9
+            for n in r.stated
+            if n.kind == "money"
+        ):
+            r.mark(m.start(), end)
+        return
     if (value > 0) != negated:
         r.mark(m.start(), end)
         return
@@ -806,6 +822,7 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
     r.flag("wrong_event", m.start(), end, f"{said!r}: {state}")
 
 
+_ALMOST = re.compile(r"(?<!\w)(?:gần\snhư|hầu\snhư)\s$")
 _ANY_OF_THEM = re.compile(r"\s(?:khoản|đồng)\s(?:nào|gì)(?!\w)")
 
 
@@ -972,6 +989,9 @@ def read_ranking(r: Reading) -> None:
         if not named:
             _no_top_category(r, ranks, first, last)
             continue
+        among = _AMONG.search(r.low, first, ranks[0].start())
+        if among:  # "chi cho ăn uống 43k và trò chơi 39k, trong đó ăn uống là khoản lớn nhất"
+            named = [x for x in named if x.start >= among.end()] or named
         groups = [x.metric[4:] for x in named if x.metric]
         top_k = _TOP_K.search(r.low, first, last)
         then = next((m for m in ranks if m.group() in _THEN_RANK), None)
@@ -997,6 +1017,7 @@ def read_ranking(r: Reading) -> None:
             r.flag("wrong_category", *span, f"{r.text[first:last].strip()!r}: {problem}")
 
 
+_AMONG = re.compile(r"(?<!\w)trong\s(?:đó|số\sđó|các\skhoản\sđó)(?!\w)")
 # "không có khoản chi nào nên không có danh mục chi nhiều nhất": no category ranks first
 _NO_TOP = re.compile(r"(?<!\w)không\scó\s(?:danh\smục|khoản|mục|loại)(?:\s\w+){0,3}\s$")
 
@@ -1112,14 +1133,15 @@ def _rank_problem(
 
 _ZERO = re.compile(
     r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s"
-    r"(?P<zero>0)(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
+    r"(?P<zero>0(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
+    r"|(?<=bằng\s)không(?=\s*(?:$|[.,;!)])))"  # "hai tuần trước đều bằng không"
 )
 
 
 def read_zeros(r: Reading) -> None:
     """ "Chi tiêu ổn định ở mức 0", "hai tuần trước đều bằng 0", "tỷ lệ tiết kiệm gần như
     bằng 0": the thing named (this week, or the week named) is nothing."""
-    if "0" not in r.low:
+    if "0" not in r.low and "bằng không" not in r.low:
         return
     for m in _ZERO.finditer(r.low):
         clauses, clause = r.locate(m.start())
@@ -1138,10 +1160,17 @@ def read_zeros(r: Reading) -> None:
             subject = _subject_before(r, clauses, clause, m.start(), (None, None))
             if subject is None or subject.metric is None:
                 continue
-            value = r.facts.value(
-                subject.metric,
-                "mean" if "đều" in r.low[clause[0] : m.start()] and week != "now" else week,
-            )
+            each = "đều" in r.low[clause[0] : m.start()]
+            when = "mean" if each and week != "now" else week
+            value = r.facts.value(subject.metric, when)
+            if each and value is not None:  # "thu nhập, chi tiêu và tiết kiệm ... đều bằng 0"
+                named = {
+                    x.metric
+                    for x in mentions_in(r, clauses[0][0], m.start())
+                    if x.metric and not x.metric.startswith(("cat:", "target:"))
+                }
+                values = [r.facts.value(metric, when) for metric in named]
+                value = None if None in values else max((abs(v or 0.0) for v in values), default=0)
             scale = max(r.facts.value("income_total") or 0.0, 1.0)
         if value is None:
             continue
