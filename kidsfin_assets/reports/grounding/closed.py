@@ -747,7 +747,7 @@ def read_happened(r: Reading) -> None:
             not negated
             and not _AFFIRMED.search(r.low, max(0, m.start() - 8), m.start())
             and not _ACTIVITY.match(r.low, m.start())
-            and not _said_of_a_week(r, m)
+            and not (r.low.endswith("phải ", 0, m.start()) and _said_of_a_week(r, m))
         ):
             continue  # "con chi 31.000 đ": the figure is what is checked
         if (negated and _NOT_NOTHING.match(r.low, m.end())) or r.is_read(m.start(), m.end()):

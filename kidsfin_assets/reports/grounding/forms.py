@@ -34,7 +34,7 @@ _NOT_REACHED = re.compile(
 def read_goal_state(r: Reading) -> None:
     """ "Mục tiêu 1 (2.111.000 đ) đang ở mức 0% và chưa đạt": not reached, of the one goal
     its sentence names before it (several goals, or none: left to the sweep)."""
-    if "chưa" not in r.low and "không" not in r.low:
+    if "đạt" not in r.labelled and "hoàn thành" not in r.labelled:
         return
     for m in _NOT_REACHED.finditer(r.labelled):
         if r.is_read(m.start(), m.end()):
@@ -78,6 +78,9 @@ _WEEK_TO = re.compile(
 )
 
 
+_TO_LEVEL = re.compile(r"(?:lên|xuống|còn|tới|đến|thành|mức)\s\d")
+
+
 def _week(said: str | None) -> str | None:
     week = _WEEKS.match(said) if said else None
     return (week.lastgroup or "now") if week else None
@@ -85,10 +88,11 @@ def _week(said: str | None) -> str | None:
 
 def read_from_to(r: Reading) -> None:
     """A count's levels in two weeks: each must be that week's, exactly."""
-    if "từ" not in r.low and "lên" not in r.low and "còn" not in r.low:
-        return
-    spans = list(_FROM_TO.finditer(r.low))
-    for m in _WEEK_TO.finditer(r.low):  # not "từ 1 ngày tuần rồi lên 5": the first's week
+    if not _TO_LEVEL.search(r.low):
+        return  # cheaper than the patterns; numbers in words are digits by now
+    spans = list(_FROM_TO.finditer(r.low)) if "từ" in r.low else []
+    weeks = _WEEK_TO.finditer(r.low) if "tuần" in r.low else ()
+    for m in weeks:  # not "từ 1 ngày tuần rồi lên 5": the first's week
         if not any(f.start() <= m.start() < f.end() for f in spans):
             spans.append(m)
     for m in spans:
