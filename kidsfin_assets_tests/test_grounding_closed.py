@@ -318,6 +318,9 @@ SIXTH_CORPUS_FORMS = [
     ("Mục tiêu 1 vẫn chưa đạt, còn thiếu một chút nữa.", KID_REACHED, False),
     ("Mục tiêu 1 là 70.000 đ và hiện chưa đạt.", KID_A, True),
     ("Mục tiêu 1 là 70.000 đ và hiện chưa đạt.", KID_REACHED, False),
+    ("Mục tiêu 1 thì vẫn chưa xong.", KID_A, True),
+    ("Mục tiêu 1 thì vẫn chưa xong.", KID_REACHED, False),
+    ("Mục tiêu 1 là 70.000 đ, vẫn chưa xong.", KID_REACHED, False),
     # another week's figure, then a comparison with this week: the figure is read too
     ("Hai tuần trước con nhận được 120k, bằng tuần này.", KID_A, True),
     ("Hai tuần trước con nhận được 185k, bằng tuần này.", KID_A, False),
@@ -327,6 +330,9 @@ SIXTH_CORPUS_FORMS = [
     ("Tuần này con chỉ tiêu một ít cho đồ chơi.", KID_QUIET, False),
     ("Tuần này con chỉ chi cho đồ chơi, ăn vặt và đi lại.", KID_A, True),
     ("Tuần này con chỉ chi cho đồ chơi và ăn vặt.", KID_A, False),
+    # what follows the categories is read on its own
+    ("Tuần này con chỉ chi cho đồ chơi, ăn vặt và đi lại, 11 giao dịch.", KID_A, True),
+    ("Tuần này con chỉ chi cho đồ chơi, ăn vặt và đi lại, rồi gấp ba.", KID_A, False),
     ("Tuần này con phải rút tiền tiết kiệm để mua sách.", KID_WITHDREW, True),
     ("Tuần này con phải rút tiền tiết kiệm để mua sách.", KID_A, False),
     # a count from one week's level to this week's

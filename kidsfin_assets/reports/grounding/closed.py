@@ -871,14 +871,11 @@ def _check_only(r: Reading, m: re.Match[str], end: int) -> None:
 def _check_only_these(r: Reading, m: re.Match[str], clause: Span) -> None:
     """ "Chỉ chi cho X (và Y)": spending on those its clause names after the verb, no other."""
     end = r.locate(m.start())[0][-1][1]  # "chỉ chi cho đồ chơi, ăn vặt và đi lại": a list
-    named = {
-        x.metric[4:]
-        for x in mentions_in(r, m.end(), end)
-        if x.metric and x.metric.startswith("cat:")
-    }
+    found = [x for x in mentions_in(r, m.end(), end) if x.metric and x.metric.startswith("cat:")]
+    named = {x.metric[4:] for x in found if x.metric}
     spent = {group for group, amount in r.facts.ranking if amount > 0}
     if named and named == spent:
-        r.mark(m.start(), end)
+        r.mark(m.start(), found[-1].end)  # the verb and its categories, nothing after them
         return
     said = r.text[m.start() : end]
     r.flag("wrong_event", m.start(), end, f"{said!r}: spent on {', '.join(sorted(spent))}")
@@ -1222,7 +1219,7 @@ _CLAIM_WORDS = re.compile(
     r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
     r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền)"
-    r"|đạt)"  # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
+    r"|đạt|xong)"  # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
     r"|tuần\strước|tuần\srồi|hai\stuần|tuần\skia)(?!\w)"
 )
 # Not claims: a score, an age, a number of weeks, the goal's label, a list's numbering.

@@ -25,7 +25,7 @@ from kidsfin_assets.reports.grounding.vocabulary import GOAL_LABEL, NOT_A_CLAIM
 # --- a goal's state said apart from its label ---------------------------------------------
 
 _NOT_REACHED = re.compile(
-    r"(?<!\w)(?:chưa|không)\s(?:(?:đã|được|thể)\s)?(?:đạt|hoàn\sthành)(?:\sđược)?"
+    r"(?<!\w)(?:chưa|không)\s(?:(?:đã|được|thể)\s)?(?:đạt|hoàn\sthành|xong)(?:\sđược)?"
     r"(?!\s*(?:được\s)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s|đúng\s)?(?:\d|một\snửa|nửa|mức|\w+\sphần))"
     r"(?!\w)"
 )
@@ -34,7 +34,7 @@ _NOT_REACHED = re.compile(
 def read_goal_state(r: Reading) -> None:
     """ "Mục tiêu 1 (2.111.000 đ) đang ở mức 0% và chưa đạt": not reached, of the one goal
     its sentence names before it (several goals, or none: left to the sweep)."""
-    if "đạt" not in r.labelled and "hoàn thành" not in r.labelled:
+    if "đạt" not in r.labelled and "hoàn thành" not in r.labelled and "xong" not in r.labelled:
         return
     for m in _NOT_REACHED.finditer(r.labelled):
         if r.is_read(m.start(), m.end()):

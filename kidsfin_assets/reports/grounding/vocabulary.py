@@ -373,7 +373,7 @@ GOAL_CLAIMS = re.compile(
     # "mục tiêu 2 (864.000 đ) vẫn chưa đạt": not reached, whatever adverb comes first
     rf"|mục\stiêu\s(?P<n2>\d+)(?:\s\([^)]*\))?\s(?:(?:vẫn|hiện|còn|cũng|thì)\s)*"
     r"(?P<neg2>(?:chưa|không)\s)?(?:(?:đã|vừa)\s)?"
-    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ)(?!\s*(?:được\s*)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s|đúng\s"
+    r"(?:được\s)?(?:hoàn\sthành|đạt|đủ|xong)(?!\s*(?:được\s*)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s|đúng\s"
     r"|đủ\s|chưa\s)?(?:\d|một\snửa|nửa|phân|một\sphần|\w+\sphần))"
     # "mục tiêu 2 vẫn còn thiếu một ít": not reached
     r"|mục\stiêu\s(?P<n3>\d+)(?:\s\([^)]*\))?\s(?:vẫn\s)?còn\sthiếu\s(?:(?:một|1)\s)?"
