@@ -963,17 +963,10 @@ def read_ranking(r: Reading) -> None:
     ranking = r.facts.ranking
     if not any(w in r.low for w in _RANK_WORDS) or not _RANK.search(r.low):
         return
-    previous: list[str] = []  # the categories the sentence before named
+    before: Span = (0, 0)  # the sentence before: its categories, read when needed
     for clauses in r.sentences:
         first, last = clauses[0][0], clauses[-1][1]
-        said_before, previous = (
-            previous,
-            [
-                x.metric[4:]
-                for x in mentions_in(r, first, last)
-                if x.metric and x.metric.startswith("cat:")
-            ],
-        )
+        previous, before = before, (first, last)
         ranks = [m for m in _RANK.finditer(r.low, first, last) if not r.is_read(*m.span())]
         if not ranks:
             continue
@@ -996,6 +989,11 @@ def read_ranking(r: Reading) -> None:
             above = [x.metric[4:] for x in named if x.metric and x.end <= then.start()]
             below = [x.metric[4:] for x in named if x.metric and x.start >= then.end()]
             opens = not r.low[first : then.start()].strip()  # "...; tiếp theo là Z"
+            said_before = [
+                x.metric[4:]
+                for x in mentions_in(r, *previous)
+                if x.metric and x.metric.startswith("cat:")
+            ]
             above = above or (said_before if opens else [])
             problem = _next_problem(ranking, above, below)
             if problem is None and top_k is not None and top_k.start() < then.start():
