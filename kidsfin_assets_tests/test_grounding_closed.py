@@ -288,3 +288,89 @@ THIRD_CORPUS_FORMS = [
 @pytest.mark.parametrize(("text", "data", "true"), THIRD_CORPUS_FORMS)
 def test_the_third_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+# Forms of the sixth corpus's writers: the lies that passed first (a second week a trend is
+# said against, a goal said not reached with an adverb, another week's figure before a
+# comparison, an event after "chỉ" or "phải"), then true forms refused; each said truly and
+# falsely.
+KID_MIXED = week(  # income up on last week (120.000 đ), not on the mean (132.500 đ)
+    income_total=130000.0,
+    income_total_prev1=120000.0,
+    income_total_prev2=145000.0,
+    income_total_trend="flat",
+    net_flow=-104000.0,
+)
+KID_WITHDREW = week(withdrawal_total=20000.0)
+SIXTH_CORPUS_FORMS = [
+    # a trend against each week it names
+    ("Chi tiêu tuần này tăng so với tuần trước và so với trung bình hai tuần trước.", KID_A, True),
+    (
+        "Thu nhập tuần này tăng so với tuần trước và so với trung bình hai tuần trước.",
+        KID_MIXED,
+        False,
+    ),
+    ("Thu nhập tăng so với tuần trước và hai tuần trước.", KID_MIXED, False),
+    ("Thu nhập tuần này tăng so với tuần trước.", KID_MIXED, True),
+    # a goal not reached, said with an adverb or apart from its label
+    ("Mục tiêu 1 (70.000 đ) vẫn chưa đạt.", KID_A, True),
+    ("Mục tiêu 1 (70.000 đ) vẫn chưa đạt.", KID_REACHED, False),
+    ("Mục tiêu 1 vẫn chưa đạt, còn thiếu một chút nữa.", KID_REACHED, False),
+    ("Mục tiêu 1 là 70.000 đ và hiện chưa đạt.", KID_A, True),
+    ("Mục tiêu 1 là 70.000 đ và hiện chưa đạt.", KID_REACHED, False),
+    ("Mục tiêu 1 thì vẫn chưa xong.", KID_A, True),
+    ("Mục tiêu 1 thì vẫn chưa xong.", KID_REACHED, False),
+    ("Mục tiêu 1 là 70.000 đ, vẫn chưa xong.", KID_REACHED, False),
+    # another week's figure, then a comparison with this week: the figure is read too
+    ("Hai tuần trước con nhận được 120k, bằng tuần này.", KID_A, True),
+    ("Hai tuần trước con nhận được 185k, bằng tuần này.", KID_A, False),
+    ("Hai tuần trước con chi 150.000 đ, ít hơn tuần này.", KID_A, False),
+    # an event after "chỉ" (only those categories) or "phải" in a week named
+    ("Tuần này con chỉ tiêu một ít cho đồ chơi.", KID_TOYS, True),
+    ("Tuần này con chỉ tiêu một ít cho đồ chơi.", KID_QUIET, False),
+    ("Tuần này con chỉ chi cho đồ chơi, ăn vặt và đi lại.", KID_A, True),
+    ("Tuần này con chỉ chi cho đồ chơi và ăn vặt.", KID_A, False),
+    # what follows the categories is read on its own
+    ("Tuần này con chỉ chi cho đồ chơi, ăn vặt và đi lại, 11 giao dịch.", KID_A, True),
+    ("Tuần này con chỉ chi cho đồ chơi, ăn vặt và đi lại, rồi gấp ba.", KID_A, False),
+    ("Tuần này con phải rút tiền tiết kiệm để mua sách.", KID_WITHDREW, True),
+    ("Tuần này con phải rút tiền tiết kiệm để mua sách.", KID_A, False),
+    # a count from one week's level to this week's
+    ("Số giao dịch tuần này tăng so với tuần trước, từ 9 lên 11 giao dịch.", KID_A, True),
+    ("Số giao dịch tuần này tăng so với tuần trước, từ 8 lên 11 giao dịch.", KID_A, False),
+    ("Số giao dịch tăng từ 9 tuần rồi lên 11.", KID_A, True),
+    ("Số giao dịch tăng từ 9 tuần rồi lên 12.", KID_A, False),
+    ("Tuần rồi con có chín giao dịch, tuần này lên mười một.", KID_A, True),
+    ("Tuần rồi con có chín giao dịch, tuần này lên mười hai.", KID_A, False),
+    ("Số giao dịch tăng từ 9 lên 11.", KID_A, False),  # from which week: asked again
+    # "gấp N lần rưỡi"; a ratio restating the one other week its sentence names
+    ("Chi tiêu tuần này gấp sáu lần tuần trước.", KID_A, True),  # 6.16
+    ("Chi tiêu tuần này gấp sáu lần rưỡi tuần trước.", KID_A, False),
+    ("Chi tiêu tuần này gấp hơn năm lần rưỡi tuần trước.", KID_A, True),
+    ("Chi tiêu tuần này gấp hơn sáu lần rưỡi tuần trước.", KID_A, False),
+    ("Chi tiêu tăng từ 38.000 đ tuần trước lên 234.000 đ, gấp 6 lần.", KID_A, True),
+    ("Chi tiêu tăng từ 38.000 đ tuần trước lên 234.000 đ, gấp 3 lần.", KID_A, False),
+    # none in the weeks named, said "bằng không", of each metric named
+    ("Thu nhập và chi tiêu đều là mới vì hai tuần trước đều bằng không.", KID_NEW, True),
+    ("Thu nhập và tiết kiệm đều là mới vì hai tuần trước đều bằng không.", KID_A, False),
+    # almost nothing: as much as the sentence says, else asked again
+    ("Con gần như không tiêu gì, chỉ 234k cả tuần.", KID_A, True),
+    ("Con gần như không tiêu gì, chỉ 120k cả tuần.", KID_A, False),
+    ("Con gần như không tiêu gì.", KID_A, False),
+    # a ranking after "trong đó" ranks the categories named after it
+    (
+        "Con chi cho ăn vặt 70.000 đ và đồ chơi 120.000 đ, trong đó đồ chơi là khoản lớn nhất.",
+        KID_A,
+        True,
+    ),
+    (
+        "Con chi cho đồ chơi 120.000 đ và ăn vặt 70.000 đ, trong đó ăn vặt là khoản lớn nhất.",
+        KID_A,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), SIXTH_CORPUS_FORMS)
+def test_the_sixth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))

@@ -5,7 +5,8 @@
 - `reading`: a text's sentences, clauses and the numbers it states;
 - `vocabulary`: the words it reads (categories, subjects, metrics, directions, units);
 - `spelled`: numbers written in words, read as figures;
-- `closed`: the closed world: what a sentence claims that no check read is `unverifiable`.
+- `closed`: the closed world: what a sentence claims that no check read is `unverifiable`;
+- `forms`: a goal's state said apart from its label, a count from one week's level to another.
 """
 
 from kidsfin_assets.reports.grounding.checker import (

@@ -63,6 +63,7 @@ from kidsfin_assets.reports.grounding.closed import (
     sweep,
 )
 from kidsfin_assets.reports.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
+from kidsfin_assets.reports.grounding.forms import read_from_to, read_goal_state
 from kidsfin_assets.reports.grounding.reading import (
     Stated,
     clause_of,
@@ -193,6 +194,8 @@ class _Checker:
         if directions:
             self.trends(field, text, low, sentences, directions, stated)
         self.goal_claims(field, text, labelled_low, sentences)
+        read_goal_state(r)
+        read_from_to(r)
         read_happened(r)
         read_zeros(r)
         read_levels(r)
@@ -335,7 +338,9 @@ class _Checker:
             # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it
             not_done = not all(said_done) if states else not number
             ok = not_done if negated else any(said_done)
-            if not ok:
+            if ok:
+                self.r.mark(m.start(), m.end())
+            else:
                 which = f"mục tiêu {number}" if number else "no goal"
                 state = "reached" if any(said_done) else "not reached" if states else "absent"
                 span = text[m.start() : m.end()]
@@ -473,6 +478,12 @@ class _Checker:
                             field, text, span, d, metric, direction, negated, in_sentence, ref
                         ):
                             self.r.mark(d.start(), d.end())
+                            # "tăng so với tuần trước và so với trung bình hai tuần trước":
+                            # against each week it names (its figures are the first's)
+                            for also in _more_references(low, d.end()):
+                                self.trend(
+                                    field, text, span, d, metric, direction, negated, [], also
+                                )
                 known = [metric for _, metric in named if metric]
                 # a clause without a metric speaks of the subject of the clause before, not
                 # of an aside ("gửi 5,6 triệu, gần một nửa thu nhập (46%), tăng so với trước")
@@ -812,6 +823,29 @@ def _reference_after(low: str, at: int) -> str | None:
     if said:  # "trung bình hai tuần trước" is the mean only
         return "average" if said.group().startswith("trung") else "mean"
     return "prev1" if PREV1_ONLY.match(low, at) else None
+
+
+_REF_PHRASE = re.compile(
+    r"(?:mức\s)?(?:trung\sbình\s(?:của\s)?)?(?:(?:hai|2)\stuần|các\stuần|những\stuần|tuần)"
+    r"(?:\s(?:trước|rồi|qua|gần\sđây|vừa\srồi))?(?:\s(?:nữa|đó))?(?!\w)"
+)
+_AND_REF = re.compile(r"\s?(?:,\s?)?(?:và|lẫn|cũng\snhư|hay|hoặc)\s(?:cả\s)?(?:so\svới\s|với\s)?")
+
+
+def _more_references(low: str, at: int) -> list[str]:
+    """The weeks named after the first one a direction is against ("tăng so với tuần trước và
+    so với trung bình hai tuần trước": the mean's)."""
+    pos = _AFTER_DIRECTION.match(low, at)
+    said = _REF_PHRASE.match(low, pos.end() if pos else at)
+    more: list[str] = []
+    while said and said.group().startswith(("mức", "trung", "hai", "2", "các", "những", "tuần")):
+        joined = _AND_REF.match(low, said.end())
+        said = _REF_PHRASE.match(low, joined.end()) if joined else None
+        ref = _reference(said.group(), 0, len(said.group())) if said else None
+        if ref is None:
+            break
+        more.append(ref)
+    return more
 
 
 def _reference(text: str, start: int, end: int) -> str | None:

@@ -230,12 +230,12 @@ _HEDGE = (
 _RATIO = re.compile(
     rf"(?<!\w)(?:(?P<hedge>{_HEDGE})\s)?(?:"
     rf"gấp\s(?:(?P<hedge2>{_HEDGE})\s)?(?:(?P<times>đôi|rưỡi|ba|bốn|năm|\d+(?:[.,]\d+)?)"
-    r"(?:\slần)?)"
+    r"(?:\slần(?P<and_half>\srưỡi)?)?)"  # "gấp 4 lần rưỡi": 4.5
     r"|(?P<half>(?:một\s|phân\s)?nửa)(?!\s(?:triệu|nghìn|ngàn))|(?P<most>phần\slớn)"
     r"|(?P<num>một|hai|ba|bốn|năm|sáu|bảy|tám|chín|\d+)\sphần\s"
     r"(?P<den>hai|ba|tư|bốn|năm|mười|\d+)(?!\s?trăm)"
     r"|(?P<slash>\d+)\s?/\s?(?P<over>[2-9]|10)(?!\d|\s?ngày)"
-    r"|(?P<lan>\d+(?:[.,]\d+)?)\slần"
+    r"|(?P<lan>\d+(?:[.,]\d+)?)\slần(?P<lan_half>\srưỡi)?"
     r")(?!\w)"
 )
 # How far a hedged ratio may be from the truth, as shares of the ratio said.
@@ -279,7 +279,8 @@ _AFTER_FILLER = re.compile(
 def _ratio_value(m: re.Match[str]) -> float | None:
     if m.group("times"):
         word = m.group("times")
-        return _RATIO_WORDS.get(word) or float(word.replace(",", "."))
+        half = 0.5 if m.group("and_half") else 0.0
+        return (_RATIO_WORDS.get(word) or float(word.replace(",", "."))) + half
     if m.group("half") or m.group("most"):
         return 0.5
     if m.group("num"):
@@ -290,7 +291,7 @@ def _ratio_value(m: re.Match[str]) -> float | None:
     if m.group("slash"):
         return float(m.group("slash")) / float(m.group("over"))
     if m.group("lan"):
-        return float(m.group("lan").replace(",", "."))
+        return float(m.group("lan").replace(",", ".")) + (0.5 if m.group("lan_half") else 0.0)
     return None
 
 
@@ -410,6 +411,10 @@ def read_ratios(r: Reading) -> None:
             since = first if _RESTATES.match(r.low, clause[0]) else clause[0]
             said = list(_COMPARED_WEEK.finditer(r.low, since, m.start()))
             after_week = said[-1].lastgroup if said else None
+            if after_week is None and since == first:  # "tăng từ 1 ngày tuần rồi lên 5
+                # ngày, gấp 5 lần": the one other week its sentence names
+                weeks = {w.lastgroup for w in week_refs(r.low, first, m.start())} - {"now"}
+                after_week = weeks.pop() if len(weeks) == 1 else None
         if after is None and _THE_MONEY.match(r.low, m.end()):  # "phần lớn số tiền"
             after = Mention(m.end(), m.end(), "income_total", None)
         if after is None and subject is not None and (subject.metric or "").startswith("cat:"):
@@ -613,7 +618,10 @@ def _check_comparison(r: Reading, m: re.Match[str], one: Operand, other: Operand
         holds = holds and (as_difference or abs(n.value - abs(b)) <= n.tolerance + 1e-9)
         span = (span[0], n.end)
     if holds:
-        r.mark(*span)
+        # the two things and the comparative, not a figure between them that was not checked
+        # ("hai tuần trước con nhận được 185k, nhiều hơn tuần này": 185k is read as a figure)
+        r.mark(one.mention.start, one.mention.end)
+        r.mark(m.start(), span[1])
         _mark_own_figure(r, one, m.start())
     else:
         said = r.text[span[0] : span[1]]
@@ -627,6 +635,13 @@ def _mark_own_figure(r: Reading, one: Operand, at: int) -> None:
     for n in r.stated:
         if clause[0] <= n.start < at and abs(n.value - abs(one.value)) <= n.tolerance + 1e-9:
             r.mark(n.start, n.end)
+    # "Số giao dịch là 5, bằng tuần trước": a bare count, exactly the subject's
+    for m in _BARE.finditer(r.low, one.mention.end, at):
+        if float(m.group()) == abs(one.value) and not any(n.start == m.start() for n in r.stated):
+            r.mark(m.start(), m.end())
+
+
+_BARE = re.compile(r"(?<![\w.,])\d+(?![\w%]|[.,]\d)")
 
 
 # --- what did or did not happen -------------------------------------------------------------
@@ -732,6 +747,7 @@ def read_happened(r: Reading) -> None:
             not negated
             and not _AFFIRMED.search(r.low, max(0, m.start() - 8), m.start())
             and not _ACTIVITY.match(r.low, m.start())
+            and not (r.low.endswith("phải ", 0, m.start()) and _said_of_a_week(r, m))
         ):
             continue  # "con chi 31.000 đ": the figure is what is checked
         if (negated and _NOT_NOTHING.match(r.low, m.end())) or r.is_read(m.start(), m.end()):
@@ -752,7 +768,16 @@ def read_happened(r: Reading) -> None:
         _check_event(r, m, clause, negated)
 
 
-_AFFIRMED = re.compile(r"(?:đã|có|vừa|cũng|vẫn|còn|đều)\s$")
+_AFFIRMED = re.compile(r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại)\s$")
+# "Tuần này con phải rút tiền tiết kiệm": an event of the week named, not advice
+_MODAL = re.compile(r"(?<!\w)(?:(?:đã|cũng|lại)\s)?phải\s$")
+
+
+def _said_of_a_week(r: Reading, m: re.Match[str]) -> bool:
+    if not _MODAL.search(r.low, max(0, m.start() - 12), m.start()):
+        return False
+    clauses, _clause = r.locate(m.start())
+    return bool(week_refs(r.low, clauses[0][0], m.start()))
 
 
 def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> None:
@@ -767,6 +792,9 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
         _check_only(r, m, other.end())
         return
     week = _week_when(r, clause, m.start()) or _event_week(r, clause, m.start())
+    if metric.startswith("cat:") and week == "now" and r.low.endswith("chỉ ", 0, m.start()):
+        _check_only_these(r, m, clause)  # "con chỉ tiêu một ít cho đồ ăn vặt"
+        return
     if metric in ("goal_set", "goal_done"):
         key = "created_in_week" if metric == "goal_set" else "completed_in_week"
         goals = r.facts.data.get("savings_goals") or []
@@ -774,6 +802,17 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
     else:
         value = r.facts.value(metric, week)
     if value is None:
+        return
+    if negated and value > 0 and _ALMOST.search(r.low, max(0, m.start() - 12), m.start()):
+        # "con gần như không tiêu gì, chỉ 10k cả tuần": almost none, as much as its
+        # sentence says after it; without that figure, asked again
+        sentence_end = r.locate(m.start())[0][-1][1]
+        if any(
+            m.end() <= n.start < sentence_end and abs(n.value - value) <= n.tolerance + 1e-9
+            for n in r.stated
+            if n.kind == "money"
+        ):
+            r.mark(m.start(), end)
         return
     if (value > 0) != negated:
         r.mark(m.start(), end)
@@ -783,6 +822,7 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
     r.flag("wrong_event", m.start(), end, f"{said!r}: {state}")
 
 
+_ALMOST = re.compile(r"(?<!\w)(?:gần\snhư|hầu\snhư)\s$")
 _ANY_OF_THEM = re.compile(r"\s(?:khoản|đồng)\s(?:nào|gì)(?!\w)")
 
 
@@ -826,6 +866,19 @@ def _check_only(r: Reading, m: re.Match[str], end: int) -> None:
     else:
         said = r.text[m.start() : end]
         r.flag("wrong_event", m.start(), end, f"{said!r}: spent on {', '.join(sorted(spent))}")
+
+
+def _check_only_these(r: Reading, m: re.Match[str], clause: Span) -> None:
+    """ "Chỉ chi cho X (và Y)": spending on those its clause names after the verb, no other."""
+    end = r.locate(m.start())[0][-1][1]  # "chỉ chi cho đồ chơi, ăn vặt và đi lại": a list
+    found = [x for x in mentions_in(r, m.end(), end) if x.metric and x.metric.startswith("cat:")]
+    named = {x.metric[4:] for x in found if x.metric}
+    spent = {group for group, amount in r.facts.ranking if amount > 0}
+    if named and named == spent:
+        r.mark(m.start(), found[-1].end)  # the verb and its categories, nothing after them
+        return
+    said = r.text[m.start() : end]
+    r.flag("wrong_event", m.start(), end, f"{said!r}: spent on {', '.join(sorted(spent))}")
 
 
 _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(?!\w)")
@@ -910,17 +963,10 @@ def read_ranking(r: Reading) -> None:
     ranking = r.facts.ranking
     if not any(w in r.low for w in _RANK_WORDS) or not _RANK.search(r.low):
         return
-    previous: list[str] = []  # the categories the sentence before named
+    before: Span = (0, 0)  # the sentence before: its categories, read when needed
     for clauses in r.sentences:
         first, last = clauses[0][0], clauses[-1][1]
-        said_before, previous = (
-            previous,
-            [
-                x.metric[4:]
-                for x in mentions_in(r, first, last)
-                if x.metric and x.metric.startswith("cat:")
-            ],
-        )
+        previous, before = before, (first, last)
         ranks = [m for m in _RANK.finditer(r.low, first, last) if not r.is_read(*m.span())]
         if not ranks:
             continue
@@ -933,6 +979,9 @@ def read_ranking(r: Reading) -> None:
         if not named:
             _no_top_category(r, ranks, first, last)
             continue
+        among = _AMONG.search(r.low, first, ranks[0].start())
+        if among:  # "chi cho ăn uống 43k và trò chơi 39k, trong đó ăn uống là khoản lớn nhất"
+            named = [x for x in named if x.start >= among.end()] or named
         groups = [x.metric[4:] for x in named if x.metric]
         top_k = _TOP_K.search(r.low, first, last)
         then = next((m for m in ranks if m.group() in _THEN_RANK), None)
@@ -940,6 +989,11 @@ def read_ranking(r: Reading) -> None:
             above = [x.metric[4:] for x in named if x.metric and x.end <= then.start()]
             below = [x.metric[4:] for x in named if x.metric and x.start >= then.end()]
             opens = not r.low[first : then.start()].strip()  # "...; tiếp theo là Z"
+            said_before = [
+                x.metric[4:]
+                for x in mentions_in(r, *previous)
+                if x.metric and x.metric.startswith("cat:")
+            ]
             above = above or (said_before if opens else [])
             problem = _next_problem(ranking, above, below)
             if problem is None and top_k is not None and top_k.start() < then.start():
@@ -958,6 +1012,7 @@ def read_ranking(r: Reading) -> None:
             r.flag("wrong_category", *span, f"{r.text[first:last].strip()!r}: {problem}")
 
 
+_AMONG = re.compile(r"(?<!\w)trong\s(?:đó|số\sđó|các\skhoản\sđó)(?!\w)")
 # "không có khoản chi nào nên không có danh mục chi nhiều nhất": no category ranks first
 _NO_TOP = re.compile(r"(?<!\w)không\scó\s(?:danh\smục|khoản|mục|loại)(?:\s\w+){0,3}\s$")
 
@@ -1073,14 +1128,15 @@ def _rank_problem(
 
 _ZERO = re.compile(
     r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s"
-    r"(?P<zero>0)(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
+    r"(?P<zero>0(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
+    r"|(?<=bằng\s)không(?=\s*(?:$|[.,;!)])))"  # "hai tuần trước đều bằng không"
 )
 
 
 def read_zeros(r: Reading) -> None:
     """ "Chi tiêu ổn định ở mức 0", "hai tuần trước đều bằng 0", "tỷ lệ tiết kiệm gần như
     bằng 0": the thing named (this week, or the week named) is nothing."""
-    if "0" not in r.low:
+    if "0" not in r.low and "bằng không" not in r.low:
         return
     for m in _ZERO.finditer(r.low):
         clauses, clause = r.locate(m.start())
@@ -1099,10 +1155,17 @@ def read_zeros(r: Reading) -> None:
             subject = _subject_before(r, clauses, clause, m.start(), (None, None))
             if subject is None or subject.metric is None:
                 continue
-            value = r.facts.value(
-                subject.metric,
-                "mean" if "đều" in r.low[clause[0] : m.start()] and week != "now" else week,
-            )
+            each = "đều" in r.low[clause[0] : m.start()]
+            when = "mean" if each and week != "now" else week
+            value = r.facts.value(subject.metric, when)
+            if each and value is not None:  # "thu nhập, chi tiêu và tiết kiệm ... đều bằng 0"
+                named = {
+                    x.metric
+                    for x in mentions_in(r, clauses[0][0], m.start())
+                    if x.metric and not x.metric.startswith(("cat:", "target:"))
+                }
+                values = [r.facts.value(metric, when) for metric in named]
+                value = None if None in values else max((abs(v or 0.0) for v in values), default=0)
             scale = max(r.facts.value("income_total") or 0.0, 1.0)
         if value is None:
             continue
@@ -1153,7 +1216,8 @@ _CLAIM_WORDS = re.compile(
     r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
     r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
-    r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền))"
+    r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền)"
+    r"|đạt|xong)"  # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
     r"|tuần\strước|tuần\srồi|hai\stuần|tuần\skia)(?!\w)"
 )
 # Not claims: a score, an age, a number of weeks, the goal's label, a list's numbering.

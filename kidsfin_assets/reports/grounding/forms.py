@@ -1,0 +1,130 @@
+"""Readers of forms the first readers (`closed`) do not place, met in the sixth corpus.
+
+- a goal's state said apart from its label ("Mục tiêu 1 ... đang ở mức 0% và chưa đạt"):
+  the one goal its sentence names;
+- one metric's change between two weeks as two levels ("tăng từ 4 lên 8 giao dịch", "giảm
+  từ 28 tuần rồi xuống còn 15", "tuần rồi con chỉ có 1 giao dịch, tuần này lên 15"): the
+  first is the week named for it (else the one week the sentence compares with), the second
+  this week's (or the week named for it).
+
+Each marks what it read in `Reading.read`, or flags it; what none reads is left to `sweep`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kidsfin_assets.reports.grounding.closed import (
+    _WEEKS,
+    Reading,
+    _in_advice,
+    mentions_in,
+)
+from kidsfin_assets.reports.grounding.vocabulary import GOAL_LABEL, NOT_A_CLAIM
+
+# --- a goal's state said apart from its label ---------------------------------------------
+
+_NOT_REACHED = re.compile(
+    r"(?<!\w)(?:chưa|không)\s(?:(?:đã|được|thể)\s)?(?:đạt|hoàn\sthành|xong)(?:\sđược)?"
+    r"(?!\s*(?:được\s)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s|đúng\s)?(?:\d|một\snửa|nửa|mức|\w+\sphần))"
+    r"(?!\w)"
+)
+
+
+def read_goal_state(r: Reading) -> None:
+    """ "Mục tiêu 1 (2.111.000 đ) đang ở mức 0% và chưa đạt": not reached, of the one goal
+    its sentence names before it (several goals, or none: left to the sweep)."""
+    if "đạt" not in r.labelled and "hoàn thành" not in r.labelled and "xong" not in r.labelled:
+        return
+    for m in _NOT_REACHED.finditer(r.labelled):
+        if r.is_read(m.start(), m.end()):
+            continue
+        clauses, clause = r.locate(m.start())
+        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+            continue
+        named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], m.start()))
+        if len(named) != 1:
+            continue
+        (number,) = named
+        state = r.facts.goals.get(number)
+        if state is None:
+            r.flag("wrong_goal", m.start(), m.end(), f"no mục tiêu {number} in the data")
+        elif state[0]:
+            said = r.text[m.start() : m.end()]
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is reached")
+        else:
+            r.mark(m.start(), m.end())
+
+
+# --- one metric from one week to another -------------------------------------------------
+
+_COUNTED = ("txn_count", "event_count", "active_days")
+_UNIT_OF = {"giao dịch": "txn_count", "sự kiện": "event_count", "ngày": "active_days"}
+_WEEK = re.sub(r"\?P<\w+>", "?:", _WEEKS.pattern)  # the weeks, without their groups
+_LEVEL_AT = (
+    r"(?P<{0}>\d+)(?:\s(?P<{0}u>giao\sdịch|sự\skiện|ngày))?(?![\w%]|[.,]\d)"
+    r"(?:\s(?:(?:vào|của|trong|ở)\s)?(?P<{0}w>" + _WEEK + r"))?"
+)
+# "từ 4 lên 8 giao dịch", "từ 28 tuần rồi xuống còn 15", "từ 1 ngày tuần rồi lên 5 ngày"
+_FROM_TO = re.compile(
+    r"(?<!\w)từ\s(?:mức\s)?" + _LEVEL_AT.format("a")
+    + r"\s(?:(?:lên|xuống|tới|đến)(?:\s(?:còn|thành|mức))?|còn)\s(?:mức\s)?"
+    + _LEVEL_AT.format("b")
+)  # fmt: skip
+# "tuần rồi con chỉ có 1 giao dịch, tuần này lên 15": a week, then the level it came to
+_WEEK_TO = re.compile(
+    r"(?<!\w)(?P<bw>" + _WEEK + r")\s(?:(?:thì|đã|con|lại)\s)*(?:tăng\s|giảm\s)?"
+    r"(?:lên|xuống(?:\scòn)?|còn)\s(?P<b>\d+)(?:\s(?P<bu>giao\sdịch|sự\skiện|ngày))?(?![\w%]|[.,]\d)"
+)
+
+
+_TO_LEVEL = re.compile(r"(?:lên|xuống|còn|tới|đến|thành|mức)\s\d")
+
+
+def _week(said: str | None) -> str | None:
+    week = _WEEKS.match(said) if said else None
+    return (week.lastgroup or "now") if week else None
+
+
+def read_from_to(r: Reading) -> None:
+    """A count's levels in two weeks: each must be that week's, exactly."""
+    if not _TO_LEVEL.search(r.low):
+        return  # cheaper than the patterns; numbers in words are digits by now
+    spans = list(_FROM_TO.finditer(r.low)) if "từ" in r.low else []
+    weeks = _WEEK_TO.finditer(r.low) if "tuần" in r.low else ()
+    for m in weeks:  # not "từ 1 ngày tuần rồi lên 5": the first's week
+        if not any(f.start() <= m.start() < f.end() for f in spans):
+            spans.append(m)
+    for m in spans:
+        clauses, clause = r.locate(m.start())
+        if _in_advice(r, clause, m.start()):
+            continue
+        units = [m.group(g) for g in ("au", "bu") if g in m.groupdict() and m.group(g)]
+        named = [x.metric for x in mentions_in(r, clauses[0][0], m.start()) if x.metric]
+        metric = _UNIT_OF.get(re.sub(r"\s+", " ", units[0])) if units else None
+        metric = metric or (named[-1] if named and named[-1] in _COUNTED else None)
+        if metric is None:
+            continue
+        levels = [("b", _week(m.group("bw")) or "now")]
+        if "a" in m.groupdict():
+            # the week named for it, else the one other week its sentence names
+            said = {
+                w.lastgroup
+                for c in clauses
+                for w in _WEEKS.finditer(r.low, *c)
+                if w.lastgroup not in (None, "now")
+            }
+            week_a = _week(m.group("aw")) or (said.pop() if len(said) == 1 else None)
+            if week_a is None:
+                continue
+            levels.insert(0, ("a", week_a))
+        values = [(g, week, r.facts.value(metric, week)) for g, week in levels]
+        if any(v is None for _g, _w, v in values):
+            continue  # a week the data does not hold for it: left to the sweep
+        wrong = [f"{metric} ({w}) is {v:g}" for g, w, v in values if v != float(m.group(g))]
+        if wrong:
+            said = r.text[m.start() : m.end()]
+            r.flag("wrong_metric", m.start(), m.end(), f"{said!r}: {', '.join(wrong)}")
+        else:
+            for g, _w, _v in values:
+                r.mark(m.start(g), m.end(g))
