@@ -26,7 +26,8 @@ CORPORA = Path(__file__).parent
 # the prompt files as they are at the sixth's commit.
 WRITTEN = ("independent", "heldout", "third", "fourth", "fifth", "sixth", "seventh")
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
-# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n). One with fewer is skipped, not measured.
+# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n). One with fewer is
+# skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
 NEXT_WRITERS = {"sixth": "kl", "seventh": "mn"}
