@@ -5,7 +5,7 @@ cannot carry that (each report's CPU is spent under the GIL, and 256 threads is 
 so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over aiohttp), in a
 thread of its own so that a terminated run still waits for the answers in flight.
 
-What stays as on the threaded path (report_writer.WeekReportWriter): the claims, the
+What stays as on the threaded path (threaded_asking.ThreadedAsking): the claims, the
 grounding gate and re-asks, FailFast, flex fallback, the total deadline of one request,
 and every exchange recorded in `report_ledger` before the task goes on (the next attempt,
 the count). Recording is grouped: a writer thread stores what arrived within
@@ -27,13 +27,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import openai
 
 from kidsfin_assets.llm.bucket import Reservation
-from kidsfin_assets.llm.transport import http_client, http_transport
+from kidsfin_assets.llm.transport import ApiAccess, http_client, http_transport
 from kidsfin_assets.reports import ledger
+from kidsfin_assets.reports.asking import AskingParts, grounding_for, settle_error
 from kidsfin_assets.reports.openai_client import (
     FLEX_REFUSALS_BEFORE_FALLBACK,
     FLEX_UNAVAILABLE,
@@ -47,9 +45,8 @@ from kidsfin_assets.reports.openai_client import (
     reask_message,
     retry_after_seconds,
 )
-
-if TYPE_CHECKING:
-    from kidsfin_assets.reports.report_writer import PendingReport, WeekReportWriter
+from kidsfin_assets.reports.planning import PendingReport
+from kidsfin_assets.reports.recorder import AnswerRows, Recorder
 
 # A group of records: whatever arrived within this long, at most this many rows.
 GROUP_SECONDS = 0.05
@@ -64,10 +61,7 @@ CONNECTIONS_PER_CLIENT = 16
 class _Record:
     """One exchange to store, and the task waiting for its commit."""
 
-    item: PendingReport
-    exchange: Exchange
-    ledger_row: dict[str, Any]
-    report_row: dict[str, Any] | None
+    answer: AnswerRows
     done: Callable[[BaseException | None], None]
 
 
@@ -81,8 +75,10 @@ class _Waiter:
 class AsyncRun:
     """One pass of the event loop over a list of claimed kids."""
 
-    writer: WeekReportWriter
+    parts: AskingParts
     session: ReportSession
+    access: ApiAccess
+    max_concurrent: int
     pages: Iterator[list[PendingReport]]  # claimed kids, a page at a time (may block)
     records: queue.Queue[_Record | None] = field(default_factory=queue.Queue)
     waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
@@ -93,26 +89,18 @@ class AsyncRun:
     async def main(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
-        api = self.writer.api
-        shards = max(1, -(-api.max_concurrent // CONNECTIONS_PER_CLIENT))
-        per_client = -(-api.max_concurrent // shards)
+        cancel = self.parts.cancel
+        shards = max(1, -(-self.max_concurrent // CONNECTIONS_PER_CLIENT))
+        per_client = -(-self.max_concurrent // shards)
         tls = ssl.create_default_context()  # one for every client: each costs ~20 ms to load
+        timeout = self.access.timeout_seconds
         self.clients = [
-            openai.AsyncOpenAI(
-                api_key=api.api_key,
-                organization=api.organization,
-                project=api.project,
-                base_url=api.base_url,
-                max_retries=0,  # one retry policy: ours
-                timeout=api.timeout_seconds,
-                http_client=http_client(per_client, api.timeout_seconds, tls),
-            )
-            for _ in range(shards)
+            self.access.async_client(http_client(per_client, timeout, tls)) for _ in range(shards)
         ]
         self._say_transport(http_transport(self.clients[0]), shards, per_client)
         self.next_client = 0
         leaser = asyncio.create_task(self._leaser())
-        slots = asyncio.Semaphore(api.max_concurrent)
+        slots = asyncio.Semaphore(self.max_concurrent)
         tasks: set[asyncio.Task[None]] = set()
         try:
             try:
@@ -120,17 +108,18 @@ class AsyncRun:
                 # claimed in a thread while the requests of the last one are in flight.
                 async for item in self._claimed_items():
                     await slots.acquire()
-                    if self.writer.cancel.is_set():
+                    if cancel.is_set():
                         slots.release()
                         break
-                    task = asyncio.create_task(self._write_one(self.writer._next_index(), item))
+                    index = self.parts.tally.next_indices(1)
+                    task = asyncio.create_task(self._write_one(index, item))
                     tasks.add(task)
                     task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
             except BaseException:
                 # A page that could not be read or claimed (the warehouse gone for longer
                 # than outage_wait): start nothing new, but the requests in flight are paid
                 # for and their answers are recorded before the error goes on.
-                self.writer.cancel.set()
+                cancel.set()
                 self._fail_waiters(Cancelled("the run is stopping"))
                 raise
             finally:
@@ -145,13 +134,12 @@ class AsyncRun:
     def _say_transport(self, transport: str, clients: int, connections: int) -> None:
         """Kept in the outcome (gold's `http_transport` metadata) and logged; a warning when
         it is not aiohttp with its C extensions, which the CPU a request depends on."""
-        w = self.writer
-        w.outcome.http_transport = transport
+        self.parts.tally.sent_through(transport)
         line = f"async client: {clients} clients of {connections} connections over {transport}"
         if transport.startswith("aiohttp") and "pure Python" not in transport:
-            w.log.info(line)
+            self.parts.log.info(line)
         else:
-            w.log.warning(
+            self.parts.log.warning(
                 f"{line}: not aiohttp with its C extensions, so each request costs the step "
                 "more CPU (install openai[aiohttp] with wheels for this Python; unset "
                 "AIOHTTP_NO_EXTENSIONS and the like)"
@@ -163,25 +151,25 @@ class AsyncRun:
                 yield item
 
     async def _write_one(self, index: int, item: PendingReport) -> None:
-        """As WeekReportWriter._write_one: what became of the kid, counted once."""
-        w = self.writer
+        """As ThreadedAsking._write_one: what became of the kid, counted once."""
+        parts = self.parts
         try:
-            if w.cancel.is_set():
+            if parts.cancel.is_set():
                 raise Cancelled("not started: the run is stopping")
-            w._announce_batch(index)
+            parts.tally.announce_group(index)
             exchange = await self._generate(item)
-            w._count_written(item, exchange.usage())
+            parts.tally.written(item.kid_id, exchange.usage())
         except ledger.ClaimLost:
             self.lost.append(item)
         except Exception as exc:  # stores an ungrounded answer for review: off the loop
-            await asyncio.to_thread(w._after_error, item, exc)
+            await asyncio.to_thread(settle_error, parts, item, exc)
 
     async def _generate(self, item: PendingReport) -> Exchange:
         """As ReportSession.generate, on the loop: every exchange stored before the next
         step, ungrounded answers asked again saying why, flex refusals then default."""
-        s, w = self.session, self.writer
-        messages = w.prompt.messages(item.metrics)
-        check = w._check(item)
+        s, cancel = self.session, self.parts.cancel
+        messages = self.parts.prompt.messages(item.metrics)
+        check = grounding_for(item)
         asking, tier, refusals = messages, s.resource.service_tier, 0
         attempts = s.resource.retry_max_attempts
         for attempt in range(1, attempts + 1):
@@ -199,7 +187,7 @@ class AsyncRun:
                 return exchange
             if isinstance(error, UngroundedAnswer):
                 asking = [*messages, reask_message(error.findings)]
-            if not error.retryable or w.cancel.is_set() or attempt == attempts:
+            if not error.retryable or cancel.is_set() or attempt == attempts:
                 raise error
             s.usage.record_retry()
             await self._nap(self._backoff(attempt, error))
@@ -218,20 +206,19 @@ class AsyncRun:
         """Sleep, waking early (Cancelled) when the run stops."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            if self.writer.cancel.is_set():
+            if self.parts.cancel.is_set():
                 raise Cancelled("run stopped by another report's fatal error")
             await asyncio.sleep(min(0.25, left))
 
     async def _attempt(self, messages: list[dict[str, str]], tier: str, kid: int) -> Exchange:
-        s, w = self.session, self.writer
+        s, keeper = self.session, self.parts.keeper
         while True:
             reservation = await self._acquire(s.reserve_tokens(messages))
-            margin = w._renew_interval()
             # As on threads: never asked unless the kid's claim surely holds (see still_holds).
-            if not w.claims.holds(kid, margin) and not await asyncio.to_thread(w.still_holds, kid):
+            if not keeper.holds(kid) and not await asyncio.to_thread(keeper.still_holds, kid):
                 s.cancel_reservation(reservation)
                 raise ledger.ClaimLost(kid)
-            if self.writer.cancel.is_set():
+            if self.parts.cancel.is_set():
                 s.cancel_reservation(reservation)
                 raise Cancelled("run stopped before the request was sent")
             if time.monotonic() <= reservation.use_by:
@@ -282,8 +269,8 @@ class AsyncRun:
         limiter = self.session.limiter
         if not limiter.lease_seconds:  # not leased: one transaction a grant, in a thread
             return await asyncio.to_thread(
-                self.writer.gate.call,
-                lambda: limiter.acquire(tokens, cancelled=self.writer.cancel.is_set),
+                self.parts.gate.call,
+                lambda: limiter.acquire(tokens, cancelled=self.parts.cancel.is_set),
             )
         if not self.waiters:
             taken = limiter.take_leased(tokens)
@@ -306,7 +293,7 @@ class AsyncRun:
                 self._serve_from_block()
                 if not self.waiters:
                     break
-                if self.writer.cancel.is_set():
+                if self.parts.cancel.is_set():
                     self._fail_waiters(Cancelled("run stopped while waiting for the rate limit"))
                     break
                 wanted = len(self.waiters)
@@ -314,7 +301,7 @@ class AsyncRun:
                 head = self.waiters[0].tokens
                 try:
                     lease = await asyncio.to_thread(
-                        self.writer.gate.call,
+                        self.parts.gate.call,
                         lambda n=wanted, t=tokens, h=head: limiter.lease(n, t, h),
                     )
                 except Exception as exc:  # the warehouse stayed down: every waiter fails
@@ -345,9 +332,8 @@ class AsyncRun:
     # --- recording ----------------------------------------------------------------------
 
     async def _store(self, item: PendingReport, exchange: Exchange) -> None:
-        """Handed to the writer thread; returns once its group is committed (or spooled
-        and then stored after an outage); raises WarehouseUnavailable if it never was."""
-        w = self.writer
+        """Handed to the group writer's thread; returns once its group is committed (or
+        spooled and then stored after an outage); raises WarehouseUnavailable if it never was."""
         future: asyncio.Future[None] = self.loop.create_future()
 
         def done(exc: BaseException | None) -> None:
@@ -361,16 +347,15 @@ class AsyncRun:
 
             self.loop.call_soon_threadsafe(settle)
 
-        ledger_row, report_row = w._rows_of(item, exchange)
-        self.records.put(_Record(item, exchange, ledger_row, report_row, done))
+        self.records.put(_Record(self.parts.recorder.answer_rows(item, exchange), done))
         await future
 
 
 class GroupWriter:
-    """The thread that stores records in groups (one transaction a group)."""
+    """The thread that stores records in groups (one transaction a group, `Recorder`)."""
 
-    def __init__(self, writer: WeekReportWriter, records: queue.Queue[_Record | None]) -> None:
-        self.writer, self.records = writer, records
+    def __init__(self, recorder: Recorder, records: queue.Queue[_Record | None]) -> None:
+        self.recorder, self.records = recorder, records
         self.thread = threading.Thread(target=self._run, daemon=True, name="report-groups")
         self.groups = 0
 
@@ -401,58 +386,24 @@ class GroupWriter:
             self._store(group)
 
     def _store(self, group: list[_Record]) -> None:
-        w = self.writer
-        paid = [r for r in group if r.exchange.paid or r.report_row is not None]
-
-        def store() -> None:
-            with w.engine.begin() as conn:
-                store_group(conn, w, group)
-
-        error: BaseException | None = None
-        try:
-            store()
-        except Exception as exc:
-            spooled = self._spool(paid)
-            if not spooled or not w.gate.may_retry(exc):
-                error = exc
-            else:
-                try:
-                    w.gate.call(store)
-                    with w._lock:
-                        w.outcome.unstored -= len(paid)
-                except Exception as exc2:
-                    error = exc2
+        error = self.recorder.store_group([record.answer for record in group])
         self.groups += 1
         for record in group:
             record.done(error)
 
-    def _spool(self, paid: list[_Record]) -> bool:
-        """Paid answers to the spool file before anything else (one fsync for the group)."""
-        try:
-            self.writer._spool_many([(r.ledger_row, r.exchange, r.report_row) for r in paid])
-        except Exception as exc:  # the disk failed too: say so, the group is lost
-            self.writer.log.error(f"{len(paid)} paid answers could not be spooled: {exc}")
-            return False
-        return True
-
-
-def store_group(conn: Any, writer: WeekReportWriter, group: Iterable[_Record]) -> None:
-    """One transaction: every ledger row, the accepted reports, their claims released."""
-    group = list(group)
-    ledger.store_exchanges_grouped(conn, [r.ledger_row for r in group])
-    reports = [r.report_row for r in group if r.report_row is not None]
-    ledger.store_reports_grouped(conn, reports)
-    writer.claims.delete_in(conn, [row["kid_id"] for row in reports])
-
 
 def run_async(
-    writer: WeekReportWriter, session: ReportSession, pages: Iterable[list[PendingReport]]
+    parts: AskingParts,
+    session: ReportSession,
+    access: ApiAccess,
+    max_concurrent: int,
+    pages: Iterable[list[PendingReport]],
 ) -> list[PendingReport]:
     """One pass over `pages` on an event loop in its own thread; this thread waits for it
     even through interrupts (the answers in flight are paid for and must be recorded).
     Returns the kids not asked because their claim's lease ran out."""
-    run = AsyncRun(writer, session, iter(pages))
-    groups = GroupWriter(writer, run.records)
+    run = AsyncRun(parts, session, access, max_concurrent, iter(pages))
+    groups = GroupWriter(parts.recorder, run.records)
     groups.start()
     failure: list[BaseException] = []
 
@@ -469,7 +420,7 @@ def run_async(
         try:
             thread.join()
         except BaseException as exc:  # Ctrl+C / terminate: start nothing new, drain
-            writer.cancel.set()
+            parts.cancel.set()
             interrupted = interrupted or exc
     groups.stop()
     if interrupted is not None:
@@ -477,3 +428,26 @@ def run_async(
     if failure:
         raise failure[0]
     return run.lost
+
+
+class AsyncAsking:
+    """The async client as a way of asking: each call of `ask` one pass of the loop."""
+
+    api_used = "sync"
+    claims_pages = True
+
+    def __init__(
+        self, parts: AskingParts, session: ReportSession, access: ApiAccess, max_concurrent: int
+    ) -> None:
+        self.parts, self.session, self.access = parts, session, access
+        self.max_concurrent = max_concurrent
+        self._closed = False
+
+    def ask(self, pages: Iterable[list[PendingReport]]) -> list[PendingReport]:
+        return run_async(self.parts, self.session, self.access, self.max_concurrent, pages)
+
+    def close(self) -> None:
+        """Each pass waited for its requests; the session's gathered use goes to the bucket."""
+        if not self._closed:
+            self._closed = True
+            self.session.close()
