@@ -6,7 +6,7 @@ each way works through the parts it is given (`AskingParts`), by their public me
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,16 +15,14 @@ from sqlalchemy.engine import Engine
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.reports.claims_keeper import ClaimsKeeper
-from kidsfin_assets.reports.grounding import Finding, check_report
+from kidsfin_assets.reports.grounded import Grounding
+from kidsfin_assets.reports.grounded import grounding_for as grounding_of_metrics
 from kidsfin_assets.reports.openai_client import FatalApiError, UngroundedAnswer
 from kidsfin_assets.reports.planning import PendingReport
-from kidsfin_assets.reports.prompt import Prompt, prompt_data
+from kidsfin_assets.reports.prompt import Prompt
 from kidsfin_assets.reports.recorder import Recorder
-from kidsfin_assets.reports.report_schema import KidWeeklyReport
 from kidsfin_assets.reports.tally import WeekTally
 from kidsfin_assets.warehouse.outage import WarehouseGate, WarehouseUnavailable
-
-Grounding = Callable[[KidWeeklyReport], list[Finding]]
 
 
 class WayOfAsking(Protocol):
@@ -64,9 +62,8 @@ class AskingParts:
 
 
 def grounding_for(item: PendingReport) -> Grounding:
-    """The grounding gate: a report against exactly the data the model was given."""
-    data = prompt_data(item.metrics)
-    return lambda report: check_report(report, data)
+    """The grounding gate for `item`: its report against exactly the data the model was given."""
+    return grounding_of_metrics(item.metrics)
 
 
 def settle_error(parts: AskingParts, item: PendingReport, exc: Exception) -> None:

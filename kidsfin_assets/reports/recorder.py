@@ -135,12 +135,22 @@ class Recorder:
         return stored & reports.keys()
 
     def store_offline(
-        self, item: PendingReport, report: dict[str, Any], findings: list[Finding]
+        self, written: list[tuple[PendingReport, dict[str, Any], list[Finding]]]
     ) -> None:
-        """An offline report (no answer, no cost)."""
-        row = self.rows.report_row(item, report, None, self.rows.model, findings)
-        with self.engine.begin() as conn:
-            ledger.store_report(conn, {**row, **FREE_USAGE})
+        """A page of offline reports (no answer, no cost): every row in one transaction,
+        the kids' claims released in it."""
+        model = self.rows.model
+        rows = [
+            {**self.rows.report_row(item, report, None, model, findings), **FREE_USAGE}
+            for item, report, findings in written
+        ]
+
+        def store() -> None:
+            with self.engine.begin() as conn:
+                ledger.store_reports_grouped(conn, rows)
+                self.keeper.release_in(conn, [row["kid_id"] for row in rows])
+
+        self.gate.call(store)
 
     def _storing(self, answers: list[AnswerRows], grouped: bool = False) -> Callable[[], None]:
         """A transaction storing `answers`: ledger rows, the accepted reports, their claims

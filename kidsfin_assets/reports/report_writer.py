@@ -7,6 +7,7 @@ is recorded by the `Recorder`, the moment it is known; nothing paid is ever dele
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -185,8 +186,10 @@ class WeekReportWriter:
         return out
 
     def _page_size(self) -> int:
-        """Kids planned, claimed and handed to the writer at a time: enough that the async
-        client's thousands in flight rarely wait for the next page."""
+        """Kids planned, claimed and handed to the way of asking at a time; through the API
+        enough that the async client's thousands in flight rarely wait for the next page."""
+        if self.settings.offline:
+            return PAGE_KIDS
         return max(PAGE_KIDS, 10 * self.settings.max_concurrent)
 
     def _planned_pages(self) -> Iterator[list[PendingReport]]:
@@ -251,7 +254,7 @@ class WeekReportWriter:
         """The way of asking for this week, and its pages. No session (nor limiter) is
         opened for a week with nothing to write."""
         if self.settings.offline:
-            return OfflineAsking(self.parts), pages
+            return OfflineAsking(self.parts, self._page_size(), self._offline_workers()), pages
         if self.settings.api == "sync" and not self._has_open_batches():
             first = next(pages, None)  # page by page: memory flat in the number of kids
             if first is None:
@@ -263,6 +266,13 @@ class WeekReportWriter:
         if self.settings.uses_batches(len(pending)) or self._has_open_batches():
             return self._batch_way(), [pending]
         return (self._sync_way(), [pending]) if pending else (None, ())
+
+    def _offline_workers(self) -> int:
+        """Processes for the offline rules: every CPU this process may use, once the week
+        has more than one page (a week of one page is written here, without starting any)."""
+        if self.outcome.silver_rows <= self._page_size():
+            return 1
+        return len(os.sched_getaffinity(0))
 
     def _sync_way(self) -> WayOfAsking:
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)

@@ -201,6 +201,18 @@ class WeekTally:
             self._announced_at = now
         self.log.info(progress_line(index, size, self.to_write))
 
+    def announce_page(self, first: int, count: int, page_kids: int) -> None:
+        """One line a page of kids written together (the offline writer): which kids of
+        how many, and the page's number among the week's. Until the last page is planned the
+        kids to write are counted at most: the silver rows not already reused."""
+        with self._lock:
+            at_most = max(self.outcome.silver_rows - self.outcome.reused, first + count)
+        pages = -(-at_most // page_kids)
+        self.log.info(
+            f"Processing kids {first + 1}-{first + count} of {at_most} "
+            f"(group {first // page_kids + 1}/{pages})"
+        )
+
     def _progress_due(self, done: int) -> bool:
         """Under _lock: whether this report gets a progress line (the last one always)."""
         now = time.monotonic()
