@@ -6,7 +6,8 @@ so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over aiohtt
 thread of its own so that a terminated run still waits for the answers in flight.
 
 What stays as on the threaded path (threaded_asking.ThreadedAsking): the claims, the
-grounding gate and re-asks, FailFast, flex fallback, the total deadline of one request,
+grounding gate, the one attempt policy (llm/attempts.py: retries, re-asks, flex fallback,
+back-off, fail-fast), the total deadline of one request,
 and every exchange recorded in `report_ledger` before the task goes on (the next attempt,
 the count). Recording is grouped: a writer thread stores what arrived within
 GROUP_SECONDS (at most GROUP_ROWS) in one transaction, and each task waits for its own
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import queue
-import random
 import ssl
 import threading
 import time
@@ -33,17 +33,12 @@ from kidsfin_assets.llm.transport import ApiAccess, http_client, http_transport
 from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.asking import AskingParts, grounding_for, settle_error
 from kidsfin_assets.reports.openai_client import (
-    FLEX_REFUSALS_BEFORE_FALLBACK,
-    FLEX_UNAVAILABLE,
     MAX_BODY_BYTES,
     Cancelled,
     DeadlineExceeded,
     Exchange,
     InvalidAnswer,
     ReportSession,
-    UngroundedAnswer,
-    reask_message,
-    retry_after_seconds,
 )
 from kidsfin_assets.reports.planning import PendingReport
 from kidsfin_assets.reports.recorder import AnswerRows, Recorder
@@ -165,42 +160,23 @@ class AsyncRun:
             await asyncio.to_thread(settle_error, parts, item, exc)
 
     async def _generate(self, item: PendingReport) -> Exchange:
-        """As ReportSession.generate, on the loop: every exchange stored before the next
-        step, ungrounded answers asked again saying why, flex refusals then default."""
-        s, cancel = self.session, self.parts.cancel
-        messages = self.parts.prompt.messages(item.metrics)
+        """As ReportSession.generate, on the loop, under the same attempt policy: every
+        exchange stored before the next step."""
+        s = self.session
         check = grounding_for(item)
-        asking, tier, refusals = messages, s.resource.service_tier, 0
-        attempts = s.resource.retry_max_attempts
-        for attempt in range(1, attempts + 1):
-            exchange = s.judge(await self._attempt(asking, tier, item.kid_id), check)
-            if exchange.outcome == FLEX_UNAVAILABLE:
-                refusals += 1
-                if s.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
-                    tier = "default"
+        attempts = s.policy.attempts(self.parts.prompt.messages(item.metrics))
+        while True:
+            exchange = await self._attempt(attempts.messages, attempts.tier, item.kid_id)
+            exchange = s.judge(exchange, check)
             await self._store(item, exchange)
-            fatal = s.fail_fast.observe(exchange)
-            if fatal is not None:
-                raise fatal
-            error = exchange.error
-            if error is None:
+            step = s.next_step(attempts, exchange)
+            if step.action == "accept":
                 return exchange
-            if isinstance(error, UngroundedAnswer):
-                asking = [*messages, reask_message(error.findings)]
-            if not error.retryable or cancel.is_set() or attempt == attempts:
-                raise error
+            assert exchange.error is not None
+            if not step.retry:
+                raise exchange.error
             s.usage.record_retry()
-            await self._nap(self._backoff(attempt, error))
-        raise AssertionError("unreachable: the last attempt raises")
-
-    def _backoff(self, attempt: int, error: BaseException) -> float:
-        """Retry-After when given, else tenacity's wait_exponential_jitter, as on threads."""
-        r = self.session.resource
-        server_says = retry_after_seconds(error)
-        if server_says is not None:
-            return server_says + random.uniform(0, min(r.retry_jitter_seconds, 1.0))
-        wait = r.retry_initial_wait_seconds * 2 ** (attempt - 1)
-        return min(r.retry_max_wait_seconds, wait + random.uniform(0, r.retry_jitter_seconds))
+            await self._nap(step.wait_seconds)
 
     async def _nap(self, seconds: float) -> None:
         """Sleep, waking early (Cancelled) when the run stops."""
@@ -235,7 +211,7 @@ class AsyncRun:
 
     async def _post(self, messages: list[dict[str, str]], tier: str) -> bytes:
         """The answer's body within one deadline for connect, send and the whole body."""
-        timeout = self.session.resource.timeout_seconds
+        timeout = self.access.timeout_seconds
         flex = {"service_tier": "flex"} if tier == "flex" else {}
         received = bytearray()
         client = self.clients[self.next_client % len(self.clients)]

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import re
 import threading
 import time
@@ -24,7 +23,6 @@ from typing import Any, ClassVar
 
 import openai
 import pydantic
-import tenacity
 from dagster import InitResourceContext
 from dagster_openai import OpenAIResource
 from openai.lib._parsing._completions import type_to_response_format_param
@@ -34,6 +32,14 @@ from sqlalchemy.engine import Engine
 from kidsfin_assets.config.errors import SettingsError
 from kidsfin_assets.config.paths import resolve_path
 from kidsfin_assets.config.settings import Rule, SettingsResource, one_of, setting
+from kidsfin_assets.llm.attempts import (
+    FLEX_UNAVAILABLE,
+    AttemptPolicy,
+    Attempts,
+    FailFast,
+    Outcome,
+    Step,
+)
 from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.llm.pricing import FREE, ModelPrice, Usage, load_price, load_prices
 from kidsfin_assets.reports.grounding import Finding, describe_findings
@@ -152,11 +158,6 @@ def is_quota_error(exc: BaseException) -> bool:
     )
 
 
-FLEX_UNAVAILABLE = "flex_unavailable"
-# Flex refusals of one report after which it is sent at the default tier (flex_fallback).
-FLEX_REFUSALS_BEFORE_FALLBACK = 2
-
-
 def is_flex_unavailable(exc: BaseException) -> bool:
     """Flex processing's 429 when it has no capacity: not billed, not a rate limit."""
     return isinstance(exc, openai.RateLimitError) and "resource_unavailable" in (
@@ -209,30 +210,9 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
     return None
 
 
-class _BackoffWait(tenacity.wait.wait_base):
-    """Retry-After when the server gives one, else capped exponential back-off with jitter."""
-
-    def __init__(self, initial: float, maximum: float, jitter: float) -> None:
-        self.exponential = tenacity.wait_exponential_jitter(
-            initial=initial, max=maximum, jitter=jitter
-        )
-        self.jitter = jitter
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        server_says = retry_after_seconds(exc)
-        if server_says is not None:
-            return server_says + random.uniform(0, min(self.jitter, 1.0))
-        return self.exponential(retry_state)
-
-
 ACCEPTED = "accepted"
 # An answer body larger than this is not a report (a proxy's page, a runaway stream).
 MAX_BODY_BYTES = 1_000_000
-# Answer kinds that a new request cannot fix; a 429 or a timeout is transient.
-_TRANSIENT_KINDS = frozenset(
-    {"rate_limited", "timeout", "connection", "deadline", "http_408", "flex_unavailable"}
-)
 
 
 # The server may bill a request abandoned mid-answer; what it cost is not known here.
@@ -394,35 +374,6 @@ def parse_report(content: Any) -> tuple[KidWeeklyReport | None, ReportError | No
         return None, InvalidAnswer(f"the answer does not match the report schema: {exc}"[:300])
 
 
-class FailFast:
-    """Stops a run whose first attempts all fail the same non-transient way (a server
-    that refuses every request alike), instead of spending every kid's retries on it."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-        self.seen: list[str] = []
-        self.succeeded = False
-        self._lock = threading.Lock()
-
-    def observe(self, exchange: Exchange) -> FatalApiError | None:
-        with self._lock:
-            if self.succeeded or self.after <= 0:
-                return None
-            if exchange.error is None:
-                self.succeeded = True
-                return None
-            error = exchange.error
-            if error.kind in _TRANSIENT_KINDS or isinstance(error, Cancelled):
-                return None
-            self.seen.append(f"{error.kind}: {error}")
-            if len(self.seen) < self.after or len(set(self.seen)) != 1:
-                return None
-            return FatalApiError(
-                f"the first {self.after} requests of this run all failed the same way, so "
-                f"retrying every kid would only pay for it again: {self.seen[0]}"
-            )
-
-
 def storable(text: Any) -> Any:
     """Text from the server with its NUL characters, raw or JSON-escaped, made U+FFFD:
     PostgreSQL's text and jsonb refuse NUL, and one such answer would fail every store
@@ -447,6 +398,14 @@ class ReportSession:
     ) -> None:
         self.client, self.resource, self.limiter = client, resource, limiter
         self.usage, self.cancel, self.prices = usage, cancel, prices
+        self.policy = AttemptPolicy(
+            max_attempts=resource.retry_max_attempts,
+            initial_wait_seconds=resource.retry_initial_wait_seconds,
+            max_wait_seconds=resource.retry_max_wait_seconds,
+            jitter_seconds=resource.retry_jitter_seconds,
+            service_tier=resource.service_tier,
+            flex_fallback=resource.flex_fallback,
+        )
         self.fail_fast = FailFast(resource.fail_fast_after)
         self.response_format = type_to_response_format_param(KidWeeklyReport)  # built once
 
@@ -461,38 +420,33 @@ class ReportSession:
         `acquire` runs the limiter's call (the caller waits out warehouse outages there),
         and `check` (the grounding gate) judges every valid report before it is accepted.
         An ungrounded answer is asked again, saying what was wrong."""
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.resource.retry_max_attempts),
-            wait=_BackoffWait(
-                self.resource.retry_initial_wait_seconds,
-                self.resource.retry_max_wait_seconds,
-                self.resource.retry_jitter_seconds,
-            ),
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, ReportError) and e.retryable and not self.cancel.is_set()
-            ),
-            before_sleep=lambda _state: self.usage.record_retry(),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        asking, tier, refusals = messages, self.resource.service_tier, 0
-        for attempt in retrying:
-            with attempt:
-                exchange = self.judge(self._attempt(asking, acquire, tier), check)
-                if exchange.outcome == FLEX_UNAVAILABLE:
-                    refusals += 1
-                    if self.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
-                        tier = "default"  # flex is short of capacity: pay the default price
-                record(exchange)
-                fatal = self.fail_fast.observe(exchange)
-                if fatal is not None:
-                    raise fatal
-                if isinstance(exchange.error, UngroundedAnswer):
-                    asking = [*messages, reask_message(exchange.error.findings)]
-                if exchange.error is not None:
-                    raise exchange.error
+        attempts = self.policy.attempts(messages)
+        while True:
+            exchange = self.judge(self._attempt(attempts.messages, acquire, attempts.tier), check)
+            record(exchange)
+            step = self.next_step(attempts, exchange)
+            if step.action == "accept":
                 return exchange
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+            assert exchange.error is not None
+            if not step.retry:
+                raise exchange.error
+            self.usage.record_retry()
+            self._sleep(step.wait_seconds)
+
+    def next_step(self, attempts: Attempts, exchange: Exchange) -> Step:
+        """After an attempt has been recorded: the run stopped if its first attempts all
+        failed alike (FatalApiError), else what the attempt policy says (every client)."""
+        error = exchange.error
+        kind = None if error is None else error.kind
+        cancelled = isinstance(error, Cancelled)
+        fatal = self.fail_fast.observe(kind, str(error or ""), cancelled)
+        if fatal is not None:
+            raise FatalApiError(fatal)
+        if error is None:
+            return attempts.after(Outcome(None))
+        correction = reask_message(error.findings) if isinstance(error, UngroundedAnswer) else None
+        outcome = Outcome(error.kind, error.retryable, retry_after_seconds(error), correction)
+        return attempts.after(outcome, stopping=self.cancel.is_set())
 
     @staticmethod
     def judge(
@@ -928,7 +882,7 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
             organization=self.organization,
             project=self.project,
             base_url=self.base_url,
-            max_retries=0,  # tenacity is the one retry policy
+            max_retries=0,  # one retry policy: ours (llm/attempts.py)
             timeout=self.timeout_seconds,
         )
 
