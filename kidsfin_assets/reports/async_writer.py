@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from kidsfin_assets.llm.bucket import Reservation
 from kidsfin_assets.llm.transport import ApiAccess, http_client, http_transport
 from kidsfin_assets.reports import ledger
-from kidsfin_assets.reports.asking import AskingParts, grounding_for, settle_error
-from kidsfin_assets.reports.openai_client import (
+from kidsfin_assets.reports.answers import (
     MAX_BODY_BYTES,
     Cancelled,
     DeadlineExceeded,
     Exchange,
     InvalidAnswer,
-    ReportSession,
 )
+from kidsfin_assets.reports.asking import AskingParts, grounding_for, settle_error
+from kidsfin_assets.reports.openai_client import ReportSession
 from kidsfin_assets.reports.planning import PendingReport
 from kidsfin_assets.reports.recorder import AnswerRows, Recorder
 

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 import openai
 
 from kidsfin_assets.reports import batches, ledger
+from kidsfin_assets.reports.answers import Exchange, ReportError
 from kidsfin_assets.reports.asking import AskingParts, grounding_for
-from kidsfin_assets.reports.openai_client import Exchange, ReportError, ReportSession
+from kidsfin_assets.reports.openai_client import ReportSession
 from kidsfin_assets.reports.planning import PendingReport, wanted
 
 

@@ -18,9 +18,9 @@ import dagster as dg
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.reports import ledger, spool
+from kidsfin_assets.reports.answers import Exchange
 from kidsfin_assets.reports.claims_keeper import ClaimsKeeper
 from kidsfin_assets.reports.grounding import Finding
-from kidsfin_assets.reports.openai_client import Exchange
 from kidsfin_assets.reports.planning import PendingReport
 from kidsfin_assets.reports.report_schema import personalise
 from kidsfin_assets.reports.rows import FREE_USAGE, RowMaker

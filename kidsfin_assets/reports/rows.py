@@ -8,8 +8,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from kidsfin_assets.reports.answers import ACCEPTED, Exchange
 from kidsfin_assets.reports.grounding import Finding
-from kidsfin_assets.reports.openai_client import ACCEPTED, Exchange
 from kidsfin_assets.reports.planning import PendingReport
 from kidsfin_assets.reports.report_schema import personalise
 

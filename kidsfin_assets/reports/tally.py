@@ -10,8 +10,8 @@ from typing import Any
 
 import dagster as dg
 
+from kidsfin_assets.reports.answers import Cancelled
 from kidsfin_assets.reports.grounding import Finding
-from kidsfin_assets.reports.openai_client import Cancelled
 
 # Weeks of up to this many progress groups log every group's line.
 GROUP_LINES_ALWAYS = 100

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from kidsfin_assets.llm.bucket import Reservation
+from kidsfin_assets.reports.answers import Cancelled
 from kidsfin_assets.reports.asking import AskingParts, grounding_for, settle_error
 from kidsfin_assets.reports.ledger import ClaimLost
-from kidsfin_assets.reports.openai_client import Cancelled, ReportSession
+from kidsfin_assets.reports.openai_client import ReportSession
 from kidsfin_assets.reports.planning import PendingReport
 
 # Pages of kids whose requests may be in flight at once (memory: two pages at most).
