@@ -60,12 +60,6 @@ from kidsfin_assets.reports.grounding import Finding
 from kidsfin_assets.reports.prompt import Prompt, load_prompt
 from kidsfin_assets.reports.report_schema import KidWeeklyReport
 
-__all__ = [  # re-exported: callers of the resource import these from here
-    "OpenAIReportsResource",
-    "ReportSession",
-    "largest_request_tokens",
-]
-
 MAX_THREADS = 256  # concurrency: threads keeps at most this many requests in flight
 
 

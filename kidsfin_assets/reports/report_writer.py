@@ -72,6 +72,9 @@ __all__ = [  # what callers import from here (the week's names live in their own
 AWAIT_POLL_SECONDS = 1.0
 AWAIT_LOG_SECONDS = 30.0
 PAGE_KIDS = 5000  # silver rows planned and claimed at a time (at least 10 x max_concurrent)
+# Worker processes of the offline writer at most: each holds ~85 MiB of imports, and a page
+# of 5,000 kids is 20 tasks, so more would mostly cost memory.
+OFFLINE_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -268,11 +271,14 @@ class WeekReportWriter:
         return (self._sync_way(), [pending]) if pending else (None, ())
 
     def _offline_workers(self) -> int:
-        """Processes for the offline rules: every CPU this process may use, once the week
-        has more than one page (a week of one page is written here, without starting any)."""
+        """Processes for the offline rules: one a CPU this process may use, at most
+        OFFLINE_WORKERS, once the week has more than one page (a week of one page is
+        written here, without starting any)."""
         if self.outcome.silver_rows <= self._page_size():
             return 1
-        return len(os.sched_getaffinity(0))
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        cpus = len(usable) if usable else os.cpu_count() or 1
+        return min(cpus, OFFLINE_WORKERS)
 
     def _sync_way(self) -> WayOfAsking:
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
