@@ -1,4 +1,4 @@
-"""The async client's own edges (openai.client: async), against real PostgreSQL, real HTTP
+"""The async client's own edges (openai.concurrency: async), against real PostgreSQL, real HTTP
 to the suite's server and a real Dagster run."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The threaded OpenAI client (`openai.client: threads`): a thread a request in flight, up
+"""The threaded OpenAI client (`openai.concurrency: threads`): a thread a request in flight, up
 to `max_concurrent`, each report through `ReportSession.generate` (retries, grounding
 re-asks, flex fallback, fail-fast) and recorded exchange by exchange."""
 
