@@ -14,6 +14,9 @@ GROUP_SECONDS (at most GROUP_ROWS) in one transaction, and each task waits for i
 group's commit; if the warehouse cannot take a group, its paid answers go to the spool
 file first (one fsync a group), then the writer waits for the warehouse (the gate), and
 no new request is granted meanwhile (the lease goes through the same gate).
+
+`AsyncRun` is ~260 lines (at the engine's ~250): the loop's tasks, its leaser and its
+stop share the one in-flight count and the cancel event.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ Built on dagster_openai.OpenAIResource (api_key, organization, project, base_url
 makes its own client with the SDK's retries off (one retry policy, not two nested) and
 records usage from each response itself: dagster-openai's usage wrapper only patches
 `create`, double-counts when get_client is called twice, and breaks in-process runs.
+
+`OpenAIReportsResource` is ~275 lines (above the engine's ~250): most of it is its ~30
+settings, each declared once with its default, rule and description (`setting()`, from
+which docs/settings.md is written), and the rules between them; its behaviour is small
+(`session`, `new_client`, `price`, `uses_batches`).
 """
 
 from __future__ import annotations
