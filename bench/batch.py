@@ -3,7 +3,7 @@
 On PostgreSQL, against the suite's OpenAI-compatible server (its Files and Batches APIs,
 over real HTTP, the official SDK on the client side): demo data of 100,000 kids over 3
 weeks, raw and silver of the last week, then gold for that week in batch mode
-(`openai.mode: batch`, `batch_max_requests` half the kids, so the week goes in two files,
+(`openai.api: batch`, `batch_max_requests` half the kids, so the week goes in two files,
 and a queue budget far above the week so that nothing is held back):
 
 * submit - the first gold materialisation, in a fresh interpreter (`dg.materialize`, in

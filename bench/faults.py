@@ -550,8 +550,8 @@ def warehouse_outage(
 
 
 def backoff_max(settings: Settings) -> float:
-    """The retry policy's longest total wait between one report's attempts (tenacity's
-    wait_exponential_jitter: initial x 2^(n-1) + jitter, capped at max_wait)."""
+    """The retry policy's longest total wait between one report's attempts (llm/attempts.py,
+    AttemptPolicy.backoff: initial x 2^(n-1) + jitter, capped at max_wait)."""
     r = settings.openai
     return sum(
         min(r.retry_initial_wait_seconds * 2**n + r.retry_jitter_seconds, r.retry_max_wait_seconds)

@@ -354,6 +354,12 @@ def week_scale(data: dict[str, Any]) -> str:
     return report(data)
 
 
+def gold_offline(data: dict[str, Any]) -> str:
+    from bench.gold_offline import report_rows
+
+    return _table(("", ""), [tuple(row) for row in report_rows(data)])
+
+
 def _code(name: str) -> str:
     data = _load(name)
     if not data:
@@ -394,6 +400,13 @@ def render() -> str:
         ("exports", "Each export step's memory and time against the number of kids", exports),
         ("exports_before", "The same, with the exports before streaming (8e93c61)", exports),
         ("week_scale", "A week at scale, end to end", week_scale),
+        ("gold_offline", "Gold without an API: the offline writer at 100,000 kids", gold_offline),
+        ("gold_offline_12k", "The same at 12,000 kids", gold_offline),
+        (
+            "gold_offline_main_12k",
+            "The same at 12,000 kids, right after: main's code (b2c97db), a report at a time",
+            gold_offline,
+        ),
     )
     for name, title, render_one in sections:
         data = _load(name)

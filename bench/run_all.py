@@ -22,6 +22,7 @@ from bench import (
     exports,
     faults,
     gold_memory,
+    gold_offline,
     grounding,
     history,
     llm_throughput,
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
     "gold_memory": gold_memory.main,
     "exports": exports.main,
     "week_scale": week_scale.main,
+    "gold_offline": gold_offline.main,
 }
 # Bounded under `make bench`: a whole 100,000-line ingest takes ~25 min here (bench/README).
 FULL_ARGS: dict[str, list[str]] = {"batch": ["--ingest-budget", "300"]}

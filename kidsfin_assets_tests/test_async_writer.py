@@ -1,4 +1,4 @@
-"""The async client's own edges (openai.client: async), against real PostgreSQL, real HTTP
+"""The async client's own edges (openai.concurrency: async), against real PostgreSQL, real HTTP
 to the suite's server and a real Dagster run."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from openai._vendor.httpx_aiohttp import AiohttpTransport
 
 from kidsfin_assets.llm.bucket import Reservation
 from kidsfin_assets.reports.async_writer import AsyncRun
-from kidsfin_assets.reports.report_writer import WeekReportWriter
+from kidsfin_assets.reports.claims_keeper import ClaimsKeeper
 from kidsfin_assets_tests.helpers import materialize_week
 from kidsfin_assets_tests.test_gold_reports import W, gold_meta, reports, setup_week
 
@@ -71,11 +71,11 @@ def test_a_grant_held_past_its_lease_is_not_sent_by_a_thread(monkeypatch, pg_url
         KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="2",
         KIDSFIN_OPENAI__MAX_CONCURRENT="100",
     )
-    still_holds = WeekReportWriter.still_holds
+    still_holds = ClaimsKeeper.still_holds
     delayed: list[int] = []
     lock = threading.Lock()
 
-    def slow_renewal(self: WeekReportWriter, kid: int) -> bool:
+    def slow_renewal(self: ClaimsKeeper, kid: int) -> bool:
         with lock:
             late = len(delayed) < 30
             delayed.append(kid)
@@ -83,7 +83,7 @@ def test_a_grant_held_past_its_lease_is_not_sent_by_a_thread(monkeypatch, pg_url
             time.sleep(2.5)
         return still_holds(self, kid)
 
-    monkeypatch.setattr(WeekReportWriter, "still_holds", slow_renewal)
+    monkeypatch.setattr(ClaimsKeeper, "still_holds", slow_renewal)
     assert materialize_week(settings, W, selection="group:gold").success
     assert len(delayed) >= 30
     assert sorted(r["kid_id"] for r in reports(settings)) == ids

@@ -1,4 +1,4 @@
-"""The async client (openai.client: async) held to the threaded path's promises: the
+"""The async client (openai.concurrency: async) held to the threaded path's promises: the
 same tests, run with the event loop, leased bucket blocks and records stored in groups.
 
 Among them: a warehouse cut mid-run through the TCP proxy (a group's transaction fails:

@@ -23,6 +23,12 @@ So a window of `period_seconds` at the server holds requests granted within `per
 C + (limit - C) = limit in any window. What a block still holds when its time is up is
 given back (capped at C, like any refund: as if it had never been taken); a process that
 dies holding a block never gives it back, so the others get fewer grants, never more.
+
+Why one module of ~700 lines and one class of ~500 (above the engine's ~600 / ~250): the
+promise above (no window over the limit, across processes) rests on the grant, the leased
+block, the refill allowance and the settlement being read together, with their SQL for
+both dialects; split, each part would restate the invariant it leans on. What callers use
+is small: `acquire`, `lease` / `take_leased`, `settle`, `pause`, `close`.
 """
 
 from __future__ import annotations

@@ -6,9 +6,32 @@ from __future__ import annotations
 
 import importlib
 import ssl
+from dataclasses import dataclass
 
 import httpx2
 import openai
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """Where and as whom a client asks (the `openai` resource's values, passed plain)."""
+
+    api_key: str | None
+    organization: str | None
+    project: str | None
+    base_url: str | None
+    timeout_seconds: float
+
+    def async_client(self, http: httpx2.AsyncClient) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=self.api_key,
+            organization=self.organization,
+            project=self.project,
+            base_url=self.base_url,
+            max_retries=0,  # one retry policy: ours
+            timeout=self.timeout_seconds,
+            http_client=http,
+        )
 
 
 def http_client(connections: int, timeout: float, tls: ssl.SSLContext) -> httpx2.AsyncClient:

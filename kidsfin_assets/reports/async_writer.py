@@ -5,14 +5,18 @@ cannot carry that (each report's CPU is spent under the GIL, and 256 threads is 
 so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over aiohttp), in a
 thread of its own so that a terminated run still waits for the answers in flight.
 
-What stays as on the threaded path (report_writer.WeekReportWriter): the claims, the
-grounding gate and re-asks, FailFast, flex fallback, the total deadline of one request,
+What stays as on the threaded path (threaded_asking.ThreadedAsking): the claims, the
+grounding gate, the one attempt policy (llm/attempts.py: retries, re-asks, flex fallback,
+back-off, fail-fast), the total deadline of one request,
 and every exchange recorded in `report_ledger` before the task goes on (the next attempt,
 the count). Recording is grouped: a writer thread stores what arrived within
 GROUP_SECONDS (at most GROUP_ROWS) in one transaction, and each task waits for its own
 group's commit; if the warehouse cannot take a group, its paid answers go to the spool
 file first (one fsync a group), then the writer waits for the warehouse (the gate), and
 no new request is granted meanwhile (the lease goes through the same gate).
+
+`AsyncRun` is ~260 lines (at the engine's ~250): the loop's tasks, its leaser and its
+stop share the one in-flight count and the cancel event.
 """
 
 from __future__ import annotations
@@ -20,36 +24,27 @@ from __future__ import annotations
 import asyncio
 import collections
 import queue
-import random
 import ssl
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import openai
 
 from kidsfin_assets.llm.bucket import Reservation
-from kidsfin_assets.llm.transport import http_client, http_transport
+from kidsfin_assets.llm.transport import ApiAccess, http_client, http_transport
 from kidsfin_assets.reports import ledger
-from kidsfin_assets.reports.openai_client import (
-    FLEX_REFUSALS_BEFORE_FALLBACK,
-    FLEX_UNAVAILABLE,
+from kidsfin_assets.reports.answers import (
     MAX_BODY_BYTES,
     Cancelled,
     DeadlineExceeded,
     Exchange,
     InvalidAnswer,
-    ReportSession,
-    UngroundedAnswer,
-    reask_message,
-    retry_after_seconds,
 )
-
-if TYPE_CHECKING:
-    from kidsfin_assets.reports.report_writer import PendingReport, WeekReportWriter
+from kidsfin_assets.reports.asking import AskingParts, grounding_for, settle_error
+from kidsfin_assets.reports.openai_client import ReportSession
+from kidsfin_assets.reports.planning import PendingReport
+from kidsfin_assets.reports.recorder import AnswerRows, Recorder
 
 # A group of records: whatever arrived within this long, at most this many rows.
 GROUP_SECONDS = 0.05
@@ -64,10 +59,7 @@ CONNECTIONS_PER_CLIENT = 16
 class _Record:
     """One exchange to store, and the task waiting for its commit."""
 
-    item: PendingReport
-    exchange: Exchange
-    ledger_row: dict[str, Any]
-    report_row: dict[str, Any] | None
+    answer: AnswerRows
     done: Callable[[BaseException | None], None]
 
 
@@ -81,8 +73,10 @@ class _Waiter:
 class AsyncRun:
     """One pass of the event loop over a list of claimed kids."""
 
-    writer: WeekReportWriter
+    parts: AskingParts
     session: ReportSession
+    access: ApiAccess
+    max_concurrent: int
     pages: Iterator[list[PendingReport]]  # claimed kids, a page at a time (may block)
     records: queue.Queue[_Record | None] = field(default_factory=queue.Queue)
     waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
@@ -93,26 +87,18 @@ class AsyncRun:
     async def main(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
-        api = self.writer.api
-        shards = max(1, -(-api.max_concurrent // CONNECTIONS_PER_CLIENT))
-        per_client = -(-api.max_concurrent // shards)
+        cancel = self.parts.cancel
+        shards = max(1, -(-self.max_concurrent // CONNECTIONS_PER_CLIENT))
+        per_client = -(-self.max_concurrent // shards)
         tls = ssl.create_default_context()  # one for every client: each costs ~20 ms to load
+        timeout = self.access.timeout_seconds
         self.clients = [
-            openai.AsyncOpenAI(
-                api_key=api.api_key,
-                organization=api.organization,
-                project=api.project,
-                base_url=api.base_url,
-                max_retries=0,  # one retry policy: ours
-                timeout=api.timeout_seconds,
-                http_client=http_client(per_client, api.timeout_seconds, tls),
-            )
-            for _ in range(shards)
+            self.access.async_client(http_client(per_client, timeout, tls)) for _ in range(shards)
         ]
         self._say_transport(http_transport(self.clients[0]), shards, per_client)
         self.next_client = 0
         leaser = asyncio.create_task(self._leaser())
-        slots = asyncio.Semaphore(api.max_concurrent)
+        slots = asyncio.Semaphore(self.max_concurrent)
         tasks: set[asyncio.Task[None]] = set()
         try:
             try:
@@ -120,17 +106,18 @@ class AsyncRun:
                 # claimed in a thread while the requests of the last one are in flight.
                 async for item in self._claimed_items():
                     await slots.acquire()
-                    if self.writer.cancel.is_set():
+                    if cancel.is_set():
                         slots.release()
                         break
-                    task = asyncio.create_task(self._write_one(self.writer._next_index(), item))
+                    index = self.parts.tally.next_indices(1)
+                    task = asyncio.create_task(self._write_one(index, item))
                     tasks.add(task)
                     task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
             except BaseException:
                 # A page that could not be read or claimed (the warehouse gone for longer
                 # than outage_wait): start nothing new, but the requests in flight are paid
                 # for and their answers are recorded before the error goes on.
-                self.writer.cancel.set()
+                cancel.set()
                 self._fail_waiters(Cancelled("the run is stopping"))
                 raise
             finally:
@@ -145,13 +132,12 @@ class AsyncRun:
     def _say_transport(self, transport: str, clients: int, connections: int) -> None:
         """Kept in the outcome (gold's `http_transport` metadata) and logged; a warning when
         it is not aiohttp with its C extensions, which the CPU a request depends on."""
-        w = self.writer
-        w.outcome.http_transport = transport
+        self.parts.tally.sent_through(transport)
         line = f"async client: {clients} clients of {connections} connections over {transport}"
         if transport.startswith("aiohttp") and "pure Python" not in transport:
-            w.log.info(line)
+            self.parts.log.info(line)
         else:
-            w.log.warning(
+            self.parts.log.warning(
                 f"{line}: not aiohttp with its C extensions, so each request costs the step "
                 "more CPU (install openai[aiohttp] with wheels for this Python; unset "
                 "AIOHTTP_NO_EXTENSIONS and the like)"
@@ -163,75 +149,55 @@ class AsyncRun:
                 yield item
 
     async def _write_one(self, index: int, item: PendingReport) -> None:
-        """As WeekReportWriter._write_one: what became of the kid, counted once."""
-        w = self.writer
+        """As ThreadedAsking._write_one: what became of the kid, counted once."""
+        parts = self.parts
         try:
-            if w.cancel.is_set():
+            if parts.cancel.is_set():
                 raise Cancelled("not started: the run is stopping")
-            w._announce_batch(index)
+            parts.tally.announce_group(index)
             exchange = await self._generate(item)
-            w._count_written(item, exchange.usage())
+            parts.tally.written(item.kid_id, exchange.usage())
         except ledger.ClaimLost:
             self.lost.append(item)
         except Exception as exc:  # stores an ungrounded answer for review: off the loop
-            await asyncio.to_thread(w._after_error, item, exc)
+            await asyncio.to_thread(settle_error, parts, item, exc)
 
     async def _generate(self, item: PendingReport) -> Exchange:
-        """As ReportSession.generate, on the loop: every exchange stored before the next
-        step, ungrounded answers asked again saying why, flex refusals then default."""
-        s, w = self.session, self.writer
-        messages = w.prompt.messages(item.metrics)
-        check = w._check(item)
-        asking, tier, refusals = messages, s.resource.service_tier, 0
-        attempts = s.resource.retry_max_attempts
-        for attempt in range(1, attempts + 1):
-            exchange = s.judge(await self._attempt(asking, tier, item.kid_id), check)
-            if exchange.outcome == FLEX_UNAVAILABLE:
-                refusals += 1
-                if s.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
-                    tier = "default"
+        """As ReportSession.generate, on the loop, under the same attempt policy: every
+        exchange stored before the next step."""
+        s = self.session
+        check = grounding_for(item)
+        attempts = s.policy.attempts(self.parts.prompt.messages(item.metrics))
+        while True:
+            exchange = await self._attempt(attempts.messages, attempts.tier, item.kid_id)
+            exchange = s.judge(exchange, check)
             await self._store(item, exchange)
-            fatal = s.fail_fast.observe(exchange)
-            if fatal is not None:
-                raise fatal
-            error = exchange.error
-            if error is None:
+            step = s.next_step(attempts, exchange)
+            if step.action == "accept":
                 return exchange
-            if isinstance(error, UngroundedAnswer):
-                asking = [*messages, reask_message(error.findings)]
-            if not error.retryable or w.cancel.is_set() or attempt == attempts:
-                raise error
+            assert exchange.error is not None
+            if not step.retry:
+                raise exchange.error
             s.usage.record_retry()
-            await self._nap(self._backoff(attempt, error))
-        raise AssertionError("unreachable: the last attempt raises")
-
-    def _backoff(self, attempt: int, error: BaseException) -> float:
-        """Retry-After when given, else tenacity's wait_exponential_jitter, as on threads."""
-        r = self.session.resource
-        server_says = retry_after_seconds(error)
-        if server_says is not None:
-            return server_says + random.uniform(0, min(r.retry_jitter_seconds, 1.0))
-        wait = r.retry_initial_wait_seconds * 2 ** (attempt - 1)
-        return min(r.retry_max_wait_seconds, wait + random.uniform(0, r.retry_jitter_seconds))
+            await self._nap(step.wait_seconds)
 
     async def _nap(self, seconds: float) -> None:
         """Sleep, waking early (Cancelled) when the run stops."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            if self.writer.cancel.is_set():
+            if self.parts.cancel.is_set():
                 raise Cancelled("run stopped by another report's fatal error")
             await asyncio.sleep(min(0.25, left))
 
     async def _attempt(self, messages: list[dict[str, str]], tier: str, kid: int) -> Exchange:
-        s, w = self.session, self.writer
+        s, keeper = self.session, self.parts.keeper
         while True:
             reservation = await self._acquire(s.reserve_tokens(messages))
-            margin = w._renew_interval()
             # As on threads: never asked unless the kid's claim surely holds (see still_holds).
-            if not w.claims.holds(kid, margin) and not await asyncio.to_thread(w.still_holds, kid):
+            if not keeper.holds(kid) and not await asyncio.to_thread(keeper.still_holds, kid):
                 s.cancel_reservation(reservation)
                 raise ledger.ClaimLost(kid)
-            if self.writer.cancel.is_set():
+            if self.parts.cancel.is_set():
                 s.cancel_reservation(reservation)
                 raise Cancelled("run stopped before the request was sent")
             if time.monotonic() <= reservation.use_by:
@@ -248,7 +214,7 @@ class AsyncRun:
 
     async def _post(self, messages: list[dict[str, str]], tier: str) -> bytes:
         """The answer's body within one deadline for connect, send and the whole body."""
-        timeout = self.session.resource.timeout_seconds
+        timeout = self.access.timeout_seconds
         flex = {"service_tier": "flex"} if tier == "flex" else {}
         received = bytearray()
         client = self.clients[self.next_client % len(self.clients)]
@@ -282,8 +248,8 @@ class AsyncRun:
         limiter = self.session.limiter
         if not limiter.lease_seconds:  # not leased: one transaction a grant, in a thread
             return await asyncio.to_thread(
-                self.writer.gate.call,
-                lambda: limiter.acquire(tokens, cancelled=self.writer.cancel.is_set),
+                self.parts.gate.call,
+                lambda: limiter.acquire(tokens, cancelled=self.parts.cancel.is_set),
             )
         if not self.waiters:
             taken = limiter.take_leased(tokens)
@@ -306,7 +272,7 @@ class AsyncRun:
                 self._serve_from_block()
                 if not self.waiters:
                     break
-                if self.writer.cancel.is_set():
+                if self.parts.cancel.is_set():
                     self._fail_waiters(Cancelled("run stopped while waiting for the rate limit"))
                     break
                 wanted = len(self.waiters)
@@ -314,7 +280,7 @@ class AsyncRun:
                 head = self.waiters[0].tokens
                 try:
                     lease = await asyncio.to_thread(
-                        self.writer.gate.call,
+                        self.parts.gate.call,
                         lambda n=wanted, t=tokens, h=head: limiter.lease(n, t, h),
                     )
                 except Exception as exc:  # the warehouse stayed down: every waiter fails
@@ -345,9 +311,8 @@ class AsyncRun:
     # --- recording ----------------------------------------------------------------------
 
     async def _store(self, item: PendingReport, exchange: Exchange) -> None:
-        """Handed to the writer thread; returns once its group is committed (or spooled
-        and then stored after an outage); raises WarehouseUnavailable if it never was."""
-        w = self.writer
+        """Handed to the group writer's thread; returns once its group is committed (or
+        spooled and then stored after an outage); raises WarehouseUnavailable if it never was."""
         future: asyncio.Future[None] = self.loop.create_future()
 
         def done(exc: BaseException | None) -> None:
@@ -361,16 +326,15 @@ class AsyncRun:
 
             self.loop.call_soon_threadsafe(settle)
 
-        ledger_row, report_row = w._rows_of(item, exchange)
-        self.records.put(_Record(item, exchange, ledger_row, report_row, done))
+        self.records.put(_Record(self.parts.recorder.answer_rows(item, exchange), done))
         await future
 
 
 class GroupWriter:
-    """The thread that stores records in groups (one transaction a group)."""
+    """The thread that stores records in groups (one transaction a group, `Recorder`)."""
 
-    def __init__(self, writer: WeekReportWriter, records: queue.Queue[_Record | None]) -> None:
-        self.writer, self.records = writer, records
+    def __init__(self, recorder: Recorder, records: queue.Queue[_Record | None]) -> None:
+        self.recorder, self.records = recorder, records
         self.thread = threading.Thread(target=self._run, daemon=True, name="report-groups")
         self.groups = 0
 
@@ -401,58 +365,24 @@ class GroupWriter:
             self._store(group)
 
     def _store(self, group: list[_Record]) -> None:
-        w = self.writer
-        paid = [r for r in group if r.exchange.paid or r.report_row is not None]
-
-        def store() -> None:
-            with w.engine.begin() as conn:
-                store_group(conn, w, group)
-
-        error: BaseException | None = None
-        try:
-            store()
-        except Exception as exc:
-            spooled = self._spool(paid)
-            if not spooled or not w.gate.may_retry(exc):
-                error = exc
-            else:
-                try:
-                    w.gate.call(store)
-                    with w._lock:
-                        w.outcome.unstored -= len(paid)
-                except Exception as exc2:
-                    error = exc2
+        error = self.recorder.store_group([record.answer for record in group])
         self.groups += 1
         for record in group:
             record.done(error)
 
-    def _spool(self, paid: list[_Record]) -> bool:
-        """Paid answers to the spool file before anything else (one fsync for the group)."""
-        try:
-            self.writer._spool_many([(r.ledger_row, r.exchange, r.report_row) for r in paid])
-        except Exception as exc:  # the disk failed too: say so, the group is lost
-            self.writer.log.error(f"{len(paid)} paid answers could not be spooled: {exc}")
-            return False
-        return True
-
-
-def store_group(conn: Any, writer: WeekReportWriter, group: Iterable[_Record]) -> None:
-    """One transaction: every ledger row, the accepted reports, their claims released."""
-    group = list(group)
-    ledger.store_exchanges_grouped(conn, [r.ledger_row for r in group])
-    reports = [r.report_row for r in group if r.report_row is not None]
-    ledger.store_reports_grouped(conn, reports)
-    writer.claims.delete_in(conn, [row["kid_id"] for row in reports])
-
 
 def run_async(
-    writer: WeekReportWriter, session: ReportSession, pages: Iterable[list[PendingReport]]
+    parts: AskingParts,
+    session: ReportSession,
+    access: ApiAccess,
+    max_concurrent: int,
+    pages: Iterable[list[PendingReport]],
 ) -> list[PendingReport]:
     """One pass over `pages` on an event loop in its own thread; this thread waits for it
     even through interrupts (the answers in flight are paid for and must be recorded).
     Returns the kids not asked because their claim's lease ran out."""
-    run = AsyncRun(writer, session, iter(pages))
-    groups = GroupWriter(writer, run.records)
+    run = AsyncRun(parts, session, access, max_concurrent, iter(pages))
+    groups = GroupWriter(parts.recorder, run.records)
     groups.start()
     failure: list[BaseException] = []
 
@@ -469,7 +399,7 @@ def run_async(
         try:
             thread.join()
         except BaseException as exc:  # Ctrl+C / terminate: start nothing new, drain
-            writer.cancel.set()
+            parts.cancel.set()
             interrupted = interrupted or exc
     groups.stop()
     if interrupted is not None:
@@ -477,3 +407,26 @@ def run_async(
     if failure:
         raise failure[0]
     return run.lost
+
+
+class AsyncAsking:
+    """The async client as a way of asking: each call of `ask` one pass of the loop."""
+
+    api_used = "sync"
+    claims_pages = True
+
+    def __init__(
+        self, parts: AskingParts, session: ReportSession, access: ApiAccess, max_concurrent: int
+    ) -> None:
+        self.parts, self.session, self.access = parts, session, access
+        self.max_concurrent = max_concurrent
+        self._closed = False
+
+    def ask(self, pages: Iterable[list[PendingReport]]) -> list[PendingReport]:
+        return run_async(self.parts, self.session, self.access, self.max_concurrent, pages)
+
+    def close(self) -> None:
+        """Each pass waited for its requests; the session's gathered use goes to the bucket."""
+        if not self._closed:
+            self._closed = True
+            self.session.close()

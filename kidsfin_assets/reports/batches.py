@@ -6,6 +6,10 @@ line recorded in the ledger and judged like a sync answer), then submits the kid
 without a report -- claimed first, so no kid-week is ever in two batches -- and returns.
 While batches are open the week is not materialised; `openai_batch_sensor` requests the
 run again when they have finished, so repeating it always converges.
+
+`WeekBatches` is ~280 lines (above the engine's ~250): collecting and submitting share the
+life of a batch row (preparing, open, ingested or abandoned) and its claims, which read
+best in one place.
 """
 
 from __future__ import annotations
@@ -27,12 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.reports import ledger
-from kidsfin_assets.reports.openai_client import (
-    Exchange,
-    ReportError,
-    ReportSession,
-    estimate_prompt_tokens,
-)
+from kidsfin_assets.reports.answers import Exchange, ReportError, estimate_prompt_tokens
+from kidsfin_assets.reports.openai_client import ReportSession
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import openai_batches
 

@@ -1,30 +1,29 @@
-"""The OpenAI resource: shared rate limit, one retry policy, structured output, usage.
+"""The OpenAI resource, and a step's session with the API: the shared rate limit, the one
+attempt policy (llm/attempts.py), structured output, usage. What an answer says is read in
+`answers.py`.
 
 Built on dagster_openai.OpenAIResource (api_key, organization, project, base_url), but it
 makes its own client with the SDK's retries off (one retry policy, not two nested) and
 records usage from each response itself: dagster-openai's usage wrapper only patches
 `create`, double-counts when get_client is called twice, and breaks in-process runs.
+
+`OpenAIReportsResource` is ~275 lines (above the engine's ~250): most of it is its ~30
+settings, each declared once with its default, rule and description (`setting()`, from
+which docs/settings.md is written), and the rules between them; its behaviour is small
+(`session`, `new_client`, `price`, `uses_batches`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
-import os
-import random
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import openai
-import pydantic
-import tenacity
 from dagster import InitResourceContext
 from dagster_openai import OpenAIResource
 from openai.lib._parsing._completions import type_to_response_format_param
@@ -34,402 +33,39 @@ from sqlalchemy.engine import Engine
 from kidsfin_assets.config.errors import SettingsError
 from kidsfin_assets.config.paths import resolve_path
 from kidsfin_assets.config.settings import Rule, SettingsResource, one_of, setting
+from kidsfin_assets.llm.attempts import (
+    AttemptPolicy,
+    Attempts,
+    FailFast,
+    Outcome,
+    Step,
+)
 from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
 from kidsfin_assets.llm.pricing import FREE, ModelPrice, Usage, load_price, load_prices
-from kidsfin_assets.reports.grounding import Finding, describe_findings
-from kidsfin_assets.reports.prompt import Prompt, load_prompt, max_prompt_bytes
+from kidsfin_assets.reports.answers import (
+    ABANDONED_NOTE,
+    MAX_BODY_BYTES,
+    AnswerReader,
+    Cancelled,
+    DeadlineExceeded,
+    Exchange,
+    FatalApiError,
+    InvalidAnswer,
+    ReportError,
+    UngroundedAnswer,
+    classify,
+    estimate_prompt_tokens,
+    is_flex_unavailable,
+    is_quota_error,
+    largest_request_tokens,
+    reask_message,
+    retry_after_seconds,
+)
+from kidsfin_assets.reports.grounding import Finding
+from kidsfin_assets.reports.prompt import Prompt, load_prompt
 from kidsfin_assets.reports.report_schema import KidWeeklyReport
 
-MAX_RETRY_AFTER_SECONDS = 300.0
 MAX_THREADS = 256  # concurrency: threads keeps at most this many requests in flight
-RETRYABLE_STATUS = {408, 409}
-
-
-# OpenAI's 401 echoes the key masked ("sk-proj-****abcd"); a proxy may echo more.
-_KEY_LIKE = re.compile(r"\b(?:sk|rk|sess)-[A-Za-z0-9_*-]+")
-# Any run of this many characters of the key is taken as the key echoed in altered form
-# (without its prefix, or only its tail).
-KEY_FRAGMENT_CHARS = 8
-
-
-def scrub_secrets(text: str) -> str:
-    """`text` without the API key, any run of 8 or more of its characters, or anything
-    shaped like a key, for logs and events."""
-    text = _KEY_LIKE.sub("[redacted]", text)  # first: a masked key keeps its own shape
-    key = os.environ.get("OPENAI_API_KEY")
-    if key and len(key) >= KEY_FRAGMENT_CHARS:
-        text = _redact_fragments(text, key)
-    return text
-
-
-def _redact_fragments(text: str, key: str) -> str:
-    grams = {key[i : i + KEY_FRAGMENT_CHARS] for i in range(len(key) - KEY_FRAGMENT_CHARS + 1)}
-    hidden = [False] * len(text)
-    for i in range(len(text) - KEY_FRAGMENT_CHARS + 1):
-        if text[i : i + KEY_FRAGMENT_CHARS] in grams:
-            hidden[i : i + KEY_FRAGMENT_CHARS] = [True] * KEY_FRAGMENT_CHARS
-    out, i = [], 0
-    while i < len(text):
-        if hidden[i]:
-            while i < len(text) and hidden[i]:
-                i += 1
-            out.append("[redacted]")
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-class ReportError(Exception):
-    """A report could not be written; `kind` names the failure for metadata.
-
-    Its message goes to logs, asset metadata and the step failure (stored events), so it
-    is scrubbed of key-like text here, once for every path."""
-
-    kind = "error"
-    retryable = True
-
-    def __init__(self, message: str, kind: str | None = None) -> None:
-        super().__init__(scrub_secrets(message))
-        if kind:
-            self.kind = kind
-
-
-class FatalApiError(ReportError):
-    """Retrying cannot help (bad key, no quota, bad request): stop the run at once."""
-
-    kind = "fatal"
-    retryable = False
-
-
-class RefusedAnswer(ReportError):
-    kind = "refusal"
-
-
-class TruncatedAnswer(ReportError):
-    kind = "truncated"
-
-
-class InvalidAnswer(ReportError):
-    kind = "invalid_answer"
-
-
-class UngroundedAnswer(InvalidAnswer):
-    """A valid report stating something the week's data does not say. Paid for and
-    counted like any invalid answer; kept (marked not grounded) if no better one comes."""
-
-    kind = "ungrounded"
-
-    def __init__(self, findings: list[Finding], exchange: Exchange | None = None) -> None:
-        super().__init__(
-            f"{len(findings)} statements the data does not support:\n" + describe_findings(findings)
-        )
-        self.findings, self.exchange = findings, exchange
-
-
-class Cancelled(ReportError):
-    kind = "cancelled"
-    retryable = False
-
-
-_FATAL_ADVICE = {
-    400: "the request was rejected as invalid; check openai.model and max_tokens",
-    401: "the API key was rejected; set a valid OPENAI_API_KEY",
-    403: "this key may not use the model or project; check OPENAI_PROJECT and the model",
-    404: "model or endpoint not found; check openai.model and OPENAI_BASE_URL",
-}
-QUOTA_ADVICE = (
-    "OpenAI says the quota is used up (insufficient_quota): add credit or raise the "
-    "monthly limit in the billing settings, then re-run the week; every report already "
-    "written is kept and will not be paid for again"
-)
-
-
-def is_quota_error(exc: BaseException) -> bool:
-    return isinstance(exc, openai.RateLimitError) and "insufficient_quota" in (
-        str(exc.code),
-        str(exc.type),
-    )
-
-
-FLEX_UNAVAILABLE = "flex_unavailable"
-# Flex refusals of one report after which it is sent at the default tier (flex_fallback).
-FLEX_REFUSALS_BEFORE_FALLBACK = 2
-
-
-def is_flex_unavailable(exc: BaseException) -> bool:
-    """Flex processing's 429 when it has no capacity: not billed, not a rate limit."""
-    return isinstance(exc, openai.RateLimitError) and "resource_unavailable" in (
-        str(exc.code),
-        str(exc.type),
-    )
-
-
-def classify(exc: BaseException) -> ReportError:
-    """Map an SDK exception to what the retry policy should do with it."""
-    if isinstance(exc, ReportError):
-        return exc
-    if is_quota_error(exc):
-        return FatalApiError(QUOTA_ADVICE)
-    if is_flex_unavailable(exc):
-        return ReportError("flex processing has no capacity now (429)", FLEX_UNAVAILABLE)
-    if isinstance(exc, openai.APITimeoutError):
-        return ReportError("request timed out", "timeout")
-    if isinstance(exc, openai.APIConnectionError):
-        return ReportError(f"connection error: {exc}", "connection")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429:
-            return ReportError("rate limited (429)", "rate_limited")
-        if status in RETRYABLE_STATUS or status >= 500:
-            return ReportError(f"server error {status}: {exc.message}"[:300], f"http_{status}")
-        advice = _FATAL_ADVICE.get(status, "the API refused the request")
-        return FatalApiError(f"OpenAI answered {status}: {advice} ({exc.message})")
-    # An answer's body (cut off, refused, not a report) is read by read_answer, not here.
-    return ReportError(f"unexpected error: {exc!r}"[:300], "unexpected")
-
-
-def retry_after_seconds(exc: BaseException | None) -> float | None:
-    """The server's Retry-After (retry-after-ms first), if the error carries one."""
-    cause = getattr(exc, "__cause__", None) or exc
-    response = getattr(cause, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return min(seconds, MAX_RETRY_AFTER_SECONDS)
-    return None
-
-
-class _BackoffWait(tenacity.wait.wait_base):
-    """Retry-After when the server gives one, else capped exponential back-off with jitter."""
-
-    def __init__(self, initial: float, maximum: float, jitter: float) -> None:
-        self.exponential = tenacity.wait_exponential_jitter(
-            initial=initial, max=maximum, jitter=jitter
-        )
-        self.jitter = jitter
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        server_says = retry_after_seconds(exc)
-        if server_says is not None:
-            return server_says + random.uniform(0, min(self.jitter, 1.0))
-        return self.exponential(retry_state)
-
-
-ACCEPTED = "accepted"
-# An answer body larger than this is not a report (a proxy's page, a runaway stream).
-MAX_BODY_BYTES = 1_000_000
-# Answer kinds that a new request cannot fix; a 429 or a timeout is transient.
-_TRANSIENT_KINDS = frozenset(
-    {"rate_limited", "timeout", "connection", "deadline", "http_408", "flex_unavailable"}
-)
-
-
-# The server may bill a request abandoned mid-answer; what it cost is not known here.
-ABANDONED_NOTE = "abandoned at the deadline: the server may bill it; cost unknown"
-
-
-class DeadlineExceeded(ReportError):
-    kind = "deadline"
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One request and what came back: recorded in the ledger before anything else."""
-
-    answer_id: str
-    outcome: str  # ACCEPTED, or the kind of failure
-    model_answered: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    input_cost_usd: float = 0.0
-    output_cost_usd: float = 0.0
-    usage_note: str | None = None
-    content: str | None = None
-    report: KidWeeklyReport | None = None
-    error: ReportError | None = None
-    findings: tuple[Finding, ...] = ()
-    tier: str = "default"  # the price tier that served it: default, flex or batch
-
-    @property
-    def cost_usd(self) -> float:
-        return self.input_cost_usd + self.output_cost_usd
-
-    def usage(self) -> dict[str, Any]:
-        """What a report's row counts of this answer."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens,
-            "cost_usd": self.cost_usd,
-        }
-
-    @property
-    def paid(self) -> bool:
-        """An answer came back (it is billed), whatever became of it."""
-        return self.model_answered is not None or self.prompt_tokens > 0
-
-
-def reask_message(findings: list[Finding]) -> dict[str, str]:
-    """What the model is told when its report stated numbers the data does not hold."""
-    return {
-        "role": "user",
-        "content": (
-            "Báo cáo trước có những câu không khớp với dữ liệu trong <data>, hoặc không "
-            "kiểm chứng được (unverifiable):\n"
-            + describe_findings(findings)
-            + "\nHãy viết lại toàn bộ báo cáo, chỉ dùng các con số có trong <data> "
-            "(hoặc suy ra đúng từ chúng) và đúng xu hướng *_trend. Với câu không kiểm chứng "
-            "được: nói rõ con số là của chỉ số nào, tuần nào, hoặc bỏ câu đó."
-        ),
-    }
-
-
-def estimate_tokens(utf8_bytes: int, messages: int) -> int:
-    """A generous estimate (no tokenizer download here): ~3 UTF-8 bytes a token."""
-    return math.ceil(utf8_bytes / 3) + 8 * messages
-
-
-def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
-    return estimate_tokens(sum(len(m["content"].encode()) for m in messages), len(messages))
-
-
-def largest_request_tokens(prompt: Prompt, max_tokens: int) -> int:
-    """The largest reservation one request can make: a full prompt plus max_tokens."""
-    return estimate_tokens(max_prompt_bytes(prompt), 2) + max_tokens
-
-
-@dataclass(frozen=True)
-class Tokens:
-    prompt: int
-    completion: int
-    cached: int
-    note: str | None
-
-
-def _count(value: Any) -> int | None:
-    """A token count as the API gives it, or None when it is not one."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not math.isfinite(value) or value < 0 or value != int(value):
-        return None
-    return int(value)
-
-
-def read_usage(
-    body: dict[str, Any], prompt_estimate: int, content: str | None, largest: int
-) -> Tokens:
-    """The answer's usage; missing, negative or non-numeric figures are replaced by our
-    estimate, and figures above the largest request that could have been sent are kept
-    (it is what the bill will say) but flagged, so that cost stays honest and visible."""
-    tokens = _read_usage(body, prompt_estimate, content)
-    if tokens.prompt + tokens.completion <= largest:
-        return tokens
-    note = f"usage above the largest possible request ({largest} tokens)"
-    note = f"{tokens.note}; {note}" if tokens.note else note
-    return Tokens(tokens.prompt, tokens.completion, tokens.cached, note)
-
-
-def _read_usage(body: dict[str, Any], prompt_estimate: int, content: str | None) -> Tokens:
-    usage = body.get("usage")
-    completion_estimate = estimate_tokens(len((content or "").encode()), 0)
-    if not isinstance(usage, dict):
-        return Tokens(prompt_estimate, completion_estimate, 0, "usage missing: estimated")
-    notes = []
-    prompt = _count(usage.get("prompt_tokens"))
-    if prompt is None:
-        notes.append(f"prompt_tokens {usage.get('prompt_tokens')!r}")
-        prompt = prompt_estimate
-    completion = _count(usage.get("completion_tokens"))
-    if completion is None:
-        notes.append(f"completion_tokens {usage.get('completion_tokens')!r}")
-        completion = completion_estimate
-    details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens", 0)) if isinstance(details, dict) else 0
-    if cached is None or cached > prompt:
-        notes.append(f"cached_tokens {details.get('cached_tokens')!r}")  # type: ignore[union-attr]
-        cached = 0
-    note = ("usage invalid, estimated: " + ", ".join(notes))[:300] if notes else None
-    return Tokens(prompt, completion, cached, note)
-
-
-def _answer_kind(body: Any) -> tuple[dict[str, Any] | None, ReportError | None]:
-    """The first choice's message, or the named reason the body holds none."""
-    if not isinstance(body, dict):
-        return None, InvalidAnswer("the answer is not a JSON object", "not_json")
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return None, InvalidAnswer("the answer has no choices", "empty_choices")
-    choice = choices[0]
-    message = choice.get("message") if isinstance(choice, dict) else None
-    if not isinstance(message, dict):
-        return None, InvalidAnswer("the answer's choice has no message", "empty_choices")
-    if message.get("refusal"):
-        return None, RefusedAnswer(f"the model refused: {message['refusal']}"[:300])
-    reason = choice.get("finish_reason")
-    if reason == "length":
-        return None, TruncatedAnswer("the answer was cut off at max_tokens")
-    if reason == "content_filter":
-        return None, RefusedAnswer("the answer was blocked by the content filter")
-    return message, None
-
-
-def parse_report(content: Any) -> tuple[KidWeeklyReport | None, ReportError | None]:
-    if not isinstance(content, str) or not content.strip():
-        return None, InvalidAnswer("the answer had no content")
-    try:
-        return KidWeeklyReport.model_validate_json(content), None
-    except pydantic.ValidationError as exc:
-        return None, InvalidAnswer(f"the answer does not match the report schema: {exc}"[:300])
-
-
-class FailFast:
-    """Stops a run whose first attempts all fail the same non-transient way (a server
-    that refuses every request alike), instead of spending every kid's retries on it."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-        self.seen: list[str] = []
-        self.succeeded = False
-        self._lock = threading.Lock()
-
-    def observe(self, exchange: Exchange) -> FatalApiError | None:
-        with self._lock:
-            if self.succeeded or self.after <= 0:
-                return None
-            if exchange.error is None:
-                self.succeeded = True
-                return None
-            error = exchange.error
-            if error.kind in _TRANSIENT_KINDS or isinstance(error, Cancelled):
-                return None
-            self.seen.append(f"{error.kind}: {error}")
-            if len(self.seen) < self.after or len(set(self.seen)) != 1:
-                return None
-            return FatalApiError(
-                f"the first {self.after} requests of this run all failed the same way, so "
-                f"retrying every kid would only pay for it again: {self.seen[0]}"
-            )
-
-
-def storable(text: Any) -> Any:
-    """Text from the server with its NUL characters, raw or JSON-escaped, made U+FFFD:
-    PostgreSQL's text and jsonb refuse NUL, and one such answer would fail every store
-    (and every replay of the spool) it is part of."""
-    if not isinstance(text, str):
-        return text
-    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
 
 
 class ReportSession:
@@ -447,7 +83,16 @@ class ReportSession:
     ) -> None:
         self.client, self.resource, self.limiter = client, resource, limiter
         self.usage, self.cancel, self.prices = usage, cancel, prices
+        self.policy = AttemptPolicy(
+            max_attempts=resource.retry_max_attempts,
+            initial_wait_seconds=resource.retry_initial_wait_seconds,
+            max_wait_seconds=resource.retry_max_wait_seconds,
+            jitter_seconds=resource.retry_jitter_seconds,
+            service_tier=resource.service_tier,
+            flex_fallback=resource.flex_fallback,
+        )
         self.fail_fast = FailFast(resource.fail_fast_after)
+        self.reader = AnswerReader(resource.model, prices, limiter.max_request_tokens)
         self.response_format = type_to_response_format_param(KidWeeklyReport)  # built once
 
     def generate(
@@ -461,38 +106,33 @@ class ReportSession:
         `acquire` runs the limiter's call (the caller waits out warehouse outages there),
         and `check` (the grounding gate) judges every valid report before it is accepted.
         An ungrounded answer is asked again, saying what was wrong."""
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.resource.retry_max_attempts),
-            wait=_BackoffWait(
-                self.resource.retry_initial_wait_seconds,
-                self.resource.retry_max_wait_seconds,
-                self.resource.retry_jitter_seconds,
-            ),
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, ReportError) and e.retryable and not self.cancel.is_set()
-            ),
-            before_sleep=lambda _state: self.usage.record_retry(),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        asking, tier, refusals = messages, self.resource.service_tier, 0
-        for attempt in retrying:
-            with attempt:
-                exchange = self.judge(self._attempt(asking, acquire, tier), check)
-                if exchange.outcome == FLEX_UNAVAILABLE:
-                    refusals += 1
-                    if self.resource.flex_fallback and refusals >= FLEX_REFUSALS_BEFORE_FALLBACK:
-                        tier = "default"  # flex is short of capacity: pay the default price
-                record(exchange)
-                fatal = self.fail_fast.observe(exchange)
-                if fatal is not None:
-                    raise fatal
-                if isinstance(exchange.error, UngroundedAnswer):
-                    asking = [*messages, reask_message(exchange.error.findings)]
-                if exchange.error is not None:
-                    raise exchange.error
+        attempts = self.policy.attempts(messages)
+        while True:
+            exchange = self.judge(self._attempt(attempts.messages, acquire, attempts.tier), check)
+            record(exchange)
+            step = self.next_step(attempts, exchange)
+            if step.action == "accept":
                 return exchange
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+            assert exchange.error is not None
+            if not step.retry:
+                raise exchange.error
+            self.usage.record_retry()
+            self._sleep(step.wait_seconds)
+
+    def next_step(self, attempts: Attempts, exchange: Exchange) -> Step:
+        """After an attempt has been recorded: the run stopped if its first attempts all
+        failed alike (FatalApiError), else what the attempt policy says (every client)."""
+        error = exchange.error
+        kind = None if error is None else error.kind
+        cancelled = isinstance(error, Cancelled)
+        fatal = self.fail_fast.observe(kind, str(error or ""), cancelled)
+        if fatal is not None:
+            raise FatalApiError(fatal)
+        if error is None:
+            return attempts.after(Outcome(None))
+        correction = reask_message(error.findings) if isinstance(error, UngroundedAnswer) else None
+        outcome = Outcome(error.kind, error.retryable, retry_after_seconds(error), correction)
+        return attempts.after(outcome, stopping=self.cancel.is_set())
 
     @staticmethod
     def judge(
@@ -611,61 +251,8 @@ class ReportSession:
     def read_answer(
         self, answer_id: str, raw: bytes | dict[str, Any], prompt_estimate: int, tier: str = ""
     ) -> Exchange:
-        """Everything the answer says, priced at the tier that served it (`tier`, or what
-        the answer says: flex or default); never raises (a paid answer is recorded)."""
-        try:
-            body = raw if isinstance(raw, dict) else json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(raw, bytes):
-            raw = json.dumps(raw).encode()
-        message, error = _answer_kind(body)
-        content = storable(message.get("content")) if message else None
-        report = None
-        if error is None:
-            report, error = parse_report(content)
-        if body is None:
-            content = storable(raw[:2000].decode("utf-8", "replace"))
-        tokens = read_usage(
-            body if isinstance(body, dict) else {},
-            prompt_estimate,
-            content,
-            self.limiter.max_request_tokens,
-        )
-        model = storable(body.get("model")) if isinstance(body, dict) else None
-        model = model if isinstance(model, str) and model else self.resource.model
-        served = body.get("service_tier") if isinstance(body, dict) else None
-        tier = tier or ("flex" if served == "flex" else "default")
-        price, price_note = self._price_of(model)
-        price = price.at(tier)
-        input_cost, output_cost = price.split_cost(tokens.prompt, tokens.completion, tokens.cached)
-        notes = [n for n in (tokens.note, price_note) if n]
-        return Exchange(
-            answer_id,
-            ACCEPTED if error is None else error.kind,
-            model_answered=model,
-            prompt_tokens=tokens.prompt,
-            completion_tokens=tokens.completion,
-            cached_tokens=tokens.cached,
-            input_cost_usd=input_cost,
-            output_cost_usd=output_cost,
-            usage_note="; ".join(notes) or None,
-            content=content if isinstance(content, str) else None,
-            report=report,
-            error=error,
-            tier=tier,
-        )
-
-    def _price_of(self, model: str) -> tuple[ModelPrice, str | None]:
-        """The price of the model that answered: the configured one for it or its dated
-        snapshot (gpt-4o-mini-2024-07-18), else the priced model it names."""
-        asked = self.resource.model
-        if model == asked or model.startswith(asked + "-"):
-            return self.prices[asked], None
-        named = sorted((m for m in self.prices if model == m or model.startswith(m + "-")), key=len)
-        if named:
-            return self.prices[named[-1]], f"answered by {model}, not {asked}"
-        return self.prices[asked], f"answered by unpriced {model}, priced as {asked}"
+        """Everything the answer says, priced (`answers.AnswerReader.read`)."""
+        return self.reader.read(answer_id, raw, prompt_estimate, tier)
 
     def _settle(self, reservation: Reservation, used: int) -> None:
         """Best effort, bounded: a usage figure outside [0, the largest request] moves the
@@ -928,7 +515,7 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
             organization=self.organization,
             project=self.project,
             base_url=self.base_url,
-            max_retries=0,  # tenacity is the one retry policy
+            max_retries=0,  # one retry policy: ours (llm/attempts.py)
             timeout=self.timeout_seconds,
         )
 

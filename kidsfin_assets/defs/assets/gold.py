@@ -19,14 +19,46 @@ from kidsfin_assets.defs.resources import (
     WarehouseResource,
 )
 from kidsfin_assets.llm.pricing import ModelPrice, Usage
+from kidsfin_assets.llm.transport import ApiAccess
 from kidsfin_assets.reports import ledger
-from kidsfin_assets.reports.async_writer import run_async
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
 from kidsfin_assets.reports.prompt import load_prompt
-from kidsfin_assets.reports.report_writer import StorageSettings, WeekOutcome, WeekReportWriter
+from kidsfin_assets.reports.report_writer import (
+    StorageSettings,
+    WeekOutcome,
+    WeekReportWriter,
+    WriterSettings,
+)
+from kidsfin_assets.reports.tally import ProgressEvery
 from kidsfin_assets.warehouse.tables import kid_weekly_reports as reports_table
 
 OPENAI_POOL = "openai"
+
+
+def writer_settings(openai: OpenAIReportsResource) -> WriterSettings:
+    """The `openai` resource's values the gold engine reads, as plain values."""
+    return WriterSettings(
+        offline=openai.offline,
+        model=openai.model,
+        api=openai.api,
+        concurrency=openai.concurrency,
+        max_concurrent=openai.max_concurrent,
+        batch_min_reports=openai.batch_min_reports,
+        retry_max_attempts=openai.retry_max_attempts,
+        price=openai.price(),
+        progress=ProgressEvery(
+            group_size=openai.progress_group_size,
+            reports=openai.progress_every_reports,
+            seconds=openai.progress_every_seconds,
+        ),
+        access=ApiAccess(
+            api_key=openai.api_key,
+            organization=openai.organization,
+            project=openai.project,
+            base_url=openai.base_url,
+            timeout_seconds=openai.timeout_seconds,
+        ),
+    )
 
 
 def usage_metadata(
@@ -355,13 +387,13 @@ def write_week_reports(
         context.log,
         engine,
         sources.tables(),
+        writer_settings(openai),
         openai,
         load_prompt(),
         week,
         storage,
         pseudonymize=privacy.pseudonymize,
         known_categories=tuple(privacy.known_categories),
-        run_async=run_async,
     )
     outcome = writer.run()
     if outcome.silver_rows == 0:
@@ -369,7 +401,7 @@ def write_week_reports(
             f"week {week.key} has no silver rows: nothing to report. If the week had "
             "activity, materialise silver/kid_weekly_analysis for it first."
         )
-    paid = paid_in_run(engine, week, context.run_id, writer.usage, openai.price())
+    paid = paid_in_run(engine, week, context.run_id, writer.usage, writer.settings.price)
     meta = usage_metadata(outcome, paid, writer.writer_name, writer.model, writer.api_used)
     rows = current_reports(engine, week)
     if rows is not None:

@@ -1,0 +1,36 @@
+"""The grounding gate, and the offline writer's reports put through it a chunk at a time.
+
+Kept free of the database and of Dagster's objects: `offline_chunk` is what the offline
+writer's worker processes run (`offline_asking.py`), and a worker should import no more
+than the rules, the checker and the prompt's data block."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kidsfin_assets.reports.grounding import Finding, check_report
+from kidsfin_assets.reports.offline_writer import offline_report
+from kidsfin_assets.reports.prompt import prompt_data
+from kidsfin_assets.reports.report_schema import KidWeeklyReport, personalise
+
+Grounding = Callable[[KidWeeklyReport], list[Finding]]
+
+
+def grounding_for(metrics: dict[str, Any]) -> Grounding:
+    """The grounding gate: a report against exactly the data the model was given."""
+    data = prompt_data(metrics)
+    return lambda report: check_report(report, data)
+
+
+def offline_chunk(
+    kids: list[tuple[dict[str, Any], str | None]],
+) -> list[tuple[dict[str, Any], list[Finding]]]:
+    """For each (metrics, nickname): the offline writer's report, named, and what the
+    grounding gate found in it (the rules are held to the same standard as a model)."""
+    written = []
+    for metrics, name in kids:
+        report = offline_report(metrics)
+        findings = grounding_for(metrics)(report)
+        written.append((personalise(report, name), findings))
+    return written
