@@ -21,6 +21,7 @@ from kidsfin_assets.warehouse.tables import kid_weekly_analysis
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
+    materialize_range,
     materialize_week,
     use_database,
     warehouse_engine,
@@ -102,6 +103,8 @@ def trend_week(monkeypatch: pytest.MonkeyPatch, pg_url: str) -> Settings:
         (2, 1, "2026-03-10 10:00", "income", None, 100000),  # W-1
         (3, 1, "2026-03-17 10:00", "income", None, 115000),  # W
     )
+    # Silver reads raw's W-2, W-1 and W: raw holds them, as the sensor would have left it.
+    assert materialize_range(settings, "2026-03-02", W).success
     return settings
 
 
@@ -158,7 +161,7 @@ def failed_run_message(settings: Settings, selection: str, override: dict[str, A
             "kids",
             "kids; drop table x",
             "sources.kids: 'kids; drop table x' is not a table name",
-            "group:silver",
+            "group:raw",
         ),
         (
             "privacy",
