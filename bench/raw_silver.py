@@ -212,12 +212,12 @@ def run_cases(url: str, weeks: list[str], code: Path, week_runs: int = RUNS) -> 
     return {"backfill": backfill, "week": median_of(runs), "week_runs": runs}
 
 
-def compare(url: str, weeks: list[str], before: Path, rounds: int) -> dict[str, Any]:
-    """Before (another checkout) and after (this one) in alternating rounds on the same
-    rows, each on a fresh warehouse: other work on the shared machine weighs on both."""
+def compare(url: str, weeks: list[str], before: Path, after: Path, rounds: int) -> dict[str, Any]:
+    """Before and after (two checkouts) in alternating rounds on the same rows, each on a
+    fresh warehouse: other work on the shared machine weighs on both."""
     found: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     for n in range(rounds):
-        for label, code in (("before", before), ("after", PROJECT)):
+        for label, code in (("before", before), ("after", after)):
             print(f"round {n + 1}/{rounds}: {label} ({code})", flush=True)
             found[label].append(run_cases(url, weeks, code, week_runs=1))
     return {
@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--kids", type=int, default=None)
     parser.add_argument("--prepare", action="store_true", help="make a database, keep it")
     parser.add_argument("--database", help="measure on this existing database")
-    parser.add_argument("--code", type=Path, default=PROJECT, help="checkout to measure")
+    parser.add_argument(
+        "--code", type=Path, default=PROJECT, help="checkout to measure (--compare: after)"
+    )
     parser.add_argument("--out", help="results name (default raw_silver)")
     parser.add_argument(
         "--compare", type=Path, help="a checkout of the code before: alternating rounds"
@@ -258,7 +260,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         url = args.database
         if not url:
             parser.error("--compare needs --database (the same rows for both)")
-        both = compare(url, demo_weeks(url), args.compare.resolve(), args.rounds)
+        both = compare(
+            url, demo_weeks(url), args.compare.resolve(), args.code.resolve(), args.rounds
+        )
         header = ("code", "case", "wall s", "raw s", "silver s", "checks s", "peak RSS MiB")
         rows = [
             (

@@ -25,8 +25,13 @@ from kidsfin_assets.defs.keys import (
 from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, WarehouseResource
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse import validation as v
-from kidsfin_assets.warehouse.raw_weeks import record_loads, seen_weeks, window_weeks
-from kidsfin_assets.warehouse.source_activity import week_fingerprint
+from kidsfin_assets.warehouse.raw_weeks import (
+    read_loads,
+    record_loads,
+    seen_weeks,
+    window_weeks,
+)
+from kidsfin_assets.warehouse.source_activity import Fingerprint, week_fingerprint
 from kidsfin_assets.warehouse.tables import (
     Sources,
     missing_table,
@@ -131,18 +136,40 @@ def _quarantine(conn: Connection, name: str, rows: sa.Select, week: Week | None)
 
 
 def load_raw_week(
-    conn: Connection, names: SourceTables, src: Sources, week: Week, first: bool = False
+    conn: Connection,
+    names: SourceTables,
+    src: Sources,
+    week: Week,
+    first: bool = False,
+    known: dict[Week, Fingerprint] | None = None,
+    look_ahead: bool = True,
 ) -> RawWeekCounts:
     """Copy the valid rows and quarantine the rest, in the caller's transaction. The first
     partition (`first`) also copies the two weeks before it, which the first weeks' trends
-    compare with, and stores the opening balance of the history before those."""
+    compare with, and stores the opening balance of the history before those.
+
+    It also looks at the app's W-2 and W-1 (silver holds raw's copies of them to what
+    raw's newest load saw: raw_weeks.py) and, with `look_ahead`, at W+1 and W+2 when raw
+    has never loaded them (so that silver can tell an empty week from one raw lacks).
+    `known`: the weeks a range run already looked at (their loads' own fingerprints, not
+    taken twice); this load's are added to it."""
     engine = conn.engine
     db.week_lock(conn, "raw", week.key)
     window = (week.starts_at, week.ends_at)
+    known = {} if known is None else known
     # First, before any row is read: a row arriving meanwhile changes the next version.
-    # W-2 .. W+2 too: silver holds raw's copies of the weeks around to what this saw.
-    prints = {w: week_fingerprint(conn, src, w) for w in seen_weeks(week, dt.datetime.now(dt.UTC))}
+    around = seen_weeks(week, dt.datetime.now(dt.UTC))
+    later = [w for w in around if w > week]
+    held = read_loads(conn, later).keys() if later else set()
+    unloaded = {w for w in later if w.start not in held}
+    prints = {}
+    for w in around:
+        if w in known:
+            prints[w] = known[w]
+        elif w <= week or (look_ahead and w in unloaded):
+            prints[w] = week_fingerprint(conn, src, w)
     fp = prints[week]
+    known[week] = fp
     counts = RawWeekCounts(
         rows_read=fp.transactions.rows + fp.app_events.rows,  # the rows inside the week
         source_versions={week.key: fp.version},
@@ -309,11 +336,14 @@ def kid_activity(
     keys = context.partition_keys
     first = weekly_partitions.start.date().isoformat()
     total = RawWeekCounts()
-    for key in keys:
+    known: dict[Week, Fingerprint] = {}  # the app's weeks this run looked at
+    for key in sorted(keys):
         week = Week.from_key(key, tz)
         # one transaction per week: all of it or none
         with source_errors_explained(names), engine.begin() as conn:
-            counts = load_raw_week(conn, names, src, week, first=key == first)
+            counts = load_raw_week(
+                conn, names, src, week, key == first, known, look_ahead=key == max(keys)
+            )
         context.log.info(counts_line(f"week {key}", counts))
         # Each week of a range run carries its own figures, not the range's.
         context.add_asset_metadata(week_metadata(counts), partition_key=key)
