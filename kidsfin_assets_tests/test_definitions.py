@@ -380,7 +380,12 @@ def test_the_assets_run_on_their_resources_alone(
     readable config at all, so nothing in a run reads the settings behind its back."""
     from kidsfin_assets.defs.assets.raw import kid_activity
     from kidsfin_assets.defs.assets.silver import kid_weekly_analysis as silver
-    from kidsfin_assets.defs.resources import SourcesResource, WarehouseResource
+    from kidsfin_assets.defs.resources import (
+        AnalysisResource,
+        CheckLimitsResource,
+        SourcesResource,
+        WarehouseResource,
+    )
 
     settings = trend_week(monkeypatch, pg_url)
     monkeypatch.setenv("KIDSFIN_CONFIG", str(tmp_path / "missing.yaml"))
@@ -388,6 +393,7 @@ def test_the_assets_run_on_their_resources_alone(
         "warehouse": WarehouseResource(database_url=pg_url),
         "sources": SourcesResource(),
         "analysis": AnalysisResource(trend_threshold=0.2),
+        "check_limits": CheckLimitsResource(),  # raw's check runs in raw's step
     }
     result = dg.materialize([kid_activity, silver], resources=resources, partition_key=W)
     assert result.success

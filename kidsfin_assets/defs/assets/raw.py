@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from kidsfin_assets.config.settings import SourceTables
 from kidsfin_assets.config.weeks import Week, weekly_partitions
 from kidsfin_assets.defs.catalog import SCHEMA_PREFIX, table_schema
+from kidsfin_assets.defs.checks import QUARANTINE_SHARE, evaluate_checks, raw_checks
 from kidsfin_assets.defs.keys import (
     APP_EVENTS,
     APP_SAVINGS_GOALS,
@@ -22,7 +23,12 @@ from kidsfin_assets.defs.keys import (
     OWNERS,
     RAW_KEY,
 )
-from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, WarehouseResource
+from kidsfin_assets.defs.resources import (
+    AnalysisResource,
+    CheckLimitsResource,
+    SourcesResource,
+    WarehouseResource,
+)
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse import validation as v
 from kidsfin_assets.warehouse.raw_weeks import (
@@ -308,6 +314,7 @@ def observe_undated(
     },
     partitions_def=weekly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[QUARANTINE_SHARE],  # evaluated in this step, each week after its rows
     description=(
         "The one place the app's rows are validated: one week's valid transactions and "
         "app events, copied from the app's tables into `raw_transactions` / "
@@ -330,7 +337,8 @@ def kid_activity(
     warehouse: WarehouseResource,
     sources: SourcesResource,
     analysis: AnalysisResource,
-) -> dg.MaterializeResult:
+    check_limits: CheckLimitsResource,
+) -> Iterator[dg.MaterializeResult | dg.Output[None] | dg.AssetCheckEvaluation]:
     tz, names = analysis.timezone, sources.names()
     engine, src = warehouse.get_engine(), sources.tables()
     keys = context.partition_keys
@@ -354,4 +362,5 @@ def kid_activity(
         undated = quarantine_undated(conn, names, src)
     context.log.info(undated_line(undated))
     observe_undated(context, names, undated)
-    return dg.MaterializeResult()
+    yield dg.MaterializeResult()
+    yield from evaluate_checks(context, warehouse, tz, raw_checks(check_limits))

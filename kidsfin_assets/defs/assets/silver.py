@@ -2,7 +2,7 @@
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.config.weeks import Week, weekly_partitions
 from kidsfin_assets.defs.catalog import table_metadata
+from kidsfin_assets.defs.checks import ONE_ROW_PER_ACTIVE_KID, SILVER_CHECKS, evaluate_checks
 from kidsfin_assets.defs.jobs import JOB_NAME
 from kidsfin_assets.defs.keys import OWNERS, RAW_KEY, SILVER_KEY
 from kidsfin_assets.defs.resources import AnalysisResource, WarehouseResource
@@ -214,6 +215,7 @@ def wait_for_raw(
     deps=[dg.AssetDep(RAW_KEY, partition_mapping=RAW_WINDOW)],
     partitions_def=weekly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[ONE_ROW_PER_ACTIVE_KID],  # evaluated in this step, after the weeks
     description=(
         "Per kid-week metrics (income, spending, saving, withdrawal, net flow, savings "
         "rate, counts, active days, spending by category, savings goals, savings balance) "
@@ -237,7 +239,7 @@ def kid_weekly_analysis(
     config: SilverRunConfig,
     warehouse: WarehouseResource,
     analysis: AnalysisResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.Output[None] | dg.AssetCheckEvaluation]:
     engine = warehouse.get_engine()
     # Oldest first: each week's stored savings balances serve the weeks after it.
     weeks = sorted(Week.from_key(k, analysis.timezone) for k in context.partition_keys)
@@ -286,4 +288,5 @@ def kid_weekly_analysis(
             f"{len(weeks)} weeks {weeks[0].key} to {weeks[-1].key}: "
             f"{written_in_run} kid rows written"
         )
-    return dg.MaterializeResult()
+    yield dg.MaterializeResult()
+    yield from evaluate_checks(context, warehouse, analysis.timezone, SILVER_CHECKS)
