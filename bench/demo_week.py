@@ -34,7 +34,8 @@ def environment(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KIDSFIN_", "OPENAI_"))}
     env.update(
         KIDSFIN_DATABASE_URL=f"sqlite:///{tmp / 'kidsfin.db'}",
-        KIDSFIN_EXPORT_DIR=str(tmp / "exports"),
+        KIDSFIN_EXPORTS__EXPORT_DIR=str(tmp / "exports"),
+        KIDSFIN_FILE_LOGGER__PATH=str(tmp / "kidsfin.log"),
         DAGSTER_HOME=str(tmp / "home"),
         PYTHONWARNINGS="ignore",
     )

@@ -133,7 +133,7 @@ def test_silver_row_count_check_fails_on_a_missing_kid(week) -> None:
     with warehouse_engine(settings).begin() as conn:
         conn.execute(sa.delete(silver).where(silver.c.kid_id == 2))
     with warehouse_engine(settings).connect() as conn:
-        check = silver_rows_per_active_kid(conn, Week.from_key(W, settings.weeks.timezone))
+        check = silver_rows_per_active_kid(conn, Week.from_key(W, settings.analysis.timezone))
     assert not check.passed
     assert (meta(check)["silver_rows"], meta(check)["active_kids"]) == (3, 4)
 

@@ -189,3 +189,45 @@ def test_a_run_loading_a_raw_week_is_in_flight_until_raw_is_done() -> None:
             )
         )
         assert raw_in_flight(context, W1) == "backfill"  # type: ignore[arg-type]
+
+
+def test_a_backfill_that_has_not_loaded_a_raw_week_yet_is_in_flight() -> None:
+    """A backfill in progress targeting raw W-1 (its raw run perhaps not launched yet) is
+    waited for, until it has materialised or failed that week; the run's own backfill and
+    finished backfills are not."""
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+
+    from kidsfin_assets.definitions import build_definitions
+    from kidsfin_assets.defs.resources import load_settings
+
+    graph = build_definitions(load_settings()).resolve_asset_graph()
+    repository = types.SimpleNamespace(asset_graph=graph)
+    with dg.DagsterInstance.ephemeral() as instance:
+
+        def context(backfill: str | None = None) -> types.SimpleNamespace:
+            tags = {"dagster/backfill": backfill} if backfill else {}
+            run = types.SimpleNamespace(tags=tags)
+            return types.SimpleNamespace(
+                instance=instance, run_id="this run", run=run, repository_def=repository
+            )
+
+        assert raw_in_flight(context(), W1) is None  # type: ignore[arg-type]
+        backfill = PartitionBackfill.from_asset_partitions(
+            backfill_id="quarter",
+            asset_graph=graph,
+            partition_names=[W2.key, W1.key],
+            asset_selection=[RAW_KEY, SILVER_KEY],
+            backfill_timestamp=time.time(),
+            tags={},
+            dynamic_partitions_store=instance,
+            all_partitions=False,
+            title=None,
+            description=None,
+            run_config=None,
+        )
+        instance.add_backfill(backfill)
+        assert raw_in_flight(context(), W1) == "backfill quarter"  # type: ignore[arg-type]
+        assert raw_in_flight(context(), W) is None  # type: ignore[arg-type]
+        assert raw_in_flight(context("quarter"), W1) is None  # type: ignore[arg-type]
+        instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
+        assert raw_in_flight(context(), W1) is None  # type: ignore[arg-type]

@@ -241,7 +241,7 @@ QUARANTINE_SHARE = dg.AssetCheckSpec(
     partitions_def=weekly_partitions,
     description=(
         "Warns when the share of the week's source rows quarantined exceeds "
-        "checks.max_quarantine_share."
+        "check_limits.max_quarantine_share."
     ),
 )
 ONE_ROW_PER_ACTIVE_KID = dg.AssetCheckSpec(
@@ -273,7 +273,7 @@ REPORTS_GROUNDED = dg.AssetCheckSpec(
     asset=GOLD_KEY,
     partitions_def=weekly_partitions,
     description=(
-        "Warns when fewer than checks.min_grounded_share of the week's reports have every "
+        "Warns when fewer than check_limits.min_grounded_share of the week's reports have every "
         "number and trend they state supported by the data (the rest wait for review in "
         "needs_review_reports_<week>.json)."
     ),
@@ -283,7 +283,8 @@ COST_PER_REPORT = dg.AssetCheckSpec(
     asset=GOLD_KEY,
     partitions_def=weekly_partitions,
     description=(
-        "Warns when the week's average cost per report exceeds checks.max_cost_per_report_usd."
+        "Warns when the week's average cost per report exceeds "
+        "check_limits.max_cost_per_report_usd."
     ),
 )
 

@@ -59,6 +59,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep", action="store_true", help="keep the temporary folder (logs, databases)"
     )
     parser.add_argument(
+        "--time-week",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the check, launch the whole graph for the last week N more times from the "
+        "launch dialog, one at a time, and time each from the click to its end",
+    )
+    parser.add_argument(
         "--serve",
         action="store_true",
         help="after the check, keep the UI running (Ctrl+C stops it) to look around",

@@ -7,6 +7,10 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
+
+# Not exported by `dagster` 1.13 (pinned <1.14): what a backfill in progress targets.
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from pydantic import Field
 from sqlalchemy.engine import Connection, Engine
 
@@ -154,6 +158,31 @@ def raw_in_flight(context: dg.AssetExecutionContext, week: Week) -> str | None:
         if latest and latest[0].run_id == run.run_id:
             continue  # that run's raw step is done
         return run.run_id
+    return backfill_in_flight(context, key)
+
+
+def backfill_in_flight(context: dg.AssetExecutionContext, key: str) -> str | None:
+    """`backfill <id>` when a backfill still in progress (not this run's own) targets raw
+    `key` and has neither materialised nor failed it yet: its raw run may not be launched
+    yet (the backfill daemon launches it), and silver should wait for it, not fail."""
+    try:
+        repository = context.repository_def
+    except Exception:  # a run outside any code location (dg.materialize): no backfills
+        return None
+    own = (getattr(context, "run", None) and context.run.tags.get("dagster/backfill")) or None
+    requested = BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
+    wanted = AssetKeyPartitionKey(RAW_KEY, key)
+    for backfill in context.instance.get_backfills(filters=requested):
+        if backfill.backfill_id == own or not backfill.is_asset_backfill:
+            continue
+        if RAW_KEY not in (backfill.asset_selection or ()):
+            continue
+        try:
+            data = backfill.get_asset_backfill_data(repository.asset_graph)
+        except Exception:  # a backfill of other definitions: not this code's to read
+            continue
+        if wanted in data.get_targeted_partitions_without_materialization_status():
+            return f"backfill {backfill.backfill_id}"
     return None
 
 
@@ -184,8 +213,9 @@ def wait_for_raw(
             break
         for key, run_id in pending.items():
             if run_id not in waited_for:
+                who = run_id if run_id.startswith("backfill ") else f"run {run_id}"
                 context.log.info(
-                    f"week {week.key}: waiting for run {run_id}, which materialises raw "
+                    f"week {week.key}: waiting for {who}, which materialises raw "
                     f"week {key} (silver reads raw's W-2, W-1 and W)"
                 )
                 waited_for.add(run_id)
