@@ -151,23 +151,24 @@ def range_weeks(scenario: Scenario) -> dict[tuple[str, ...], int]:
 def materialise(ui: pages.UI, gql: GraphQL, scenario: Scenario, by_clicking: bool) -> None:
     """As a user of the UI: a backfill of raw, silver and the analysis export over three
     weeks (two runs, their backfill policy: raw over the span, then silver and the export
-    over it and the weeks after whose trends read it), the whole graph for the last week
-    (one run, at the same time), then gold and the reports export for the three weeks (a
-    run a week). Clicked in the asset graph's launch dialog, or (--launch graphql) sent as
-    the mutations it sends."""
+    over it and the weeks after whose trends read it), then the whole graph for the last
+    week (one run), then gold and the reports export for the three weeks (a run a week).
+    Clicked in the asset graph's launch dialog, or (--launch graphql) sent as the mutations
+    it sends. The week's run waits for the backfill: the backfill's silver run also
+    computes the last week (its trends read raw's span), and a gold of that week launched
+    alongside could read silver before that run rewrote it, so the sensor would rightly
+    ask for the week again."""
     span, week = scenario.span, scenario.week
     started = time.monotonic()
     if by_clicking:
         scenario.range_backfill = pages.launch_backfill(
             ui, gql, RANGE, span, "01_launch_range_backfill"
         )
-        scenario.week_run = pages.launch_week(ui, gql, runs.PIPELINE, week, "02_launch_week")
     else:
         scenario.range_backfill = runs.launch_backfill(gql, span, RANGE)
-        scenario.week_run = runs.launch_week(gql, week)
     say(
         f"launched backfill {scenario.range_backfill} (raw, silver, analysis export "
-        f"{span[0]}...{span[-1]}) and run {scenario.week_run[:8]} (every asset, {week})"
+        f"{span[0]}...{span[-1]})"
     )
     range_runs = runs.wait_for_backfill(gql, scenario.range_backfill)
     runs.require_success(range_runs, f"backfill {scenario.range_backfill}")
@@ -185,6 +186,11 @@ def materialise(ui: pages.UI, gql: GraphQL, scenario: Scenario, by_clicking: boo
         f"backfill {scenario.range_backfill}: raw's run {scenario.raw_run[:8]}, silver's "
         f"{scenario.range_run[:8]} ({time.monotonic() - started:.0f} s)"
     )
+    if by_clicking:
+        scenario.week_run = pages.launch_week(ui, gql, runs.PIPELINE, week, "02_launch_week")
+    else:
+        scenario.week_run = runs.launch_week(gql, week)
+    say(f"launched run {scenario.week_run[:8]} (every asset, {week})")
 
     if by_clicking:
         scenario.gold_backfill = pages.launch_backfill(
