@@ -169,11 +169,16 @@ def load_demo(
 
 
 def materialize_in_process(settings: Settings, week: str, selection: str) -> Any:
-    """A real Dagster run of the project's assets, in this process (ephemeral instance)."""
+    """A real Dagster run of the project's assets, in this process (ephemeral instance).
+    With silver selected, raw is loaded first for the weeks before `week` that have rows
+    (silver reads raw's W-2 and W-1, and raw's history for the savings balance), as the
+    sensor or a backfill would have; that run is not what is measured."""
     import dagster as dg
 
     from kidsfin_assets.definitions import pipeline_assets, run_resources
 
+    if "silver" in selection:
+        load_raw_before(settings, week)
     return dg.materialize(
         pipeline_assets,
         resources=run_resources(settings),
@@ -181,6 +186,36 @@ def materialize_in_process(settings: Settings, week: str, selection: str) -> Any
         selection=selection,
         run_config=QUIET_RUN_CONFIG,
     )
+
+
+def load_raw_before(settings: Settings, week: str) -> None:
+    """One run of raw over the weeks before `week`, from the first with app rows."""
+    import dagster as dg
+
+    from kidsfin_assets.config.weeks import WEEKS, Week
+    from kidsfin_assets.definitions import build_definitions
+    from kidsfin_assets.warehouse.source_activity import next_activity
+    from kidsfin_assets.warehouse.tables import source_tables
+
+    tz = settings.analysis.timezone
+    end = Week.from_key(week, tz)
+    start = Week(WEEKS.start_date, tz)
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
+    with engine.connect() as conn:
+        found = next_activity(conn, source_tables(settings.sources), start.starts_at, end.starts_at)
+    if found is None:
+        return
+    first = Week.containing(found, tz)
+    job = dg.define_asset_job("raw_history", selection="group:raw")
+    defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[job]))
+    tags = {
+        "dagster/asset_partition_range_start": first.key,
+        "dagster/asset_partition_range_end": end.shifted(-1).key,
+    }
+    result = defs.resolve_job_def("raw_history").execute_in_process(
+        tags=tags, run_config=QUIET_RUN_CONFIG
+    )
+    assert result.success, "raw for the weeks before the measured one failed"
 
 
 def warehouse_scalar(settings: Settings, sql: str, **params: Any) -> Any:

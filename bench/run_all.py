@@ -1,4 +1,4 @@
-"""`make bench`: the benchmarks (issues 5, 9, 10, 12 and 22), one after the other, then every
+"""`make bench`: the benchmarks (issues 5, 9, 10, 12, 21 and 22), one after the other, then every
 goal.
 
     python -m bench.run_all [--quick] [--only NAME,...]   # names: see BENCHMARKS below
@@ -26,6 +26,7 @@ from bench import (
     grounding,
     history,
     llm_throughput,
+    raw_silver,
     silver_scale,
     week_scale,
 )
@@ -34,6 +35,7 @@ from bench.common import Goal, goals_table, machine_info, machine_line, write_re
 BENCHMARKS: dict[str, Callable[[list[str]], dict[str, Any] | None]] = {
     "llm_throughput": llm_throughput.main,
     "silver_scale": silver_scale.main,
+    "raw_silver": raw_silver.main,
     "faults": faults.main,
     "grounding": grounding.main,
     "history": history.main,

@@ -1,7 +1,8 @@
 """Silver at scale: one week's silver materialisation against the SQL floor, and its memory.
 
 On PostgreSQL, with the demo generator's data (the benchmarked week plus the two weeks
-before, which silver's trends read), at two scales 10x apart:
+before, which silver's trends read; raw loaded for the three, untimed: silver reads raw), at
+two scales 10x apart:
 
 * silver - a real Dagster materialisation of `silver/kid_weekly_analysis` for the week
            (`dagster.materialize`, in a fresh subprocess so that its peak RSS is silver's
@@ -37,6 +38,7 @@ from bench.common import (
     Goal,
     goals_table,
     load_demo,
+    load_raw_before,
     machine_info,
     machine_line,
     scratch_database,
@@ -363,6 +365,8 @@ def run_scale(scale: Scale, explain: bool) -> dict[str, Any]:
         vacuum(url, settings)
         load_s = time.perf_counter() - began
         week = Week(summary.weeks[-1], settings.analysis.timezone)
+        # Silver reads raw: raw for the three weeks first (untimed), as a backfill leaves it.
+        load_raw_before(settings, week.shifted(1).key)
         counts = week_counts(url, settings, week)
         floor_seconds(url, settings, week, repeats=1)  # warm the cache for both sides
         runs = [run_child(url, week.key, explain and i == 0) for i in range(scale.runs)]

@@ -21,6 +21,7 @@ from kidsfin_assets.defs.assets.silver import kid_weekly_analysis
 from kidsfin_assets.defs.batch_sensor import cancel_openai_batches, openai_batch_sensor_every
 from kidsfin_assets.defs.catalog import POSTGRES, SQLITE, in_warehouse
 from kidsfin_assets.defs.checks import asset_checks
+from kidsfin_assets.defs.executor import step_executor
 from kidsfin_assets.defs.jobs import collect_batches_job, weekly_reports_job
 from kidsfin_assets.defs.loggers import build_run_loggers
 from kidsfin_assets.defs.resources import Settings, load_settings, run_resources
@@ -34,12 +35,9 @@ pipeline_assets = [
     kids_reports_json,
 ]
 
-# A process per step, as before (each step's retries and the `openai` pool hold), but
-# forked from a server that imported Dagster and the project once per run, instead of a
-# new interpreter importing them for each of a week's steps (5-8 s each on 2 cores).
-STEP_EXECUTOR = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["kidsfin_assets.definitions"]}}}
-)
+# The steps of a run in the run's own process unless run config asks for a process each
+# (defs/executor.py says why; retries and the `openai` pool hold either way).
+STEP_EXECUTOR = step_executor
 
 
 def storage_kind(settings: Settings) -> str:

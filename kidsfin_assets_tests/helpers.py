@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kidsfin_assets.config.paths import resolve_path
-from kidsfin_assets.definitions import pipeline_assets
+from kidsfin_assets.config.weeks import Week, weekly_partitions
+from kidsfin_assets.definitions import build_definitions, pipeline_assets
 from kidsfin_assets.defs.checks import asset_checks
 from kidsfin_assets.defs.resources import Settings, load_settings, run_resources
 from kidsfin_assets.warehouse import db
@@ -119,9 +120,15 @@ def materialize_week(
     raise_on_error: bool = True,
     run_config: dict[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
+    raw_history: bool = True,
 ) -> dg.ExecuteInProcessResult:
     """Really run the project's assets for one week (in process; an ephemeral instance
-    unless one is given)."""
+    unless one is given). When silver runs and raw holds no week before this one, raw is
+    first loaded for the weeks before it that the app has rows in (`load_raw_before`, in
+    an instance of its own), as the sensor or a backfill would have: silver reads raw's
+    W-2 and W-1 and raw's history (`raw_history=False`: not)."""
+    if raw_history and (selection is None or "silver" in selection):
+        load_raw_before(settings, week, only_if_none=True)
     return dg.materialize(
         [*pipeline_assets, *asset_checks],
         resources={**run_resources(settings), **(resources or {})},
@@ -158,6 +165,74 @@ def materialize_in_a_process(
         text=True,
         timeout=300,
     )
+
+
+def materialize_range(
+    settings: Settings,
+    first: str,
+    last: str,
+    selection: str = "group:raw",
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One run of `selection` over the weeks first..last, as a backfill launches raw and
+    silver (their checks included)."""
+    job = dg.define_asset_job("range_run", selection=selection)
+    defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[job]))
+    tags = {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+    return defs.resolve_job_def("range_run").execute_in_process(tags=tags, instance=instance)
+
+
+def load_raw_before(
+    settings: Settings,
+    week: str,
+    instance: dg.DagsterInstance | None = None,
+    only_if_none: bool = False,
+) -> None:
+    """raw for every week before `week` from the first with app rows (the first partition
+    when rows are older): what the sensor or a backfill has done before a week runs, since
+    silver reads raw's W-2 and W-1 and raw's history for the savings balance.
+    `only_if_none`: not when raw already holds a week before `week`."""
+    engine = db.create_engine(settings.warehouse.database_url)
+    src = source_tables(settings.sources)
+    try:
+        with engine.connect() as conn:
+            found = [
+                conn.execute(
+                    sa.select(sa.func.min(db.timestamp_value(engine, t.c.occurred_at)))
+                ).scalar()
+                for t in (src.transactions, src.app_events)
+            ]
+        if only_if_none and _raw_holds_a_week_before(engine, settings, week):
+            return
+    finally:
+        engine.dispose()
+    earliest = min((_instant(v) for v in found if v is not None), default=None)
+    if earliest is None:
+        return
+    tz = settings.analysis.timezone
+    first = max(Week.containing(earliest, tz), Week(weekly_partitions.start.date(), tz))
+    last = Week.from_key(week, tz).shifted(-1)
+    if first <= last:
+        assert materialize_range(settings, first.key, last.key, instance=instance).success
+
+
+def _raw_holds_a_week_before(engine: Engine, settings: Settings, week: str) -> bool:
+    schema = "" if db.is_sqlite(engine) else f'"{settings.warehouse.schema_name}".'
+    query = sa.text(f"SELECT count(*) FROM {schema}raw_weeks WHERE week_start < :w")
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(query, {"w": dt.date.fromisoformat(week)}).scalar())
+    except sa.exc.DBAPIError:
+        return False  # no warehouse yet
+
+
+def _instant(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(float(value), dt.UTC)
 
 
 def fetch(engine: Engine, query: sa.Select[Any] | str) -> list[dict[str, Any]]:

@@ -23,7 +23,13 @@ from kidsfin_assets.defs.checks import RAW_KEY
 from kidsfin_assets.defs.keys import ANALYSIS_EXPORT_KEY, GOLD_KEY, REPORTS_EXPORT_KEY, SILVER_KEY
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
-from kidsfin_assets_tests.helpers import fetch, materialize_week, use_database, warehouse_engine
+from kidsfin_assets_tests.helpers import (
+    fetch,
+    load_raw_before,
+    materialize_week,
+    use_database,
+    warehouse_engine,
+)
 from kidsfin_demo import DemoSpec, generate
 
 END = dt.date(2026, 3, 16)
@@ -76,6 +82,7 @@ def test_each_week_of_a_range_run_carries_its_own_figures(monkeypatch, database_
     engine = db.create_engine(settings.warehouse.database_url)
     generate(engine, settings.sources, DemoSpec(kids=12, weeks=5, end_week=END, seed=11))
     weeks = WEEKS[1:]
+    load_raw_before(settings, weeks[0])  # silver reads raw's W-2 and W-1
     with dg.DagsterInstance.ephemeral() as instance:
         ranged = run_range(settings, weeks[0], weeks[-1], instance)
         assert ranged.success
@@ -122,6 +129,7 @@ def test_one_run_over_a_range_equals_week_by_week(monkeypatch, pg_url) -> None:
     settings = use_database(monkeypatch, pg_url)
     engine = db.create_engine(settings.warehouse.database_url)
     generate(engine, settings.sources, DemoSpec(kids=15, weeks=6, end_week=END, seed=5))
+    load_raw_before(settings, WEEKS[0])  # silver reads raw's W-2 and W-1
     result = run_range(settings, WEEKS[0], WEEKS[-1])
     assert result.success
     meta = result.asset_materializations_for_node("silver__kid_weekly_analysis")
@@ -136,7 +144,7 @@ def test_one_run_over_a_range_equals_week_by_week(monkeypatch, pg_url) -> None:
     assert sorted(ranged) == WEEKS
     with warehouse_engine(settings).begin() as conn:
         conn.execute(sa.delete(kid_weekly_analysis))
-    for week in reversed(WEEKS):  # any order: each week reads its own W-1, W-2
+    for week in reversed(WEEKS):  # any order, once raw holds every week it reads
         assert materialize_week(settings, week, selection="group:raw or group:silver").success
     assert silver_by_week(settings) == ranged
 
@@ -208,13 +216,18 @@ def _check_statuses(
 
 
 def test_asset_backfill_runs_silver_once_and_gold_per_week(monkeypatch, pg_url, tmp_path) -> None:
-    """A backfill of every asset over three weeks, as the UI launches it: raw, silver and
-    the analysis export in one run over the range, gold and the reports export one run per
-    week; every check shows each week's own result (a range run too)."""
+    """A backfill of every asset over three weeks, as the UI launches it: raw in one run
+    over the range, then silver and the analysis export in one run over the range and the
+    two weeks after it (their trends read raw's last weeks), gold and the reports export one
+    run per week; every check shows each week's own result (a range run too)."""
     settings = use_database(monkeypatch, pg_url)
     engine = db.create_engine(settings.warehouse.database_url)
     generate(engine, settings.sources, DemoSpec(kids=4, weeks=5, end_week=END, seed=3))
     weeks = WEEKS[1:]
+    load_raw_before(settings, weeks[0])  # silver reads raw's W-2 and W-1
+    # Silver W reads raw W-2..W (its partition mapping), so Dagster re-runs silver and
+    # what follows it for the two weeks after the range too, which read raw's last weeks.
+    later = [(END + dt.timedelta(weeks=n)).isoformat() for n in (1, 2)]
     home = tmp_path / "dagster_home"
     home.mkdir()
     # Runs start as soon as the backfill submits them (no run-queue daemon in this test).
@@ -246,25 +259,35 @@ def test_asset_backfill_runs_silver_once_and_gold_per_week(monkeypatch, pg_url, 
         runs = _backfill_runs(instance, backfill.backfill_id)
 
         checks = {
-            key: _check_statuses(instance, key, weeks) for key in asset_graph.asset_check_keys
+            key: _check_statuses(instance, key, weeks + later)
+            for key in asset_graph.asset_check_keys
         }
 
     assert status == BulkActionStatus.COMPLETED_SUCCESS
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    raw = [r for r in runs if RAW_KEY in (r.asset_selection or set())]
     silver = [r for r in runs if SILVER_KEY in (r.asset_selection or set())]
     gold = [r for r in runs if GOLD_KEY in (r.asset_selection or set())]
-    assert len(silver) == 1  # BackfillPolicy.single_run: the whole range at once
-    assert _run_weeks(silver[0]) == (weeks[0], weeks[-1])
-    assert silver[0].asset_selection == {RAW_KEY, SILVER_KEY, ANALYSIS_EXPORT_KEY}
+    # BackfillPolicy.single_run: raw's range in one run, then silver's in one run.
+    assert len(raw) == len(silver) == 1
+    assert _run_weeks(raw[0]) == (weeks[0], weeks[-1]) and raw[0].asset_selection == {RAW_KEY}
+    assert _run_weeks(silver[0]) == (weeks[0], later[-1])
+    assert silver[0].asset_selection == {SILVER_KEY, ANALYSIS_EXPORT_KEY}
     # BackfillPolicy.multi_run(1): one week per gold run, so each run's cost is one week's.
-    assert sorted(_run_weeks(r) for r in gold) == [(w, w) for w in weeks]
+    assert sorted(_run_weeks(r) for r in gold) == [(w, w) for w in weeks + later]
     assert all(r.asset_selection == {GOLD_KEY, REPORTS_EXPORT_KEY} for r in gold)
-    assert len(runs) == 1 + len(weeks)  # nothing else: no run of an export alone
-    # Each check has each week's own result, the range run's raw and silver checks too,
+    assert len(runs) == 2 + len(weeks + later)  # nothing else: no run of an export alone
+    # Each check has each week's own result, the range runs' raw and silver checks too,
     # and none without a week (which the UI would show beside "Skipped" weeks).
-    assert checks and all(
-        found == dict.fromkeys(weeks, "SUCCEEDED") for found in checks.values()
+    raw_check = dg.AssetCheckKey(RAW_KEY, "quarantine_share_below_threshold")
+    assert checks[raw_check] == dict.fromkeys(weeks, "SUCCEEDED"), checks
+    assert all(
+        found == dict.fromkeys(weeks + later, "SUCCEEDED")
+        for key, found in checks.items()
+        if key != raw_check
     ), checks
-    assert sorted(silver_by_week(settings)) == weeks
+    # The app has no rows after the range, as raw's last load saw: the later weeks' silver
+    # rows are the trends of kids active in the range's last weeks.
+    assert sorted(silver_by_week(settings)) == weeks + later
     reports = fetch(warehouse_engine(settings), sa.select(kid_weekly_reports.c.week_start))
-    assert sorted({str(r["week_start"]) for r in reports}) == weeks
+    assert sorted({str(r["week_start"]) for r in reports}) == weeks + later

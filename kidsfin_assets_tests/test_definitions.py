@@ -21,6 +21,7 @@ from kidsfin_assets.warehouse.tables import kid_weekly_analysis
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
+    materialize_range,
     materialize_week,
     use_database,
     warehouse_engine,
@@ -102,6 +103,8 @@ def trend_week(monkeypatch: pytest.MonkeyPatch, pg_url: str) -> Settings:
         (2, 1, "2026-03-10 10:00", "income", None, 100000),  # W-1
         (3, 1, "2026-03-17 10:00", "income", None, 115000),  # W
     )
+    # Silver reads raw's W-2, W-1 and W: raw holds them, as the sensor would have left it.
+    assert materialize_range(settings, "2026-03-02", W).success
     return settings
 
 
@@ -158,7 +161,7 @@ def failed_run_message(settings: Settings, selection: str, override: dict[str, A
             "kids",
             "kids; drop table x",
             "sources.kids: 'kids; drop table x' is not a table name",
-            "group:silver",
+            "group:raw",
         ),
         (
             "privacy",
@@ -377,7 +380,12 @@ def test_the_assets_run_on_their_resources_alone(
     readable config at all, so nothing in a run reads the settings behind its back."""
     from kidsfin_assets.defs.assets.raw import kid_activity
     from kidsfin_assets.defs.assets.silver import kid_weekly_analysis as silver
-    from kidsfin_assets.defs.resources import SourcesResource, WarehouseResource
+    from kidsfin_assets.defs.resources import (
+        AnalysisResource,
+        CheckLimitsResource,
+        SourcesResource,
+        WarehouseResource,
+    )
 
     settings = trend_week(monkeypatch, pg_url)
     monkeypatch.setenv("KIDSFIN_CONFIG", str(tmp_path / "missing.yaml"))
@@ -385,6 +393,7 @@ def test_the_assets_run_on_their_resources_alone(
         "warehouse": WarehouseResource(database_url=pg_url),
         "sources": SourcesResource(),
         "analysis": AnalysisResource(trend_threshold=0.2),
+        "check_limits": CheckLimitsResource(),  # raw's check runs in raw's step
     }
     result = dg.materialize([kid_activity, silver], resources=resources, partition_key=W)
     assert result.success

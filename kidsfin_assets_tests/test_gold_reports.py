@@ -19,6 +19,7 @@ from kidsfin_assets_tests.helpers import (
     SourceDB,
     export_dir,
     fetch,
+    load_raw_before,
     local,
     materialize_week,
     use_database,
@@ -64,6 +65,7 @@ def setup_week(monkeypatch, url: str, server: FakeOpenAIServer, n: int, **env: s
     }
     settings = use_database(monkeypatch, url, **{**defaults, **env})
     ids = load_kids(SourceDB(settings), n)
+    load_raw_before(settings, W)  # silver reads raw's W-1 (the kids' income there)
     assert materialize_week(settings, W, selection="group:raw or group:silver").success
     return settings, ids
 

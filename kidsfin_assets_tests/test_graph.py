@@ -19,7 +19,10 @@ from kidsfin_assets.warehouse.tables import (
     kid_weekly_reports,
     quarantine,
     raw_app_events,
+    raw_opening_balances,
+    raw_savings_goals,
     raw_transactions,
+    raw_weeks,
 )
 from kidsfin_assets_tests.helpers import SourceDB, materialize_week, use_database
 
@@ -35,9 +38,17 @@ def tables_by_asset(settings: Settings) -> dict[str, dg.AssetKey]:
         app.transactions: keys.APP_TRANSACTIONS,
         app.app_events: keys.APP_EVENTS,
         app.savings_goals: keys.APP_SAVINGS_GOALS,
-        raw_transactions.name: keys.RAW_KEY,
-        raw_app_events.name: keys.RAW_KEY,
-        quarantine.name: keys.RAW_KEY,
+        **{
+            t.name: keys.RAW_KEY
+            for t in (
+                raw_transactions,
+                raw_app_events,
+                raw_savings_goals,
+                raw_weeks,
+                raw_opening_balances,
+                quarantine,
+            )
+        },
         kid_weekly_analysis.name: keys.SILVER_KEY,
         kid_weekly_reports.name: keys.GOLD_KEY,
     }

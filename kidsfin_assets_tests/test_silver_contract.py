@@ -11,6 +11,7 @@ from kidsfin_assets_tests.helpers import (
     SourceDB,
     export_dir,
     fetch,
+    load_raw_before,
     materialize_week,
     use_database,
     warehouse_engine,
@@ -66,6 +67,7 @@ def load_contract_case(source: SourceDB) -> None:
 def contract(monkeypatch: pytest.MonkeyPatch, database_url: str):
     settings = use_database(monkeypatch, database_url)
     load_contract_case(SourceDB(settings))
+    load_raw_before(settings, W)  # silver reads raw's W-2, W-1 and its history
     result = materialize_week(settings, W)
     assert result.success
     return settings, result
@@ -149,7 +151,8 @@ def test_invalid_rows_are_quarantined_with_reasons(contract) -> None:
         for o in result.asset_observations_for_node("raw__kid_activity")
     }
     assert undated == {"app/transactions": 1, "app/app_events": 1, "app/savings_goals": 0}
-    raw_ids = {r["txn_id"] for r in fetch(engine, sa.select(raw_transactions.c.txn_id))}
+    t = raw_transactions
+    raw_ids = {r["txn_id"] for r in fetch(engine, sa.select(t.c.txn_id).where(t.c.week_start == W))}
     assert raw_ids == {2, 3, 4, 5, 6, 7, 8, 22, 25}
 
 

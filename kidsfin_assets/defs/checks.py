@@ -1,6 +1,6 @@
 """Asset checks: is each week's state trustworthy? Numeric metadata, plotted by the UI."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 import sqlalchemy as sa
@@ -17,18 +17,15 @@ from kidsfin_assets.defs.keys import GOLD_KEY, RAW_KEY, SILVER_KEY
 from kidsfin_assets.defs.resources import (
     AnalysisResource,
     CheckLimitsResource,
-    SourcesResource,
     WarehouseResource,
 )
 from kidsfin_assets.warehouse.tables import (
-    Sources,
     kid_weekly_analysis,
     kid_weekly_reports,
     quarantine,
     raw_app_events,
     raw_transactions,
 )
-from kidsfin_assets.warehouse.validation import valid_events, valid_transactions
 
 WeekCheck = Callable[[Connection, Week], dg.AssetCheckResult]
 
@@ -47,11 +44,15 @@ def _current_reports(week: Week) -> sa.ColumnElement[bool]:
     return sa.and_(gold.c.week_start == week.start, gold.c.superseded_at.is_(None))
 
 
-def silver_rows_per_active_kid(conn: Connection, src: Sources, week: Week) -> dg.AssetCheckResult:
-    window = (week.shifted(-2).starts_at, week.ends_at)
-    txns = valid_transactions(conn.engine, src, week.timezone, *window).subquery()
-    events = valid_events(conn.engine, src, week.timezone, *window).subquery()
-    active = sa.union(sa.select(txns.c.kid_id), sa.select(events.c.kid_id)).subquery()
+def silver_rows_per_active_kid(conn: Connection, week: Week) -> dg.AssetCheckResult:
+    """Silver's rows against the kids raw holds a valid row of in W-2 .. W."""
+    first = week.shifted(-2).start
+    active = sa.union(
+        *(
+            sa.select(t.c.kid_id).where(t.c.week_start >= first, t.c.week_start <= week.start)
+            for t in (raw_transactions, raw_app_events)
+        )
+    ).subquery()
     expected = _count(conn, sa.select(sa.func.count()).select_from(active))
     silver = kid_weekly_analysis
     rows = _count(conn, _week_rows(silver, week))
@@ -175,7 +176,9 @@ def average_cost(conn: Connection, week: Week, limit: float) -> dg.AssetCheckRes
 
 
 def _target(
-    context: dg.AssetCheckExecutionContext, asset: dg.AssetKey, week: str
+    context: dg.OpExecutionContext | dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    asset: dg.AssetKey,
+    week: str,
 ) -> AssetCheckEvaluationTargetMaterializationData | None:
     """The week's latest materialisation, which this evaluation checked (as Dagster records
     it for a check of one partition)."""
@@ -189,58 +192,68 @@ def _target(
     )
 
 
-def per_week(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: WarehouseResource,
-    timezone: str,
-    evaluate: WeekCheck,
-) -> Iterator[dg.Output[None] | dg.AssetCheckEvaluation]:
-    """One evaluation per week, each recorded on its own partition. A range run (raw and
-    silver in a backfill) would otherwise record one evaluation without a partition and
-    leave every week of the range "Skipped" in the UI."""
-    (spec,) = context.check_specs
-    (output,) = context.op_execution_context.op_def.output_defs
-    yield dg.Output(None, output_name=output.name)  # what blocked steps wait for
-    with warehouse.get_engine().connect() as conn:
-        for key in context.partition_keys:
-            result = evaluate(conn, Week.from_key(key, timezone))
-            yield dg.AssetCheckEvaluation(
-                asset_key=spec.asset_key,
-                check_name=spec.name,
-                passed=result.passed,
-                metadata=result.metadata,
-                target_materialization_data=_target(context, spec.asset_key, key),
-                severity=result.severity,
-                description=result.description,
-                blocking=spec.blocking,
-                partition=key,
-            )
-
-
 Evaluations = Iterator[dg.Output[None] | dg.AssetCheckEvaluation]
 
 
-@dg.asset_check(
+def evaluate_checks(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    timezone: str,
+    checks: Sequence[tuple[dg.AssetCheckSpec, WeekCheck]],
+) -> Evaluations:
+    """The selected checks, one evaluation per week, each recorded on its own partition (a
+    range run would otherwise record one evaluation without a partition and leave every week
+    of the range "Skipped" in the UI). Called from the asset's own step (raw, silver: their
+    `check_specs`, after the materialisation) or from a check step (gold's)."""
+    op_context = context.op_execution_context
+    selected = op_context.selected_asset_check_keys
+    outputs = op_context.assets_def.check_specs_by_output_name
+    chosen = [(spec, check) for spec, check in checks if spec.key in selected]
+    if not chosen:
+        return
+    for spec, _ in chosen:
+        name = next(n for n, s in outputs.items() if s.key == spec.key)
+        yield dg.Output(None, output_name=name)  # what blocked steps wait for
+    with warehouse.get_engine().connect() as conn:
+        for key in op_context.partition_keys:
+            week = Week.from_key(key, timezone)
+            for spec, check in chosen:
+                result = check(conn, week)
+                yield dg.AssetCheckEvaluation(
+                    asset_key=spec.asset_key,
+                    check_name=spec.name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    target_materialization_data=_target(context, spec.asset_key, key),
+                    severity=result.severity,
+                    description=result.description,
+                    blocking=spec.blocking,
+                    partition=key,
+                )
+
+
+# --- the checks: raw's and silver's run in their asset's step (`check_specs`), gold's in one
+# step of their own after gold (gold's step is gold's engine's) ---------------------------
+
+QUARANTINE_SHARE = dg.AssetCheckSpec(
+    "quarantine_share_below_threshold",
+    asset=RAW_KEY,
+    partitions_def=weekly_partitions,
+    description=(
+        "Warns when the share of the week's source rows quarantined exceeds "
+        "check_limits.max_quarantine_share."
+    ),
+)
+ONE_ROW_PER_ACTIVE_KID = dg.AssetCheckSpec(
+    "one_row_per_active_kid",
     asset=SILVER_KEY,
     partitions_def=weekly_partitions,
-    description="One silver row per kid with valid activity in W, W-1 or W-2, none twice.",
+    description=(
+        "One silver row per kid with a valid row (raw's copy) in W, W-1 or W-2, none twice."
+    ),
 )
-def one_row_per_active_kid(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: WarehouseResource,
-    sources: SourcesResource,
-    analysis: AnalysisResource,
-) -> Evaluations:
-    src = sources.tables()
-    yield from per_week(
-        context,
-        warehouse,
-        analysis.timezone,
-        lambda conn, week: silver_rows_per_active_kid(conn, src, week),
-    )
-
-
-@dg.asset_check(
+ONE_REPORT_PER_SILVER_ROW = dg.AssetCheckSpec(
+    "one_report_per_silver_row",
     asset=GOLD_KEY,
     partitions_def=weekly_partitions,
     blocking=True,
@@ -249,92 +262,62 @@ def one_row_per_active_kid(
         "Blocking: the reports export waits for it."
     ),
 )
-def one_report_per_silver_row(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: WarehouseResource,
-    analysis: AnalysisResource,
-) -> Evaluations:
-    yield from per_week(context, warehouse, analysis.timezone, gold_reports_per_silver_row)
-
-
-@dg.asset_check(
+SCORES_WITHIN_0_10 = dg.AssetCheckSpec(
+    "scores_within_0_10",
     asset=GOLD_KEY,
     partitions_def=weekly_partitions,
     description="Every report's overall_score is a number from 0 to 10.",
 )
-def scores_within_0_10(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: WarehouseResource,
-    analysis: AnalysisResource,
-) -> Evaluations:
-    yield from per_week(context, warehouse, analysis.timezone, scores_in_range)
-
-
-@dg.asset_check(
+REPORTS_GROUNDED = dg.AssetCheckSpec(
+    "reports_grounded",
     asset=GOLD_KEY,
     partitions_def=weekly_partitions,
     description=(
-        "Warns when fewer than checks.min_grounded_share of the week's reports have every "
+        "Warns when fewer than check_limits.min_grounded_share of the week's reports have every "
         "number and trend they state supported by the data (the rest wait for review in "
         "needs_review_reports_<week>.json)."
     ),
 )
-def reports_grounded(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: WarehouseResource,
-    analysis: AnalysisResource,
-    check_limits: CheckLimitsResource,
-) -> Evaluations:
-    least = check_limits.min_grounded_share
-    yield from per_week(
-        context, warehouse, analysis.timezone, lambda conn, w: grounded_share(conn, w, least)
-    )
-
-
-@dg.asset_check(
-    asset=RAW_KEY,
-    partitions_def=weekly_partitions,
-    description=(
-        "Warns when the share of the week's source rows quarantined exceeds "
-        "checks.max_quarantine_share."
-    ),
-)
-def quarantine_share_below_threshold(
-    context: dg.AssetCheckExecutionContext,
-    warehouse: WarehouseResource,
-    analysis: AnalysisResource,
-    check_limits: CheckLimitsResource,
-) -> Evaluations:
-    limit = check_limits.max_quarantine_share
-    yield from per_week(
-        context, warehouse, analysis.timezone, lambda conn, w: quarantined_share(conn, w, limit)
-    )
-
-
-@dg.asset_check(
+COST_PER_REPORT = dg.AssetCheckSpec(
+    "cost_per_report_below_threshold",
     asset=GOLD_KEY,
     partitions_def=weekly_partitions,
     description=(
-        "Warns when the week's average cost per report exceeds checks.max_cost_per_report_usd."
+        "Warns when the week's average cost per report exceeds "
+        "check_limits.max_cost_per_report_usd."
     ),
 )
-def cost_per_report_below_threshold(
+
+
+def raw_checks(limits: CheckLimitsResource) -> list[tuple[dg.AssetCheckSpec, WeekCheck]]:
+    share = limits.max_quarantine_share
+    return [(QUARANTINE_SHARE, lambda conn, w: quarantined_share(conn, w, share))]
+
+
+SILVER_CHECKS: list[tuple[dg.AssetCheckSpec, WeekCheck]] = [
+    (ONE_ROW_PER_ACTIVE_KID, silver_rows_per_active_kid)
+]
+
+
+@dg.multi_asset_check(
+    specs=[ONE_REPORT_PER_SILVER_ROW, SCORES_WITHIN_0_10, REPORTS_GROUNDED, COST_PER_REPORT],
+    can_subset=True,
+    description="Gold's checks, each week of the run, in one step after gold's.",
+)
+def gold_checks(
     context: dg.AssetCheckExecutionContext,
     warehouse: WarehouseResource,
     analysis: AnalysisResource,
     check_limits: CheckLimitsResource,
 ) -> Evaluations:
-    limit = check_limits.max_cost_per_report_usd
-    yield from per_week(
-        context, warehouse, analysis.timezone, lambda conn, w: average_cost(conn, w, limit)
-    )
+    least, most = check_limits.min_grounded_share, check_limits.max_cost_per_report_usd
+    checks: list[tuple[dg.AssetCheckSpec, WeekCheck]] = [
+        (ONE_REPORT_PER_SILVER_ROW, gold_reports_per_silver_row),
+        (SCORES_WITHIN_0_10, scores_in_range),
+        (REPORTS_GROUNDED, lambda conn, w: grounded_share(conn, w, least)),
+        (COST_PER_REPORT, lambda conn, w: average_cost(conn, w, most)),
+    ]
+    yield from evaluate_checks(context, warehouse, analysis.timezone, checks)
 
 
-asset_checks = [
-    quarantine_share_below_threshold,
-    one_row_per_active_kid,
-    one_report_per_silver_row,
-    scores_within_0_10,
-    reports_grounded,
-    cost_per_report_below_threshold,
-]
+asset_checks = [gold_checks]

@@ -257,6 +257,39 @@ def local_date(engine: Engine, column: ColumnElement[Any], tz: str) -> ColumnEle
     return sa.cast(sa.func.timezone(tz, column), sa.Date)
 
 
+def local_date_in_week(
+    engine: Engine, column: ColumnElement[Any], tz: str, monday: dt.date
+) -> ColumnElement[Any]:
+    """local_date() of an instant known to lie in the local week starting on `monday`: on
+    PostgreSQL the Monday plus the instant's bucket among the week's 8 local midnights (a
+    binary search, not a time zone conversion per row)."""
+    if is_sqlite(engine):
+        return local_date(engine, column, tz)
+    zone = _zone(tz)
+    midnights = [
+        dt.datetime.combine(monday + dt.timedelta(days=d), dt.time(0), tzinfo=zone)
+        for d in range(8)
+    ]
+    bounds = sa.literal(midnights, postgresql.ARRAY(sa.DateTime(timezone=True)))
+    days = sa.func.width_bucket(column, bounds) - 1
+    return sa.type_coerce(sa.literal(monday, sa.Date) + days, sa.Date)
+
+
+def days_since(engine: Engine, day: ColumnElement[Any], first: dt.date) -> ColumnElement[Any]:
+    """Whole days from `first` to a DATE column (SQLite keeps dates as ISO text)."""
+    if is_sqlite(engine):
+        diff = sa.func.julianday(day) - sa.func.julianday(first.isoformat())
+        return sa.type_coerce(sa.cast(diff, sa.Integer), sa.Integer)
+    return sa.type_coerce(day - sa.cast(sa.literal(first.isoformat()), sa.Date), sa.Integer)
+
+
+def epoch_seconds(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """An instant as epoch seconds (a float), in both dialects."""
+    if is_sqlite(engine):
+        return timestamp_value(engine, column)
+    return sa.cast(sa.extract("epoch", column), sa.Float)
+
+
 def day_index(
     engine: Engine,
     column: ColumnElement[Any],

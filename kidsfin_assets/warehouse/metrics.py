@@ -1,13 +1,13 @@
-"""The silver metric contract of docs/metrics.md, as one INSERT ... SELECT in the database.
+"""The silver metric contract of docs/metrics.md, as one INSERT ... SELECT over raw's copy.
 
-Nothing per transaction or per kid comes back to Python: the database filters, groups,
-ranks categories, computes trends and writes the week's rows itself. Each source table
-is read once per week, in one grouped pass per kid:
-
-- a row's local day is its bucket among the window's local midnights (no per-row time
-  zone conversion), and active days are a bit mask of those days, OR-ed per kid;
-- whether the kid exists is checked once per kid after grouping, not once per row
-  (an orphan row's kid_id has no kid, so its whole group drops out).
+Silver reads raw, never the app's tables: `raw_transactions` and `raw_app_events` of W-2,
+W-1 and W (its partition mapping) and `raw_savings_goals` of W, every row already valid,
+of a kid that exists, with its local date (raw is the one place the validity rules are
+applied: validation.py). Nothing per row or per kid comes back to Python: the database
+groups, ranks categories, computes trends and writes the week's rows itself, in one grouped
+pass per kid over the window's transactions (each row's slot, week * 4 + kind, makes every
+FILTER one integer comparison) and one over its app events; active days are a bit mask of
+the window's 21 local days, OR-ed per kid.
 
 Money is summed exactly, as integer cents in both dialects.
 """
@@ -24,14 +24,17 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.warehouse import db
+from kidsfin_assets.warehouse.raw_weeks import lock_writes, next_seq, read_loads
 from kidsfin_assets.warehouse.tables import (
     TREND_METRICS,
-    Sources,
     kid_weekly_analysis,
+    raw_app_events,
+    raw_opening_balances,
+    raw_savings_goals,
+    raw_transactions,
     savings_balance_weeks,
     savings_balances,
 )
-from kidsfin_assets.warehouse.validation import OTHER_CATEGORY, in_window, valid_kind_and_amount
 
 KINDS = {
     "income": "income_total",
@@ -48,117 +51,105 @@ class _Window:
 
     def __init__(self, engine: Engine, week: Week) -> None:
         self.engine, self.week = engine, week
-        first = week.shifted(1 - WEEKS_BACK)
-        self.first_day = first.start
-        self.midnights = [
-            Week(first.start + dt.timedelta(days=d), week.timezone).starts_at
-            for d in range(WEEKS_BACK * DAYS + 1)
-        ]  # localised one by one, so DST days are 23 or 25 hours long
-        self.start, self.end = self.midnights[0], self.midnights[-1]
-
-    def day(self, column: Any) -> Any:
-        return db.day_index(self.engine, column, self.week.timezone, self.first_day, self.midnights)
+        self.first = week.shifted(1 - WEEKS_BACK)
 
     @staticmethod
-    def first_day_of(back: int) -> int:
-        """The window's day number of W-back's Monday."""
-        return (WEEKS_BACK - 1 - back) * DAYS
+    def slot(back: int, kind: int) -> int:
+        """The slot of W-back's transactions of one kind (KINDS' order)."""
+        return (WEEKS_BACK - 1 - back) * len(KINDS) + kind
 
-    def in_week(self, day: Any, back: int) -> Any:
-        first = self.first_day_of(back)
-        return sa.and_(day >= first, day < first + DAYS)
-
-    def active_days(self, mask: Any, back: int) -> Any:
+    @staticmethod
+    def active_days(mask: Any, back: int) -> Any:
         """How many days of week W-back are set in a day mask."""
-        first = self.first_day_of(back)
+        first = (WEEKS_BACK - 1 - back) * DAYS
         return sum((mask.op(">>")(first + bit)).op("&")(1) for bit in range(DAYS))
 
 
-def _rows_with_day(
-    window: _Window, table: sa.TableClause, columns: list[Any], where: list[Any]
-) -> sa.Subquery:
-    """The window's rows of a source table, each with its local day (0 .. 20)."""
-    day = sa.type_coerce(window.day(table.c.occurred_at), sa.Integer).label("day")
-    rows = sa.select(table.c.kid_id, *columns, day).where(
-        in_window(window.engine, table.c.occurred_at, window.start, window.end), *where
-    )
-    return db.computed_once(window.engine, rows).subquery()
-
-
-def _day_mask(engine: Engine, day: Any) -> Any:
-    return db.bit_or_agg(engine, sa.literal(1).op("<<")(day)).label("days")
-
-
-def _txn_totals(engine: Engine, src: Sources, window: _Window) -> sa.Select[Any]:
-    """Per kid_id (orphans included, dropped later): sums, counts and the day mask, and
-    the window's saving and withdrawal totals (the balance carried forward adds them).
-
-    Each row gets one small integer, its slot (week * 4 + kind), so that every FILTER
-    below is one integer comparison."""
-    t = src.transactions
+def _txn_rows(engine: Engine, window: _Window) -> sa.Subquery:
+    """raw's transactions of W-2 .. W, one row each: kid, cents, kind number, day
+    (0 .. 20) and slot (week * 4 + kind), each computed once per row."""
+    t = raw_transactions
+    first, last = window.first.start, window.week.start
     kind = sa.case(*((t.c.kind == k, i) for i, k in enumerate(KINDS)), else_=len(KINDS))
-    dated = _rows_with_day(
-        window,
-        t,
-        [db.exact_money(t.c.amount).label("money"), kind.label("kind")],
-        [valid_kind_and_amount(engine, t)],
+    day = db.days_since(engine, t.c.local_date, first)
+    rows = (
+        sa.select(
+            t.c.kid_id,
+            db.exact_money(t.c.amount).label("money"),
+            kind.label("kind"),
+            day.label("day"),
+        )
+        .where(t.c.week_start >= first, t.c.week_start <= last)
+        .subquery("txn_rows")
     )
-    # The slot from the day already computed (a day bucket is a search per row; this is
-    # integer arithmetic), itself computed once per row rather than once per FILTER.
-    row_slot = (dated.c.day // DAYS) * len(KINDS) + dated.c.kind
-    r = db.computed_once(
+    slot = (rows.c.day // DAYS) * len(KINDS) + rows.c.kind
+    return db.computed_once(
         engine,
-        sa.select(dated.c.kid_id, dated.c.money, dated.c.day, dated.c.kind, row_slot.label("slot")),
-    ).subquery()
+        sa.select(rows.c.kid_id, rows.c.money, rows.c.kind, rows.c.day, slot.label("slot")),
+    ).subquery("slotted")
 
-    def slot(back: int, kind: str) -> int:
-        return window.first_day_of(back) // DAYS * len(KINDS) + list(KINDS).index(kind)
 
+def _totals(engine: Engine, window: _Window) -> sa.Select[Any]:
+    """Per kid with a row in the window: sums, counts, the day mask, and the window's
+    saving and withdrawal totals (the carried balance adds them). Transactions and app
+    events are grouped apart (the events need only a count and a day mask), then their
+    per-kid rows together: no FULL JOIN, which SQLite before 3.39 lacks."""
+    r = _txn_rows(engine, window)
+    kinds = list(KINDS)
     sums = [
-        sa.func.sum(r.c.money).filter(r.c.slot == slot(back, kind)).label(f"{name}_{back}")
+        sa.func.sum(r.c.money).filter(r.c.slot == window.slot(back, i)).label(f"{name}_{back}")
         for back in range(WEEKS_BACK)
-        for kind, name in KINDS.items()
+        for i, (kind, name) in enumerate(KINDS.items())
         if back == 0 or kind != "withdrawal"  # withdrawals have no trend
     ]
     counts = [
         sa.func.count()
-        .filter(r.c.slot >= slot(back, "income"), r.c.slot <= slot(back, "withdrawal"))
+        .filter(r.c.slot >= window.slot(back, 0), r.c.slot < window.slot(back, len(KINDS)))
         .label(f"txn_count_{back}")
         for back in range(WEEKS_BACK)
     ]
     flows = [
-        sa.func.sum(r.c.money).filter(r.c.kind == list(KINDS).index(kind)).label(name)
+        sa.func.sum(r.c.money).filter(r.c.kind == kinds.index(kind)).label(name)
         for kind, name in (("saving", "saved_in_window"), ("withdrawal", "withdrawn_in_window"))
     ]
-    mask = _day_mask(engine, r.c.day)
-    return sa.select(r.c.kid_id, *sums, *counts, *flows, mask).group_by(r.c.kid_id)
-
-
-def _event_totals(engine: Engine, src: Sources, window: _Window) -> sa.Subquery:
-    r = _rows_with_day(window, src.app_events, [], [])
-    count = sa.func.count().filter(window.in_week(r.c.day, 0)).label("event_count")
-    return (
-        sa.select(r.c.kid_id, count, _day_mask(engine, r.c.day))
-        .group_by(r.c.kid_id)
-        .subquery("event_totals")
+    mask = db.bit_or_agg(engine, sa.literal(1).op("<<")(r.c.day)).label("days")
+    none = sa.cast(sa.null(), sa.BigInteger)
+    txn = sa.select(r.c.kid_id, *sums, *counts, *flows, none.label("event_count"), mask).group_by(
+        r.c.kid_id
     )
+    e = raw_app_events
+    first, last = window.first.start, window.week.start
+    day = db.days_since(engine, e.c.local_date, first)
+    figures = [c.name for c in txn.selected_columns if c.name not in ("kid_id", "days")]
+    evt = (
+        sa.select(
+            e.c.kid_id,
+            *(none.label(name) for name in figures if name != "event_count"),
+            sa.func.count().filter(e.c.local_date >= last).label("event_count"),
+            db.bit_or_agg(engine, sa.literal(1).op("<<")(day)).label("days"),
+        )
+        .where(e.c.week_start >= first, e.c.week_start <= last)
+        .group_by(e.c.kid_id)
+    )
+    both = sa.union_all(txn, evt).subquery("per_kid_rows")
+    return sa.select(
+        both.c.kid_id,
+        *(sa.func.sum(both.c[name]).label(name) for name in figures),
+        db.bit_or_agg(engine, both.c.days).label("days"),
+    ).group_by(both.c.kid_id)
 
 
-def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
+def _categories(engine: Engine, week: Week) -> sa.Subquery:
     """Per kid: W's spending by category as JSON, and the top one (ties: byte order)."""
-    t = src.transactions
-    category = sa.func.coalesce(t.c.category, OTHER_CATEGORY)
+    t = raw_transactions
     spent = (
         sa.select(
             t.c.kid_id,
-            category.label("category"),
+            t.c.category,
             sa.func.sum(db.exact_money(t.c.amount)).label("total"),
         )
-        .where(
-            in_window(engine, t.c.occurred_at, week.starts_at, week.ends_at),
-            valid_kind_and_amount(engine, t, ("spending",)),
-        )
-        .group_by(t.c.kid_id, category)
+        .where(t.c.week_start == week.start, t.c.kind == "spending")
+        .group_by(t.c.kid_id, t.c.category)
         .subquery("spent")
     )
     rank = sa.func.row_number().over(
@@ -180,25 +171,20 @@ def _categories(engine: Engine, src: Sources, week: Week) -> sa.Subquery:
 
 # --- savings goals --------------------------------------------------------------------------
 #
-# A kid-week lists each valid goal of the kid (created_at set, target a valid amount,
-# completed_at NULL or not before created_at) that is open at the end of W (created
-# before it, not completed before it), or was created or completed in W, ordered by
-# created_at, goal_id. Progress is for open goals only: the savings balance at the end of
-# W against the target, in whole percent rounded down, 0 when the balance is not
-# positive, and capped at 100 (`reached`: the balance covers the target). Every goal
-# shares the one balance: two goals of 100.000 đ with 100.000 đ saved are both at 100 %.
+# A kid-week lists each valid goal raw lists for W (raw_savings_goals: open at the end of W,
+# or created or completed in W), ordered by created_at, goal_id. Progress is for open goals
+# only: the savings balance at the end of W against the target, in whole percent rounded
+# down, 0 when the balance is not positive, and capped at 100 (`reached`: the balance
+# covers the target). Every goal shares the one balance: two goals of 100.000 đ with
+# 100.000 đ saved are both at 100 %.
 
 
-def _goal_entries(engine: Engine, src: Sources, week: Week, balances: Any) -> sa.Subquery:
+def _goal_entries(engine: Engine, week: Week, balances: Any) -> sa.Subquery:
     """One row per listed goal, with its JSON object; `balances` as in _per_kid."""
-    g = src.savings_goals
-    created = db.timestamp_value(engine, g.c.created_at)
-    completed = db.timestamp_value(engine, g.c.completed_at)
-    start, end = (db.timestamp_param(engine, t) for t in (week.starts_at, week.ends_at))
+    g = raw_savings_goals
     target = db.exact_money(g.c.target_amount)
     balance = sa.func.coalesce(balances.c.balance_cents, 0)
-    not_completed_by = sa.or_(g.c.completed_at.is_(None), completed >= end)
-    is_open = sa.and_(created < end, not_completed_by)
+    is_open = g.c.open_at_week_end
     progress = sa.case(
         (sa.not_(is_open), sa.null()),
         (balance >= target, 100),
@@ -221,124 +207,110 @@ def _goal_entries(engine: Engine, src: Sources, week: Week, balances: Any) -> sa
             "title": g.c.title,
             "target_amount": db.money_value(engine, target),
             "open_at_week_end": db.json_bool(engine, is_open),
-            "created_in_week": db.json_bool(engine, created >= start),
-            "completed_in_week": db.json_bool(
-                engine, sa.and_(g.c.completed_at.is_not(None), completed < end)
-            ),
+            "created_in_week": db.json_bool(engine, g.c.created_in_week),
+            "completed_in_week": db.json_bool(engine, g.c.completed_in_week),
             "progress_percent": progress,
             "reached": reached,
         },
     )
-    valid = sa.and_(
-        g.c.kid_id.is_not(None),
-        created.is_not(None),
-        db.valid_amount(engine, g.c.target_amount),
-        sa.or_(g.c.completed_at.is_(None), completed >= created),
-    )
-    # Listed: created before W's end and not completed before W's start (a goal completed
-    # before its creation is invalid, so one created in W cannot be).
-    listed = sa.and_(created < end, sa.or_(g.c.completed_at.is_(None), completed >= start))
     rows = (
-        sa.select(g.c.kid_id, created.label("created"), g.c.goal_id, entry.label("entry"))
+        sa.select(g.c.kid_id, g.c.created_order, g.c.goal_id, entry.label("entry"))
         .select_from(g.outerjoin(balances, balances.c.kid_id == g.c.kid_id))
-        .where(valid, listed)
+        .where(g.c.week_start == week.start)
     )
     if db.is_sqlite(engine):  # json_group_array takes the rows in the order they come
-        rows = rows.order_by(g.c.kid_id, created, g.c.goal_id)
+        rows = rows.order_by(g.c.kid_id, g.c.created_order, g.c.goal_id)
     return rows.subquery("goal_entries")
 
 
-def _goals(engine: Engine, src: Sources, week: Week, balances: Any) -> sa.Subquery:
+def _goals(engine: Engine, week: Week, balances: Any) -> sa.Subquery:
     """Per kid_id: W's savings goals as a JSON array (see above)."""
-    e = _goal_entries(engine, src, week, balances)
-    goals = db.json_array_agg(engine, e.c.entry, e.c.created, e.c.goal_id)
+    e = _goal_entries(engine, week, balances)
+    goals = db.json_array_agg(engine, e.c.entry, e.c.created_order, e.c.goal_id)
     return sa.select(e.c.kid_id, goals.label("goals")).group_by(e.c.kid_id).subquery("goals")
 
 
 # --- savings_balance, carried forward ------------------------------------------------------
 #
-# savings_balance(W) is every valid saving minus withdrawal before the end of W. Summing
-# all history each week would cost more every week, so each materialisation of W also
-# stores the balance of every kid_id at the end of W (`savings_balances`, orphans
-# included), and computes W's as
+# savings_balance(W) is every valid saving minus withdrawal before the end of W: raw's
+# opening balance (the history before raw's first week, which raw's first partition
+# stores: `raw_opening_balances`) plus every saving and withdrawal raw holds up to W.
+# Summing every raw week each time would cost more every week, so each materialisation of
+# W also stores every kid's balance at the end of W (`savings_balances`), and computes W's
+# as
 #
-#     balance(W) = stored balance(B) + flows read now from the source after the end of B
+#     balance(W) = stored balance(B) + raw's flows of the weeks after B
 #
-# for a base week B <= W-3, or with no base (a full scan) when none qualifies. The flows
-# of W-2 .. W come free with the trends' window scan; weeks between B and W-2 (none when
-# B = W-3) are read by one range scan. B is at most W-3, not W-1, so that W, W+1 and W+2,
-# which the sensor re-runs together after late data in W and Dagster may run in any
-# order, each read W's rows from the source, never a W balance stored before the change.
+# for a base week B <= W-3, or from the opening balance when none qualifies. The flows of
+# W-2 .. W come free with the trends' pass over the window; weeks between B and W-2 (none
+# when B = W-3) are read from raw by one range scan. B is at most W-3, not W-1, so that W,
+# W+1 and W+2, which the sensor re-runs together after late data in W and Dagster may run
+# in any order, each read W from raw, never a W balance stored before the change.
 #
-# Why the stored balance of B is still right. Materialisations are serialised (a table
-# lock) and numbered in commit order (`seq`). B qualifies only if no week before B was
-# materialised after B's latest materialisation. Premise: after a change to the source
-# rows of week Y, Y is materialised again (the sensor does it for the changes it sees,
-# README "Late data"; a backfill from Y for the others). Then, by induction on seq: when
-# B was materialised, its own base qualified and so was right, and B's flows after it
-# were read from the source, so B's stored balance was right then; any later change to a
-# week <= B was followed by a materialisation of that week, after B's, which disqualifies
-# B (or replaced B itself). So a qualifying B is still right, and so is balance(W).
-# Rows written while a change awaits its week's run can be stale (as rows written before
-# the change always are); the run that settles it disqualifies them as bases, so the
-# staleness never carries on. Each week's snapshot costs O(kids), not O(history).
+# Why a stored balance of B is still right. Raw's loads and silver's writes are numbered
+# in commit order by one sequence (`seq`, raw_weeks.py). B qualifies only if its latest
+# materialisation came after the latest load of every raw week <= B (the opening balance
+# is part of the first partition's load). Then raw's weeks <= B are what they were when B
+# was computed; by induction on seq, B's own base qualified then and so was right, and B
+# added raw's flows after it as they were then and still are: B's stored balance equals
+# the opening balance plus raw's flows up to B now. So balance(W) is exactly the sum over
+# what raw holds, whatever order weeks were loaded and computed in, and each week's
+# snapshot costs O(kids), not O(history). (A raw week never loaded counts as empty; silver
+# refuses to read W-2 and W-1 that way when the app has rows in them: raw_weeks.py.)
 
 SNAPSHOT_GAP = WEEKS_BACK  # a base is at most W-3
 
 
-def _lock_balances(conn: Connection) -> None:
-    """Serialise silver's writes until commit, so that `seq` follows commit order.
-    (SQLite's BEGIN IMMEDIATE already serialises every writer.)"""
-    if not db.is_sqlite(conn.engine):
-        table = db.warehouse_schema(conn.engine) or "public"
-        conn.exec_driver_sql(
-            f'LOCK TABLE "{table}".savings_balance_weeks IN SHARE ROW EXCLUSIVE MODE'
-        )
-
-
 def balance_base(conn: Connection, week: Week) -> tuple[dt.date | None, int]:
-    """The latest week <= W-3 whose stored balances qualify (see above), or None; and
-    the seq of this materialisation. Reads one small row per stored week."""
+    """The latest week <= W-3 whose stored balances qualify (see above), or None; and the
+    seq of this materialisation. Reads one small row per week of each table."""
+    newest, running = [], 0  # (week, the latest load of any raw week up to it)
+    for start, load in sorted(read_loads(conn).items()):
+        running = max(running, load.seq)
+        newest.append((start, running))
+
+    def newest_load_upto(day: dt.date) -> int:
+        return max((seq for start, seq in newest if start <= day), default=0)
+
     t = savings_balance_weeks
-    rows = conn.execute(sa.select(t.c.week_start, t.c.seq, t.c.timezone).order_by(t.c.week_start))
-    latest_seq, qualified = 0, []
-    for week_start, seq, timezone in rows:
-        # Stored under another time zone, a "week" covered other instants: never a base.
-        if seq > latest_seq and timezone == week.timezone:
-            qualified.append(week_start)
-        latest_seq = max(latest_seq, seq)
     limit = week.shifted(-SNAPSHOT_GAP).start
-    base = max((w for w in qualified if w <= limit), default=None)
-    next_seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.c.seq), 0) + 1))
-    return base, int(next_seq.scalar_one())
+    qualified = [
+        week_start
+        for week_start, seq, timezone in conn.execute(
+            sa.select(t.c.week_start, t.c.seq, t.c.timezone)
+        )
+        # Stored under another time zone, a "week" covered other instants: never a base.
+        if timezone == week.timezone and week_start <= limit and seq > newest_load_upto(week_start)
+    ]
+    return max(qualified, default=None), next_seq(conn)
 
 
 def _balance_rows(
-    engine: Engine, src: Sources, window: _Window, base: Week | None, totals: Any
+    engine: Engine, window: _Window, base: dt.date | None, opening: dt.date, totals: Any
 ) -> sa.Select[Any]:
-    """Per kid_id: the base's stored balance + valid flows from its end to W-2's start
-    (all of them before W-2 without a base) + the window's flows, from `totals`."""
-    t, stored = src.transactions, savings_balances
+    """Per kid_id: the base's stored balance (without one, the opening balance) + raw's
+    flows from then to W-2's start + the window's flows, from `totals`."""
+    t, stored = raw_transactions, savings_balances
     money = db.exact_money(t.c.amount)
+    after = t.c.week_start > base if base is not None else t.c.week_start >= opening
     gap = sa.select(
         t.c.kid_id, sa.case((t.c.kind == "withdrawal", -money), else_=money).label("cents")
-    ).where(
-        in_window(engine, t.c.occurred_at, base.ends_at if base else None, window.start),
-        valid_kind_and_amount(engine, t, ("saving", "withdrawal")),
-        t.c.kid_id.is_not(None),
-    )
+    ).where(after, t.c.week_start < window.first.start, t.c.kind.in_(("saving", "withdrawal")))
     saved, withdrawn = totals.c.saved_in_window, totals.c.withdrawn_in_window
     in_window_flows = sa.select(
         totals.c.kid_id,
         (sa.func.coalesce(saved, 0) - sa.func.coalesce(withdrawn, 0)).label("cents"),
-    ).where(totals.c.kid_id.is_not(None), sa.or_(saved.is_not(None), withdrawn.is_not(None)))
-    parts: list[sa.Select[Any]] = [gap, in_window_flows]
+    ).where(sa.or_(saved.is_not(None), withdrawn.is_not(None)))
     if base is not None:
-        carried = sa.select(stored.c.kid_id, stored.c.balance_cents.label("cents")).where(
-            stored.c.week_start == base.start
+        start = sa.select(stored.c.kid_id, stored.c.balance_cents.label("cents")).where(
+            stored.c.week_start == base
         )
-        parts.insert(0, carried)
-    flows = sa.union_all(*parts).subquery("flows")
+    else:
+        o = raw_opening_balances
+        start = sa.select(o.c.kid_id, o.c.balance_cents.label("cents")).where(
+            o.c.before_week == opening
+        )
+    flows = sa.union_all(start, gap, in_window_flows).subquery("flows")
     total = sa.cast(sa.func.sum(flows.c.cents), sa.BigInteger)
     return sa.select(flows.c.kid_id, total.label("balance_cents")).group_by(flows.c.kid_id)
 
@@ -368,51 +340,50 @@ def _trend(value: Any, prev1: Any, prev2: Any, threshold: Fraction) -> sa.Case[A
     )
 
 
-def _per_kid(engine: Engine, src: Sources, window: _Window, txn: Any, balances: Any) -> sa.Subquery:
-    """Each existing kid with valid activity in the window: its raw figures per week.
-    `txn` is _txn_totals' result, `balances` has kid_id and balance_cents."""
+def _per_kid(engine: Engine, window: _Window, txn: Any, balances: Any) -> sa.Subquery:
+    """Each kid with a row in raw's window: its figures per week. `txn` is _totals'
+    result, `balances` has kid_id and balance_cents. (Raw's rows are of kids that exist.)"""
     week = window.week
-    evt, categories = _event_totals(engine, src, window), _categories(engine, src, week)
-    goals = _goals(engine, src, week, balances)
-    kids = src.kids
-    # From the kids table: the validity rule (the kid exists) applied once per kid, and
-    # each aggregate referenced once, so that the database can run it in parallel.
+    categories = _categories(engine, week)
+    goals = _goals(engine, week, balances)
+    # From the window's totals: each aggregate referenced once, so that the database can
+    # run it in parallel.
     joined = (
-        kids.outerjoin(txn, txn.c.kid_id == kids.c.kid_id)
-        .outerjoin(evt, evt.c.kid_id == kids.c.kid_id)
-        .outerjoin(categories, categories.c.kid_id == kids.c.kid_id)
-        .outerjoin(balances, balances.c.kid_id == kids.c.kid_id)
-        .outerjoin(goals, goals.c.kid_id == kids.c.kid_id)
+        txn.outerjoin(categories, categories.c.kid_id == txn.c.kid_id)
+        .outerjoin(balances, balances.c.kid_id == txn.c.kid_id)
+        .outerjoin(goals, goals.c.kid_id == txn.c.kid_id)
     )
-    days = sa.func.coalesce(txn.c.days, 0).op("|")(sa.func.coalesce(evt.c.days, 0))
+    skip = ("kid_id", "days", "saved_in_window", "withdrawn_in_window", "event_count")
     figures = [
         sa.func.coalesce(column, 0).label(name)
         for name, column in txn.c.items()
-        if name not in ("kid_id", "days", "saved_in_window", "withdrawn_in_window")
+        if name not in skip
     ]
     return (
         sa.select(
-            kids.c.kid_id,
+            txn.c.kid_id,
             *figures,
-            *(window.active_days(days, back).label(f"active_days_{back}") for back in range(3)),
-            sa.func.coalesce(evt.c.event_count, 0).label("event_count"),
+            *(
+                window.active_days(txn.c.days, back).label(f"active_days_{back}")
+                for back in range(3)
+            ),
+            sa.func.coalesce(txn.c.event_count, 0).label("event_count"),
             categories.c.by_category,
             categories.c.top_category,
             sa.func.coalesce(balances.c.balance_cents, 0).label("balance"),
             goals.c.goals,
         )
         .select_from(joined)
-        .where(sa.or_(txn.c.kid_id.is_not(None), evt.c.kid_id.is_not(None)))
         .subquery("per_kid")
     )
 
 
 def silver_select(
-    engine: Engine, src: Sources, window: _Window, threshold: float, txn: Any, balances: Any
+    engine: Engine, window: _Window, threshold: float, txn: Any, balances: Any
 ) -> sa.Select[Any]:
-    """One row per existing kid with valid activity in W, W-1 or W-2, in column order."""
+    """One row per kid with a row in raw's W, W-1 or W-2, in column order."""
     week = window.week
-    k = _per_kid(engine, src, window, txn, balances)
+    k = _per_kid(engine, window, txn, balances)
 
     def money(column: Any) -> Any:
         return db.money_value(engine, column)
@@ -447,24 +418,27 @@ def silver_select(
     return sa.select(*(values[name].label(name) for name in order))
 
 
-def write_week(conn: Connection, src: Sources, week: Week, threshold: float) -> int:
-    """Replace the week's rows and stored balances in the caller's transaction; returns
-    the silver row count."""
+def write_week(
+    conn: Connection, week: Week, threshold: float, opening: dt.date
+) -> tuple[int, dt.date | None]:
+    """Replace the week's rows and stored balances in the caller's transaction, from raw;
+    returns the silver row count and the week the balance was carried from (None: from
+    raw's opening balance `opening`, the first raw week, and every raw week since).
+    Holds lock_writes until the caller commits."""
     engine, table = conn.engine, kid_weekly_analysis
     db.tune_for_aggregation(conn)
-    _lock_balances(conn)
-    base_week, seq = balance_base(conn, week)
-    base = None if base_week is None else Week(base_week, week.timezone)
+    lock_writes(conn)
+    base, seq = balance_base(conn, week)
     conn.execute(sa.delete(table).where(table.c.week_start == week.start))
     conn.execute(sa.delete(savings_balances).where(savings_balances.c.week_start == week.start))
     window = _Window(engine, week)
-    totals = _txn_totals(engine, src, window)
+    totals = _totals(engine, window)
     columns = [c.name for c in table.columns]
     if db.is_sqlite(engine):
         # No data-modifying CTE: the balances first, then silver reads them back (the
-        # window is scanned twice; SQLite holds small data).
+        # window is read twice; SQLite holds small data).
         conn.execute(
-            _snapshot_insert(week, _balance_rows(engine, src, window, base, totals.subquery()))
+            _snapshot_insert(week, _balance_rows(engine, window, base, opening, totals.subquery()))
         )
         stored = savings_balances
         balances = (
@@ -472,24 +446,22 @@ def write_week(conn: Connection, src: Sources, week: Week, threshold: float) -> 
             .where(stored.c.week_start == week.start)
             .subquery("balances")
         )
-        select = silver_select(
-            engine, src, window, threshold, totals.subquery("txn_totals"), balances
-        )
+        select = silver_select(engine, window, threshold, totals.subquery("txn_totals"), balances)
         written = conn.execute(sa.insert(table).from_select(columns, select)).rowcount
     else:
         # One statement: the window's totals once (a CTE), the balances written by a
         # data-modifying CTE whose RETURNING rows silver joins.
         txn = totals.cte("txn_totals")
         stored_cte = (
-            _snapshot_insert(week, _balance_rows(engine, src, window, base, txn))
+            _snapshot_insert(week, _balance_rows(engine, window, base, opening, txn))
             .returning(savings_balances.c.kid_id, savings_balances.c.balance_cents)
             .cte("balances")
         )
-        select = silver_select(engine, src, window, threshold, txn, stored_cte)
+        select = silver_select(engine, window, threshold, txn, stored_cte)
         statement = sa.insert(table).from_select(columns, select).add_cte(stored_cte)
         written = conn.execute(statement).rowcount
-    _record_balances(conn, week, seq, base_week)
-    return int(written)
+    _record_balances(conn, week, seq, base)
+    return int(written), base
 
 
 def _record_balances(conn: Connection, week: Week, seq: int, base: dt.date | None) -> None:

@@ -48,6 +48,51 @@ raw_app_events = sa.Table(
     sa.Column("event_type", sa.Text),
 )
 
+# The valid savings goals raw lists for a week (docs/metrics.md: open at its end, or created
+# or completed in it), with their state in that week; silver reads these, not the app's.
+raw_savings_goals = sa.Table(
+    "raw_savings_goals",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("goal_id", sa.BigInteger, primary_key=True),
+    sa.Column("kid_id", sa.BigInteger, nullable=False),
+    sa.Column("title", sa.Text),
+    sa.Column("target_amount", Money, nullable=False),
+    sa.Column("created_order", sa.Float, nullable=False),  # created_at, epoch seconds
+    sa.Column("open_at_week_end", sa.Boolean, nullable=False),
+    sa.Column("created_in_week", sa.Boolean, nullable=False),
+    sa.Column("completed_in_week", sa.Boolean, nullable=False),
+)
+
+# One row per week raw holds, the latest load's: `seq` numbers raw's and silver's writes in
+# commit order (one sequence with savings_balance_weeks'), which decides whether a stored
+# balance may still be carried (metrics.py); `source_version` is the version of the week's
+# app rows it copied, `versions_seen` those of W-2 .. W+2 as its load saw them (JSON text),
+# which silver holds raw's neighbouring weeks to (raw_weeks.py). `loaded_by` is the
+# partition whose run wrote it: the first partition also copies the two weeks before it.
+raw_weeks = sa.Table(
+    "raw_weeks",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("source_version", sa.Text, nullable=False),
+    sa.Column("versions_seen", sa.Text, nullable=False),
+    sa.Column("loaded_by", sa.Date, nullable=False),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The history before raw's first week (the first partition's W-2): each kid's valid saving
+# minus withdrawal before `before_week`, in cents. Written by the first partition's raw run;
+# silver starts from it when it has no stored balance to carry.
+raw_opening_balances = sa.Table(
+    "raw_opening_balances",
+    metadata,
+    sa.Column("before_week", sa.Date, primary_key=True),
+    sa.Column("kid_id", sa.BigInteger, primary_key=True),
+    sa.Column("balance_cents", sa.BigInteger, nullable=False),
+)
+
 # Invalid source rows, with the reason. week_start is NULL for rows without a time.
 quarantine = sa.Table(
     "quarantine",
@@ -100,8 +145,8 @@ kid_weekly_analysis = sa.Table(
 )
 
 # Silver's savings balances carried from week to week (metrics.py says why they stay
-# right under late data). One row per kid_id (orphans too: a late `kids` row makes their
-# rows count) with any valid saving or withdrawal before the end of the week, in cents.
+# right). One row per kid with any saving or withdrawal raw holds (or an opening balance)
+# before the end of the week, in cents.
 savings_balances = sa.Table(
     "savings_balances",
     metadata,
@@ -111,8 +156,9 @@ savings_balances = sa.Table(
 )
 
 # One row per week with stored balances: `seq` numbers silver's materialisations in
-# commit order (they are serialised), which decides whether a week's balances may be
-# carried forward; `base_week` is the week they were carried from (NULL: a full scan).
+# commit order (the sequence raw_weeks shares), which decides whether a week's balances
+# may be carried forward; `base_week` is the week they were carried from (NULL: from the
+# opening balance and every raw week before the window).
 savings_balance_weeks = sa.Table(
     "savings_balance_weeks",
     metadata,

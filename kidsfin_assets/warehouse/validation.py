@@ -1,8 +1,8 @@
 """The validity rules of docs/metrics.md, as SQL over the source tables.
 
-The raw layer copies valid rows and quarantines the rest; the silver layer (metrics.py)
-and the checks apply the same rules to W, W-1 and W-2 straight from the source, so that
-one week can be materialised alone.
+Raw applies them, and only raw: it copies each week's valid rows (and the goals listed for
+the week, and the first partition's opening balance) and quarantines the rest. Silver
+(metrics.py) and the checks read raw's copy, never the app's tables.
 """
 
 from __future__ import annotations
@@ -115,8 +115,10 @@ def valid_transactions(
     start: dt.datetime,
     end: dt.datetime,
     extra: list[sa.ColumnElement[Any]] | None = None,
+    monday: dt.date | None = None,
 ) -> sa.Select[Any]:
-    """Valid transactions with start <= occurred_at < end."""
+    """Valid transactions with start <= occurred_at < end (`monday`: the window is that
+    local week, whose dates are then found without a time zone conversion per row)."""
     t = src.transactions
     columns = [
         t.c.txn_id,
@@ -126,7 +128,8 @@ def valid_transactions(
         t.c.amount,
     ]
     valid = valid_kind_and_amount(engine, t)
-    return _of_known_kids(engine, src, timezone, start, end, t, columns, extra, valid)
+    window = (timezone, start, end, monday)
+    return _of_known_kids(engine, src, window, t, columns, extra, valid)
 
 
 def valid_events(
@@ -136,35 +139,92 @@ def valid_events(
     start: dt.datetime,
     end: dt.datetime,
     extra: list[sa.ColumnElement[Any]] | None = None,
+    monday: dt.date | None = None,
 ) -> sa.Select[Any]:
     """Valid app events with start <= occurred_at < end."""
     e = src.app_events
     columns = [e.c.event_id, e.c.kid_id, e.c.event_type]
-    return _of_known_kids(engine, src, timezone, start, end, e, columns, extra)
+    return _of_known_kids(engine, src, (timezone, start, end, monday), e, columns, extra)
 
 
 def _of_known_kids(
     engine: Engine,
     src: Sources,
-    timezone: str,
-    start: dt.datetime,
-    end: dt.datetime,
+    window: tuple[str, dt.datetime, dt.datetime, dt.date | None],
     table: sa.Table,
     columns: list[sa.ColumnElement[Any]],
     extra: list[sa.ColumnElement[Any]] | None,
     *conditions: sa.ColumnElement[bool],
 ) -> sa.Select[Any]:
-    """`columns`, the local date and `extra` of the rows of `table` in the window whose kid
-    exists (the join drops orphans), meeting `conditions`."""
+    """`columns`, the local date and `extra` of the rows of `table` in the window
+    (time zone, start, end, and its Monday when it is one local week) whose kid exists
+    (the join drops orphans), meeting `conditions`."""
     k = src.kids
+    timezone, start, end, monday = window
+    if monday is None:
+        day = db.local_date(engine, table.c.occurred_at, timezone)
+    else:
+        day = db.local_date_in_week(engine, table.c.occurred_at, timezone, monday)
     return (
         sa.select(
             *columns,
-            db.local_date(engine, table.c.occurred_at, timezone).label("local_date"),
+            day.label("local_date"),
             *(extra or []),
         )
         .select_from(table.join(k, k.c.kid_id == table.c.kid_id))
         .where(in_window(engine, table.c.occurred_at, start, end), *conditions)
+    )
+
+
+def listed_goals(
+    engine: Engine, src: Sources, start: dt.datetime, end: dt.datetime
+) -> sa.Select[Any]:
+    """The valid goals listed for the week [start, end) (docs/metrics.md): of an existing
+    kid, created_at set, a valid target, completed_at NULL or not before created_at;
+    created before the week's end and not completed before its start. With their state
+    in the week and created_at as epoch seconds (their order)."""
+    g, k = src.savings_goals, src.kids
+    created = db.timestamp_value(engine, g.c.created_at)
+    completed = db.timestamp_value(engine, g.c.completed_at)
+    lower, upper = db.timestamp_param(engine, start), db.timestamp_param(engine, end)
+    valid = sa.and_(
+        created.is_not(None),
+        db.valid_amount(engine, g.c.target_amount),
+        sa.or_(g.c.completed_at.is_(None), completed >= created),
+    )
+    # A goal completed before its creation is invalid, so one created in W cannot be.
+    listed = sa.and_(created < upper, sa.or_(g.c.completed_at.is_(None), completed >= lower))
+    is_open = sa.and_(created < upper, sa.or_(g.c.completed_at.is_(None), completed >= upper))
+    return (
+        sa.select(
+            g.c.goal_id,
+            g.c.kid_id,
+            g.c.title,
+            g.c.target_amount,
+            db.epoch_seconds(engine, g.c.created_at).label("created_order"),
+            is_open.label("open_at_week_end"),
+            (created >= lower).label("created_in_week"),
+            sa.and_(g.c.completed_at.is_not(None), completed < upper).label("completed_in_week"),
+        )
+        .select_from(g.join(k, k.c.kid_id == g.c.kid_id))
+        .where(valid, listed)
+    )
+
+
+def savings_before(engine: Engine, src: Sources, end: dt.datetime) -> sa.Select[Any]:
+    """Per existing kid: valid saving minus withdrawal before `end`, in cents (the history
+    before raw's first week: its opening balance)."""
+    t, k = src.transactions, src.kids
+    money = db.exact_money(t.c.amount)
+    cents = sa.func.sum(sa.case((t.c.kind == "withdrawal", -money), else_=money))
+    return (
+        sa.select(t.c.kid_id, sa.cast(cents, sa.BigInteger).label("balance_cents"))
+        .select_from(t.join(k, k.c.kid_id == t.c.kid_id))
+        .where(
+            in_window(engine, t.c.occurred_at, None, end),
+            valid_kind_and_amount(engine, t, ("saving", "withdrawal")),
+        )
+        .group_by(t.c.kid_id)
     )
 
 

@@ -11,8 +11,8 @@ screenshots to look at.
    port, and weeks materialised as a user does, by clicking the asset graph's
    "Materialize all" and its launch dialog (or, with --launch graphql, by sending the
    mutations that dialog sends): a backfill of raw, silver and the analysis export over
-   three weeks (one run), the whole graph for the last week, then gold and the reports
-   export for the three weeks (a run a week).
+   three weeks (two runs: raw's, then silver's with the export), then the whole graph for
+   the last week, then gold and the reports export for the three weeks (a run a week).
 3. The asset graph (groups expanded), gold's latest materialisation for the week (its
    `summary` table and `kept_for_review` Markdown), the range backfill's page, raw's and
    silver's partitions of the range run week by week, and new_week_sensor's "Preview tick
@@ -57,6 +57,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (logs, databases)"
+    )
+    parser.add_argument(
+        "--time-week",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the check, launch the whole graph for the last week N more times from the "
+        "launch dialog, one at a time, and time each from the click to its end",
     )
     parser.add_argument(
         "--serve",

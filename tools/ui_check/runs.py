@@ -51,6 +51,14 @@ query ($id: ID!) {
 }
 """
 
+RUN_TIMES = """
+query ($id: ID!) {
+  runOrError(runId: $id) {
+    ... on Run { creationTime startTime endTime stepStats { stepKey } }
+  }
+}
+"""
+
 BACKFILL_STATUS = """
 query ($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -152,6 +160,18 @@ def wait_for_run(gql: GraphQL, run_id: str, timeout: float = RUN_TIMEOUT) -> Run
             return Run.from_graphql(data)
         time.sleep(2.0)
     raise CheckFailed(f"run {run_id} did not finish within {timeout:.0f} s")
+
+
+def run_times(gql: GraphQL, run_id: str) -> dict[str, float]:
+    """A finished run's seconds queued (created to started) and running (started to
+    ended), as the run's record has them, and its steps."""
+    data = gql(RUN_TIMES, {"id": run_id})["runOrError"]
+    created, started, ended = data["creationTime"], data["startTime"], data["endTime"]
+    return {
+        "queued_s": round(started - created, 1),
+        "running_s": round(ended - started, 1),
+        "steps": len(data["stepStats"]),
+    }
 
 
 def wait_for_backfill(gql: GraphQL, backfill_id: str, timeout: float = RUN_TIMEOUT) -> list[Run]:

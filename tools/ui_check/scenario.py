@@ -39,7 +39,8 @@ class Scenario:
     span: list[str]  # the range of the backfill
     week: str  # the whole graph's week
     range_backfill: str = ""
-    range_run: str = ""
+    raw_run: str = ""  # the range backfill's first run: raw over the span
+    range_run: str = ""  # its second: silver and the analysis export, the span and after
     gold_backfill: str = ""
     gold_runs: list[str] = field(default_factory=list)
     week_run: str = ""
@@ -113,56 +114,83 @@ def run_check(args: argparse.Namespace, tmp: Path, api_key: str) -> Outcome:
         look(
             "(c) the range backfill's page",
             lambda: pages.check_backfill(
-                ui, scenario.range_backfill, scenario.range_run, RANGE, len(scenario.span)
+                ui,
+                scenario.range_backfill,
+                {scenario.raw_run, scenario.range_run},
+                range_weeks(scenario),
             ),
         )
         look(
             f"(c) raw and silver, weeks {scenario.span[0]}...{scenario.span[-1]}",
             lambda: pages.check_range_weeks(
-                ui, scenario.span, scenario.range_run, rows_read, silver
+                ui, scenario.span, (scenario.raw_run, scenario.range_run), rows_read, silver
             ),
         )
         look("(d) new_week_sensor's preview", lambda: pages.check_sensor(ui, partitions))
+        for n in range(args.time_week):
+            outcome.notes.append(time_week(ui, gql, scenario.week, n + 1))
         outcome.screenshots = list(ui.taken)
         if args.serve:
             serve(gql)
     return outcome
 
 
+def range_weeks(scenario: Scenario) -> dict[tuple[str, ...], int]:
+    """How many weeks the range backfill targets of each asset: raw the span; silver and
+    the analysis export also the partitions after it whose trends read the span's last
+    weeks (silver W reads raw W-2..W: Dagster follows the partition mapping)."""
+    last = scenario.partitions.index(scenario.span[-1])
+    later = len(scenario.partitions[last + 1 : last + 3])
+    return {
+        runs.RAW: len(scenario.span),
+        runs.SILVER: len(scenario.span) + later,
+        runs.ANALYSIS_EXPORT: len(scenario.span) + later,
+    }
+
+
 def materialise(ui: pages.UI, gql: GraphQL, scenario: Scenario, by_clicking: bool) -> None:
     """As a user of the UI: a backfill of raw, silver and the analysis export over three
-    weeks (one run: their backfill policy), the whole graph for the last week (one run),
-    then gold and the reports export for the three weeks (a run a week). Clicked in the
-    asset graph's launch dialog, or (--launch graphql) sent as the mutations it sends."""
+    weeks (two runs, their backfill policy: raw over the span, then silver and the export
+    over it and the weeks after whose trends read it), then the whole graph for the last
+    week (one run), then gold and the reports export for the three weeks (a run a week).
+    Clicked in the asset graph's launch dialog, or (--launch graphql) sent as the mutations
+    it sends. The week's run waits for the backfill: the backfill's silver run also
+    computes the last week (its trends read raw's span), and a gold of that week launched
+    alongside could read silver before that run rewrote it, so the sensor would rightly
+    ask for the week again."""
     span, week = scenario.span, scenario.week
     started = time.monotonic()
     if by_clicking:
         scenario.range_backfill = pages.launch_backfill(
             ui, gql, RANGE, span, "01_launch_range_backfill"
         )
-        scenario.week_run = pages.launch_week(ui, gql, runs.PIPELINE, week, "02_launch_week")
     else:
         scenario.range_backfill = runs.launch_backfill(gql, span, RANGE)
-        scenario.week_run = runs.launch_week(gql, week)
     say(
         f"launched backfill {scenario.range_backfill} (raw, silver, analysis export "
-        f"{span[0]}...{span[-1]}) and run {scenario.week_run[:8]} (every asset, {week})"
+        f"{span[0]}...{span[-1]})"
     )
     range_runs = runs.wait_for_backfill(gql, scenario.range_backfill)
     runs.require_success(range_runs, f"backfill {scenario.range_backfill}")
-    if len(range_runs) != 1:
-        listed = ", ".join(f"{r.run_id[:8]} {r.partitions}" for r in range_runs)
+    by_assets = {tuple(r.assets): r for r in range_runs}
+    raw_only, rest = (runs.RAW,), tuple(sorted((runs.SILVER, runs.ANALYSIS_EXPORT)))
+    if len(range_runs) != 2 or set(by_assets) != {raw_only, rest}:
+        listed = ", ".join(f"{r.run_id[:8]} {r.assets} {r.partitions}" for r in range_runs)
         raise CheckFailed(
             f"the range backfill {scenario.range_backfill} made {len(range_runs)} runs, "
-            f"not one: {listed}"
+            f"not raw's and then silver's with the analysis export: {listed}"
         )
-    scenario.range_run = range_runs[0].run_id
-    if range_runs[0].assets != sorted(RANGE):
-        raise CheckFailed(f"the range run materialised {range_runs[0].assets}, not {RANGE}")
+    scenario.raw_run = by_assets[raw_only].run_id
+    scenario.range_run = by_assets[rest].run_id
     say(
-        f"backfill {scenario.range_backfill}: one run {scenario.range_run[:8]} "
-        f"({time.monotonic() - started:.0f} s)"
+        f"backfill {scenario.range_backfill}: raw's run {scenario.raw_run[:8]}, silver's "
+        f"{scenario.range_run[:8]} ({time.monotonic() - started:.0f} s)"
     )
+    if by_clicking:
+        scenario.week_run = pages.launch_week(ui, gql, runs.PIPELINE, week, "02_launch_week")
+    else:
+        scenario.week_run = runs.launch_week(gql, week)
+    say(f"launched run {scenario.week_run[:8]} (every asset, {week})")
 
     if by_clicking:
         scenario.gold_backfill = pages.launch_backfill(
@@ -182,6 +210,27 @@ def materialise(ui: pages.UI, gql: GraphQL, scenario: Scenario, by_clicking: boo
     if whole.assets != sorted(runs.PIPELINE) or whole.partitions != week:
         raise CheckFailed(f"run {whole.run_id} was {whole.assets} for {whole.partitions}")
     say(f"run {scenario.week_run[:8]} done ({time.monotonic() - started:.0f} s)")
+
+
+def time_week(ui: pages.UI, gql: GraphQL, week: str, n: int) -> str:
+    """The whole graph for `week` from the launch dialog, timed from the click to the run's
+    end as the UI shows it (its reports are reused: nothing is paid)."""
+    started = time.monotonic()
+    run_id = pages.launch_week(ui, gql, runs.PIPELINE, week, f"13_launch_week_timed_{n}")
+    run = runs.wait_for_run(gql, run_id)
+    wall = time.monotonic() - started
+    runs.require_success([run], f"timed run {run_id[:8]} of {week}")
+    times = runs.run_times(gql, run_id)
+    ui.goto(f"/runs/{run_id}", height=1000)
+    ui.wait_text(run_id[:8])
+    ui.shot(f"14_timed_run_{n}")
+    note = (
+        f"timed run {n} of {week} ({run_id[:8]}): {wall:.1f} s from the click to its end "
+        f"(queued {times['queued_s']} s, running {times['running_s']} s, "
+        f"{times['steps']} steps)"
+    )
+    say(note)
+    return note
 
 
 def serve(gql: GraphQL) -> None:

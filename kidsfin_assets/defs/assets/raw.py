@@ -1,6 +1,7 @@
 """Raw layer: one week's valid source rows, copied into the warehouse; bad rows quarantined."""
 
 import contextlib
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Connection
 from kidsfin_assets.config.settings import SourceTables
 from kidsfin_assets.config.weeks import Week, weekly_partitions
 from kidsfin_assets.defs.catalog import SCHEMA_PREFIX, table_schema
+from kidsfin_assets.defs.checks import QUARANTINE_SHARE, evaluate_checks, raw_checks
 from kidsfin_assets.defs.keys import (
     APP_EVENTS,
     APP_SAVINGS_GOALS,
@@ -21,16 +23,30 @@ from kidsfin_assets.defs.keys import (
     OWNERS,
     RAW_KEY,
 )
-from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, WarehouseResource
+from kidsfin_assets.defs.resources import (
+    AnalysisResource,
+    CheckLimitsResource,
+    SourcesResource,
+    WarehouseResource,
+)
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse import validation as v
-from kidsfin_assets.warehouse.source_activity import week_fingerprint
+from kidsfin_assets.warehouse.raw_weeks import (
+    read_loads,
+    record_loads,
+    seen_weeks,
+    window_weeks,
+)
+from kidsfin_assets.warehouse.source_activity import Fingerprint, week_fingerprint
 from kidsfin_assets.warehouse.tables import (
     Sources,
     missing_table,
     quarantine,
     raw_app_events,
+    raw_opening_balances,
+    raw_savings_goals,
     raw_transactions,
+    raw_weeks,
 )
 
 # The reasons a row of a week can be quarantined for (a row without a time belongs to no
@@ -49,6 +65,7 @@ class RawWeekCounts:
     rows_read: int = 0
     transactions_valid: int = 0
     events_valid: int = 0
+    goals_listed: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
     # The week's source version (source_activity.source_versions) the rows were read at.
     source_versions: dict[str, str] = field(default_factory=dict)
@@ -66,17 +83,38 @@ class RawWeekCounts:
 
 
 def _copy_valid_rows(conn: Connection, src: Sources, week: Week) -> tuple[int, int]:
+    """Replace raw's copy of the week's valid transactions and app events."""
     window = (week.starts_at, week.ends_at)
     for table in (raw_transactions, raw_app_events):
         conn.execute(sa.delete(table).where(table.c.week_start == week.start))
     when = sa.literal(week.start, sa.Date).label("week_start")
-    txns = v.valid_transactions(conn.engine, src, week.timezone, *window, extra=[when])
+    engine, tz, monday = conn.engine, week.timezone, week.start
+    txns = v.valid_transactions(engine, src, tz, *window, extra=[when], monday=monday)
     columns = ["txn_id", "kid_id", "kind", "category", "amount", "local_date", "week_start"]
     n_txn = conn.execute(sa.insert(raw_transactions).from_select(columns, txns)).rowcount
-    events = v.valid_events(conn.engine, src, week.timezone, *window, extra=[when])
+    events = v.valid_events(engine, src, tz, *window, extra=[when], monday=monday)
     columns = ["event_id", "kid_id", "event_type", "local_date", "week_start"]
     n_evt = conn.execute(sa.insert(raw_app_events).from_select(columns, events)).rowcount
     return n_txn, n_evt
+
+
+def _copy_listed_goals(conn: Connection, src: Sources, week: Week) -> int:
+    """Replace raw's copy of the valid goals listed for the week, with their state in it."""
+    g = raw_savings_goals
+    conn.execute(sa.delete(g).where(g.c.week_start == week.start))
+    listed = v.listed_goals(conn.engine, src, week.starts_at, week.ends_at).subquery()
+    rows = sa.select(sa.literal(week.start, sa.Date), *listed.c)
+    columns = ["week_start", *(c.name for c in listed.c)]
+    return int(conn.execute(sa.insert(g).from_select(columns, rows)).rowcount)
+
+
+def _store_opening_balances(conn: Connection, src: Sources, before: Week) -> None:
+    """The history before raw's first week: each kid's valid savings before it."""
+    o = raw_opening_balances
+    conn.execute(sa.delete(o).where(o.c.before_week == before.start))
+    sums = v.savings_before(conn.engine, src, before.starts_at).subquery()
+    rows = sa.select(sa.literal(before.start, sa.Date), sums.c.kid_id, sums.c.balance_cents)
+    conn.execute(sa.insert(o).from_select(["before_week", "kid_id", "balance_cents"], rows))
 
 
 def _quarantine(conn: Connection, name: str, rows: sa.Select, week: Week | None) -> Counter[str]:
@@ -103,18 +141,47 @@ def _quarantine(conn: Connection, name: str, rows: sa.Select, week: Week | None)
     return Counter(reason for _, reason in set(found))
 
 
-def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Week) -> RawWeekCounts:
-    """Copy the valid rows and quarantine the rest, in the caller's transaction."""
+def load_raw_week(
+    conn: Connection,
+    names: SourceTables,
+    src: Sources,
+    week: Week,
+    first: bool = False,
+    known: dict[Week, Fingerprint] | None = None,
+    look_ahead: bool = True,
+) -> RawWeekCounts:
+    """Copy the valid rows and quarantine the rest, in the caller's transaction. The first
+    partition (`first`) also copies the two weeks before it, which the first weeks' trends
+    compare with, and stores the opening balance of the history before those.
+
+    It also looks at the app's W-2 and W-1 (silver holds raw's copies of them to what
+    raw's newest load saw: raw_weeks.py) and, with `look_ahead`, at W+1 and W+2 when raw
+    has never loaded them (so that silver can tell an empty week from one raw lacks).
+    `known`: the weeks a range run already looked at (their loads' own fingerprints, not
+    taken twice); this load's are added to it."""
     engine = conn.engine
     db.week_lock(conn, "raw", week.key)
     window = (week.starts_at, week.ends_at)
+    known = {} if known is None else known
     # First, before any row is read: a row arriving meanwhile changes the next version.
-    fp = week_fingerprint(conn, src, week)
+    around = seen_weeks(week, dt.datetime.now(dt.UTC))
+    later = [w for w in around if w > week]
+    held = read_loads(conn, later).keys() if later else set()
+    unloaded = {w for w in later if w.start not in held}
+    prints = {}
+    for w in around:
+        if w in known:
+            prints[w] = known[w]
+        elif w <= week or (look_ahead and w in unloaded):
+            prints[w] = week_fingerprint(conn, src, w)
+    fp = prints[week]
+    known[week] = fp
     counts = RawWeekCounts(
         rows_read=fp.transactions.rows + fp.app_events.rows,  # the rows inside the week
         source_versions={week.key: fp.version},
     )
     counts.transactions_valid, counts.events_valid = _copy_valid_rows(conn, src, week)
+    counts.goals_listed = _copy_listed_goals(conn, src, week)
     counts.quarantined += _quarantine(
         conn, names.transactions, v.invalid_transactions(engine, src, *window), week
     )
@@ -125,6 +192,15 @@ def load_raw_week(conn: Connection, names: SourceTables, src: Sources, week: Wee
     counts.quarantined += _quarantine(
         conn, names.savings_goals, v.invalid_goals(engine, src, *window), week
     )
+    loaded = {week: fp.version}
+    if first:
+        history = window_weeks(week)[:-1]
+        for earlier in history:
+            _copy_valid_rows(conn, src, earlier)
+            loaded[earlier] = prints[earlier].version
+        _store_opening_balances(conn, src, history[0])
+    seen = {w.key: p.version for w, p in prints.items()}
+    record_loads(conn, loaded, seen, loaded_by=week)
     return counts
 
 
@@ -171,6 +247,7 @@ def week_metadata(counts: RawWeekCounts) -> dict[str, Any]:
         "dagster/row_count": counts.rows_valid,
         "transactions_valid": counts.transactions_valid,
         "events_valid": counts.events_valid,
+        "goals_listed": counts.goals_listed,
         "rows_quarantined": sum(counts.quarantined.values()),
         **by_reason,
         # What new_week_sensor compares with the source's rows now (docs/design.md).
@@ -226,19 +303,33 @@ def observe_undated(
     # Three tables: no one `dagster/table_name`; the schema of each, by name.
     metadata={
         f"{SCHEMA_PREFIX}{t.name}": table_schema(t)
-        for t in (raw_transactions, raw_app_events, quarantine)
+        for t in (
+            raw_transactions,
+            raw_app_events,
+            raw_savings_goals,
+            raw_opening_balances,
+            raw_weeks,
+            quarantine,
+        )
     },
     partitions_def=weekly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[QUARANTINE_SHARE],  # evaluated in this step, each week after its rows
     description=(
-        "One week's valid transactions and app events, copied from the app's tables "
-        "into `raw_transactions` / `raw_app_events`. Rows that break a rule (kid "
-        "missing, no time, unknown kind, amount <= 0, NaN or beyond NUMERIC(14,2)) go to "
-        "`quarantine` with the reason, and so do savings goals silver leaves out (kid "
-        "missing, no creation time, a bad target, completed before created). Each week's "
-        "metadata is its own, in a backfill's range run too, with the source version it "
-        "was read at. Rows with no time belong to no week: quarantined afresh every run "
-        "and counted on the app table they are in (an observation, `rows_without_time`)."
+        "The one place the app's rows are validated: one week's valid transactions and "
+        "app events, copied from the app's tables into `raw_transactions` / "
+        "`raw_app_events`, and the valid savings goals listed for the week (open at its "
+        "end, or created or completed in it) into `raw_savings_goals`; silver reads these, "
+        "never the app. Rows that break a rule (kid missing, no time, unknown kind, amount "
+        "<= 0, NaN or beyond NUMERIC(14,2)) go to `quarantine` with the reason, and so do "
+        "the week's new goals silver leaves out (kid missing, no creation time, a bad "
+        "target, completed before created). `raw_weeks` records each load with the source "
+        "versions it saw. The first partition also copies the two weeks before it (the "
+        "first weeks' trends compare with them) and stores the opening balance of the "
+        "history before those (`raw_opening_balances`). Each week's metadata is its own, "
+        "in a backfill's range run too, with the source version it was read at. Rows with "
+        "no time belong to no week: quarantined afresh every run and counted on the app "
+        "table they are in (an observation, `rows_without_time`)."
     ),
 )
 def kid_activity(
@@ -246,16 +337,21 @@ def kid_activity(
     warehouse: WarehouseResource,
     sources: SourcesResource,
     analysis: AnalysisResource,
-) -> dg.MaterializeResult:
+    check_limits: CheckLimitsResource,
+) -> Iterator[dg.MaterializeResult | dg.Output[None] | dg.AssetCheckEvaluation]:
     tz, names = analysis.timezone, sources.names()
     engine, src = warehouse.get_engine(), sources.tables()
     keys = context.partition_keys
+    first = weekly_partitions.start.date().isoformat()
     total = RawWeekCounts()
-    for key in keys:
+    known: dict[Week, Fingerprint] = {}  # the app's weeks this run looked at
+    for key in sorted(keys):
         week = Week.from_key(key, tz)
         # one transaction per week: all of it or none
         with source_errors_explained(names), engine.begin() as conn:
-            counts = load_raw_week(conn, names, src, week)
+            counts = load_raw_week(
+                conn, names, src, week, key == first, known, look_ahead=key == max(keys)
+            )
         context.log.info(counts_line(f"week {key}", counts))
         # Each week of a range run carries its own figures, not the range's.
         context.add_asset_metadata(week_metadata(counts), partition_key=key)
@@ -266,4 +362,5 @@ def kid_activity(
         undated = quarantine_undated(conn, names, src)
     context.log.info(undated_line(undated))
     observe_undated(context, names, undated)
-    return dg.MaterializeResult()
+    yield dg.MaterializeResult()
+    yield from evaluate_checks(context, warehouse, tz, raw_checks(check_limits))

@@ -1,28 +1,42 @@
 """Silver layer: per kid-week metrics and trends, the metric contract of docs/metrics.md."""
 
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
+
+# Not exported by `dagster` 1.13 (pinned <1.14): what a backfill in progress targets.
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from pydantic import Field
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.config.weeks import Week, weekly_partitions
-from kidsfin_assets.defs.assets.raw import source_errors_explained
 from kidsfin_assets.defs.catalog import table_metadata
-from kidsfin_assets.defs.keys import (
-    APP_EVENTS,
-    APP_KIDS,
-    APP_SAVINGS_GOALS,
-    APP_TRANSACTIONS,
-    OWNERS,
-    SILVER_KEY,
-)
-from kidsfin_assets.defs.resources import AnalysisResource, SourcesResource, WarehouseResource
+from kidsfin_assets.defs.checks import ONE_ROW_PER_ACTIVE_KID, SILVER_CHECKS, evaluate_checks
+from kidsfin_assets.defs.jobs import JOB_NAME
+from kidsfin_assets.defs.keys import OWNERS, RAW_KEY, SILVER_KEY
+from kidsfin_assets.defs.resources import AnalysisResource, WarehouseResource
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.metrics import WEEKS_BACK, write_week
-from kidsfin_assets.warehouse.source_activity import source_versions
+from kidsfin_assets.warehouse.metrics import write_week
+from kidsfin_assets.warehouse.raw_weeks import (
+    ABSENT,
+    loader,
+    read_loads,
+    read_versions,
+    window_problems,
+    window_state,
+    window_weeks,
+)
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis as analysis_table
+
+# Silver W reads raw W-2, W-1 and W (the first weeks: those raw's first partition holds).
+RAW_WINDOW = dg.TimeWindowPartitionMapping(
+    start_offset=-2, allow_nonexistent_upstream_partitions=True
+)
 
 PREVIEW_COLUMNS = (
     "kid_id",
@@ -104,6 +118,121 @@ def refuse_shrink(week: Week, before: int, after: int, max_share: float | None) 
     )
 
 
+# The runs that may be loading a raw week right now: silver waits for them (see below).
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+RAW_WAIT_SECONDS = 30 * 60  # at most, for runs loading raw W-2 or W-1
+RAW_POLL_SECONDS = 2.0
+
+
+def raw_state(engine: Engine, week: Week) -> dict[Week, str]:
+    with engine.connect() as conn:
+        return window_state(week, read_loads(conn, window_weeks(week)))
+
+
+def raw_in_flight(context: dg.AssetExecutionContext, week: Week) -> str | None:
+    """The id of another unfinished run that will materialise raw `week` and has not yet,
+    if any: the sensor's runs of W, W+1 and W+2 start together, and silver W+1 must read
+    raw W as W's run loads it, not as it was."""
+    key = week.key
+    instance = context.instance
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
+        if run.run_id == context.run_id:
+            continue
+        if run.asset_selection is not None:
+            if RAW_KEY not in run.asset_selection:
+                continue
+        elif run.job_name != JOB_NAME:
+            continue
+        tags = run.tags
+        first = tags.get("dagster/asset_partition_range_start", tags.get("dagster/partition"))
+        last = tags.get("dagster/asset_partition_range_end", tags.get("dagster/partition"))
+        if first is None or last is None or not first <= key <= last:
+            continue
+        where = dg.AssetRecordsFilter(asset_key=RAW_KEY, asset_partitions=[key])
+        latest = instance.fetch_materializations(where, limit=1).records
+        if latest and latest[0].run_id == run.run_id:
+            continue  # that run's raw step is done
+        return run.run_id
+    return backfill_in_flight(context, key)
+
+
+def backfill_in_flight(context: dg.AssetExecutionContext, key: str) -> str | None:
+    """`backfill <id>` when a backfill still in progress (not this run's own) targets raw
+    `key` and has neither materialised nor failed it yet: its raw run may not be launched
+    yet (the backfill daemon launches it), and silver should wait for it, not fail."""
+    try:
+        repository = context.repository_def
+    except Exception:  # a run outside any code location (dg.materialize): no backfills
+        return None
+    own = (getattr(context, "run", None) and context.run.tags.get("dagster/backfill")) or None
+    requested = BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
+    wanted = AssetKeyPartitionKey(RAW_KEY, key)
+    for backfill in context.instance.get_backfills(filters=requested):
+        if backfill.backfill_id == own or not backfill.is_asset_backfill:
+            continue
+        if RAW_KEY not in (backfill.asset_selection or ()):
+            continue
+        try:
+            data = backfill.get_asset_backfill_data(repository.asset_graph)
+        except Exception:  # a backfill of other definitions: not this code's to read
+            continue
+        if wanted in data.get_targeted_partitions_without_materialization_status():
+            return f"backfill {backfill.backfill_id}"
+    return None
+
+
+def wait_for_raw(
+    context: dg.AssetExecutionContext,
+    engine: Engine,
+    week: Week,
+    first_partition: dt.date,
+    in_flight: Callable[[Week], str | None],
+    wait_seconds: float = RAW_WAIT_SECONDS,
+) -> None:
+    """Return once raw's W-2, W-1 and W may be read (raw_weeks.window_problems): at once
+    when they can, after the runs loading them when some are in flight, else fail saying
+    which raw week to materialise first."""
+    deadline = time.monotonic() + wait_seconds
+    waited_for: set[str] = set()
+    while True:
+        with engine.connect() as conn:
+            problems = window_problems(week, read_loads(conn, window_weeks(week)))
+        if not problems:
+            return
+        pending = {}
+        for problem in problems:
+            run_id = in_flight(loader(problem.week, first_partition))
+            if run_id is not None:
+                pending[problem.week.key] = run_id
+        if not pending or time.monotonic() > deadline:
+            break
+        for key, run_id in pending.items():
+            if run_id not in waited_for:
+                who = run_id if run_id.startswith("backfill ") else f"run {run_id}"
+                context.log.info(
+                    f"week {week.key}: waiting for {who}, which materialises raw "
+                    f"week {key} (silver reads raw's W-2, W-1 and W)"
+                )
+                waited_for.add(run_id)
+        time.sleep(RAW_POLL_SECONDS)
+    reasons = "; ".join(p.describe(week) for p in problems)
+    weeks = sorted({loader(p.week, first_partition).key for p in problems})
+    raise dg.Failure(
+        description=(
+            f"silver week {week.key} cannot read raw yet: {reasons}. Materialise "
+            f"raw/kid_activity for {', '.join(weeks)} first (or launch weeks "
+            f"{weeks[0]} to {week.key} together: a backfill runs raw and silver over them "
+            "in one run, raw first). Nothing was written."
+        ),
+        allow_retries=False,
+    )
+
+
 @dg.asset(
     key=SILVER_KEY,
     group_name="silver",
@@ -111,50 +240,77 @@ def refuse_shrink(week: Week, before: int, after: int, max_share: float | None) 
     owners=OWNERS,
     tags={"kidsfin/layer": "silver"},
     metadata=table_metadata(analysis_table),
-    # What it reads: W, W-1 and W-2 straight from the app's tables (not raw's copy),
-    # so one week can run alone.
-    deps=[APP_TRANSACTIONS, APP_EVENTS, APP_SAVINGS_GOALS, APP_KIDS],
+    # What it reads: raw's W-2, W-1 and W (its own stored balances of an earlier week
+    # carry the savings balance; raw_weeks.py, metrics.py).
+    deps=[dg.AssetDep(RAW_KEY, partition_mapping=RAW_WINDOW)],
     partitions_def=weekly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[ONE_ROW_PER_ACTIVE_KID],  # evaluated in this step, after the weeks
     description=(
         "Per kid-week metrics (income, spending, saving, withdrawal, net flow, savings "
-        "rate, counts, active days, spending by category, savings balance) and trends "
-        "against W-1 and W-2, computed in the database and written to "
-        "`kid_weekly_analysis`, replacing the week's rows in one transaction. Trends "
-        "read W-1 and W-2 straight from the source tables, so one week can be "
-        "materialised alone; a backfill needs no earlier partitions, but re-run W+1 "
-        "and W+2 after late data in W (the sensor does). The savings balance is "
-        "carried from the balances stored with W-3 (or an earlier week, or a full "
-        "scan when none is still valid), so a week's cost does not grow with history. "
-        "Each week's metadata (totals, preview) is its own, in a backfill's range run "
-        "too, with the source versions of W-2, W-1 and W it was computed at."
+        "rate, counts, active days, spending by category, savings goals, savings balance) "
+        "and trends against W-1 and W-2, computed in the database from raw's validated "
+        "copy (never the app's tables) and written to `kid_weekly_analysis`, replacing "
+        "the week's rows in one transaction. Reads raw's W-2, W-1 and W: raw must hold "
+        "them as the app has them (a raw week the app has rows in, never materialised or "
+        "materialised before late rows, stops the run naming the raw week to materialise; "
+        "a run loading it is waited for). A week raw never loaded is left as it is (a "
+        "backfill of raw over A..B also re-runs silver for B+1 and B+2, which read raw's "
+        "B). A backfill runs silver over its range in one run. The savings balance is "
+        "carried from the balances stored with W-3 "
+        "(or an earlier week still valid for what raw holds, or raw's opening balance and "
+        "every raw week since), so a week's cost does not grow with history. Each week's "
+        "metadata (totals, preview) is its own, in a backfill's range run too, with the "
+        "source versions of W-2, W-1 and W that raw held when it was computed."
     ),
 )
 def kid_weekly_analysis(
     context: dg.AssetExecutionContext,
     config: SilverRunConfig,
     warehouse: WarehouseResource,
-    sources: SourcesResource,
     analysis: AnalysisResource,
-) -> dg.MaterializeResult:
-    engine, src, names = warehouse.get_engine(), sources.tables(), sources.names()
+) -> Iterator[dg.MaterializeResult | dg.Output[None] | dg.AssetCheckEvaluation]:
+    engine = warehouse.get_engine()
     # Oldest first: each week's stored savings balances serve the weeks after it.
     weeks = sorted(Week.from_key(k, analysis.timezone) for k in context.partition_keys)
+    first_partition = weekly_partitions.start.date()
+    opening = window_weeks(Week(first_partition, analysis.timezone))[0].start
     max_shrink = None if config.allow_shrink else analysis.max_shrink_share
     written_in_run = 0
     for week in weeks:
+        if raw_state(engine, week)[week] == ABSENT:
+            # A backfill of raw over A..B re-runs silver over A..B+2 (the partition
+            # mapping): B+1 and B+2 may be weeks raw never loaded, with rows.
+            note = (
+                f"raw/kid_activity {week.key} is not materialised (and no raw load saw the "
+                f"app's week empty): nothing was read or written for week {week.key} "
+                f"(materialise raw {week.key}, then silver)"
+            )
+            context.log.warning(f"week {week.key}: {note}")
+            context.add_asset_metadata({"not_computed": note}, partition_key=week.key)
+            continue
+        wait_for_raw(context, engine, week, first_partition, lambda w: raw_in_flight(context, w))
         # one transaction per week: all rows or none
-        with source_errors_explained(names), engine.begin() as conn:
+        with engine.begin() as conn:
             db.week_lock(conn, "silver", week.key)
-            # W-2, W-1 and W, before their rows are read (source_activity.source_versions)
-            versions = source_versions(conn, src, week, WEEKS_BACK - 1)
             before = week_row_count(conn, week)
-            written = write_week(conn, src, week, analysis.trend_threshold)
+            written, base = write_week(conn, week, analysis.trend_threshold, opening)
+            # Under write_week's lock: what raw holds now is what was read.
+            loads = read_loads(conn, window_weeks(week))
+            if window_problems(week, loads):
+                raise dg.Failure(
+                    description=f"raw's weeks {week.shifted(-2).key} to {week.key} changed "
+                    "while silver read them; run the week again.",
+                )
             refuse_shrink(week, before, written, max_shrink)  # rolls the week back
             meta = week_summary(conn, week)
-        context.log.info(f"week {week.key}: {written} kid rows written")
+        carried = f"carried from {base}" if base else f"from the opening balance ({opening})"
+        context.log.info(
+            f"week {week.key}: {written} kid rows written (savings balance {carried} "
+            "and raw's weeks since)"
+        )
         # Each week of a range run carries its own figures and preview, not the range's.
-        meta["source_versions"] = dg.MetadataValue.json(versions)
+        meta["source_versions"] = dg.MetadataValue.json(read_versions(week, loads))
         context.add_asset_metadata(meta, partition_key=week.key)
         written_in_run += written
     if len(weeks) > 1:
@@ -162,4 +318,5 @@ def kid_weekly_analysis(
             f"{len(weeks)} weeks {weeks[0].key} to {weeks[-1].key}: "
             f"{written_in_run} kid rows written"
         )
-    return dg.MaterializeResult()
+    yield dg.MaterializeResult()
+    yield from evaluate_checks(context, warehouse, analysis.timezone, SILVER_CHECKS)
