@@ -16,8 +16,7 @@ from sqlalchemy.engine import Engine
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.reports.answers import FatalApiError, UngroundedAnswer
 from kidsfin_assets.reports.claims_keeper import ClaimsKeeper
-from kidsfin_assets.reports.grounded import Grounding
-from kidsfin_assets.reports.grounded import grounding_for as grounding_of_metrics
+from kidsfin_assets.reports.grounded import Grounding, grounding_of_metrics
 from kidsfin_assets.reports.planning import PendingReport
 from kidsfin_assets.reports.prompt import Prompt
 from kidsfin_assets.reports.recorder import Recorder

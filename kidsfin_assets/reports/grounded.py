@@ -17,8 +17,9 @@ from kidsfin_assets.reports.report_schema import KidWeeklyReport, personalise
 Grounding = Callable[[KidWeeklyReport], list[Finding]]
 
 
-def grounding_for(metrics: dict[str, Any]) -> Grounding:
-    """The grounding gate: a report against exactly the data the model was given."""
+def grounding_of_metrics(metrics: dict[str, Any]) -> Grounding:
+    """A report against exactly the data the model was given (`asking.grounding_for` is the
+    gate every way of asking holds a kid's report to; the offline workers call this)."""
     data = prompt_data(metrics)
     return lambda report: check_report(report, data)
 
@@ -31,6 +32,6 @@ def offline_chunk(
     written = []
     for metrics, name in kids:
         report = offline_report(metrics)
-        findings = grounding_for(metrics)(report)
+        findings = grounding_of_metrics(metrics)(report)
         written.append((personalise(report, name), findings))
     return written
