@@ -223,6 +223,7 @@ def time_week(ui: pages.UI, gql: GraphQL, week: str, n: int) -> str:
     times = runs.run_times(gql, run_id)
     ui.goto(f"/runs/{run_id}", height=1000)
     ui.wait_text(run_id[:8])
+    ui.wait_text("RUN_SUCCESS")  # the run's log has loaded (the breadcrumb shows at once)
     ui.shot(f"14_timed_run_{n}")
     note = (
         f"timed run {n} of {week} ({run_id[:8]}): {wall:.1f} s from the click to its end "
