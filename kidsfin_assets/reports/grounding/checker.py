@@ -72,6 +72,7 @@ from kidsfin_assets.reports.grounding.closed import (
 from kidsfin_assets.reports.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
 from kidsfin_assets.reports.grounding.forms import read_from_to, read_goal_state
 from kidsfin_assets.reports.grounding.reading import (
+    RANGE_SPACE,
     Stated,
     clause_of,
     is_target,
@@ -232,6 +233,9 @@ class _Checker:
         subject = self.subject_of(low, labelled_low, clause_start, n)
         if subject is None and week != "now":  # "tuần trước, con chi ... 38.000 đ"
             subject = _subject_of_sentence(low, sentence[0], n.start, n.kind)
+        elif subject is None:  # "quà tặng tốn của con khoảng 172k": that category's
+            said = _subject_of_sentence(low, clause_start, n.start, n.kind)
+            subject = said if said is not None and said.startswith("cat:") else None
         if subject is not None and subject.startswith("cat:"):
             if week in ("prev1", "prev2", "past"):
                 self.add("unverifiable", field, span, f"{span!r}: no category figure of {week}")
@@ -682,11 +686,12 @@ _RANGE = re.compile(
 
 
 def _ranges_as_about(text: str) -> str:
-    """ "64-65k" is about 64,5k: a range is read as its middle, hedged."""
+    """ "64-65k" is about 64,5k: a range is read as its middle, hedged (as wide as the
+    range's own ends allow, not as a fair rounding of 64,5k)."""
 
     def middle(m: re.Match[str]) -> str:
         a, b = (float(m.group(g).replace(",", ".")) for g in ("a", "b"))
-        return "khoảng " + f"{(a + b) / 2:g}".replace(".", ",")
+        return "khoảng" + RANGE_SPACE + f"{(a + b) / 2:g}".replace(".", ",")
 
     return _RANGE.sub(middle, text) if "-" in text or "–" in text else text
 

@@ -306,10 +306,10 @@ def _goal_facts(
         elif goal.get("completed_in_week"):  # "đã hoàn thành 100 % mục tiêu 3"
             percents.append((100.0, f"{label} progress_percent"))
         if goal.get("open_at_week_end") and balance < target:
-            money.append((float(target) - balance, f"{label} target_amount - savings_balance"))
-            if _num(data, "savings_balance") < 0:  # owed too: what is missing from zero up
-                lack = float(target) - _num(data, "savings_balance")
-                money.append((lack, f"{label} target_amount - savings_balance"))
+            # the prompt's lack, target_amount - savings_balance: with a balance below zero it
+            # is more than the target, never the target itself
+            lack = float(target) - _num(data, "savings_balance")
+            money.append((lack, f"{label} target_amount - savings_balance"))
     return labels
 
 
