@@ -624,13 +624,15 @@ def _sentence_start(low: str, at: int) -> int:
 
 
 # After "nhiều hơn": another metric, not a week ("thấp hơn nhiều so với số tiền nhận được").
-_GOAL_COUNT_WORDS = (
-    ("created", re.compile(r"mới(?!\s(?:đạt|được|có|tiết|gửi))|(?<!\w)đặt|vừa\sđặt")),
-    ("completed", re.compile(r"hoàn\sthành|đã\sđạt|đạt\sđược")),
+_GOAL_COUNT_WORDS = (  # "open" first: "chưa hoàn thành" is not "hoàn thành"
     ("open", re.compile(r"còn\smở|đang\smở|chưa\shoàn\sthành|chưa\sđạt|đang\stheo")),
+    ("created", re.compile(r"mới(?!\s(?:đạt|được|có|tiết|gửi))|(?<!\w)đặt|vừa\sđặt")),
+    ("completed", re.compile(r"hoàn\sthành")),
+    ("reached", re.compile(r"(?<!chưa\s)(?<!\w)(?:đã\sđạt|đạt\sđược|đủ\stiền)(?!\w)")),
 )
 
 
+_GOAL_COUNT_STOP = re.compile(r"\s(?:và|rồi|nhưng)\s|[,;.(]|$")
 _SIGNED = ("net_flow", "savings_balance")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
@@ -653,11 +655,18 @@ def _lack_of(labelled_low: str, clause: tuple[int, tuple[int, int]], n: Stated) 
 
 def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
     """ "3 mục tiêu còn mở" counts the open goals, "2 mục tiêu mới" those set this week."""
-    around = low[clause_start : min(len(low), n.end + 30)]
+    after = low[n.end : min(len(low), n.end + 30)]
+    after = after[: _GOAL_COUNT_STOP.search(after).start()]  # not "... và đặt mục tiêu mới"
     for what, words in _GOAL_COUNT_WORDS:
-        if words.search(around):
+        if words.search(after):
             return f"goals {what}"
-    return "goals"
+    # else the word nearest before it: "đã hoàn thành hai mục tiêu"
+    said = [
+        (m.end(), m.end() - m.start(), what)  # "chưa hoàn thành" over its "hoàn thành"
+        for what, words in _GOAL_COUNT_WORDS
+        for m in words.finditer(low, clause_start, n.start)
+    ]
+    return f"goals {max(said)[2]}" if said else "goals"
 
 
 # "tăng so với tuần rồi chỉ có 1 ngày": that week's level, not the change

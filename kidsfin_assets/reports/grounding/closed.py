@@ -932,8 +932,9 @@ def _in_advice(r: Reading, clause: Span, at: int) -> bool:
 # --- ranked categories ----------------------------------------------------------------------
 
 _RANK = re.compile(
-    r"(?<!\w)(?:(?P<top>nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu|phần\slớn"
-    r"|tốn(?:\stiền|\ském)?\snhất)"
+    r"(?<!\w)(?:(?P<top>nhiều\s(?:tiền\s)?nhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu"
+    r"|phần\slớn|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
+    r"|\d+\s(?:khoản|danh\smục|loại)(?:\schi(?:\stiêu)?)?\slần\slượt\slà)"  # the k largest, listed
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
     r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau|rồi\stới"
     r"|rồi\sđến)"
@@ -942,7 +943,7 @@ _RANK = re.compile(
 )
 _TOP_K = re.compile(
     r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:(?:lớn|nhiều|cao)\snhất"
-    r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ)"
+    r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ|lần\slượt\slà)"
 )
 
 
@@ -961,6 +962,7 @@ _RANK_WORDS = (
     "cuối",
     "phần lớn",
     "rồi",
+    "lần lượt",
 )
 
 
@@ -1112,6 +1114,11 @@ def _rank_problem(
         )
         if len(groups) == k and in_order and all(rank_of(g) & set(range(1, k + 1)) for g in groups):
             return None
+        amounts_down = sorted(amounts.values(), reverse=True)
+        if in_order and k < len(groups) == len(set(groups)) and len(amounts_down) >= k:
+            # "3 khoản lớn nhất: X, Y, rồi Z và W cùng 41.000 đ": the third is a tie, both named
+            if set(groups) == {g for g, a in ranking if a >= amounts_down[k - 1]}:
+                return None
         return f"the {k} largest categories are not {', '.join(groups)} ({order})"
     if kind == "top":
         if 1 not in rank_of(groups[0]):

@@ -282,6 +282,10 @@ def _count_facts(data: Mapping[str, Any]) -> list[tuple[float, str]]:
         (float(sum(1 for g in goals if g.get("created_in_week"))), "goals created_in_week"),
         (float(sum(1 for g in goals if g.get("completed_in_week"))), "goals completed_in_week"),
         (float(sum(1 for g in goals if g.get("open_at_week_end"))), "goals open_at_week_end"),
+        (  # "đã đạt cả hai mục tiêu": reached, whether completed this week or still open
+            float(sum(1 for g in goals if g.get("reached") or g.get("completed_in_week"))),
+            "goals reached",
+        ),
     ]
 
 
@@ -338,6 +342,7 @@ _SUBJECT_PATTERNS = {
     "goals created": r"^goals created_in_week$",
     "goals completed": r"^goals completed_in_week$",
     "goals open": r"^goals open_at_week_end$",
+    "goals reached": r"^goals reached$",
 }
 
 

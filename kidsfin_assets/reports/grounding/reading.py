@@ -107,7 +107,7 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
         end = consumed = unit.end() if unit and group and not shared else m.end()
         sign = "-" if m.group("sign") else ""
         if kind == "money" and not sign:
-            said = SIGN_BEFORE.search(clause, max(0, start - 40), start)
+            said = SIGN_BEFORE.search(clause, max(0, start - 56), start)
             sign = SIGN_OF[said.lastgroup] if said and said.lastgroup else ""
         tolerance = step * scale / 2 if kind in ("money", "percent") else EXACT
         if kind in ("days", "count") and step < 1:
