@@ -389,6 +389,17 @@ KID_TWO_DONE = week(savings_goals=[_DONE, {**_DONE, "target_amount": 90000.0}])
 KID_TIE = week(  # snacks and transport tie for the second place
     spending_by_category={"toys": 120000.0, "snacks": 50000.0, "transport": 50000.0, "books": 14000.0}
 )
+KID_OVER = week(  # 63.000 đ more spent than received; income up 50.000 đ on last week
+    income_total=98000.0,
+    spending_total=161000.0,
+    net_flow=-63000.0,
+    income_total_prev1=48000.0,
+    spending_by_category={"toys": 161000.0},
+)
+KID_RICH = week(
+    savings_balance=1062000.0,
+    savings_goals=[{**_GOAL, "target_amount": 436000.0, "progress_percent": 100, "reached": True}],
+)
 # The seventh corpus (issue 19): what passed there at first sight, and the true forms it
 # flagged, each said truly and falsely.
 SEVENTH_CORPUS_FORMS = [
@@ -430,10 +441,16 @@ SEVENTH_CORPUS_FORMS = [
     ("Khen con vì đã hoàn thành mục tiêu 1.", KID_A, False),
     ("Khuyến khích con vì đã hoàn thành mục tiêu 1.", KID_A, False),
     # the net flow's size after "chi nhiều hơn nhận": "âm khoảng", "lố khoảng"
-    ("Con chi nhiều hơn số tiền nhận được, âm khoảng 114 nghìn.", KID_A, True),
-    ("Con chi nhiều hơn số tiền nhận được, âm 120 nghìn.", KID_A, False),
-    ("Tuần này con tiêu nhiều hơn nhận, lố khoảng 114 nghìn.", KID_A, True),
-    ("Tuần này con tiêu nhiều hơn nhận, lố khoảng 38 nghìn.", KID_A, False),
+    ("Con chi nhiều hơn số tiền nhận được, âm khoảng 63 nghìn.", KID_OVER, True),
+    ("Con chi nhiều hơn số tiền nhận được, âm khoảng 50 nghìn.", KID_OVER, False),
+    ("Tuần này con tiêu nhiều hơn nhận, lố khoảng 63 nghìn.", KID_OVER, True),
+    ("Tuần này con tiêu nhiều hơn nhận, lố khoảng 50 nghìn.", KID_OVER, False),
+    # "hơn" right before a figure bounds it; it compares nothing
+    ("Mục tiêu 1 mới lập tuần này, hơn 60 nghìn, giờ vẫn 25%.", KID_A, True),
+    ("Mục tiêu 1 mới lập tuần này, hơn 80 nghìn, giờ vẫn 25%.", KID_A, False),
+    ("Mục tiêu 1 đủ tiền rồi, số dư hơn 1 triệu lận.", KID_RICH, True),
+    ("Mục tiêu 1 đủ tiền rồi, số dư hơn 1,1 triệu lận.", KID_RICH, False),
+    ("Mục tiêu 1 đủ tiền rồi, số dư hơn 400 nghìn.", KID_RICH, False),
 ]
 
 

@@ -780,9 +780,12 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
         # "tuần trước chi 17.000 đ và hai tuần trước là 14.000 đ": the week said last before it
         before = [m for m in said if m.end() <= n.start]
         return (before or said)[-1 if before else 0].lastgroup or "any"
-    return "any" if COMPARES.search(low, *sentence) else "now"
+    compares = (m for m in COMPARES.finditer(low, *sentence) if not _HEDGE_OVER.match(low, m.start()))
+    return "any" if next(compares, None) else "now"
 
 
+# "..., hơn 2,8 triệu": a figure's hedge (a bound on it), not a comparison of two things
+_HEDGE_OVER = re.compile(r"(?<=[,(]\s)hơn\s\d|(?<=^)hơn\s\d")
 _SUBJECTS_OF_KIND = {
     "money": frozenset(
         {"income", "spending", "total_spending", "saving", "withdrawal", "balance", "net"}

@@ -486,6 +486,9 @@ _DIFFERENCE = re.compile(r"\s(?:được\s)?(?:khoảng\s|gần\s|đúng\s|chừ
 _COMPARATIVE_WORDS = ("hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ")
 
 
+_NUMBER_NEXT = re.compile(r"\s\d")
+
+
 def read_comparisons(r: Reading) -> None:
     """ "Con chi nhiều hơn nhận", "tiền rút ra ít hơn tiền gửi vào", "chi cho đồ ăn vặt
     nhiều hơn đồ chơi 1.000 đ": the two things' values this week (or the weeks named). A
@@ -499,8 +502,10 @@ def read_comparisons(r: Reading) -> None:
         pair = pairs.get(clauses[0][0])
         if r.is_read(m.start(), m.end()) or _in_advice(r, clause, m.start()):
             continue
-        found = _compared(r, clauses, clause, m)
         hedge = m.group("more") == "hơn" and not m.group("neg")  # "hơn 10,3 triệu": a bound
+        if hedge and _NUMBER_NEXT.match(r.low, m.end()):
+            continue  # "số dư hơn 1 triệu": the figure's bound, read with the figure
+        found = _compared(r, clauses, clause, m)
         if found is None and pair is not None and not hedge and _DIFFERENCE.match(r.low, m.end()):
             found = (*pair, m.end())
         if found is None:
