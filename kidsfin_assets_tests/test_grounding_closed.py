@@ -387,7 +387,12 @@ KID_TWO_REACHED = week(  # two goals reached, both still open
 _DONE = {**_GOAL, "open_at_week_end": False, "completed_in_week": True}
 KID_TWO_DONE = week(savings_goals=[_DONE, {**_DONE, "target_amount": 90000.0}])
 KID_TIE = week(  # snacks and transport tie for the second place
-    spending_by_category={"toys": 120000.0, "snacks": 50000.0, "transport": 50000.0, "books": 14000.0}
+    spending_by_category={
+        "toys": 120000.0,
+        "snacks": 50000.0,
+        "transport": 50000.0,
+        "books": 14000.0,
+    }
 )
 KID_OVER = week(  # 63.000 đ more spent than received; income up 50.000 đ on last week
     income_total=98000.0,

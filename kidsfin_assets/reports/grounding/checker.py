@@ -780,7 +780,9 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
         # "tuần trước chi 17.000 đ và hai tuần trước là 14.000 đ": the week said last before it
         before = [m for m in said if m.end() <= n.start]
         return (before or said)[-1 if before else 0].lastgroup or "any"
-    compares = (m for m in COMPARES.finditer(low, *sentence) if not _HEDGE_OVER.match(low, m.start()))
+    compares = (
+        m for m in COMPARES.finditer(low, *sentence) if not _HEDGE_OVER.match(low, m.start())
+    )
     return "any" if next(compares, None) else "now"
 
 

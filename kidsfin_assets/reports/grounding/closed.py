@@ -1119,11 +1119,15 @@ def _rank_problem(
         )
         if len(groups) == k and in_order and all(rank_of(g) & set(range(1, k + 1)) for g in groups):
             return None
-        amounts_down = sorted(amounts.values(), reverse=True)
-        if in_order and k < len(groups) == len(set(groups)) and len(amounts_down) >= k:
-            # "3 khoản lớn nhất: X, Y, rồi Z và W cùng 41.000 đ": the third is a tie, both named
-            if set(groups) == {g for g, a in ranking if a >= amounts_down[k - 1]}:
-                return None
+        # "3 khoản lớn nhất: X, Y, rồi Z và W cùng 41.000 đ": the third is a tie, both named
+        down = sorted(amounts.values(), reverse=True)
+        if (
+            in_order
+            and k < len(groups) == len(set(groups))
+            and len(down) >= k
+            and set(groups) == {g for g, a in ranking if a >= down[k - 1]}
+        ):
+            return None
         return f"the {k} largest categories are not {', '.join(groups)} ({order})"
     if kind == "top":
         if 1 not in rank_of(groups[0]):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bisect
 import re
-from decimal import Decimal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 from kidsfin_assets.reports.grounding.vocabulary import (
     BARE_THOUSANDS,
