@@ -456,6 +456,10 @@ SEVENTH_CORPUS_FORMS = [
     ("Mục tiêu 1 đủ tiền rồi, số dư hơn 1 triệu lận.", KID_RICH, True),
     ("Mục tiêu 1 đủ tiền rồi, số dư hơn 1,1 triệu lận.", KID_RICH, False),
     ("Mục tiêu 1 đủ tiền rồi, số dư hơn 400 nghìn.", KID_RICH, False),
+    # a ratio's two levels in brackets: this week's, then the week it names
+    ("Chi tiêu tuần này gấp 6 lần tuần trước (234k so với 38k).", KID_A, True),
+    ("Chi tiêu tuần này gấp 6 lần tuần trước (234k so với 120k).", KID_A, False),
+    ("Chi tiêu tuần này gấp 6 lần tuần trước (120k so với 38k).", KID_A, False),
 ]
 
 

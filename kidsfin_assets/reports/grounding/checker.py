@@ -231,8 +231,11 @@ class _Checker:
         now: bool | str = week if week in ("prev1", "prev2", "past") else week == "now"
         span = text[n.start : n.end]
         subject = self.subject_of(low, labelled_low, clause_start, n)
-        if subject is None and week != "now":  # "tuần trước, con chi ... 38.000 đ"
+        versus = _versus(low, n)
+        if subject is None and (week != "now" or versus):  # "tuần trước, con chi ... 38k"
             subject = _subject_of_sentence(low, sentence[0], n.start, n.kind)
+            if versus and subject == "spending":  # "(234k so với 38k)": the total's level
+                subject = "total_spending"
         elif subject is None:  # "quà tặng tốn của con khoảng 172k": that category's
             said = _subject_of_sentence(low, clause_start, n.start, n.kind)
             subject = said if said is not None and said.startswith("cat:") else None
@@ -765,11 +768,14 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     if named_after and named_after.lastgroup:  # "giảm so với 13k tuần rồi và 11k hai tuần trước"
         return named_after.lastgroup
     opened = low.rfind("(", sentence[0], n.start)
+    if _versus(low, n):
+        return "now"  # "gấp đôi tuần rồi (24k so với 12k)": this week's, then that week's
     if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
         said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
         # right before the bracket: "nhiều hơn 44 nghìn (khoảng 15%)" is the change's
         if said and said[-1].lastgroup != "now" and not low[said[-1].end() : opened].strip(" :"):
-            return "past"
+            versus = low.endswith("so với ", opened, n.start)  # "(24k so với 12k)": that week's
+            return said[-1].lastgroup if versus and said[-1].lastgroup else "past"
     clause_end = low.find(",", n.end)
     clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end
     said = list(_WEEK_SAID.finditer(low, clause_start, clause_end))
@@ -913,3 +919,15 @@ def describe_findings(findings: Sequence[Finding], limit: int = 6) -> str:
     if len(findings) > limit:
         lines.append(f"- and {len(findings) - limit} more")
     return "\n".join(lines)
+
+
+_VERSUS_AFTER = re.compile(r"\s?so\svới\s\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|đ|đồng)?\)")
+
+
+def _versus(low: str, n: Stated) -> bool:
+    """ "(24k so với 12k)": two levels in brackets, this week's first."""
+    return (
+        n.kind == "money"
+        and low[n.start - 1 : n.start] == "("
+        and bool(_VERSUS_AFTER.match(low, n.end))
+    )
