@@ -460,6 +460,11 @@ SEVENTH_CORPUS_FORMS = [
     ("Chi tiêu tuần này gấp 6 lần tuần trước (234k so với 38k).", KID_A, True),
     ("Chi tiêu tuần này gấp 6 lần tuần trước (234k so với 120k).", KID_A, False),
     ("Chi tiêu tuần này gấp 6 lần tuần trước (120k so với 38k).", KID_A, False),
+    # a count's level in another week, its unit said once: "9 giao dịch, tuần này 11"
+    ("Tuần rồi con có tới 9 giao dịch, tuần này 11.", KID_A, True),
+    ("Tuần rồi con có tới 9 giao dịch, tuần này 12.", KID_A, False),
+    ("Tuần này con có 11 giao dịch, tuần rồi 9.", KID_A, True),
+    ("Tuần này con có 11 giao dịch, tuần rồi 8.", KID_A, False),
 ]
 
 

@@ -1204,9 +1204,9 @@ _LEVEL = re.compile(
     r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?\s(?:còn|tới|đến|thành)|tăng\slên|giảm\sxuống)"
     r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?\w)"
 )
-# "ít hơn tuần rồi (26)", "trong khi tuần rồi là 23"
+# "ít hơn tuần rồi (26)", "trong khi tuần rồi là 23", "26 giao dịch, tuần này 14"
 _WEEK_BRACKET = re.compile(
-    rf"(?P<week>{_WEEKS.pattern})\s?(?:\(|(?:con\s)?(?:là|có|chỉ|chỉ\scó|được)\s)(?P<n>\d+)"
+    rf"(?P<week>{_WEEKS.pattern})(?:\s?\(|\s(?:con\s)?(?:là|có|chỉ|chỉ\scó|được)\s|\s)(?P<n>\d+)"
     r"(?!\d|[.,]\d|\s?%|\s?\w)"
 )
 _COUNTED = ("txn_count", "event_count", "active_days")
