@@ -447,7 +447,7 @@ def _goal(d: dict[str, Any], goal: dict[str, Any], rng: random.Random) -> str:
     if goal["completed_in_week"]:
         return f"{kid} đã hoàn thành {name} ({target}) trong tuần."
     progress = goal["progress_percent"]
-    lacks = goal["target_amount"] - max(d["savings_balance"], 0)
+    lacks = goal["target_amount"] - d["savings_balance"]  # the prompt's: also below zero
     if lacks > 0 and rng.random() < 0.5:
         return f"Để đạt {name} ({target}), {kid} còn thiếu {money(lacks, rng, exact=True)}."
     return rng.choice(

@@ -72,6 +72,7 @@ from kidsfin_assets.reports.grounding.closed import (
 from kidsfin_assets.reports.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
 from kidsfin_assets.reports.grounding.forms import read_from_to, read_goal_state
 from kidsfin_assets.reports.grounding.reading import (
+    RANGE_SPACE,
     Stated,
     clause_of,
     is_target,
@@ -230,8 +231,14 @@ class _Checker:
         now: bool | str = week if week in ("prev1", "prev2", "past") else week == "now"
         span = text[n.start : n.end]
         subject = self.subject_of(low, labelled_low, clause_start, n)
-        if subject is None and week != "now":  # "tuần trước, con chi ... 38.000 đ"
+        versus = _versus(low, n)
+        if subject is None and (week != "now" or versus):  # "tuần trước, con chi ... 38k"
             subject = _subject_of_sentence(low, sentence[0], n.start, n.kind)
+            if versus and subject == "spending":  # "(234k so với 38k)": the total's level
+                subject = "total_spending"
+        elif subject is None:  # "quà tặng tốn của con khoảng 172k": that category's
+            said = _subject_of_sentence(low, clause_start, n.start, n.kind)
+            subject = said if said is not None and said.startswith("cat:") else None
         if subject is not None and subject.startswith("cat:"):
             if week in ("prev1", "prev2", "past"):
                 self.add("unverifiable", field, span, f"{span!r}: no category figure of {week}")
@@ -620,13 +627,15 @@ def _sentence_start(low: str, at: int) -> int:
 
 
 # After "nhiều hơn": another metric, not a week ("thấp hơn nhiều so với số tiền nhận được").
-_GOAL_COUNT_WORDS = (
-    ("created", re.compile(r"mới(?!\s(?:đạt|được|có|tiết|gửi))|(?<!\w)đặt|vừa\sđặt")),
-    ("completed", re.compile(r"hoàn\sthành|đã\sđạt|đạt\sđược")),
+_GOAL_COUNT_WORDS = (  # "open" first: "chưa hoàn thành" is not "hoàn thành"
     ("open", re.compile(r"còn\smở|đang\smở|chưa\shoàn\sthành|chưa\sđạt|đang\stheo")),
+    ("created", re.compile(r"mới(?!\s(?:đạt|được|có|tiết|gửi))|(?<!\w)đặt|vừa\sđặt")),
+    ("completed", re.compile(r"hoàn\sthành")),
+    ("reached", re.compile(r"(?<!chưa\s)(?<!\w)(?:đã\sđạt|đạt\sđược|đủ\stiền)(?!\w)")),
 )
 
 
+_GOAL_COUNT_STOP = re.compile(r"\s(?:và|rồi|nhưng)\s|[,;.(]|$")
 _SIGNED = ("net_flow", "savings_balance")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
@@ -649,11 +658,18 @@ def _lack_of(labelled_low: str, clause: tuple[int, tuple[int, int]], n: Stated) 
 
 def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
     """ "3 mục tiêu còn mở" counts the open goals, "2 mục tiêu mới" those set this week."""
-    around = low[clause_start : min(len(low), n.end + 30)]
+    after = low[n.end : min(len(low), n.end + 30)]
+    after = after[: _GOAL_COUNT_STOP.search(after).start()]  # not "... và đặt mục tiêu mới"
     for what, words in _GOAL_COUNT_WORDS:
-        if words.search(around):
+        if words.search(after):
             return f"goals {what}"
-    return "goals"
+    # else the word nearest before it: "đã hoàn thành hai mục tiêu"
+    said = [
+        (m.end(), m.end() - m.start(), what)  # "chưa hoàn thành" over its "hoàn thành"
+        for what, words in _GOAL_COUNT_WORDS
+        for m in words.finditer(low, clause_start, n.start)
+    ]
+    return f"goals {max(said)[2]}" if said else "goals"
 
 
 # "tăng so với tuần rồi chỉ có 1 ngày": that week's level, not the change
@@ -682,11 +698,12 @@ _RANGE = re.compile(
 
 
 def _ranges_as_about(text: str) -> str:
-    """ "64-65k" is about 64,5k: a range is read as its middle, hedged."""
+    """ "64-65k" is about 64,5k: a range is read as its middle, hedged (as wide as the
+    range's own ends allow, not as a fair rounding of 64,5k)."""
 
     def middle(m: re.Match[str]) -> str:
         a, b = (float(m.group(g).replace(",", ".")) for g in ("a", "b"))
-        return "khoảng " + f"{(a + b) / 2:g}".replace(".", ",")
+        return "khoảng" + RANGE_SPACE + f"{(a + b) / 2:g}".replace(".", ",")
 
     return _RANGE.sub(middle, text) if "-" in text or "–" in text else text
 
@@ -751,11 +768,14 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     if named_after and named_after.lastgroup:  # "giảm so với 13k tuần rồi và 11k hai tuần trước"
         return named_after.lastgroup
     opened = low.rfind("(", sentence[0], n.start)
+    if _versus(low, n):
+        return "now"  # "gấp đôi tuần rồi (24k so với 12k)": this week's, then that week's
     if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
         said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
         # right before the bracket: "nhiều hơn 44 nghìn (khoảng 15%)" is the change's
         if said and said[-1].lastgroup != "now" and not low[said[-1].end() : opened].strip(" :"):
-            return "past"
+            versus = low.endswith("so với ", opened, n.start)  # "(24k so với 12k)": that week's
+            return said[-1].lastgroup if versus and said[-1].lastgroup else "past"
     clause_end = low.find(",", n.end)
     clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end
     said = list(_WEEK_SAID.finditer(low, clause_start, clause_end))
@@ -766,9 +786,14 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
         # "tuần trước chi 17.000 đ và hai tuần trước là 14.000 đ": the week said last before it
         before = [m for m in said if m.end() <= n.start]
         return (before or said)[-1 if before else 0].lastgroup or "any"
-    return "any" if COMPARES.search(low, *sentence) else "now"
+    compares = (
+        m for m in COMPARES.finditer(low, *sentence) if not _HEDGE_OVER.match(low, m.start())
+    )
+    return "any" if next(compares, None) else "now"
 
 
+# "..., hơn 2,8 triệu": a figure's hedge (a bound on it), not a comparison of two things
+_HEDGE_OVER = re.compile(r"(?<=[,(]\s)hơn\s\d|(?<=^)hơn\s\d")
 _SUBJECTS_OF_KIND = {
     "money": frozenset(
         {"income", "spending", "total_spending", "saving", "withdrawal", "balance", "net"}
@@ -894,3 +919,15 @@ def describe_findings(findings: Sequence[Finding], limit: int = 6) -> str:
     if len(findings) > limit:
         lines.append(f"- and {len(findings) - limit} more")
     return "\n".join(lines)
+
+
+_VERSUS_AFTER = re.compile(r"\s?so\svới\s\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|đ|đồng)?\)")
+
+
+def _versus(low: str, n: Stated) -> bool:
+    """ "(24k so với 12k)": two levels in brackets, this week's first."""
+    return (
+        n.kind == "money"
+        and low[n.start - 1 : n.start] == "("
+        and bool(_VERSUS_AFTER.match(low, n.end))
+    )

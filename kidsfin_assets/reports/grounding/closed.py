@@ -486,6 +486,9 @@ _DIFFERENCE = re.compile(r"\s(?:được\s)?(?:khoảng\s|gần\s|đúng\s|chừ
 _COMPARATIVE_WORDS = ("hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ")
 
 
+_NUMBER_NEXT = re.compile(r"\s\d")
+
+
 def read_comparisons(r: Reading) -> None:
     """ "Con chi nhiều hơn nhận", "tiền rút ra ít hơn tiền gửi vào", "chi cho đồ ăn vặt
     nhiều hơn đồ chơi 1.000 đ": the two things' values this week (or the weeks named). A
@@ -499,8 +502,10 @@ def read_comparisons(r: Reading) -> None:
         pair = pairs.get(clauses[0][0])
         if r.is_read(m.start(), m.end()) or _in_advice(r, clause, m.start()):
             continue
-        found = _compared(r, clauses, clause, m)
         hedge = m.group("more") == "hơn" and not m.group("neg")  # "hơn 10,3 triệu": a bound
+        if hedge and _NUMBER_NEXT.match(r.low, m.end()):
+            continue  # "số dư hơn 1 triệu": the figure's bound, read with the figure
+        found = _compared(r, clauses, clause, m)
         if found is None and pair is not None and not hedge and _DIFFERENCE.match(r.low, m.end()):
             found = (*pair, m.end())
         if found is None:
@@ -932,8 +937,9 @@ def _in_advice(r: Reading, clause: Span, at: int) -> bool:
 # --- ranked categories ----------------------------------------------------------------------
 
 _RANK = re.compile(
-    r"(?<!\w)(?:(?P<top>nhiều\snhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu|phần\slớn"
-    r"|tốn(?:\stiền|\ském)?\snhất)"
+    r"(?<!\w)(?:(?P<top>nhiều\s(?:tiền\s)?nhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu"
+    r"|phần\slớn|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
+    r"|\d+\s(?:khoản|danh\smục|loại)(?:\schi(?:\stiêu)?)?\slần\slượt\slà)"  # the k largest, listed
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
     r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau|rồi\stới"
     r"|rồi\sđến)"
@@ -942,7 +948,7 @@ _RANK = re.compile(
 )
 _TOP_K = re.compile(
     r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:(?:lớn|nhiều|cao)\snhất"
-    r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ)"
+    r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ|lần\slượt\slà)"
 )
 
 
@@ -961,6 +967,7 @@ _RANK_WORDS = (
     "cuối",
     "phần lớn",
     "rồi",
+    "lần lượt",
 )
 
 
@@ -1112,6 +1119,15 @@ def _rank_problem(
         )
         if len(groups) == k and in_order and all(rank_of(g) & set(range(1, k + 1)) for g in groups):
             return None
+        # "3 khoản lớn nhất: X, Y, rồi Z và W cùng 41.000 đ": the third is a tie, both named
+        down = sorted(amounts.values(), reverse=True)
+        if (
+            in_order
+            and k < len(groups) == len(set(groups))
+            and len(down) >= k
+            and set(groups) == {g for g, a in ranking if a >= down[k - 1]}
+        ):
+            return None
         return f"the {k} largest categories are not {', '.join(groups)} ({order})"
     if kind == "top":
         if 1 not in rank_of(groups[0]):
@@ -1188,9 +1204,9 @@ _LEVEL = re.compile(
     r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?\s(?:còn|tới|đến|thành)|tăng\slên|giảm\sxuống)"
     r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?\w)"
 )
-# "ít hơn tuần rồi (26)", "trong khi tuần rồi là 23"
+# "ít hơn tuần rồi (26)", "trong khi tuần rồi là 23", "26 giao dịch, tuần này 14"
 _WEEK_BRACKET = re.compile(
-    rf"(?P<week>{_WEEKS.pattern})\s?(?:\(|(?:con\s)?(?:là|có|chỉ|chỉ\scó|được)\s)(?P<n>\d+)"
+    rf"(?P<week>{_WEEKS.pattern})(?:\s?\(|\s(?:con\s)?(?:là|có|chỉ|chỉ\scó|được)\s|\s)(?P<n>\d+)"
     r"(?!\d|[.,]\d|\s?%|\s?\w)"
 )
 _COUNTED = ("txn_count", "event_count", "active_days")

@@ -282,6 +282,10 @@ def _count_facts(data: Mapping[str, Any]) -> list[tuple[float, str]]:
         (float(sum(1 for g in goals if g.get("created_in_week"))), "goals created_in_week"),
         (float(sum(1 for g in goals if g.get("completed_in_week"))), "goals completed_in_week"),
         (float(sum(1 for g in goals if g.get("open_at_week_end"))), "goals open_at_week_end"),
+        (  # "đã đạt cả hai mục tiêu": reached, whether completed this week or still open
+            float(sum(1 for g in goals if g.get("reached") or g.get("completed_in_week"))),
+            "goals reached",
+        ),
     ]
 
 
@@ -306,10 +310,10 @@ def _goal_facts(
         elif goal.get("completed_in_week"):  # "đã hoàn thành 100 % mục tiêu 3"
             percents.append((100.0, f"{label} progress_percent"))
         if goal.get("open_at_week_end") and balance < target:
-            money.append((float(target) - balance, f"{label} target_amount - savings_balance"))
-            if _num(data, "savings_balance") < 0:  # owed too: what is missing from zero up
-                lack = float(target) - _num(data, "savings_balance")
-                money.append((lack, f"{label} target_amount - savings_balance"))
+            # the prompt's lack, target_amount - savings_balance: with a balance below zero it
+            # is more than the target, never the target itself
+            lack = float(target) - _num(data, "savings_balance")
+            money.append((lack, f"{label} target_amount - savings_balance"))
     return labels
 
 
@@ -338,6 +342,7 @@ _SUBJECT_PATTERNS = {
     "goals created": r"^goals created_in_week$",
     "goals completed": r"^goals completed_in_week$",
     "goals open": r"^goals open_at_week_end$",
+    "goals reached": r"^goals reached$",
 }
 
 

@@ -6,6 +6,7 @@ import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 from kidsfin_assets.reports.grounding.vocabulary import (
     BARE_THOUSANDS,
@@ -106,7 +107,7 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
         end = consumed = unit.end() if unit and group and not shared else m.end()
         sign = "-" if m.group("sign") else ""
         if kind == "money" and not sign:
-            said = SIGN_BEFORE.search(clause, max(0, start - 40), start)
+            said = SIGN_BEFORE.search(clause, max(0, start - 56), start)
             sign = SIGN_OF[said.lastgroup] if said and said.lastgroup else ""
         tolerance = step * scale / 2 if kind in ("money", "percent") else EXACT
         if kind in ("days", "count") and step < 1:
@@ -128,6 +129,9 @@ _APPROXIMATE = re.compile(
     r"|(?P<under>chưa\s(?:đến|tới|được|đầy|bằng)|dưới|không\s(?:tới|đến|quá)|chưa\sđủ))"
     r"\s(?:mức\s|con\ssố\s)?$"
 )
+# How a range ("31-32 nghìn") reads, as "khoảng" and its middle: marked apart from a writer's
+# "khoảng" by the space after it, since its middle is no rounding of its own.
+RANGE_SPACE = "\u2009"
 _BOUNDS = {"about": (0.94, 1.06), "near": (0.85, 1.0), "over": (1.0, 1.35), "under": (0.0, 1.0)}
 
 
@@ -137,12 +141,23 @@ def _approximate(clause: str, start: int, value: float, tolerance: float) -> tup
     if said is None or not said.lastgroup:
         return value, tolerance
     low, high = _BOUNDS[said.lastgroup]
-    low, high = min(value * low, value - tolerance), max(value * high, value + tolerance)
+    if said.lastgroup == "about" and said.group()[-1] != RANGE_SPACE:
+        # a fair rounding: "khoảng 156k" is not 165.000 đ, nor "khoảng 750k" 705.000 đ
+        width = min(value * (high - 1), _last_place(value))
+        low, high = min(value - width, value - tolerance), max(value + width, value + tolerance)
+    else:
+        low, high = min(value * low, value - tolerance), max(value * high, value + tolerance)
     if said.lastgroup == "over":  # "hơn 1,8 triệu" is more than 1.800.000 đ
         low = value
     elif said.lastgroup == "under":
         high = value
     return (low + high) / 2, (high - low) / 2
+
+
+def _last_place(value: float) -> float:
+    """The place of a figure's last non-zero digit: 160.000 -> 10.000, 156.000 -> 1.000."""
+    exponent = Decimal(repr(round(value, 6))).normalize().as_tuple().exponent
+    return 10.0 ** int(exponent)
 
 
 def is_target(text: str, clause_starts: list[int], n: Stated) -> bool:

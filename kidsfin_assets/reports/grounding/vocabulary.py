@@ -219,7 +219,8 @@ BARE_THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+|\d{1,3}(?:,\d{3}){2,}")
 SIGN_BEFORE = re.compile(
     # "chi nhiều hơn nhận 77.000 đ": the net flow is -77.000
     r"(?P<net>(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
-    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*(?:là\s|khoảng\s)?$)"
+    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*"
+    r"(?:,\s(?:âm|lố|hụt|vượt|thâm\shụt)\s)?(?:là\s|khoảng\s)?$)"  # "..., lố khoảng 13 nghìn"
     r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)\s*$)"
     r"|(?P<pos>(?:(?<!\w)dương|(?<!số\s)(?<!\w)dư(?:\sra)?|(?:nhận|thu\snhập|thu)\snhiều\shơn\s"
     r"(?:chi\stiêu|chi|tiêu))\s*(?:là\s)?$)"
@@ -384,4 +385,6 @@ GOAL_CLAIMS = re.compile(
 NOT_A_CLAIM = re.compile(
     r"(?<!\w)(?:để(?!\sdành)|cần|muốn|sắp|gần|nhằm|sẽ|có\sthể|nên|hãy|cố\sgắng|giúp|nếu|khi|mong"
     r"|nữa|thiếu)(?!\w)"  # "còn (thiếu) 120.000 đ nữa là đạt mục tiêu 1": what is left
+    # "khuyến khích con hoàn thành mục tiêu 1": what to do (not "... vì đã hoàn thành")
+    r"|(?:khuyến\skhích|động\sviên|cổ\svũ)(?:\s(?!(?:đã|vì|do|khi)(?!\w))\S+){0,3}\s$"
 )
