@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import (
+    kid_weekly_analysis,
     kid_weekly_reports,
     report_claims,
     report_ledger,
@@ -311,12 +312,31 @@ def claimed_by(conn: Connection, week_start: dt.date, owner: str) -> dict[int, s
     return dict(conn.execute(query).all())
 
 
-def claimed_by_batches(conn: Connection, week_start: dt.date) -> set[int]:
-    claims = report_claims
-    query = sa.select(claims.c.kid_id).where(
-        claims.c.week_start == week_start, claims.c.owner.like("batch:%")
+def pending_in_batches(conn: Connection, week_start: dt.date) -> int:
+    """How many of the week's kids (in silver, without the report a batch asks for) a batch
+    holds: counted by the warehouse, not read into memory."""
+    claims, gold, silver = report_claims, kid_weekly_reports, kid_weekly_analysis
+    in_silver = (
+        sa.select(silver.c.kid_id)
+        .where(silver.c.week_start == claims.c.week_start, silver.c.kid_id == claims.c.kid_id)
+        .exists()
     )
-    return set(conn.execute(query).scalars())
+    reported = (
+        sa.select(gold.c.kid_id)
+        .where(
+            gold.c.week_start == claims.c.week_start,
+            gold.c.kid_id == claims.c.kid_id,
+            gold.c.input_hash == claims.c.input_hash,
+        )
+        .exists()
+    )
+    query = sa.select(sa.func.count()).where(
+        claims.c.week_start == week_start,
+        claims.c.owner.like("batch:%"),
+        in_silver,
+        sa.not_(reported),
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def release_owner(conn: Connection, week_start: dt.date, owner: str) -> None:

@@ -69,6 +69,18 @@ def silver_pages(
         after = rows[-1]["kid_id"]
 
 
+def silver_rows_of(conn: Connection, week: Week, kids: list[int]) -> list[dict[str, Any]]:
+    """The week's silver rows of `kids` (those still in silver), in kid order: what a chunk
+    of Batch API lines is matched against, read when the chunk is."""
+    silver = kid_weekly_analysis
+    query = (
+        sa.select(silver)
+        .where(silver.c.week_start == week.start, silver.c.kid_id.in_(sorted(set(kids))))
+        .order_by(silver.c.kid_id)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
 def plan_week(
     conn: Connection,
     week: Week,
