@@ -397,3 +397,21 @@ def test_the_batch_path_holds_a_page_of_kids_not_the_week(monkeypatch, pg_url, s
     assert gold_meta(done)["reports_written"] == kids
     assert server.stats.batch_lines_answered_again == 0
     assert 0 < peak[0] <= 2 * page + chunk, f"{peak[0]} PendingReports alive at once"
+
+
+@pytest.mark.parametrize(("least", "api"), [(15, "batch"), (100, "sync")])
+def test_auto_reads_ahead_only_until_the_week_is_big_enough_for_a_batch(
+    monkeypatch, pg_url, server, least, api
+) -> None:
+    """openai.api auto: the Batch API once batch_min_reports kids need a report (known
+    after reading two of the week's five pages), the sync path for a smaller week; either
+    way every kid is written once."""
+    from kidsfin_assets.reports import report_writer
+
+    monkeypatch.setattr(report_writer.WeekReportWriter, "_page_size", lambda self: 10)
+    auto = {"KIDSFIN_OPENAI__API": "auto", "KIDSFIN_OPENAI__BATCH_MIN_REPORTS": str(least)}
+    settings, ids = setup_week(monkeypatch, pg_url, server, 50, **auto)
+    done = until_done(settings, server)
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert gold_meta(done)["mode"] == api and server.stats.batch_lines_answered_again == 0
+    assert server.stats.batches_created == (1 if api == "batch" else 0)
