@@ -91,21 +91,27 @@ def plan_week(
     names: dict[int, str],
     pseudonymize: bool,
     known_categories: tuple[str, ...],
+    scattered: bool = False,
 ) -> tuple[list[PendingReport], int]:
-    """Of the week's silver rows, those that still need a report (no row with the same
-    input hash), and how many were reused.
+    """Of the week's silver rows (in kid order; `scattered`: not a range of the week's
+    kids), those that still need a report (no row with the same input hash), and how many
+    were reused.
 
     Offline, an AI report for the same metrics counts as done: losing the API key for a
     run must not throw away reports that were paid for."""
     if not rows:
         return [], 0
     gold = kid_weekly_reports
+    # A page is a range of kids; a chunk of batch lines is kids scattered over the week
+    # (read as a range, each chunk would read the week's reports: quadratic in the week).
+    kids = (
+        gold.c.kid_id.in_([row["kid_id"] for row in rows])
+        if scattered
+        else gold.c.kid_id.between(rows[0]["kid_id"], rows[-1]["kid_id"])
+    )
     existing = dict(
         conn.execute(
-            sa.select(gold.c.kid_id, gold.c.input_hash).where(
-                gold.c.week_start == week.start,
-                gold.c.kid_id.between(rows[0]["kid_id"], rows[-1]["kid_id"]),
-            )
+            sa.select(gold.c.kid_id, gold.c.input_hash).where(gold.c.week_start == week.start, kids)
         ).all()
     )
     pending = []

@@ -208,7 +208,9 @@ class WeekReportWriter:
             if pending:
                 yield pending
 
-    def _plan(self, rows: list[dict[str, Any]]) -> tuple[list[PendingReport], int]:
+    def _plan(
+        self, rows: list[dict[str, Any]], scattered: bool = False
+    ) -> tuple[list[PendingReport], int]:
         with self.engine.connect() as conn:
             names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
             return plan_week(
@@ -221,6 +223,7 @@ class WeekReportWriter:
                 names,
                 self.pseudonymize,
                 self.known_categories,
+                scattered,
             )
 
     # --- asking -----------------------------------------------------------------------
@@ -322,7 +325,7 @@ class WeekReportWriter:
         inputs), planned from their silver rows read in one query."""
         with self.engine.connect() as conn:
             rows = silver_rows_of(conn, self.week, kids)
-        pending, _reused = self._plan(rows)
+        pending, _reused = self._plan(rows, scattered=True)
         return {item.kid_id: item for item in pending}
 
     def _has_open_batches(self) -> bool:
