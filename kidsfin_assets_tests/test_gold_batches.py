@@ -415,3 +415,26 @@ def test_auto_reads_ahead_only_until_the_week_is_big_enough_for_a_batch(
     assert sorted(r["kid_id"] for r in reports(settings)) == ids
     assert gold_meta(done)["mode"] == api and server.stats.batch_lines_answered_again == 0
     assert server.stats.batches_created == (1 if api == "batch" else 0)
+
+
+def test_lines_for_inputs_changed_since_are_recorded_not_reported(
+    monkeypatch, pg_url, server
+) -> None:
+    """The prompt changed while a batch was open: its lines (answered for the old inputs)
+    are paid for, so each is in the ledger, but none becomes a report; the kids are asked
+    again for their new inputs, and nothing is paid for twice."""
+    from kidsfin_assets.reports import planning
+
+    settings, ids = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
+    assert gold(settings).success and server.stats.batches_created == 1
+    old_hash = planning.input_hash
+    monkeypatch.setattr(planning, "input_hash", lambda *args: old_hash(*args)[::-1])
+    until_done(settings, server)
+    stored = reports(settings)
+    assert sorted(r["kid_id"] for r in stored) == ids
+    answers = fetch(warehouse_engine(settings), sa.select(report_ledger))
+    assert len(answers) == 12 and server.stats.batches_created == 2  # old lines kept
+    for report in stored:  # one answer for the old inputs, one for the new: reported
+        digests = {a["input_hash"] for a in answers if a["kid_id"] == report["kid_id"]}
+        assert len(digests) == 2 and report["input_hash"] in digests
+    assert server.stats.batch_lines_answered_again == 0
