@@ -555,7 +555,11 @@ def supersede_missing(conn: Connection, week_start: dt.date, silver_kids: sa.Sel
     week's kid ids) as superseded (kept, never deleted: they were paid for); clear the mark
     of kids who are back."""
     gold = kid_weekly_reports
-    in_silver = gold.c.kid_id.in_(silver_kids)
+    # EXISTS, not IN: `NOT IN (subquery)` is hashed only while PostgreSQL expects the
+    # week's kids to fit in work_mem (4 MB: ~100,000 kids); past that it rescans the
+    # materialised list for every report, quadratic in the week (300,000 kids: an
+    # estimated 1.3e9 against 2.6e4 for the anti-join, 0.4 s).
+    in_silver = silver_kids.where(silver_kids.selected_columns[0] == gold.c.kid_id).exists()
     week = gold.c.week_start == week_start
     gone = conn.execute(
         gold.update()
