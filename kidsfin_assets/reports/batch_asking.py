@@ -2,9 +2,11 @@
 what the week's finished batches answered, each line judged like a sync answer and stored a
 chunk at a time, then submit the kids still without a report. Nothing is in flight twice.
 
-Memory does not grow with the week: the pages handed over are only counted; a chunk of
-result lines is matched against its own kids' plan (read when the chunk is), and the kids
-to submit are the week planned again a page at a time, streamed into the staged files."""
+Memory does not grow with the week. With batches to collect, the pages handed over are
+only counted; a chunk of result lines is matched against its own kids' plan (read when the
+chunk is), and the kids to submit are the week planned again a page at a time. With none,
+the pages handed over are the kids to submit. Either way they stream into the staged
+files."""
 
 from __future__ import annotations
 
@@ -59,12 +61,16 @@ class BatchAsking:
         )
 
     def ask(self, pages: Iterable[list[PendingReport]]) -> list[PendingReport]:
-        for _page in pages:  # planned and counted by the tally; the week is not kept
-            if self.parts.cancel.is_set():
-                return []
-        self.batches.collect(self._record_lines)
+        with self.parts.engine.connect() as conn:
+            collecting = bool(batches.open_batches(conn, self.parts.week.start))
+        if collecting:
+            for _page in pages:  # planned and counted by the tally; the week is not kept
+                if self.parts.cancel.is_set():
+                    return []
+            self.batches.collect(self._record_lines)
+            pages = self.replan()  # what the batches answered is reported now
         # Generators: each kid's prompt is built as its line is written to a file.
-        unanswered = self._unanswered_pages()
+        unanswered = self._unanswered_pages(pages)
         lines = (
             (item.kid_id, item.input_hash, self.parts.prompt.messages(item.metrics))
             for page in unanswered
@@ -108,12 +114,14 @@ class BatchAsking:
             return stale, dataclasses.replace(line.exchange, report=None)
         return item, self.session.judge(line.exchange, grounding_for(item))
 
-    def _unanswered_pages(self) -> Iterator[list[PendingReport]]:
-        """The week planned again a page at a time: of each page the kids still without a
-        report for their input, within the retry budget; those whose attempts are spent
-        fail (their last ungrounded answer, if any, is kept)."""
+    def _unanswered_pages(
+        self, pages: Iterable[list[PendingReport]]
+    ) -> Iterator[list[PendingReport]]:
+        """Of each page the kids still without a report for their input, within the retry
+        budget; those whose attempts are spent fail (their last ungrounded answer, if any,
+        is kept)."""
         self.unanswered = 0
-        for page in self.replan():
+        for page in pages:
             if self.parts.cancel.is_set():
                 return
             items = {item.kid_id: item for item in page}
