@@ -277,7 +277,7 @@ class WeekReportWriter:
             ahead.append(page)
             count += len(page)
             if self.settings.uses_batches(count):
-                return self._batch_way(), itertools.chain(ahead, pages)
+                return self._batch_way(), itertools.chain(_handed_over(ahead), pages)
         return (self._sync_way(), ahead) if ahead else (None, ())
 
     def _offline_workers(self) -> int:
@@ -365,3 +365,10 @@ class WeekReportWriter:
             if waiting and time.monotonic() - said_at > AWAIT_LOG_SECONDS:
                 said_at = time.monotonic()
                 self.log.info(f"still waiting for {len(waiting)} kids held by another run")
+
+
+def _handed_over(pages: list[list[PendingReport]]) -> Iterator[list[PendingReport]]:
+    """The pages read ahead, each let go of as it is handed over."""
+    pages.reverse()
+    while pages:
+        yield pages.pop()
