@@ -68,6 +68,7 @@ NAME = "batch"
 FULL_KIDS, QUICK_KIDS = 100_000, 5_000
 MAX_COST_RATIO = 0.50
 MAX_INGEST_RUNS = 3
+MAX_FILE_LINES = 50_000  # openai.batch_max_requests at most
 QUEUE_TOKENS = 10**12  # the bench measures the week, not the queue budget
 BATCH_WAIT_S = 3600.0
 ENDED = {"completed", "failed", "expired", "cancelled"}
@@ -407,7 +408,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     began = time.perf_counter()
     kids = args.kids or (QUICK_KIDS if args.quick else FULL_KIDS)
     with tempfile.TemporaryDirectory(prefix="kidsfin_bench_") as tmp:
-        result = measure(kids, kids // 2, Path(tmp), args.ingest_budget)
+        # Two files at least; at most OpenAI's 50,000 lines a file (batch_max_requests).
+        result = measure(kids, min(kids // 2, MAX_FILE_LINES), Path(tmp), args.ingest_budget)
     print(table("Batch mode", ("", ""), report_rows(result)))
     found = goals(result)
     print(goals_table(found))
