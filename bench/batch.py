@@ -68,6 +68,7 @@ NAME = "batch"
 FULL_KIDS, QUICK_KIDS = 100_000, 5_000
 MAX_COST_RATIO = 0.50
 MAX_INGEST_RUNS = 3
+MAX_FILE_LINES = 50_000  # openai.batch_max_requests at most
 QUEUE_TOKENS = 10**12  # the bench measures the week, not the queue budget
 BATCH_WAIT_S = 3600.0
 ENDED = {"completed", "failed", "expired", "cancelled"}
@@ -388,6 +389,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         help="kill an ingest run after S seconds and report its rate (a machine too slow "
         "or too loaded to ingest the whole week in the time there is)",
     )
+    parser.add_argument(
+        "--kids",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"N kids instead of {FULL_KIDS:,} (a second size shows the per-kid slope; "
+        "figures of another size are written to batch_<N>.json)",
+    )
     parser.add_argument("--child", metavar="WEEK", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -397,14 +406,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     machine = machine_info()
     print(f"{NAME}: {machine_line(machine)}", flush=True)
     began = time.perf_counter()
-    kids = QUICK_KIDS if args.quick else FULL_KIDS
+    kids = args.kids or (QUICK_KIDS if args.quick else FULL_KIDS)
     with tempfile.TemporaryDirectory(prefix="kidsfin_bench_") as tmp:
-        result = measure(kids, kids // 2, Path(tmp), args.ingest_budget)
+        # Two files at least; at most OpenAI's 50,000 lines a file (batch_max_requests).
+        result = measure(kids, min(kids // 2, MAX_FILE_LINES), Path(tmp), args.ingest_budget)
     print(table("Batch mode", ("", ""), report_rows(result)))
     found = goals(result)
     print(goals_table(found))
     payload = {"elapsed_s": round(time.perf_counter() - began, 1), **result, "goals": found}
-    write_results(NAME, args.quick, machine, payload)
+    name = NAME if kids in (FULL_KIDS, QUICK_KIDS) else f"{NAME}_{kids}"
+    write_results(name, args.quick, machine, payload)
     return payload
 
 

@@ -4,6 +4,7 @@ Files and Batches APIs over real HTTP, with real Dagster runs on PostgreSQL."""
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -321,10 +322,14 @@ def test_the_enqueued_token_budget_holds_back_what_does_not_fit(
     from kidsfin_assets.defs.resources import load_settings
 
     limited = load_settings()
-    gold(limited)
+    first = gold(limited)
     rows = batch_rows(limited)
     assert sum(r["estimated_tokens"] for r in rows) <= int(budget)
-    assert sum(r["lines"] for r in rows) < 6  # the rest waits for a later run
+    submitted = sum(r["lines"] for r in rows)
+    assert submitted < 6  # the rest waits for a later run
+    observed = first.asset_observations_for_node("gold__kid_weekly_reports")[0].metadata
+    assert observed["reports_in_batches"].value == submitted
+    assert observed["reports_queued"].value == 6 - submitted  # waiting, not failed
     assert load_prompt()  # the prompt the estimate was made from
 
 
@@ -351,3 +356,85 @@ def test_flex_without_capacity_is_not_paid_and_falls_back_to_the_default_tier(
     assert gold_meta(result)["rate_limited"] == 0
     limiter = settings.openai.limiter(warehouse_engine(settings), load_prompt())
     assert limiter.state()["paused_for_seconds"] == 0  # flex's capacity is not our limit
+
+
+def test_the_batch_path_holds_a_page_of_kids_not_the_week(monkeypatch, pg_url, server) -> None:
+    """Memory flat in the number of kids: the PendingReports (a kid's silver row, ~4 KiB)
+    alive at once, through submitting, collecting and the queue budget, stay within two
+    pages and a chunk of result lines, for a week of eight pages. A week-sized structure
+    (a dict of the week's kids) coming back holds every kid at once and fails here."""
+    from kidsfin_assets.reports import batch_asking, planning, report_writer
+
+    page, chunk, kids = 10, 10, 80
+    monkeypatch.setattr(report_writer.WeekReportWriter, "_page_size", lambda self: page)
+    monkeypatch.setattr(batches, "INGEST_CHUNK_LINES", chunk)
+    alive, peak = [0], [0]
+
+    def gone() -> None:
+        alive[0] -= 1
+
+    class Counted(planning.PendingReport):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+            weakref.finalize(self, gone)
+
+    monkeypatch.setattr(planning, "PendingReport", Counted)
+    monkeypatch.setattr(batch_asking, "PendingReport", Counted)
+    settings, ids = setup_week(monkeypatch, pg_url, server, kids, **BATCH)
+    first = gold(settings)
+    assert first.success and not materialised(first)
+    observed = {
+        k: v.value
+        for k, v in first.asset_observations_for_node("gold__kid_weekly_reports")[
+            0
+        ].metadata.items()
+    }
+    assert observed["reports_in_batches"] == kids and observed["reports_queued"] == 0
+    done = until_done(settings, server)
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert gold_meta(done)["reports_written"] == kids
+    assert server.stats.batch_lines_answered_again == 0
+    assert 0 < peak[0] <= 2 * page + chunk, f"{peak[0]} PendingReports alive at once"
+
+
+@pytest.mark.parametrize(("least", "api"), [(15, "batch"), (100, "sync")])
+def test_auto_reads_ahead_only_until_the_week_is_big_enough_for_a_batch(
+    monkeypatch, pg_url, server, least, api
+) -> None:
+    """openai.api auto: the Batch API once batch_min_reports kids need a report (known
+    after reading two of the week's five pages), the sync path for a smaller week; either
+    way every kid is written once."""
+    from kidsfin_assets.reports import report_writer
+
+    monkeypatch.setattr(report_writer.WeekReportWriter, "_page_size", lambda self: 10)
+    auto = {"KIDSFIN_OPENAI__API": "auto", "KIDSFIN_OPENAI__BATCH_MIN_REPORTS": str(least)}
+    settings, ids = setup_week(monkeypatch, pg_url, server, 50, **auto)
+    done = until_done(settings, server)
+    assert sorted(r["kid_id"] for r in reports(settings)) == ids
+    assert gold_meta(done)["mode"] == api and server.stats.batch_lines_answered_again == 0
+    assert server.stats.batches_created == (1 if api == "batch" else 0)
+
+
+def test_lines_for_inputs_changed_since_are_recorded_not_reported(
+    monkeypatch, pg_url, server
+) -> None:
+    """The prompt changed while a batch was open: its lines (answered for the old inputs)
+    are paid for, so each is in the ledger, but none becomes a report; the kids are asked
+    again for their new inputs, and nothing is paid for twice."""
+    from kidsfin_assets.reports import planning
+
+    settings, ids = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
+    assert gold(settings).success and server.stats.batches_created == 1
+    old_hash = planning.input_hash
+    monkeypatch.setattr(planning, "input_hash", lambda *args: old_hash(*args)[::-1])
+    until_done(settings, server)
+    stored = reports(settings)
+    assert sorted(r["kid_id"] for r in stored) == ids
+    answers = fetch(warehouse_engine(settings), sa.select(report_ledger))
+    assert len(answers) == 12 and server.stats.batches_created == 2  # old lines kept
+    for report in stored:  # one answer for the old inputs, one for the new: reported
+        digests = {a["input_hash"] for a in answers if a["kid_id"] == report["kid_id"]}
+        assert len(digests) == 2 and report["input_hash"] in digests
+    assert server.stats.batch_lines_answered_again == 0

@@ -240,3 +240,42 @@ def test_a_duplicated_txn_id_is_quarantined_and_counted_alike_in_raw_and_silver(
         0,
         1,
     )
+
+
+def test_superseding_is_an_anti_join_when_the_week_outgrows_work_mem(
+    monkeypatch, pg_url, tmp_path
+) -> None:
+    """A week whose kids do not fit in work_mem (here 64 kB and 12,000 kids; 4 MB and
+    ~100,000 kids by default): `NOT IN (silver)` would rescan the kids for every report
+    (quadratic); the statement gold runs first is planned as an anti-join."""
+    from kidsfin_assets.config.weeks import Week
+    from kidsfin_assets.reports import ledger, planning
+    from kidsfin_assets_tests.test_exports_s3 import copy_silver_kids, week_in_s3
+
+    settings = week_in_s3(monkeypatch, pg_url, str(tmp_path))  # six kids' W, a local folder
+    copy_silver_kids(settings, 12_000)
+    engine = warehouse_engine(settings)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE kidsfin.kid_weekly_analysis")
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    week = Week.from_key(W, "UTC")
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with engine.connect() as conn:
+            ledger.supersede_missing(conn, week.start, planning.silver_kids(week))
+            conn.rollback()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    updates = [(s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE")]
+    assert updates
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL work_mem = '64kB'")
+        for statement, parameters in updates:
+            plan = "\n".join(
+                row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+            )
+            assert "SubPlan" not in plan, plan

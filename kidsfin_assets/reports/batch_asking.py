@@ -1,11 +1,17 @@
 """The Batch API as a way of asking (`batches.WeekBatches` does the API's part): collect
 what the week's finished batches answered, each line judged like a sync answer and stored a
-chunk at a time, then submit the kids still without a report. Nothing is in flight twice."""
+chunk at a time, then submit the kids still without a report. Nothing is in flight twice.
+
+Memory does not grow with the week. With batches to collect, the pages handed over are
+only counted; a chunk of result lines is matched against its own kids' plan (read when the
+chunk is), and the kids to submit are the week planned again a page at a time. With none,
+the pages handed over are the kids to submit. Either way they stream into the staged
+files."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import openai
 
@@ -14,6 +20,11 @@ from kidsfin_assets.reports.answers import Exchange, ReportError
 from kidsfin_assets.reports.asking import AskingParts, grounding_for
 from kidsfin_assets.reports.openai_client import ReportSession
 from kidsfin_assets.reports.planning import PendingReport, wanted
+
+# The week planned again, a page at a time (not counted by the tally), and the plan of some
+# kids: those of them still needing a report, by kid (`WeekReportWriter` provides both).
+Replan = Callable[[], Iterator[list[PendingReport]]]
+PlanKids = Callable[[list[int]], dict[int, PendingReport]]
 
 
 class BatchAsking:
@@ -30,8 +41,12 @@ class BatchAsking:
         run_id: str,
         warehouse_id: str,
         max_attempts: int,
+        replan: Replan,
+        plan_kids: PlanKids,
     ) -> None:
         self.parts, self.session, self.max_attempts = parts, session, max_attempts
+        self.replan, self.plan_kids = replan, plan_kids
+        self.unanswered = 0  # kids found without a report in this run's last pass
         week = parts.week
         self.batches = batches.WeekBatches(
             client,
@@ -46,39 +61,44 @@ class BatchAsking:
         )
 
     def ask(self, pages: Iterable[list[PendingReport]]) -> list[PendingReport]:
-        items = {item.kid_id: item for page in pages for item in page}  # a batch takes the week
-        self.batches.collect(lambda lines: self._record_lines(items, lines))
-        unanswered = self._unanswered(items)
-        if unanswered:
-            # A generator: each kid's prompt is built as its line is written to a file.
-            lines = (
-                (kid, item.input_hash, self.parts.prompt.messages(item.metrics))
-                for kid, item in unanswered.items()
-            )
-            created = self.batches.submit(lines)
-            if created:
-                self.parts.log.info(
-                    f"week {self.parts.week.key}: submitted batches {', '.join(created)}"
-                )
+        with self.parts.engine.connect() as conn:
+            collecting = bool(batches.open_batches(conn, self.parts.week.start))
+        if collecting:
+            for _page in pages:  # planned and counted by the tally; the week is not kept
+                if self.parts.cancel.is_set():
+                    return []
+            self.batches.collect(self._record_lines)
+            pages = self.replan()  # what the batches answered is reported now
+        # Generators: each kid's prompt is built as its line is written to a file.
+        unanswered = self._unanswered_pages(pages)
+        lines = (
+            (item.kid_id, item.input_hash, self.parts.prompt.messages(item.metrics))
+            for page in unanswered
+            for item in page
+        )
+        created = self.batches.submit(lines)
+        for _page in unanswered:  # the queue was full: the rest counted, not submitted
+            pass
+        if created:
+            week = self.parts.week.key
+            self.parts.log.info(f"week {week}: submitted batches {', '.join(created)}")
         with self.parts.engine.connect() as conn:
             recorded = batches.week_batches(conn, self.parts.week.start)
-            held = ledger.claimed_by_batches(conn, self.parts.week.start)
+            held = ledger.pending_in_batches(conn, self.parts.week.start)
         # Held back by the model's queue budget: submitted by a later run, not failed.
-        self.parts.tally.waiting_in_batches(
-            recorded, len(set(held) & set(items)), len(set(unanswered) - set(held))
-        )
+        self.parts.tally.waiting_in_batches(recorded, held, max(0, self.unanswered - held))
         return []
 
     def close(self) -> None:
         self.session.close()
 
-    def _record_lines(
-        self, items: dict[int, PendingReport], lines: list[batches.ResultLine]
-    ) -> None:
+    def _record_lines(self, lines: list[batches.ResultLine]) -> None:
         """A chunk of batch result lines: each judged like a sync answer, then every
         ledger row and report of the chunk stored in one transaction (a batch's answers
-        stay in its output file, so a chunk lost to a crash is read again, not lost)."""
+        stay in its output file, so a chunk lost to a crash is read again, not lost). The
+        chunk's kids are planned now, in one read: never the week's plan in memory."""
         recorder = self.parts.recorder
+        items = self.parts.gate.call(lambda: self.plan_kids([line.kid_id for line in lines]))
         judged = [self._judge_line(items, line) for line in lines]
         stored = recorder.store_lines([recorder.answer_rows(*pair) for pair in judged])
         self.parts.tally.written_many(len(stored))
@@ -94,19 +114,30 @@ class BatchAsking:
             return stale, dataclasses.replace(line.exchange, report=None)
         return item, self.session.judge(line.exchange, grounding_for(item))
 
-    def _unanswered(self, items: dict[int, PendingReport]) -> dict[int, PendingReport]:
-        """Kids still without a report for their input, within the retry budget; those
-        whose attempts are spent fail (their last ungrounded answer, if any, is kept)."""
-        done = self.parts.keeper.reported(items)
-        with self.parts.engine.connect() as conn:
-            tried = ledger.attempts(conn, self.parts.week.start, wanted(items.values()))
-        left = {}
-        for kid, item in items.items():
-            if kid in done:
-                continue
-            if tried.get(kid, 0) >= self.max_attempts:
-                failure = ReportError(f"no answer after {tried[kid]} attempts")
-                self.parts.tally.failed(kid, failure)
-                continue
-            left[kid] = item
-        return left
+    def _unanswered_pages(
+        self, pages: Iterable[list[PendingReport]]
+    ) -> Iterator[list[PendingReport]]:
+        """Of each page the kids still without a report for their input, within the retry
+        budget; those whose attempts are spent fail (their last ungrounded answer, if any,
+        is kept)."""
+        self.unanswered = 0
+        for page in pages:
+            if self.parts.cancel.is_set():
+                return
+            items = {item.kid_id: item for item in page}
+            done = self.parts.keeper.reported(items)
+            with self.parts.engine.connect() as conn:
+                tried = ledger.attempts(conn, self.parts.week.start, wanted(page))
+            left = []
+            for item in page:
+                kid = item.kid_id
+                if kid in done:
+                    continue
+                if tried.get(kid, 0) >= self.max_attempts:
+                    failure = ReportError(f"no answer after {tried[kid]} attempts")
+                    self.parts.tally.failed(kid, failure)
+                    continue
+                left.append(item)
+            self.unanswered += len(left)
+            if left:
+                yield left

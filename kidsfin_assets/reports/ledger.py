@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.tables import (
+    kid_weekly_analysis,
     kid_weekly_reports,
     report_claims,
     report_ledger,
@@ -311,12 +312,31 @@ def claimed_by(conn: Connection, week_start: dt.date, owner: str) -> dict[int, s
     return dict(conn.execute(query).all())
 
 
-def claimed_by_batches(conn: Connection, week_start: dt.date) -> set[int]:
-    claims = report_claims
-    query = sa.select(claims.c.kid_id).where(
-        claims.c.week_start == week_start, claims.c.owner.like("batch:%")
+def pending_in_batches(conn: Connection, week_start: dt.date) -> int:
+    """How many of the week's kids (in silver, without the report a batch asks for) a batch
+    holds: counted by the warehouse, not read into memory."""
+    claims, gold, silver = report_claims, kid_weekly_reports, kid_weekly_analysis
+    in_silver = (
+        sa.select(silver.c.kid_id)
+        .where(silver.c.week_start == claims.c.week_start, silver.c.kid_id == claims.c.kid_id)
+        .exists()
     )
-    return set(conn.execute(query).scalars())
+    reported = (
+        sa.select(gold.c.kid_id)
+        .where(
+            gold.c.week_start == claims.c.week_start,
+            gold.c.kid_id == claims.c.kid_id,
+            gold.c.input_hash == claims.c.input_hash,
+        )
+        .exists()
+    )
+    query = sa.select(sa.func.count()).where(
+        claims.c.week_start == week_start,
+        claims.c.owner.like("batch:%"),
+        in_silver,
+        sa.not_(reported),
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def release_owner(conn: Connection, week_start: dt.date, owner: str) -> None:
@@ -535,7 +555,11 @@ def supersede_missing(conn: Connection, week_start: dt.date, silver_kids: sa.Sel
     week's kid ids) as superseded (kept, never deleted: they were paid for); clear the mark
     of kids who are back."""
     gold = kid_weekly_reports
-    in_silver = gold.c.kid_id.in_(silver_kids)
+    # EXISTS, not IN: `NOT IN (subquery)` is hashed only while PostgreSQL expects the
+    # week's kids to fit in work_mem (4 MB: ~100,000 kids); past that it rescans the
+    # materialised list for every report, quadratic in the week (300,000 kids: an
+    # estimated 1.3e9 against 2.6e4 for the anti-join, 0.4 s).
+    in_silver = silver_kids.where(silver_kids.selected_columns[0] == gold.c.kid_id).exists()
     week = gold.c.week_start == week_start
     gone = conn.execute(
         gold.update()

@@ -69,6 +69,18 @@ def silver_pages(
         after = rows[-1]["kid_id"]
 
 
+def silver_rows_of(conn: Connection, week: Week, kids: list[int]) -> list[dict[str, Any]]:
+    """The week's silver rows of `kids` (those still in silver), in kid order: what a chunk
+    of Batch API lines is matched against, read when the chunk is."""
+    silver = kid_weekly_analysis
+    query = (
+        sa.select(silver)
+        .where(silver.c.week_start == week.start, silver.c.kid_id.in_(sorted(set(kids))))
+        .order_by(silver.c.kid_id)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
 def plan_week(
     conn: Connection,
     week: Week,
@@ -79,21 +91,27 @@ def plan_week(
     names: dict[int, str],
     pseudonymize: bool,
     known_categories: tuple[str, ...],
+    scattered: bool = False,
 ) -> tuple[list[PendingReport], int]:
-    """Of the week's silver rows, those that still need a report (no row with the same
-    input hash), and how many were reused.
+    """Of the week's silver rows (in kid order; `scattered`: not a range of the week's
+    kids), those that still need a report (no row with the same input hash), and how many
+    were reused.
 
     Offline, an AI report for the same metrics counts as done: losing the API key for a
     run must not throw away reports that were paid for."""
     if not rows:
         return [], 0
     gold = kid_weekly_reports
+    # A page is a range of kids; a chunk of batch lines is kids scattered over the week
+    # (read as a range, each chunk would read the week's reports: quadratic in the week).
+    kids = (
+        gold.c.kid_id.in_([row["kid_id"] for row in rows])
+        if scattered
+        else gold.c.kid_id.between(rows[0]["kid_id"], rows[-1]["kid_id"])
+    )
     existing = dict(
         conn.execute(
-            sa.select(gold.c.kid_id, gold.c.input_hash).where(
-                gold.c.week_start == week.start,
-                gold.c.kid_id.between(rows[0]["kid_id"], rows[-1]["kid_id"]),
-            )
+            sa.select(gold.c.kid_id, gold.c.input_hash).where(gold.c.week_start == week.start, kids)
         ).all()
     )
     pending = []

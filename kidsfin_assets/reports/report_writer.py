@@ -40,6 +40,7 @@ from kidsfin_assets.reports.planning import (
     silver_count,
     silver_kids,
     silver_pages,
+    silver_rows_of,
 )
 from kidsfin_assets.reports.prompt import Prompt
 from kidsfin_assets.reports.recorder import Recorder, replay_spool
@@ -207,7 +208,9 @@ class WeekReportWriter:
             if pending:
                 yield pending
 
-    def _plan(self, rows: list[dict[str, Any]]) -> tuple[list[PendingReport], int]:
+    def _plan(
+        self, rows: list[dict[str, Any]], scattered: bool = False
+    ) -> tuple[list[PendingReport], int]:
         with self.engine.connect() as conn:
             names = nicknames(conn, self.src, [row["kid_id"] for row in rows])
             return plan_week(
@@ -220,6 +223,7 @@ class WeekReportWriter:
                 names,
                 self.pseudonymize,
                 self.known_categories,
+                scattered,
             )
 
     # --- asking -----------------------------------------------------------------------
@@ -263,12 +267,18 @@ class WeekReportWriter:
             if first is None:
                 return None, ()
             return self._sync_way(), itertools.chain([first], pages)
-        pending = [item for page in pages for item in page]  # a batch takes the week
-        if not pending and self.settings.api == "sync":
-            return None, ()
-        if self.settings.uses_batches(len(pending)) or self._has_open_batches():
-            return self._batch_way(), [pending]
-        return (self._sync_way(), [pending]) if pending else (None, ())
+        if self.settings.api == "batch" or self._has_open_batches():
+            return self._batch_way(), pages  # it plans the week again itself, a page at a time
+        # auto: the Batch API once the week has batch_min_reports to write; only as many
+        # pages are read ahead as it takes to know (a week below it is small).
+        ahead: list[list[PendingReport]] = []
+        count = 0
+        for page in pages:
+            ahead.append(page)
+            count += len(page)
+            if self.settings.uses_batches(count):
+                return self._batch_way(), itertools.chain(_handed_over(ahead), pages)
+        return (self._sync_way(), ahead) if ahead else (None, ())
 
     def _offline_workers(self) -> int:
         """Processes for the offline rules: one a CPU this process may use, at most
@@ -297,7 +307,26 @@ class WeekReportWriter:
             storage.run_id,
             storage.warehouse_id,
             self.settings.retry_max_attempts,
+            self._replanned_pages,
+            self._plan_kids,
         )
+
+    def _replanned_pages(self) -> Iterator[list[PendingReport]]:
+        """The week planned again a page at a time, not counted (the Batch API's pass over
+        the kids still to submit, after its finished batches were collected)."""
+        gate = self.parts.gate
+        for rows in silver_pages(self.engine, self.week, self._page_size(), gate.call):
+            pending, _reused = gate.call(lambda rows=rows: self._plan(rows))
+            if pending:
+                yield pending
+
+    def _plan_kids(self, kids: list[int]) -> dict[int, PendingReport]:
+        """Of `kids`, those still needing a report (in silver, no report for their
+        inputs), planned from their silver rows read in one query."""
+        with self.engine.connect() as conn:
+            rows = silver_rows_of(conn, self.week, kids)
+        pending, _reused = self._plan(rows, scattered=True)
+        return {item.kid_id: item for item in pending}
 
     def _has_open_batches(self) -> bool:
         with self.engine.connect() as conn:
@@ -336,3 +365,10 @@ class WeekReportWriter:
             if waiting and time.monotonic() - said_at > AWAIT_LOG_SECONDS:
                 said_at = time.monotonic()
                 self.log.info(f"still waiting for {len(waiting)} kids held by another run")
+
+
+def _handed_over(pages: list[list[PendingReport]]) -> Iterator[list[PendingReport]]:
+    """The pages read ahead, each let go of as it is handed over."""
+    pages.reverse()
+    while pages:
+        yield pages.pop()
