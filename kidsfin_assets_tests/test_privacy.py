@@ -5,6 +5,7 @@ sync requests, re-asks after an ungrounded answer, and Batch API input files. Se
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Iterator
 
@@ -106,10 +107,21 @@ def load_hostile_week(source: SourceDB) -> None:
     )
 
 
+def _said(secret: str, sent: str) -> bool:
+    """A name anywhere; a number (a phone's first digits, a kid id) where a number starts: the
+    same digits inside a hex id or hash (custom_id, input_hash) are chance, not a leak."""
+    if not secret.isdigit():
+        return secret in sent
+    return re.search(rf"(?<![0-9A-Za-z_]){secret}", sent) is not None
+
+
 def everything_sent(server: FakeOpenAIServer) -> str:
-    """Every request body the server received and every file uploaded to it."""
+    """Every request body the server received and every file uploaded to it (not the result
+    files it wrote itself: their random request ids are not what the pipeline sent)."""
     bodies = [r.body for r in server.requests]
-    files = [server.batches.file_content(f["id"]).decode() for f in server.batches.files()]
+    uploaded = [f for f in server.batches.files() if f["purpose"] == "batch"]
+    assert uploaded  # the premise: the Batch API's input file is among what is checked
+    files = [server.batches.file_content(f["id"]).decode() for f in uploaded]
     return json.dumps(bodies, ensure_ascii=False) + "\n".join(files)
 
 
@@ -131,7 +143,7 @@ def test_typed_text_and_kid_ids_reach_no_request_reask_or_batch_file(
     assert liar.stats.batches_created == 1
     sent = everything_sent(liar)
     for secret in SECRETS:
-        assert secret not in sent, secret
+        assert not _said(secret, sent), secret
     # The known category in its configured form; the typed ones as "khác".
     content = liar.requests[0].body["messages"][-1]["content"]
     data = json.loads(content.split("<data>")[1].split("</data>")[0])
