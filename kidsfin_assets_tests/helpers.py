@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,24 @@ class SourceDB:
                 for i, kid, when, kind in rows
             ],
         )
+
+
+def gold_twice_at_once(settings: Settings, week: str) -> list[dg.ExecuteInProcessResult]:
+    """Two runs of gold for the same week at the same time (threads, each its own run):
+    what a user double-clicking, or the sensor racing a backfill, does."""
+    results: list[dg.ExecuteInProcessResult] = []
+    runs = [
+        threading.Thread(
+            target=lambda: results.append(materialize_week(settings, week, selection="group:gold"))
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=200)
+    assert len(results) == 2 and all(r.success for r in results)
+    return results
 
 
 def materialize_week(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from typing import Any
 
@@ -20,6 +19,7 @@ from kidsfin_assets.warehouse.tables import report_claims
 from kidsfin_assets_tests.helpers import (
     SourceDB,
     fetch,
+    gold_twice_at_once,
     materialize_week,
     use_database,
     warehouse_engine,
@@ -98,18 +98,7 @@ def test_two_offline_runs_of_a_week_at_once_write_each_kid_once(monkeypatch, pg_
         return offline_chunk(kids)
 
     monkeypatch.setattr(offline_asking, "offline_chunk", slow_chunk)
-    results: list[Any] = []
-    runs = [
-        threading.Thread(
-            target=lambda: results.append(materialize_week(settings, W, selection="group:gold"))
-        )
-        for _ in range(2)
-    ]
-    for run in runs:
-        run.start()
-    for run in runs:
-        run.join(timeout=200)
-    assert len(results) == 2 and all(r.success for r in results)
+    results = gold_twice_at_once(settings, W)
     metas = [gold_meta(r) for r in results]
     assert sum(m["reports_written"] for m in metas) == KIDS
     assert sum(m["reports_by_other_runs"] for m in metas) >= 1  # they did overlap

@@ -4,13 +4,12 @@ however many runs share the week. Real PostgreSQL, real HTTP, real Dagster runs.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from kidsfin_assets.reports import report_writer
-from kidsfin_assets_tests.helpers import materialize_week
+from kidsfin_assets_tests.helpers import gold_twice_at_once, materialize_week
 from kidsfin_assets_tests.test_gold_reports import W, gold_meta, reports, setup_week
 
 PAGE = 10  # max(PAGE_KIDS, 10 x max_concurrent) with PAGE_KIDS 4 and one request in flight
@@ -70,18 +69,7 @@ def test_two_runs_of_a_week_of_several_pages_at_once_pay_once(
     settings, ids = setup_week(
         monkeypatch, pg_url, server, kids, KIDSFIN_OPENAI__MAX_CONCURRENT="1"
     )
-    results: list = []
-    runs = [
-        threading.Thread(
-            target=lambda: results.append(materialize_week(settings, W, selection="group:gold"))
-        )
-        for _ in range(2)
-    ]
-    for run in runs:
-        run.start()
-    for run in runs:
-        run.join(timeout=200)
-    assert len(results) == 2 and all(r.success for r in results)
+    results = gold_twice_at_once(settings, W)
     assert server.stats.ok == kids  # answers paid ÷ reports = 1.00
     assert sorted(r["kid_id"] for r in reports(settings)) == ids
     metas = [gold_meta(r) for r in results]
