@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.source_activity import Fingerprint, TableFingerprint
-from kidsfin_assets.warehouse.tables import raw_weeks, savings_balance_weeks
+from kidsfin_assets.warehouse.tables import Sources, raw_weeks, savings_balance_weeks
 
 # The version of a week without app rows (what the sensor computes for it too).
 EMPTY_VERSION = Fingerprint(
@@ -191,3 +191,36 @@ def loader(week: Week, first_partition: dt.date) -> Week:
     """The partition whose raw run loads `week` (the first partition loads the two weeks
     before it)."""
     return week if week.start >= first_partition else Week(first_partition, week.timezone)
+
+
+def _has_rows(
+    conn: Connection, src: Sources, before: dt.datetime, since: dt.datetime | None
+) -> bool:
+    """Whether either app table has a row in [since, before) (since None: any time before)."""
+    engine = conn.engine
+    for table in (src.transactions, src.app_events):
+        at = db.timestamp_value(engine, table.c.occurred_at)
+        cond = at < db.timestamp_param(engine, before)
+        if since is not None:
+            cond = sa.and_(cond, at >= db.timestamp_param(engine, since))
+        if conn.execute(sa.select(sa.exists().where(cond))).scalar():
+            return True
+    return False
+
+
+def history_gaps(conn: Connection, src: Sources, first: Week, before: Week) -> list[Week]:
+    """The weeks from the first partition up to `before` that raw never loaded although the
+    app has rows in them (the first partition: rows in it or before it, which its load keeps
+    as the opening balance). Silver's savings balance sums raw's weeks from the first
+    partition, so a week raw skipped would make it wrong without an error: raw refuses to
+    load past a gap. The steady state (every week loaded) costs one query of raw_weeks."""
+    loaded = set(read_loads(conn).keys())
+    gaps = []
+    week = first
+    while week < before:
+        if week.start not in loaded:
+            since = None if week == first else week.starts_at
+            if _has_rows(conn, src, week.ends_at, since):
+                gaps.append(week)
+        week = week.shifted(1)
+    return gaps

@@ -3,7 +3,7 @@
 import contextlib
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets.config.settings import SourceTables
 from kidsfin_assets.config.weeks import Week, weekly_partitions
+from kidsfin_assets.defs.assets.silver import raw_in_flight
 from kidsfin_assets.defs.catalog import SCHEMA_PREFIX, table_schema
 from kidsfin_assets.defs.checks import QUARANTINE_SHARE, evaluate_checks, raw_checks
 from kidsfin_assets.defs.keys import (
@@ -32,6 +33,7 @@ from kidsfin_assets.defs.resources import (
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse import validation as v
 from kidsfin_assets.warehouse.raw_weeks import (
+    history_gaps,
     read_loads,
     record_loads,
     seen_weeks,
@@ -293,6 +295,32 @@ def observe_undated(
         )
 
 
+def refuse_history_gaps(
+    conn: Connection,
+    src: Sources,
+    first: Week,
+    start: Week,
+    in_flight: Callable[[Week], str | None],
+) -> None:
+    """Raw loads no week past one it skipped that has app rows, unless another run is
+    loading that week (the sensor's runs of several new weeks start together): silver's
+    savings balance sums raw's weeks from the first partition, and would be wrong without
+    a word."""
+    gaps = [w for w in history_gaps(conn, src, first, start) if in_flight(w) is None]
+    if gaps:
+        listed = ", ".join(w.key for w in gaps[:5]) + (" ..." if len(gaps) > 5 else "")
+        raise dg.Failure(
+            description=(
+                f"raw/kid_activity {start.key} would leave a gap in raw's history: the app "
+                f"has rows in weeks raw never loaded ({listed}), and silver's savings "
+                f"balance sums raw's weeks from the first partition ({first.key}). "
+                f"Materialise raw/kid_activity from {gaps[0].key} to {start.key} first (one "
+                "backfill: a range runs in one run, in order). Nothing was written."
+            ),
+            allow_retries=False,
+        )
+
+
 @dg.asset(
     key=RAW_KEY,
     deps=APP_TABLES,
@@ -345,6 +373,14 @@ def kid_activity(
     first = weekly_partitions.start.date().isoformat()
     total = RawWeekCounts()
     known: dict[Week, Fingerprint] = {}  # the app's weeks this run looked at
+    with source_errors_explained(names), engine.connect() as conn:
+        refuse_history_gaps(
+            conn,
+            src,
+            Week.from_key(first, tz),
+            Week.from_key(min(keys), tz),
+            lambda w: raw_in_flight(context, w),
+        )
     for key in sorted(keys):
         week = Week.from_key(key, tz)
         # one transaction per week: all of it or none
