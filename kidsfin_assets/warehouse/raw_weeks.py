@@ -26,7 +26,11 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.source_activity import Fingerprint, TableFingerprint
+from kidsfin_assets.warehouse.source_activity import (
+    Fingerprint,
+    TableFingerprint,
+    week_fingerprint,
+)
 from kidsfin_assets.warehouse.tables import Sources, raw_weeks, savings_balance_weeks
 
 # The version of a week without app rows (what the sensor computes for it too).
@@ -193,19 +197,19 @@ def loader(week: Week, first_partition: dt.date) -> Week:
     return week if week.start >= first_partition else Week(first_partition, week.timezone)
 
 
-def _has_rows(
-    conn: Connection, src: Sources, before: dt.datetime, since: dt.datetime | None
-) -> bool:
-    """Whether either app table has a row in [since, before) (since None: any time before)."""
+def _rows_before(conn: Connection, src: Sources, before: dt.datetime) -> bool:
+    """Whether either app table has a row before `before` (the first partition's history)."""
     engine = conn.engine
-    for table in (src.transactions, src.app_events):
-        at = db.timestamp_value(engine, table.c.occurred_at)
-        cond = at < db.timestamp_param(engine, before)
-        if since is not None:
-            cond = sa.and_(cond, at >= db.timestamp_param(engine, since))
-        if conn.execute(sa.select(sa.exists().where(cond))).scalar():
-            return True
-    return False
+    return any(
+        conn.execute(
+            sa.select(
+                sa.exists().where(
+                    db.timestamp_value(engine, t.c.occurred_at) < db.timestamp_param(engine, before)
+                )
+            )
+        ).scalar()
+        for t in (src.transactions, src.app_events)
+    )
 
 
 def history_gaps(conn: Connection, src: Sources, first: Week, before: Week) -> list[Week]:
@@ -219,8 +223,11 @@ def history_gaps(conn: Connection, src: Sources, first: Week, before: Week) -> l
     week = first
     while week < before:
         if week.start not in loaded:
-            since = None if week == first else week.starts_at
-            if _has_rows(conn, src, week.ends_at, since):
+            if week == first:
+                has_rows = _rows_before(conn, src, week.ends_at)
+            else:  # the sensor's index-only look at a week
+                has_rows = not week_fingerprint(conn, src, week).empty
+            if has_rows:
                 gaps.append(week)
         week = week.shifted(1)
     return gaps
