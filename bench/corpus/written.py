@@ -24,13 +24,22 @@ CORPORA = Path(__file__).parent
 # inactive_2) to careful_k and loose_k, blocks 17-32 (goal_completed_1 to
 # many_categories_2) to careful_l and loose_l, each given the brief, its data blocks and
 # the prompt files as they are at the sixth's commit.
-WRITTEN = ("independent", "heldout", "third", "fourth", "fifth", "sixth", "seventh")
+WRITTEN = (
+    "independent",
+    "heldout",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+)
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
-# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n). One with fewer is
+# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p). One with fewer is
 # skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
-NEXT_WRITERS = {"sixth": "kl", "seventh": "mn"}
+NEXT_WRITERS = {"sixth": "kl", "seventh": "mn", "eighth": "op"}
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 
