@@ -35,8 +35,8 @@ WRITTEN = (
     "eighth",
 )
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
-# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p). One with fewer is
-# skipped, not measured.
+# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p).
+# One with fewer is skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
 NEXT_WRITERS = {"sixth": "kl", "seventh": "mn", "eighth": "op"}
