@@ -16,9 +16,10 @@ from dagster._core.storage.dagster_run import DagsterRun
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.defs.assets.raw import load_raw_week
-from kidsfin_assets.defs.assets.silver import raw_in_flight, wait_for_raw
+from kidsfin_assets.defs.assets.silver import wait_for_raw
 from kidsfin_assets.defs.jobs import JOB_NAME
 from kidsfin_assets.defs.keys import RAW_KEY, SILVER_KEY
+from kidsfin_assets.defs.raw_runs import raw_in_flight
 from kidsfin_assets.defs.resources import Settings
 from kidsfin_assets.warehouse.raw_weeks import (
     ABSENT,
@@ -238,3 +239,96 @@ def test_a_backfill_that_has_not_loaded_a_raw_week_yet_is_in_flight() -> None:
         assert raw_in_flight(context("quarter"), W1) is None  # type: ignore[arg-type]
         instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
         assert raw_in_flight(context(), W1) is None  # type: ignore[arg-type]
+
+
+G = W.shifted(-4)  # a week the sensor's run of it had yet to load when raw went past it
+
+
+@pytest.fixture
+def saved_in_g(monkeypatch: pytest.MonkeyPatch, pg_url: str) -> Settings:
+    """Rows from W-6 on; kid 1 saves 50.000 đ in G (W-4) and 10.000 đ in W."""
+    settings = use_database(monkeypatch, pg_url)
+    source = SourceDB(settings)
+    source.kids((1, "An"))
+    source.txns(
+        (1, 1, "2026-02-03 10:00", "income", None, 100000),  # W-6
+        (2, 1, "2026-02-10 10:00", "income", None, 100000),  # W-5
+        (3, 1, "2026-02-17 10:00", "saving", None, 50000),  # G = W-4
+        (4, 1, "2026-02-24 10:00", "income", None, 100000),  # W-3
+        (5, 1, "2026-03-03 10:00", "income", None, 100000),  # W-2
+        (6, 1, "2026-03-10 10:00", "income", None, 100000),  # W-1
+        (7, 1, "2026-03-18 10:00", "saving", None, 10000),  # W
+    )
+    return settings
+
+
+def savings_balance(settings: Settings, week: Week) -> float:
+    t = kid_weekly_analysis
+    (row,) = fetch(warehouse_engine(settings), sa.select(t).where(t.c.week_start == week.start))
+    return float(row["savings_balance"])
+
+
+def test_silver_never_sums_past_a_raw_week_whose_run_failed(saved_in_g: Settings) -> None:
+    """The sensor's runs of G and of W-3..W start together; raw W-3 may load past G while
+    G's run is in flight. If G's run then fails before its raw step, silver W must not
+    carry a savings balance without G's 50.000 đ (it did: 10.000 đ, and a success)."""
+    settings = saved_in_g
+    assert materialize_range(settings, W.shifted(-6).key, W.shifted(-5).key).success
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_of_g = DagsterRun(
+            job_name=JOB_NAME,
+            run_id="run-of-g",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": G.key},
+        )
+        instance.add_run(run_of_g)
+        # In flight: raw loads W-3..W past G, and records that it did.
+        assert materialize_range(settings, W.shifted(-3).key, W.key, instance=instance).success
+        instance.report_run_failed(run_of_g)  # G's run dies before its raw step
+        result = materialize_week(
+            settings, W.key, "group:silver", raise_on_error=False, instance=instance
+        )
+    assert not result.success
+    message = silver_failure(result)
+    assert f"raw/kid_activity {G.key} has app rows and is not loaded" in message
+    assert "run-of-g" in message and f"Materialise raw/kid_activity for {G.key}" in message
+    assert not fetch(warehouse_engine(settings), sa.select(kid_weekly_analysis))
+    # G loaded (the sensor's next run of it): silver W sums it.
+    assert materialize_week(settings, G.key, "group:raw").success
+    assert materialize_week(settings, W.key, "group:silver").success
+    assert savings_balance(settings, W) == 60000
+
+
+def test_silver_waits_for_the_run_loading_a_week_raw_went_past(saved_in_g: Settings) -> None:
+    settings = saved_in_g
+    assert materialize_range(settings, W.shifted(-6).key, W.shifted(-5).key).success
+    engine = warehouse_engine(settings)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_run(
+            DagsterRun(
+                job_name=JOB_NAME,
+                run_id="run-of-g",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"dagster/partition": G.key},
+            )
+        )
+        assert materialize_range(settings, W.shifted(-3).key, W.key, instance=instance).success
+    context = types.SimpleNamespace(log=logging.getLogger("test"))
+    loaded = threading.Event()
+
+    def load_g_later() -> None:
+        time.sleep(1.0)
+        assert materialize_week(settings, G.key, selection="group:raw").success
+        loaded.set()
+
+    def in_flight(week: Week) -> str | None:
+        return None if loaded.is_set() or week != G else "run-of-g"
+
+    loader = threading.Thread(target=load_g_later)
+    loader.start()
+    began = time.monotonic()
+    wait_for_raw(context, engine, W, dt.date(2026, 1, 5), in_flight)  # type: ignore[arg-type]
+    loader.join()
+    assert loaded.is_set() and time.monotonic() - began >= 1.0
+    assert materialize_week(settings, W.key, "group:silver").success
+    assert savings_balance(settings, W) == 60000

@@ -31,7 +31,12 @@ from kidsfin_assets.warehouse.source_activity import (
     TableFingerprint,
     week_fingerprint,
 )
-from kidsfin_assets.warehouse.tables import Sources, raw_weeks, savings_balance_weeks
+from kidsfin_assets.warehouse.tables import (
+    Sources,
+    raw_skipped_weeks,
+    raw_weeks,
+    savings_balance_weeks,
+)
 
 # The version of a week without app rows (what the sensor computes for it too).
 EMPTY_VERSION = Fingerprint(
@@ -94,7 +99,25 @@ def record_loads(
             "loaded_at": now,
         }
         db.upsert(conn, raw_weeks, row, ["week_start"])
+    starts = [week.start for week in versions]
+    conn.execute(sa.delete(raw_skipped_weeks).where(raw_skipped_weeks.c.week_start.in_(starts)))
     return seq
+
+
+def record_skipped(conn: Connection, skipped: Mapping[Week, str], loaded_by: Week) -> None:
+    """Record the weeks this load went past while a run (the value) was loading them,
+    those still not loaded now (after record_loads: under lock_writes, so a load of one
+    committing later finds its row and deletes it)."""
+    loaded = _loaded_starts(conn)
+    for week, run_id in skipped.items():
+        if week.start not in loaded:
+            row = {"week_start": week.start, "skipped_by": loaded_by.start, "run_id": run_id}
+            db.upsert(conn, raw_skipped_weeks, row, ["week_start"])
+
+
+def _loaded_starts(conn: Connection) -> set[dt.date]:
+    found = conn.execute(sa.select(raw_weeks.c.week_start)).scalars()
+    return {_date(d) for d in found}
 
 
 def read_loads(conn: Connection, weeks: Iterable[Week] | None = None) -> dict[dt.date, Load]:
@@ -105,7 +128,7 @@ def read_loads(conn: Connection, weeks: Iterable[Week] | None = None) -> dict[dt
         query = query.where(t.c.week_start.in_([w.start for w in weeks]))
     found = {}
     for start, seq, timezone, version, seen in conn.execute(query):
-        start = start if isinstance(start, dt.date) else dt.date.fromisoformat(start)
+        start = _date(start)
         found[start] = Load(start, int(seq), timezone, version, json.loads(seen or "{}"))
     return found
 
@@ -123,6 +146,7 @@ def seen_weeks(week: Week, now: dt.datetime) -> list[Week]:
 
 
 CURRENT, EMPTY, ABSENT, BEHIND = "current", "empty", "absent", "behind"
+SKIPPED = "skipped"  # before W-2: loaded past while a run was loading it, not loaded yet
 
 
 def window_state(week: Week, loads: Mapping[dt.date, Load]) -> dict[Week, str]:
@@ -160,9 +184,17 @@ class Problem:
     """A raw week silver W must not read as it is."""
 
     week: Week
-    kind: str  # ABSENT or BEHIND
+    kind: str  # ABSENT, BEHIND or SKIPPED
+    run_id: str = ""  # SKIPPED: the run that was loading it when raw went past it
 
     def describe(self, silver_week: Week) -> str:
+        if self.kind == SKIPPED:
+            return (
+                f"raw/kid_activity {self.week.key} has app rows and is not loaded: raw loaded "
+                f"later weeks past it while {self.run_id} was loading it, which has not "
+                "(failed, cancelled or still running), and silver's savings balance sums "
+                "every raw week"
+            )
         if self.kind == ABSENT:
             return (
                 f"raw/kid_activity {self.week.key} is not materialised, and the app has rows "
@@ -179,6 +211,28 @@ def window_problems(week: Week, loads: Mapping[dt.date, Load]) -> list[Problem]:
     """The raw weeks silver W cannot read as they are (see window_state)."""
     state = window_state(week, loads)
     return [Problem(w, kind) for w, kind in state.items() if kind in (ABSENT, BEHIND)]
+
+
+def skipped_problems(conn: Connection, week: Week) -> list[Problem]:
+    """The weeks before silver W's window that raw went past while they were being loaded
+    and still does not hold (W-2 .. W: window_problems)."""
+    t = raw_skipped_weeks
+    before = window_weeks(week)[0].start
+    rows = conn.execute(sa.select(t.c.week_start, t.c.run_id).where(t.c.week_start < before))
+    return [
+        Problem(Week(_date(start), week.timezone), SKIPPED, run_id)
+        for start, run_id in sorted(rows, key=lambda r: _date(r[0]))
+    ]
+
+
+def read_problems(conn: Connection, week: Week) -> tuple[dict[dt.date, Load], list[Problem]]:
+    """raw's loads of W-2 .. W, and every raw week silver W cannot read as it is."""
+    loads = read_loads(conn, window_weeks(week))
+    return loads, window_problems(week, loads) + skipped_problems(conn, week)
+
+
+def _date(value: dt.date | str) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
 def read_versions(week: Week, loads: Mapping[dt.date, Load]) -> dict[str, str]:
@@ -218,7 +272,7 @@ def history_gaps(conn: Connection, src: Sources, first: Week, before: Week) -> l
     as the opening balance). Silver's savings balance sums raw's weeks from the first
     partition, so a week raw skipped would make it wrong without an error: raw refuses to
     load past a gap. The steady state (every week loaded) costs one query of raw_weeks."""
-    loaded = set(read_loads(conn).keys())
+    loaded = _loaded_starts(conn)
     gaps = []
     week = first
     while week < before:

@@ -82,6 +82,18 @@ raw_weeks = sa.Table(
     sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The weeks raw loaded past while another run was loading them (raw refuses any other gap
+# in its history): `skipped_by` is the week whose load went past, `run_id` the run (or
+# "backfill <id>") loading the skipped week then. A week's row goes when raw loads it.
+# Silver waits for it, or fails naming it: the savings balance sums every raw week.
+raw_skipped_weeks = sa.Table(
+    "raw_skipped_weeks",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("skipped_by", sa.Date, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+)
+
 # The history before raw's first week (the first partition's W-2): each kid's valid saving
 # minus withdrawal before `before_week`, in cents. Written by the first partition's raw run;
 # silver starts from it when it has no stored balance to carry.

@@ -13,7 +13,6 @@ from sqlalchemy.engine import Connection
 
 from kidsfin_assets.config.settings import SourceTables
 from kidsfin_assets.config.weeks import Week, weekly_partitions
-from kidsfin_assets.defs.assets.silver import raw_in_flight
 from kidsfin_assets.defs.catalog import SCHEMA_PREFIX, table_schema
 from kidsfin_assets.defs.checks import QUARANTINE_SHARE, evaluate_checks, raw_checks
 from kidsfin_assets.defs.keys import (
@@ -24,6 +23,7 @@ from kidsfin_assets.defs.keys import (
     OWNERS,
     RAW_KEY,
 )
+from kidsfin_assets.defs.raw_runs import raw_in_flight
 from kidsfin_assets.defs.resources import (
     AnalysisResource,
     CheckLimitsResource,
@@ -36,6 +36,7 @@ from kidsfin_assets.warehouse.raw_weeks import (
     history_gaps,
     read_loads,
     record_loads,
+    record_skipped,
     seen_weeks,
     window_weeks,
 )
@@ -47,6 +48,7 @@ from kidsfin_assets.warehouse.tables import (
     raw_app_events,
     raw_opening_balances,
     raw_savings_goals,
+    raw_skipped_weeks,
     raw_transactions,
     raw_weeks,
 )
@@ -301,12 +303,14 @@ def refuse_history_gaps(
     first: Week,
     start: Week,
     in_flight: Callable[[Week], str | None],
-) -> None:
+) -> dict[Week, str]:
     """Raw loads no week past one it skipped that has app rows, unless another run is
     loading that week (the sensor's runs of several new weeks start together): silver's
     savings balance sums raw's weeks from the first partition, and would be wrong without
-    a word."""
-    gaps = [w for w in history_gaps(conn, src, first, start) if in_flight(w) is None]
+    a word. Returns the weeks gone past that way, with the run loading each (recorded with
+    the load: silver waits for them)."""
+    loading = {w: in_flight(w) for w in history_gaps(conn, src, first, start)}
+    gaps = [w for w, run_id in loading.items() if run_id is None]
     if gaps:
         listed = ", ".join(w.key for w in gaps[:5]) + (" ..." if len(gaps) > 5 else "")
         raise dg.Failure(
@@ -319,6 +323,7 @@ def refuse_history_gaps(
             ),
             allow_retries=False,
         )
+    return {w: run_id for w, run_id in loading.items() if run_id is not None}
 
 
 @dg.asset(
@@ -337,6 +342,7 @@ def refuse_history_gaps(
             raw_savings_goals,
             raw_opening_balances,
             raw_weeks,
+            raw_skipped_weeks,
             quarantine,
         )
     },
@@ -374,7 +380,7 @@ def kid_activity(
     total = RawWeekCounts()
     known: dict[Week, Fingerprint] = {}  # the app's weeks this run looked at
     with source_errors_explained(names), engine.connect() as conn:
-        refuse_history_gaps(
+        skipped = refuse_history_gaps(
             conn,
             src,
             Week.from_key(first, tz),
@@ -388,6 +394,8 @@ def kid_activity(
             counts = load_raw_week(
                 conn, names, src, week, key == first, known, look_ahead=key == max(keys)
             )
+            if key == min(keys):  # after its record_loads, under lock_writes
+                record_skipped(conn, skipped, week)
         context.log.info(counts_line(f"week {key}", counts))
         # Each week of a range run carries its own figures, not the range's.
         context.add_asset_metadata(week_metadata(counts), partition_key=key)

@@ -7,18 +7,14 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-
-# Not exported by `dagster` 1.13 (pinned <1.14): what a backfill in progress targets.
-from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from pydantic import Field
 from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.config.weeks import Week, weekly_partitions
 from kidsfin_assets.defs.catalog import table_metadata
 from kidsfin_assets.defs.checks import ONE_ROW_PER_ACTIVE_KID, SILVER_CHECKS, evaluate_checks
-from kidsfin_assets.defs.jobs import JOB_NAME
 from kidsfin_assets.defs.keys import OWNERS, RAW_KEY, SILVER_KEY
+from kidsfin_assets.defs.raw_runs import raw_in_flight
 from kidsfin_assets.defs.resources import AnalysisResource, WarehouseResource
 from kidsfin_assets.warehouse import db
 from kidsfin_assets.warehouse.metrics import write_week
@@ -26,8 +22,8 @@ from kidsfin_assets.warehouse.raw_weeks import (
     ABSENT,
     loader,
     read_loads,
+    read_problems,
     read_versions,
-    window_problems,
     window_state,
     window_weeks,
 )
@@ -118,72 +114,13 @@ def refuse_shrink(week: Week, before: int, after: int, max_share: float | None) 
     )
 
 
-# The runs that may be loading a raw week right now: silver waits for them (see below).
-UNFINISHED = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-RAW_WAIT_SECONDS = 30 * 60  # at most, for runs loading raw W-2 or W-1
+RAW_WAIT_SECONDS = 30 * 60  # at most, for runs loading the raw weeks silver reads
 RAW_POLL_SECONDS = 2.0
 
 
 def raw_state(engine: Engine, week: Week) -> dict[Week, str]:
     with engine.connect() as conn:
         return window_state(week, read_loads(conn, window_weeks(week)))
-
-
-def raw_in_flight(context: dg.AssetExecutionContext, week: Week) -> str | None:
-    """The id of another unfinished run that will materialise raw `week` and has not yet,
-    if any: the sensor's runs of W, W+1 and W+2 start together, and silver W+1 must read
-    raw W as W's run loads it, not as it was."""
-    key = week.key
-    instance = context.instance
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
-        if run.run_id == context.run_id:
-            continue
-        if run.asset_selection is not None:
-            if RAW_KEY not in run.asset_selection:
-                continue
-        elif run.job_name != JOB_NAME:
-            continue
-        tags = run.tags
-        first = tags.get("dagster/asset_partition_range_start", tags.get("dagster/partition"))
-        last = tags.get("dagster/asset_partition_range_end", tags.get("dagster/partition"))
-        if first is None or last is None or not first <= key <= last:
-            continue
-        where = dg.AssetRecordsFilter(asset_key=RAW_KEY, asset_partitions=[key])
-        latest = instance.fetch_materializations(where, limit=1).records
-        if latest and latest[0].run_id == run.run_id:
-            continue  # that run's raw step is done
-        return run.run_id
-    return backfill_in_flight(context, key)
-
-
-def backfill_in_flight(context: dg.AssetExecutionContext, key: str) -> str | None:
-    """`backfill <id>` when a backfill still in progress (not this run's own) targets raw
-    `key` and has neither materialised nor failed it yet: its raw run may not be launched
-    yet (the backfill daemon launches it), and silver should wait for it, not fail."""
-    try:
-        repository = context.repository_def
-    except Exception:  # a run outside any code location (dg.materialize): no backfills
-        return None
-    own = (getattr(context, "run", None) and context.run.tags.get("dagster/backfill")) or None
-    requested = BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
-    wanted = AssetKeyPartitionKey(RAW_KEY, key)
-    for backfill in context.instance.get_backfills(filters=requested):
-        if backfill.backfill_id == own or not backfill.is_asset_backfill:
-            continue
-        if RAW_KEY not in (backfill.asset_selection or ()):
-            continue
-        try:
-            data = backfill.get_asset_backfill_data(repository.asset_graph)
-        except Exception:  # a backfill of other definitions: not this code's to read
-            continue
-        if wanted in data.get_targeted_partitions_without_materialization_status():
-            return f"backfill {backfill.backfill_id}"
-    return None
 
 
 def wait_for_raw(
@@ -194,14 +131,15 @@ def wait_for_raw(
     in_flight: Callable[[Week], str | None],
     wait_seconds: float = RAW_WAIT_SECONDS,
 ) -> None:
-    """Return once raw's W-2, W-1 and W may be read (raw_weeks.window_problems): at once
-    when they can, after the runs loading them when some are in flight, else fail saying
-    which raw week to materialise first."""
+    """Return once raw's W-2, W-1 and W may be read (raw_weeks.window_problems), and no
+    earlier week raw went past is still missing (skipped_problems): at once when so, after
+    the runs loading them when some are in flight, else fail saying which raw week to
+    materialise first."""
     deadline = time.monotonic() + wait_seconds
     waited_for: set[str] = set()
     while True:
         with engine.connect() as conn:
-            problems = window_problems(week, read_loads(conn, window_weeks(week)))
+            _, problems = read_problems(conn, week)
         if not problems:
             return
         pending = {}
@@ -216,7 +154,8 @@ def wait_for_raw(
                 who = run_id if run_id.startswith("backfill ") else f"run {run_id}"
                 context.log.info(
                     f"week {week.key}: waiting for {who}, which materialises raw "
-                    f"week {key} (silver reads raw's W-2, W-1 and W)"
+                    f"week {key} (silver reads raw's W-2, W-1 and W; its savings balance "
+                    "sums every raw week)"
                 )
                 waited_for.add(run_id)
         time.sleep(RAW_POLL_SECONDS)
@@ -296,11 +235,12 @@ def kid_weekly_analysis(
             before = week_row_count(conn, week)
             written, base = write_week(conn, week, analysis.trend_threshold, opening)
             # Under write_week's lock: what raw holds now is what was read.
-            loads = read_loads(conn, window_weeks(week))
-            if window_problems(week, loads):
+            loads, problems = read_problems(conn, week)
+            if problems:
                 raise dg.Failure(
-                    description=f"raw's weeks {week.shifted(-2).key} to {week.key} changed "
-                    "while silver read them; run the week again.",
+                    description=f"raw's weeks up to {week.key} changed while silver read "
+                    f"them ({'; '.join(p.describe(week) for p in problems)}); run the week "
+                    "again.",
                 )
             refuse_shrink(week, before, written, max_shrink)  # rolls the week back
             meta = week_summary(conn, week)
