@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -33,12 +34,15 @@ class Values:
 
     @classmethod
     def of(cls, pairs: Sequence[tuple[float, str]]) -> Values:
-        # Equal values: the plainest name first (income_total before a mean equal to it).
+        # Equal values: the plainest name first (income_total before a mean equal to it),
+        # then in the given order. Sorted as plain tuples, without a key function; a whole
+        # float is its own rounding, so only the others pay for `round` (built per report).
         ordered = sorted(
-            ((round(v, 6), label) for v, label in pairs if math.isfinite(v)),
-            key=lambda pair: (pair[0], len(pair[1])),
+            (v if type(v) is float and v.is_integer() else round(v, 6), len(label), i, label)
+            for i, (v, label) in enumerate(pairs)
+            if math.isfinite(v)
         )
-        return cls(tuple(v for v, _ in ordered), tuple(label for _, label in ordered))
+        return cls(tuple(o[0] for o in ordered), tuple(o[3] for o in ordered))
 
     def match(self, value: float, tolerance: float) -> str | None:
         """The label of a value within tolerance of `value`, or None."""
@@ -95,14 +99,8 @@ class Facts:
         prev2, mean or change); `now` "prev1" or "prev2": only that week's."""
         key = (kind, subject, now)
         if key not in self._pools:
-            pattern = _subject_labels(subject) if subject else None
-            week = _WEEK_LABELS.get(now) if isinstance(now, str) else None
             self._pools[key] = tuple(
-                (v, label)
-                for v, label in self.labelled[kind]
-                if (pattern is None or pattern.search(label))
-                and not (now is True and _NOT_NOW.search(label))
-                and (week is None or week.search(label))
+                (v, label) for v, label in self.labelled[kind] if _in_pool(label, subject, now)
             )
         return self._pools[key]
 
@@ -368,6 +366,18 @@ def _subject_labels(subject: str) -> re.Pattern[str]:
 
 
 _SUBJECT_REGEXES = {k: re.compile(v) for k, v in _SUBJECT_PATTERNS.items()}
+
+
+@functools.lru_cache(maxsize=16384)
+def _in_pool(label: str, subject: str | None, now: bool | str) -> bool:
+    """Whether a value labelled `label` is in `Facts.pool`'s pool of `subject` and `now`:
+    remembered, since the labels are mostly the same from one data block to the next."""
+    if subject and not _subject_labels(subject).search(label):
+        return False
+    if now is True and _NOT_NOW.search(label):
+        return False
+    week = _WEEK_LABELS.get(now) if isinstance(now, str) else None
+    return week is None or bool(week.search(label))
 
 
 _FACTS_CACHE: dict[str, Facts] = {}
