@@ -247,12 +247,19 @@ ADVICE = re.compile(
 
 
 # Sentences end at . ! ? ; : (not inside 160.000) or a line break; clauses at ", ", " - "
-# and before a conjunction that starts a new subject.
+# and before a conjunction that starts a new subject. Every boundary starts with one of
+# . ! ? ; , : or a space, consumed first as a class (so that the engine skips to those
+# characters, not tries each position) and looked back at to tell the boundaries apart:
+# (?P<sentence>(?:[.!?;](?=\s|$)|\n)+) | (?P<clause>[,:]\s | \s[-–]\s | \s(?=nhưng ...)
+# | (?<!chỉ)...\s(?=còn\s)), in that order. Only the spans and `lastgroup` are read.
 BOUNDARIES = re.compile(
-    r"(?P<sentence>(?:[.!?;](?=\s|$)|\n)+)"
+    r"[.!?;,:\s](?:"
+    r"(?:(?<=[.!?;])(?=\s|$)|(?<=\n))(?P<sentence>(?:[.!?;](?=\s|$)|\n)*)"
     # "Chi tiêu giảm so với hai tuần trước: thấp hơn ...": what follows a colon explains it
-    r"|(?P<clause>[,:]\s|\s[-–]\s|\s(?=(?:nhưng|trong\skhi|tuy\snhiên|song)\s)"
-    r"|(?<!chỉ)(?<!vẫn)(?<!đã)(?<!cũng)(?<!hiện)\s(?=còn\s))"  # "chỉ còn 106k" is no new clause
+    r"|(?P<clause>(?<=[,:])\s|(?<=\s)[-–]\s|(?<=\s)(?=(?:nhưng|trong\skhi|tuy\snhiên|song)\s)"
+    # "chỉ còn 106k" is no new clause
+    r"|(?<=\s)(?<!chỉ\s)(?<!vẫn\s)(?<!đã\s)(?<!cũng\s)(?<!hiện\s)(?=còn\s))"
+    r")"
 )
 
 
