@@ -47,6 +47,16 @@ _UNIT_AFTER = re.compile(
 
 
 _ARTICLE_AFTER = re.compile(r"\s(?:khoản|loại|lần|lượt|mục\stiêu|danh\smục)", re.I)
+# What any number `spell_digits` rewrites holds, in the lower-cased text: two number words
+# in a row, or one before a unit's first word. Without lookarounds or re.I the engine skips
+# to the words' first letters, so most texts are passed over at once.
+_MAY_BE_SPELLED = re.compile(
+    rf"(?:{'|'.join(sorted(_WORDS, key=len, reverse=True))})\s"
+    rf"(?:{'|'.join(sorted(_WORDS, key=len, reverse=True))}"
+    r"|đồng|đ|vnd|giao|sự|ngày|lần|lượt|danh|mục|khoản|loại|phần|%|hoạt)"
+)
+# Letters re.I matches to a number word's "i" or "s" that str.lower() leaves apart.
+_FOLDED_APART = frozenset("ıſİ")
 
 
 def _value(words: list[str]) -> tuple[float, bool] | None:
@@ -106,7 +116,11 @@ def _digits(value: float, has_magnitude: bool) -> str:
 def spell_digits(text: str) -> str:
     """`text` with every number written in words as digits ("hai mươi ngày" → "20 ngày")."""
     low = text.lower()
-    if not any(word in low for word in _WORDS) or not _RUN.search(text):
+    if not any(word in low for word in _WORDS):
+        return text
+    if not _MAY_BE_SPELLED.search(low) and _FOLDED_APART.isdisjoint(text):
+        return text  # no run below would be rewritten
+    if not _RUN.search(text):
         return text
     out: list[str] = []
     at = 0
