@@ -66,8 +66,20 @@ def _unit_kind(unit: re.Match[str] | None) -> str | None:
 _LISTED = re.compile(r"\s?(?:và|hoặc|,|-|–)\s?\d+(?:[.,]\d+)?")
 
 
+# Words each pattern tried before a figure needs (SIGN_BEFORE, _APPROXIMATE, SPELLED_DAYS):
+# when the text has none, the pattern is not tried at all.
+_SIGN_WORDS = ("âm", "hụt", "dư", "hơn", "vượt")
+_HEDGE_WORDS = (
+    "khoảng", "tầm", "cỡ", "xấp", "chừng", "ước", "gần", "độ", "suýt", "hơn", "trên", "chưa",
+    "dưới", "không",
+)  # fmt: skip
+_SPELLED_UNIT = re.compile(r"(?:" + "|".join(SPELLED) + r")\s(?:ngày|giao\sdịch|sự\skiện)")
+
+
 def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
     consumed = 0  # "1 triệu 200 nghìn" is one amount, not two
+    signed = any(word in clause for word in _SIGN_WORDS)
+    hedges = [word for word in _HEDGE_WORDS if word in clause]
     for m in NUMBER.finditer(clause):
         num, start = m.group("num"), m.start()
         if start < consumed:
@@ -106,16 +118,19 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
             continue  # a small bare number: an ordinal, a list, not a claim we can place
         end = consumed = unit.end() if unit and group and not shared else m.end()
         sign = "-" if m.group("sign") else ""
-        if kind == "money" and not sign:
+        if kind == "money" and not sign and signed:
             said = SIGN_BEFORE.search(clause, max(0, start - 56), start)
             sign = SIGN_OF[said.lastgroup] if said and said.lastgroup else ""
         tolerance = step * scale / 2 if kind in ("money", "percent") else EXACT
         if kind in ("days", "count") and step < 1:
             tolerance = step / 2
         said_unit = SPACES.sub(" ", unit.group(group)) if unit and kind in ("days", "count") else ""
-        value, tolerance = _approximate(clause, start, value * scale, tolerance)
+        value *= scale
+        before = clause[max(0, start - 16) : start] if hedges else ""
+        if any(word in before for word in hedges):
+            value, tolerance = _approximate(clause, start, value, tolerance)
         yield Stated(kind, value, tolerance, sign, start, end, said_unit.strip())
-    for m in SPELLED_DAYS.finditer(clause) if spelled else ():
+    for m in SPELLED_DAYS.finditer(clause) if spelled and _SPELLED_UNIT.search(clause) else ():
         kind = "days" if m.group("unit") == "ngày" else "count"
         yield Stated(kind, float(SPELLED[m.group("word")]), EXACT, "", m.start(), m.end())
 
