@@ -751,6 +751,8 @@ def read_happened(r: Reading) -> None:
     """ "Tuần này con không mua đồ chơi nào" (toys: 0), "chưa rút tiền tiết kiệm"
     (withdrawals: 0), "đã đặt một mục tiêu mới" (a goal set this week)."""
     _goal_set_claims(r)
+    if r.advice_field:
+        return  # each event below would be skipped as advice
     future: dict[Span, bool] = {}
     for m in _EVENT.finditer(r.low):
         negated = bool(m.group("neg"))
@@ -1210,10 +1212,14 @@ _WEEK_BRACKET = re.compile(
     r"(?!\d|[.,]\d|\s?%|\s?\w)"
 )
 _COUNTED = ("txn_count", "event_count", "active_days")
+# The end of `(?P<n>\d+)` in _LEVEL and _WEEK_BRACKET: a digit no unit follows.
+_BARE_FIGURE = re.compile(r"\d(?!\d|[.,]\d|\s?%|\s?\w)")
 
 
 def read_levels(r: Reading) -> None:
     """Bare counts: the level a count came to, or a week's in brackets ("ít hơn tuần rồi (26)")."""
+    if not _BARE_FIGURE.search(r.low):
+        return  # both patterns end in a figure with no unit after it: most texts have none
     for m in [*_LEVEL.finditer(r.low), *_WEEK_BRACKET.finditer(r.low)]:
         if r.is_read(m.start("n"), m.end("n")):
             continue
@@ -1242,6 +1248,7 @@ _CLAIM_WORDS = re.compile(
     r"|đạt|xong)"  # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
     r"|tuần\strước|tuần\srồi|hai\stuần|tuần\skia)(?!\w)"
 )
+_DIGIT = re.compile(r"\d")
 # Not claims: a score, an age, a number of weeks, the goal's label, a list's numbering.
 _NOT_A_FIGURE = re.compile(r"\s?(?:/\s?10|điểm|tuổi|tuần|tháng|năm|giờ|phút)(?!\w)")
 _GOAL_LIST = re.compile(r"mục\stiêu\s\d+(?:\s?(?:,|và|hoặc|hay)\s?\d+)*\s?(?:,|và|hoặc|hay)\s?$")
@@ -1250,6 +1257,8 @@ _NOT_A_FIGURE_BEFORE = re.compile(r"(?:tuần|tháng|lớp|năm|thứ|số|bư�
 
 def sweep(r: Reading) -> None:
     """Every claim-like word that no check read: `unverifiable`, one finding a sentence."""
+    if r.advice_field and not _DIGIT.search(r.low):
+        return  # in advice only a figure is flagged; any other word is skipped as advice
     flagged: set[int] = set()
     for m in _CLAIM_WORDS.finditer(r.low):
         clauses, clause = r.locate(m.start())
