@@ -85,6 +85,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     AGREES,
     CATEGORY_AFTER,
     COMPARES,
+    DIRECTION_WORDS,
     DIRECTIONS,
     GOAL_AFTER,
     GOAL_CLAIMS,
@@ -168,7 +169,7 @@ class _Checker:
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
         stated = list(stated_numbers(low, not advice_field)) if MAY_STATE.search(low) else []
-        directions = list(DIRECTIONS.finditer(low))
+        directions = list(DIRECTIONS.finditer(low)) if DIRECTION_WORDS.search(low) else []
         sentences = split_clauses(low)
         r = Reading(field, text, low, sentences, self.facts, self.add, advice_field, labelled_low)
         self.r = r
@@ -340,6 +341,8 @@ class _Checker:
         self, field: str, text: str, labelled_low: str, sentences: list[list[tuple[int, int]]]
     ) -> None:
         """ "Đã đạt mục tiêu 1", "chưa đạt mục tiêu 2": as the goal's reached/completed."""
+        if "mục" not in labelled_low:
+            return  # each claim names "mục tiêu"
         goals = self.facts.goals
         for m in GOAL_CLAIMS.finditer(labelled_low):
             clause_start, _ = clause_of(sentences, m.start())

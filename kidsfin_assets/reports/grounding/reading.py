@@ -37,9 +37,13 @@ class Stated:
     unit: str = ""  # a count's unit as written: "giao dịch", "sự kiện", "ngày" ...
 
 
+_GROUP_SPACES = re.compile(r"[ \u00a0\u202f]")
+
+
 def _parse_number(num: str, decimal_comma: bool) -> tuple[float, float]:
     """(value, unit of the last digit) of a number written Vietnamese or English style."""
-    num = re.sub(r"[ \u00a0\u202f]", "", num)
+    if " " in num or "\u00a0" in num or "\u202f" in num:
+        num = _GROUP_SPACES.sub("", num)
     if "." in num and "," in num:
         dec = "," if num.rfind(",") > num.rfind(".") else "."
         whole, _, frac = num.rpartition(dec)

@@ -341,6 +341,11 @@ DIRECTIONS = re.compile(
 )
 
 
+# A word each direction holds (kept in step with DIRECTIONS): most texts without one are
+# passed over at once, where DIRECTIONS tries its lookbehind at each position.
+DIRECTION_WORDS = re.compile(r"đổi|nguyên|ổn|ngang|xuất|lần|bắt|tăng|lên|giảm|xuống|hơn")
+
+
 PAST = re.compile(r"tuần\strước|tuần\srồi|trước\sđó|hai\stuần|2\stuần|hơn\strước(?!\w)")
 
 
