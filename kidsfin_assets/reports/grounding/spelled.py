@@ -48,15 +48,18 @@ _UNIT_AFTER = re.compile(
 
 _ARTICLE_AFTER = re.compile(r"\s(?:khoản|loại|lần|lượt|mục\stiêu|danh\smục)", re.I)
 # What any number `spell_digits` rewrites holds, in the lower-cased text: two number words
-# in a row, or one before a unit's first word. Without lookarounds or re.I the engine skips
-# to the words' first letters, so most texts are passed over at once.
-_MAY_BE_SPELLED = re.compile(
+# in a row, or one (not a magnitude alone) before a unit's first word. Without lookarounds
+# or re.I the engine skips to the words' first letters: most texts are passed over at once.
+_TWO_WORDS = re.compile(
     rf"(?:{'|'.join(sorted(_WORDS, key=len, reverse=True))})\s"
-    rf"(?:{'|'.join(sorted(_WORDS, key=len, reverse=True))}"
-    r"|đồng|đ|vnd|giao|sự|ngày|lần|lượt|danh|mục|khoản|loại|phần|%|hoạt)"
+    rf"(?:{'|'.join(sorted(_WORDS, key=len, reverse=True))})"
+)
+_WORD_UNIT = re.compile(
+    rf"(?:{'|'.join(sorted(set(_WORDS) - set(_MAGNITUDES), key=len, reverse=True))})\s"
+    r"(?:đồng|đ|vnd|giao|sự|ngày|lần|lượt|danh|mục|khoản|loại|phần|%|hoạt)"
 )
 # Letters re.I matches to a number word's "i" or "s" that str.lower() leaves apart.
-_FOLDED_APART = frozenset("ıſİ")
+_FOLDED_APART = ("ı", "ſ", "İ")
 
 
 def _value(words: list[str]) -> tuple[float, bool] | None:
@@ -116,11 +119,10 @@ def _digits(value: float, has_magnitude: bool) -> str:
 def spell_digits(text: str) -> str:
     """`text` with every number written in words as digits ("hai mươi ngày" → "20 ngày")."""
     low = text.lower()
-    if not any(word in low for word in _WORDS):
-        return text
-    if not _MAY_BE_SPELLED.search(low) and _FOLDED_APART.isdisjoint(text):
+    maybe = _TWO_WORDS.search(low) or _WORD_UNIT.search(low)
+    if not maybe and not any(c in text for c in _FOLDED_APART):
         return text  # no run below would be rewritten
-    if not _RUN.search(text):
+    if not any(word in low for word in _WORDS) or not _RUN.search(text):
         return text
     out: list[str] = []
     at = 0
