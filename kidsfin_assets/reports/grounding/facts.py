@@ -90,6 +90,7 @@ class Facts:
     _pools: dict[tuple[str, str | None, bool | str], tuple[tuple[float, str], ...]] = (
         dataclasses.field(default_factory=dict)
     )
+    _labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # by kind
 
     def pool(
         self, kind: str, subject: str | None, now: bool | str
@@ -99,9 +100,11 @@ class Facts:
         prev2, mean or change); `now` "prev1" or "prev2": only that week's."""
         key = (kind, subject, now)
         if key not in self._pools:
-            self._pools[key] = tuple(
-                (v, label) for v, label in self.labelled[kind] if _in_pool(label, subject, now)
-            )
+            labelled = self.labelled[kind]
+            if kind not in self._labels:
+                self._labels[kind] = tuple(label for _, label in labelled)
+            members = _pool_members(self._labels[kind], subject, now)
+            self._pools[key] = tuple(labelled[i] for i in members)
         return self._pools[key]
 
     def _goal_value(self, what: str, number: str) -> float | None:
@@ -368,10 +371,16 @@ def _subject_labels(subject: str) -> re.Pattern[str]:
 _SUBJECT_REGEXES = {k: re.compile(v) for k, v in _SUBJECT_PATTERNS.items()}
 
 
+@functools.lru_cache(maxsize=4096)
+def _pool_members(labels: tuple[str, ...], subject: str | None, now: bool | str) -> tuple[int, ...]:
+    """Which of `labels` are in `Facts.pool`'s pool of `subject` and `now`: remembered, since
+    one data block's labels are mostly the next one's."""
+    return tuple(i for i, label in enumerate(labels) if _in_pool(label, subject, now))
+
+
 @functools.lru_cache(maxsize=16384)
 def _in_pool(label: str, subject: str | None, now: bool | str) -> bool:
-    """Whether a value labelled `label` is in `Facts.pool`'s pool of `subject` and `now`:
-    remembered, since the labels are mostly the same from one data block to the next."""
+    """Whether a value labelled `label` is in `Facts.pool`'s pool of `subject` and `now`."""
     if subject and not _subject_labels(subject).search(label):
         return False
     if now is True and _NOT_NOW.search(label):
