@@ -58,7 +58,11 @@ class Reading:
         self.read.append((start, end))
 
     def is_read(self, start: int, end: int) -> bool:
-        return any(s < end and start < e for s, e in self.read)
+        # a loop, not any() over a generator: called for each word of each reader
+        for s, e in self.read:  # noqa: SIM110
+            if s < end and start < e:
+                return True
+        return False
 
     def goal_of(self, metric: str, at: int) -> str:
         """ "mục tiêu" without a number is the goal its sentence named last."""

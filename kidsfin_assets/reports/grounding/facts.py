@@ -37,12 +37,13 @@ class Values:
         # Equal values: the plainest name first (income_total before a mean equal to it),
         # then in the given order. Sorted as plain tuples, without a key function; a whole
         # float is its own rounding, so only the others pay for `round` (built per report).
-        ordered = sorted(
+        ordered = [
             (v if type(v) is float and v.is_integer() else round(v, 6), len(label), i, label)
             for i, (v, label) in enumerate(pairs)
             if math.isfinite(v)
-        )
-        return cls(tuple(o[0] for o in ordered), tuple(o[3] for o in ordered))
+        ]
+        ordered.sort()
+        return cls(tuple([o[0] for o in ordered]), tuple([o[3] for o in ordered]))
 
     def match(self, value: float, tolerance: float) -> str | None:
         """The label of a value within tolerance of `value`, or None."""
@@ -234,7 +235,7 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         masks=re.compile(f"(?:{'|'.join(map(re.escape, masked))})(?!\\d|[.,]\\d)", re.IGNORECASE)
         if masked
         else None,
-        labelled={k: tuple((abs(v), label) for v, label in p) for k, p in labelled.items()},
+        labelled={k: tuple([(abs(v), label) for v, label in p]) for k, p in labelled.items()},
         categories=_category_groups(categories, spending),
         goals=_goal_states(data),
         data=data,

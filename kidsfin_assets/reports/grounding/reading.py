@@ -73,17 +73,13 @@ _LISTED = re.compile(r"\s?(?:và|hoặc|,|-|–)\s?\d+(?:[.,]\d+)?")
 # Words each pattern tried before a figure needs (SIGN_BEFORE, _APPROXIMATE, SPELLED_DAYS):
 # when the text has none, the pattern is not tried at all.
 _SIGN_WORDS = ("âm", "hụt", "dư", "hơn", "vượt")
-_HEDGE_WORDS = (
-    "khoảng", "tầm", "cỡ", "xấp", "chừng", "ước", "gần", "độ", "suýt", "hơn", "trên", "chưa",
-    "dưới", "không",
-)  # fmt: skip
+_HEDGE_WORDS = re.compile(r"khoảng|tầm|cỡ|xấp|chừng|ước|gần|độ|suýt|hơn|trên|chưa|dưới|không")
 _SPELLED_UNIT = re.compile(r"(?:" + "|".join(SPELLED) + r")\s(?:ngày|giao\sdịch|sự\skiện)")
 
 
 def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
     consumed = 0  # "1 triệu 200 nghìn" is one amount, not two
     signed = any(word in clause for word in _SIGN_WORDS)
-    hedges = [word for word in _HEDGE_WORDS if word in clause]
     for m in NUMBER.finditer(clause):
         num, start = m.group("num"), m.start()
         if start < consumed:
@@ -130,8 +126,7 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
             tolerance = step / 2
         said_unit = SPACES.sub(" ", unit.group(group)) if unit and kind in ("days", "count") else ""
         value *= scale
-        before = clause[max(0, start - 16) : start] if hedges else ""
-        if any(word in before for word in hedges):
+        if _HEDGE_WORDS.search(clause, max(0, start - 16), start):
             value, tolerance = _approximate(clause, start, value, tolerance)
         yield Stated(kind, value, tolerance, sign, start, end, said_unit.strip())
     for m in SPELLED_DAYS.finditer(clause) if spelled and _SPELLED_UNIT.search(clause) else ():
