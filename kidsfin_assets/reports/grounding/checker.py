@@ -165,7 +165,7 @@ class _Checker:
         if self.facts.masks is not None:  # a child or category named "Bin 2015", "Mục tiêu 1"
             text = self.facts.masks.sub(lambda m: " " * len(m.group()), text)
         self._masked = text
-        low = text.lower()
+        low = labelled_low if text is self._shown else text.lower()  # no label was masked
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
         stated = list(stated_numbers(low, not advice_field)) if MAY_STATE.search(low) else []
@@ -285,11 +285,18 @@ class _Checker:
             if n.unit == "mục tiêu":  # "3 mục tiêu còn mở", "2 mục tiêu mới"
                 return _goal_count_subject(low, clause_start, n)
             return n.unit if n.unit in _COUNT_UNITS else None
-        if n.kind == "money" and (
-            _LACK_BEFORE.search(low, clause_start, n.start)
-            or (_LEFT_BEFORE.search(low, clause_start, n.start) and _MORE_AFTER.match(low, n.end))
-            or _LACK_BRACKETED.search(low, clause_start, n.start)
-            or _LACK_AFTER.match(low, n.end)
+        if (
+            n.kind == "money"
+            and _LACK_WORD.search(low)  # a word each of the four needs
+            and (
+                _LACK_BEFORE.search(low, clause_start, n.start)
+                or (
+                    _LEFT_BEFORE.search(low, clause_start, n.start)
+                    and _MORE_AFTER.match(low, n.end)
+                )
+                or _LACK_BRACKETED.search(low, clause_start, n.start)
+                or _LACK_AFTER.match(low, n.end)
+            )
         ):
             # "còn thiếu 52.000 đ (để đạt mục tiêu 1)", "còn 52.000 đ nữa là đạt mục tiêu 1":
             # that goal's lack, where the sentence names one goal around it
@@ -442,11 +449,12 @@ class _Checker:
     ) -> None:
         """Check each trend statement: a direction after the metric it is about (in its
         clause, or the clause before in the same sentence: "Chi tiêu 160.000 đ, tăng ...")."""
+        shares = "%" in low or "phần" in low or "nửa" in low  # one of which _SHARE_OF needs
         metrics = [
-            (m.start(), m.end(), METRIC_OF[SPACES.sub(" ", m.group())])
+            (m.start(), m.end(), METRIC_OF[_spaced(m.group())])
             for m in METRICS.finditer(low)
             # "gửi 7k, khoảng 5% thu nhập, nhưng vẫn tăng": the share's base, not the subject
-            if not _SHARE_OF.search(low, max(0, m.start() - 16), m.start())
+            if not (shares and _SHARE_OF.search(low, max(0, m.start() - 16), m.start()))
         ]
         for clauses in sentences:
             first, last = clauses[0][0], clauses[-1][1]
@@ -546,23 +554,24 @@ class _Checker:
             return True
         # The change it states: the next number of its sentence ("giảm 20.000 đ"), not of
         # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
+        low = text.lower()
         after = next(
             (
                 n
                 for n in stated
                 if n.start >= d.end()
                 and "(" not in text[d.end() : n.start]
-                and not _WEEK_SAID.match(text.lower(), n.end + 1)
-                and not _JOINED.search(text.lower(), d.end(), n.start)
-                and not _LEVEL_OF_WEEK.search(text.lower(), d.end(), n.start)
+                and not _WEEK_SAID.match(low, n.end + 1)
+                and not _JOINED.search(low, d.end(), n.start)
+                and not _LEVEL_OF_WEEK.search(low, d.end(), n.start)
                 # "tăng nhẹ, tỷ lệ tiết kiệm chưa tới 1%": another subject's figure
-                and not SUBJECT_WORDS_RE.search(text.lower(), d.end(), n.start)
+                and not SUBJECT_WORDS_RE.search(low, d.end(), n.start)
                 # "giảm so với hai tuần trước và thấp hơn tuần trước 1.000 đ": the other's
-                and not DIRECTIONS.search(text.lower(), d.end(), n.start)
+                and not DIRECTIONS.search(low, d.end(), n.start)
                 # "từ 2 ngày tuần rồi lên 6 ngày", "với 5 giao dịch": the level, not the change
-                and not _TO_LEVEL.search(text.lower(), max(0, n.start - 8), n.start)
+                and not _TO_LEVEL.search(low, max(0, n.start - 8), n.start)
                 # "tăng: con hoạt động 4 ngày": a figure of a metric named after the direction
-                and not METRICS.search(text.lower(), d.end(), n.start)
+                and not METRICS.search(low, d.end(), n.start)
             ),
             None,
         )
@@ -741,6 +750,7 @@ _LACK_BEFORE = re.compile(
 )
 _LEFT_BEFORE = re.compile(rf"(?<!\w)(?:chỉ\s)?còn(?:\s(?:khoảng|đúng|chừng|gần|{_HEDGES}))?\s*$")
 _MORE_AFTER = re.compile(r"\s*nữa(?!\w)")
+_LACK_WORD = re.compile(r"thiếu|cần|còn")  # in each of _LACK_BEFORE, _LEFT_BEFORE ...
 # "60.000 đ còn thiếu cho mục tiêu 2"
 _LACK_AFTER = re.compile(r"\s(?:đ|đồng|vnd|k|nghìn|ngàn)?\s?(?:còn\s)?thiếu(?!\w)")
 # "còn thiếu hơn 1 triệu (1.065.000 đ)": the bracket gives the lack exactly
@@ -762,18 +772,24 @@ _WEEK_SAID = re.compile(
 )
 
 
+def _spaced(words: str) -> str:
+    """`words` with each run of spaces one space; the same string when it is already so."""
+    return words if words in METRIC_OF else SPACES.sub(" ", words)
+
+
 def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) -> str:
     """The week a figure is said of: "now" (a sentence that compares no weeks), "prev1" or
     "prev2" (a clause about that week: "tuần trước con chi 38.000 đ", or a figure in
     brackets after it: "so với tuần trước (13.000 đ)"), else "any" (a comparison)."""
+    weeks = "tuần" in low  # what every week _WEEK_SAID and _FRONTED read holds
     # "5.000 đ vào tuần trước", "13k tuần rồi"
-    named_after = _WEEK_SAID.match(low, _IN_WEEK.match(low, n.end).end())
+    named_after = _WEEK_SAID.match(low, _IN_WEEK.match(low, n.end).end()) if weeks else None
     if named_after and named_after.lastgroup:  # "giảm so với 13k tuần rồi và 11k hai tuần trước"
         return named_after.lastgroup
     opened = low.rfind("(", sentence[0], n.start)
     if _versus(low, n):
         return "now"  # "gấp đôi tuần rồi (24k so với 12k)": this week's, then that week's
-    if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
+    if weeks and opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ"
         said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
         # right before the bracket: "nhiều hơn 44 nghìn (khoảng 15%)" is the change's
         if said and said[-1].lastgroup != "now" and not low[said[-1].end() : opened].strip(" :"):
@@ -781,8 +797,8 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
             return said[-1].lastgroup if versus and said[-1].lastgroup else "past"
     clause_end = low.find(",", n.end)
     clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end
-    said = list(_WEEK_SAID.finditer(low, clause_start, clause_end))
-    if not said and clause_start > sentence[0]:  # "Tuần trước, [[KID]] chi tiêu 15.000 đ"
+    said = list(_WEEK_SAID.finditer(low, clause_start, clause_end)) if weeks else []
+    if weeks and not said and clause_start > sentence[0]:  # "Tuần trước, [[KID]] chi tiêu ..."
         fronted = _FRONTED.match(low, sentence[0], clause_start)
         said = [fronted] if fronted else []
     if said and not _COMPARING.search(low, clause_start, clause_end):
