@@ -105,6 +105,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     SUBJECT_WORDS,
     SUBJECT_WORDS_RE,
     group_of,
+    led,
 )
 from kidsfin_assets.reports.report_schema import PLACEHOLDER
 
@@ -950,3 +951,29 @@ def _versus(low: str, n: Stated) -> bool:
         and low[n.start - 1 : n.start] == "("
         and bool(_VERSUS_AFTER.match(low, n.end))
     )
+
+
+# The patterns searched through texts or spans, led by their first characters
+# (`vocabulary.led`): the same matches, found faster.
+(
+    _WEEK_SAID,
+    _COMPARING,
+    _SAID_NEGATIVE,
+    _JOINED,
+    _LACK_BEFORE,
+    _LEFT_BEFORE,
+    _LACK_BRACKETED,
+    _TO_LEVEL,
+) = (
+    led(pattern)
+    for pattern in (
+        _WEEK_SAID,
+        _COMPARING,
+        _SAID_NEGATIVE,
+        _JOINED,
+        _LACK_BEFORE,
+        _LEFT_BEFORE,
+        _LACK_BRACKETED,
+        _TO_LEVEL,
+    )
+)

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 from kidsfin_assets.reports.grounding.facts import Facts
 from kidsfin_assets.reports.grounding.reading import Stated
-from kidsfin_assets.reports.grounding.vocabulary import ADVICE, CATEGORIES, GOAL_LABEL, group_of
+from kidsfin_assets.reports.grounding.vocabulary import (
+    ADVICE,
+    CATEGORIES,
+    GOAL_LABEL,
+    group_of,
+    led,
+)
 
 Span = tuple[int, int]
 
@@ -1288,3 +1294,53 @@ def sweep(r: Reading) -> None:
         )
         r.flag("unverifiable", first, last, msg)
         flagged.add(first)
+
+
+# The patterns the readers search through texts or spans, led by their first characters
+# (`vocabulary.led`): the same matches, found faster.
+(
+    _MENTIONS,
+    _CLAIM_WORDS,
+    _EVENT,
+    _RANK,
+    _ZERO,
+    _LEVEL,
+    _WEEK_BRACKET,
+    _COMPARATIVE,
+    _RATIO,
+    _SUBORDINATE,
+    _COMPARED_WITH,
+    _FUTURE,
+    _AFFIRMED,
+    _TOP_K,
+    _GOAL_TARGET,
+    _DECREASE,
+    _RATE_SAID,
+    _MODAL,
+    _ALMOST,
+    _BARE,
+) = (
+    led(pattern)
+    for pattern in (
+        _MENTIONS,
+        _CLAIM_WORDS,
+        _EVENT,
+        _RANK,
+        _ZERO,
+        _LEVEL,
+        _WEEK_BRACKET,
+        _COMPARATIVE,
+        _RATIO,
+        _SUBORDINATE,
+        _COMPARED_WITH,
+        _FUTURE,
+        _AFFIRMED,
+        _TOP_K,
+        _GOAL_TARGET,
+        _DECREASE,
+        _RATE_SAID,
+        _MODAL,
+        _ALMOST,
+        _BARE,
+    )
+)

@@ -21,6 +21,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     SPELLED_DAYS,
     TARGET_BEFORE,
     UNIT,
+    led,
 )
 
 
@@ -213,3 +214,17 @@ def clause_of(sentences: list[list[tuple[int, int]]], at: int) -> tuple[int, tup
             start = next((s for s, _ in reversed(clauses) if s <= at), clauses[0][0])
             return start, (clauses[0][0], clauses[-1][1])
     return 0, (0, at)
+
+
+# The patterns searched through texts or spans, led by their first characters
+# (`vocabulary.led`): the same matches, found faster.
+(
+    _APPROXIMATE,
+    _SAID_OF_WEEK,
+) = (
+    led(pattern)
+    for pattern in (
+        _APPROXIMATE,
+        _SAID_OF_WEEK,
+    )
+)
