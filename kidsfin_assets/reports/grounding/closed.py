@@ -55,9 +55,12 @@ class Reading:
 
     def locate(self, at: int) -> tuple[list[Span], Span]:
         """The sentence (its clauses) and the clause holding `at`."""
-        for clauses in self.sentences:
+        for clauses in self.sentences:  # loops, not generators: asked for each word read
             if at < clauses[-1][1]:
-                return clauses, next((c for c in clauses if c[0] <= at < c[1]), clauses[0])
+                for clause in clauses:
+                    if clause[0] <= at < clause[1]:
+                        return clauses, clause
+                return clauses, clauses[0]
         return self.sentences[-1], self.sentences[-1][-1]
 
     def mark(self, start: int, end: int) -> None:
@@ -983,10 +986,14 @@ _RANK_WORDS = (
 )
 
 
+# Any of _RANK_WORDS, as one literal pattern the engine skips through (cheaper than 12 "in")
+_RANK_WORD = re.compile("|".join(map(re.escape, _RANK_WORDS)))
+
+
 def read_ranking(r: Reading) -> None:
     """The categories a sentence ranks: the top one, the top k, the second, the least."""
     ranking = r.facts.ranking
-    if not any(w in r.low for w in _RANK_WORDS) or not _RANK.search(r.low):
+    if not _RANK_WORD.search(r.low) or not _RANK.search(r.low):
         return
     before: Span = (0, 0)  # the sentence before: its categories, read when needed
     for clauses in r.sentences:

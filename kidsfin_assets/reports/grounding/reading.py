@@ -211,8 +211,10 @@ def clause_of(sentences: list[list[tuple[int, int]]], at: int) -> tuple[int, tup
     """The start of the clause holding `at`, and its sentence's (start, end)."""
     for clauses in sentences:
         if at < clauses[-1][1]:
-            start = next((s for s, _ in reversed(clauses) if s <= at), clauses[0][0])
-            return start, (clauses[0][0], clauses[-1][1])
+            for start, _ in reversed(clauses):  # a loop, not a generator: asked per figure
+                if start <= at:
+                    return start, (clauses[0][0], clauses[-1][1])
+            return clauses[0][0], (clauses[0][0], clauses[-1][1])
     return 0, (0, at)
 
 
