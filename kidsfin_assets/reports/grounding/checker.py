@@ -288,7 +288,7 @@ class _Checker:
             return n.unit if n.unit in _COUNT_UNITS else None
         if (
             n.kind == "money"
-            and _LACK_WORD.search(low)  # a word each of the four needs
+            and ("thiếu" in low or "cần" in low or "còn" in low)  # each of the four needs one
             and (
                 _LACK_BEFORE.search(low, clause_start, n.start)
                 or (
@@ -751,7 +751,6 @@ _LACK_BEFORE = re.compile(
 )
 _LEFT_BEFORE = re.compile(rf"(?<!\w)(?:chỉ\s)?còn(?:\s(?:khoảng|đúng|chừng|gần|{_HEDGES}))?\s*$")
 _MORE_AFTER = re.compile(r"\s*nữa(?!\w)")
-_LACK_WORD = re.compile(r"thiếu|cần|còn")  # in each of _LACK_BEFORE, _LEFT_BEFORE ...
 # "60.000 đ còn thiếu cho mục tiêu 2"
 _LACK_AFTER = re.compile(r"\s(?:đ|đồng|vnd|k|nghìn|ngàn)?\s?(?:còn\s)?thiếu(?!\w)")
 # "còn thiếu hơn 1 triệu (1.065.000 đ)": the bracket gives the lack exactly

@@ -1174,11 +1174,17 @@ _ZERO = re.compile(
 )
 
 
+# What _ZERO's zero needs: a lone 0 after a space, or "bằng không".
+_MAY_BE_ZERO = re.compile(r"\s0(?!\d|[.,]\d)|bằng\skhông")
+
+
 def read_zeros(r: Reading) -> None:
     """ "Chi tiêu ổn định ở mức 0", "hai tuần trước đều bằng 0", "tỷ lệ tiết kiệm gần như
     bằng 0": the thing named (this week, or the week named) is nothing."""
     if "0" not in r.low and "bằng không" not in r.low:
         return
+    if not _MAY_BE_ZERO.search(r.low):
+        return  # "160.000 đ" holds a "0" but no zero _ZERO could read
     for m in _ZERO.finditer(r.low):
         clauses, clause = r.locate(m.start())
         if _in_advice(r, clause, m.start()):  # "đặt mục tiêu đưa về 0": a goal it sets
