@@ -217,13 +217,15 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         "counts": counts,
     }
     masked = tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1])
+    # (absolute value, label) by kind, made once for the unsigned Values and `labelled`
+    absolute = {k: [(abs(v), label) for v, label in p] for k, p in labelled.items()}
     return Facts(
-        money=Values.of([(abs(v), label) for v, label in money]),
+        money=Values.of(absolute["money"]),
         signed_money=Values.of(money),
-        percents=Values.of([(abs(v), label) for v, label in percents]),
+        percents=Values.of(absolute["percent"]),
         signed_percents=Values.of(percents),
-        days=Values.of([(abs(v), label) for v, label in days]),
-        counts=Values.of([(abs(v), label) for v, label in counts]),
+        days=Values.of(absolute["days"]),
+        counts=Values.of(absolute["counts"]),
         trends=trends,
         changes=changes,
         percent_changes=percent_changes,
@@ -235,7 +237,7 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         masks=re.compile(f"(?:{'|'.join(map(re.escape, masked))})(?!\\d|[.,]\\d)", re.IGNORECASE)
         if masked
         else None,
-        labelled={k: tuple([(abs(v), label) for v, label in p]) for k, p in labelled.items()},
+        labelled={k: tuple(p) for k, p in absolute.items()},
         categories=_category_groups(categories, spending),
         goals=_goal_states(data),
         data=data,
