@@ -8,6 +8,12 @@ checker against that record, listing every difference; times the CPU a report co
     python -m bench.grounding_equivalence --record /tmp/fastcheck_baseline.json
     python -m bench.grounding_equivalence --compare /tmp/fastcheck_baseline.json
     python -m bench.grounding_equivalence --time
+    python -m bench.grounding_equivalence --patterns
+
+`--patterns` checks the patterns `vocabulary.led` rewrote (a lookahead of their first
+characters put before them) against the patterns as written: the same matches and groups
+from finditer, and from search and match over random spans, on every text of the corpora
+(lower-cased) and on random strings of their words.
 
 The time is CPU (`time.process_time`) per report over the generated corpus, the least of
 three passes; each report gets a data block the checker has not seen (a new dict with a
@@ -19,6 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,7 +34,16 @@ from typing import Any
 
 from bench.corpus.written import WRITTEN, _alone, load
 from bench.grounding import corpus
-from kidsfin_assets.reports.grounding import check_report
+from kidsfin_assets.reports.grounding import (
+    check_report,
+    checker,
+    closed,
+    forms,
+    reading,
+    spelled,
+    vocabulary,
+)
+from kidsfin_assets.reports.grounding.checker import report_texts
 
 GENERATED = (320, 2026)  # weeks, seed
 
@@ -94,12 +111,53 @@ def time_per_report(passes: int = 3) -> float:
     return best / len(items) * 1000
 
 
+def _texts() -> list[str]:
+    texts = []
+    for _name, report, _data in cases():
+        texts += [text.lower() for _field, text in report_texts(report)]
+    return sorted(set(texts))
+
+
+def check_patterns(randoms: int = 20000) -> int:
+    """The led patterns against the patterns as written: the number of differences."""
+    rng = random.Random(2026)
+    texts = _texts()
+    words = sorted({w for t in texts for w in re.split(r"(\W)", t) if w})
+    texts += ["".join(rng.choice(words) for _ in range(rng.randint(1, 30))) for _ in range(randoms)]
+    differences = 0
+    checked: set[str] = set()
+    for module in (vocabulary, reading, spelled, checker, closed, forms):
+        for name, led in vars(module).items():
+            if not isinstance(led, re.Pattern) or not led.pattern.startswith("(?=["):
+                continue
+            if led.pattern in checked:  # imported by another module too
+                continue
+            checked.add(led.pattern)
+            written = re.compile(led.pattern[led.pattern.index("])(?:") + 5 : -1], led.flags)
+            for text in texts:
+                spans = [rng.randint(0, len(text)) for _ in range(2)]
+                start, end = min(spans), max(spans)
+                for a, b in (
+                    (list(written.finditer(text)), list(led.finditer(text))),
+                    ([written.search(text, start, end)], [led.search(text, start, end)]),
+                    ([written.match(text, start, end)], [led.match(text, start, end)]),
+                ):
+                    if [m and (m.span(), m.groups()) for m in a] != [
+                        m and (m.span(), m.groups()) for m in b
+                    ]:
+                        differences += 1
+                        print(f"{module.__name__}.{name}: differs on {text!r}")
+    print(f"{len(checked)} led patterns, {len(texts)} texts, {differences} differences")
+    return 1 if differences else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--record", type=Path, metavar="FILE")
     mode.add_argument("--compare", type=Path, metavar="FILE")
     mode.add_argument("--time", action="store_true")
+    mode.add_argument("--patterns", action="store_true")
     args = parser.parse_args()
     if args.record:
         found = results()
@@ -108,6 +166,8 @@ def main() -> int:
         return 0
     if args.compare:
         return compare(args.compare)
+    if args.patterns:
+        return check_patterns()
     print(f"{time_per_report():.3f} ms CPU a report (least of 3 passes)")
     return 0
 
