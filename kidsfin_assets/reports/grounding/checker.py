@@ -45,8 +45,10 @@ Why one module of ~850 lines and one class (`_Checker`) of ~450 (above the engin
 ~250): the figure, trend and goal rules share one reading of a field (its clauses, figures,
 weeks) and are tuned together with `closed.py` on the written corpora, each tuning measured
 once on a corpus it never saw; moving them apart is for a session that re-measures after.
-Its interface is one call, `check_report`. It is also the offline writer's cost: ~1.6 ms a
-report, nearly all of gold's CPU without an API (bench/README.md, gold_offline).
+Its interface is one call, `check_report`. It is also the offline writer's cost: ~1.1 ms a
+report (1.6 before the pre-filters and `vocabulary.led`; `python -m
+bench.grounding_equivalence --time`), nearly all of gold's CPU without an API
+(bench/README.md, gold_offline).
 """
 
 from __future__ import annotations
