@@ -6,16 +6,20 @@ import functools
 import re
 import unicodedata
 from collections.abc import Sequence
-from re import _constants as _sre  # the engine's parser, for `led`
-from re import _parser as _sre_parse
 from typing import Any
+
+try:  # the engine's own parser (CPython 3.11+), read by `led`; without it `led` does nothing
+    from re import _constants as _sre
+    from re import _parser as _sre_parse
+except ImportError:  # pragma: no cover
+    _sre = _sre_parse = None
 
 
 class _Unknown(Exception):
     """A pattern `led` cannot tell the first characters of."""
 
 
-_CLASS_CATEGORIES = {_sre.CATEGORY_DIGIT: r"\d", _sre.CATEGORY_SPACE: r"\s"}
+_CLASS_CATEGORIES = {_sre.CATEGORY_DIGIT: r"\d", _sre.CATEGORY_SPACE: r"\s"} if _sre else {}
 
 
 def _first_characters(items: Sequence[tuple[Any, Any]]) -> tuple[set[str], bool]:
@@ -64,7 +68,7 @@ def led(pattern: re.Pattern[str]) -> re.Pattern[str]:
     (``(?<!\w)``), which the engine would otherwise try at every position of the text.
     Unchanged where the engine already skips to a first character (a literal or a class
     first) or where the first characters cannot be told (re.I, \w, a negated class)."""
-    if pattern.flags & (re.IGNORECASE | re.VERBOSE):
+    if _sre_parse is None or pattern.flags & (re.IGNORECASE | re.VERBOSE):
         return pattern
     try:
         parsed = list(_sre_parse.parse(pattern.pattern, pattern.flags))
@@ -75,8 +79,8 @@ def led(pattern: re.Pattern[str]) -> re.Pattern[str]:
         if first_op in (_sre.LITERAL, _sre.IN) or literals:
             return pattern
         chars, empty = _first_characters(parsed)
-    except (_Unknown, IndexError, TypeError, re.error):
-        return pattern
+    except (_Unknown, IndexError, TypeError, AttributeError, ValueError, re.error):
+        return pattern  # the parser's shape changed, or a pattern it cannot read ahead
     if empty or not chars:
         return pattern
     try:
