@@ -70,7 +70,11 @@ from kidsfin_assets.reports.grounding.closed import (
     sweep,
 )
 from kidsfin_assets.reports.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
-from kidsfin_assets.reports.grounding.forms import read_from_to, read_goal_state
+from kidsfin_assets.reports.grounding.forms import (
+    read_from_to,
+    read_goal_nearness,
+    read_goal_state,
+)
 from kidsfin_assets.reports.grounding.reading import (
     RANGE_SPACE,
     Stated,
@@ -203,6 +207,7 @@ class _Checker:
             self.trends(field, text, low, sentences, directions, stated)
         self.goal_claims(field, text, labelled_low, sentences)
         read_goal_state(r)
+        read_goal_nearness(r)
         read_from_to(r)
         read_happened(r)
         read_zeros(r)
@@ -327,6 +332,10 @@ class _Checker:
                 subject = SUBJECT_WORDS.get(word)
                 if subject is None:
                     return f"cat:{group_of(word)}"
+                if n.kind == "money" and _SHARE_OF_TOTAL.search(low, clause_start, before.start()):
+                    # "đồ ăn vặt chiếm hơn một nửa tổng chi: 120k": the total is what a share
+                    # is of; the amount is what the clause says the share of
+                    return _subject_of_sentence(low, clause_start, n.start, n.kind)
                 if n.kind == "money":
                     return subject
                 if subject in _PERCENT_SUBJECTS:  # "gần một nửa tổng chi (48%)": a share of it
@@ -411,6 +420,19 @@ class _Checker:
             return
         if n.sign in ("-", "+"):
             signed = -v if n.sign == "-" else v
+            if _NET_BEFORE.search(self.r.low, max(0, n.start - 40), n.start):
+                # "dòng tiền ròng tuần này dương 26.000 đ": the net flow's, nothing else's
+                if abs(f.net_flow - signed) > tol + 1e-9:
+                    msg = f"{span!r}: net_flow is {plain(f.net_flow)}"
+                    self.add(
+                        "wrong_sign"
+                        if abs(f.net_flow + signed) <= tol + 1e-9
+                        else "unknown_amount",
+                        field,
+                        span,
+                        msg,
+                    )
+                return
             if f.signed_money.match(signed, tol) is not None:
                 return
             if f.signed_money.match(-signed, tol) is not None:
@@ -473,6 +495,8 @@ class _Checker:
                             self.r.mark(d.start(), d.end())  # not a figure of the data
                             continue
                         if metric is None:
+                            if _heads_a_list(low, d, here):  # "Mọi thứ ổn định: X, Y đều ổn định"
+                                self.r.mark(d.start(), d.end())
                             continue
                         if (d.group("more") or d.group("less")) and (
                             not sentence_has_past or _METRIC_COMPARED.match(low, d.end())
@@ -488,6 +512,10 @@ class _Checker:
                         negated = bool(d.group("neg"))
                         span = text[max(s, d.start() - 40) : d.end()]
                         in_sentence = [n for n in stated if n.start < last]
+                        # "thu nhập, chi tiêu và tiết kiệm đều tăng": each of them
+                        for each in _listed(low, s, d, before):
+                            if each != metric:
+                                self.trend(field, text, span, d, each, direction, negated, [], ref)
                         if self.trend(
                             field, text, span, d, metric, direction, negated, in_sentence, ref
                         ):
@@ -658,7 +686,7 @@ def _lack_of(labelled_low: str, clause: tuple[int, tuple[int, int]], n: Stated) 
 
 def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
     """ "3 mục tiêu còn mở" counts the open goals, "2 mục tiêu mới" those set this week."""
-    after = low[n.end : min(len(low), n.end + 30)]
+    after = low[n.end : min(len(low), n.end + 48)]  # "3 mục tiêu tiết kiệm của [[kid]] đều còn mở"
     after = after[: _GOAL_COUNT_STOP.search(after).start()]  # not "... và đặt mục tiêu mới"
     for what, words in _GOAL_COUNT_WORDS:
         if words.search(after):
@@ -730,7 +758,9 @@ def _percent_list(candidates: list[tuple[float, str]]) -> str:
     return ", ".join(f"{c:+.0f} % against {label.rpartition(' - ')[2]}" for c, label in candidates)
 
 
-_COUNT_UNITS = frozenset({"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "mục tiêu"})
+_COUNT_UNITS = frozenset(
+    {"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "khoản", "mục tiêu"}
+)
 _HEDGES = r"hơn|trên|dưới|chưa\sđến|chưa\stới|xấp\sxỉ"  # "còn thiếu hơn 1 triệu"
 _LACK_WORDS = r"còn\sthiếu|thiếu|cần\sthêm|còn\scần"
 _LACK_BEFORE = re.compile(
@@ -749,6 +779,11 @@ _LACK_BRACKETED = re.compile(
 _COMPARING = re.compile(
     r"(?<!\w)(?:so\svới|hơn|tăng|giảm|chênh|thay\sđổi|kém|vượt|gấp|lên|xuống|bằng|từ|thêm|bớt"
     r"|như|nửa)(?!\w)"
+)
+_NET_BEFORE = re.compile(r"(?:dòng\stiền|ròng)[^.;:]*$")
+# "tuần trước chi hơn 13 triệu": a bound on the figure, not two things compared
+_BOUND = re.compile(
+    r"(?<!nhiều\s)(?<!ít\s)(?<!cao\s)(?<!lớn\s)(?<!thấp\s)(?<!nhỏ\s)hơn\s(?:cả\s)?\d"
 )
 _SHARE_OF = re.compile(r"(?:%|phần\străm|nửa|phần\s(?:ba|tư|năm))\s(?:(?:của|số|tổng)\s)*$")
 _TO_LEVEL = re.compile(r"(?<!\w)(?:lên|xuống|còn|thành|với)\s(?:(?:khoảng|gần)\s)?$")
@@ -782,7 +817,12 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     if not said and clause_start > sentence[0]:  # "Tuần trước, [[KID]] chi tiêu 15.000 đ"
         fronted = _FRONTED.match(low, sentence[0], clause_start)
         said = [fronted] if fronted else []
-    if said and not _COMPARING.search(low, clause_start, clause_end):
+    comparing = (
+        m
+        for m in _COMPARING.finditer(low, clause_start, clause_end)
+        if not _BOUND.match(low, m.start())
+    )
+    if said and next(comparing, None) is None:
         # "tuần trước chi 17.000 đ và hai tuần trước là 14.000 đ": the week said last before it
         before = [m for m in said if m.end() <= n.start]
         return (before or said)[-1 if before else 0].lastgroup or "any"
@@ -803,11 +843,47 @@ _SUBJECTS_OF_KIND = {
 _KINDS_OF_CATEGORY = ("money", "percent")  # a category's amount, or its share of spending
 
 
+_ALL_OF_THEM = re.compile(r"(?<!\w)(?:đều|cùng|cả\s(?:hai|ba|bốn))(?:\s(?:đã|vẫn|khá|rất))?\s*$")
+
+
+def _listed(low: str, start: int, d: re.Match[str], before: list[str | None]) -> list[str]:
+    """The metrics a direction said with "đều" moves: every one its clause names before it."""
+    if not _ALL_OF_THEM.search(low, start, d.start()):
+        return []
+    return list(dict.fromkeys(m for m in before if m is not None))
+
+
+def _heads_a_list(low: str, d: re.Match[str], here: list[re.Match[str]]) -> bool:
+    """ "Mọi thứ ổn định: thu nhập, chi tiêu đều ổn định": a direction with no metric, before
+    a colon and the list it is said of with "đều" (each of which is checked)."""
+    if not low[d.end() :].lstrip().startswith(":"):
+        return False
+    return any(
+        later.start() > d.end()
+        and later.lastgroup == d.lastgroup
+        and _ALL_OF_THEM.search(low, d.end(), later.start())
+        for later in here
+    )
+
+
+# A share of the total right before it names it: "chiếm hơn chín phần mười tổng chi",
+# "hơn một nửa tổng chi", "(45 %) tổng chi".
+_SHARE_OF_TOTAL = re.compile(
+    r"(?<!\w)(?:chiếm|nửa|phần\s(?:hai|ba|tư|bốn|năm|mười|\d+)|phần\slớn|%)"
+    r"(?:\s(?:của|trong|số|tiền))*\s*$"
+)
+
+
 def _subject_of_sentence(low: str, start: int, at: int, kind: str) -> str | None:
     """The last subject of a figure of `kind` named before `at` in its sentence ("Tuần
     trước, con chi ... 38.000 đ"; "tỷ lệ ..., ít hơn tuần rồi (15k)" is not the rate's)."""
     allowed = _SUBJECTS_OF_KIND.get(kind, frozenset())
-    words = [SPACES.sub(" ", m.group()) for m in SUBJECT_WORDS_RE.finditer(low, start, at)]
+    words = [
+        SPACES.sub(" ", m.group())
+        for m in SUBJECT_WORDS_RE.finditer(low, start, at)
+        # "hơn một nửa tổng chi": the total a share is of, not what is said of it
+        if not _SHARE_OF_TOTAL.search(low, start, m.start())
+    ]
     said = [SUBJECT_WORDS.get(word, f"cat:{group_of(word)}") for word in words]
     if kind == "percent" and "income" in said:  # "để dành một nửa thu nhập, tức 51%"
         share = {"saving": "rate", "spending": "spent_share"}

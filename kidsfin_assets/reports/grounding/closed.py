@@ -230,7 +230,7 @@ _FRACTION_WORDS = {
     "sáu": 6, "bảy": 7, "tám": 8, "chín": 9, "mười": 10,
 }  # fmt: skip
 _HEDGE = (
-    r"hơn\scả|hơn|gần\snhư|gần|khoảng|xấp\sxỉ|tầm|cỡ|chừng|trên|chưa\s(?:đến|tới|bằng|được|đạt)|dưới"
+    r"ít\shơn|thấp\shơn|nhỏ\shơn|nhiều\shơn|hơn\scả|hơn|gần\snhư|gần|khoảng|xấp\sxỉ|tầm|cỡ|chừng|trên|chưa\s(?:đến|tới|bằng|được|đạt)|dưới"
     r"|không\s(?:tới|đến|bằng)|chỉ\sbằng|chỉ|ít\snhất|bằng|đúng"
 )
 _RATIO = re.compile(
@@ -255,6 +255,10 @@ _RATIO_BOUNDS = {
 }
 _HEDGE_KIND = {
     "hơn": "over",
+    "nhiều hơn": "over",
+    "ít hơn": "under",  # "chi tiêu ít hơn một nửa thu nhập"
+    "thấp hơn": "under",
+    "nhỏ hơn": "under",
     "hơn cả": "over",
     "trên": "over",
     "ít nhất": "least",
@@ -661,7 +665,7 @@ _NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
-    r"|tiết\skiệm|rút(?:\stiền)?|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
+    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất)(?=(?:\sthêm)?(?:\stiền)?\svào\s(?:tiết\skiệm|heo|ống|quỹ))|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
@@ -677,6 +681,9 @@ _VERB_METRIC = {
     "để": "saving_total",
     "tiết": "saving_total",
     "rút": "withdrawal_total",
+    "bỏ": "saving_total",  # "bỏ thêm tiền vào tiết kiệm"
+    "nạp": "saving_total",
+    "cất": "saving_total",
     "dùng": "active_days",
     "mở": "active_days",
     "vào": "active_days",
@@ -948,11 +955,9 @@ _RANK = re.compile(
 )
 _TOP_K = re.compile(
     r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:(?:lớn|nhiều|cao)\snhất"
+    r"|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
     r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ|lần\slượt\slà)"
 )
-
-
-_IN_ORDER = re.compile(r"theo\sthứ\stự|lần\slượt|từ\slớn\s(?:tới|đến)\snhỏ")
 
 
 _RANK_WORDS = (
@@ -1014,7 +1019,7 @@ def read_ranking(r: Reading) -> None:
                 listed = [*above, *below] if k == len(above) + len(below) else above
                 problem = _rank_problem(ranking, listed, ranks, top_k, r.low)
         else:
-            problem = _ordinal_problem(ranking, named, ranks, clauses) or _rank_problem(
+            problem = _ordinal_problem(ranking, named, ranks, clauses, r.low) or _rank_problem(
                 ranking, groups, ranks, top_k, r.low
             )
         span = (first, last)
@@ -1064,11 +1069,15 @@ def _next_problem(
     return None
 
 
+_AFTER_WHICH = re.compile(r"(?<!\w)(?:chỉ\s)?sau\s$")
+
+
 def _ordinal_problem(
     ranking: tuple[tuple[str, float], ...],
     named: list[Mention],
     ranks: list[re.Match[str]],
     clauses: list[Span],
+    low: str,
 ) -> str | None:
     """ "Sách truyện là danh mục lớn thứ ba", "..., ăn vặt đứng thứ hai": each ordinal is
     the place of the category its clause names nearest before it (else right after it)."""
@@ -1080,9 +1089,12 @@ def _ordinal_problem(
         clause = next((c for c in clauses if c[0] <= m.start() < c[1]), None)
         if clause is None:
             continue
-        inside = [x.metric[4:] for x in named if x.metric and clause[0] <= x.start < clause[1]]
-        before = [x.metric[4:] for x in named if x.metric and clause[0] <= x.start < m.start()]
-        subject = (before[-1:] or inside[:1] or [None])[0]
+        # "đứng thứ hai sau quà tặng": the category after "sau" is the one above it
+        own = [x for x in named if x.metric and not _AFTER_WHICH.search(low, 0, x.start)]
+        inside = [x.metric[4:] for x in own if clause[0] <= x.start < clause[1]]
+        before = [x.metric[4:] for x in own if clause[0] <= x.start < m.start()]
+        earlier = [x.metric[4:] for x in own if x.start < clause[0]]  # "X tốn 106k, đứng thứ hai"
+        subject = (before[-1:] or inside[:1] or earlier[-1:] or [None])[0]
         amounts = dict(ranking)
         if subject is None:
             continue
@@ -1114,9 +1126,9 @@ def _rank_problem(
     kind = ranks[0].lastgroup
     if top_k is not None and kind == "top":
         k = int(top_k.group("k"))
-        in_order = not _IN_ORDER.search(low) or all(  # "theo thứ tự", "lần lượt là"
-            place in rank_of(g) for place, g in enumerate(groups, start=1)
-        )
+        # A list of the k largest is read in order, said so ("theo thứ tự") or not: "ba
+        # khoản lớn nhất là X, Y và Z" names the first, the second, the third.
+        in_order = all(place in rank_of(g) for place, g in enumerate(groups, start=1))
         if len(groups) == k and in_order and all(rank_of(g) & set(range(1, k + 1)) for g in groups):
             return None
         # "3 khoản lớn nhất: X, Y, rồi Z và W cùng 41.000 đ": the third is a tie, both named
@@ -1140,6 +1152,10 @@ def _rank_problem(
         if groups[-1] in amounts and amounts[groups[-1]] == min(amounts.values()):
             return None
         return f"{groups[-1]} is not the smallest category ({order})"
+    if kind == "listed":  # "hai khoản chi, theo thứ tự, là X và Y": from the largest down
+        if all(place in rank_of(g) for place, g in enumerate(groups, start=1)):
+            return None
+        return f"{', '.join(groups)} are not the largest categories in that order ({order})"
     place = 2 if kind == "second" else 3
     if any(place in rank_of(g) for g in groups):
         return None
@@ -1149,10 +1165,15 @@ def _rank_problem(
 # --- "bằng 0": nothing, said without a unit ---------------------------------------------
 
 _ZERO = re.compile(
-    r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s"
+    r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?"
+    r"(?:(?:(?:bằng|là|ở\smức|mức|về|còn|xuống|lên|lại)\s)?(?P<side>(?P<above>trên|lớn\shơn|cao\shơn)"
+    r"|dưới|nhỏ\shơn|thấp\shơn)\s|(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s)"
     r"(?P<zero>0(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
     r"|(?<=bằng\s)không(?=\s*(?:$|[.,;!)])))"  # "hai tuần trước đều bằng không"
 )
+
+
+_TOWARDS = re.compile(r"(?<!\w)(?:đưa|kéo|trở\slại|trở\svề|quay\slại|để)(?!\w)")
 
 
 def read_zeros(r: Reading) -> None:
@@ -1162,7 +1183,9 @@ def read_zeros(r: Reading) -> None:
         return
     for m in _ZERO.finditer(r.low):
         clauses, clause = r.locate(m.start())
-        if _in_advice(r, clause, m.start()):  # "đặt mục tiêu đưa về 0": a goal it sets
+        if _in_advice(r, clause, m.start()) or (
+            m.group("side") and _TOWARDS.search(r.low, clause[0], m.start())
+        ):  # "đặt mục tiêu đưa về 0", "để số dư trở lại trên 0": a goal, not a state
             r.mark(m.start("zero"), m.end("zero"))
             continue
         rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])
@@ -1191,7 +1214,10 @@ def read_zeros(r: Reading) -> None:
             scale = max(r.facts.value("income_total") or 0.0, 1.0)
         if value is None:
             continue
-        near = abs(value) <= 0.01 * scale if m.group("hedge") else value == 0
+        if m.group("side"):  # "số dư dưới 0": its sign
+            near = value > 0 if m.group("above") else value < 0
+        else:
+            near = abs(value) <= 0.01 * scale if m.group("hedge") else value == 0
         if near:
             r.mark(m.start("zero"), m.end("zero"))
         else:

@@ -59,6 +59,9 @@ class Values:
         return f"{self.labels[near]} = {plain(self.values[near])}"
 
 
+_SIGNABLE = re.compile(r"net_flow|savings_balance| - ")
+
+
 @dataclass(frozen=True)
 class Facts:
     """Everything a report may state about one data block, computed once."""
@@ -217,7 +220,8 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
     masked = tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1])
     return Facts(
         money=Values.of([(abs(v), label) for v, label in money]),
-        signed_money=Values.of(money),
+        # "dương 19.000 đ", "âm 19.000 đ": only what can be either (a mean cannot)
+        signed_money=Values.of([(v, label) for v, label in money if _SIGNABLE.search(label)]),
         percents=Values.of([(abs(v), label) for v, label in percents]),
         signed_percents=Values.of(percents),
         days=Values.of([(abs(v), label) for v, label in days]),
@@ -338,6 +342,7 @@ _SUBJECT_PATTERNS = {
     "ngày": r"^(?:mean\()?active_days",
     "danh mục": r"^categories$",
     "loại": r"^categories$",
+    "khoản": r"^categories$",  # "chỉ có 2 khoản: đồ ăn vặt và đi lại"
     "goals": r"^goals$",
     "goals created": r"^goals created_in_week$",
     "goals completed": r"^goals completed_in_week$",

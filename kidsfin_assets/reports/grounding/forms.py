@@ -2,6 +2,8 @@
 
 - a goal's state said apart from its label ("Mục tiêu 1 ... đang ở mức 0% và chưa đạt"):
   the one goal its sentence names;
+- how near a goal is in words ("gần xong", "chỉ còn thiếu chút xíu", "còn xa"): the
+  goal its sentence names, at least 75 % and not reached (far: under 50 %);
 - one metric's change between two weeks as two levels ("tăng từ 4 lên 8 giao dịch", "giảm
   từ 28 tuần rồi xuống còn 15", "tuần rồi con chỉ có 1 giao dịch, tuần này lên 15"): the
   first is the week named for it (else the one week the sentence compares with), the second
@@ -54,6 +56,53 @@ def read_goal_state(r: Reading) -> None:
             r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is reached")
         else:
             r.mark(m.start(), m.end())
+
+
+# --- how near a goal is, in words (the eighth corpus) ---------------------------------------
+
+_NEAR_GOAL = re.compile(
+    r"(?<!\w)(?:(?P<near>(?:gần|sắp|suýt)\s(?:đạt|xong|hoàn\sthành|chạm|tới\sđích|đến\sđích)"
+    r"|còn\s(?:thiếu\s)?(?:một\s)?(?:chút\s?xíu|chút\sít|tí\sxíu|chút)(?:\snữa)?(?![\w\s]*\d))"
+    r"|(?P<far>còn\s(?:khá\s|rất\s|hơi\s)?xa))(?!\w)"
+)
+NEAR_PERCENT = 75  # "gần đạt", "chỉ còn thiếu chút xíu": at least this much, not reached
+FAR_PERCENT = 50  # "còn xa": less than this
+
+
+def read_goal_nearness(r: Reading) -> None:
+    """ "Mục tiêu 2 gần xong rồi", "chỉ còn thiếu chút xíu", "mục tiêu 1 còn xa": how far the
+    one goal its sentence names (or the only goal) is from its target."""
+    if not any(w in r.labelled for w in ("gần", "sắp", "suýt", "chút", "xíu", "xa")):
+        return
+    goals = r.facts.goals
+    for m in _NEAR_GOAL.finditer(r.labelled):
+        if r.is_read(m.start(), m.end()) or _COMPARED_GOALS.match(r.labelled, m.end()):
+            continue  # "mục tiêu này gần đạt hơn": goals compared, not read here
+        clauses, clause = r.locate(m.start())
+        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+            continue
+        named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], clauses[-1][1]))
+        if not named and len(goals) == 1:
+            named = set(goals)
+        if len(named) != 1:
+            continue
+        (number,) = named
+        said = r.text[m.start() : m.end()]
+        state = goals.get(number)
+        if state is None:
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: no mục tiêu {number} in the data")
+            continue
+        reached, progress = state
+        near = progress is not None and not reached and progress >= NEAR_PERCENT
+        far = progress is not None and not reached and progress < FAR_PERCENT
+        if near if m.group("near") else far:
+            r.mark(m.start(), m.end())
+        else:
+            where = "reached" if reached else f"at {progress}%"
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is {where}")
+
+
+_COMPARED_GOALS = re.compile(r"\s*(?:hơn|nhất)(?!\w)")
 
 
 # --- one metric from one week to another -------------------------------------------------

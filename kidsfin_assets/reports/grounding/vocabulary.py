@@ -194,7 +194,7 @@ UNIT = re.compile(
     | (?P<thou>(?:nghìn|ngàn|k(?!\w))(?:\s?{_CURRENCY})?)
     | (?P<cur>{_CURRENCY})
     | (?P<days>(?:/\s?7\s?|\s?trên\s7\s)?ngày)
-    | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần|danh\smục|loại|mục\stiêu)(?!\w)
+    | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần|danh\smục|loại|khoản|mục\stiêu)(?!\w)
     | (?P<skip>/\s?\d|điểm|tuần|tuổi|tháng|năm|giờ|phút|bài|câu|mục)
     )""",
     re.X,
