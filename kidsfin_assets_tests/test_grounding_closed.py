@@ -549,3 +549,54 @@ EIGHTH_CORPUS_FORMS = [
 @pytest.mark.parametrize(("text", "data", "true"), EIGHTH_CORPUS_FORMS)
 def test_the_eighth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+_OPEN_GOAL = {**_GOAL, "open_at_week_end": True}
+KID_GOAL_CLOSED = week(  # goal 1 completed this week: not open at its end
+    savings_goals=[{**_GOAL, "open_at_week_end": False, "completed_in_week": True}]
+)
+KID_RATE = week(  # 32.2 % of 101.000 đ saved
+    income_total=101000.0,
+    saving_total=32500.0,
+    savings_rate=32500.0 / 101000.0,
+    net_flow=-133000.0,
+)
+KID_SAME = week(  # 9 transactions and 4 active days, as last week and the week before
+    txn_count=9, txn_count_trend="flat"
+)
+KID_ALL_NEW = week(  # nothing the two weeks before: every trend new
+    income_total_trend="new",
+    spending_total_trend="new",
+    saving_total_trend="new",
+    txn_count_trend="new",
+    active_days_trend="new",
+)
+# The ninth corpus (issue 19): what passed there at first sight, and the true forms it
+# flagged, each said truly and falsely.
+NINTH_CORPUS_FORMS = [
+    # a goal said open is open at the week's end
+    ("Mục tiêu 1 vẫn còn đang mở.", week(savings_goals=[_OPEN_GOAL]), True),
+    ("Mục tiêu 1 vẫn còn đang mở.", KID_GOAL_CLOSED, False),
+    ("Mục tiêu 1 không còn mở nữa.", KID_GOAL_CLOSED, True),
+    # a rate said per 100 đồng
+    ("Cứ 100 đồng nhận được thì con để dành chừng 32 đồng.", KID_RATE, True),
+    ("Cứ 100 đồng nhận được thì con để dành chừng 40 đồng.", KID_RATE, False),
+    # two bare counts in brackets: this week's, then the week's named
+    ("Số giao dịch tăng so với tuần rồi (11 so với 9).", KID_A, True),
+    ("Số giao dịch tăng so với tuần rồi (11 so với 6).", KID_A, False),
+    ("Số giao dịch tăng so với tuần rồi (12 so với 9).", KID_A, False),
+    # "y như", "giống": equal; "gần giống": about; each metric before "đều"
+    ("Số giao dịch và số ngày hoạt động y như tuần trước.", KID_SAME, True),
+    ("Số giao dịch giống tuần trước.", KID_A, False),
+    ("Chi tiêu gần giống tuần rồi.", week(spending_total_prev1=230000.0), True),
+    ("Số ngày hoạt động và số giao dịch đều bằng tuần trước.", KID_SAME, True),
+    ("Số giao dịch và số ngày hoạt động đều bằng tuần trước.", KID_A, False),
+    # every metric's trend at once
+    ("Mọi chỉ số tuần này đều mới xuất hiện.", KID_ALL_NEW, True),
+    ("Mọi chỉ số tuần này đều mới xuất hiện.", KID_A, False),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), NINTH_CORPUS_FORMS)
+def test_the_ninth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))

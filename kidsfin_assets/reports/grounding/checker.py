@@ -71,9 +71,12 @@ from kidsfin_assets.reports.grounding.closed import (
 )
 from kidsfin_assets.reports.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
 from kidsfin_assets.reports.grounding.forms import (
+    read_bracketed_counts,
     read_from_to,
     read_goal_nearness,
+    read_goal_open,
     read_goal_state,
+    read_per_hundred,
 )
 from kidsfin_assets.reports.grounding.reading import (
     RANGE_SPACE,
@@ -110,6 +113,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     group_of,
 )
 from kidsfin_assets.reports.report_schema import PLACEHOLDER
+from kidsfin_assets.warehouse.tables import TREND_METRICS
 
 TEXT_FIELDS = ("financial_health", "spending_pattern", "savings_behavior", "activity_level")
 
@@ -192,6 +196,8 @@ class _Checker:
         read_ratios(r)
         read_comparisons(r)  # before the numbers: "nhiều hơn đồ chơi 1.000 đ" is a difference
         read_ranking(r)  # before the numbers: "2 danh mục chi nhiều nhất" ranks, counts nothing
+        read_per_hundred(r)  # before the numbers: "cứ 100 đồng ... 32 đồng" is a rate
+        read_bracketed_counts(r)
         for n in stated:
             if (n.kind == "count" and n.unit not in _COUNT_UNITS) or r.is_read(n.start, n.end):
                 continue  # "rút 2 lần": the data counts no such thing (unverifiable)
@@ -208,6 +214,7 @@ class _Checker:
         self.goal_claims(field, text, labelled_low, sentences)
         read_goal_state(r)
         read_goal_nearness(r)
+        read_goal_open(r)
         read_from_to(r)
         read_happened(r)
         read_zeros(r)
@@ -493,6 +500,18 @@ class _Checker:
                             metric = _object_of(low, d.end(), metrics) or metric
                         elif before[-1] is None:  # "thói quen tiết kiệm ổn định": a habit,
                             self.r.mark(d.start(), d.end())  # not a figure of the data
+                            continue
+                        if metric is None and _EVERY_METRIC.search(low, s, d.start()):
+                            # "Mọi chỉ số tuần này đều mới xuất hiện": every metric's trend
+                            direction = d.lastgroup or ""
+                            span = text[max(s, d.start() - 40) : d.end()]
+                            negated = bool(d.group("neg"))
+                            every = [
+                                m for m, t in self.facts.trends.items() if t and m in TREND_METRICS
+                            ]
+                            for each in every:
+                                self.trend(field, text, span, d, each, direction, negated, [], ref)
+                            self.r.mark(d.start(), d.end())
                             continue
                         if metric is None:
                             if _heads_a_list(low, d, here):  # "Mọi thứ ổn định: X, Y đều ổn định"
@@ -844,6 +863,11 @@ _KINDS_OF_CATEGORY = ("money", "percent")  # a category's amount, or its share o
 
 
 _ALL_OF_THEM = re.compile(r"(?<!\w)(?:đều|cùng|cả\s(?:hai|ba|bốn))(?:\s(?:đã|vẫn|khá|rất))?\s*$")
+
+
+_EVERY_METRIC = re.compile(
+    r"(?<!\w)(?:mọi|tất\scả(?:\scác)?)\s(?:chỉ\ssố|con\ssố|số\sliệu|khoản)[^,;:]*?\sđều\s(?:\w+\s)?$"
+)
 
 
 def _listed(low: str, start: int, d: re.Match[str], before: list[str | None]) -> list[str]:

@@ -477,8 +477,10 @@ _COMPARATIVE = re.compile(
     r"(?<!\w)(?P<neg>(?:không|chưa|chẳng)\s)?(?:"
     r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|vượt(?:\squá)?|nhiều\stiền(?:\stiết\skiệm)?\shơn|hơn)"
     r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?|ít\stiền(?:\stiết\skiệm)?\shơn)"
-    r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng)"
-    r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?)"
+    r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng"
+    r"|gần(?:\snhư)?\s(?:y\snhư|giống(?:\snhư)?))"
+    r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?|y\s(?:như|hệt)(?:\snhư)?"
+    r"|giống(?:\shệt)?(?:\snhư)?)"
     r"|(?P<enough>đủ\s(?:để\s)?(?:trang\strải|chi\strả|bù\sđắp|bù)(?:\s(?:toàn\sbộ|hết|cả))?)"
     r")(?:\scả)?(?!\w)"
 )
@@ -487,7 +489,9 @@ _COMPARATIVE = re.compile(
 _DIFFERENCE = re.compile(r"\s(?:được\s)?(?:khoảng\s|gần\s|đúng\s|chừng\s)?(?=-?\d)")
 
 
-_COMPARATIVE_WORDS = ("hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ")
+_COMPARATIVE_WORDS = (
+    "hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ", "y như", "y hệt", "giống"
+)  # fmt: skip
 
 
 _NUMBER_NEXT = re.compile(r"\s\d")
@@ -517,6 +521,35 @@ def read_comparisons(r: Reading) -> None:
         subject, other, end = found
         pairs[clauses[0][0]] = (subject, other)
         _check_comparison(r, m, subject, other, end)
+        for each, against in _each_of_them(r, clause, m, subject, other):
+            _check_comparison(r, m, each, against, end)
+
+
+_EACH = re.compile(r"(?<!\w)(?:đều|cùng|cả\s(?:hai|ba))(?:\s(?:đã|vẫn|khá|rất))?\s*$")
+
+
+def _each_of_them(
+    r: Reading, clause: Span, m: re.Match[str], subject: Operand, other: Operand
+) -> list[tuple[Operand, Operand]]:
+    """ "Số giao dịch và số ngày hoạt động đều bằng tuần trước": each metric its clause names
+    before "đều", against itself in the other week (one metric across two weeks only)."""
+    if other.metric != subject.metric or other.week == subject.week:
+        return []
+    if not _EACH.search(r.low, clause[0], m.start()):
+        return []
+    pairs = []
+    for x in mentions_in(r, clause[0], m.start()):
+        if not x.metric or x.metric == subject.metric or x.metric.startswith(("cat:", "target:")):
+            continue
+        mine, theirs = r.facts.value(x.metric, subject.week), r.facts.value(x.metric, other.week)
+        if mine is not None and theirs is not None:
+            pairs.append(
+                (
+                    Operand(x, x.metric, subject.week, mine),
+                    Operand(other.mention, x.metric, other.week, theirs),
+                )
+            )
+    return pairs
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from kidsfin_assets.reports.grounding.closed import (
     Reading,
     _in_advice,
     mentions_in,
+    week_refs,
 )
 from kidsfin_assets.reports.grounding.vocabulary import GOAL_LABEL, NOT_A_CLAIM
 
@@ -54,6 +55,101 @@ def read_goal_state(r: Reading) -> None:
         elif state[0]:
             said = r.text[m.start() : m.end()]
             r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is reached")
+        else:
+            r.mark(m.start(), m.end())
+
+
+# --- a rate said per 100 đồng (the ninth corpus) ------------------------------------------
+
+_PER_HUNDRED = re.compile(
+    r"(?<!\w)cứ\s(?:mỗi\s)?(?P<base>100|1\.?000|10)\s(?:đồng|đ)(?!\w)[^.;]{0,40}?"
+    r"(?P<verb>để\sdành|tiết\skiệm|gửi|chi|tiêu)(?:\s(?:tiết\skiệm|tiêu|ra|đi|được|lại))*\s"
+    r"(?:(?P<hedge>khoảng|chừng|tầm|gần|cỡ)\s)?(?P<x>\d+)\s(?:đồng|đ)(?!\w)"
+)
+
+
+def read_per_hundred(r: Reading) -> None:
+    """ "Cứ 100 đồng nhận được thì để dành chừng 32 đồng": the savings rate (or the share
+    of income spent), per 100 đồng, to the đồng (hedged: within one)."""
+    if "cứ" not in r.low:
+        return
+    income = r.facts.value("income_total") or 0.0
+    for m in _PER_HUNDRED.finditer(r.low):
+        base = float(m.group("base").replace(".", ""))
+        saved = m.group("verb") in ("để dành", "tiết kiệm", "gửi")
+        if income <= 0:
+            share = None
+        elif saved:
+            share = r.facts.value("savings_rate")
+        else:
+            share = (r.facts.value("spending_total") or 0.0) / income
+        said = float(m.group("x"))
+        ok = share is not None and abs(share * base - said) <= (1.0 if m.group("hedge") else 0.5)
+        if ok:
+            r.mark(m.start(), m.end())
+        else:
+            what = "the savings rate" if saved else "the share of income spent"
+            truth = "no income" if share is None else f"{share * base:.1f} per {base:.0f}"
+            r.flag("wrong_ratio", m.start(), m.end(), f"{m.group()!r}: {what} is {truth}")
+
+
+# --- two bare counts in brackets (the ninth corpus) -----------------------------------------
+
+_PAIR = re.compile(r"\((?P<a>\d+)\s(?:so\svới|và|với)\s(?P<b>\d+)\)")
+
+
+def read_bracketed_counts(r: Reading) -> None:
+    """ "Số giao dịch gấp 8 lần tuần rồi (8 so với 1)": the count its sentence names, this
+    week's, then the week's it names before the bracket."""
+    if "(" not in r.low:
+        return
+    for m in _PAIR.finditer(r.low):
+        clauses, _ = r.locate(m.start())
+        first = clauses[0][0]
+        counted = [x for x in mentions_in(r, first, m.start()) if x.metric in _COUNTED]
+        weeks = [w.lastgroup for w in week_refs(r.low, first, m.start()) if w.lastgroup != "now"]
+        if not counted or len(set(weeks)) != 1:
+            continue  # which count, or against which week, is not said: left to the sweep
+        metric, week = counted[-1].metric or "", weeks[0] or ""
+        now, then = r.facts.value(metric, "now"), r.facts.value(metric, week)
+        said = (float(m.group("a")), float(m.group("b")))
+        if (now, then) == said:
+            r.mark(m.start(), m.end())
+        else:
+            r.flag(
+                "wrong_metric", m.start(), m.end(), f"{m.group()!r}: {metric} is {now} and {then}"
+            )
+
+
+# --- a goal still open (the ninth corpus) -------------------------------------------------
+
+_OPEN = re.compile(
+    r"(?<!\w)(?P<neg>không\s(?:còn\s)?|đã\sđóng|chưa\s)?(?:vẫn\s)?(?:còn\s)?(?:đang\s)?mở"
+    r"(?!\s(?:app|ứng\sdụng|ra|rộng|thêm|một|1))(?!\w)"
+)
+
+
+def read_goal_open(r: Reading) -> None:
+    """ "Mục tiêu 1 vẫn còn đang mở": open at the week's end, the one goal its sentence names."""
+    if "mở" not in r.labelled or "mục tiêu" not in r.labelled:
+        return
+    listed = {str(g.get("goal")): g for g in r.facts.data.get("savings_goals") or []}
+    for m in _OPEN.finditer(r.labelled):
+        if r.is_read(m.start(), m.end()):
+            continue
+        clauses, clause = r.locate(m.start())
+        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+            continue
+        named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], m.start()))
+        if len(named) != 1:
+            continue
+        (number,) = named
+        goal = listed.get(f"mục tiêu {number}")
+        is_open = bool(goal and goal.get("open_at_week_end"))
+        said = r.text[m.start() : m.end()]
+        if is_open != (not m.group("neg")):
+            state = "open" if is_open else "not open at the week's end" if goal else "absent"
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is {state}")
         else:
             r.mark(m.start(), m.end())
 
