@@ -202,13 +202,15 @@ def run_case(
         client = client_env(case, p)
         runs: list[GoldRun] = []
         database = make_url(url).database or ""
-        # The CPU of every process of the run, by role: the step processes (the CLI's
-        # children), the CLI, the server, PostgreSQL's backends for this database, and
-        # this process (its sampler included).
+        # The CPU of every process of the run, by role: the steps (the CLI's process:
+        # the project's executor runs a run's steps in it, defs/executor.py; with
+        # `processes: true`, its children), the server, PostgreSQL's backends for this
+        # database, and this process (its sampler included).
         sampler = environment.CpuSampler(
             {
-                "step": lambda: [c for r in runs for c in environment.descendants(r.proc.pid)],
-                "cli": lambda: [r.proc.pid for r in runs],
+                "step": lambda: [
+                    p for r in runs for p in (r.proc.pid, *environment.descendants(r.proc.pid))
+                ],
                 "server": lambda: [server.proc.pid],
                 "postgres": lambda: environment.postgres_backends(database),
                 "bench": lambda: [os.getpid()],
@@ -405,7 +407,7 @@ ROWS = (
     ("CPU ms a request: step process", "cpu_step"),
     ("CPU ms a request: test server", "cpu_server"),
     ("CPU ms a request: PostgreSQL", "cpu_postgres"),
-    ("CPU ms a request: CLI + benchmark", "cpu_rest"),
+    ("CPU ms a request: the benchmark", "cpu_rest"),
     ("step process busy, share of a core", "step_core_share"),
     ("other work on the machine, cores", "other_work_cores"),
     ("one core allows, share of limit", "one_core_allows_share"),
@@ -420,7 +422,7 @@ def _cpu_cells(r: dict[str, Any]) -> dict[str, Any]:
         "cpu_step": ms.get("step"),
         "cpu_server": ms.get("server"),
         "cpu_postgres": ms.get("postgres"),
-        "cpu_rest": round(ms.get("cli", 0.0) + ms.get("bench", 0.0), 3) if ms else None,
+        "cpu_rest": round(ms.get("bench", 0.0), 3) if ms else None,
         **{
             k: cpu.get(k)
             for k in (
