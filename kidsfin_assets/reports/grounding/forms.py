@@ -34,6 +34,20 @@ _NOT_REACHED = re.compile(
 )
 
 
+def _goal_of_claim(r: Reading, m: re.Match[str], before: int | None) -> str | None:
+    """The one goal a claim about a goal is of: the only goal its sentence names (before
+    `before`; None: anywhere in it, or the only goal of the data), unless the claim is
+    advice or a purpose ("để đạt mục tiêu 1")."""
+    clauses, clause = r.locate(m.start())
+    if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+        return None
+    end = clauses[-1][1] if before is None else before
+    named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], end))
+    if not named and before is None and len(r.facts.goals) == 1:
+        named = set(r.facts.goals)
+    return named.pop() if len(named) == 1 else None
+
+
 def read_goal_state(r: Reading) -> None:
     """ "Mục tiêu 1 (2.111.000 đ) đang ở mức 0% và chưa đạt": not reached, of the one goal
     its sentence names before it (several goals, or none: left to the sweep)."""
@@ -42,13 +56,9 @@ def read_goal_state(r: Reading) -> None:
     for m in _NOT_REACHED.finditer(r.labelled):
         if r.is_read(m.start(), m.end()):
             continue
-        clauses, clause = r.locate(m.start())
-        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+        number = _goal_of_claim(r, m, m.start())
+        if number is None:
             continue
-        named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], m.start()))
-        if len(named) != 1:
-            continue
-        (number,) = named
         state = r.facts.goals.get(number)
         if state is None:
             r.flag("wrong_goal", m.start(), m.end(), f"no mục tiêu {number} in the data")
@@ -137,13 +147,9 @@ def read_goal_open(r: Reading) -> None:
     for m in _OPEN.finditer(r.labelled):
         if r.is_read(m.start(), m.end()):
             continue
-        clauses, clause = r.locate(m.start())
-        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+        number = _goal_of_claim(r, m, m.start())
+        if number is None:
             continue
-        named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], m.start()))
-        if len(named) != 1:
-            continue
-        (number,) = named
         goal = listed.get(f"mục tiêu {number}")
         is_open = bool(goal and goal.get("open_at_week_end"))
         said = r.text[m.start() : m.end()]
@@ -174,15 +180,9 @@ def read_goal_nearness(r: Reading) -> None:
     for m in _NEAR_GOAL.finditer(r.labelled):
         if r.is_read(m.start(), m.end()) or _COMPARED_GOALS.match(r.labelled, m.end()):
             continue  # "mục tiêu này gần đạt hơn": goals compared, not read here
-        clauses, clause = r.locate(m.start())
-        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+        number = _goal_of_claim(r, m, None)
+        if number is None:
             continue
-        named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], clauses[-1][1]))
-        if not named and len(goals) == 1:
-            named = set(goals)
-        if len(named) != 1:
-            continue
-        (number,) = named
         said = r.text[m.start() : m.end()]
         state = goals.get(number)
         if state is None:
