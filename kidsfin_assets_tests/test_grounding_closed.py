@@ -600,3 +600,48 @@ NINTH_CORPUS_FORMS = [
 @pytest.mark.parametrize(("text", "data", "true"), NINTH_CORPUS_FORMS)
 def test_the_ninth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+KID_HALF_SAVED = week(  # 38.000 đ saved of 76.000 đ received
+    income_total=76000.0,
+    saving_total=38000.0,
+    savings_rate=0.5,
+    net_flow=-158000.0,
+)
+KID_FEWER = week(txn_count=9, txn_count_prev1=11, txn_count_trend="down")
+KID_RATE_664 = week(saving_total=7968.0, savings_rate=0.0664)  # 6.64 % of 120.000 đ
+KID_OUT_TWICE = week(  # 10.000 đ put in, 22.700 đ taken out: 2.27 times
+    saving_total=10000.0, withdrawal_total=22700.0, savings_rate=10000.0 / 120000.0
+)
+# The tenth corpus (issue 19): what passed there at first sight, and the true forms it
+# flagged, each said truly and falsely.
+TENTH_CORPUS_FORMS = [
+    # a percentage to the unit: rounded or cut (6.64 % is "6%" or "7%", not "5%" or "8%")
+    ("Tỷ lệ tiết kiệm là 6%.", KID_RATE_664, True),
+    ("Tỷ lệ tiết kiệm là 7%.", KID_RATE_664, True),
+    ("Tỷ lệ tiết kiệm là 5%.", KID_RATE_664, False),
+    ("Tỷ lệ tiết kiệm là 8%.", KID_RATE_664, False),
+    # a deposit said "bỏ ống"
+    ("Tuần này con có bỏ ống tiết kiệm được một ít.", KID_SAVER, True),
+    ("Tuần này con có bỏ ống tiết kiệm được một ít.", KID_A, False),
+    # "38k trên 76k": the second is what the share is of, this week's
+    ("Con để dành được một nửa số tiền nhận, tức 38k trên 76k.", KID_HALF_SAVED, True),
+    ("Con để dành được một nửa số tiền nhận, tức 38k trên 80k.", KID_HALF_SAVED, False),
+    # "nhỉnh hơn"; a signed amount after it is the net flow's
+    ("Con tiêu 234k, nhỉnh hơn số nhận được là 120k, nên âm 114k.", KID_A, True),
+    ("Con tiêu 234k, nhỉnh hơn số nhận được là 120k, nên âm 14k.", KID_A, False),
+    ("Con nhận 120k, nhỉnh hơn số tiêu là 234k.", KID_A, False),
+    # a count's level, then the week's said after it
+    ("Số giao dịch giảm, chỉ còn 9 so với 11 tuần rồi.", KID_FEWER, True),
+    ("Số giao dịch giảm, chỉ còn 9 so với 12 tuần rồi.", KID_FEWER, False),
+    ("Số giao dịch giảm, chỉ còn 8 so với 11 tuần rồi.", KID_FEWER, False),
+    # a ratio hedged after it ("khoảng vậy")
+    ("Tiền rút ra gấp đôi tiền gửi vào, khoảng vậy.", KID_OUT_TWICE, True),
+    ("Tiền rút ra gấp đôi tiền gửi vào.", KID_OUT_TWICE, False),
+    ("Tiền rút ra gấp ba tiền gửi vào, khoảng vậy.", KID_OUT_TWICE, False),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), TENTH_CORPUS_FORMS)
+def test_the_tenth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))

@@ -244,6 +244,14 @@ class _Checker:
         span = text[n.start : n.end]
         subject = self.subject_of(low, labelled_low, clause_start, n)
         versus = _versus(low, n)
+        if subject is None and n.sign == "-":
+            return True  # "..., nên âm 12k": a signed amount, checked as signed (money)
+        if subject is None and n.kind == "money" and _OUT_OF.search(low, clause_start, n.start):
+            # "để dành một nửa số tiền nhận, tức 38k trên 76k": what the share is of
+            subject = "income" if _OF_INCOME.search(low, sentence[0], n.start) else None
+            if subject is None:
+                return True
+            week, now = "now", True  # the base of this week's share
         if subject is None and (week != "now" or versus):  # "tuần trước, con chi ... 38k"
             subject = _subject_of_sentence(low, sentence[0], n.start, n.kind)
             if versus and subject == "spending":  # "(234k so với 38k)": the total's level
@@ -799,6 +807,8 @@ _COMPARING = re.compile(
     r"(?<!\w)(?:so\svới|hơn|tăng|giảm|chênh|thay\sđổi|kém|vượt|gấp|lên|xuống|bằng|từ|thêm|bớt"
     r"|như|nửa)(?!\w)"
 )
+_OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so\svới\stổng)\s*$")
+_OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
 _NET_BEFORE = re.compile(r"(?:dòng\stiền|ròng)[^.;:]*$")
 # "tuần trước chi hơn 13 triệu": a bound on the figure, not two things compared
 _BOUND = re.compile(

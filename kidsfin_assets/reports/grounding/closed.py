@@ -279,6 +279,9 @@ _HEDGE_KIND = {
     "không đến": "under",
     "không bằng": "under",
 }
+_ROUGHLY_AFTER = re.compile(
+    r"[^.;!?]*?,\s(?:(?:khoảng|cỡ|tầm|chừng)\s(?:vậy|đó|như\svậy)|đại\skhái)(?!\w)"
+)
 _AFTER_FILLER = re.compile(
     r"\s*(?:(?:so\svới|của|số\stiền|tiền|mức|khoản|là|cả|tổng|lượng|so|với|phần|được|con|bé|em"
     r"|\[\[kid\]\]|đã|rất\snhiều|nhiều|hẳn|khá|một\schút|chút|đáng\skể|rõ\srệt|số|xa|mua"
@@ -455,6 +458,8 @@ def read_ratios(r: Reading) -> None:
             continue
         hedge = m.group("hedge2") or m.group("hedge") or ""
         kind = "over" if m.group("most") else _HEDGE_KIND.get(re.sub(r"\s+", " ", hedge), "")
+        if not kind and _ROUGHLY_AFTER.match(r.low, m.end()):
+            kind = "about"  # "tiền rút ra gấp đôi tiền gửi vào, khoảng vậy"
         low, high = _RATIO_BOUNDS[kind]
         said = r.text[m.start() : m.end()]
         actual = a / b if b > 0 else 0.0
@@ -475,7 +480,7 @@ def read_ratios(r: Reading) -> None:
 
 _COMPARATIVE = re.compile(
     r"(?<!\w)(?P<neg>(?:không|chưa|chẳng)\s)?(?:"
-    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|vượt(?:\squá)?|nhiều\stiền(?:\stiết\skiệm)?\shơn|hơn)"
+    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|nhỉnh\shơn|vượt(?:\squá)?|nhiều\stiền(?:\stiết\skiệm)?\shơn|hơn)"
     r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?|ít\stiền(?:\stiết\skiệm)?\shơn)"
     r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng"
     r"|gần(?:\snhư)?\s(?:y\snhư|giống(?:\snhư)?))"
@@ -698,7 +703,7 @@ _NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
-    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất)(?=(?:\sthêm)?(?:\stiền)?\svào\s(?:tiết\skiệm|heo|ống|quỹ))|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
+    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất)(?=(?:\sthêm)?(?:\stiền)?\svào\s(?:tiết\skiệm|heo|ống|quỹ))|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
@@ -1260,20 +1265,26 @@ def read_zeros(r: Reading) -> None:
 # "Số giao dịch giảm xuống còn 7": the level a count came to, this week's (a figure with a
 # unit is read with the others; "giảm 7" is a change)
 _LEVEL = re.compile(
-    r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?\s(?:còn|tới|đến|thành)|tăng\slên|giảm\sxuống)"
-    r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?\w)"
+    r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?(?:,)?\s(?:chỉ\s)?(?:còn|tới|đến|thành)|tăng\slên"
+    r"|giảm\sxuống)"
+    r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)"
 )
 # "ít hơn tuần rồi (26)", "trong khi tuần rồi là 23", "26 giao dịch, tuần này 14"
 _WEEK_BRACKET = re.compile(
     rf"(?P<week>{_WEEKS.pattern})(?:\s?\(|\s(?:con\s)?(?:là|có|chỉ|chỉ\scó|được)\s|\s)(?P<n>\d+)"
     r"(?!\d|[.,]\d|\s?%|\s?\w)"
 )
+# "chỉ còn 7 so với 12 tuần rồi": the figure, then the week it is of
+_WEEK_AFTER = re.compile(
+    rf"(?<!\w)so\svới\s(?:mức\s)?(?P<n>\d+)(?![\w%]|[.,]\d)\s(?:của\s|ở\s|vào\s)?(?P<week>{_WEEKS.pattern})"
+)
 _COUNTED = ("txn_count", "event_count", "active_days")
 
 
 def read_levels(r: Reading) -> None:
     """Bare counts: the level a count came to, or a week's in brackets ("ít hơn tuần rồi (26)")."""
-    for m in [*_LEVEL.finditer(r.low), *_WEEK_BRACKET.finditer(r.low)]:
+    found = [*_LEVEL.finditer(r.low), *_WEEK_BRACKET.finditer(r.low), *_WEEK_AFTER.finditer(r.low)]
+    for m in found:
         if r.is_read(m.start("n"), m.end("n")):
             continue
         clauses, _clause = r.locate(m.start())

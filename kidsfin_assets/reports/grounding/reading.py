@@ -114,6 +114,10 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
             tolerance = step / 2
         said_unit = SPACES.sub(" ", unit.group(group)) if unit and kind in ("days", "count") else ""
         value, tolerance = _approximate(clause, start, value * scale, tolerance)
+        if kind == "percent" and step == 1 and tolerance == 0.5:
+            # "6%" of 6.64 %: rounded or cut to the unit (the data's own progress_percent
+            # is floored), so [5.5, 7)
+            value, tolerance = value + 0.25, 0.75
         yield Stated(kind, value, tolerance, sign, start, end, said_unit.strip())
     for m in SPELLED_DAYS.finditer(clause) if spelled else ():
         kind = "days" if m.group("unit") == "ngày" else "count"
