@@ -645,3 +645,47 @@ TENTH_CORPUS_FORMS = [
 @pytest.mark.parametrize(("text", "data", "true"), TENTH_CORPUS_FORMS)
 def test_the_tenth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+KID_DONE_THIS_WEEK = week(savings_goals=[_DONE])
+KID_SURPLUS = week(  # 12.000 đ more received than spent; 74.000 đ saved, 685.000 đ in all
+    income_total=246000.0,
+    net_flow=12000.0,
+    saving_total=74000.0,
+    savings_balance=685000.0,
+    savings_rate=74000.0 / 246000.0,
+)
+# The eleventh corpus (issue 19): what passed there at first sight, and the true forms it
+# flagged, each said truly and falsely.
+ELEVENTH_CORPUS_FORMS = [
+    # a loose writer's "ko" is "không", "vô" is "vào"
+    ("Tuần này con ko có rút đồng tiết kiệm nào.", KID_A, True),
+    ("Tuần này con ko có rút đồng tiết kiệm nào.", KID_WITHDREW, False),
+    ("Tuần này bé ko mở app ngày nào.", week(active_days=0), True),
+    ("Tuần này bé ko mở app ngày nào.", KID_A, False),
+    ("Tiền vô ít hơn tiền ra.", KID_A, True),
+    ("Tiền vô nhiều hơn tiền ra.", KID_A, False),
+    # "dư ra" is the net flow's surplus; "âm tới" its deficit
+    ("Tuần này dư ra mười hai nghìn đồng.", KID_SURPLUS, True),
+    ("Tuần này dư ra hai mươi mốt nghìn đồng.", KID_SURPLUS, False),
+    ("Bé tiêu nhiều hơn thu, âm tới 114k.", KID_A, True),
+    ("Bé tiêu nhiều hơn thu, âm tới 165k.", KID_A, False),
+    # "giờ là": the balance now
+    ("Số dư tiết kiệm giờ là 685k.", KID_SURPLUS, True),
+    ("Số dư tiết kiệm giờ là 246k.", KID_SURPLUS, False),
+    # a deposit is the week's deposit, not the balance
+    ("Bé gửi tiết kiệm 74k tuần này.", KID_SURPLUS, True),
+    ("Bé gửi tiết kiệm 685k tuần này.", KID_SURPLUS, False),
+    # spending with no category named is the total, not a category's
+    ("Chi tiêu tuần này 234k.", KID_A, True),
+    ("Chi tiêu tuần này 44k.", KID_A, False),
+    ("Chi tiêu cho đi lại tuần này 44k.", KID_A, True),
+    # "chưa hoàn thành mục tiêu nào": none of them
+    ("Tuần này con chưa hoàn thành mục tiêu tiết kiệm nào.", KID_A, True),
+    ("Tuần này con chưa hoàn thành mục tiêu tiết kiệm nào.", KID_DONE_THIS_WEEK, False),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), ELEVENTH_CORPUS_FORMS)
+def test_the_eleventh_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))

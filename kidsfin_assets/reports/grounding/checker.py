@@ -90,6 +90,7 @@ from kidsfin_assets.reports.grounding.spelled import spell_digits
 from kidsfin_assets.reports.grounding.vocabulary import (
     ADVICE,
     AGREES,
+    CATEGORIES,
     CATEGORY_AFTER,
     COMPARES,
     DIRECTIONS,
@@ -163,6 +164,8 @@ class _Checker:
     def field(self, field: str, original: str) -> None:
         # Numbers in words are read as digits: "một trăm năm mươi nghìn" is 150 nghìn.
         text = _ranges_as_about(spell_digits(unicodedata.normalize("NFC", original)))
+        # A loose writer's "ko" is "không", "vô" is "vào": read as the words they stand for.
+        text = _CASUAL.sub(lambda m: _CASUAL_WORDS[m.group().lower()], text)
         # The labels ("mục tiêu 1") masked out of `low`, at the same places.
         labelled_low = text.lower()
         if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
@@ -246,6 +249,8 @@ class _Checker:
         versus = _versus(low, n)
         if subject is None and n.sign == "-":
             return True  # "..., nên âm 12k": a signed amount, checked as signed (money)
+        if subject == "spending" and not CATEGORIES.search(low, *sentence):
+            subject = "total_spending"  # "chi tiêu tuần này 2k": no category named, the total
         if subject is None and n.kind == "money" and _OUT_OF.search(low, clause_start, n.start):
             # "để dành một nửa số tiền nhận, tức 38k trên 76k": what the share is of
             subject = "income" if _OF_INCOME.search(low, sentence[0], n.start) else None
@@ -352,7 +357,8 @@ class _Checker:
                     # is of; the amount is what the clause says the share of
                     return _subject_of_sentence(low, clause_start, n.start, n.kind)
                 if n.kind == "money":
-                    return subject
+                    # "gửi tiết kiệm 194k" is the deposit, not the balance
+                    return _MONEY_SUBJECT_OF_WORD.get(word, subject)
                 if subject in _PERCENT_SUBJECTS:  # "gần một nửa tổng chi (48%)": a share of it
                     return "spending" if subject == "total_spending" else subject
         after = _SUBJECT_AFTER.match(low, n.end) if n.kind == "money" else None
@@ -373,8 +379,14 @@ class _Checker:
             negated = bool(m.group("neg") or m.group("neg2") or m.group("n3"))
             states = [goals[number]] if number in goals else [] if number else [*goals.values()]
             said_done = [done for done, _ in states]
-            # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it
-            not_done = not all(said_done) if states else not number
+            # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it; "chưa hoàn
+            # thành mục tiêu nào": none of them
+            none_of_them = not number and _ANY_GOAL.match(labelled_low, m.end())
+            not_done = (
+                (not any(said_done) if none_of_them else not all(said_done))
+                if states
+                else not number
+            )
             ok = not_done if negated else any(said_done)
             if ok:
                 self.r.mark(m.start(), m.end())
@@ -693,6 +705,13 @@ _GOAL_COUNT_WORDS = (  # "open" first: "chưa hoàn thành" is not "hoàn thành
 _GOAL_COUNT_STOP = re.compile(r"\s(?:và|rồi|nhưng)\s|[,;.(]|$")
 _SIGNED = ("net_flow", "savings_balance")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
+_ANY_GOAL = re.compile(r"(?:\s(?:tiết\skiệm|của\scon|của\sbé))*\snào(?!\w)")
+_MONEY_SUBJECT_OF_WORD = {
+    "tiền gửi tiết kiệm": "deposit",
+    "gửi tiết kiệm": "deposit",
+    "gửi vào": "deposit",
+    "gửi": "deposit",
+}
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
 _SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ)(?!\w)")
 _LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
@@ -809,7 +828,9 @@ _COMPARING = re.compile(
 )
 _OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so\svới\stổng)\s*$")
 _OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
-_NET_BEFORE = re.compile(r"(?:dòng\stiền|ròng)[^.;:]*$")
+_CASUAL_WORDS = {"ko": "không", "k0": "không", "hông": "không", "hok": "không", "vô": "vào"}
+_CASUAL = re.compile(r"(?<!\w)(?:ko|k0|hông|hok|vô)(?!\w)", re.IGNORECASE)
+_NET_BEFORE = re.compile(r"(?:dòng\stiền|ròng|(?<!số\s)(?<!\w)dư(?:\sra|\slại)?\s*$)[^.;:]*$")
 # "tuần trước chi hơn 13 triệu": a bound on the figure, not two things compared
 _BOUND = re.compile(
     r"(?<!nhiều\s)(?<!ít\s)(?<!cao\s)(?<!lớn\s)(?<!thấp\s)(?<!nhỏ\s)hơn\s(?:cả\s)?\d"
@@ -865,7 +886,16 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
 _HEDGE_OVER = re.compile(r"(?<=[,(]\s)hơn\s\d|(?<=^)hơn\s\d")
 _SUBJECTS_OF_KIND = {
     "money": frozenset(
-        {"income", "spending", "total_spending", "saving", "withdrawal", "balance", "net"}
+        {
+            "income",
+            "spending",
+            "total_spending",
+            "saving",
+            "deposit",
+            "withdrawal",
+            "balance",
+            "net",
+        }
     ),
     "percent": frozenset({"rate", "of_income", "spending", "total_spending", "saving", "income"}),
 }

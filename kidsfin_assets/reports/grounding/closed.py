@@ -114,6 +114,8 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiền tiêu vặt", "income_total"),
     ("số tiền nhận", "income_total"),
     ("tiền nhận", "income_total"),
+    ("tiền vào", "income_total"),  # "tiền vô nhiều hơn tiền ra" (vô: vào)
+    ("tiền ra", "spending_total"),
     ("khoản nhận", "income_total"),
     ("khoản thu", "income_total"),
     ("mức thu", "income_total"),

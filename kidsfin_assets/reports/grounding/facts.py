@@ -326,6 +326,7 @@ _SUBJECT_PATTERNS = {
     "income": r"income_total",
     "spending": r"spending_total|spending_by_category\[|share of",
     "saving": r"saving_total|savings_balance|savings_rate",
+    "deposit": r"saving_total",  # "gửi tiết kiệm 74k": this week's deposits, or a week's
     "withdrawal": r"^withdrawal_total",
     "balance": r"savings_balance|saving_total - withdrawal_total",
     "net": r"^net_flow",
