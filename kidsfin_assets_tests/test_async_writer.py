@@ -66,6 +66,7 @@ def test_a_grant_held_past_its_lease_is_not_sent_by_a_thread(monkeypatch, pg_url
         pg_url,
         server,
         100,
+        KIDSFIN_OPENAI__CONCURRENCY="threads",
         KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
         KIDSFIN_OPENAI__REQUESTS_PER_MINUTE="60",
         KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="2",

@@ -230,8 +230,8 @@ def failed_run_message(settings: Settings, selection: str, override: dict[str, A
         (
             "openai",
             "max_concurrent",
-            300,
-            "openai.max_concurrent: 300 needs concurrency: async (threads: at most 256)",
+            5000,
+            "openai.max_concurrent: Input should be less than or equal to 4096, got 5000",
             "group:gold",
         ),
         (

@@ -391,7 +391,8 @@ def test_model_missing_from_the_pricing_table_stops_start_up(
         ("KIDSFIN_FILE_LOGGER__PATH", "", "file_logger.path"),
         # quoted in SQL the project writes itself
         ("KIDSFIN_WAREHOUSE__SCHEMA_NAME", 'kidsfin"; drop', "warehouse.schema_name"),
-        ("KIDSFIN_OPENAI__MAX_CONCURRENT", "300", "openai.max_concurrent"),  # threads: 256
+        ("KIDSFIN_OPENAI__MAX_CONCURRENT", "many", "openai.max_concurrent"),  # auto or a number
+        ("KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS", "6", "openai.rate_limit_lease_seconds"),
     ],
 )
 def test_settings_that_would_fail_later_stop_start_up(

@@ -126,6 +126,29 @@ def test_late_rows_in_w_minus_1_are_not_read_from_an_older_raw(three_weeks: Sett
     assert rows[0]["income_total_prev1"] == 150000
 
 
+def silver_waits_until_raw_loads(settings: Settings, loading: Week) -> None:
+    """Silver W's wait returns once raw `loading`, loaded 1 s later by a run said to be in
+    flight until then, is there (and not before)."""
+    context = types.SimpleNamespace(log=logging.getLogger("test"))
+    loaded = threading.Event()
+
+    def load_later() -> None:
+        time.sleep(1.0)
+        assert materialize_week(settings, loading.key, selection="group:raw").success
+        loaded.set()
+
+    def in_flight(week: Week) -> str | None:
+        return None if loaded.is_set() or week != loading else f"the run of {loading.key}"
+
+    loader = threading.Thread(target=load_later)
+    loader.start()
+    began = time.monotonic()
+    engine = warehouse_engine(settings)
+    wait_for_raw(context, engine, W, dt.date(2026, 1, 5), in_flight)  # type: ignore[arg-type]
+    loader.join()
+    assert loaded.is_set() and time.monotonic() - began >= 1.0
+
+
 def test_silver_waits_for_the_run_loading_a_raw_week(three_weeks: Settings) -> None:
     """The sensor starts W-1's and W's runs together: W's silver waits for W-1's raw."""
     assert materialize_range(three_weeks, W2.key, W2.key).success
@@ -134,27 +157,12 @@ def test_silver_waits_for_the_run_loading_a_raw_week(three_weeks: Settings) -> N
     # would refuse the gap with no such run in this test's instance).
     with engine.begin() as conn:
         load_raw_week(conn, three_weeks.sources, source_tables(three_weeks.sources), W)
-    context = types.SimpleNamespace(log=logging.getLogger("test"))
-    loaded = threading.Event()
-
-    def load_w1_later() -> None:
-        time.sleep(1.0)
-        assert materialize_week(three_weeks, W1.key, selection="group:raw").success
-        loaded.set()
-
-    def in_flight(week: Week) -> str | None:
-        return None if loaded.is_set() or week != W1 else "the run of W-1"
-
-    loader = threading.Thread(target=load_w1_later)
-    loader.start()
-    began = time.monotonic()
-    wait_for_raw(context, engine, W, dt.date(2026, 1, 5), in_flight)  # type: ignore[arg-type]
-    loader.join()
-    assert loaded.is_set() and time.monotonic() - began >= 1.0
+    silver_waits_until_raw_loads(three_weeks, W1)
     # Nothing in flight: no waiting, the failure at once.
     SourceDB(three_weeks).txns((5, 1, "2026-03-12 10:00", "income", None, 1000))
     assert materialize_week(three_weeks, W.key, selection="group:raw").success
     with pytest.raises(dg.Failure, match="was materialised before the app's rows"):
+        context = types.SimpleNamespace(log=logging.getLogger("test"))
         wait_for_raw(context, engine, W, dt.date(2026, 1, 5), lambda week: None)  # type: ignore[arg-type]
 
 
@@ -302,7 +310,6 @@ def test_silver_never_sums_past_a_raw_week_whose_run_failed(saved_in_g: Settings
 def test_silver_waits_for_the_run_loading_a_week_raw_went_past(saved_in_g: Settings) -> None:
     settings = saved_in_g
     assert materialize_range(settings, W.shifted(-6).key, W.shifted(-5).key).success
-    engine = warehouse_engine(settings)
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_run(
             DagsterRun(
@@ -313,22 +320,6 @@ def test_silver_waits_for_the_run_loading_a_week_raw_went_past(saved_in_g: Setti
             )
         )
         assert materialize_range(settings, W.shifted(-3).key, W.key, instance=instance).success
-    context = types.SimpleNamespace(log=logging.getLogger("test"))
-    loaded = threading.Event()
-
-    def load_g_later() -> None:
-        time.sleep(1.0)
-        assert materialize_week(settings, G.key, selection="group:raw").success
-        loaded.set()
-
-    def in_flight(week: Week) -> str | None:
-        return None if loaded.is_set() or week != G else "run-of-g"
-
-    loader = threading.Thread(target=load_g_later)
-    loader.start()
-    began = time.monotonic()
-    wait_for_raw(context, engine, W, dt.date(2026, 1, 5), in_flight)  # type: ignore[arg-type]
-    loader.join()
-    assert loaded.is_set() and time.monotonic() - began >= 1.0
+    silver_waits_until_raw_loads(settings, G)
     assert materialize_week(settings, W.key, "group:silver").success
     assert savings_balance(settings, W) == 60000

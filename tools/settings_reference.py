@@ -145,7 +145,9 @@ def render() -> str:
             variable = how["env"] or f"{ENV_PREFIX}{section.key}__{name}".upper()
             if how["secret"]:
                 variable += " (*secret*)"
-            cells = [f"`{name}`", _shown(info.default), rule, f"`{variable}`"]
+            auto = info.default is None and "auto" in validated.get(name, [""])[0]
+            default = "`auto`" if auto else _shown(info.default)
+            cells = [f"`{name}`", default, rule, f"`{variable}`"]
             cells.append(info.description or "")
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |\n")
         for decorator in section.__pydantic_decorators__.model_validators.values():

@@ -33,13 +33,24 @@ WRITTEN = (
     "sixth",
     "seventh",
     "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
 )
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
-# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p).
+# then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p,
+# the ninth's q/r, the tenth's s/t, the eleventh's u/v).
 # One with fewer is skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
-NEXT_WRITERS = {"sixth": "kl", "seventh": "mn", "eighth": "op"}
+NEXT_WRITERS = {
+    "sixth": "kl",
+    "seventh": "mn",
+    "eighth": "op",
+    "ninth": "qr",
+    "tenth": "st",
+    "eleventh": "uv",
+}
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 

@@ -15,8 +15,8 @@ group's commit; if the warehouse cannot take a group, its paid answers go to the
 file first (one fsync a group), then the writer waits for the warehouse (the gate), and
 no new request is granted meanwhile (the lease goes through the same gate).
 
-`AsyncRun` is ~260 lines (at the engine's ~250): the loop's tasks, its leaser and its
-stop share the one in-flight count and the cancel event.
+`AsyncRun` is ~280 lines (above the engine's ~250): the loop's tasks, its leaser, its
+clients and its stop share the one in-flight bound and the cancel event.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from kidsfin_assets.llm.bucket import Reservation
+from kidsfin_assets.llm.in_flight import InFlight
 from kidsfin_assets.llm.transport import ApiAccess, http_client, http_transport
 from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.answers import (
@@ -76,7 +78,7 @@ class AsyncRun:
     parts: AskingParts
     session: ReportSession
     access: ApiAccess
-    max_concurrent: int
+    in_flight: InFlight  # the bound on requests in flight (fixed, or sized as answers come)
     pages: Iterator[list[PendingReport]]  # claimed kids, a page at a time (may block)
     records: queue.Queue[_Record | None] = field(default_factory=queue.Queue)
     waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
@@ -88,31 +90,29 @@ class AsyncRun:
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         cancel = self.parts.cancel
-        shards = max(1, -(-self.max_concurrent // CONNECTIONS_PER_CLIENT))
-        per_client = -(-self.max_concurrent // shards)
-        tls = ssl.create_default_context()  # one for every client: each costs ~20 ms to load
-        timeout = self.access.timeout_seconds
-        self.clients = [
-            self.access.async_client(http_client(per_client, timeout, tls)) for _ in range(shards)
-        ]
-        self._say_transport(http_transport(self.clients[0]), shards, per_client)
+        self.tls = ssl.create_default_context()  # one for every client: each costs ~20 ms
+        self.clients: list[Any] = []
+        self._add_clients()
+        self._say_transport(http_transport(self.clients[0]))
         self.next_client = 0
         leaser = asyncio.create_task(self._leaser())
-        slots = asyncio.Semaphore(self.max_concurrent)
+        room = asyncio.Event()  # set when a request ends: one more may start
         tasks: set[asyncio.Task[None]] = set()
         try:
             try:
                 # One loop (and one set of clients) for the week: the next page is read and
                 # claimed in a thread while the requests of the last one are in flight.
                 async for item in self._claimed_items():
-                    await slots.acquire()
+                    while len(tasks) >= self.in_flight.limit() and not cancel.is_set():
+                        room.clear()
+                        await room.wait()
                     if cancel.is_set():
-                        slots.release()
                         break
+                    self._add_clients()
                     index = self.parts.tally.next_indices(1)
                     task = asyncio.create_task(self._write_one(index, item))
                     tasks.add(task)
-                    task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+                    task.add_done_callback(lambda t: (tasks.discard(t), room.set()))
             except BaseException:
                 # A page that could not be read or claimed (the warehouse gone for longer
                 # than outage_wait): start nothing new, but the requests in flight are paid
@@ -129,11 +129,34 @@ class AsyncRun:
             for client in self.clients:
                 await client.close()
 
-    def _say_transport(self, transport: str, clients: int, connections: int) -> None:
+    def _per_client(self) -> int:
+        """Connections a client holds: CONNECTIONS_PER_CLIENT, or fewer for a small fixed
+        bound (its requests spread evenly over its clients)."""
+        if self.in_flight.fixed is None:
+            return CONNECTIONS_PER_CLIENT
+        bound = self.in_flight.limit()
+        return -(-bound // max(1, -(-bound // CONNECTIONS_PER_CLIENT)))
+
+    def _add_clients(self) -> None:
+        """Clients enough for the bound in flight now (it grows as latency is observed)."""
+        per_client = self._per_client()
+        wanted = max(1, -(-self.in_flight.limit() // per_client))
+        timeout = self.access.timeout_seconds
+        while len(self.clients) < wanted:
+            client = self.access.async_client(http_client(per_client, timeout, self.tls))
+            self.clients.append(client)
+
+    def _say_transport(self, transport: str) -> None:
         """Kept in the outcome (gold's `http_transport` metadata) and logged; a warning when
         it is not aiohttp with its C extensions, which the CPU a request depends on."""
         self.parts.tally.sent_through(transport)
+        clients, connections = len(self.clients), self._per_client()
         line = f"async client: {clients} clients of {connections} connections over {transport}"
+        if self.in_flight.fixed is None:
+            line += (
+                f"; {self.in_flight.limit()} requests in flight to start with, sized as "
+                "answers come back (max_concurrent: auto)"
+            )
         if transport.startswith("aiohttp") and "pure Python" not in transport:
             self.parts.log.info(line)
         else:
@@ -206,11 +229,15 @@ class AsyncRun:
             # reaching the server by now, so sending it could exceed the limit. Ask again.
             s.cancel_reservation(reservation)
         answer_id = uuid.uuid4().hex
+        sent = time.monotonic()
         try:
             body = await self._post(messages, tier)
         except Exception as exc:
             return s.no_answer(answer_id, exc, reservation)
-        return s.answered(answer_id, body, messages, reservation)
+        exchange = s.answered(answer_id, body, messages, reservation)
+        used = exchange.prompt_tokens + exchange.completion_tokens
+        self.in_flight.observe(time.monotonic() - sent, used)
+        return exchange
 
     async def _post(self, messages: list[dict[str, str]], tier: str) -> bytes:
         """The answer's body within one deadline for connect, send and the whole body."""
@@ -375,13 +402,13 @@ def run_async(
     parts: AskingParts,
     session: ReportSession,
     access: ApiAccess,
-    max_concurrent: int,
+    in_flight: InFlight,
     pages: Iterable[list[PendingReport]],
 ) -> list[PendingReport]:
     """One pass over `pages` on an event loop in its own thread; this thread waits for it
     even through interrupts (the answers in flight are paid for and must be recorded).
     Returns the kids not asked because their claim's lease ran out."""
-    run = AsyncRun(parts, session, access, max_concurrent, iter(pages))
+    run = AsyncRun(parts, session, access, in_flight, iter(pages))
     groups = GroupWriter(parts.recorder, run.records)
     groups.start()
     failure: list[BaseException] = []
@@ -416,14 +443,14 @@ class AsyncAsking:
     claims_pages = True
 
     def __init__(
-        self, parts: AskingParts, session: ReportSession, access: ApiAccess, max_concurrent: int
+        self, parts: AskingParts, session: ReportSession, access: ApiAccess, in_flight: InFlight
     ) -> None:
         self.parts, self.session, self.access = parts, session, access
-        self.max_concurrent = max_concurrent
+        self.in_flight = in_flight
         self._closed = False
 
     def ask(self, pages: Iterable[list[PendingReport]]) -> list[PendingReport]:
-        return run_async(self.parts, self.session, self.access, self.max_concurrent, pages)
+        return run_async(self.parts, self.session, self.access, self.in_flight, pages)
 
     def close(self) -> None:
         """Each pass waited for its requests; the session's gathered use goes to the bucket."""

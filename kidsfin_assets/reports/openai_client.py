@@ -7,10 +7,10 @@ makes its own client with the SDK's retries off (one retry policy, not two neste
 records usage from each response itself: dagster-openai's usage wrapper only patches
 `create`, double-counts when get_client is called twice, and breaks in-process runs.
 
-`OpenAIReportsResource` is ~275 lines (above the engine's ~250): most of it is its ~30
+`OpenAIReportsResource` is ~315 lines (above the engine's ~250): most of it is its ~30
 settings, each declared once with its default, rule and description (`setting()`, from
 which docs/settings.md is written), and the rules between them; its behaviour is small
-(`session`, `new_client`, `price`, `uses_batches`).
+(`session`, `new_client`, `price`, `uses_batches`, `lease_seconds`, `in_flight`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from kidsfin_assets.llm.attempts import (
     Step,
 )
 from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
+from kidsfin_assets.llm.in_flight import MAX_IN_FLIGHT, InFlight, auto_lease_seconds
 from kidsfin_assets.llm.pricing import FREE, ModelPrice, Usage, load_price, load_prices
 from kidsfin_assets.reports.answers import (
     ABANDONED_NOTE,
@@ -334,15 +335,22 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
         ),
     )
     concurrency: str = setting(
-        "threads",
+        "async",
         formerly="openai.client",
         description=(
-            "How one step keeps its sync requests in flight: threads (a thread a request, "
-            "max_concurrent <= 256) or async (one event loop, <= 4096: the big tiers)."
+            "How one step keeps its sync requests in flight: async (one event loop, up to "
+            "4,096: every tier) or threads (a thread a request, max_concurrent <= 256)."
         ),
     )
-    max_concurrent: int = setting(
-        8, gt=0, le=4096, description="Sync requests in flight in one step at most."
+    max_concurrent: int | None = setting(
+        None,
+        gt=0,
+        le=4096,
+        description=(
+            "Sync requests in flight in one step at most. auto (null in a run's config): "
+            "sized from the limits and the answers' observed latency (Little's law: "
+            "requests a second x seconds an answer), at most 4,096 (threads: 256)."
+        ),
     )
     service_tier: str = setting(
         "default",
@@ -365,13 +373,15 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
     rate_limit_period_seconds: float = setting(
         60.0, gt=0, description="The window the two per-minute budgets apply to."
     )
-    rate_limit_lease_seconds: float = setting(
-        0.0,
+    rate_limit_lease_seconds: float | None = setting(
+        None,
         ge=0,
         le=5,
         description=(
             "> 0 (e.g. 0.25): the shared bucket leased in blocks usable this long, for "
-            "hundreds of requests a second; the refill then runs over period + 2 x this."
+            "hundreds of requests a second; the refill then runs over period + 2 x this. "
+            "0: a transaction a grant. auto (null in a run's config): 0.25 with concurrency "
+            "async or above 20 requests a second, else 0."
         ),
     )
     # Attempts of one report.
@@ -451,6 +461,14 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
     _concurrency_is_known = field_validator("concurrency")(one_of("threads", "async"))
     _service_tier_is_known = field_validator("service_tier")(one_of("default", "flex"))
 
+    @field_validator("max_concurrent", "rate_limit_lease_seconds", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        """auto, or a number.
+
+        `auto` (from the file or the environment) is None: sized by the step."""
+        return None if isinstance(value, str) and value.strip().lower() == "auto" else value
+
     @model_validator(mode="after")
     def _consistent(self) -> OpenAIReportsResource:
         """max_concurrent at most 256 with concurrency threads; tokens_per_minute at least
@@ -458,7 +476,11 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
         pricing_file, with a batch price for api batch or auto and a flex price for
         service_tier flex. Checked wherever the values come from (the file, the environment
         or a run's config), each naming the field to change."""
-        if self.concurrency == "threads" and self.max_concurrent > MAX_THREADS:
+        if (
+            self.concurrency == "threads"
+            and self.max_concurrent is not None
+            and self.max_concurrent > MAX_THREADS
+        ):
             raise Rule(
                 "max_concurrent",
                 f"{self.max_concurrent} needs concurrency: async (threads: at most {MAX_THREADS})",
@@ -533,7 +555,26 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
             tokens_per_minute=self.tokens_per_minute,
             period_seconds=self.rate_limit_period_seconds,
             max_request_tokens=largest_request_tokens(prompt, self.max_tokens),
-            lease_seconds=self.rate_limit_lease_seconds,
+            lease_seconds=self.lease_seconds(),
+        )
+
+    def lease_seconds(self) -> float:
+        """rate_limit_lease_seconds, `auto` resolved from the request limit."""
+        if self.rate_limit_lease_seconds is not None:
+            return self.rate_limit_lease_seconds
+        return auto_lease_seconds(
+            self.requests_per_minute, self.rate_limit_period_seconds, self.concurrency
+        )
+
+    def in_flight(self, prompt: Prompt) -> InFlight:
+        """The step's in-flight bound: max_concurrent, or sized as answers come back."""
+        period = self.rate_limit_period_seconds
+        return InFlight(
+            requests_per_second=self.requests_per_minute / period,
+            tokens_per_second=self.tokens_per_minute / period,
+            request_tokens=largest_request_tokens(prompt, self.max_tokens),
+            cap=MAX_THREADS if self.concurrency == "threads" else MAX_IN_FLIGHT,
+            fixed=self.max_concurrent,
         )
 
     def uses_batches(self, pending: int) -> bool:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from kidsfin_assets.config.categories import DEFAULT_KNOWN_CATEGORIES
 from kidsfin_assets.config.weeks import Week
+from kidsfin_assets.llm.in_flight import InFlight
 from kidsfin_assets.llm.pricing import ModelPrice, Usage
 from kidsfin_assets.llm.transport import ApiAccess
 from kidsfin_assets.reports import batches, ledger, spool
@@ -72,7 +73,9 @@ __all__ = [  # what callers import from here (the week's names live in their own
 # How often a run waiting for another run's kids looks again, and says so in the log.
 AWAIT_POLL_SECONDS = 1.0
 AWAIT_LOG_SECONDS = 30.0
-PAGE_KIDS = 5000  # silver rows planned and claimed at a time (at least 10 x max_concurrent)
+# The answers' latency a page is sized for (10 x the requests in flight it allows).
+PAGE_LATENCY_SECONDS = 3.0
+PAGE_KIDS = 5000  # silver rows planned and claimed at a time (at least 10 x in flight)
 # Worker processes of the offline writer at most: each holds ~85 MiB of imports, and a page
 # of 5,000 kids is 20 tasks, so more would mostly cost memory.
 OFFLINE_WORKERS = 4
@@ -98,7 +101,7 @@ class WriterSettings:
     model: str
     api: str  # openai.api: sync, batch or auto
     concurrency: str  # openai.concurrency: threads or async
-    max_concurrent: int
+    in_flight: InFlight  # max_concurrent, or sized by Little's law (llm/in_flight.py)
     batch_min_reports: int
     retry_max_attempts: int
     price: ModelPrice
@@ -194,7 +197,7 @@ class WeekReportWriter:
         enough that the async client's thousands in flight rarely wait for the next page."""
         if self.settings.offline:
             return PAGE_KIDS
-        return max(PAGE_KIDS, 10 * self.settings.max_concurrent)
+        return max(PAGE_KIDS, 10 * self.settings.in_flight.highest(PAGE_LATENCY_SECONDS))
 
     def _planned_pages(self) -> Iterator[list[PendingReport]]:
         """Each page of silver rows planned: the kids still without a report for their
@@ -292,7 +295,7 @@ class WeekReportWriter:
 
     def _sync_way(self) -> WayOfAsking:
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
-        concurrent = self.settings.max_concurrent
+        concurrent = self.settings.in_flight
         if self.settings.concurrency == "async":
             return AsyncAsking(self.parts, session, self.settings.access, concurrent)
         return ThreadedAsking(self.parts, session, concurrent)

@@ -1,6 +1,7 @@
-"""The threaded OpenAI client (`openai.concurrency: threads`): a thread a request in flight, up
-to `max_concurrent`, each report through `ReportSession.generate` (retries, grounding
-re-asks, flex fallback, fail-fast) and recorded exchange by exchange."""
+"""The threaded OpenAI client (`openai.concurrency: threads`): a thread a request in
+flight, up to `max_concurrent` (auto: sized once from the limits), each report through
+`ReportSession.generate` (retries, grounding re-asks, flex fallback, fail-fast) and recorded
+exchange by exchange."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from kidsfin_assets.llm.bucket import Reservation
+from kidsfin_assets.llm.in_flight import InFlight
 from kidsfin_assets.reports.answers import Cancelled
 from kidsfin_assets.reports.asking import AskingParts, grounding_for, settle_error
 from kidsfin_assets.reports.ledger import ClaimLost
@@ -19,6 +21,9 @@ from kidsfin_assets.reports.planning import PendingReport
 
 # Pages of kids whose requests may be in flight at once (memory: two pages at most).
 PAGES_IN_FLIGHT = 2
+# max_concurrent auto: the answers' latency the pool is sized for (threads cannot follow
+# the observed latency as the event loop does).
+THREAD_LATENCY_SECONDS = 3.0
 
 
 def _drain(pool: ThreadPoolExecutor) -> None:
@@ -38,9 +43,12 @@ class ThreadedAsking:
     api_used = "sync"
     claims_pages = True
 
-    def __init__(self, parts: AskingParts, session: ReportSession, max_concurrent: int) -> None:
+    def __init__(self, parts: AskingParts, session: ReportSession, in_flight: InFlight) -> None:
         self.parts, self.session = parts, session
-        self.pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="report")
+        # A pool's size is fixed: max_concurrent, or (auto) sized once from the limits for
+        # answers of THREAD_LATENCY_SECONDS, at most 256.
+        threads = in_flight.highest(THREAD_LATENCY_SECONDS)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="report")
         self._lost: list[PendingReport] = []  # not asked: the claim's lease ran out
         self._lock = threading.Lock()
         self._closed = False

@@ -22,7 +22,7 @@ from kidsfin_assets.llm.pricing import ModelPrice, Usage
 from kidsfin_assets.llm.transport import ApiAccess
 from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.openai_client import OpenAIReportsResource
-from kidsfin_assets.reports.prompt import load_prompt
+from kidsfin_assets.reports.prompt import Prompt, load_prompt
 from kidsfin_assets.reports.report_writer import (
     StorageSettings,
     WeekOutcome,
@@ -35,14 +35,14 @@ from kidsfin_assets.warehouse.tables import kid_weekly_reports as reports_table
 OPENAI_POOL = "openai"
 
 
-def writer_settings(openai: OpenAIReportsResource) -> WriterSettings:
+def writer_settings(openai: OpenAIReportsResource, prompt: Prompt) -> WriterSettings:
     """The `openai` resource's values the gold engine reads, as plain values."""
     return WriterSettings(
         offline=openai.offline,
         model=openai.model,
         api=openai.api,
         concurrency=openai.concurrency,
-        max_concurrent=openai.max_concurrent,
+        in_flight=openai.in_flight(prompt),
         batch_min_reports=openai.batch_min_reports,
         retry_max_attempts=openai.retry_max_attempts,
         price=openai.price(),
@@ -243,13 +243,20 @@ def batches_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def in_flight_said(openai: OpenAIReportsResource) -> str:
+    """max_concurrent as the banner says it: its value, or auto and where it starts."""
+    if openai.max_concurrent is not None:
+        return str(openai.max_concurrent)
+    return f"auto (from {openai.in_flight(load_prompt()).limit()})"
+
+
 def start_banner(week: Week, openai: OpenAIReportsResource) -> str:
     """AI Production Pipeline's start banner (docs/design.md): what this step does, its limits."""
     if openai.offline:
         how = "offline rules writer"
     else:
         how = (
-            f"{openai.model}, {openai.max_concurrent} in flight, "
+            f"{openai.model}, {in_flight_said(openai)} in flight, "
             f"{openai.requests_per_minute} req/min, {openai.tokens_per_minute:,} tokens/min"
         )
     return f"═══ kidsfin reports · week {week.key} · {how} ═══"
@@ -383,13 +390,14 @@ def write_week_reports(
         spool_dir=warehouse.spool_path,
         warehouse_id=ledger.warehouse_id(engine),
     )
+    prompt = load_prompt()
     writer = WeekReportWriter(
         context.log,
         engine,
         sources.tables(),
-        writer_settings(openai),
+        writer_settings(openai, prompt),
         openai,
-        load_prompt(),
+        prompt,
         week,
         storage,
         pseudonymize=privacy.pseudonymize,

@@ -72,7 +72,14 @@ from kidsfin_assets.reports.grounding.closed import (
     sweep,
 )
 from kidsfin_assets.reports.grounding.facts import MONEY_METRICS, Facts, Values, facts_for, plain
-from kidsfin_assets.reports.grounding.forms import read_from_to, read_goal_state
+from kidsfin_assets.reports.grounding.forms import (
+    read_bracketed_counts,
+    read_from_to,
+    read_goal_nearness,
+    read_goal_open,
+    read_goal_state,
+    read_per_hundred,
+)
 from kidsfin_assets.reports.grounding.reading import (
     RANGE_SPACE,
     Stated,
@@ -85,6 +92,7 @@ from kidsfin_assets.reports.grounding.spelled import spell_digits
 from kidsfin_assets.reports.grounding.vocabulary import (
     ADVICE,
     AGREES,
+    CATEGORIES,
     CATEGORY_AFTER,
     COMPARES,
     DIRECTION_WORDS,
@@ -110,6 +118,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     led,
 )
 from kidsfin_assets.reports.report_schema import PLACEHOLDER
+from kidsfin_assets.warehouse.tables import TREND_METRICS
 
 TEXT_FIELDS = ("financial_health", "spending_pattern", "savings_behavior", "activity_level")
 
@@ -159,6 +168,8 @@ class _Checker:
     def field(self, field: str, original: str) -> None:
         # Numbers in words are read as digits: "một trăm năm mươi nghìn" is 150 nghìn.
         text = _ranges_as_about(spell_digits(unicodedata.normalize("NFC", original)))
+        # A loose writer's "ko" is "không", "vô" is "vào": read as the words they stand for.
+        text = _CASUAL.sub(lambda m: _CASUAL_WORDS[m.group().lower()], text)
         # The labels ("mục tiêu 1") masked out of `low`, at the same places.
         labelled_low = text.lower()
         if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
@@ -192,6 +203,8 @@ class _Checker:
         read_ratios(r)
         read_comparisons(r)  # before the numbers: "nhiều hơn đồ chơi 1.000 đ" is a difference
         read_ranking(r)  # before the numbers: "2 danh mục chi nhiều nhất" ranks, counts nothing
+        read_per_hundred(r)  # before the numbers: "cứ 100 đồng ... 32 đồng" is a rate
+        read_bracketed_counts(r)
         for n in stated:
             if (n.kind == "count" and n.unit not in _COUNT_UNITS) or r.is_read(n.start, n.end):
                 continue  # "rút 2 lần": the data counts no such thing (unverifiable)
@@ -207,6 +220,8 @@ class _Checker:
             self.trends(field, text, low, sentences, directions, stated)
         self.goal_claims(field, text, labelled_low, sentences)
         read_goal_state(r)
+        read_goal_nearness(r)
+        read_goal_open(r)
         read_from_to(r)
         read_happened(r)
         read_zeros(r)
@@ -236,6 +251,16 @@ class _Checker:
         span = text[n.start : n.end]
         subject = self.subject_of(low, labelled_low, clause_start, n)
         versus = _versus(low, n)
+        if subject is None and n.sign == "-":
+            return True  # "..., nên âm 12k": a signed amount, checked as signed (money)
+        if subject == "spending" and not CATEGORIES.search(low, *sentence):
+            subject = "total_spending"  # "chi tiêu tuần này 2k": no category named, the total
+        if subject is None and n.kind == "money" and _OUT_OF.search(low, clause_start, n.start):
+            # "để dành một nửa số tiền nhận, tức 38k trên 76k": what the share is of
+            subject = "income" if _OF_INCOME.search(low, sentence[0], n.start) else None
+            if subject is None:
+                return True
+            week, now = "now", True  # the base of this week's share
         if subject is None and (week != "now" or versus):  # "tuần trước, con chi ... 38k"
             subject = _subject_of_sentence(low, sentence[0], n.start, n.kind)
             if versus and subject == "spending":  # "(234k so với 38k)": the total's level
@@ -338,8 +363,13 @@ class _Checker:
                 subject = SUBJECT_WORDS.get(word)
                 if subject is None:
                     return f"cat:{group_of(word)}"
+                if n.kind == "money" and _SHARE_OF_TOTAL.search(low, clause_start, before.start()):
+                    # "đồ ăn vặt chiếm hơn một nửa tổng chi: 120k": the total is what a share
+                    # is of; the amount is what the clause says the share of
+                    return _subject_of_sentence(low, clause_start, n.start, n.kind)
                 if n.kind == "money":
-                    return subject
+                    # "gửi tiết kiệm 194k" is the deposit, not the balance
+                    return _MONEY_SUBJECT_OF_WORD.get(word, subject)
                 if subject in _PERCENT_SUBJECTS:  # "gần một nửa tổng chi (48%)": a share of it
                     return "spending" if subject == "total_spending" else subject
         after = _SUBJECT_AFTER.match(low, n.end) if n.kind == "money" else None
@@ -362,8 +392,14 @@ class _Checker:
             negated = bool(m.group("neg") or m.group("neg2") or m.group("n3"))
             states = [goals[number]] if number in goals else [] if number else [*goals.values()]
             said_done = [done for done, _ in states]
-            # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it
-            not_done = not all(said_done) if states else not number
+            # "chưa đạt mục tiêu 5" with no goal 5 is no truer than "đã đạt" it; "chưa hoàn
+            # thành mục tiêu nào": none of them
+            none_of_them = not number and _ANY_GOAL.match(labelled_low, m.end())
+            not_done = (
+                (not any(said_done) if none_of_them else not all(said_done))
+                if states
+                else not number
+            )
             ok = not_done if negated else any(said_done)
             if ok:
                 self.r.mark(m.start(), m.end())
@@ -424,6 +460,19 @@ class _Checker:
             return
         if n.sign in ("-", "+"):
             signed = -v if n.sign == "-" else v
+            if _NET_BEFORE.search(self.r.low, max(0, n.start - 40), n.start):
+                # "dòng tiền ròng tuần này dương 26.000 đ": the net flow's, nothing else's
+                if abs(f.net_flow - signed) > tol + 1e-9:
+                    msg = f"{span!r}: net_flow is {plain(f.net_flow)}"
+                    self.add(
+                        "wrong_sign"
+                        if abs(f.net_flow + signed) <= tol + 1e-9
+                        else "unknown_amount",
+                        field,
+                        span,
+                        msg,
+                    )
+                return
             if f.signed_money.match(signed, tol) is not None:
                 return
             if f.signed_money.match(-signed, tol) is not None:
@@ -486,7 +535,21 @@ class _Checker:
                         elif before[-1] is None:  # "thói quen tiết kiệm ổn định": a habit,
                             self.r.mark(d.start(), d.end())  # not a figure of the data
                             continue
+                        if metric is None and _EVERY_METRIC.search(low, s, d.start()):
+                            # "Mọi chỉ số tuần này đều mới xuất hiện": every metric's trend
+                            direction = d.lastgroup or ""
+                            span = text[max(s, d.start() - 40) : d.end()]
+                            negated = bool(d.group("neg"))
+                            every = [
+                                m for m, t in self.facts.trends.items() if t and m in TREND_METRICS
+                            ]
+                            for each in every:
+                                self.trend(field, text, span, d, each, direction, negated, [], ref)
+                            self.r.mark(d.start(), d.end())
+                            continue
                         if metric is None:
+                            if _heads_a_list(low, d, here):  # "Mọi thứ ổn định: X, Y đều ổn định"
+                                self.r.mark(d.start(), d.end())
                             continue
                         if (d.group("more") or d.group("less")) and (
                             not sentence_has_past or _METRIC_COMPARED.match(low, d.end())
@@ -502,6 +565,10 @@ class _Checker:
                         negated = bool(d.group("neg"))
                         span = text[max(s, d.start() - 40) : d.end()]
                         in_sentence = [n for n in stated if n.start < last]
+                        # "thu nhập, chi tiêu và tiết kiệm đều tăng": each of them
+                        for each in _listed(low, s, d, before):
+                            if each != metric:
+                                self.trend(field, text, span, d, each, direction, negated, [], ref)
                         if self.trend(
                             field, text, span, d, metric, direction, negated, in_sentence, ref
                         ):
@@ -653,6 +720,13 @@ _GOAL_COUNT_WORDS = (  # "open" first: "chưa hoàn thành" is not "hoàn thành
 _GOAL_COUNT_STOP = re.compile(r"\s(?:và|rồi|nhưng)\s|[,;.(]|$")
 _SIGNED = ("net_flow", "savings_balance")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
+_ANY_GOAL = re.compile(r"(?:\s(?:tiết\skiệm|của\scon|của\sbé))*\snào(?!\w)")
+_MONEY_SUBJECT_OF_WORD = {
+    "tiền gửi tiết kiệm": "deposit",
+    "gửi tiết kiệm": "deposit",
+    "gửi vào": "deposit",
+    "gửi": "deposit",
+}
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
 _SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ)(?!\w)")
 _LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
@@ -673,7 +747,7 @@ def _lack_of(labelled_low: str, clause: tuple[int, tuple[int, int]], n: Stated) 
 
 def _goal_count_subject(low: str, clause_start: int, n: Stated) -> str:
     """ "3 mục tiêu còn mở" counts the open goals, "2 mục tiêu mới" those set this week."""
-    after = low[n.end : min(len(low), n.end + 30)]
+    after = low[n.end : min(len(low), n.end + 48)]  # "3 mục tiêu tiết kiệm của [[kid]] đều còn mở"
     after = after[: _GOAL_COUNT_STOP.search(after).start()]  # not "... và đặt mục tiêu mới"
     for what, words in _GOAL_COUNT_WORDS:
         if words.search(after):
@@ -745,7 +819,9 @@ def _percent_list(candidates: list[tuple[float, str]]) -> str:
     return ", ".join(f"{c:+.0f} % against {label.rpartition(' - ')[2]}" for c, label in candidates)
 
 
-_COUNT_UNITS = frozenset({"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "mục tiêu"})
+_COUNT_UNITS = frozenset(
+    {"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "khoản", "mục tiêu"}
+)
 _HEDGES = r"hơn|trên|dưới|chưa\sđến|chưa\stới|xấp\sxỉ"  # "còn thiếu hơn 1 triệu"
 _LACK_WORDS = r"còn\sthiếu|thiếu|cần\sthêm|còn\scần"
 _LACK_BEFORE = re.compile(
@@ -764,6 +840,15 @@ _LACK_BRACKETED = re.compile(
 _COMPARING = re.compile(
     r"(?<!\w)(?:so\svới|hơn|tăng|giảm|chênh|thay\sđổi|kém|vượt|gấp|lên|xuống|bằng|từ|thêm|bớt"
     r"|như|nửa)(?!\w)"
+)
+_OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so\svới\stổng)\s*$")
+_OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
+_CASUAL_WORDS = {"ko": "không", "k0": "không", "hông": "không", "hok": "không", "vô": "vào"}
+_CASUAL = re.compile(r"(?<!\w)(?:ko|k0|hông|hok|vô)(?!\w)", re.IGNORECASE)
+_NET_BEFORE = re.compile(r"(?:dòng\stiền|ròng|(?<!số\s)(?<!\w)dư(?:\sra|\slại)?\s*$)[^.;:]*$")
+# "tuần trước chi hơn 13 triệu": a bound on the figure, not two things compared
+_BOUND = re.compile(
+    r"(?<!nhiều\s)(?<!ít\s)(?<!cao\s)(?<!lớn\s)(?<!thấp\s)(?<!nhỏ\s)hơn\s(?:cả\s)?\d"
 )
 _SHARE_OF = re.compile(r"(?:%|phần\străm|nửa|phần\s(?:ba|tư|năm))\s(?:(?:của|số|tổng)\s)*$")
 _TO_LEVEL = re.compile(r"(?<!\w)(?:lên|xuống|còn|thành|với)\s(?:(?:khoảng|gần)\s)?$")
@@ -803,7 +888,12 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
     if weeks and not said and clause_start > sentence[0]:  # "Tuần trước, [[KID]] chi tiêu ..."
         fronted = _FRONTED.match(low, sentence[0], clause_start)
         said = [fronted] if fronted else []
-    if said and not _COMPARING.search(low, clause_start, clause_end):
+    comparing = (
+        m
+        for m in _COMPARING.finditer(low, clause_start, clause_end)
+        if not _BOUND.match(low, m.start())
+    )
+    if said and next(comparing, None) is None:
         # "tuần trước chi 17.000 đ và hai tuần trước là 14.000 đ": the week said last before it
         before = [m for m in said if m.end() <= n.start]
         return (before or said)[-1 if before else 0].lastgroup or "any"
@@ -817,18 +907,68 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
 _HEDGE_OVER = re.compile(r"(?<=[,(]\s)hơn\s\d|(?<=^)hơn\s\d")
 _SUBJECTS_OF_KIND = {
     "money": frozenset(
-        {"income", "spending", "total_spending", "saving", "withdrawal", "balance", "net"}
+        {
+            "income",
+            "spending",
+            "total_spending",
+            "saving",
+            "deposit",
+            "withdrawal",
+            "balance",
+            "net",
+        }
     ),
     "percent": frozenset({"rate", "of_income", "spending", "total_spending", "saving", "income"}),
 }
 _KINDS_OF_CATEGORY = ("money", "percent")  # a category's amount, or its share of spending
 
 
+_ALL_OF_THEM = re.compile(r"(?<!\w)(?:đều|cùng|cả\s(?:hai|ba|bốn))(?:\s(?:đã|vẫn|khá|rất))?\s*$")
+
+
+_EVERY_METRIC = re.compile(
+    r"(?<!\w)(?:mọi|tất\scả(?:\scác)?)\s(?:chỉ\ssố|con\ssố|số\sliệu|khoản)[^,;:]*?\sđều\s(?:\w+\s)?$"
+)
+
+
+def _listed(low: str, start: int, d: re.Match[str], before: list[str | None]) -> list[str]:
+    """The metrics a direction said with "đều" moves: every one its clause names before it."""
+    if not _ALL_OF_THEM.search(low, start, d.start()):
+        return []
+    return list(dict.fromkeys(m for m in before if m is not None))
+
+
+def _heads_a_list(low: str, d: re.Match[str], here: list[re.Match[str]]) -> bool:
+    """ "Mọi thứ ổn định: thu nhập, chi tiêu đều ổn định": a direction with no metric, before
+    a colon and the list it is said of with "đều" (each of which is checked)."""
+    if not low[d.end() :].lstrip().startswith(":"):
+        return False
+    return any(
+        later.start() > d.end()
+        and later.lastgroup == d.lastgroup
+        and _ALL_OF_THEM.search(low, d.end(), later.start())
+        for later in here
+    )
+
+
+# A share of the total right before it names it: "chiếm hơn chín phần mười tổng chi",
+# "hơn một nửa tổng chi", "(45 %) tổng chi".
+_SHARE_OF_TOTAL = re.compile(
+    r"(?<!\w)(?:chiếm|nửa|phần\s(?:hai|ba|tư|bốn|năm|mười|\d+)|phần\slớn|%)"
+    r"(?:\s(?:của|trong|số|tiền))*\s*$"
+)
+
+
 def _subject_of_sentence(low: str, start: int, at: int, kind: str) -> str | None:
     """The last subject of a figure of `kind` named before `at` in its sentence ("Tuần
     trước, con chi ... 38.000 đ"; "tỷ lệ ..., ít hơn tuần rồi (15k)" is not the rate's)."""
     allowed = _SUBJECTS_OF_KIND.get(kind, frozenset())
-    words = [SPACES.sub(" ", m.group()) for m in SUBJECT_WORDS_RE.finditer(low, start, at)]
+    words = [
+        SPACES.sub(" ", m.group())
+        for m in SUBJECT_WORDS_RE.finditer(low, start, at)
+        # "hơn một nửa tổng chi": the total a share is of, not what is said of it
+        if not _SHARE_OF_TOTAL.search(low, start, m.start())
+    ]
     said = [SUBJECT_WORDS.get(word, f"cat:{group_of(word)}") for word in words]
     if kind == "percent" and "income" in said:  # "để dành một nửa thu nhập, tức 51%"
         share = {"saving": "rate", "spending": "spent_share"}

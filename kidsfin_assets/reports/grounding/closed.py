@@ -127,6 +127,8 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiền tiêu vặt", "income_total"),
     ("số tiền nhận", "income_total"),
     ("tiền nhận", "income_total"),
+    ("tiền vào", "income_total"),  # "tiền vô nhiều hơn tiền ra" (vô: vào)
+    ("tiền ra", "spending_total"),
     ("khoản nhận", "income_total"),
     ("khoản thu", "income_total"),
     ("mức thu", "income_total"),
@@ -243,7 +245,7 @@ _FRACTION_WORDS = {
     "sáu": 6, "bảy": 7, "tám": 8, "chín": 9, "mười": 10,
 }  # fmt: skip
 _HEDGE = (
-    r"hơn\scả|hơn|gần\snhư|gần|khoảng|xấp\sxỉ|tầm|cỡ|chừng|trên|chưa\s(?:đến|tới|bằng|được|đạt)|dưới"
+    r"ít\shơn|thấp\shơn|nhỏ\shơn|nhiều\shơn|hơn\scả|hơn|gần\snhư|gần|khoảng|xấp\sxỉ|tầm|cỡ|chừng|trên|chưa\s(?:đến|tới|bằng|được|đạt)|dưới"
     r"|không\s(?:tới|đến|bằng)|chỉ\sbằng|chỉ|ít\snhất|bằng|đúng"
 )
 _RATIO = re.compile(
@@ -268,6 +270,10 @@ _RATIO_BOUNDS = {
 }
 _HEDGE_KIND = {
     "hơn": "over",
+    "nhiều hơn": "over",
+    "ít hơn": "under",  # "chi tiêu ít hơn một nửa thu nhập"
+    "thấp hơn": "under",
+    "nhỏ hơn": "under",
     "hơn cả": "over",
     "trên": "over",
     "ít nhất": "least",
@@ -288,6 +294,9 @@ _HEDGE_KIND = {
     "không đến": "under",
     "không bằng": "under",
 }
+_ROUGHLY_AFTER = re.compile(
+    r"[^.;!?]*?,\s(?:(?:khoảng|cỡ|tầm|chừng)\s(?:vậy|đó|như\svậy)|đại\skhái)(?!\w)"
+)
 _AFTER_FILLER = re.compile(
     r"\s*(?:(?:so\svới|của|số\stiền|tiền|mức|khoản|là|cả|tổng|lượng|so|với|phần|được|con|bé|em"
     r"|\[\[kid\]\]|đã|rất\snhiều|nhiều|hẳn|khá|một\schút|chút|đáng\skể|rõ\srệt|số|xa|mua"
@@ -464,6 +473,8 @@ def read_ratios(r: Reading) -> None:
             continue
         hedge = m.group("hedge2") or m.group("hedge") or ""
         kind = "over" if m.group("most") else _HEDGE_KIND.get(re.sub(r"\s+", " ", hedge), "")
+        if not kind and _ROUGHLY_AFTER.match(r.low, m.end()):
+            kind = "about"  # "tiền rút ra gấp đôi tiền gửi vào, khoảng vậy"
         low, high = _RATIO_BOUNDS[kind]
         said = r.text[m.start() : m.end()]
         actual = a / b if b > 0 else 0.0
@@ -484,10 +495,12 @@ def read_ratios(r: Reading) -> None:
 
 _COMPARATIVE = re.compile(
     r"(?<!\w)(?P<neg>(?:không|chưa|chẳng)\s)?(?:"
-    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|vượt(?:\squá)?|nhiều\stiền(?:\stiết\skiệm)?\shơn|hơn)"
+    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|nhỉnh\shơn|vượt(?:\squá)?|nhiều\stiền(?:\stiết\skiệm)?\shơn|hơn)"
     r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?|ít\stiền(?:\stiết\skiệm)?\shơn)"
-    r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng)"
-    r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?)"
+    r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng"
+    r"|gần(?:\snhư)?\s(?:y\snhư|giống(?:\snhư)?))"
+    r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?|y\s(?:như|hệt)(?:\snhư)?"
+    r"|giống(?:\shệt)?(?:\snhư)?)"
     r"|(?P<enough>đủ\s(?:để\s)?(?:trang\strải|chi\strả|bù\sđắp|bù)(?:\s(?:toàn\sbộ|hết|cả))?)"
     r")(?:\scả)?(?!\w)"
 )
@@ -496,7 +509,9 @@ _COMPARATIVE = re.compile(
 _DIFFERENCE = re.compile(r"\s(?:được\s)?(?:khoảng\s|gần\s|đúng\s|chừng\s)?(?=-?\d)")
 
 
-_COMPARATIVE_WORDS = ("hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ")
+_COMPARATIVE_WORDS = (
+    "hơn", "kém", "bằng", "vượt", "ngang", "tương đương", "xấp xỉ", "đủ", "y như", "y hệt", "giống"
+)  # fmt: skip
 
 
 _NUMBER_NEXT = re.compile(r"\s\d")
@@ -526,6 +541,35 @@ def read_comparisons(r: Reading) -> None:
         subject, other, end = found
         pairs[clauses[0][0]] = (subject, other)
         _check_comparison(r, m, subject, other, end)
+        for each, against in _each_of_them(r, clause, m, subject, other):
+            _check_comparison(r, m, each, against, end)
+
+
+_EACH = re.compile(r"(?<!\w)(?:đều|cùng|cả\s(?:hai|ba))(?:\s(?:đã|vẫn|khá|rất))?\s*$")
+
+
+def _each_of_them(
+    r: Reading, clause: Span, m: re.Match[str], subject: Operand, other: Operand
+) -> list[tuple[Operand, Operand]]:
+    """ "Số giao dịch và số ngày hoạt động đều bằng tuần trước": each metric its clause names
+    before "đều", against itself in the other week (one metric across two weeks only)."""
+    if other.metric != subject.metric or other.week == subject.week:
+        return []
+    if not _EACH.search(r.low, clause[0], m.start()):
+        return []
+    pairs = []
+    for x in mentions_in(r, clause[0], m.start()):
+        if not x.metric or x.metric == subject.metric or x.metric.startswith(("cat:", "target:")):
+            continue
+        mine, theirs = r.facts.value(x.metric, subject.week), r.facts.value(x.metric, other.week)
+        if mine is not None and theirs is not None:
+            pairs.append(
+                (
+                    Operand(x, x.metric, subject.week, mine),
+                    Operand(other.mention, x.metric, other.week, theirs),
+                )
+            )
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -674,7 +718,7 @@ _NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
-    r"|tiết\skiệm|rút(?:\stiền)?|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
+    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất)(?=(?:\sthêm)?(?:\stiền)?\svào\s(?:tiết\skiệm|heo|ống|quỹ))|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
@@ -690,6 +734,9 @@ _VERB_METRIC = {
     "để": "saving_total",
     "tiết": "saving_total",
     "rút": "withdrawal_total",
+    "bỏ": "saving_total",  # "bỏ thêm tiền vào tiết kiệm"
+    "nạp": "saving_total",
+    "cất": "saving_total",
     "dùng": "active_days",
     "mở": "active_days",
     "vào": "active_days",
@@ -963,11 +1010,9 @@ _RANK = re.compile(
 )
 _TOP_K = re.compile(
     r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:(?:lớn|nhiều|cao)\snhất"
+    r"|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
     r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ|lần\slượt\slà)"
 )
-
-
-_IN_ORDER = re.compile(r"theo\sthứ\stự|lần\slượt|từ\slớn\s(?:tới|đến)\snhỏ")
 
 
 _RANK_WORDS = (
@@ -1033,7 +1078,7 @@ def read_ranking(r: Reading) -> None:
                 listed = [*above, *below] if k == len(above) + len(below) else above
                 problem = _rank_problem(ranking, listed, ranks, top_k, r.low)
         else:
-            problem = _ordinal_problem(ranking, named, ranks, clauses) or _rank_problem(
+            problem = _ordinal_problem(ranking, named, ranks, clauses, r.low) or _rank_problem(
                 ranking, groups, ranks, top_k, r.low
             )
         span = (first, last)
@@ -1083,11 +1128,15 @@ def _next_problem(
     return None
 
 
+_AFTER_WHICH = re.compile(r"(?<!\w)(?:chỉ\s)?sau\s$")
+
+
 def _ordinal_problem(
     ranking: tuple[tuple[str, float], ...],
     named: list[Mention],
     ranks: list[re.Match[str]],
     clauses: list[Span],
+    low: str,
 ) -> str | None:
     """ "Sách truyện là danh mục lớn thứ ba", "..., ăn vặt đứng thứ hai": each ordinal is
     the place of the category its clause names nearest before it (else right after it)."""
@@ -1099,9 +1148,12 @@ def _ordinal_problem(
         clause = next((c for c in clauses if c[0] <= m.start() < c[1]), None)
         if clause is None:
             continue
-        inside = [x.metric[4:] for x in named if x.metric and clause[0] <= x.start < clause[1]]
-        before = [x.metric[4:] for x in named if x.metric and clause[0] <= x.start < m.start()]
-        subject = (before[-1:] or inside[:1] or [None])[0]
+        # "đứng thứ hai sau quà tặng": the category after "sau" is the one above it
+        own = [x for x in named if x.metric and not _AFTER_WHICH.search(low, 0, x.start)]
+        inside = [x.metric[4:] for x in own if clause[0] <= x.start < clause[1]]
+        before = [x.metric[4:] for x in own if clause[0] <= x.start < m.start()]
+        earlier = [x.metric[4:] for x in own if x.start < clause[0]]  # "X tốn 106k, đứng thứ hai"
+        subject = (before[-1:] or inside[:1] or earlier[-1:] or [None])[0]
         amounts = dict(ranking)
         if subject is None:
             continue
@@ -1133,9 +1185,9 @@ def _rank_problem(
     kind = ranks[0].lastgroup
     if top_k is not None and kind == "top":
         k = int(top_k.group("k"))
-        in_order = not _IN_ORDER.search(low) or all(  # "theo thứ tự", "lần lượt là"
-            place in rank_of(g) for place, g in enumerate(groups, start=1)
-        )
+        # A list of the k largest is read in order, said so ("theo thứ tự") or not: "ba
+        # khoản lớn nhất là X, Y và Z" names the first, the second, the third.
+        in_order = all(place in rank_of(g) for place, g in enumerate(groups, start=1))
         if len(groups) == k and in_order and all(rank_of(g) & set(range(1, k + 1)) for g in groups):
             return None
         # "3 khoản lớn nhất: X, Y, rồi Z và W cùng 41.000 đ": the third is a tie, both named
@@ -1159,6 +1211,10 @@ def _rank_problem(
         if groups[-1] in amounts and amounts[groups[-1]] == min(amounts.values()):
             return None
         return f"{groups[-1]} is not the smallest category ({order})"
+    if kind == "listed":  # "hai khoản chi, theo thứ tự, là X và Y": from the largest down
+        if all(place in rank_of(g) for place, g in enumerate(groups, start=1)):
+            return None
+        return f"{', '.join(groups)} are not the largest categories in that order ({order})"
     place = 2 if kind == "second" else 3
     if any(place in rank_of(g) for g in groups):
         return None
@@ -1168,7 +1224,9 @@ def _rank_problem(
 # --- "bằng 0": nothing, said without a unit ---------------------------------------------
 
 _ZERO = re.compile(
-    r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s"
+    r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?"
+    r"(?:(?:(?:bằng|là|ở\smức|mức|về|còn|xuống|lên|lại)\s)?(?P<side>(?P<above>trên|lớn\shơn|cao\shơn)"
+    r"|dưới|nhỏ\shơn|thấp\shơn)\s|(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s)"
     r"(?P<zero>0(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
     r"|(?<=bằng\s)không(?=\s*(?:$|[.,;!)])))"  # "hai tuần trước đều bằng không"
 )
@@ -1176,6 +1234,7 @@ _ZERO = re.compile(
 
 # What _ZERO's zero needs: a lone 0 after a space, or "bằng không".
 _MAY_BE_ZERO = re.compile(r"\s0(?!\d|[.,]\d)|bằng\skhông")
+_TOWARDS = re.compile(r"(?<!\w)(?:đưa|kéo|trở\slại|trở\svề|quay\slại|để)(?!\w)")
 
 
 def read_zeros(r: Reading) -> None:
@@ -1187,7 +1246,9 @@ def read_zeros(r: Reading) -> None:
         return  # "160.000 đ" holds a "0" but no zero _ZERO could read
     for m in _ZERO.finditer(r.low):
         clauses, clause = r.locate(m.start())
-        if _in_advice(r, clause, m.start()):  # "đặt mục tiêu đưa về 0": a goal it sets
+        if _in_advice(r, clause, m.start()) or (
+            m.group("side") and _TOWARDS.search(r.low, clause[0], m.start())
+        ):  # "đặt mục tiêu đưa về 0", "để số dư trở lại trên 0": a goal, not a state
             r.mark(m.start("zero"), m.end("zero"))
             continue
         rate = re.search(r"tỷ\slệ|tỉ\slệ", r.low[clause[0] : m.start()])
@@ -1216,7 +1277,10 @@ def read_zeros(r: Reading) -> None:
             scale = max(r.facts.value("income_total") or 0.0, 1.0)
         if value is None:
             continue
-        near = abs(value) <= 0.01 * scale if m.group("hedge") else value == 0
+        if m.group("side"):  # "số dư dưới 0": its sign
+            near = value > 0 if m.group("above") else value < 0
+        else:
+            near = abs(value) <= 0.01 * scale if m.group("hedge") else value == 0
         if near:
             r.mark(m.start("zero"), m.end("zero"))
         else:
@@ -1226,24 +1290,30 @@ def read_zeros(r: Reading) -> None:
 # "Số giao dịch giảm xuống còn 7": the level a count came to, this week's (a figure with a
 # unit is read with the others; "giảm 7" is a change)
 _LEVEL = re.compile(
-    r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?\s(?:còn|tới|đến|thành)|tăng\slên|giảm\sxuống)"
-    r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?\w)"
+    r"(?<!\w)(?:(?:tăng|giảm)(?:\s(?:lên|xuống))?(?:,)?\s(?:chỉ\s)?(?:còn|tới|đến|thành)|tăng\slên"
+    r"|giảm\sxuống)"
+    r"\s(?:khoảng\s)?(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)"
 )
 # "ít hơn tuần rồi (26)", "trong khi tuần rồi là 23", "26 giao dịch, tuần này 14"
 _WEEK_BRACKET = re.compile(
     rf"(?P<week>{_WEEKS.pattern})(?:\s?\(|\s(?:con\s)?(?:là|có|chỉ|chỉ\scó|được)\s|\s)(?P<n>\d+)"
     r"(?!\d|[.,]\d|\s?%|\s?\w)"
 )
+# "chỉ còn 7 so với 12 tuần rồi": the figure, then the week it is of
+_WEEK_AFTER = re.compile(
+    rf"(?<!\w)so\svới\s(?:mức\s)?(?P<n>\d+)(?![\w%]|[.,]\d)\s(?:của\s|ở\s|vào\s)?(?P<week>{_WEEKS.pattern})"
+)
 _COUNTED = ("txn_count", "event_count", "active_days")
 # The end of `(?P<n>\d+)` in _LEVEL and _WEEK_BRACKET: a digit no unit follows.
-_BARE_FIGURE = re.compile(r"\d(?!\d|[.,]\d|\s?%|\s?\w)")
+_BARE_FIGURE = re.compile(r"\d(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)")
 
 
 def read_levels(r: Reading) -> None:
     """Bare counts: the level a count came to, or a week's in brackets ("ít hơn tuần rồi (26)")."""
-    if not _BARE_FIGURE.search(r.low):
-        return  # both patterns end in a figure with no unit after it: most texts have none
-    for m in [*_LEVEL.finditer(r.low), *_WEEK_BRACKET.finditer(r.low)]:
+    found = [*_WEEK_AFTER.finditer(r.low)] if "so với" in r.low else []
+    if _BARE_FIGURE.search(r.low):  # both patterns end in a figure with no unit after it
+        found += [*_LEVEL.finditer(r.low), *_WEEK_BRACKET.finditer(r.low)]
+    for m in found:
         if r.is_read(m.start("n"), m.end("n")):
             continue
         clauses, _clause = r.locate(m.start())

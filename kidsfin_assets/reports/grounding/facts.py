@@ -64,6 +64,9 @@ class Values:
         return f"{self.labels[near]} = {plain(self.values[near])}"
 
 
+_SIGNABLE = re.compile(r"net_flow|savings_balance| - ")
+
+
 @dataclass(frozen=True)
 class Facts:
     """Everything a report may state about one data block, computed once."""
@@ -221,7 +224,8 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
     absolute = {k: [(abs(v), label) for v, label in p] for k, p in labelled.items()}
     return Facts(
         money=Values.of(absolute["money"]),
-        signed_money=Values.of(money),
+        # "dương 19.000 đ", "âm 19.000 đ": only what can be either (a mean cannot)
+        signed_money=Values.of([(v, label) for v, label in money if _SIGNABLE.search(label)]),
         percents=Values.of(absolute["percent"]),
         signed_percents=Values.of(percents),
         days=Values.of(absolute["days"]),
@@ -326,6 +330,7 @@ _SUBJECT_PATTERNS = {
     "income": r"income_total",
     "spending": r"spending_total|spending_by_category\[|share of",
     "saving": r"saving_total|savings_balance|savings_rate",
+    "deposit": r"saving_total",  # "gửi tiết kiệm 74k": this week's deposits, or a week's
     "withdrawal": r"^withdrawal_total",
     "balance": r"savings_balance|saving_total - withdrawal_total",
     "net": r"^net_flow",
@@ -342,6 +347,7 @@ _SUBJECT_PATTERNS = {
     "ngày": r"^(?:mean\()?active_days",
     "danh mục": r"^categories$",
     "loại": r"^categories$",
+    "khoản": r"^categories$",  # "chỉ có 2 khoản: đồ ăn vặt và đi lại"
     "goals": r"^goals$",
     "goals created": r"^goals created_in_week$",
     "goals completed": r"^goals completed_in_week$",

@@ -2,6 +2,8 @@
 
 - a goal's state said apart from its label ("Mục tiêu 1 ... đang ở mức 0% và chưa đạt"):
   the one goal its sentence names;
+- how near a goal is in words ("gần xong", "chỉ còn thiếu chút xíu", "còn xa"): the
+  goal its sentence names, at least 75 % and not reached (far: under 50 %);
 - one metric's change between two weeks as two levels ("tăng từ 4 lên 8 giao dịch", "giảm
   từ 28 tuần rồi xuống còn 15", "tuần rồi con chỉ có 1 giao dịch, tuần này lên 15"): the
   first is the week named for it (else the one week the sentence compares with), the second
@@ -19,6 +21,7 @@ from kidsfin_assets.reports.grounding.closed import (
     Reading,
     _in_advice,
     mentions_in,
+    week_refs,
 )
 from kidsfin_assets.reports.grounding.vocabulary import GOAL_LABEL, NOT_A_CLAIM
 
@@ -31,6 +34,20 @@ _NOT_REACHED = re.compile(
 )
 
 
+def _goal_of_claim(r: Reading, m: re.Match[str], before: int | None) -> str | None:
+    """The one goal a claim about a goal is of: the only goal its sentence names (before
+    `before`; None: anywhere in it, or the only goal of the data), unless the claim is
+    advice or a purpose ("để đạt mục tiêu 1")."""
+    clauses, clause = r.locate(m.start())
+    if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+        return None
+    end = clauses[-1][1] if before is None else before
+    named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], end))
+    if not named and before is None and len(r.facts.goals) == 1:
+        named = set(r.facts.goals)
+    return named.pop() if len(named) == 1 else None
+
+
 def read_goal_state(r: Reading) -> None:
     """ "Mục tiêu 1 (2.111.000 đ) đang ở mức 0% và chưa đạt": not reached, of the one goal
     its sentence names before it (several goals, or none: left to the sweep)."""
@@ -39,13 +56,9 @@ def read_goal_state(r: Reading) -> None:
     for m in _NOT_REACHED.finditer(r.labelled):
         if r.is_read(m.start(), m.end()):
             continue
-        clauses, clause = r.locate(m.start())
-        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+        number = _goal_of_claim(r, m, m.start())
+        if number is None:
             continue
-        named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], m.start()))
-        if len(named) != 1:
-            continue
-        (number,) = named
         state = r.facts.goals.get(number)
         if state is None:
             r.flag("wrong_goal", m.start(), m.end(), f"no mục tiêu {number} in the data")
@@ -54,6 +67,138 @@ def read_goal_state(r: Reading) -> None:
             r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is reached")
         else:
             r.mark(m.start(), m.end())
+
+
+# --- a rate said per 100 đồng (the ninth corpus) ------------------------------------------
+
+_PER_HUNDRED = re.compile(
+    r"(?<!\w)cứ\s(?:mỗi\s)?(?P<base>100|1\.?000|10)\s(?:đồng|đ)(?!\w)[^.;]{0,40}?"
+    r"(?P<verb>để\sdành|tiết\skiệm|gửi|chi|tiêu)(?:\s(?:tiết\skiệm|tiêu|ra|đi|được|lại))*\s"
+    r"(?:(?P<hedge>khoảng|chừng|tầm|gần|cỡ)\s)?(?P<x>\d+)\s(?:đồng|đ)(?!\w)"
+)
+
+
+def read_per_hundred(r: Reading) -> None:
+    """ "Cứ 100 đồng nhận được thì để dành chừng 32 đồng": the savings rate (or the share
+    of income spent), per 100 đồng, to the đồng (hedged: within one)."""
+    if "cứ" not in r.low:
+        return
+    income = r.facts.value("income_total") or 0.0
+    for m in _PER_HUNDRED.finditer(r.low):
+        base = float(m.group("base").replace(".", ""))
+        saved = m.group("verb") in ("để dành", "tiết kiệm", "gửi")
+        if income <= 0:
+            share = None
+        elif saved:
+            share = r.facts.value("savings_rate")
+        else:
+            share = (r.facts.value("spending_total") or 0.0) / income
+        said = float(m.group("x"))
+        ok = share is not None and abs(share * base - said) <= (1.0 if m.group("hedge") else 0.5)
+        if ok:
+            r.mark(m.start(), m.end())
+        else:
+            what = "the savings rate" if saved else "the share of income spent"
+            truth = "no income" if share is None else f"{share * base:.1f} per {base:.0f}"
+            r.flag("wrong_ratio", m.start(), m.end(), f"{m.group()!r}: {what} is {truth}")
+
+
+# --- two bare counts in brackets (the ninth corpus) -----------------------------------------
+
+_PAIR = re.compile(r"\((?P<a>\d+)\s(?:so\svới|và|với)\s(?P<b>\d+)\)")
+
+
+def read_bracketed_counts(r: Reading) -> None:
+    """ "Số giao dịch gấp 8 lần tuần rồi (8 so với 1)": the count its sentence names, this
+    week's, then the week's it names before the bracket."""
+    if "(" not in r.low:
+        return
+    for m in _PAIR.finditer(r.low):
+        clauses, _ = r.locate(m.start())
+        first = clauses[0][0]
+        counted = [x for x in mentions_in(r, first, m.start()) if x.metric in _COUNTED]
+        weeks = [w.lastgroup for w in week_refs(r.low, first, m.start()) if w.lastgroup != "now"]
+        if not counted or len(set(weeks)) != 1:
+            continue  # which count, or against which week, is not said: left to the sweep
+        metric, week = counted[-1].metric or "", weeks[0] or ""
+        now, then = r.facts.value(metric, "now"), r.facts.value(metric, week)
+        said = (float(m.group("a")), float(m.group("b")))
+        if (now, then) == said:
+            r.mark(m.start(), m.end())
+        else:
+            r.flag(
+                "wrong_metric", m.start(), m.end(), f"{m.group()!r}: {metric} is {now} and {then}"
+            )
+
+
+# --- a goal still open (the ninth corpus) -------------------------------------------------
+
+_OPEN = re.compile(
+    r"(?<!\w)(?P<neg>không\s(?:còn\s)?|đã\sđóng|chưa\s)?(?:vẫn\s)?(?:còn\s)?(?:đang\s)?mở"
+    r"(?!\s(?:app|ứng\sdụng|ra|rộng|thêm|một|1))(?!\w)"
+)
+
+
+def read_goal_open(r: Reading) -> None:
+    """ "Mục tiêu 1 vẫn còn đang mở": open at the week's end, the one goal its sentence names."""
+    if "mở" not in r.labelled or "mục tiêu" not in r.labelled:
+        return
+    listed = {str(g.get("goal")): g for g in r.facts.data.get("savings_goals") or []}
+    for m in _OPEN.finditer(r.labelled):
+        if r.is_read(m.start(), m.end()):
+            continue
+        number = _goal_of_claim(r, m, m.start())
+        if number is None:
+            continue
+        goal = listed.get(f"mục tiêu {number}")
+        is_open = bool(goal and goal.get("open_at_week_end"))
+        said = r.text[m.start() : m.end()]
+        if is_open != (not m.group("neg")):
+            state = "open" if is_open else "not open at the week's end" if goal else "absent"
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is {state}")
+        else:
+            r.mark(m.start(), m.end())
+
+
+# --- how near a goal is, in words (the eighth corpus) ---------------------------------------
+
+_NEAR_GOAL = re.compile(
+    r"(?<!\w)(?:(?P<near>(?:gần|sắp|suýt)\s(?:đạt|xong|hoàn\sthành|chạm|tới\sđích|đến\sđích)"
+    r"|còn\s(?:thiếu\s)?(?:một\s)?(?:chút\s?xíu|chút\sít|tí\sxíu|chút)(?:\snữa)?(?![\w\s]*\d))"
+    r"|(?P<far>còn\s(?:khá\s|rất\s|hơi\s)?xa))(?!\w)"
+)
+NEAR_PERCENT = 75  # "gần đạt", "chỉ còn thiếu chút xíu": at least this much, not reached
+FAR_PERCENT = 50  # "còn xa": less than this
+
+
+def read_goal_nearness(r: Reading) -> None:
+    """ "Mục tiêu 2 gần xong rồi", "chỉ còn thiếu chút xíu", "mục tiêu 1 còn xa": how far the
+    one goal its sentence names (or the only goal) is from its target."""
+    if not any(w in r.labelled for w in ("gần", "sắp", "suýt", "chút", "xíu", "xa")):
+        return
+    goals = r.facts.goals
+    for m in _NEAR_GOAL.finditer(r.labelled):
+        if r.is_read(m.start(), m.end()) or _COMPARED_GOALS.match(r.labelled, m.end()):
+            continue  # "mục tiêu này gần đạt hơn": goals compared, not read here
+        number = _goal_of_claim(r, m, None)
+        if number is None:
+            continue
+        said = r.text[m.start() : m.end()]
+        state = goals.get(number)
+        if state is None:
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: no mục tiêu {number} in the data")
+            continue
+        reached, progress = state
+        near = progress is not None and not reached and progress >= NEAR_PERCENT
+        far = progress is not None and not reached and progress < FAR_PERCENT
+        if near if m.group("near") else far:
+            r.mark(m.start(), m.end())
+        else:
+            where = "reached" if reached else f"at {progress}%"
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is {where}")
+
+
+_COMPARED_GOALS = re.compile(r"\s*(?:hơn|nhất)(?!\w)")
 
 
 # --- one metric from one week to another -------------------------------------------------

@@ -129,6 +129,10 @@ def stated_numbers(clause: str, spelled: bool = True) -> Iterator[Stated]:
         value *= scale
         if _HEDGE_WORDS.search(clause, max(0, start - 16), start):
             value, tolerance = _approximate(clause, start, value, tolerance)
+        if kind == "percent" and step == 1 and tolerance == 0.5:
+            # "6%" of 6.64 %: rounded or cut to the unit (the data's own progress_percent
+            # is floored), so [5.5, 7)
+            value, tolerance = value + 0.25, 0.75
         yield Stated(kind, value, tolerance, sign, start, end, said_unit.strip())
     for m in SPELLED_DAYS.finditer(clause) if spelled and _SPELLED_UNIT.search(clause) else ():
         kind = "days" if m.group("unit") == "ngày" else "count"

@@ -201,6 +201,8 @@ SUBJECT_WORDS: dict[str, str] = {
     "thu nhập": "income",
     "tiền tiêu vặt": "income",
     "tiền nhận": "income",
+    "tiền vào": "income",  # "tiền vô nhiều hơn tiền ra" (vô: vào)
+    "tiền ra": "spending",
     "nhận": "income",
     "tổng chi tiêu": "total_spending",  # the whole, not a category's
     "tổng chi": "total_spending",
@@ -217,7 +219,7 @@ SUBJECT_WORDS: dict[str, str] = {
 _FILLER = (
     r"là|đạt|được|có|khoảng|vào|ở|mức|tổng|cộng|hết|tuần|này|trong|của|\[\[kid\]\]|hiện|"
     r"đang|chỉ|tất|cả|gần|với|con|bé|em|đã|vừa|chiếm|tiền|số|ra|còn|lên|tới|đến|vẫn|cũng|lại|"
-    r"đều|âm|dương|rơi|ròng|tính|ước|xấp|xỉ|tầm|cỡ|chừng|tích|lũy|luỹ"
+    r"đều|âm|dương|rơi|ròng|tính|ước|xấp|xỉ|tầm|cỡ|chừng|tích|lũy|luỹ|giờ|bây"
 )
 
 
@@ -276,7 +278,7 @@ UNIT = re.compile(
     | (?P<thou>(?:nghìn|ngàn|k(?!\w))(?:\s?{_CURRENCY})?)
     | (?P<cur>{_CURRENCY})
     | (?P<days>(?:/\s?7\s?|\s?trên\s7\s)?ngày)
-    | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần|danh\smục|loại|mục\stiêu)(?!\w)
+    | (?P<count>giao\sdịch|sự\skiện|hoạt\sđộng|lượt|lần|danh\smục|loại|khoản|mục\stiêu)(?!\w)
     | (?P<skip>/\s?\d|điểm|tuần|tuổi|tháng|năm|giờ|phút|bài|câu|mục)
     )""",
     re.X,
@@ -303,7 +305,7 @@ SIGN_BEFORE = re.compile(
     r"(?P<net>(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
     r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*"
     r"(?:,\s(?:âm|lố|hụt|vượt|thâm\shụt)\s)?(?:là\s|khoảng\s)?$)"  # "..., lố khoảng 13 nghìn"
-    r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)\s*$)"
+    r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)(?:\s(?:tới|đến|mất|hết))?\s*$)"
     r"|(?P<pos>(?:(?<!\w)dương|(?<!số\s)(?<!\w)dư(?:\sra)?|(?:nhận|thu\snhập|thu)\snhiều\shơn\s"
     r"(?:chi\stiêu|chi|tiêu))\s*(?:là\s)?$)"
 )
@@ -379,6 +381,8 @@ _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiền tiêu vặt", "income_total"),
     ("số tiền nhận", "income_total"),
     ("tiền nhận", "income_total"),
+    ("tiền vào", "income_total"),
+    ("tiền ra", "spending_total"),
     ("khoản nhận", "income_total"),
     ("chi tiêu", "spending_total"),
     ("tiền chi", "spending_total"),

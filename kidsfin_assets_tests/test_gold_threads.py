@@ -1,11 +1,12 @@
-"""The async client (openai.concurrency: async) held to the threaded path's promises: the
-same tests, run with the event loop, leased bucket blocks and records stored in groups.
+"""The threaded client (openai.concurrency: threads) held to the same promises as the
+default, the event loop: the same tests, run with a thread a request, a transaction a
+bucket grant and a record a transaction.
 
-Among them: a warehouse cut mid-run through the TCP proxy (a group's transaction fails:
-its paid answers are spooled before the writer waits, and nothing is paid twice), a long
-outage (the spool carries the paid answers to the next run), the sliding-window limit, a
-fatal key error, faults with retries, two runs of one week sharing the claims, and
-answers rejected (schema, grounding) while the warehouse is away, spooled like accepted ones.
+Among them: a warehouse cut mid-run through the TCP proxy (paid answers spooled before the
+run waits, and nothing is paid twice), a long outage (the spool carries the paid answers
+to the next run), the sliding-window limit, a fatal key error, faults with retries, two
+runs of one week sharing the claims, and answers rejected (schema, grounding) while the
+warehouse is away, spooled like accepted ones.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ __all__ = [
 
 
 @pytest.fixture(autouse=True)
-def _async_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """After conftest's isolation (which clears KIDSFIN_*): every test here runs async."""
-    monkeypatch.setenv("KIDSFIN_OPENAI__CONCURRENCY", "async")
-    monkeypatch.setenv("KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS", "0.25")
+def _threaded_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """After conftest's isolation (which clears KIDSFIN_*): every test here runs on threads,
+    a transaction a grant (a test's own setting, if it sets one, wins: setup_week)."""
+    monkeypatch.setenv("KIDSFIN_OPENAI__CONCURRENCY", "threads")
+    monkeypatch.setenv("KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS", "0")
     yield
