@@ -45,8 +45,10 @@ Why one module of ~850 lines and one class (`_Checker`) of ~450 (above the engin
 ~250): the figure, trend and goal rules share one reading of a field (its clauses, figures,
 weeks) and are tuned together with `closed.py` on the written corpora, each tuning measured
 once on a corpus it never saw; moving them apart is for a session that re-measures after.
-Its interface is one call, `check_report`. It is also the offline writer's cost: ~1.6 ms a
-report, nearly all of gold's CPU without an API (bench/README.md, gold_offline).
+Its interface is one call, `check_report`. It is also the offline writer's cost: ~1.1 ms a
+report (1.6 before the pre-filters and `vocabulary.led`; `python -m
+bench.grounding_equivalence --time`), nearly all of gold's CPU without an API
+(bench/README.md, gold_offline).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     CATEGORIES,
     CATEGORY_AFTER,
     COMPARES,
+    DIRECTION_WORDS,
     DIRECTIONS,
     GOAL_AFTER,
     GOAL_CLAIMS,
@@ -112,6 +115,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     SUBJECT_WORDS,
     SUBJECT_WORDS_RE,
     group_of,
+    led,
 )
 from kidsfin_assets.reports.report_schema import PLACEHOLDER
 from kidsfin_assets.warehouse.tables import TREND_METRICS
@@ -175,11 +179,11 @@ class _Checker:
         if self.facts.masks is not None:  # a child or category named "Bin 2015", "Mục tiêu 1"
             text = self.facts.masks.sub(lambda m: " " * len(m.group()), text)
         self._masked = text
-        low = text.lower()
+        low = labelled_low if text is self._shown else text.lower()  # no label was masked
         advice_field = field.startswith("recommendations")
         # One pass of each regex over the field; clauses only bound what they found.
         stated = list(stated_numbers(low, not advice_field)) if MAY_STATE.search(low) else []
-        directions = list(DIRECTIONS.finditer(low))
+        directions = list(DIRECTIONS.finditer(low)) if DIRECTION_WORDS.search(low) else []
         sentences = split_clauses(low)
         r = Reading(field, text, low, sentences, self.facts, self.add, advice_field, labelled_low)
         self.r = r
@@ -309,11 +313,18 @@ class _Checker:
             if n.unit == "mục tiêu":  # "3 mục tiêu còn mở", "2 mục tiêu mới"
                 return _goal_count_subject(low, clause_start, n)
             return n.unit if n.unit in _COUNT_UNITS else None
-        if n.kind == "money" and (
-            _LACK_BEFORE.search(low, clause_start, n.start)
-            or (_LEFT_BEFORE.search(low, clause_start, n.start) and _MORE_AFTER.match(low, n.end))
-            or _LACK_BRACKETED.search(low, clause_start, n.start)
-            or _LACK_AFTER.match(low, n.end)
+        if (
+            n.kind == "money"
+            and ("thiếu" in low or "cần" in low or "còn" in low)  # each of the four needs one
+            and (
+                _LACK_BEFORE.search(low, clause_start, n.start)
+                or (
+                    _LEFT_BEFORE.search(low, clause_start, n.start)
+                    and _MORE_AFTER.match(low, n.end)
+                )
+                or _LACK_BRACKETED.search(low, clause_start, n.start)
+                or _LACK_AFTER.match(low, n.end)
+            )
         ):
             # "còn thiếu 52.000 đ (để đạt mục tiêu 1)", "còn 52.000 đ nữa là đạt mục tiêu 1":
             # that goal's lack, where the sentence names one goal around it
@@ -370,6 +381,8 @@ class _Checker:
         self, field: str, text: str, labelled_low: str, sentences: list[list[tuple[int, int]]]
     ) -> None:
         """ "Đã đạt mục tiêu 1", "chưa đạt mục tiêu 2": as the goal's reached/completed."""
+        if "mục" not in labelled_low:
+            return  # each claim names "mục tiêu"
         goals = self.facts.goals
         for m in GOAL_CLAIMS.finditer(labelled_low):
             clause_start, _ = clause_of(sentences, m.start())
@@ -488,11 +501,12 @@ class _Checker:
     ) -> None:
         """Check each trend statement: a direction after the metric it is about (in its
         clause, or the clause before in the same sentence: "Chi tiêu 160.000 đ, tăng ...")."""
+        shares = "%" in low or "phần" in low or "nửa" in low  # one of which _SHARE_OF needs
         metrics = [
-            (m.start(), m.end(), METRIC_OF[SPACES.sub(" ", m.group())])
+            (m.start(), m.end(), METRIC_OF[_spaced(m.group())])
             for m in METRICS.finditer(low)
             # "gửi 7k, khoảng 5% thu nhập, nhưng vẫn tăng": the share's base, not the subject
-            if not _SHARE_OF.search(low, max(0, m.start() - 16), m.start())
+            if not (shares and _SHARE_OF.search(low, max(0, m.start() - 16), m.start()))
         ]
         for clauses in sentences:
             first, last = clauses[0][0], clauses[-1][1]
@@ -610,23 +624,24 @@ class _Checker:
             return True
         # The change it states: the next number of its sentence ("giảm 20.000 đ"), not of
         # the next one ("... giảm. Con đã để dành được 0 % cho mục tiêu 1").
+        low = text.lower()
         after = next(
             (
                 n
                 for n in stated
                 if n.start >= d.end()
                 and "(" not in text[d.end() : n.start]
-                and not _WEEK_SAID.match(text.lower(), n.end + 1)
-                and not _JOINED.search(text.lower(), d.end(), n.start)
-                and not _LEVEL_OF_WEEK.search(text.lower(), d.end(), n.start)
+                and not _WEEK_SAID.match(low, n.end + 1)
+                and not _JOINED.search(low, d.end(), n.start)
+                and not _LEVEL_OF_WEEK.search(low, d.end(), n.start)
                 # "tăng nhẹ, tỷ lệ tiết kiệm chưa tới 1%": another subject's figure
-                and not SUBJECT_WORDS_RE.search(text.lower(), d.end(), n.start)
+                and not SUBJECT_WORDS_RE.search(low, d.end(), n.start)
                 # "giảm so với hai tuần trước và thấp hơn tuần trước 1.000 đ": the other's
-                and not DIRECTIONS.search(text.lower(), d.end(), n.start)
+                and not DIRECTIONS.search(low, d.end(), n.start)
                 # "từ 2 ngày tuần rồi lên 6 ngày", "với 5 giao dịch": the level, not the change
-                and not _TO_LEVEL.search(text.lower(), max(0, n.start - 8), n.start)
+                and not _TO_LEVEL.search(low, max(0, n.start - 8), n.start)
                 # "tăng: con hoạt động 4 ngày": a figure of a metric named after the direction
-                and not METRICS.search(text.lower(), d.end(), n.start)
+                and not METRICS.search(low, d.end(), n.start)
             ),
             None,
         )
@@ -844,18 +859,24 @@ _WEEK_SAID = re.compile(
 )
 
 
+def _spaced(words: str) -> str:
+    """`words` with each run of spaces one space; the same string when it is already so."""
+    return words if words in METRIC_OF else SPACES.sub(" ", words)
+
+
 def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) -> str:
     """The week a figure is said of: "now" (a sentence that compares no weeks), "prev1" or
     "prev2" (a clause about that week: "tuần trước con chi 38.000 đ", or a figure in
     brackets after it: "so với tuần trước (13.000 đ)"), else "any" (a comparison)."""
+    weeks = "tuần" in low  # what every week _WEEK_SAID and _FRONTED read holds
     # "5.000 đ vào tuần trước", "13k tuần rồi"
-    named_after = _WEEK_SAID.match(low, _IN_WEEK.match(low, n.end).end())
+    named_after = _WEEK_SAID.match(low, _IN_WEEK.match(low, n.end).end()) if weeks else None
     if named_after and named_after.lastgroup:  # "giảm so với 13k tuần rồi và 11k hai tuần trước"
         return named_after.lastgroup
     opened = low.rfind("(", sentence[0], n.start)
     if _versus(low, n):
         return "now"  # "gấp đôi tuần rồi (24k so với 12k)": this week's, then that week's
-    if opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ và 11"
+    if weeks and opened >= 0 and low.find(")", opened, n.start) < 0:  # "tuần trước (13.000 đ"
         said = list(_WEEK_SAID.finditer(low, max(sentence[0], opened - 40), opened))
         # right before the bracket: "nhiều hơn 44 nghìn (khoảng 15%)" is the change's
         if said and said[-1].lastgroup != "now" and not low[said[-1].end() : opened].strip(" :"):
@@ -863,8 +884,8 @@ def _week_of(low: str, clause_start: int, sentence: tuple[int, int], n: Stated) 
             return said[-1].lastgroup if versus and said[-1].lastgroup else "past"
     clause_end = low.find(",", n.end)
     clause_end = sentence[1] if clause_end < 0 or clause_end > sentence[1] else clause_end
-    said = list(_WEEK_SAID.finditer(low, clause_start, clause_end))
-    if not said and clause_start > sentence[0]:  # "Tuần trước, [[KID]] chi tiêu 15.000 đ"
+    said = list(_WEEK_SAID.finditer(low, clause_start, clause_end)) if weeks else []
+    if weeks and not said and clause_start > sentence[0]:  # "Tuần trước, [[KID]] chi tiêu ..."
         fronted = _FRONTED.match(low, sentence[0], clause_start)
         said = [fronted] if fronted else []
     comparing = (
@@ -1071,3 +1092,29 @@ def _versus(low: str, n: Stated) -> bool:
         and low[n.start - 1 : n.start] == "("
         and bool(_VERSUS_AFTER.match(low, n.end))
     )
+
+
+# The patterns searched through texts or spans, led by their first characters
+# (`vocabulary.led`): the same matches, found faster.
+(
+    _WEEK_SAID,
+    _COMPARING,
+    _SAID_NEGATIVE,
+    _JOINED,
+    _LACK_BEFORE,
+    _LEFT_BEFORE,
+    _LACK_BRACKETED,
+    _TO_LEVEL,
+) = (
+    led(pattern)
+    for pattern in (
+        _WEEK_SAID,
+        _COMPARING,
+        _SAID_NEGATIVE,
+        _JOINED,
+        _LACK_BEFORE,
+        _LEFT_BEFORE,
+        _LACK_BRACKETED,
+        _TO_LEVEL,
+    )
+)

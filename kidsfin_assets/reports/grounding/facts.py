@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -33,12 +34,16 @@ class Values:
 
     @classmethod
     def of(cls, pairs: Sequence[tuple[float, str]]) -> Values:
-        # Equal values: the plainest name first (income_total before a mean equal to it).
-        ordered = sorted(
-            ((round(v, 6), label) for v, label in pairs if math.isfinite(v)),
-            key=lambda pair: (pair[0], len(pair[1])),
-        )
-        return cls(tuple(v for v, _ in ordered), tuple(label for _, label in ordered))
+        # Equal values: the plainest name first (income_total before a mean equal to it),
+        # then in the given order. Sorted as plain tuples, without a key function; a whole
+        # float is its own rounding, so only the others pay for `round` (built per report).
+        ordered = [
+            (v if type(v) is float and v.is_integer() else round(v, 6), len(label), i, label)
+            for i, (v, label) in enumerate(pairs)
+            if math.isfinite(v)
+        ]
+        ordered.sort()
+        return cls(tuple([o[0] for o in ordered]), tuple([o[3] for o in ordered]))
 
     def match(self, value: float, tolerance: float) -> str | None:
         """The label of a value within tolerance of `value`, or None."""
@@ -89,6 +94,7 @@ class Facts:
     _pools: dict[tuple[str, str | None, bool | str], tuple[tuple[float, str], ...]] = (
         dataclasses.field(default_factory=dict)
     )
+    _labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # by kind
 
     def pool(
         self, kind: str, subject: str | None, now: bool | str
@@ -98,15 +104,11 @@ class Facts:
         prev2, mean or change); `now` "prev1" or "prev2": only that week's."""
         key = (kind, subject, now)
         if key not in self._pools:
-            pattern = _subject_labels(subject) if subject else None
-            week = _WEEK_LABELS.get(now) if isinstance(now, str) else None
-            self._pools[key] = tuple(
-                (v, label)
-                for v, label in self.labelled[kind]
-                if (pattern is None or pattern.search(label))
-                and not (now is True and _NOT_NOW.search(label))
-                and (week is None or week.search(label))
-            )
+            labelled = self.labelled[kind]
+            if kind not in self._labels:
+                self._labels[kind] = tuple(label for _, label in labelled)
+            members = _pool_members(self._labels[kind], subject, now)
+            self._pools[key] = tuple(labelled[i] for i in members)
         return self._pools[key]
 
     def _goal_value(self, what: str, number: str) -> float | None:
@@ -218,14 +220,16 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         "counts": counts,
     }
     masked = tuple(sorted((t for t in texts if any(c.isdigit() for c in t)), key=len)[::-1])
+    # (absolute value, label) by kind, made once for the unsigned Values and `labelled`
+    absolute = {k: [(abs(v), label) for v, label in p] for k, p in labelled.items()}
     return Facts(
-        money=Values.of([(abs(v), label) for v, label in money]),
+        money=Values.of(absolute["money"]),
         # "dương 19.000 đ", "âm 19.000 đ": only what can be either (a mean cannot)
         signed_money=Values.of([(v, label) for v, label in money if _SIGNABLE.search(label)]),
-        percents=Values.of([(abs(v), label) for v, label in percents]),
+        percents=Values.of(absolute["percent"]),
         signed_percents=Values.of(percents),
-        days=Values.of([(abs(v), label) for v, label in days]),
-        counts=Values.of([(abs(v), label) for v, label in counts]),
+        days=Values.of(absolute["days"]),
+        counts=Values.of(absolute["counts"]),
         trends=trends,
         changes=changes,
         percent_changes=percent_changes,
@@ -237,7 +241,7 @@ def build_facts(data: Mapping[str, Any]) -> Facts:
         masks=re.compile(f"(?:{'|'.join(map(re.escape, masked))})(?!\\d|[.,]\\d)", re.IGNORECASE)
         if masked
         else None,
-        labelled={k: tuple((abs(v), label) for v, label in p) for k, p in labelled.items()},
+        labelled={k: tuple(p) for k, p in absolute.items()},
         categories=_category_groups(categories, spending),
         goals=_goal_states(data),
         data=data,
@@ -374,6 +378,24 @@ def _subject_labels(subject: str) -> re.Pattern[str]:
 
 
 _SUBJECT_REGEXES = {k: re.compile(v) for k, v in _SUBJECT_PATTERNS.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _pool_members(labels: tuple[str, ...], subject: str | None, now: bool | str) -> tuple[int, ...]:
+    """Which of `labels` are in `Facts.pool`'s pool of `subject` and `now`: remembered, since
+    one data block's labels are mostly the next one's."""
+    return tuple(i for i, label in enumerate(labels) if _in_pool(label, subject, now))
+
+
+@functools.lru_cache(maxsize=16384)
+def _in_pool(label: str, subject: str | None, now: bool | str) -> bool:
+    """Whether a value labelled `label` is in `Facts.pool`'s pool of `subject` and `now`."""
+    if subject and not _subject_labels(subject).search(label):
+        return False
+    if now is True and _NOT_NOW.search(label):
+        return False
+    week = _WEEK_LABELS.get(now) if isinstance(now, str) else None
+    return week is None or bool(week.search(label))
 
 
 _FACTS_CACHE: dict[str, Facts] = {}

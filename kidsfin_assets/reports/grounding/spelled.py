@@ -47,6 +47,20 @@ _UNIT_AFTER = re.compile(
 
 
 _ARTICLE_AFTER = re.compile(r"\s(?:khoản|loại|lần|lượt|mục\stiêu|danh\smục)", re.I)
+# What any number `spell_digits` rewrites holds, in the lower-cased text: two number words
+# in a row, or one (not a magnitude alone) before a unit's first word. One alternative a
+# word, without lookarounds or re.I: the engine skips to the words' first letters, and most
+# texts are passed over at once.
+_ANY_WORD = "|".join(sorted(_WORDS, key=len, reverse=True))
+_UNIT_WORD = "đồng|đ|vnd|giao|sự|ngày|lần|lượt|danh|mục|khoản|loại|phần|%|hoạt"
+_MAY_BE_SPELLED = re.compile(
+    "|".join(
+        rf"{word}\s(?:{_ANY_WORD})"
+        if word in _MAGNITUDES
+        else rf"{word}\s(?:{_ANY_WORD}|{_UNIT_WORD})"
+        for word in sorted(_WORDS, key=len, reverse=True)
+    )
+)
 
 
 def _value(words: list[str]) -> tuple[float, bool] | None:
@@ -106,6 +120,9 @@ def _digits(value: float, has_magnitude: bool) -> str:
 def spell_digits(text: str) -> str:
     """`text` with every number written in words as digits ("hai mươi ngày" → "20 ngày")."""
     low = text.lower()
+    # "ı", "ſ", "İ": letters re.I matches to a number word's "i" or "s", str.lower() does not
+    if not _MAY_BE_SPELLED.search(low) and "ı" not in text and "ſ" not in text and "İ" not in text:
+        return text  # no run below would be rewritten
     if not any(word in low for word in _WORDS) or not _RUN.search(text):
         return text
     out: list[str] = []
