@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kidsfin_assets.reports.grounding import Finding, check_report
+from kidsfin_assets.reports.grounding.facts import build_facts
 from kidsfin_assets.reports.offline_writer import offline_report
 from kidsfin_assets.reports.prompt import prompt_data
 from kidsfin_assets.reports.report_schema import KidWeeklyReport, personalise
@@ -20,8 +21,8 @@ Grounding = Callable[[KidWeeklyReport], list[Finding]]
 def grounding_of_metrics(metrics: dict[str, Any]) -> Grounding:
     """A report against exactly the data the model was given (`asking.grounding_for` is the
     gate every way of asking holds a kid's report to; the offline workers call this)."""
-    data = prompt_data(metrics)
-    return lambda report: check_report(report, data)
+    facts = build_facts(prompt_data(metrics))  # once a kid, not once a check
+    return lambda report: check_report(report, facts)
 
 
 def offline_chunk(
