@@ -680,6 +680,11 @@ ELEVENTH_CORPUS_FORMS = [
     ("Chi tiêu tuần này 234k.", KID_A, True),
     ("Chi tiêu tuần này 44k.", KID_A, False),
     ("Chi tiêu cho đi lại tuần này 44k.", KID_A, True),
+    # "A so với B" after two things named: the first's, then the second's
+    ("Đồ chơi gần gấp đôi ăn vặt (120k so với 70k).", KID_A, True),
+    ("Đồ chơi gần gấp đôi ăn vặt (70k so với 120k).", KID_A, False),
+    ("Chi tiêu gần gấp đôi thu nhập, 234k so với 120k.", KID_A, True),
+    ("Chi tiêu gần gấp đôi thu nhập, 234k so với 38k.", KID_A, False),
     # "chưa hoàn thành mục tiêu nào": none of them
     ("Tuần này con chưa hoàn thành mục tiêu tiết kiệm nào.", KID_A, True),
     ("Tuần này con chưa hoàn thành mục tiêu tiết kiệm nào.", KID_DONE_THIS_WEEK, False),

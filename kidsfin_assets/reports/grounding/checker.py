@@ -250,6 +250,9 @@ class _Checker:
         now: bool | str = week if week in ("prev1", "prev2", "past") else week == "now"
         span = text[n.start : n.end]
         subject = self.subject_of(low, labelled_low, clause_start, n)
+        paired = _paired_subject(low, sentence, n)
+        if paired is not None:  # "đồ ăn vặt gấp 4 lần đi lại (71k so với 18k)": in order
+            subject, week, now = paired, "now", True
         versus = _versus(low, n)
         if subject is None and n.sign == "-":
             return True  # "..., nên âm 12k": a signed amount, checked as signed (money)
@@ -1083,6 +1086,30 @@ def describe_findings(findings: Sequence[Finding], limit: int = 6) -> str:
 
 
 _VERSUS_AFTER = re.compile(r"\s?so\svới\s\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|đ|đồng)?\)")
+
+
+_PAIR_NEXT = re.compile(r"\s?(?:so\svới)\s?\d")
+_PAIR_PREVIOUS = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?so\svới\s?$")
+
+
+def _paired_subject(low: str, sentence: tuple[int, int], n: Stated) -> str | None:
+    """ "Chi tiêu hơn gấp đôi thu nhập, 167k so với 63k": after a sentence names two things,
+    a pair of amounts "A so với B" is the first thing's, then the second's (a pair after
+    one thing is two weeks of it: `_versus`)."""
+    if n.kind != "money":
+        return None
+    second = bool(_PAIR_PREVIOUS.search(low, sentence[0], n.start))
+    if not second and not _PAIR_NEXT.match(low, n.end):
+        return None
+    upto = n.start
+    if second:
+        upto = _PAIR_PREVIOUS.search(low, sentence[0], n.start).start()  # type: ignore[union-attr]
+    words = [SPACES.sub(" ", m.group()) for m in SUBJECT_WORDS_RE.finditer(low, sentence[0], upto)]
+    named = list(dict.fromkeys(SUBJECT_WORDS.get(w, f"cat:{group_of(w)}") for w in words))
+    named = [x for x in named if x in _SUBJECTS_OF_KIND["money"] or x.startswith("cat:")]
+    if len(named) != 2:
+        return None
+    return named[1] if second else named[0]
 
 
 def _versus(low: str, n: Stated) -> bool:
