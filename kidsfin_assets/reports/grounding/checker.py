@@ -115,7 +115,7 @@ from kidsfin_assets.reports.grounding.vocabulary import (
     SUBJECT_WORDS,
     SUBJECT_WORDS_RE,
     group_of,
-    led,
+    lead_all,
 )
 from kidsfin_assets.reports.report_schema import PLACEHOLDER
 from kidsfin_assets.warehouse.tables import TREND_METRICS
@@ -1123,25 +1123,14 @@ def _versus(low: str, n: Stated) -> bool:
 
 # The patterns searched through texts or spans, led by their first characters
 # (`vocabulary.led`): the same matches, found faster.
-(
-    _WEEK_SAID,
-    _COMPARING,
-    _SAID_NEGATIVE,
-    _JOINED,
-    _LACK_BEFORE,
-    _LEFT_BEFORE,
-    _LACK_BRACKETED,
-    _TO_LEVEL,
-) = (
-    led(pattern)
-    for pattern in (
-        _WEEK_SAID,
-        _COMPARING,
-        _SAID_NEGATIVE,
-        _JOINED,
-        _LACK_BEFORE,
-        _LEFT_BEFORE,
-        _LACK_BRACKETED,
-        _TO_LEVEL,
-    )
+lead_all(
+    globals(),
+    "_WEEK_SAID",
+    "_COMPARING",
+    "_SAID_NEGATIVE",
+    "_JOINED",
+    "_LACK_BEFORE",
+    "_LEFT_BEFORE",
+    "_LACK_BRACKETED",
+    "_TO_LEVEL",
 )

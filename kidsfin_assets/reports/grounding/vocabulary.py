@@ -89,6 +89,14 @@ def led(pattern: re.Pattern[str]) -> re.Pattern[str]:
         return pattern
 
 
+def lead_all(namespace: dict[str, Any], *names: str) -> None:
+    """Replace each named pattern of a module (its `globals()`) by `led(pattern)`: for the
+    patterns a module searches through texts or long spans, whose `.pattern` no other
+    pattern is built from."""
+    for name in names:
+        namespace[name] = led(namespace[name])
+
+
 # Directions a stated trend may have, for each *_trend value.
 AGREES: dict[str, frozenset[str]] = {
     "up": frozenset({"up", "new"}),  # a first amount after two empty weeks went up too
@@ -490,33 +498,18 @@ NOT_A_CLAIM = re.compile(
 
 # The patterns searched through whole texts or long spans, led by their first characters
 # (`led`): the same matches, found faster. Their `.pattern` is not built on by another.
-(
-    NUMBER,
-    DIRECTIONS,
-    COMPARES,
-    METRICS,
-    ADVICE,
-    SUBJECT_WORDS_RE,
-    SUBJECT_BEFORE,
-    GOAL_CLAIMS,
-    SPELLED_DAYS,
-    SIGN_BEFORE,
-    NOT_A_CLAIM,
-    MAY_STATE,
-) = (
-    led(pattern)
-    for pattern in (
-        NUMBER,
-        DIRECTIONS,
-        COMPARES,
-        METRICS,
-        ADVICE,
-        SUBJECT_WORDS_RE,
-        SUBJECT_BEFORE,
-        GOAL_CLAIMS,
-        SPELLED_DAYS,
-        SIGN_BEFORE,
-        NOT_A_CLAIM,
-        MAY_STATE,
-    )
+lead_all(
+    globals(),
+    "NUMBER",
+    "DIRECTIONS",
+    "COMPARES",
+    "METRICS",
+    "ADVICE",
+    "SUBJECT_WORDS_RE",
+    "SUBJECT_BEFORE",
+    "GOAL_CLAIMS",
+    "SPELLED_DAYS",
+    "SIGN_BEFORE",
+    "NOT_A_CLAIM",
+    "MAY_STATE",
 )
