@@ -410,8 +410,33 @@ def run_async(
     """One pass over `pages` on an event loop in its own thread; this thread waits for it
     even through interrupts (the answers in flight are paid for and must be recorded).
     Returns the kids not asked because their claim's lease ran out."""
-    with collector_for_a_busy_loop():
-        return _run_async(parts, session, access, in_flight, pages)
+    run = AsyncRun(parts, session, access, in_flight, iter(pages))
+    groups = GroupWriter(parts.recorder, run.records)
+    groups.start()
+    failure: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            with collector_for_a_busy_loop():
+                asyncio.run(run.main())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=loop, name="report-loop")
+    thread.start()
+    interrupted: BaseException | None = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except BaseException as exc:  # Ctrl+C / terminate: start nothing new, drain
+            parts.cancel.set()
+            interrupted = interrupted or exc
+    groups.stop()
+    if interrupted is not None:
+        raise interrupted
+    if failure:
+        raise failure[0]
+    return run.lost
 
 
 # The young generation's threshold while the loop runs (Python's default is 700).
@@ -433,41 +458,6 @@ def collector_for_a_busy_loop() -> Iterator[None]:
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
-
-
-def _run_async(
-    parts: AskingParts,
-    session: ReportSession,
-    access: ApiAccess,
-    in_flight: InFlight,
-    pages: Iterable[list[PendingReport]],
-) -> list[PendingReport]:
-    run = AsyncRun(parts, session, access, in_flight, iter(pages))
-    groups = GroupWriter(parts.recorder, run.records)
-    groups.start()
-    failure: list[BaseException] = []
-
-    def loop() -> None:
-        try:
-            asyncio.run(run.main())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=loop, name="report-loop")
-    thread.start()
-    interrupted: BaseException | None = None
-    while thread.is_alive():
-        try:
-            thread.join()
-        except BaseException as exc:  # Ctrl+C / terminate: start nothing new, drain
-            parts.cancel.set()
-            interrupted = interrupted or exc
-    groups.stop()
-    if interrupted is not None:
-        raise interrupted
-    if failure:
-        raise failure[0]
-    return run.lost
 
 
 class AsyncAsking:
