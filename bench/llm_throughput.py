@@ -515,11 +515,19 @@ BUCKET_RPM = 6_000_000  # 100,000 a second: far above what any process asks, so 
 BUCKET_TPM = 6_000_000_000
 
 
+_READY: Any = None  # each bucket worker's barrier: every process imported and connected
+
+
+def _bucket_ready(barrier: Any) -> None:
+    global _READY
+    _READY = barrier
+
+
 def _bucket_worker(
-    url: str, lease_seconds: float, threads: int, start_at: float, seconds: float
+    url: str, lease_seconds: float, threads: int, seconds: float
 ) -> tuple[int, float]:
-    """Grants (acquire, then settle with fewer tokens) from `threads` threads for `seconds`,
-    and this process's CPU seconds."""
+    """Grants (acquire, then settle with fewer tokens) from `threads` threads for `seconds`
+    once every process is ready, and this process's CPU seconds."""
     import threading
 
     from kidsfin_assets.llm.bucket import SharedRateLimiter
@@ -535,10 +543,12 @@ def _bucket_worker(
     )
     limiter.state()  # table, rows and a connection made before the clock starts
     counts = [0] * threads
-    stop_at = start_at + seconds
+    # Every process starts together, however long the others took to import (8 of them
+    # spawned on 2 cores took longer than a fixed 3 s head start: no grant in the window).
+    _READY.wait()
+    stop_at = time.time() + seconds
 
     def loop(k: int) -> None:
-        time.sleep(max(0.0, start_at - time.time()))
         while time.time() < stop_at:
             limiter.settle(limiter.acquire(1500), 950)
             counts[k] += 1
@@ -561,10 +571,15 @@ def bucket_case(processes: int, threads: int, seconds: float, lease_seconds: flo
 
     with scratch_database(f"bucket_{processes}_{int(lease_seconds * 1000)}") as url:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(processes) as pool:
-            start_at = time.time() + 3.0  # every process imported and connected by then
-            args = [(url, lease_seconds, threads, start_at, seconds)] * processes
+        ready = ctx.Barrier(processes)
+        with ctx.Pool(processes, initializer=_bucket_ready, initargs=(ready,)) as pool:
+            args = [(url, lease_seconds, threads, seconds)] * processes
             per_process = pool.starmap(_bucket_worker, args, chunksize=1)
+            # Let the workers end on their own: the pool's exit terminates them with
+            # SIGTERM, which a process started with SIGTERM ignored (as some job runners
+            # start them) never gets, and the benchmark waited for them for good.
+            pool.close()
+            pool.join()
     grants = sum(n for n, _ in per_process)
     cpu = sum(c for _, c in per_process)
     return {
