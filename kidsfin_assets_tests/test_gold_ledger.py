@@ -279,3 +279,47 @@ def test_superseding_is_an_anti_join_when_the_week_outgrows_work_mem(
                 row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters)
             )
             assert "SubPlan" not in plan, plan
+
+
+def test_batch_ingest_reads_a_chunks_kids_by_index_without_autovacuum(
+    monkeypatch, pg_url, tmp_path
+) -> None:
+    """A chunk of Batch API lines reads the silver rows of its 500 kids. On a server
+    without autovacuum the week's rows were never analysed, and PostgreSQL planned that read
+    as every row of the week with the kids a filter (100,000 kids: 100,000 rows read a
+    chunk, and likewise every report and ledger row stored so far): the ingest analyses the
+    tables it reads before its first chunk, and the kids are an index condition."""
+    import logging
+    import types
+
+    from kidsfin_assets.config.weeks import Week
+    from kidsfin_assets.reports import planning
+    from kidsfin_assets.reports.batches import WeekBatches
+    from kidsfin_assets_tests.test_exports_s3 import copy_silver_kids, week_in_s3
+
+    settings = week_in_s3(monkeypatch, pg_url, str(tmp_path))
+    copy_silver_kids(settings, 12_000)  # never analysed (autovacuum off in the suite)
+    engine = warehouse_engine(settings)
+    week = Week.from_key(W, "UTC")
+    resource = types.SimpleNamespace(resource=None)
+    owner = "test:0:0"
+    batches = WeekBatches(None, resource, engine, W, week.start, "run", logging, owner, "k")
+    batches._store([], lambda lines: None)  # what the ingest does before its first chunk
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    # 50 kids scattered over the week (a chunk's 500 of 100,000, as a share of the week)
+    kids = list(range(1_000_001, 1_012_000, 240))
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with engine.connect() as conn:
+            assert len(planning.silver_rows_of(conn, week, kids)) == 50
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    (statement, parameters), *_ = statements
+    with engine.connect() as conn:
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+    conds = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert any("kid_id = ANY" in line for line in conds), plan

@@ -34,7 +34,12 @@ from kidsfin_assets.reports import ledger
 from kidsfin_assets.reports.answers import Exchange, ReportError, estimate_prompt_tokens
 from kidsfin_assets.reports.openai_client import ReportSession
 from kidsfin_assets.warehouse import db
-from kidsfin_assets.warehouse.tables import openai_batches
+from kidsfin_assets.warehouse.tables import (
+    kid_weekly_analysis,
+    kid_weekly_reports,
+    openai_batches,
+    report_ledger,
+)
 
 ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
@@ -224,6 +229,7 @@ class WeekBatches:
         self.week_key, self.week_start, self.run_id, self.log = week_key, week_start, run_id, log
         self.resource = session.resource
         self.pseudonym_key = pseudonym_key  # the warehouse's id (ledger.warehouse_id)
+        self.chunks_stored = 0  # by this run's collect: the tables are analysed as it grows
 
     # --- collecting --------------------------------------------------------------------
 
@@ -233,6 +239,7 @@ class WeekBatches:
         with self.engine.connect() as conn:
             rows = open_batches(conn, self.week_start)
         ingested = 0
+        self.chunks_stored = 0
         for row in rows:
             batch = self._refresh(row)
             if batch is not None and batch.status in TERMINAL:
@@ -363,9 +370,21 @@ class WeekBatches:
             for answer_id, kid, digest, line in chunk
             if answer_id not in earlier
         ]
+        if self.chunks_stored & (self.chunks_stored - 1) == 0:  # 0, 1, 2, 4, 8, ...
+            self._analyze()
         if fresh:
             record(fresh)
+        self.chunks_stored += 1
         return len(chunk) - len(fresh)
+
+    def _analyze(self) -> None:
+        """Statistics of what each chunk reads (the week's silver rows, its reports and
+        ledger rows of a list of kids), taken before the first chunk and whenever the
+        chunks stored doubled: a server without autovacuum would otherwise plan every
+        chunk's reads as scans of the whole week (100,000 kids: each chunk read the
+        week's 100,000 silver rows and every report and ledger row stored so far)."""
+        with self.engine.begin() as conn:
+            db.analyze_keys(conn, [kid_weekly_analysis, kid_weekly_reports, report_ledger])
 
     def _exchange(self, answer_id: str, line: dict[str, Any]) -> Exchange:
         response = line.get("response") or {}

@@ -456,6 +456,23 @@ def ddl_lock(conn: sa.Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
+def analyze_keys(conn: sa.Connection, tables: list[sa.Table]) -> None:
+    """Refresh PostgreSQL's statistics of the week and kid columns of `tables` (a sample of
+    ~30,000 rows each; the wide columns, reports and answers, are left out: cheaper; no-op on
+    SQLite). Without them (autovacuum off, or not yet run) the planner takes a week for
+    ~0.5% of a table and reads `week_start = w AND kid_id IN (...)` as every row of the
+    week, the IN list a filter: a scan growing with the week for each chunk of kids."""
+    if is_sqlite(conn.engine):
+        return
+    schema = warehouse_schema(conn.engine)
+    quote = conn.dialect.identifier_preparer.quote
+    names = [
+        (f"{quote(schema)}.{quote(t.name)}" if schema else quote(t.name)) + " (week_start, kid_id)"
+        for t in tables
+    ]
+    conn.exec_driver_sql(f"ANALYZE {', '.join(names)}")
+
+
 def week_lock(conn: sa.Connection, layer: str, week_key: str) -> None:
     """Hold, until the caller's transaction ends, the lock of one layer's week: a second
     run of the same week waits here instead of failing on the first one's rows. SQLite's
