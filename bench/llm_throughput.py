@@ -575,9 +575,9 @@ def bucket_case(processes: int, threads: int, seconds: float, lease_seconds: flo
         with ctx.Pool(processes, initializer=_bucket_ready, initargs=(ready,)) as pool:
             args = [(url, lease_seconds, threads, seconds)] * processes
             per_process = pool.starmap(_bucket_worker, args, chunksize=1)
-            # Let the workers end on their own: the pool's exit terminates them with
-            # SIGTERM, which a process started with SIGTERM ignored (as some job runners
-            # start them) never gets, and the benchmark waited for them for good.
+            # Let the workers end on their own: the pool's exit terminates them, which first
+            # takes the task queue's read lock that an idle worker holds while it waits for
+            # a task (CPython's Pool._help_stuff_finish), and the benchmark waited for good.
             pool.close()
             pool.join()
     grants = sum(n for n, _ in per_process)
