@@ -36,10 +36,11 @@ WRITTEN = (
     "ninth",
     "tenth",
     "eleventh",
+    "twelfth",
 )
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
 # then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p,
-# the ninth's q/r, the tenth's s/t, the eleventh's u/v).
+# the ninth's q/r, the tenth's s/t, the eleventh's u/v, the twelfth's w/x).
 # One with fewer is skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
@@ -50,6 +51,7 @@ NEXT_WRITERS = {
     "ninth": "qr",
     "tenth": "st",
     "eleventh": "uv",
+    "twelfth": "wx",
 }
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
