@@ -694,3 +694,54 @@ ELEVENTH_CORPUS_FORMS = [
 @pytest.mark.parametrize(("text", "data", "true"), ELEVENTH_CORPUS_FORMS)
 def test_the_eleventh_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+KID_NO_GOAL = week(savings_goals=[])
+# The twelfth corpus (issue 19): what passed there at first sight, and the true forms it
+# flagged, each said truly and falsely.
+TWELFTH_CORPUS_FORMS = [
+    # a side of zero with its unit: "dưới 0 đ" is the sign, "đưa về lại trên 0 đ" a goal
+    ("Số dư tiết kiệm đang dưới 0 đ.", KID_OWES, True),
+    ("Số dư tiết kiệm đang dưới 0 đ.", KID_A, False),
+    ("Số dư tiết kiệm đang trên 0 đ.", KID_OWES, False),
+    ("Cùng con lên kế hoạch đưa số dư về lại trên 0 đ.", KID_OWES, True),
+    # a ranked list ends where "trong đó" begins
+    (
+        "Ba khoản chi lớn nhất lần lượt là đồ chơi (120.000 đ), đồ ăn vặt (70.000 đ) và đi lại"
+        " (44.000 đ), trong đó đồ chơi chiếm 51% chi tiêu.",
+        KID_A,
+        True,
+    ),
+    (
+        "Ba khoản chi lớn nhất lần lượt là đồ ăn vặt (70.000 đ), đồ chơi (120.000 đ) và đi lại"
+        " (44.000 đ), trong đó đồ chơi chiếm 51% chi tiêu.",
+        KID_A,
+        False,
+    ),
+    # "toàn bộ cho X": the week's spending went to X and nowhere else
+    ("Con tiêu hai trăm ba mươi tư nghìn, toàn bộ cho đồ chơi.", KID_TOYS, True),
+    ("Con tiêu hai trăm ba mươi tư nghìn, toàn bộ cho đồ chơi.", KID_A, False),
+    ("Con tiêu 234.000 đ, tất cả cho đồ ăn vặt.", KID_TOYS, False),
+    # a goal named as the child's, in a week whose data lists none
+    ("Con đang có một mục tiêu tiết kiệm, đạt được 25%.", KID_NO_GOAL, False),
+    ("Mục tiêu tiết kiệm của con đạt được 51%.", KID_NO_GOAL, False),
+    ("Con chưa có mục tiêu tiết kiệm nào.", KID_NO_GOAL, True),
+    ("Con đang có một mục tiêu tiết kiệm, đạt được 25%.", KID_A, True),
+    # ", khoảng X" right after a figure says that figure again, rounded
+    ("Mục tiêu 1 còn thiếu hơn năm mươi nghìn, khoảng 52 nghìn.", KID_A, True),
+    ("Mục tiêu 1 còn thiếu hơn năm mươi nghìn, khoảng 60 nghìn.", KID_A, False),
+    ("Tiền chi là 234.000 đ, khoảng 230 nghìn.", KID_A, True),
+    ("Tiền chi là 234.000 đ, khoảng 120 nghìn.", KID_A, False),
+    ("Thu nhập 120.000 đ, số dư vẫn ổn, khoảng 18 nghìn.", KID_A, True),
+    # a goal's progress in words, then in brackets
+    ("Mục tiêu 1 đã được một phần tư (25%).", KID_A, True),
+    ("Mục tiêu 1 đã được một phần tư (35%).", KID_A, False),
+    # "chi nhiều hơn thu nhập có X thôi": the net flow's deficit
+    ("Con chi tiêu nhiều hơn thu nhập có 114 nghìn đồng thôi.", KID_A, True),
+    ("Con chi tiêu nhiều hơn thu nhập có 14 nghìn đồng thôi.", KID_A, False),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), TWELFTH_CORPUS_FORMS)
+def test_the_twelfth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))

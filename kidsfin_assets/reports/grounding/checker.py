@@ -56,7 +56,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -75,6 +75,7 @@ from kidsfin_assets.reports.grounding.facts import MONEY_METRICS, Facts, Values,
 from kidsfin_assets.reports.grounding.forms import (
     read_bracketed_counts,
     read_from_to,
+    read_goal_absent,
     read_goal_nearness,
     read_goal_open,
     read_goal_state,
@@ -211,6 +212,10 @@ class _Checker:
             if n.value == 1 and _NOT_ONE_DONG.match(low, n.end):  # "không chi một đồng nào"
                 r.mark(n.start, n.end)
                 continue
+            if _ZERO_DONG.fullmatch(low, n.start, n.end) and _SIDE_OF_ZERO.search(
+                low, max(0, n.start - 12), n.start
+            ):
+                continue  # "số dư dưới 0 đ": a side of zero, read by read_zeros
             before = len(self.findings)
             self.number(field, text[n.start : n.end], n)
             flagged = len(self.findings) > before
@@ -222,6 +227,7 @@ class _Checker:
         read_goal_state(r)
         read_goal_nearness(r)
         read_goal_open(r)
+        read_goal_absent(r)
         read_from_to(r)
         read_happened(r)
         read_zeros(r)
@@ -245,10 +251,14 @@ class _Checker:
         and states no change must be this week's. False: the figure could not be placed."""
         if n.sign in ("net-", "+"):  # "chi nhiều hơn nhận 90.000 đ": checked as net_flow
             return True
+        span = text[n.start : n.end]
         clause_start, sentence = clause_of(sentences, n.start)
+        said = _said_again(self.r.stated, low, clause_start, sentence, n)
+        if said is not None:  # "còn thiếu hơn 1 triệu, khoảng 1,18 triệu": as the first
+            n = replace(said, value=n.value, tolerance=n.tolerance, sign=n.sign)
+            clause_start, sentence = clause_of(sentences, n.start)
         week = _week_of(low, clause_start, sentence, n)
         now: bool | str = week if week in ("prev1", "prev2", "past") else week == "now"
-        span = text[n.start : n.end]
         subject = self.subject_of(low, labelled_low, clause_start, n)
         paired = _paired_subject(low, sentence, n)
         if paired is not None:  # "đồ ăn vặt gấp 4 lần đi lại (71k so với 18k)": in order
@@ -722,6 +732,8 @@ _GOAL_COUNT_WORDS = (  # "open" first: "chưa hoàn thành" is not "hoàn thành
 
 _GOAL_COUNT_STOP = re.compile(r"\s(?:và|rồi|nhưng)\s|[,;.(]|$")
 _SIGNED = ("net_flow", "savings_balance")
+_ZERO_DONG = re.compile(r"0\s?(?:đ|đồng|vnd)")
+_SIDE_OF_ZERO = re.compile(r"(?<!\w)(?:trên|dưới|(?:lớn|cao|nhỏ|thấp)\shơn)\s$")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
 _ANY_GOAL = re.compile(r"(?:\s(?:tiết\skiệm|của\scon|của\sbé))*\snào(?!\w)")
 _MONEY_SUBJECT_OF_WORD = {
@@ -780,6 +792,26 @@ _FRONTED = re.compile(
     r"|tuần\srồi|tuần\svừa\srồi))\s*,\s*$"
 )
 _THIS_WEEK_AFTER = re.compile(r"\s(?:(?:so\svới|hơn|hẳn|nhiều|rất\snhiều|khá\snhiều)\s)*tuần\snày")
+# "còn thiếu hơn 1 triệu, khoảng 1,18 triệu": a clause that only says a figure again
+_RESTATED = re.compile(r"\s*(?:khoảng|tức|tức\slà|cỡ|chừng|tương\sđương)\s")
+
+
+def _said_again(
+    stated: list[Stated], low: str, clause_start: int, sentence: tuple[int, int], n: Stated
+) -> Stated | None:
+    """The figure a clause of nothing but "khoảng" and a figure says again, rounded: the
+    last figure of its kind before it in its sentence. None for any other figure."""
+    if not _RESTATED.fullmatch(low, clause_start, n.start):
+        return None
+    before = [
+        m for m in stated if m.kind == n.kind and sentence[0] <= m.start and m.end <= clause_start
+    ]
+    # the clause before ends with it: "thiếu hơn 1 triệu, khoảng ...", not "vẫn tốt, khoảng ..."
+    if not before or low[before[-1].end : clause_start].strip(" ,;:)"):
+        return None
+    return before[-1]
+
+
 _SHARE_IN_BRACKETS = re.compile(
     r"(?:thu\snhập|số\stiền\s(?:con\s)?nhận\sđược|tiền\snhận)\s\((?:tỷ\slệ\s|tỉ\slệ\s)?(?:khoảng\s|gần\s)?$"
 )
@@ -803,8 +835,9 @@ def _ranges_as_about(text: str) -> str:
 _RATIO_BEFORE = re.compile(r"(?:gấp|bằng|hơn)\s(?:khoảng\s|gần\s|hơn\s)?$")
 _GOAL_REACHING = re.compile(
     r"mục\stiêu\s(?P<goal>\d+)(?:\s\([^)]*\))?(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*?(?:đạt|hoàn\sthành|tiến\sđộ|được)"
-    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến|đúng|đủ|chưa|mới|chỉ))*(?:(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*,\s(?:khoảng|tức|tức\slà"
-    r"|tương\sđương|cỡ|chừng)(?:\s(?:khoảng|gần|hơn))?)?\s*$"
+    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến|đúng|đủ|chưa|mới|chỉ))*(?:(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*"
+    # "..., khoảng 55 %", "... hơn một nửa (55 %)": the same progress again, in figures
+    r"(?:,\s(?:khoảng|tức|tức\slà|tương\sđương|cỡ|chừng)|\s?\()(?:\s?(?:khoảng|gần|hơn))?)?\s*$"
 )
 _TARGET_OF = re.compile(
     r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|(?:có\s)?số\stiền\s|cần\s|)"
@@ -847,7 +880,13 @@ _COMPARING = re.compile(
 _OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so\svới\stổng)\s*$")
 _OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
 _CASUAL_WORDS = {"ko": "không", "k0": "không", "hông": "không", "hok": "không", "vô": "vào"}
-_CASUAL = re.compile(r"(?<!\w)(?:ko|k0|hông|hok|vô)(?!\w)", re.IGNORECASE)
+# "vô" only where it means "into" ("tiền vô", "gửi vô tiết kiệm", "vô app"), not in "vô cùng"
+_CASUAL = re.compile(
+    r"(?<!\w)(?:ko|k0|hông|hok"
+    r"|(?:(?<=tiền\s)|(?<=gửi\s)|(?<=dành\s)|(?<=kiệm\s)|(?<=nạp\s)|(?<=thêm\s)|(?<=cất\s))vô"
+    r"|vô(?=\s(?:app|ứng\sdụng|tiết\skiệm|heo|quỹ|tài\skhoản)(?!\w)))(?!\w)",
+    re.IGNORECASE,
+)
 _NET_BEFORE = re.compile(r"(?:dòng\stiền|ròng|(?<!số\s)(?<!\w)dư(?:\sra|\slại)?\s*$)[^.;:]*$")
 # "tuần trước chi hơn 13 triệu": a bound on the figure, not two things compared
 _BOUND = re.compile(

@@ -813,6 +813,8 @@ def read_happened(r: Reading) -> None:
     _goal_set_claims(r)
     if r.advice_field:
         return  # each event below would be skipped as advice
+    for m in _ALL_FOR.finditer(r.low):
+        _check_all_for(r, m)
     future: dict[Span, bool] = {}
     for m in _EVENT.finditer(r.low):
         negated = bool(m.group("neg"))
@@ -941,6 +943,34 @@ def _check_only(r: Reading, m: re.Match[str], end: int) -> None:
         r.flag("wrong_event", m.start(), end, f"{said!r}: spent on {', '.join(sorted(spent))}")
 
 
+# "con tiêu 7.000 đ, toàn bộ cho đồ ăn vặt": all of the week's spending went there
+_ALL_FOR = re.compile(
+    r"(?<!\w)(?:toàn\sbộ|tất\scả)(?:\s(?:số\stiền|tiền|chi\stiêu|khoản\schi|đều))*"
+    r"(?:\s(?:là|đã))?\s(?:dành\s)?(?:cho|vào)\s"
+)
+
+
+def _check_all_for(r: Reading, m: re.Match[str]) -> None:
+    """ "Toàn bộ cho X (và Y)": the categories its clause names after it, and no other."""
+    _clauses, clause = r.locate(m.start())
+    if _in_advice(r, clause, m.start()):
+        return
+    found = [
+        x for x in mentions_in(r, m.end(), clause[1]) if x.metric and x.metric.startswith("cat:")
+    ]
+    if not found or found[0].start > m.end() + 2:
+        return  # "tất cả cho mục tiêu 1": no category follows
+    named = {x.metric[4:] for x in found if x.metric}
+    spent = {group for group, amount in r.facts.ranking if amount > 0}
+    if named == spent:
+        r.mark(m.start(), found[-1].end)
+        return
+    said = r.text[m.start() : found[-1].end]
+    r.flag(
+        "wrong_event", m.start(), found[-1].end, f"{said!r}: spent on {', '.join(sorted(spent))}"
+    )
+
+
 def _check_only_these(r: Reading, m: re.Match[str], clause: Span) -> None:
     """ "Chỉ chi cho X (và Y)": spending on those its clause names after the verb, no other."""
     end = r.locate(m.start())[0][-1][1]  # "chỉ chi cho đồ chơi, ăn vặt và đi lại": a list
@@ -1059,6 +1089,9 @@ def read_ranking(r: Reading) -> None:
         among = _AMONG.search(r.low, first, ranks[0].start())
         if among:  # "chi cho ăn uống 43k và trò chơi 39k, trong đó ăn uống là khoản lớn nhất"
             named = [x for x in named if x.start >= among.end()] or named
+        among_after = _AMONG.search(r.low, ranks[-1].end(), last)
+        if among_after:  # "3 khoản lớn nhất là X, Y và Z, trong đó X chiếm 54 %": X, Y, Z
+            named = [x for x in named if x.start < among_after.start()] or named
         groups = [x.metric[4:] for x in named if x.metric]
         top_k = _TOP_K.search(r.low, first, last)
         then = next((m for m in ranks if m.group() in _THEN_RANK), None)
@@ -1227,7 +1260,9 @@ _ZERO = re.compile(
     r"(?<!\w)(?P<hedge>gần\snhư\s|gần\s|xấp\sxỉ\s|suýt\s)?"
     r"(?:(?:(?:bằng|là|ở\smức|mức|về|còn|xuống|lên|lại)\s)?(?P<side>(?P<above>trên|lớn\shơn|cao\shơn)"
     r"|dưới|nhỏ\shơn|thấp\shơn)\s|(?:bằng|là|ở\smức|mức|về|còn|=|xuống|thành)\s)"
-    r"(?P<zero>0(?!\d|[.,]\d)(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
+    # "số dư dưới 0 đ", "đưa số dư về lại trên 0 đ": with a side, zero may name its unit
+    r"(?P<zero>0(?!\d|[.,]\d)(?(side)(?:\s?(?:đ|đồng|vnd)(?!\w))?)"
+    r"(?!\s?(?:%|đ|đồng|vnd|ngày|giao|sự|k|nghìn|ngàn|triệu)(?!\w))"
     r"|(?<=bằng\s)không(?=\s*(?:$|[.,;!)])))"  # "hai tuần trước đều bằng không"
 )
 

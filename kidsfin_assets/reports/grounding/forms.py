@@ -273,3 +273,25 @@ def read_from_to(r: Reading) -> None:
         else:
             for g, _w, _v in values:
                 r.mark(m.start(g), m.end(g))
+
+
+# --- a goal said of a week whose data lists none (the twelfth corpus) --------------------------
+
+_A_GOAL = re.compile(r"(?<!\w)mục\stiêu(?!\w)")
+_NO_GOAL = re.compile(r"(?<!\w)(?:chưa|không|chẳng)(?!\w)")
+
+
+def read_goal_absent(r: Reading) -> None:
+    """ "Con đang có một mục tiêu tiết kiệm, đạt được 60 %" when the data lists no goal: a
+    goal named as the child's is a claim that one exists, unless its clause denies it
+    ("chưa có mục tiêu nào") or it is advice or a purpose ("nên đặt một mục tiêu")."""
+    if r.advice_field or r.facts.data.get("savings_goals") or "mục tiêu" not in r.labelled:
+        return
+    for m in _A_GOAL.finditer(r.labelled):
+        _clauses, clause = r.locate(m.start())
+        if r.is_read(m.start(), m.end()) or _NO_GOAL.search(r.labelled, clause[0], m.start()):
+            continue
+        if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+            continue
+        said = r.text[clause[0] : clause[1]].strip()
+        r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: the data lists no savings goal")

@@ -312,7 +312,8 @@ SIGN_BEFORE = re.compile(
     # "chi nhiều hơn nhận 77.000 đ": the net flow is -77.000
     r"(?P<net>(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
     r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*"
-    r"(?:,\s(?:âm|lố|hụt|vượt|thâm\shụt)\s)?(?:là\s|khoảng\s)?$)"  # "..., lố khoảng 13 nghìn"
+    # "..., lố khoảng 13 nghìn", "... thu nhập có 3 nghìn thôi"
+    r"(?:,\s(?:âm|lố|hụt|vượt|thâm\shụt)\s)?(?:là\s|khoảng\s|(?:chỉ\s)?có\s)?$)"
     r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)(?:\s(?:tới|đến|mất|hết))?\s*$)"
     r"|(?P<pos>(?:(?<!\w)dương|(?<!số\s)(?<!\w)dư(?:\sra)?|(?:nhận|thu\snhập|thu)\snhiều\shơn\s"
     r"(?:chi\stiêu|chi|tiêu))\s*(?:là\s)?$)"
