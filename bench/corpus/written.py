@@ -37,10 +37,11 @@ WRITTEN = (
     "tenth",
     "eleventh",
     "twelfth",
+    "thirteenth",
 )
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
 # then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p,
-# the ninth's q/r, the tenth's s/t, the eleventh's u/v, the twelfth's w/x).
+# the ninth's q/r, the tenth's s/t, the eleventh's u/v, the twelfth's w/x, the thirteenth's y/z).
 # One with fewer is skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
@@ -52,6 +53,7 @@ NEXT_WRITERS = {
     "tenth": "st",
     "eleventh": "uv",
     "twelfth": "wx",
+    "thirteenth": "yz",
 }
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
