@@ -840,7 +840,7 @@ _GOAL_REACHING = re.compile(
     r"(?:,\s(?:khoảng|tức|tức\slà|tương\sđương|cỡ|chừng)|\s?\()(?:\s?(?:khoảng|gần|hơn))?)?\s*$"
 )
 _TARGET_OF = re.compile(
-    r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|(?:có\s)?số\stiền\s|cần\s|)"
+    r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|,\s|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|(?:có\s)?số\stiền\s|cần\s|)"
     r"(?:(?:khoảng|hơn|gần|trên|dưới|chưa\sđến)\s)?$"
 )
 _SUBJECT_AFTER = re.compile(

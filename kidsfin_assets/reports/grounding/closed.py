@@ -401,8 +401,10 @@ _RESTATES = re.compile(
     r"\s*(?:tức\slà|tức|nghĩa\slà|hay|tương\sđương|gần|khoảng|hơn|xấp\sxỉ|gấp|bằng)(?!\w)"
 )
 _RATE_SAID = re.compile(r"(?<!\w)t[ỷỉ]\slệ\s(?:tiết\skiệm|để\sdành)(?!\w)")
+# the last goal named before it: "mục tiêu 1 đủ tiền rồi, mục tiêu 2 được khoảng hai phần ba"
 _GOAL_REACHED_BEFORE = re.compile(
-    r"mục\stiêu\s(?P<n>\d+)[^.;]*?(?:đạt|hoàn\sthành|được|tiến\sđộ)[^.;]*$"
+    r"mục\stiêu\s(?P<n>\d+)(?:(?!mục\stiêu\s\d)[^.;])*?(?:đạt|hoàn\sthành|được|tiến\sđộ)"
+    r"(?:(?!mục\stiêu\s\d)[^.;])*$"
 )
 
 
@@ -718,7 +720,9 @@ _NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
-    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất)(?=(?:\sthêm)?(?:\stiền)?\svào\s(?:tiết\skiệm|heo|ống|quỹ))|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
+    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất|chuyển)(?=(?:\sthêm|\smột\sphần)?(?:\stiền)?\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
+    r"|đụng(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"  # withdrew
+    r"|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
@@ -737,6 +741,8 @@ _VERB_METRIC = {
     "bỏ": "saving_total",  # "bỏ thêm tiền vào tiết kiệm"
     "nạp": "saving_total",
     "cất": "saving_total",
+    "chuyển": "saving_total",  # "chuyển một phần tiền vào tiết kiệm"
+    "đụng": "withdrawal_total",  # "không đụng tới tiền tiết kiệm"
     "dùng": "active_days",
     "mở": "active_days",
     "vào": "active_days",
@@ -787,6 +793,12 @@ _GOAL_SET = re.compile(
     r"mục\stiêu\s(?P<n>\d+)[^.,;]*?(?P<neg>chưa\s|không\s)?(?:được\s(?:con\s|bé\s)?|mới\s|vừa\s|đã\s)"
     r"(?:được\s)?đặt(?!\w)"
 )
+# "..., nên đặt mục tiêu", "cùng con đặt một mục tiêu mới": advice, not an event
+_SHOULD = re.compile(r"(?<!\w)(?:nên|cần|hãy|để|muốn|cùng\s(?:con|bé|em|\[\[kid\]\]))\s$")
+_SETS_GOAL = re.compile(
+    r"(?<!\w)(?P<neg>(?:chưa|không)\s)?(?:(?:đã|vừa|mới|có)\s)?đặt(?:\sthêm)?\smục\stiêu\s(?P<n>\d+)"
+    r"(?!\d)"
+)
 _ACTIVITY = re.compile(r"(?:vào|dùng|mở)\s(?:app|ứng\sdụng)|hoạt\sđộng")
 _NOUN_BEFORE = re.compile(r"(?:ngày|độ|số)\s$")  # "số ngày hoạt động": a noun, not a verb
 
@@ -796,7 +808,13 @@ def _goal_set_claims(r: Reading) -> None:
     if "đặt" not in r.labelled:
         return
     goals = {str(g.get("goal")): g for g in r.facts.data.get("savings_goals") or []}
-    for m in _GOAL_SET.finditer(r.labelled):
+    for m in [*_GOAL_SET.finditer(r.labelled), *_SETS_GOAL.finditer(r.labelled)]:
+        if m.re is _SETS_GOAL:  # "con đặt thêm mục tiêu 2": set this week, unless advice
+            clauses, clause = r.locate(m.start())  # or another week is named
+            weeks = {w.lastgroup for w in week_refs(r.low, clauses[0][0], clauses[-1][1])}
+            advice = _in_advice(r, clause, m.start()) or _SHOULD.search(r.low, 0, m.start())
+            if r.advice_field or advice or weeks - {"now"}:
+                continue
         goal = goals.get(f"mục tiêu {m.group('n')}")
         created = bool(goal and goal.get("created_in_week"))
         if created != bool(m.group("neg")):
@@ -822,6 +840,8 @@ def read_happened(r: Reading) -> None:
             not negated
             and not _AFFIRMED.search(r.low, max(0, m.start() - 8), m.start())
             and not _ACTIVITY.match(r.low, m.start())
+            # "con đặt một mục tiêu mới" holds no figure to check instead ("nên đặt": advice)
+            and not (m.group("verb").startswith("đặt") and not _SHOULD.search(r.low, 0, m.start()))
             and not (r.low.endswith("phải ", 0, m.start()) and _said_of_a_week(r, m))
         ):
             continue  # "con chi 31.000 đ": the figure is what is checked

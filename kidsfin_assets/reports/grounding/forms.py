@@ -105,13 +105,16 @@ def read_per_hundred(r: Reading) -> None:
 
 # --- two bare counts in brackets (the ninth corpus) -----------------------------------------
 
-_PAIR = re.compile(r"\((?P<a>\d+)\s(?:so\svới|và|với)\s(?P<b>\d+)\)")
+# "(8 so với 1)", or closing its sentence after a comma: "..., 15 so với 26." (the thirteenth)
+_PAIR = re.compile(
+    r"(?:\(|(?<=,\s))(?P<a>\d+)\s(?:so\svới|và|với)\s(?P<b>\d+)(?:\)|(?=\s*(?:[.;!]|$)))"
+)
 
 
 def read_bracketed_counts(r: Reading) -> None:
     """ "Số giao dịch gấp 8 lần tuần rồi (8 so với 1)": the count its sentence names, this
     week's, then the week's it names before the bracket."""
-    if "(" not in r.low:
+    if "(" not in r.low and "so với" not in r.low:
         return
     for m in _PAIR.finditer(r.low):
         clauses, _ = r.locate(m.start())

@@ -227,7 +227,7 @@ SUBJECT_WORDS: dict[str, str] = {
 _FILLER = (
     r"là|đạt|được|có|khoảng|vào|ở|mức|tổng|cộng|hết|tuần|này|trong|của|\[\[kid\]\]|hiện|"
     r"đang|chỉ|tất|cả|gần|với|con|bé|em|đã|vừa|chiếm|tiền|số|ra|còn|lên|tới|đến|vẫn|cũng|lại|"
-    r"đều|âm|dương|rơi|ròng|tính|ước|xấp|xỉ|tầm|cỡ|chừng|tích|lũy|luỹ|giờ|bây"
+    r"đều|âm|dương|rơi|ròng|tính|ước|xấp|xỉ|tầm|cỡ|chừng|tích|lũy|luỹ|giờ|bây|thêm"
 )
 
 
@@ -263,7 +263,9 @@ RATE_AFTER = re.compile(
 # does not states this week's figures.
 COMPARES = re.compile(
     r"(?<!\w)(?:tuần\strước|tuần\srồi|trước\sđó|hai\stuần|2\stuần|trung\sbình|so\svới|hơn|tăng"
-    r"|giảm|chênh|thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|từ|thêm|bớt|bằng|như|gấp|nửa)(?!\w)"
+    # "gửi thêm 25k": the week's deposit, not a change ("tăng thêm 5k" compares by "tăng")
+    r"|giảm|chênh|thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|từ|(?<!gửi\s)thêm|bớt|bằng|như"
+    r"|gấp|nửa)(?!\w)"
 )
 
 
@@ -351,7 +353,9 @@ BOUNDARIES = re.compile(
     # "Chi tiêu giảm so với hai tuần trước: thấp hơn ...": what follows a colon explains it
     r"|(?P<clause>(?<=[,:])\s|(?<=\s)(?:[-–]\s|(?=(?:nhưng|trong\skhi|tuy\snhiên|song)\s)"
     # "chỉ còn 106k" is no new clause (the lookbehinds after the lookahead: tried less often)
-    r"|(?=còn\s)(?<!chỉ\s)(?<!vẫn\s)(?<!đã\s)(?<!cũng\s)(?<!hiện\s)))"
+    # nor "số dư còn khoảng 1,1 triệu": "còn" before a figure is its level, not "while"
+    r"|(?=còn\s(?!(?:(?:khoảng|gần|hơn|chừng|tầm|cỡ|đúng)\s)?\d))"
+    r"(?<!chỉ\s)(?<!vẫn\s)(?<!đã\s)(?<!cũng\s)(?<!hiện\s)))"
     r")"
 )
 
