@@ -62,7 +62,6 @@ def measure(kids: int, server: FakeServer, workdir: Path) -> dict[str, Any]:
             server.base_url,
             home,
             workdir / "exports",
-            KIDSFIN_OPENAI__CONCURRENCY="async",
             KIDSFIN_OPENAI__MAX_CONCURRENT=str(MAX_CONCURRENT),
             KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS="0.25",
             KIDSFIN_OPENAI__REQUESTS_PER_MINUTE=str(UNBOUNDED_RPM),

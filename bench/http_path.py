@@ -1,15 +1,17 @@
 """The async client's HTTP path alone: CPU a request of the SDK over its transport.
 
 N chat requests sent as the async writer sends them (`AsyncRun._post`: clients of 16
-connections from `transport.http_client`, the body as `extra_body`, the answer read as
-a stream), C in flight, against the suite's server in a subprocess; no Dagster, no
-warehouse, no grounding. Prints this process's and the server's CPU a request, the
-transport the clients used and TCP connections opened. Used to measure, one thing changed
+connections from `transport.http_client`, the body's bytes through the SDK's `post`, the
+answer read as a stream; `--call typed`: through `chat.completions.create`, as before),
+C in flight, against the suite's server in a subprocess; no Dagster, no warehouse, no
+grounding. Prints this process's and the server's CPU a request, the transport the clients
+used and TCP connections opened. Used to measure, one thing changed
 at a time, what tier5's figure depends on (bench/README.md, tier5): the transport
 (`--transport httpx2`), the C speedups (`AIOHTTP_NO_EXTENSIONS=1 ...`), the interpreter,
 the packages (run it with another venv's python).
 
     python -m bench.http_path [--requests 3000] [--in-flight 500] [--transport aiohttp]
+        [--call raw|typed]
 """
 
 from __future__ import annotations
@@ -78,22 +80,44 @@ def _clients(base_url: str, in_flight: int, transport: str) -> list[openai.Async
     ]
 
 
-async def _send(server: FakeServer, requests: int, in_flight: int, transport: str) -> dict:
+async def _send(
+    server: FakeServer, requests: int, in_flight: int, transport: str, call: str
+) -> dict:
     clients = _clients(server.base_url, in_flight, transport)
     slots = asyncio.Semaphore(in_flight)
 
-    async def one(i: int) -> None:
+    async def typed(client: openai.AsyncOpenAI) -> bytearray:
+        """As the async writer sent them before stop 27: the SDK's typed `create`."""
         body = dict(BODY)
-        model = body.pop("model")
-        client = clients[i % len(clients)]
+        received = bytearray()
+        async with client.chat.completions.with_streaming_response.create(
+            model=body.pop("model"), messages=[], extra_body=body, timeout=30.0
+        ) as response:
+            async for chunk in response.iter_bytes():
+                received.extend(chunk)
+        return received
+
+    async def raw(client: openai.AsyncOpenAI) -> bytearray:
+        """As `AsyncRun._post` sends them: the body's bytes through the SDK's `post`."""
+        received = bytearray()
+        response = await client.post(
+            "/chat/completions",
+            cast_to=httpx2.Response,
+            content=json.dumps(BODY, ensure_ascii=False, separators=(",", ":")).encode(),
+            options={"timeout": 30.0, "headers": async_writer._STREAMED},
+        )
         try:
-            async with client.chat.completions.with_streaming_response.create(
-                model=model, messages=[], extra_body=body, timeout=30.0
-            ) as response:
-                received = bytearray()
-                async for chunk in response.iter_bytes():
-                    received.extend(chunk)
-            json.loads(received)
+            async for chunk in response.aiter_bytes():
+                received.extend(chunk)
+        finally:
+            await response.aclose()
+        return received
+
+    send = typed if call == "typed" else raw
+
+    async def one(i: int) -> None:
+        try:
+            json.loads(await send(clients[i % len(clients)]))
         finally:
             slots.release()
 
@@ -128,6 +152,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--in-flight", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.5, help="the server's, seconds")
     parser.add_argument("--transport", choices=("aiohttp", "httpx2"), default="aiohttp")
+    parser.add_argument(
+        "--call",
+        choices=("raw", "typed"),
+        default="raw",
+        help="raw: the body's bytes through client.post (the writer's); typed: chat.completions",
+    )
     args = parser.parse_args(argv)
     connects = 0
     connect = socket.socket.connect
@@ -141,14 +171,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with FakeServer() as server:
         server.configure(latency=args.latency, jitter=0.0, max_recorded=100)
         load = environment.load_average()[0]
-        out = asyncio.run(_send(server, args.requests, args.in_flight, args.transport))
+        out = asyncio.run(_send(server, args.requests, args.in_flight, args.transport, args.call))
     out.update(
         connections_opened=connects,
         load_average=f"{load} -> {environment.load_average()[0]}",
         python_loop_ms=min(environment.reference_ms() for _ in range(3)),
     )
     print(
-        f"{out['transport']}: {args.requests} requests, {args.in_flight} in flight, "
+        f"{out['transport']}, {args.call} call: {args.requests} requests, "
+        f"{args.in_flight} in flight, "
         f"{out['requests_per_s']}/s; CPU ms a request: this process "
         f"{out['client_user_ms']} user + {out['client_system_ms']} system, server "
         f"{out['server_user_ms']} + {out['server_system_ms']}; {connects} connections; "

@@ -69,7 +69,7 @@ class Case:
     latency: float | None = None
     jitter: float | None = None
     max_concurrent: int | None = None
-    client: str = "threads"
+    client: str = "async"  # the only client since stop 27 (results before say "threads")
     lease_seconds: float = 0.0
     # False: the client's defaults (async, max_concurrent and the lease auto); `client`
     # and `lease_seconds` then say what auto is expected to pick.
@@ -126,7 +126,6 @@ def client_env(case: Case, p: Plan) -> dict[str, str]:
     }
     if case.knobs:
         env["KIDSFIN_OPENAI__MAX_CONCURRENT"] = str(case.max_concurrent or p.max_concurrent)
-        env["KIDSFIN_OPENAI__CONCURRENCY"] = case.client
         env["KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS"] = str(case.lease_seconds)
     return env
 

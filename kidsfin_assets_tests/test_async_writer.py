@@ -1,4 +1,4 @@
-"""The async client's own edges (openai.concurrency: async), against real PostgreSQL, real HTTP
+"""The async client's own edges (the only client), against real PostgreSQL, real HTTP
 to the suite's server and a real Dagster run."""
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ import gc
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import aiohttp
 from openai._vendor.httpx_aiohttp import AiohttpTransport
@@ -20,7 +18,6 @@ from kidsfin_assets.reports.async_writer import (
     AsyncRun,
     collector_for_a_busy_loop,
 )
-from kidsfin_assets.reports.claims_keeper import ClaimsKeeper
 from kidsfin_assets_tests.helpers import materialize_week
 from kidsfin_assets_tests.test_gold_reports import W, gold_meta, reports, setup_week
 
@@ -39,7 +36,6 @@ def test_a_grant_held_past_its_lease_is_not_sent(monkeypatch, pg_url, server) ->
         pg_url,
         server,
         100,
-        KIDSFIN_OPENAI__CONCURRENCY="async",
         KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
         KIDSFIN_OPENAI__REQUESTS_PER_MINUTE="60",
         KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="2",
@@ -62,40 +58,6 @@ def test_a_grant_held_past_its_lease_is_not_sent(monkeypatch, pg_url, server) ->
     assert server.stats.over_limit == 0
 
 
-def test_a_grant_held_past_its_lease_is_not_sent_by_a_thread(monkeypatch, pg_url, server) -> None:
-    """The same on threads with leased blocks: a claim renewal that takes 2.5 s between the
-    grant and the request (a warehouse slow to answer) must not send the stale grant."""
-    server.configure(rpm=60, window_seconds=2, latency=0.05)
-    settings, ids = setup_week(
-        monkeypatch,
-        pg_url,
-        server,
-        100,
-        KIDSFIN_OPENAI__CONCURRENCY="threads",
-        KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
-        KIDSFIN_OPENAI__REQUESTS_PER_MINUTE="60",
-        KIDSFIN_OPENAI__RATE_LIMIT_PERIOD_SECONDS="2",
-        KIDSFIN_OPENAI__MAX_CONCURRENT="100",
-    )
-    still_holds = ClaimsKeeper.still_holds
-    delayed: list[int] = []
-    lock = threading.Lock()
-
-    def slow_renewal(self: ClaimsKeeper, kid: int) -> bool:
-        with lock:
-            late = len(delayed) < 30
-            delayed.append(kid)
-        if late:
-            time.sleep(2.5)
-        return still_holds(self, kid)
-
-    monkeypatch.setattr(ClaimsKeeper, "still_holds", slow_renewal)
-    assert materialize_week(settings, W, selection="group:gold").success
-    assert len(delayed) >= 30
-    assert sorted(r["kid_id"] for r in reports(settings)) == ids
-    assert server.stats.over_limit == 0
-
-
 def test_every_request_goes_through_aiohttp_with_its_c_extensions(
     monkeypatch, pg_url, server
 ) -> None:
@@ -108,7 +70,6 @@ def test_every_request_goes_through_aiohttp_with_its_c_extensions(
         pg_url,
         server,
         12,
-        KIDSFIN_OPENAI__CONCURRENCY="async",
         KIDSFIN_OPENAI__RATE_LIMIT_LEASE_SECONDS=str(LEASE),
     )
     handle = AiohttpTransport.handle_async_request

@@ -1,5 +1,5 @@
 """The one attempt policy (llm/attempts.py), on its own: pure decisions, no I/O, no clock.
-Both clients (threads and the event loop) drive it, so these are the retry, re-ask, flex
+The event loop drives it (and the Batch API its retries), so these are the retry, re-ask, flex
 fallback, back-off and fail-fast rules of every request."""
 
 from __future__ import annotations

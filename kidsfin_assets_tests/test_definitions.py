@@ -212,14 +212,7 @@ def failed_run_message(settings: Settings, selection: str, override: dict[str, A
             "warehouse.schema_name: 'kidsfin; drop' is not a schema name",
             "group:silver",
         ),
-        # each ran before: as threads, as sync, or failing inside the step
-        (
-            "openai",
-            "concurrency",
-            "asyncio",
-            "openai.concurrency: must be 'threads' or 'async', got 'asyncio'",
-            "group:gold",
-        ),
+        # each ran before: as sync, or failing inside the step
         (
             "openai",
             "api",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import httpx2
 import pytest
 import sqlalchemy as sa
 
@@ -181,7 +182,12 @@ def test_an_absurd_usage_is_settled_in_the_shared_bucket_as_one_request(
     messages = [{"role": "user", "content": "<data>{}</data>"}]
     with dg.build_resources({"openai": settings.openai}) as built:
         session = built.openai.session(engine, load_prompt(), Usage(), threading.Event())
-        exchange = session.generate(messages, record=lambda _: None, acquire=lambda grant: grant())
+        # One request as the event loop makes it: reserved, sent, read and settled
+        reservation = session.limiter.acquire(session.reserve_tokens(messages))
+        body = built.openai.client.post(
+            "/chat/completions", cast_to=httpx2.Response, body=session.request_body(messages)
+        ).content
+        exchange = session.answered("absurd", body, messages, reservation)
         session.close()  # leased: the settlement goes with the last statement
     assert exchange.prompt_tokens == ABSURD_PROMPT_TOKENS  # recorded as the server claims it
     limiter = session.limiter

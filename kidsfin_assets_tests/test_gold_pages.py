@@ -31,9 +31,8 @@ def pages_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
-@pytest.mark.parametrize("client", ["threads", "async"])
 def test_a_week_of_several_pages_is_written_and_paid_once(
-    monkeypatch, pg_url, server, pages_read, client
+    monkeypatch, pg_url, server, pages_read
 ) -> None:
     settings, ids = setup_week(
         monkeypatch,
@@ -41,7 +40,6 @@ def test_a_week_of_several_pages_is_written_and_paid_once(
         server,
         25,
         KIDSFIN_OPENAI__MAX_CONCURRENT="1",
-        KIDSFIN_OPENAI__CONCURRENCY=client,
     )
     result = materialize_week(settings, W, selection="group:gold")
     assert result.success

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kidsfin_assets.config.settings import SettingsError
+from kidsfin_assets.config.settings import RetiredSettingWarning, SettingsError
 from kidsfin_assets.defs.resources import load_settings
 from kidsfin_assets.llm.in_flight import (
     AUTO_LEASE_SECONDS,
@@ -16,7 +16,7 @@ from kidsfin_assets.llm.in_flight import (
     InFlight,
     auto_lease_seconds,
 )
-from kidsfin_assets.reports.openai_client import MAX_THREADS, largest_request_tokens
+from kidsfin_assets.reports.openai_client import largest_request_tokens
 from kidsfin_assets.reports.prompt import load_prompt
 
 # A small model's published tiers: (requests, tokens) a minute.
@@ -61,28 +61,25 @@ def test_tier1_stays_gentle() -> None:
     assert in_flight.limit() <= 30
 
 
-def test_a_set_max_concurrent_is_kept_and_threads_are_capped() -> None:
+def test_a_set_max_concurrent_is_kept_and_the_cap_holds() -> None:
     in_flight = sized(TIER5, fixed=40)
     settle(in_flight, 3.0)
     assert in_flight.limit() == in_flight.highest(60) == 40
-    threads = sized(TIER5, cap=MAX_THREADS)
-    assert threads.highest(3.0) == MAX_THREADS
+    assert sized(TIER5, fixed=10_000).limit() == MAX_IN_FLIGHT
+    assert sized(TIER5).highest(3600.0) == MAX_IN_FLIGHT
 
 
-def test_the_bucket_is_leased_by_the_event_loop_and_above_20_requests_a_second() -> None:
-    """The event loop always leases (its grants are sent by a deadline or asked again);
-    threads lease above 20 requests a second."""
-    assert auto_lease_seconds(TIER1[0], 60.0, "threads") == 0.0
-    assert auto_lease_seconds(1_200, 60.0, "threads") == 0.0  # 20 a second
-    assert auto_lease_seconds(TIER5[0], 60.0, "threads") == AUTO_LEASE_SECONDS
-    assert auto_lease_seconds(60, 2.0, "threads") == AUTO_LEASE_SECONDS  # 30 a second
-    assert auto_lease_seconds(TIER1[0], 60.0, "async") == AUTO_LEASE_SECONDS
-    assert auto_lease_seconds(60, 0.4, "async") == 0.1  # a block well inside a short window
+def test_the_bucket_is_leased_at_every_rate() -> None:
+    """The event loop always leases (its grants are sent by a deadline or asked again), in
+    blocks well inside the limit's window."""
+    assert auto_lease_seconds(60.0) == AUTO_LEASE_SECONDS
+    assert auto_lease_seconds(2.0) == AUTO_LEASE_SECONDS
+    assert auto_lease_seconds(0.4) == 0.1
 
 
 def test_auto_is_the_default_and_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     openai = load_settings().openai
-    assert (openai.concurrency, openai.max_concurrent) == ("async", None)
+    assert openai.max_concurrent is None
     assert openai.rate_limit_lease_seconds is None
     assert openai.lease_seconds() == AUTO_LEASE_SECONDS  # the event loop leases
     monkeypatch.setenv("KIDSFIN_OPENAI__REQUESTS_PER_MINUTE", "30000")
@@ -99,11 +96,17 @@ def test_auto_is_the_default_and_a_setting(monkeypatch: pytest.MonkeyPatch) -> N
     assert load_settings().openai.max_concurrent is None
 
 
-def test_threads_still_refuse_more_than_256(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KIDSFIN_OPENAI__CONCURRENCY", "threads")
-    monkeypatch.setenv("KIDSFIN_OPENAI__MAX_CONCURRENT", "300")
-    with pytest.raises(SettingsError, match="300 needs concurrency: async"):
-        load_settings()
-    monkeypatch.setenv("KIDSFIN_OPENAI__MAX_CONCURRENT", "auto")  # sized, at most 256
-    openai = load_settings().openai
-    assert openai.in_flight(load_prompt()).cap == MAX_THREADS
+def test_the_threaded_client_is_refused_saying_it_was_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`openai.concurrency: threads` (or the older `openai.client`) names a client that no
+    longer exists: refused, saying so; `async`, the one value that still means what it did,
+    is accepted with a warning to delete it."""
+    for variable in ("KIDSFIN_OPENAI__CONCURRENCY", "KIDSFIN_OPENAI__CLIENT"):
+        monkeypatch.setenv(variable, "threads")
+        with pytest.raises(SettingsError, match="the threaded client was removed"):
+            load_settings()
+        monkeypatch.setenv(variable, "async")
+        with pytest.warns(RetiredSettingWarning, match="delete the setting"):
+            assert load_settings().openai.in_flight(load_prompt()).cap == MAX_IN_FLIGHT
+        monkeypatch.delenv(variable)

@@ -153,7 +153,7 @@ OLD_FILE = {
     "silver": {"max_shrink_share": 0.4},
     "retry": {"max_attempts": 3, "step_max_retries": 1},
     "checks": {"min_grounded_share": 0.9},
-    "openai": {"client": "async", "mode": "auto", "batch_size": 10},
+    "openai": {"mode": "auto", "batch_size": 10},
     "warehouse": {"schema": "kidsfin"},
     "export_dir": "data/exports",
     "export_format": "json",
@@ -165,7 +165,6 @@ NEW_NAMES = {
     "retry.max_attempts": "openai.retry_max_attempts",
     "retry.step_max_retries": "step_retry.max_retries",
     "checks.min_grounded_share": "check_limits.min_grounded_share",
-    "openai.client": "openai.concurrency",
     "openai.mode": "openai.api",
     "openai.batch_size": "openai.progress_group_size",
     "warehouse.schema": "warehouse.schema_name",
@@ -188,13 +187,29 @@ def test_a_file_using_an_old_name_is_refused_naming_the_new_one(
     )
 
 
+def test_a_file_naming_the_threaded_client_is_refused_saying_it_was_removed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path, {"openai": {"concurrency": "threads"}})
+    monkeypatch.setenv("KIDSFIN_CONFIG", str(path))
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert str(error.value) == (
+        f"openai.concurrency in {path}: 'threads': the threaded client was removed; the event "
+        "loop is the only client (its requests in flight and the bucket's leases sized from "
+        "the limits): delete the setting"
+    )
+    path = write_config(tmp_path, {"openai": {"client": "async"}})
+    with pytest.warns(RetiredSettingWarning, match="openai.client in .*: the threaded client"):
+        load_settings()
+
+
 def test_an_old_variable_still_sets_its_setting_with_a_warning(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Deployments set variables the README documented (KIDSFIN_OPENAI__CLIENT,
+    """Deployments set variables the README documented (KIDSFIN_OPENAI__MODE,
     KIDSFIN_RETRY__STEP_MAX_RETRIES, KIDSFIN_EXPORT_DIR ...): they keep working, and say
     their new names."""
-    monkeypatch.setenv("KIDSFIN_OPENAI__CLIENT", "async")
     monkeypatch.setenv("KIDSFIN_OPENAI__MODE", "auto")
     monkeypatch.setenv("KIDSFIN_RETRY__STEP_MAX_RETRIES", "0")
     monkeypatch.setenv("KIDSFIN_TRENDS__THRESHOLD", "0.2")
@@ -202,21 +217,19 @@ def test_an_old_variable_still_sets_its_setting_with_a_warning(
     monkeypatch.setenv("KIDSFIN_EXPORT_DIR", "s3://bucket/weekly")
     with pytest.warns(RetiredSettingWarning) as warned:
         settings = load_settings()
-    assert (settings.openai.concurrency, settings.openai.api) == ("async", "auto")
+    assert settings.openai.api == "auto"
     assert settings.step_retry.max_retries == 0
     assert settings.analysis.trend_threshold == 0.2
     assert settings.exports.export_dir == "s3://bucket/weekly"
     said = {str(w.message) for w in warned}
     assert (
-        "KIDSFIN_OPENAI__CLIENT is the old name of KIDSFIN_OPENAI__CONCURRENCY "
-        "(openai.concurrency); rename it"
-    ) in said
-    assert len(said) == 5
+        "KIDSFIN_OPENAI__MODE is the old name of KIDSFIN_OPENAI__API (openai.api); rename it"
+        in said
+    )
+    assert len(said) == 4
     # An old and a new name at once: which one wins would be a guess.
-    monkeypatch.setenv("KIDSFIN_OPENAI__CONCURRENCY", "threads")
-    with pytest.raises(
-        SettingsError, match="KIDSFIN_OPENAI__CLIENT and KIDSFIN_OPENAI__CONCURRENCY"
-    ):
+    monkeypatch.setenv("KIDSFIN_OPENAI__API", "sync")
+    with pytest.raises(SettingsError, match="KIDSFIN_OPENAI__MODE and KIDSFIN_OPENAI__API"):
         load_settings()
 
 

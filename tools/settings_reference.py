@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from kidsfin_assets.config.paths import PROJECT_ROOT
-from kidsfin_assets.config.settings import ENV_PREFIX, FIXED_AT_IMPORT
+from kidsfin_assets.config.settings import ENV_PREFIX, FIXED_AT_IMPORT, REMOVED
 from kidsfin_assets.config.weeks import DEFAULT_START_DATE, DEFAULT_TIMEZONE
 from kidsfin_assets.defs.resources import SECTIONS
 
@@ -62,19 +62,28 @@ RENAMED = """
 
 Each setting's section is now the resource that holds it, and a few names say what they
 are: `openai.api` is which OpenAI API writes the reports (`sync`, a request per report;
-`batch`, the Batch API; `auto`), `openai.concurrency` how one step keeps its sync requests
-in flight (`threads` or `async`), and `openai.progress_group_size` the kids per "Processing
+`batch`, the Batch API; `auto`), and `openai.progress_group_size` the kids per "Processing
 kids i-j of n (group k/m)" log line (it was `batch_size`, beside the Batch API's
 `batch_max_requests`). A config file using an old name is refused, in one line naming the
 new one; an old variable still sets its setting, with a warning naming the new variable.
 
-In a run's config (the launchpad), the OpenAI resource's `client_kind` is `concurrency`,
-`mode` is `api` and `batch_size` is `progress_group_size`; the `analysis` resource has no
+In a run's config (the launchpad), the OpenAI resource's `mode` is `api` and `batch_size`
+is `progress_group_size`; the `analysis` resource has no
 `timezone` any more (the partitions' zone, fixed at load: a run naming it is refused); the
 resource `sensor_limits` is `sensor`. A run may override one field of a resource and keep
 the others (an override of `exports.format` alone was refused before).
 
 | Before | Now | Variable now |
+|---|---|---|
+"""
+
+REMOVED_SECTION = """
+## Removed settings
+
+Wherever they are set (a file, the environment), the one value that still means what it
+did is accepted with a warning to delete it; any other is refused, saying why:
+
+| Setting | Still accepted | Why |
 |---|---|---|
 """
 
@@ -130,6 +139,10 @@ def render() -> str:
             for old in how["formerly"] if how else ():
                 variable = how["env"] or f"{ENV_PREFIX}{section.key}__{name}".upper()
                 lines.append(f"| `{old}` | `{section.key}.{name}` | `{variable}` |\n")
+    lines.append(REMOVED_SECTION)
+    for dotted, (kept, why) in REMOVED.items():
+        variable = f"{ENV_PREFIX}{dotted.replace('.', '__').upper()}"
+        lines.append(f"| `{dotted}` (`{variable}`) | `{kept}` | {why} |\n")
     for section in SECTIONS:
         doc = " ".join((section.__doc__ or "").split())
         kind = "resource" if hasattr(section, "configure_at_launch") else "read at load"

@@ -53,6 +53,28 @@ FIXED_AT_IMPORT = {
     "analysis.timezone": TIMEZONE_ENV,
 }
 
+# Settings that no longer exist: the one value that still means what it did (accepted,
+# with a warning to delete it), and why. Any other value is refused with that advice, in a
+# file or the environment, rather than as an unknown name.
+_NO_THREADS = (
+    "the threaded client was removed; the event loop is the only client (its requests in "
+    "flight and the bucket's leases sized from the limits): delete the setting"
+)
+REMOVED: dict[str, tuple[str, str]] = {
+    "openai.concurrency": ("async", _NO_THREADS),
+    "openai.client": ("async", _NO_THREADS),
+}
+
+
+def _removed(dotted: str, value: object, where: str) -> str | None:
+    """The error for a removed setting's value, or None (its one value: a warning)."""
+    kept, why = REMOVED[dotted]
+    if str(value).strip().lower() == kept:
+        warnings.warn(f"{where}: {why}", RetiredSettingWarning, stacklevel=3)
+        return None
+    return f"{where}: {value!r}: {why}"
+
+
 _EXTRA = "kidsfin"  # the key of a field's json_schema_extra that says how it is read
 
 
@@ -309,7 +331,10 @@ def read_sections(
     for dotted, value in _flatten(_read_file(path), path, keys).items():
         field = by_key.get(dotted) or retired.get(dotted)
         new = f"{field.section}.{field.name}" if field else None
-        if dotted in FIXED_AT_IMPORT:
+        if dotted in REMOVED:
+            error = _removed(dotted, value, f"{dotted} in {path}")
+            errors += [error] if error else []
+        elif dotted in FIXED_AT_IMPORT:
             errors.append(
                 f"{dotted}: the weekly partitions are fixed when the code location loads; "
                 f"set {FIXED_AT_IMPORT[dotted]} in its environment, not in {path}"
@@ -339,6 +364,11 @@ def read_sections(
     unknown = []
     for name in sorted(environ):
         field = by_env.get(name)
+        removed = next((d for d in REMOVED if _env_of(d) == name), None)
+        if removed is not None:
+            error = _removed(removed, environ[name], f"{name} ({removed})")
+            errors += [error] if error else []
+            continue
         if field is None and name in retired_env:
             field = retired_env[name]
             if field.env in environ:

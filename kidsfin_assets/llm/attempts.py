@@ -1,5 +1,5 @@
 """The one attempt policy: how a request is tried again. Pure decisions from plain data;
-every client (threads, event loop) drives it and does the waiting and the asking itself.
+the client (the event loop) drives it and does the waiting and the asking itself.
 
 - retry: an error the policy may retry (a 429, a timeout, a 5xx, an invalid or rejected
   answer) is tried again until `max_attempts`, unless the run is stopping;

@@ -16,7 +16,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 
-# The async client's ceiling; the threaded client's is MAX_THREADS (openai_client.py).
+# The event loop's ceiling (connections and pages are sized for it).
 MAX_IN_FLIGHT = 4096
 # Seconds an answer is taken to need before any has come back.
 FIRST_LATENCY_SECONDS = 2.0
@@ -26,22 +26,17 @@ HEADROOM = 1.5
 MIN_IN_FLIGHT = 2
 # Weight of each new observation in the moving averages.
 SMOOTHING = 0.05
-# Above this many requests a second, the bucket is leased in blocks (one statement a block
-# instead of a transaction a grant: a transaction a grant tops out near a few hundred a
-# second across processes).
-LEASE_ABOVE_PER_SECOND = 20.0
+# The bucket is leased in blocks usable this long (one statement a block instead of a
+# transaction a grant, which tops out near a few hundred a second across processes).
 AUTO_LEASE_SECONDS = 0.25
 
 
-def auto_lease_seconds(requests_per_minute: int, period_seconds: float, concurrency: str) -> float:
-    """`rate_limit_lease_seconds: auto`: 0.25 s blocks with the event loop or above ~20
-    requests a second, else a transaction a grant (0). The event loop always leases: a
-    leased grant is sent by its deadline or asked for again (`Reservation.use_by`), while
-    an unleased one waits for the loop's turn with nothing to bound how late it reaches
-    the server, and the refill allows for lateness only under a lease."""
-    per_second = requests_per_minute / period_seconds  # the limit holds per period
-    if concurrency != "async" and per_second <= LEASE_ABOVE_PER_SECOND:
-        return 0.0
+def auto_lease_seconds(period_seconds: float) -> float:
+    """`rate_limit_lease_seconds: auto`: 0.25 s blocks, at every rate. The event loop always
+    leases: a leased grant is sent by its deadline or asked for again
+    (`Reservation.use_by`), while an unleased one waits for the loop's turn with nothing to
+    bound how late it reaches the server, and the refill allows for lateness only under a
+    lease."""
     return min(AUTO_LEASE_SECONDS, period_seconds / 4)  # a block well inside the window
 
 

@@ -1,5 +1,5 @@
 """The ways of asking for a week's reports, behind one interface: the offline rules, the
-OpenAI clients (threads, event loop) and the Batch API. The week's orchestrator
+OpenAI client (an event loop) and the Batch API. The week's orchestrator
 (`report_writer.WeekReportWriter`) hands each way its pages of kids and never looks inside;
 each way works through the parts it is given (`AskingParts`), by their public methods."""
 
@@ -66,7 +66,7 @@ def grounding_for(item: PendingReport) -> Grounding:
 
 
 def settle_error(parts: AskingParts, item: PendingReport, exc: Exception) -> None:
-    """What becomes of a kid whose asking ended in an error (threads and event loop)."""
+    """What becomes of a kid whose asking ended in an error (the event loop)."""
     if isinstance(exc, UngroundedAnswer):  # retries spent, every answer ungrounded
         _keep_ungrounded(parts, item, exc)
         return

@@ -1,15 +1,15 @@
-"""The sync path for the big tiers: thousands of requests in flight on one event loop.
+"""The sync path (Chat Completions) at every tier: the requests in flight on one event loop.
 
 At 30,000 requests a minute and 2-5 s an answer, ~1,500 requests are in flight; threads
-cannot carry that (each report's CPU is spent under the GIL, and 256 threads is the cap),
-so the requests run as tasks of one asyncio loop (openai.AsyncOpenAI over aiohttp), in a
-thread of its own so that a terminated run still waits for the answers in flight.
+could not carry that (each report's CPU is spent under the GIL, and 256 threads was their
+cap; the threaded client was removed in stop 27), so the requests run as tasks of one
+asyncio loop (openai.AsyncOpenAI over aiohttp), in a thread of its own so that a terminated
+run still waits for the answers in flight.
 
-What stays as on the threaded path (threaded_asking.ThreadedAsking): the claims, the
-grounding gate, the one attempt policy (llm/attempts.py: retries, re-asks, flex fallback,
-back-off, fail-fast), the total deadline of one request,
-and every exchange recorded in `report_ledger` before the task goes on (the next attempt,
-the count). Recording is grouped: a writer thread stores what arrived within
+Each request goes through the claims, the grounding gate, the one attempt policy
+(llm/attempts.py: retries, re-asks, flex fallback, back-off, fail-fast), the total deadline
+of one request, and every exchange is recorded in `report_ledger` before the task goes on
+(the next attempt, the count). Recording is grouped: a writer thread stores what arrived within
 GROUP_SECONDS (at most GROUP_ROWS) in one transaction, and each task waits for its own
 group's commit; if the warehouse cannot take a group, its paid answers go to the spool
 file first (one fsync a group), then the writer waits for the warehouse (the gate), and
@@ -25,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import json
 import queue
 import ssl
 import threading
@@ -33,6 +34,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx2
+from openai._constants import RAW_RESPONSE_HEADER
 
 from kidsfin_assets.llm.bucket import Reservation
 from kidsfin_assets.llm.in_flight import InFlight
@@ -57,6 +61,8 @@ GROUP_ROWS = 300
 # it holds (a getpeername and a select each) whenever a request ends, so one pool of 2,000
 # cost O(n) a request; kept with the aiohttp transport (not measured again without it).
 CONNECTIONS_PER_CLIENT = 16
+# The answer streamed as the raw response (the SDK reads nothing), as `with_streaming_response`.
+_STREAMED = {RAW_RESPONSE_HEADER: "stream", "Content-Type": "application/json"}
 
 
 @dataclass
@@ -174,7 +180,7 @@ class AsyncRun:
                 yield item
 
     async def _write_one(self, index: int, item: PendingReport) -> None:
-        """As ThreadedAsking._write_one: what became of the kid, counted once."""
+        """What became of the kid, counted once."""
         parts = self.parts
         try:
             if parts.cancel.is_set():
@@ -218,7 +224,7 @@ class AsyncRun:
         s, keeper = self.session, self.parts.keeper
         while True:
             reservation = await self._acquire(s.reserve_tokens(messages))
-            # As on threads: never asked unless the kid's claim surely holds (see still_holds).
+            # Never asked unless the kid's claim surely holds (see still_holds).
             if not keeper.holds(kid) and not await asyncio.to_thread(keeper.still_holds, kid):
                 s.cancel_reservation(reservation)
                 raise ledger.ClaimLost(kid)
@@ -251,17 +257,24 @@ class AsyncRun:
 
         async def read() -> bytes:
             body = {**self.session.request_body(messages), **flex}
-            # Passed as extra_body: the SDK walks its typed parameters on every call (the
-            # messages and the schema: ~12 % of the loop at 500 a second); the body is
-            # already what the API takes.
-            async with client.chat.completions.with_streaming_response.create(
-                model=body.pop("model"), messages=[], extra_body=body, timeout=timeout
-            ) as response:
-                async for chunk in response.iter_bytes():
+            # The body as bytes through the SDK's own `post` (its auth, headers, errors and
+            # timeout): `chat.completions.create` walks its typed parameters and serialises
+            # them again on every call, 0.2 of the 1.47 ms of CPU the SDK path spends a
+            # request at tier 5 (bench/http_path.py --raw); the body is what the API takes.
+            response = await client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+                options={"timeout": timeout, "headers": _STREAMED},
+            )
+            try:
+                async for chunk in response.aiter_bytes():
                     received.extend(chunk)
                     if len(received) > MAX_BODY_BYTES:
                         raise InvalidAnswer("the answer is larger than any report", "not_json")
                 return bytes(received)
+            finally:
+                await response.aclose()
 
         try:
             return await asyncio.wait_for(read(), timeout)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -40,18 +38,16 @@ from kidsfin_assets.llm.attempts import (
     Outcome,
     Step,
 )
-from kidsfin_assets.llm.bucket import RateLimiterCancelled, Reservation, SharedRateLimiter
+from kidsfin_assets.llm.bucket import Reservation, SharedRateLimiter
 from kidsfin_assets.llm.in_flight import MAX_IN_FLIGHT, InFlight, auto_lease_seconds
 from kidsfin_assets.llm.pricing import FREE, ModelPrice, Usage, load_price, load_prices
 from kidsfin_assets.reports.answers import (
     ABANDONED_NOTE,
-    MAX_BODY_BYTES,
     AnswerReader,
     Cancelled,
     DeadlineExceeded,
     Exchange,
     FatalApiError,
-    InvalidAnswer,
     ReportError,
     UngroundedAnswer,
     classify,
@@ -65,8 +61,6 @@ from kidsfin_assets.reports.answers import (
 from kidsfin_assets.reports.grounding import Finding
 from kidsfin_assets.reports.prompt import Prompt, load_prompt
 from kidsfin_assets.reports.report_schema import KidWeeklyReport
-
-MAX_THREADS = 256  # concurrency: threads keeps at most this many requests in flight
 
 
 class ReportSession:
@@ -96,30 +90,6 @@ class ReportSession:
         self.reader = AnswerReader(resource.model, prices, limiter.max_request_tokens)
         self.response_format = type_to_response_format_param(KidWeeklyReport)  # built once
 
-    def generate(
-        self,
-        messages: list[dict[str, str]],
-        record: Callable[[Exchange], None],
-        acquire: Callable[[Callable[[], Reservation]], Reservation],
-        check: Callable[[KidWeeklyReport], list[Finding]] | None = None,
-    ) -> Exchange:
-        """The accepted exchange, after retries; `record` sees every exchange first,
-        `acquire` runs the limiter's call (the caller waits out warehouse outages there),
-        and `check` (the grounding gate) judges every valid report before it is accepted.
-        An ungrounded answer is asked again, saying what was wrong."""
-        attempts = self.policy.attempts(messages)
-        while True:
-            exchange = self.judge(self._attempt(attempts.messages, acquire, attempts.tier), check)
-            record(exchange)
-            step = self.next_step(attempts, exchange)
-            if step.action == "accept":
-                return exchange
-            assert exchange.error is not None
-            if not step.retry:
-                raise exchange.error
-            self.usage.record_retry()
-            self._sleep(step.wait_seconds)
-
     def next_step(self, attempts: Attempts, exchange: Exchange) -> Step:
         """After an attempt has been recorded: the run stopped if its first attempts all
         failed alike (FatalApiError), else what the attempt policy says (every client)."""
@@ -146,39 +116,6 @@ class ReportSession:
             return exchange
         judged = dataclasses.replace(exchange, outcome="ungrounded", findings=tuple(findings))
         return dataclasses.replace(judged, error=UngroundedAnswer(findings, judged))
-
-    def _sleep(self, seconds: float) -> None:
-        # Wakes early when another worker hit a fatal error.
-        if self.cancel.wait(seconds):
-            raise Cancelled("run stopped by another report's fatal error")
-
-    def _reserve(
-        self,
-        messages: list[dict[str, str]],
-        acquire: Callable[[Callable[[], Reservation]], Reservation],
-    ) -> Reservation:
-        reserve = estimate_prompt_tokens(messages) + self.resource.max_tokens
-        try:
-            return acquire(lambda: self.limiter.acquire(reserve, cancelled=self.cancel.is_set))
-        except RateLimiterCancelled as exc:
-            raise Cancelled("run stopped while waiting for the rate limit") from exc
-
-    def _attempt(
-        self,
-        messages: list[dict[str, str]],
-        acquire: Callable[[Callable[[], Reservation]], Reservation],
-        tier: str = "default",
-    ) -> Exchange:
-        reservation = self._reserve(messages, acquire)
-        answer_id = uuid.uuid4().hex
-        if self.cancel.is_set():  # stopped while this worker waited: send nothing more
-            self._settle(reservation, 0)
-            raise Cancelled("run stopped before the request was sent")
-        try:
-            body = self._post(messages, tier)
-        except Exception as exc:  # no answer: an HTTP error, a timeout, no connection
-            return self.no_answer(answer_id, exc, reservation)
-        return self.answered(answer_id, body, messages, reservation)
 
     def no_answer(self, answer_id: str, exc: Exception, reservation: Reservation) -> Exchange:
         """The exchange of a request that got no answer (an HTTP error, a timeout...)."""
@@ -224,30 +161,6 @@ class ReportSession:
             "max_completion_tokens": self.resource.max_tokens,
             "temperature": self.resource.temperature,
         }
-
-    def _post(self, messages: list[dict[str, str]], tier: str = "default") -> bytes:
-        """The answer's body, read within one deadline for connect, send and the whole
-        body: the SDK's timeout applies per read, so a server trickling its body a byte
-        at a time would otherwise hold the request for ever."""
-        timeout = self.resource.timeout_seconds
-        deadline = time.monotonic() + timeout
-        flex = {"service_tier": "flex"} if tier == "flex" else {}
-        with self.client.chat.completions.with_streaming_response.create(
-            **self.request_body(messages),
-            **flex,
-            timeout=timeout,
-        ) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if time.monotonic() > deadline:
-                    raise DeadlineExceeded(
-                        f"no complete answer within openai.timeout_seconds={timeout:g} "
-                        f"({len(body)} bytes received)"
-                    )
-                if len(body) > MAX_BODY_BYTES:
-                    raise InvalidAnswer("the answer is larger than any report", "not_json")
-            return bytes(body)
 
     def read_answer(
         self, answer_id: str, raw: bytes | dict[str, Any], prompt_estimate: int, tier: str = ""
@@ -334,14 +247,6 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
             "else sync."
         ),
     )
-    concurrency: str = setting(
-        "async",
-        formerly="openai.client",
-        description=(
-            "How one step keeps its sync requests in flight: async (one event loop, up to "
-            "4,096: every tier) or threads (a thread a request, max_concurrent <= 256)."
-        ),
-    )
     max_concurrent: int | None = setting(
         None,
         gt=0,
@@ -349,7 +254,7 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
         description=(
             "Sync requests in flight in one step at most. auto (null in a run's config): "
             "sized from the limits and the answers' observed latency (Little's law: "
-            "requests a second x seconds an answer), at most 4,096 (threads: 256)."
+            "requests a second x seconds an answer), at most 4,096."
         ),
     )
     service_tier: str = setting(
@@ -380,8 +285,8 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
         description=(
             "> 0 (e.g. 0.25): the shared bucket leased in blocks usable this long, for "
             "hundreds of requests a second; the refill then runs over period + 2 x this. "
-            "0: a transaction a grant. auto (null in a run's config): 0.25 with concurrency "
-            "async or above 20 requests a second, else 0."
+            "0: a transaction a grant. auto (null in a run's config): 0.25 (a quarter of "
+            "rate_limit_period_seconds at most)."
         ),
     )
     # Attempts of one report.
@@ -458,7 +363,6 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
     _sdk: openai.OpenAI | None = PrivateAttr(default=None)
 
     _api_is_known = field_validator("api")(one_of("sync", "batch", "auto"))
-    _concurrency_is_known = field_validator("concurrency")(one_of("threads", "async"))
     _service_tier_is_known = field_validator("service_tier")(one_of("default", "flex"))
 
     @field_validator("max_concurrent", "rate_limit_lease_seconds", mode="before")
@@ -471,20 +375,10 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
 
     @model_validator(mode="after")
     def _consistent(self) -> OpenAIReportsResource:
-        """max_concurrent at most 256 with concurrency threads; tokens_per_minute at least
-        two of the largest requests (the prompt plus max_tokens); model priced in
-        pricing_file, with a batch price for api batch or auto and a flex price for
-        service_tier flex. Checked wherever the values come from (the file, the environment
-        or a run's config), each naming the field to change."""
-        if (
-            self.concurrency == "threads"
-            and self.max_concurrent is not None
-            and self.max_concurrent > MAX_THREADS
-        ):
-            raise Rule(
-                "max_concurrent",
-                f"{self.max_concurrent} needs concurrency: async (threads: at most {MAX_THREADS})",
-            )
+        """tokens_per_minute at least two of the largest requests (the prompt plus
+        max_tokens); model priced in pricing_file, with a batch price for api batch or auto
+        and a flex price for service_tier flex. Checked wherever the values come from (the
+        file, the environment or a run's config), each naming the field to change."""
         largest = largest_request_tokens(load_prompt(), self.max_tokens)
         if self.tokens_per_minute < 2 * largest:
             raise Rule(
@@ -562,9 +456,7 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
         """rate_limit_lease_seconds, `auto` resolved from the request limit."""
         if self.rate_limit_lease_seconds is not None:
             return self.rate_limit_lease_seconds
-        return auto_lease_seconds(
-            self.requests_per_minute, self.rate_limit_period_seconds, self.concurrency
-        )
+        return auto_lease_seconds(self.rate_limit_period_seconds)
 
     def in_flight(self, prompt: Prompt) -> InFlight:
         """The step's in-flight bound: max_concurrent, or sized as answers come back."""
@@ -573,7 +465,7 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
             requests_per_second=self.requests_per_minute / period,
             tokens_per_second=self.tokens_per_minute / period,
             request_tokens=largest_request_tokens(prompt, self.max_tokens),
-            cap=MAX_THREADS if self.concurrency == "threads" else MAX_IN_FLIGHT,
+            cap=MAX_IN_FLIGHT,
             fixed=self.max_concurrent,
         )
 

@@ -2,7 +2,7 @@
 in one transaction with the kid's claim released; to the spool file first when the warehouse
 cannot take them (then waiting for it); and the spool of an earlier run stored again.
 
-Every path (one exchange on threads, a group on the event loop, a chunk of Batch API lines,
+Every path (a group on the event loop, a chunk of Batch API lines,
 a page of offline reports, a report kept for review) stores through here."""
 
 from __future__ import annotations
@@ -63,25 +63,7 @@ class Recorder:
         ledger_row, report_row = self.rows.rows_of(item, exchange)
         return AnswerRows(ledger_row, report_row, exchange)
 
-    # --- one exchange -----------------------------------------------------------------
-
-    def record(self, item: PendingReport, exchange: Exchange) -> None:
-        """Store the exchange (and, if accepted, its report) the moment it is known. If
-        the warehouse cannot take it, it goes to the spool file first, then waits here
-        for the warehouse (no new request is sent meanwhile)."""
-        answer = self.answer_rows(item, exchange)
-        store = self._storing([answer])
-        try:
-            store()
-            return
-        except Exception as exc:
-            if answer.paid:
-                self.spool_many([answer])
-            if not self.gate.may_retry(exc):
-                raise
-        self.gate.call(store)
-        if answer.paid:
-            self._stored_from_spool(1)
+    # --- a report kept for review ---------------------------------------------------
 
     def keep_ungrounded(
         self, item: PendingReport, exchange: Exchange, findings: list[Finding]

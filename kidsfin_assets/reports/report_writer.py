@@ -1,5 +1,5 @@
 """Writes one week's reports: the orchestrator. It plans the week a page of silver rows at a
-time, picks the way of asking (offline rules, the threaded or event-loop client, the Batch
+time, picks the way of asking (offline rules, the event-loop client, the Batch
 API: `asking.WayOfAsking`), claims each page before handing it over (`ClaimsKeeper`), waits
 for kids other runs hold, and says what became of every kid (`WeekTally`). What it pays for
 is recorded by the `Recorder`, the moment it is known; nothing paid is ever deleted."""
@@ -53,7 +53,6 @@ from kidsfin_assets.reports.tally import (
     done_line,
     start_line,
 )
-from kidsfin_assets.reports.threaded_asking import ThreadedAsking
 from kidsfin_assets.warehouse.outage import WarehouseGate, WarehouseUnavailable
 from kidsfin_assets.warehouse.tables import Sources, nicknames
 
@@ -100,7 +99,6 @@ class WriterSettings:
     offline: bool  # no API key: the offline rules writer
     model: str
     api: str  # openai.api: sync, batch or auto
-    concurrency: str  # openai.concurrency: threads or async
     in_flight: InFlight  # max_concurrent, or sized by Little's law (llm/in_flight.py)
     batch_min_reports: int
     retry_max_attempts: int
@@ -295,10 +293,7 @@ class WeekReportWriter:
 
     def _sync_way(self) -> WayOfAsking:
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)
-        concurrent = self.settings.in_flight
-        if self.settings.concurrency == "async":
-            return AsyncAsking(self.parts, session, self.settings.access, concurrent)
-        return ThreadedAsking(self.parts, session, concurrent)
+        return AsyncAsking(self.parts, session, self.settings.access, self.settings.in_flight)
 
     def _batch_way(self) -> WayOfAsking:
         session = self.api.session(self.engine, self.prompt, self.usage, self.cancel)

@@ -41,7 +41,6 @@ def writer_settings(openai: OpenAIReportsResource, prompt: Prompt) -> WriterSett
         offline=openai.offline,
         model=openai.model,
         api=openai.api,
-        concurrency=openai.concurrency,
         in_flight=openai.in_flight(prompt),
         batch_min_reports=openai.batch_min_reports,
         retry_max_attempts=openai.retry_max_attempts,

@@ -63,7 +63,7 @@ def _first_characters(items: Sequence[tuple[Any, Any]]) -> tuple[set[str], bool]
 
 
 def led(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    """`pattern`, led by a lookahead of the characters a match of it can start with: the
+    r"""`pattern`, led by a lookahead of the characters a match of it can start with: the
     same matches and groups, found faster where the pattern starts with a lookbehind
     (``(?<!\w)``), which the engine would otherwise try at every position of the text.
     Unchanged where the engine already skips to a first character (a literal or a class
