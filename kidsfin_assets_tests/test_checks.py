@@ -127,6 +127,28 @@ def test_out_of_range_score_fails(week) -> None:
     assert not check.passed and meta(check)["out_of_range"] == 1
 
 
+def test_a_score_that_is_no_number_fails_and_the_others_are_summed(week) -> None:
+    """The scores are read one by one as the week streams (not the reports whole): a
+    string is out of range, and min, max and mean are of the others."""
+    settings, _ = week
+    gold = kid_weekly_reports
+    with warehouse_engine(settings).begin() as conn:
+        rows = conn.execute(sa.select(gold).order_by(gold.c.kid_id)).all()
+        for row, score in zip(rows, ["7", 2, 9.5], strict=False):
+            conn.execute(
+                sa.update(gold)
+                .where(gold.c.kid_id == row.kid_id)
+                .values(report={**row.report, "overall_score": score})
+            )
+        others = [r.report["overall_score"] for r in rows[3:]]
+    check = run_checks(settings)["scores_within_0_10"]
+    said = meta(check)
+    assert not check.passed and said["out_of_range"] == 1 and said["reports"] == len(rows)
+    numbers = [2, 9.5, *others]
+    assert (said["min_score"], said["max_score"]) == (min(numbers), max(numbers))
+    assert said["mean_score"] == round(sum(numbers) / len(numbers), 3)
+
+
 def test_silver_row_count_check_fails_on_a_missing_kid(week) -> None:
     settings, _ = week
     silver = kid_weekly_analysis
