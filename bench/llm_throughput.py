@@ -70,7 +70,7 @@ class Case:
     jitter: float | None = None
     max_concurrent: int | None = None
     client: str = "async"  # the only client since stop 27 (results before say "threads")
-    lease_seconds: float = 0.0
+    lease_seconds: float = 0.25  # 0 (a transaction a grant) was the threaded client's
     # False: the client's defaults (async, max_concurrent and the lease auto); `client`
     # and `lease_seconds` then say what auto is expected to pick.
     knobs: bool = True

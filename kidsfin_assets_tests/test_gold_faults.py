@@ -159,7 +159,7 @@ def test_absurd_usage_is_flagged_and_moves_the_shared_bucket_by_one_request_at_m
     assert time.monotonic() - started < 1.0  # not ~85 hours
 
 
-@pytest.mark.parametrize("lease_seconds", ["0", "0.25"])  # a transaction a grant; leased blocks
+@pytest.mark.parametrize("lease_seconds", ["0.25", "2"])  # leased blocks, short and long
 def test_an_absurd_usage_is_settled_in_the_shared_bucket_as_one_request(
     monkeypatch, pg_url, server, lease_seconds
 ) -> None:

@@ -194,8 +194,8 @@ class AsyncRun:
             await asyncio.to_thread(settle_error, parts, item, exc)
 
     async def _generate(self, item: PendingReport) -> Exchange:
-        """As ReportSession.generate, on the loop, under the same attempt policy: every
-        exchange stored before the next step."""
+        """A kid's report under the one attempt policy (retries, re-asks with the grounding
+        gate's findings, flex fallback, back-off): every exchange stored before the next step."""
         s = self.session
         check = grounding_for(item)
         attempts = s.policy.attempts(self.parts.prompt.messages(item.metrics))
@@ -287,12 +287,7 @@ class AsyncRun:
     # --- the shared bucket ------------------------------------------------------------
 
     async def _acquire(self, tokens: int) -> Reservation:
-        limiter = self.session.limiter
-        if not limiter.lease_seconds:  # not leased: one transaction a grant, in a thread
-            return await asyncio.to_thread(
-                self.parts.gate.call,
-                lambda: limiter.acquire(tokens, cancelled=self.parts.cancel.is_set),
-            )
+        limiter = self.session.limiter  # always leased (openai.rate_limit_lease_seconds > 0)
         if not self.waiters:
             taken = limiter.take_leased(tokens)
             if taken is not None:

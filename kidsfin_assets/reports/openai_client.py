@@ -280,13 +280,11 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
     )
     rate_limit_lease_seconds: float | None = setting(
         None,
-        ge=0,
         le=5,
         description=(
-            "> 0 (e.g. 0.25): the shared bucket leased in blocks usable this long, for "
-            "hundreds of requests a second; the refill then runs over period + 2 x this. "
-            "0: a transaction a grant. auto (null in a run's config): 0.25 (a quarter of "
-            "rate_limit_period_seconds at most)."
+            "The shared bucket leased in blocks usable this long (a grant is sent by then or "
+            "asked for again); the refill runs over period + 2 x this. auto (null in a run's "
+            "config): 0.25 (a quarter of rate_limit_period_seconds at most)."
         ),
     )
     # Attempts of one report.
@@ -372,6 +370,21 @@ class OpenAIReportsResource(SettingsResource, OpenAIResource):
 
         `auto` (from the file or the environment) is None: sized by the step."""
         return None if isinstance(value, str) and value.strip().lower() == "auto" else value
+
+    @field_validator("rate_limit_lease_seconds")
+    @classmethod
+    def _leased(cls, value: float | None) -> float | None:
+        """auto, or more than 0.
+
+        0 (a transaction a grant) was the threaded client's: the event loop sends a grant
+        when its task next runs, so only a leased grant, sent by its deadline or asked for
+        again, keeps every window at the server within the limit (bench/README.md)."""
+        if value is not None and value <= 0:
+            raise ValueError(
+                f"must be auto or more than 0, got {value:g}: an unleased grant (0, the "
+                "threaded client's) can reach the server late and exceed the limit"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> OpenAIReportsResource:
