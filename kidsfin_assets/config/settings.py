@@ -361,10 +361,11 @@ def read_sections(
             )
     by_env = {f.env: f for f in fields}
     retired_env = {_env_of(old): f for f in fields for old in f.formerly}
+    removed_env = {_env_of(dotted): dotted for dotted in REMOVED}
     unknown = []
     for name in sorted(environ):
         field = by_env.get(name)
-        removed = next((d for d in REMOVED if _env_of(d) == name), None)
+        removed = removed_env.get(name)
         if removed is not None:
             error = _removed(removed, environ[name], f"{name} ({removed})")
             errors += [error] if error else []

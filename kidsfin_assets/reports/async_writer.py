@@ -259,8 +259,9 @@ class AsyncRun:
             body = {**self.session.request_body(messages), **flex}
             # The body as bytes through the SDK's own `post` (its auth, headers, errors and
             # timeout): `chat.completions.create` walks its typed parameters and serialises
-            # them again on every call, 0.2 of the 1.47 ms of CPU the SDK path spends a
-            # request at tier 5 (bench/http_path.py --raw); the body is what the API takes.
+            # them again on every call, ~0.3 of the ~1.8 ms of client CPU a request on the
+            # HTTP path (bench/http_path.py, --call typed against the default); the body is
+            # what the API takes.
             response = await client.post(
                 "/chat/completions",
                 cast_to=httpx2.Response,
