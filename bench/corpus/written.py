@@ -38,10 +38,12 @@ WRITTEN = (
     "eleventh",
     "twelfth",
     "thirteenth",
+    "fourteenth",
 )
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
 # then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p,
-# the ninth's q/r, the tenth's s/t, the eleventh's u/v, the twelfth's w/x, the thirteenth's y/z).
+# the ninth's q/r, the tenth's s/t, the eleventh's u/v, the twelfth's w/x, the thirteenth's
+# y/z; from the fourteenth on, letters with a digit: a2/b2).
 # One with fewer is skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
@@ -54,6 +56,7 @@ NEXT_WRITERS = {
     "eleventh": "uv",
     "twelfth": "wx",
     "thirteenth": "yz",
+    "fourteenth": ("a2", "b2"),
 }
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
