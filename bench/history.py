@@ -11,9 +11,10 @@ transactions. Then `VACUUM ANALYZE`, as autovacuum would have done.
 For the last complete week W, in each case:
 
 * silver - `metrics.write_week`, the silver step's work for one week (from raw, which is
-           loaded for every week first, untimed), with the balances stored with W-3
-           (materialised first, untimed): the carried-forward balance. Also the first
-           materialisation of W-3 (no stored balances: every raw week summed);
+           loaded for every week first, untimed), after W-2's and W-1's silver (untimed):
+           W-1's rows and stored balances carried, as weekly runs leave them. Also the
+           first materialisation of W-3 (no stored balances: every raw week summed), and
+           W after late data in W-1 (raw re-loaded it: W-1 and W-2 read from raw again);
 * raw    - `raw.load_raw_week` and `raw.quarantine_undated`, the raw step's work for W;
 * tick   - `sensor_plan.evaluate`, one sensor tick with a cursor through W watching the
            last `late_data_weeks` weeks, nothing changed (the steady state).
@@ -72,12 +73,15 @@ NAME = "history"
 RUNS = 3
 MAX_HISTORY_RATIO = 1.2
 MAX_TICK_S = 2.0
-MAX_FLOOR_RATIO = 1.5
+# Issue 22: silver within 1.5x the lower bound below (the goal against the bare GROUP BY,
+# 1.5x, was withdrawn: the bound itself is 1.67x it).
+MAX_BOUND_RATIO = 1.5
 BOUND_PARTS = ("one_pass", "events", "goals", "write_rows", "write_balances")
-# A lower bound for any silver (issue 12, part 3), each part into a temporary table: W's
-# transactions read once, grouped per kid and category in one pass (the four kinds, the
-# count, the day mask, the categories' JSON and the top one); W's app events per kid; the
-# goals listed for W as JSON (without progress). No W-1/W-2, balances or trends.
+# A lower bound for any silver (issue 12, part 3), each part into a temporary table, read
+# from raw's copy of W as silver reads it (issue 22): W's transactions read once, grouped
+# per kid and category in one pass (the four kinds, the count, the day mask, the
+# categories' JSON and the top one); W's app events per kid; the goals listed for W as
+# JSON (without progress). No W-1/W-2, balances or trends.
 ONE_PASS_SQL = """
 CREATE TEMPORARY TABLE silver_bound ON COMMIT DROP AS
 WITH per_category AS (
@@ -87,10 +91,10 @@ WITH per_category AS (
            sum(cents) FILTER (WHERE kind = 'saving') AS saving,
            sum(cents) FILTER (WHERE kind = 'withdrawal') AS withdrawal,
            count(*) AS n, bit_or(1 << day) AS days
-    FROM (SELECT kid_id, kind, category, CAST(amount * 100 AS bigint) AS cents,
-                 CAST(extract(epoch FROM occurred_at - :start) AS int) / 86400 AS day
-          FROM {transactions}
-          WHERE occurred_at >= :start AND occurred_at < :end AND amount > 0) AS r
+    FROM (SELECT kid_id, kind, category, CAST(round(amount * 100) AS bigint) AS cents,
+                 local_date - CAST(:monday AS date) AS day
+          FROM {schema}raw_transactions
+          WHERE week_start = :monday) AS r
     GROUP BY kid_id, category
 )
 SELECT kid_id, sum(income) AS income, sum(spending) AS spending, sum(saving) AS saving,
@@ -103,20 +107,20 @@ GROUP BY kid_id
 EVENTS_SQL = """
 CREATE TEMPORARY TABLE silver_bound_events ON COMMIT DROP AS
 SELECT kid_id, count(*) AS event_count,
-       bit_or(1 << CAST(extract(epoch FROM occurred_at - :start) AS int) / 86400) AS days
-FROM {app_events}
-WHERE occurred_at >= :start AND occurred_at < :end
+       bit_or(1 << (local_date - CAST(:monday AS date))) AS days
+FROM {schema}raw_app_events
+WHERE week_start = :monday
 GROUP BY kid_id
 """
 GOALS_SQL = """
 CREATE TEMPORARY TABLE silver_bound_goals ON COMMIT DROP AS
 SELECT kid_id,
        json_agg(json_build_object('goal_id', goal_id, 'target_amount', target_amount,
-                                  'created_in_week', created_at >= :start,
-                                  'completed_in_week', completed_at < :end)
-                ORDER BY created_at, goal_id) AS goals
-FROM {savings_goals}
-WHERE created_at < :end AND (completed_at IS NULL OR completed_at >= :start)
+                                  'created_in_week', created_in_week,
+                                  'completed_in_week', completed_in_week)
+                ORDER BY created_order, goal_id) AS goals
+FROM {schema}raw_savings_goals
+WHERE week_start = :monday
 GROUP BY kid_id
 """
 CATEGORIES = ["ăn vặt", "đồ chơi", "sách vở", "quà tặng", "đi chơi", "học phí"]
@@ -338,15 +342,14 @@ def time_bound(settings: Settings, week: Week, out: dict[str, Any]) -> None:
     balances again (copies under the next week, rolled back), with silver's own session
     settings."""
     engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
-    names, window = settings.sources, {"start": week.starts_at, "end": week.ends_at}
+    monday, schema = {"monday": week.start}, db.warehouse_schema(engine)
     queries = {
-        "one_pass": ONE_PASS_SQL.format(transactions=names.transactions),
-        "events": EVENTS_SQL.format(app_events=names.app_events),
-        "goals": GOALS_SQL.format(savings_goals=names.savings_goals),
+        name: sql.format(schema=f'"{schema}".' if schema else "")
+        for name, sql in (("one_pass", ONE_PASS_SQL), ("events", EVENTS_SQL), ("goals", GOALS_SQL))
     }
     parts: list[tuple[str, Any]] = [
         *(
-            (name, lambda conn, q=q: conn.execute(sa.text(q), window))
+            (name, lambda conn, q=q: conn.execute(sa.text(q), monday))
             for name, q in queries.items()
         ),
         ("write_rows", lambda conn: conn.execute(_copy_to_next_week(kid_weekly_analysis, week))),
@@ -371,8 +374,22 @@ def _copy_to_next_week(written: sa.Table, week: Week) -> sa.Insert:
     return sa.insert(written).from_select(names, rows)
 
 
+def time_silver_after_late_w1(settings: Settings, week: Week) -> float:
+    """Silver W after raw re-loaded W-1 (late data), so that W-1's and W-2's figures and
+    the balance are read from raw again, not from W-1's silver rows; then W-1's silver
+    again (untimed), back to the steady state."""
+    engine = db.get_engine(settings.warehouse.database_url, settings.warehouse.schema_name)
+    src = source_tables(settings.sources)
+    with engine.begin() as conn:
+        load_raw_week(conn, settings.sources, src, week.shifted(-1))
+    took = time_silver(settings, week)
+    time_silver(settings, week.shifted(-1))
+    return took
+
+
 def prepare(case: Case, url: str, now: dt.datetime) -> tuple[Settings, Week, dict[str, Any]]:
-    """Load the case, then silver for W-3 with nothing stored (the full scan, timed once)."""
+    """Load the case, then silver for W-3 with nothing stored (the full scan, timed once),
+    then W-2 and W-1 (untimed): what silver W finds after weekly runs."""
     settings = use_settings(url)
     weeks = _mondays(settings, case.weeks, now)
     print(f"  {case.name}: generating {case.kids:,} kids x {case.weeks} weeks ...", flush=True)
@@ -383,6 +400,8 @@ def prepare(case: Case, url: str, now: dt.datetime) -> tuple[Settings, Week, dic
     out["raw_all_weeks_s"] = round(load_raw(settings, weeks), 1)
     last = weeks[-1]
     out["silver_full_scan_s"] = round(time_silver(settings, last.shifted(-3)), 3)
+    for week in (last.shifted(-2), last.shifted(-1)):  # the steady state of weekly runs
+        time_silver(settings, week)
     out["cursor"] = steady_cursor(settings, last)
     out["watched_weeks"] = len(SensorCursor.parse(out["cursor"]).fp)
     out["watched_weeks_with_rows"] = min(case.weeks, out["watched_weeks"])
@@ -399,6 +418,7 @@ def one_round(settings: Settings, last: Week, out: dict[str, Any]) -> None:
 
     for name, fn in (
         ("silver", lambda: time_silver(settings, last)),
+        ("silver_late_w1", lambda: time_silver_after_late_w1(settings, last)),
         ("raw", lambda: time_raw(settings, last)),
         ("tick", tick),
         ("floor", lambda: time_floor(settings, last)),
@@ -423,10 +443,11 @@ def measure_all(chosen: list[Case], now: dt.datetime) -> list[dict[str, Any]]:
     results = []
     for _settings, _last, out in prepared:
         out.pop("cursor")
-        for name in ("silver", "raw", "tick", "floor", "bound", *BOUND_PARTS):
+        for name in ("silver", "silver_late_w1", "raw", "tick", "floor", "bound", *BOUND_PARTS):
             out[f"{name}_s"] = round(statistics.median(out[f"{name}_runs_s"]), 3)
         out["silver_vs_floor"] = round(out["silver_s"] / out["floor_s"], 3)
         out["bound_vs_floor"] = round(out["bound_s"] / out["floor_s"], 3)
+        out["silver_vs_bound"] = round(out["silver_s"] / out["bound_s"], 3)
         out["tick_per_week_with_rows_s"] = round(out["tick_s"] / out["watched_weeks_with_rows"], 3)
         results.append(out)
     return results
@@ -464,10 +485,10 @@ def goals(results: list[dict[str, Any]]) -> list[Goal]:
         )
         out.append(
             Goal(
-                "silver / bare GROUP BY, 100k kids",
-                big["silver_vs_floor"],
-                f"<= {MAX_FLOOR_RATIO}",
-                big["silver_vs_floor"] <= MAX_FLOOR_RATIO,
+                "silver / its lower bound, 100k kids",
+                big["silver_vs_bound"],
+                f"<= {MAX_BOUND_RATIO}",
+                big["silver_vs_bound"] <= MAX_BOUND_RATIO,
             )
         )
     return out
@@ -482,7 +503,14 @@ def report_rows(results: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         ("transactions a week", *(r["transactions_per_week"] for r in results)),
         ("transactions in all", *(r["transactions"] for r in results)),
         ("savings goals in all", *(r.get("savings_goals", "-") for r in results)),
-        ("silver, last week (balances carried from W-3), s", *(r["silver_s"] for r in results)),
+        (
+            "silver, last week (after W-1's silver: its rows and balances carried), s",
+            *(r["silver_s"] for r in results),
+        ),
+        (
+            "silver, last week after late data in W-1 (W-1, W-2 from raw), s",
+            *(r.get("silver_late_w1_s", "-") for r in results),
+        ),
         (
             "silver, W-3 with nothing stored (full scan), s",
             *(r["silver_full_scan_s"] for r in results),
@@ -512,6 +540,7 @@ def report_rows(results: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             ),
             ("lower bound in all, s", *(r["bound_s"] for r in results)),
             ("lower bound / bare GROUP BY", *(r["bound_vs_floor"] for r in results)),
+            ("silver / lower bound", *(r.get("silver_vs_bound", "-") for r in results)),
         ]
     return rows
 

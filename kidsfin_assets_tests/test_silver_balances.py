@@ -2,7 +2,7 @@
 after late data and when weeks are materialised alone or out of order.
 
 Silver reads raw, and stores every kid's balance with each week; it carries it from the
-latest stored week (at most W-3) that is still valid for what raw holds (stored after the
+latest stored week (at most W-1) that is still valid for what raw holds (stored after the
 latest load of every raw week up to it). Each test compares every silver row with the
 pure-Python reference of test_silver_reference.py (all history summed from the source),
 and checks which week each balance was carried from, so that a test cannot pass on the
@@ -94,8 +94,8 @@ def add_late_rows(settings: Settings) -> None:
 
 def test_weeks_in_order_carry_the_balance_and_equal_the_full_scan(demo: Settings) -> None:
     run_weeks(demo, W1, W6)
-    # Not a full scan each week: from W4 on, each week carried W-3's stored balances.
-    assert bases(demo) == {W1: None, W2: None, W3: None, W4: W1, W5: W2, W6: W3}
+    # Not a full scan each week: from W2 on, each week carried W-1's stored balances.
+    assert bases(demo) == {W1: None, W2: W1, W3: W2, W4: W3, W5: W4, W6: W5}
     assert_equals_full_scan(demo, WEEKS)
 
 
@@ -104,7 +104,7 @@ def test_late_saving_rerun_in_order_from_its_week_equals_the_full_scan(demo: Set
     before = silver(demo, W6)[1]["savings_balance"]
     add_late_rows(demo)
     run_weeks(demo, W2, W6)  # the changed week and every week after it, in order
-    assert bases(demo) == {W1: None, W2: None, W3: None, W4: W1, W5: W2, W6: W3}
+    assert bases(demo) == {W1: None, W2: W1, W3: W2, W4: W3, W5: W4, W6: W5}
     assert_equals_full_scan(demo, WEEKS)
     assert float(silver(demo, W6)[1]["savings_balance"]) == float(before) + LATE_SAVING
 
@@ -161,7 +161,7 @@ def test_a_late_kids_row_brings_its_earlier_savings_in_once_raw_loads_them_again
     source.kids((555, "late"))
     source.txns((990_000_012, 555, f"{W6} 09:00", "income", None, 1_000))
     run_weeks(demo, W1, W6)
-    assert bases(demo)[W6] == W3
+    assert bases(demo)[W6] == W5
     assert float(silver(demo, W6)[555]["savings_balance"]) == 42_000
     assert_equals_full_scan(demo, WEEKS)
 
@@ -207,7 +207,7 @@ def test_goal_progress_follows_late_data_through_the_carried_balance(demo: Setti
         done = source._value(local(f"{W6} 09:00"))
         conn.execute(sa.update(t).where(t.c.goal_id == 990_000_002).values(completed_at=done))
     run_weeks(demo, W2, W6)
-    assert bases(demo)[W6] == W3  # carried, not a full scan
+    assert bases(demo)[W6] == W5  # carried, not a full scan
     assert_equals_full_scan(demo, WEEKS)
     late = _goal(demo, 1, 990_000_001)
     assert (late["progress_percent"], late["reached"]) == (100, True)

@@ -1,20 +1,24 @@
 """The silver metric contract of docs/metrics.md, as one INSERT ... SELECT over raw's copy.
 
-Silver reads raw, never the app's tables: `raw_transactions` and `raw_app_events` of W-2,
-W-1 and W (its partition mapping) and `raw_savings_goals` of W, every row already valid,
-of a kid that exists, with its local date (raw is the one place the validity rules are
-applied: validation.py). Nothing per row or per kid comes back to Python: the database
-groups, ranks categories, computes trends and writes the week's rows itself, in one grouped
-pass per kid over the window's transactions (each row's slot, week * 4 + kind, makes every
-FILTER one integer comparison) and one over its app events; active days are a bit mask of
-the window's 21 local days, OR-ed per kid.
+Silver reads raw, never the app's tables: `raw_transactions` and `raw_app_events` of W
+(and of W-2 and W-1 when their figures cannot be taken from silver's W-1 rows, below) and
+`raw_savings_goals` of W, every row already valid, of a kid that exists, with its local
+date (raw is the one place the validity rules are applied: validation.py). Nothing per
+row or per kid comes back to Python: the database groups, ranks categories, computes
+trends and writes the week's rows itself. W's transactions are read once, grouped per
+(kid, category) and then per kid (sums, count, day mask, categories' JSON, top category);
+the per-kid parts (W's transactions, W's events, W-1 and W-2) are joined FULL by hash.
 
-Money is summed exactly, as integer cents in both dialects.
+W-1's and W-2's figures (the trends' inputs) come from silver's rows of W-1, which hold
+W-1's own figures and, as `_prev1`, W-2's, while those rows are current for what raw holds
+(previous_from_silver); otherwise from raw again. Money is summed exactly, as integer
+cents in both dialects.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -46,127 +50,167 @@ WEEKS_BACK = 3  # W, W-1, W-2
 DAYS = 7
 
 
-class _Window:
-    """W-2 .. W: 21 local days. Day 0 is W-2's Monday; week 0 is W-2 and week 2 is W."""
-
-    def __init__(self, engine: Engine, week: Week) -> None:
-        self.engine, self.week = engine, week
-        self.first = week.shifted(1 - WEEKS_BACK)
-
-    @staticmethod
-    def slot(back: int, kind: int) -> int:
-        """The slot of W-back's transactions of one kind (KINDS' order)."""
-        return (WEEKS_BACK - 1 - back) * len(KINDS) + kind
-
-    @staticmethod
-    def active_days(mask: Any, back: int) -> Any:
-        """How many days of week W-back are set in a day mask."""
-        first = (WEEKS_BACK - 1 - back) * DAYS
-        return sum((mask.op(">>")(first + bit)).op("&")(1) for bit in range(DAYS))
+def _cents(total: Any) -> Any:
+    """A sum of integers as BIGINT (PostgreSQL's sum of BIGINT is NUMERIC, slower in every
+    expression after it)."""
+    return sa.cast(total, sa.BigInteger)
 
 
-def _txn_rows(engine: Engine, window: _Window) -> sa.Subquery:
-    """raw's transactions of W-2 .. W, one row each: kid, cents, kind number, day
-    (0 .. 20) and slot (week * 4 + kind), each computed once per row."""
+def _day_bit(engine: Engine, day: Any, monday: dt.date) -> Any:
+    """A day of the week as one bit of a 7-bit mask (Monday: bit 0)."""
+    return sa.literal(1).op("<<")(db.days_since(engine, day, monday))
+
+
+def _days_set(mask: Any) -> Any:
+    """How many of a week's 7 days are set in a day mask."""
+    return sum((mask.op(">>")(bit)).op("&")(1) for bit in range(DAYS))
+
+
+def _week_transactions(engine: Engine, week: Week) -> sa.Select[Any]:
+    """Per kid, W's transactions read once: grouped per (kid, category), then rolled up
+    per kid: the four kinds' sums in cents, the count, the day mask, the spending by
+    category as JSON and the top category (the most spent; ties: byte order)."""
     t = raw_transactions
-    first, last = window.first.start, window.week.start
-    kind = sa.case(*((t.c.kind == k, i) for i, k in enumerate(KINDS)), else_=len(KINDS))
-    day = db.days_since(engine, t.c.local_date, first)
-    rows = (
-        sa.select(
-            t.c.kid_id,
-            db.exact_money(t.c.amount).label("money"),
-            kind.label("kind"),
-            day.label("day"),
-        )
-        .where(t.c.week_start >= first, t.c.week_start <= last)
-        .subquery("txn_rows")
-    )
-    slot = (rows.c.day // DAYS) * len(KINDS) + rows.c.kind
-    return db.computed_once(
-        engine,
-        sa.select(rows.c.kid_id, rows.c.money, rows.c.kind, rows.c.day, slot.label("slot")),
-    ).subquery("slotted")
-
-
-def _totals(engine: Engine, window: _Window) -> sa.Select[Any]:
-    """Per kid with a row in the window: sums, counts, the day mask, and the window's
-    saving and withdrawal totals (the carried balance adds them). Transactions and app
-    events are grouped apart (the events need only a count and a day mask), then their
-    per-kid rows together: no FULL JOIN, which SQLite before 3.39 lacks."""
-    r = _txn_rows(engine, window)
-    kinds = list(KINDS)
-    sums = [
-        sa.func.sum(r.c.money).filter(r.c.slot == window.slot(back, i)).label(f"{name}_{back}")
-        for back in range(WEEKS_BACK)
-        for i, (kind, name) in enumerate(KINDS.items())
-        if back == 0 or kind != "withdrawal"  # withdrawals have no trend
-    ]
-    counts = [
-        sa.func.count()
-        .filter(r.c.slot >= window.slot(back, 0), r.c.slot < window.slot(back, len(KINDS)))
-        .label(f"txn_count_{back}")
-        for back in range(WEEKS_BACK)
-    ]
-    flows = [
-        sa.func.sum(r.c.money).filter(r.c.kind == kinds.index(kind)).label(name)
-        for kind, name in (("saving", "saved_in_window"), ("withdrawal", "withdrawn_in_window"))
-    ]
-    mask = db.bit_or_agg(engine, sa.literal(1).op("<<")(r.c.day)).label("days")
-    none = sa.cast(sa.null(), sa.BigInteger)
-    txn = sa.select(r.c.kid_id, *sums, *counts, *flows, none.label("event_count"), mask).group_by(
-        r.c.kid_id
-    )
-    e = raw_app_events
-    first, last = window.first.start, window.week.start
-    day = db.days_since(engine, e.c.local_date, first)
-    figures = [c.name for c in txn.selected_columns if c.name not in ("kid_id", "days")]
-    evt = (
-        sa.select(
-            e.c.kid_id,
-            *(none.label(name) for name in figures if name != "event_count"),
-            sa.func.count().filter(e.c.local_date >= last).label("event_count"),
-            db.bit_or_agg(engine, sa.literal(1).op("<<")(day)).label("days"),
-        )
-        .where(e.c.week_start >= first, e.c.week_start <= last)
-        .group_by(e.c.kid_id)
-    )
-    both = sa.union_all(txn, evt).subquery("per_kid_rows")
-    return sa.select(
-        both.c.kid_id,
-        *(sa.func.sum(both.c[name]).label(name) for name in figures),
-        db.bit_or_agg(engine, both.c.days).label("days"),
-    ).group_by(both.c.kid_id)
-
-
-def _categories(engine: Engine, week: Week) -> sa.Subquery:
-    """Per kid: W's spending by category as JSON, and the top one (ties: byte order)."""
-    t = raw_transactions
-    spent = (
+    money = db.exact_money(t.c.amount)
+    per_category = (
         sa.select(
             t.c.kid_id,
             t.c.category,
-            sa.func.sum(db.exact_money(t.c.amount)).label("total"),
+            *(_cents(sa.func.sum(money).filter(t.c.kind == kind)).label(kind) for kind in KINDS),
+            sa.func.count().label("n"),
+            db.bit_or_agg(engine, _day_bit(engine, t.c.local_date, week.start)).label("days"),
         )
-        .where(t.c.week_start == week.start, t.c.kind == "spending")
+        .where(t.c.week_start == week.start)
         .group_by(t.c.kid_id, t.c.category)
-        .subquery("spent")
+        .subquery("per_category")
     )
+    c = per_category.c
     rank = sa.func.row_number().over(
-        partition_by=spent.c.kid_id,
-        order_by=[spent.c.total.desc(), db.byte_order(engine, spent.c.category)],
+        partition_by=c.kid_id,
+        order_by=[sa.func.coalesce(c.spending, -1).desc(), db.byte_order(engine, c.category)],
     )
-    ranked = sa.select(spent, rank.label("rank")).subquery("ranked")
-    amount = db.money_value(engine, ranked.c.total)
+    ranked = sa.select(per_category, rank.label("rank")).subquery("ranked")
+    r, spent = ranked.c, ranked.c.spending.is_not(None)
+    return sa.select(
+        r.kid_id,
+        *(_cents(sa.func.sum(r[kind])).label(f"{name}_0") for kind, name in KINDS.items()),
+        _cents(sa.func.sum(r.n)).label("txn_count_0"),
+        db.bit_or_agg(engine, r.days).label("days"),
+        db.json_object_agg(engine, r.category, db.money_value(engine, r.spending))
+        .filter(spent)
+        .label("by_category"),
+        sa.func.max(r.category).filter(sa.and_(r.rank == 1, spent)).label("top_category"),
+    ).group_by(r.kid_id)
+
+
+def _week_events(engine: Engine, week: Week) -> sa.Select[Any]:
+    """Per kid, W's app events: the count and the day mask."""
+    e = raw_app_events
     return (
         sa.select(
-            ranked.c.kid_id,
-            db.json_object_agg(engine, ranked.c.category, amount).label("by_category"),
-            sa.func.max(ranked.c.category).filter(ranked.c.rank == 1).label("top_category"),
+            e.c.kid_id,
+            sa.func.count().label("event_count"),
+            db.bit_or_agg(engine, _day_bit(engine, e.c.local_date, week.start)).label("days"),
         )
-        .group_by(ranked.c.kid_id)
-        .subquery("categories")
+        .where(e.c.week_start == week.start)
+        .group_by(e.c.kid_id)
     )
+
+
+def _previous_from_silver(week: Week) -> sa.Select[Any]:
+    """W-1's and W-2's trend figures per kid with a row in raw's W-1 or W-2 (cents), from
+    silver's rows of W-1: each holds W-1's own figures and, as its `_prev1` columns,
+    W-2's. (Active days are at least 1 in a week a kid has any row in.)"""
+    s = kid_weekly_analysis
+
+    def figure(name: str, back: int) -> Any:
+        column = s.c[name if back == 1 else f"{name}_prev1"]
+        return (db.exact_money(column) if name.endswith("_total") else column).label(
+            f"{name}_{back}"
+        )
+
+    return sa.select(
+        s.c.kid_id, *(figure(name, back) for back in (1, 2) for name in TREND_METRICS)
+    ).where(
+        s.c.week_start == week.shifted(-1).start,
+        (s.c.active_days > 0) | (s.c.active_days_prev1 > 0),
+    )
+
+
+def _own_week_from_raw(engine: Engine, week: Week, back: int) -> sa.Subquery:
+    """Per kid with a row in raw's W-back: its trend figures, from raw (cents)."""
+    t, e, day = raw_transactions, raw_app_events, week.shifted(-back)
+    money = db.exact_money(t.c.amount)
+    txn = (
+        sa.select(
+            t.c.kid_id,
+            *(_cents(sa.func.sum(money).filter(t.c.kind == kind)).label(kind) for kind in KINDS),
+            sa.func.count().label("txn_count"),
+            db.bit_or_agg(engine, _day_bit(engine, t.c.local_date, day.start)).label("days"),
+        )
+        .where(t.c.week_start == day.start)
+        .group_by(t.c.kid_id)
+        .subquery(f"transactions_{back}")
+    )
+    evt = (
+        sa.select(
+            e.c.kid_id,
+            db.bit_or_agg(engine, _day_bit(engine, e.c.local_date, day.start)).label("days"),
+        )
+        .where(e.c.week_start == day.start)
+        .group_by(e.c.kid_id)
+        .subquery(f"events_{back}")
+    )
+    days = sa.func.coalesce(txn.c.days, 0).op("|")(sa.func.coalesce(evt.c.days, 0))
+    return (
+        sa.select(
+            sa.func.coalesce(txn.c.kid_id, evt.c.kid_id).label("kid_id"),
+            *(
+                txn.c[kind].label(f"{name}_{back}")
+                for kind, name in KINDS.items()
+                if kind != "withdrawal"
+            ),
+            txn.c.txn_count.label(f"txn_count_{back}"),
+            _days_set(days).label(f"active_days_{back}"),
+        )
+        .select_from(txn.join(evt, evt.c.kid_id == txn.c.kid_id, full=True))
+        .subquery(f"week_minus_{back}")
+    )
+
+
+def _full_join(parts: list[Any]) -> tuple[Any, Any]:
+    """`parts` (each with kid_id) FULL joined on the kid, and the kid's id in the result."""
+    joined, kids = parts[0], [parts[0].c.kid_id]
+    for part in parts[1:]:
+        kid = kids[0] if len(kids) == 1 else sa.func.coalesce(*kids)
+        joined = joined.join(part, part.c.kid_id == kid, full=True)
+        kids.append(part.c.kid_id)
+    return joined, sa.func.coalesce(*kids)
+
+
+def _figures(engine: Engine, week: Week, from_silver: bool) -> sa.Select[Any]:
+    """Per kid with a row in raw's W, W-1 or W-2: W's sums, counts, day mask and
+    categories (_week_transactions and W's events), and W-1's and W-2's trend figures
+    (cents): from silver's rows of W-1 (`from_silver`), else from raw. The per-kid parts
+    are joined by hash, FULL (a kid may be in any of them), the narrow ones first."""
+    txn = _week_transactions(engine, week).subquery("week_transactions")
+    evt = _week_events(engine, week).subquery("week_events")
+    if from_silver:
+        before = [_previous_from_silver(week).subquery("previous_weeks")]
+    else:
+        before = [_own_week_from_raw(engine, week, back) for back in (2, 1)]
+    joined, kid = _full_join([*before, evt, txn])
+    previous = {c.name: c for part in before for c in part.c if c.name != "kid_id"}
+    return sa.select(
+        kid.label("kid_id"),
+        *(txn.c[f"{name}_0"] for name in KINDS.values()),
+        txn.c.txn_count_0,
+        evt.c.event_count,
+        sa.func.coalesce(txn.c.days, 0).op("|")(sa.func.coalesce(evt.c.days, 0)).label("days"),
+        *(previous[f"{name}_{back}"] for back in (1, 2) for name in TREND_METRICS),
+        txn.c.by_category,
+        txn.c.top_category,
+    ).select_from(joined)
 
 
 # --- savings goals --------------------------------------------------------------------------
@@ -241,11 +285,11 @@ def _goals(engine: Engine, week: Week, balances: Any) -> sa.Subquery:
 #
 #     balance(W) = stored balance(B) + raw's flows of the weeks after B
 #
-# for a base week B <= W-3, or from the opening balance when none qualifies. The flows of
-# W-2 .. W come free with the trends' pass over the window; weeks between B and W-2 (none
-# when B = W-3) are read from raw by one range scan. B is at most W-3, not W-1, so that W,
-# W+1 and W+2, which the sensor re-runs together after late data in W and Dagster may run
-# in any order, each read W from raw, never a W balance stored before the change.
+# for a base week B <= W-1, or from the opening balance when none qualifies. W's flows come
+# free with W's pass; weeks between B and W (none when B = W-1, the steady state of weekly
+# runs) are read from raw by one range scan. When the sensor re-runs W, W+1 and W+2 after
+# late data in W, in any order, a W balance stored before the change does not qualify
+# (below), so each reads W from raw until W is computed again.
 #
 # Why a stored balance of B is still right. Raw's loads and silver's writes are numbered
 # in commit order by one sequence (`seq`, raw_weeks.py). B qualifies only if its latest
@@ -258,11 +302,9 @@ def _goals(engine: Engine, week: Week, balances: Any) -> sa.Subquery:
 # snapshot costs O(kids), not O(history). (A raw week never loaded counts as empty; silver
 # refuses to read W-2 and W-1 that way when the app has rows in them: raw_weeks.py.)
 
-SNAPSHOT_GAP = WEEKS_BACK  # a base is at most W-3
-
 
 def balance_base(conn: Connection, week: Week) -> tuple[dt.date | None, int]:
-    """The latest week <= W-3 whose stored balances qualify (see above), or None; and the
+    """The latest week <= W-1 whose stored balances qualify (see above), or None; and the
     seq of this materialisation. Reads one small row per week of each table."""
     newest, running = [], 0  # (week, the latest load of any raw week up to it)
     for start, load in sorted(read_loads(conn).items()):
@@ -273,7 +315,7 @@ def balance_base(conn: Connection, week: Week) -> tuple[dt.date | None, int]:
         return max((seq for start, seq in newest if start <= day), default=0)
 
     t = savings_balance_weeks
-    limit = week.shifted(-SNAPSHOT_GAP).start
+    limit = week.shifted(-1).start
     qualified = [
         week_start
         for week_start, seq, timezone in conn.execute(
@@ -286,19 +328,19 @@ def balance_base(conn: Connection, week: Week) -> tuple[dt.date | None, int]:
 
 
 def _balance_rows(
-    engine: Engine, window: _Window, base: dt.date | None, opening: dt.date, totals: Any
+    week: Week, base: dt.date | None, opening: dt.date, figures: Any
 ) -> sa.Select[Any]:
     """Per kid_id: the base's stored balance (without one, the opening balance) + raw's
-    flows from then to W-2's start + the window's flows, from `totals`."""
+    flows from then to W's start + W's flows, from `figures` (_figures' rows)."""
     t, stored = raw_transactions, savings_balances
     money = db.exact_money(t.c.amount)
     after = t.c.week_start > base if base is not None else t.c.week_start >= opening
     gap = sa.select(
         t.c.kid_id, sa.case((t.c.kind == "withdrawal", -money), else_=money).label("cents")
-    ).where(after, t.c.week_start < window.first.start, t.c.kind.in_(("saving", "withdrawal")))
-    saved, withdrawn = totals.c.saved_in_window, totals.c.withdrawn_in_window
-    in_window_flows = sa.select(
-        totals.c.kid_id,
+    ).where(after, t.c.week_start < week.start, t.c.kind.in_(("saving", "withdrawal")))
+    saved, withdrawn = figures.c.saving_total_0, figures.c.withdrawal_total_0
+    week_flows = sa.select(
+        figures.c.kid_id,
         (sa.func.coalesce(saved, 0) - sa.func.coalesce(withdrawn, 0)).label("cents"),
     ).where(sa.or_(saved.is_not(None), withdrawn.is_not(None)))
     if base is not None:
@@ -310,14 +352,16 @@ def _balance_rows(
         start = sa.select(o.c.kid_id, o.c.balance_cents.label("cents")).where(
             o.c.before_week == opening
         )
-    flows = sa.union_all(start, gap, in_window_flows).subquery("flows")
+    flows = sa.union_all(start, gap, week_flows).subquery("flows")
     total = sa.cast(sa.func.sum(flows.c.cents), sa.BigInteger)
     return sa.select(flows.c.kid_id, total.label("balance_cents")).group_by(flows.c.kid_id)
 
 
 def _snapshot_insert(week: Week, rows: sa.Select[Any]) -> sa.Insert:
     r = rows.subquery("balance_rows")
-    select = sa.select(sa.literal(week.start, sa.Date), r.c.kid_id, r.c.balance_cents)
+    select = sa.select(sa.literal(week.start, sa.Date), r.c.kid_id, r.c.balance_cents).order_by(
+        r.c.kid_id
+    )
     return sa.insert(savings_balances).from_select(
         ["week_start", "kid_id", "balance_cents"], select
     )
@@ -340,36 +384,31 @@ def _trend(value: Any, prev1: Any, prev2: Any, threshold: Fraction) -> sa.Case[A
     )
 
 
-def _per_kid(engine: Engine, window: _Window, txn: Any, balances: Any) -> sa.Subquery:
-    """Each kid with a row in raw's window: its figures per week. `txn` is _totals'
-    result, `balances` has kid_id and balance_cents. (Raw's rows are of kids that exist.)"""
-    week = window.week
-    categories = _categories(engine, week)
+def _per_kid(engine: Engine, week: Week, figures: Any, balances: Any) -> sa.Subquery:
+    """Each kid with a row in raw's W, W-1 or W-2: its figures per week. `figures` is
+    _figures' result, `balances` has kid_id and balance_cents. (Raw's rows are of kids
+    that exist.)"""
     goals = _goals(engine, week, balances)
-    # From the window's totals: each aggregate referenced once, so that the database can
-    # run it in parallel.
-    joined = (
-        txn.outerjoin(categories, categories.c.kid_id == txn.c.kid_id)
-        .outerjoin(balances, balances.c.kid_id == txn.c.kid_id)
-        .outerjoin(goals, goals.c.kid_id == txn.c.kid_id)
+    joined = figures.outerjoin(balances, balances.c.kid_id == figures.c.kid_id).outerjoin(
+        goals, goals.c.kid_id == figures.c.kid_id
     )
-    skip = ("kid_id", "days", "saved_in_window", "withdrawn_in_window", "event_count")
-    figures = [
-        sa.func.coalesce(column, 0).label(name)
-        for name, column in txn.c.items()
-        if name not in skip
-    ]
+    skip = (
+        "kid_id",
+        "days",
+        "by_category",
+        "top_category",
+    )
     return (
         sa.select(
-            txn.c.kid_id,
-            *figures,
+            figures.c.kid_id,
             *(
-                window.active_days(txn.c.days, back).label(f"active_days_{back}")
-                for back in range(3)
+                sa.func.coalesce(c, 0).label(name)
+                for name, c in figures.c.items()
+                if name not in skip
             ),
-            sa.func.coalesce(txn.c.event_count, 0).label("event_count"),
-            categories.c.by_category,
-            categories.c.top_category,
+            _days_set(sa.func.coalesce(figures.c.days, 0)).label("active_days_0"),
+            figures.c.by_category,
+            figures.c.top_category,
             sa.func.coalesce(balances.c.balance_cents, 0).label("balance"),
             goals.c.goals,
         )
@@ -378,12 +417,9 @@ def _per_kid(engine: Engine, window: _Window, txn: Any, balances: Any) -> sa.Sub
     )
 
 
-def silver_select(
-    engine: Engine, window: _Window, threshold: float, txn: Any, balances: Any
-) -> sa.Select[Any]:
-    """One row per kid with a row in raw's W, W-1 or W-2, in column order."""
-    week = window.week
-    k = _per_kid(engine, window, txn, balances)
+def silver_select(engine: Engine, week: Week, threshold: float, k: Any) -> sa.Select[Any]:
+    """One row per kid with a row in raw's W, W-1 or W-2, in column order; `k` is
+    _per_kid's result."""
 
     def money(column: Any) -> Any:
         return db.money_value(engine, column)
@@ -415,57 +451,89 @@ def silver_select(
     values["computed_at"] = sa.literal(dt.datetime.now(dt.UTC), sa.DateTime(timezone=True))
     values["savings_goals"] = sa.func.coalesce(k.c.goals, db.empty_json_array(engine))
     order = [c.name for c in kid_weekly_analysis.columns]
-    return sa.select(*(values[name].label(name) for name in order))
+    return sa.select(*(values[name].label(name) for name in order)).order_by(k.c.kid_id)
 
 
-def write_week(
-    conn: Connection, week: Week, threshold: float, opening: dt.date
-) -> tuple[int, dt.date | None]:
-    """Replace the week's rows and stored balances in the caller's transaction, from raw;
-    returns the silver row count and the week the balance was carried from (None: from
-    raw's opening balance `opening`, the first raw week, and every raw week since).
-    Holds lock_writes until the caller commits."""
+def previous_from_silver(conn: Connection, week: Week) -> bool:
+    """Whether silver W may take W-1's and W-2's figures from silver's rows of W-1: if
+    they were written after raw's latest loads of W-1 and W-2, under the same time zone,
+    and are all still there, they read what raw holds now. Otherwise (late data, a
+    re-load, another time zone, W-1 never computed, rows deleted by hand) silver reads
+    both weeks from raw again."""
+    weeks = [week.shifted(-1), week.shifted(-2)]
+    t, s = savings_balance_weeks, kid_weekly_analysis
+    stored = conn.execute(
+        sa.select(t.c.seq, t.c.timezone, t.c.silver_rows).where(t.c.week_start == weeks[0].start)
+    ).first()
+    if stored is None or stored.timezone != week.timezone or stored.silver_rows is None:
+        return False
+    loads = read_loads(conn, weeks)
+    if any(stored.seq <= load.seq for load in loads.values()):
+        return False
+    there = sa.select(sa.func.count()).select_from(s).where(s.c.week_start == weeks[0].start)
+    return conn.execute(there).scalar_one() == stored.silver_rows
+
+
+@dataclass(frozen=True)
+class WrittenWeek:
+    """What write_week did: the rows written, the week the savings balance was carried
+    from (None: raw's opening balance and every raw week since), and whether W-1's and
+    W-2's figures came from silver's rows of W-1 rather than raw."""
+
+    rows: int
+    balance_base: dt.date | None
+    previous_from_silver: bool
+
+
+def write_week(conn: Connection, week: Week, threshold: float, opening: dt.date) -> WrittenWeek:
+    """Replace the week's rows and stored balances in the caller's transaction, from raw
+    (and W-1's silver rows when they are current; `opening` is raw's
+    opening balance's week, the first raw week). Holds lock_writes until the caller
+    commits."""
     engine, table = conn.engine, kid_weekly_analysis
     db.tune_for_aggregation(conn)
     lock_writes(conn)
     base, seq = balance_base(conn, week)
+    from_silver = previous_from_silver(conn, week)
     conn.execute(sa.delete(table).where(table.c.week_start == week.start))
     conn.execute(sa.delete(savings_balances).where(savings_balances.c.week_start == week.start))
-    window = _Window(engine, week)
-    totals = _totals(engine, window)
     columns = [c.name for c in table.columns]
     if db.is_sqlite(engine):
         # No data-modifying CTE: the balances first, then silver reads them back (the
-        # window is read twice; SQLite holds small data).
-        conn.execute(
-            _snapshot_insert(week, _balance_rows(engine, window, base, opening, totals.subquery()))
-        )
+        # figures are computed twice; SQLite holds small data).
+        figures = _figures(engine, week, from_silver).subquery("figures")
+        conn.execute(_snapshot_insert(week, _balance_rows(week, base, opening, figures)))
         stored = savings_balances
         balances = (
             sa.select(stored.c.kid_id, stored.c.balance_cents)
             .where(stored.c.week_start == week.start)
             .subquery("balances")
         )
-        select = silver_select(engine, window, threshold, totals.subquery("txn_totals"), balances)
+        per_kid = _per_kid(engine, week, figures, balances)
+        select = silver_select(engine, week, threshold, per_kid)
         written = conn.execute(sa.insert(table).from_select(columns, select)).rowcount
     else:
-        # One statement: the window's totals once (a CTE), the balances written by a
+        # One statement: the figures once (a CTE), the balances written by a
         # data-modifying CTE whose RETURNING rows silver joins.
-        txn = totals.cte("txn_totals")
+        figures = _figures(engine, week, from_silver).cte("figures")
         stored_cte = (
-            _snapshot_insert(week, _balance_rows(engine, window, base, opening, txn))
+            _snapshot_insert(week, _balance_rows(week, base, opening, figures))
             .returning(savings_balances.c.kid_id, savings_balances.c.balance_cents)
             .cte("balances")
         )
-        select = silver_select(engine, window, threshold, txn, stored_cte)
+        per_kid = _per_kid(engine, week, figures, stored_cte)
+        select = silver_select(engine, week, threshold, per_kid)
         statement = sa.insert(table).from_select(columns, select).add_cte(stored_cte)
         written = conn.execute(statement).rowcount
-    _record_balances(conn, week, seq, base)
-    return int(written), base
+    _record_balances(conn, week, seq, base, int(written))
+    return WrittenWeek(int(written), base, from_silver)
 
 
-def _record_balances(conn: Connection, week: Week, seq: int, base: dt.date | None) -> None:
+def _record_balances(
+    conn: Connection, week: Week, seq: int, base: dt.date | None, rows: int
+) -> None:
     row = {
+        "silver_rows": rows,
         "week_start": week.start,
         "seq": seq,
         "timezone": week.timezone,

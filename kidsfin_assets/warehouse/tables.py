@@ -179,6 +179,10 @@ savings_balance_weeks = sa.Table(
     sa.Column("timezone", sa.Text, nullable=False),
     sa.Column("base_week", sa.Date, nullable=True),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    # The silver rows this materialisation wrote: the next week takes its W-1 and W-2
+    # figures from them only while they are all still there (metrics.py). NULL: written
+    # before the column existed, never taken.
+    sa.Column("silver_rows", sa.BigInteger, nullable=True),
 )
 
 kid_weekly_reports = sa.Table(

@@ -118,6 +118,15 @@ RAW_WAIT_SECONDS = 30 * 60  # at most, for runs loading the raw weeks silver rea
 RAW_POLL_SECONDS = 2.0
 
 
+def previous_weeks_read(week: Week, from_silver: bool) -> str:
+    """Where W-1's and W-2's figures (the trends' inputs) came from, for the log and the
+    metadata: silver's rows of W-1 when current, else raw again."""
+    weeks = f"{week.shifted(-2).key} and {week.shifted(-1).key}"
+    if from_silver:
+        return f"{weeks} from silver's {week.shifted(-1).key} rows"
+    return f"{weeks} from raw"
+
+
 def raw_state(engine: Engine, week: Week) -> dict[Week, str]:
     with engine.connect() as conn:
         return window_state(week, read_loads(conn, window_weeks(week)))
@@ -196,9 +205,11 @@ def wait_for_raw(
         "a run loading it is waited for). A week raw never loaded is left as it is (a "
         "backfill of raw over A..B also re-runs silver for B+1 and B+2, which read raw's "
         "B). A backfill runs silver over its range in one run. The savings balance is "
-        "carried from the balances stored with W-3 "
+        "carried from the balances stored with W-1 "
         "(or an earlier week still valid for what raw holds, or raw's opening balance and "
-        "every raw week since), so a week's cost does not grow with history. Each week's "
+        "every raw week since), and W-1's and W-2's figures are taken from W-1's silver "
+        "rows while raw has not re-loaded those weeks since (else read from raw again: "
+        "`previous_weeks_read`), so a week's cost does not grow with history. Each week's "
         "metadata (totals, preview) is its own, in a backfill's range run too, with the "
         "source versions of W-2, W-1 and W that raw held when it was computed."
     ),
@@ -233,7 +244,7 @@ def kid_weekly_analysis(
         with engine.begin() as conn:
             db.week_lock(conn, "silver", week.key)
             before = week_row_count(conn, week)
-            written, base = write_week(conn, week, analysis.trend_threshold, opening)
+            done = write_week(conn, week, analysis.trend_threshold, opening)
             # Under write_week's lock: what raw holds now is what was read.
             loads, problems = read_problems(conn, week)
             if problems:
@@ -242,17 +253,19 @@ def kid_weekly_analysis(
                     f"them ({'; '.join(p.describe(week) for p in problems)}); run the week "
                     "again.",
                 )
-            refuse_shrink(week, before, written, max_shrink)  # rolls the week back
+            refuse_shrink(week, before, done.rows, max_shrink)  # rolls the week back
             meta = week_summary(conn, week)
+        base = done.balance_base
         carried = f"carried from {base}" if base else f"from the opening balance ({opening})"
         context.log.info(
-            f"week {week.key}: {written} kid rows written (savings balance {carried} "
-            "and raw's weeks since)"
+            f"week {week.key}: {done.rows} kid rows written (savings balance {carried} "
+            f"and raw's weeks since; {previous_weeks_read(week, done.previous_from_silver)})"
         )
         # Each week of a range run carries its own figures and preview, not the range's.
         meta["source_versions"] = dg.MetadataValue.json(read_versions(week, loads))
+        meta["previous_weeks_read"] = previous_weeks_read(week, done.previous_from_silver)
         context.add_asset_metadata(meta, partition_key=week.key)
-        written_in_run += written
+        written_in_run += done.rows
     if len(weeks) > 1:
         context.log.info(
             f"{len(weeks)} weeks {weeks[0].key} to {weeks[-1].key}: "
