@@ -796,3 +796,73 @@ THIRTEENTH_CORPUS_FORMS = [
 @pytest.mark.parametrize(("text", "data", "true"), THIRTEENTH_CORPUS_FORMS)
 def test_the_thirteenth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+KID_NO_INCOME = week(  # nothing received this week
+    income_total=0.0, net_flow=-234000.0, savings_rate=None, income_total_trend="down"
+)
+KID_DONE_AND_SET = week(savings_goals=[_DONE, {**_GOAL, "created_in_week": True}])
+KID_NOTHING_BEFORE = week(  # nothing at all the two weeks before
+    **{
+        f"{metric}_{p}": 0
+        for metric in ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
+        for p in ("prev1", "prev2")
+    },
+    **{
+        f"{metric}_trend": "new"
+        for metric in ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
+    },
+)
+KID_HALF_WAY = week(  # goal 1 at 60 %
+    savings_balance=42000.0, savings_goals=[{**_GOAL, "progress_percent": 60}]
+)
+# The fourteenth corpus (issue 19): what passed there at first sight, and the true forms it
+# flagged, each said truly and falsely.
+FOURTEENTH_CORPUS_FORMS = [
+    # "có một ít thu nhập": income, with a quantity between
+    ("Tuần này con vẫn có một ít thu nhập.", KID_A, True),
+    ("Tuần này con vẫn có một ít thu nhập.", KID_NO_INCOME, False),
+    # "bỏ (đồng nào) vào heo", "bỏ heo": a deposit
+    ("Tuần này con không bỏ đồng nào vào heo đất.", KID_A, True),
+    ("Tuần này con không bỏ đồng nào vào heo đất.", KID_SURPLUS, False),
+    ("Tiền rút ra nhiều hơn tiền bỏ vào heo.", KID_OUT_TWICE, True),
+    ("Tiền rút ra nhiều hơn tiền bỏ vào heo.", KID_SURPLUS, False),
+    ("Con bỏ heo nhiều hơn số rút ra.", KID_SURPLUS, True),
+    ("Con bỏ heo nhiều hơn số rút ra.", KID_OUT_TWICE, False),
+    # a category listed, then named again as the top one: that one is ranked, not the list
+    ("Con chi cho đồ chơi 120.000 đ và ăn vặt 70.000 đ, đồ chơi là nhiều nhất.", KID_A, True),
+    ("Con chi cho đồ chơi 120.000 đ và ăn vặt 70.000 đ, ăn vặt là nhiều nhất.", KID_A, False),
+    # "vừa xong mục tiêu 1 vừa đặt thêm mục tiêu 2": the goal set is the second
+    ("Tuần này con vừa xong mục tiêu 1 vừa đặt thêm mục tiêu 2.", KID_DONE_AND_SET, True),
+    ("Tuần này con vừa xong mục tiêu 1 vừa đặt thêm mục tiêu 2.", KID_TWO_DONE, False),
+    # "mới được hơn một nửa thôi": just over half, not reached
+    ("Mục tiêu 1 mới được hơn một nửa thôi.", KID_HALF_WAY, True),
+    ("Mục tiêu 1 mới được hơn một nửa thôi.", KID_REACHED, False),
+    # "..., hai tuần trước không có": nothing that week, of what the sentence named before
+    ("Tuần này con có thu nhập, trong khi hai tuần trước không có.", KID_NOTHING_BEFORE, True),
+    ("Tuần này con có thu nhập, trong khi hai tuần trước không có.", KID_A, False),
+    ("Thu nhập với chi tiêu đều là mới, 2 tuần trước trống trơn.", KID_NOTHING_BEFORE, True),
+    ("Thu nhập với chi tiêu đều là mới, 2 tuần trước trống trơn.", KID_A, False),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), FOURTEENTH_CORPUS_FORMS)
+def test_the_fourteenth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+@pytest.mark.parametrize(
+    "advice", ["Giảm chi cho đồ chơi.", "Cùng con đặt mục tiêu giảm chi cho đồ ăn vặt."]
+)
+def test_a_recommendation_asking_for_a_change_is_no_trend(advice: str) -> None:
+    """Spending went up: asked for, "giảm chi" is advice; said of the week, a lie."""
+    report = {
+        "financial_health": FILLER,
+        "spending_pattern": FILLER,
+        "savings_behavior": FILLER,
+        "activity_level": FILLER,
+        "recommendations": [advice, FILLER],
+        "overall_score": 5,
+    }
+    assert check_report(report, KID_A) == []
+    assert "wrong_trend" in findings("Tuần này con đã giảm chi tiêu.", KID_A)

@@ -79,6 +79,7 @@ from kidsfin_assets.reports.grounding.forms import (
     read_goal_nearness,
     read_goal_open,
     read_goal_state,
+    read_nothing_then,
     read_per_hundred,
 )
 from kidsfin_assets.reports.grounding.reading import (
@@ -126,6 +127,11 @@ TEXT_FIELDS = ("financial_health", "spending_pattern", "savings_behavior", "acti
 
 # A field is a sentence when it has at least this many words (tokens with a letter).
 MIN_WORDS = 4
+
+
+# A recommendation that starts with the change it asks for ("Giảm chi cho trò chơi."): a
+# command, not a trend of the data.
+_COMMAND = re.compile(r"\s*(?:giảm|tăng|hạn\schế|bớt)(?!\w)")
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,7 @@ class _Checker:
         read_goal_nearness(r)
         read_goal_open(r)
         read_goal_absent(r)
+        read_nothing_then(r)
         read_from_to(r)
         read_happened(r)
         read_zeros(r)
@@ -533,7 +540,8 @@ class _Checker:
             for s, e in clauses:
                 named = [(end, metric) for start, end, metric in metrics if s <= start < e]
                 said = [d for d in here if s <= d.start() < e]
-                if said and not ADVICE.search(low, s, e):
+                command = field.startswith("recommendations") and _COMMAND.match(low, first)
+                if said and not ADVICE.search(low, s, e) and not command:
                     clause_ref = _reference(low, s, e) or sentence_ref
                     for d in said:
                         # "giảm so với trung bình hai tuần trước và thấp hơn tuần trước 37.000

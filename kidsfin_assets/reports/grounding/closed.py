@@ -115,6 +115,11 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("rút ra", "withdrawal_total"),
     ("rút", "withdrawal_total"),
     ("tiền gửi tiết kiệm", "saving_total"),
+    ("bỏ vào tiết kiệm", "saving_total"),  # "tiền rút ra nhiều hơn tiền bỏ vào heo"
+    ("bỏ vào heo đất", "saving_total"),
+    ("bỏ vào heo", "saving_total"),
+    ("bỏ ống heo", "saving_total"),
+    ("bỏ heo", "saving_total"),
     ("gửi tiết kiệm", "saving_total"),
     ("gửi vào", "saving_total"),
     ("tiền gửi", "saving_total"),
@@ -265,9 +270,11 @@ _RATIO_BOUNDS = {
     "about": (0.85, 1.15),
     "near": (0.8, 1.02),
     "over": (1.000001, float("inf")),  # "hơn một nửa": not exactly half
+    "just_over": (1.000001, 1.5),
     "least": (1.0, float("inf")),
     "under": (0.0, 0.999999),
 }
+_ONLY_BEFORE = re.compile(r"(?<!\w)(?:mới|chỉ)(?:\s(?:được|đạt|có))?\s$")
 _HEDGE_KIND = {
     "hơn": "over",
     "nhiều hơn": "over",
@@ -475,6 +482,8 @@ def read_ratios(r: Reading) -> None:
             continue
         hedge = m.group("hedge2") or m.group("hedge") or ""
         kind = "over" if m.group("most") else _HEDGE_KIND.get(re.sub(r"\s+", " ", hedge), "")
+        if kind == "over" and _ONLY_BEFORE.search(r.low, max(clause[0], m.start() - 16), m.start()):
+            kind = "just_over"  # "mục tiêu 1 mới được hơn một nửa thôi": not 100 %
         if not kind and _ROUGHLY_AFTER.match(r.low, m.end()):
             kind = "about"  # "tiền rút ra gấp đôi tiền gửi vào, khoảng vậy"
         low, high = _RATIO_BOUNDS[kind]
@@ -720,11 +729,11 @@ _NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
-    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất|chuyển)(?=(?:\sthêm|\smột\sphần)?(?:\stiền)?\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
+    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất|chuyển)(?=(?:\s(?:thêm|một\sphần|tiền|đồng\snào|xu\snào|chút\snào|đồng))*\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
     r"|đụng(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"  # withdrew
     r"|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
-    r"|có(?=\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
+    r"|có(?=(?:\s(?:một\sít|một\schút|chút\sít|chút|ít))?\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
 )
 # What follows a negated verb that makes it no claim of nothing: "không chi nhiều".
@@ -791,8 +800,8 @@ def _event_metric(r: Reading, m: re.Match[str], end: int) -> tuple[str | None, i
 
 _GOAL_SET = re.compile(
     r"mục\stiêu\s(?P<n>\d+)[^.,;]*?(?P<neg>chưa\s|không\s)?(?:được\s(?:con\s|bé\s)?|mới\s|vừa\s|đã\s)"
-    r"(?:được\s)?đặt(?!\w)"
-)
+    r"(?:được\s)?đặt(?!\w)(?!(?:\sthêm)?(?:\smột)?\smục\stiêu)"  # "vừa xong mục tiêu 1 vừa đặt
+)  # thêm mục tiêu 2": the other goal's
 # "..., nên đặt mục tiêu", "cùng con đặt một mục tiêu mới": advice, not an event
 _SHOULD = re.compile(r"(?<!\w)(?:nên|cần|hãy|để|muốn|cùng\s(?:con|bé|em|\[\[kid\]\]))\s$")
 _SETS_GOAL = re.compile(
@@ -1112,8 +1121,10 @@ def read_ranking(r: Reading) -> None:
         among_after = _AMONG.search(r.low, ranks[-1].end(), last)
         if among_after:  # "3 khoản lớn nhất là X, Y và Z, trong đó X chiếm 54 %": X, Y, Z
             named = [x for x in named if x.start < among_after.start()] or named
-        groups = [x.metric[4:] for x in named if x.metric]
         top_k = _TOP_K.search(r.low, first, last)
+        if top_k is None:
+            named = _named_again(named, clauses, ranks[0].start())
+        groups = [x.metric[4:] for x in named if x.metric]
         then = next((m for m in ranks if m.group() in _THEN_RANK), None)
         if then is not None:  # "X và Y là hai khoản lớn nhất; tiếp theo là Z và W"
             above = [x.metric[4:] for x in named if x.metric and x.end <= then.start()]
@@ -1140,6 +1151,17 @@ def read_ranking(r: Reading) -> None:
                 r.mark(*m.span())
         else:
             r.flag("wrong_category", *span, f"{r.text[first:last].strip()!r}: {problem}")
+
+
+def _named_again(named: list[Mention], clauses: list[Span], at: int) -> list[Mention]:
+    """ "Con chi cho X 21.000 đ và Y 19.000 đ, X là nhiều nhất": the rank's clause names
+    again a category the sentence listed before, as its subject; only its own count."""
+    clause = next((c for c in clauses if c[0] <= at < c[1]), None)
+    if clause is None:
+        return named
+    own = [x for x in named if clause[0] <= x.start < at]
+    earlier = {x.metric for x in named if x.start < clause[0]}
+    return own if own and all(x.metric in earlier for x in own) else named
 
 
 _AMONG = re.compile(r"(?<!\w)trong\s(?:đó|số\sđó|các\skhoản\sđó)(?!\w)")

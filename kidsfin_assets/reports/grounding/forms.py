@@ -298,3 +298,40 @@ def read_goal_absent(r: Reading) -> None:
             continue
         said = r.text[clause[0] : clause[1]].strip()
         r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: the data lists no savings goal")
+
+
+# --- "..., hai tuần trước không có": nothing that week, of what the sentence named ----------
+
+_NOTHING_THEN = re.compile(
+    rf"(?:(?:trong\skhi|còn|nhưng|mà|và)\s)?(?P<week>{_WEEKS.pattern})(?:\s(?:thì|con|bé|em|lại|đều))*"
+    r"\s(?:(?:không|chưa)\scó(?:\sgì)?|trống(?:\strơn)?)\s*$"
+)
+_HAS_A_WEEK = ("không có", "chưa có", "trống")
+_FLOWS = ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
+
+
+def read_nothing_then(r: Reading) -> None:
+    """ "Tuần này con có thu nhập, trong khi hai tuần trước không có", "Thu nhập với chi tiêu
+    đều là mới, 2 tuần trước trống trơn": a clause that is only a week and "không có" says
+    each metric its sentence named before it was 0 that week."""
+    if not any(w in r.low for w in _HAS_A_WEEK):
+        return
+    for clauses in r.sentences:
+        for start, end in clauses[1:]:
+            lead = len(r.low[start:end]) - len(r.low[start:end].lstrip())
+            m = _NOTHING_THEN.match(r.low, start + lead, end)
+            if m is None or r.is_read(m.start(), m.end()):
+                continue
+            said = _WEEKS.match(r.low, m.start("week"))
+            week = said.lastgroup if said else None
+            named = {x.metric for x in mentions_in(r, clauses[0][0], start) if x.metric in _FLOWS}
+            if week in (None, "now") or not named:
+                continue
+            held = {metric: r.facts.value(metric, week) for metric in sorted(named)}
+            wrong = [f"{metric} {value:,.0f}" for metric, value in held.items() if value]
+            if wrong:
+                sentence = r.text[clauses[0][0] : end].strip()
+                message = f"{sentence!r}: {week} has {', '.join(wrong)}"
+                r.flag("wrong_event", m.start(), m.end(), message)
+            else:
+                r.mark(m.start(), m.end())
