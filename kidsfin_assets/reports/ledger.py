@@ -7,6 +7,9 @@ derived from accepted answers.
   report row is derived from its accepted answer in the same transaction, and carries the
   sum of every answer paid for that kid-week and input (failed ones included).
 - Cost metadata is read back from the ledger, so runs and rows always agree.
+
+~620 lines (at the engine's ~600): claims, exchanges and reports are one set of tables and
+one set of transactions (a report row is written with its answer's), kept together.
 """
 
 from __future__ import annotations
