@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 
 from kidsfin_assets.defs.resources import Settings
@@ -79,20 +80,13 @@ def _late_data_in(settings: Settings, week: dt.date, kid: int) -> None:
     run_weeks(settings, week, week, "group:raw")
 
 
-def test_late_data_in_w1_makes_w_read_raw_again(demo: Settings) -> None:  # noqa: F811
+@pytest.mark.parametrize("late_in", [W5, W4], ids=["w1", "w2"])
+def test_late_data_in_w1_or_w2_makes_w_read_raw_again(demo: Settings, late_in: dt.date) -> None:  # noqa: F811
+    """Late rows in W-1 (W5), or in W-2 (W4: W5's own figures are still current, but its
+    `_prev1`, W4's, are not), loaded by raw after W5's silver ran."""
     kid = _five_weeks_then_raw_w6(demo)
     changed = _change_w5_by_hand(demo, kid)
-    _late_data_in(demo, W5, kid)
-    run_silver(demo, W6, W6)
-    assert not _w6_shows(demo, kid, changed)
-    assert_equals_full_scan(demo, [W6])
-
-
-def test_late_data_in_w2_makes_w_read_raw_again(demo: Settings) -> None:  # noqa: F811
-    """W5's own figures are still current, but its `_prev1` (W4's) are not."""
-    kid = _five_weeks_then_raw_w6(demo)
-    changed = _change_w5_by_hand(demo, kid)
-    _late_data_in(demo, W4, kid)
+    _late_data_in(demo, late_in, kid)
     run_silver(demo, W6, W6)
     assert not _w6_shows(demo, kid, changed)
     assert_equals_full_scan(demo, [W6])
