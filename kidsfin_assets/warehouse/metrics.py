@@ -66,30 +66,40 @@ def _days_set(mask: Any) -> Any:
     return sum((mask.op(">>")(bit)).op("&")(1) for bit in range(DAYS))
 
 
-def _week_transactions(engine: Engine, week: Week) -> sa.Select[Any]:
-    """Per kid, W's transactions read once: grouped per (kid, category), then rolled up
-    per kid: the four kinds' sums in cents, the count, the day mask, the spending by
-    category as JSON and the top category (the most spent; ties: byte order)."""
+def _either_day(one: Any, other: Any) -> Any:
+    """Two day masks OR-ed, either of them missing (a kid without rows of that kind)."""
+    return sa.func.coalesce(one, 0).op("|")(sa.func.coalesce(other, 0))
+
+
+def _transaction_sums(engine: Engine, week: Week, *by: Any) -> sa.Select[Any]:
+    """Raw's transactions of `week` per kid (and `by`): each kind's sum in cents (named by
+    the kind), the count `n` and the day mask `days`."""
     t = raw_transactions
     money = db.exact_money(t.c.amount)
-    per_category = (
+    return (
         sa.select(
             t.c.kid_id,
-            t.c.category,
+            *by,
             *(_cents(sa.func.sum(money).filter(t.c.kind == kind)).label(kind) for kind in KINDS),
             sa.func.count().label("n"),
             db.bit_or_agg(engine, _day_bit(engine, t.c.local_date, week.start)).label("days"),
         )
         .where(t.c.week_start == week.start)
-        .group_by(t.c.kid_id, t.c.category)
-        .subquery("per_category")
+        .group_by(t.c.kid_id, *by)
     )
-    c = per_category.c
+
+
+def _week_transactions(engine: Engine, week: Week) -> sa.Select[Any]:
+    """Per kid, W's transactions read once: grouped per (kid, category), then rolled up
+    per kid: the four kinds' sums in cents, the count, the day mask, the spending by
+    category as JSON and the top category (the most spent; ties: byte order)."""
+    per_category = _transaction_sums(engine, week, raw_transactions.c.category)
+    c = per_category.subquery("per_category").c
     rank = sa.func.row_number().over(
         partition_by=c.kid_id,
         order_by=[sa.func.coalesce(c.spending, -1).desc(), db.byte_order(engine, c.category)],
     )
-    ranked = sa.select(per_category, rank.label("rank")).subquery("ranked")
+    ranked = sa.select(*c, rank.label("rank")).subquery("ranked")
     r, spent = ranked.c, ranked.c.spending.is_not(None)
     return sa.select(
         r.kid_id,
@@ -104,7 +114,7 @@ def _week_transactions(engine: Engine, week: Week) -> sa.Select[Any]:
 
 
 def _week_events(engine: Engine, week: Week) -> sa.Select[Any]:
-    """Per kid, W's app events: the count and the day mask."""
+    """Per kid, raw's app events of `week`: the count and the day mask."""
     e = raw_app_events
     return (
         sa.select(
@@ -139,29 +149,9 @@ def _previous_from_silver(week: Week) -> sa.Select[Any]:
 
 def _own_week_from_raw(engine: Engine, week: Week, back: int) -> sa.Subquery:
     """Per kid with a row in raw's W-back: its trend figures, from raw (cents)."""
-    t, e, day = raw_transactions, raw_app_events, week.shifted(-back)
-    money = db.exact_money(t.c.amount)
-    txn = (
-        sa.select(
-            t.c.kid_id,
-            *(_cents(sa.func.sum(money).filter(t.c.kind == kind)).label(kind) for kind in KINDS),
-            sa.func.count().label("txn_count"),
-            db.bit_or_agg(engine, _day_bit(engine, t.c.local_date, day.start)).label("days"),
-        )
-        .where(t.c.week_start == day.start)
-        .group_by(t.c.kid_id)
-        .subquery(f"transactions_{back}")
-    )
-    evt = (
-        sa.select(
-            e.c.kid_id,
-            db.bit_or_agg(engine, _day_bit(engine, e.c.local_date, day.start)).label("days"),
-        )
-        .where(e.c.week_start == day.start)
-        .group_by(e.c.kid_id)
-        .subquery(f"events_{back}")
-    )
-    days = sa.func.coalesce(txn.c.days, 0).op("|")(sa.func.coalesce(evt.c.days, 0))
+    day = week.shifted(-back)
+    txn = _transaction_sums(engine, day).subquery(f"transactions_{back}")
+    evt = _week_events(engine, day).subquery(f"events_{back}")
     return (
         sa.select(
             sa.func.coalesce(txn.c.kid_id, evt.c.kid_id).label("kid_id"),
@@ -170,8 +160,8 @@ def _own_week_from_raw(engine: Engine, week: Week, back: int) -> sa.Subquery:
                 for kind, name in KINDS.items()
                 if kind != "withdrawal"
             ),
-            txn.c.txn_count.label(f"txn_count_{back}"),
-            _days_set(days).label(f"active_days_{back}"),
+            txn.c.n.label(f"txn_count_{back}"),
+            _days_set(_either_day(txn.c.days, evt.c.days)).label(f"active_days_{back}"),
         )
         .select_from(txn.join(evt, evt.c.kid_id == txn.c.kid_id, full=True))
         .subquery(f"week_minus_{back}")
@@ -206,7 +196,7 @@ def _figures(engine: Engine, week: Week, from_silver: bool) -> sa.Select[Any]:
         *(txn.c[f"{name}_0"] for name in KINDS.values()),
         txn.c.txn_count_0,
         evt.c.event_count,
-        sa.func.coalesce(txn.c.days, 0).op("|")(sa.func.coalesce(evt.c.days, 0)).label("days"),
+        _either_day(txn.c.days, evt.c.days).label("days"),
         *(previous[f"{name}_{back}"] for back in (1, 2) for name in TREND_METRICS),
         txn.c.by_category,
         txn.c.top_category,

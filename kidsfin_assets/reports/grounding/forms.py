@@ -24,6 +24,7 @@ from kidsfin_assets.reports.grounding.closed import (
     week_refs,
 )
 from kidsfin_assets.reports.grounding.vocabulary import GOAL_LABEL, NOT_A_CLAIM
+from kidsfin_assets.warehouse.tables import TREND_METRICS
 
 # --- a goal's state said apart from its label ---------------------------------------------
 
@@ -303,11 +304,10 @@ def read_goal_absent(r: Reading) -> None:
 # --- "..., hai tuần trước không có": nothing that week, of what the sentence named ----------
 
 _NOTHING_THEN = re.compile(
-    rf"(?:(?:trong\skhi|còn|nhưng|mà|và)\s)?(?P<week>{_WEEKS.pattern})(?:\s(?:thì|con|bé|em|lại|đều))*"
+    rf"\s*(?:(?:trong\skhi|còn|nhưng|mà|và)\s)?(?P<week>{_WEEKS.pattern})(?:\s(?:thì|con|bé|em|lại|đều))*"
     r"\s(?:(?:không|chưa)\scó(?:\sgì)?|trống(?:\strơn)?)\s*$"
 )
 _HAS_A_WEEK = ("không có", "chưa có", "trống")
-_FLOWS = ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
 
 
 def read_nothing_then(r: Reading) -> None:
@@ -318,13 +318,14 @@ def read_nothing_then(r: Reading) -> None:
         return
     for clauses in r.sentences:
         for start, end in clauses[1:]:
-            lead = len(r.low[start:end]) - len(r.low[start:end].lstrip())
-            m = _NOTHING_THEN.match(r.low, start + lead, end)
+            m = _NOTHING_THEN.match(r.low, start, end)
             if m is None or r.is_read(m.start(), m.end()):
                 continue
             said = _WEEKS.match(r.low, m.start("week"))
             week = said.lastgroup if said else None
-            named = {x.metric for x in mentions_in(r, clauses[0][0], start) if x.metric in _FLOWS}
+            named = {
+                x.metric for x in mentions_in(r, clauses[0][0], start) if x.metric in TREND_METRICS
+            }
             if week in (None, "now") or not named:
                 continue
             held = {metric: r.facts.value(metric, week) for metric in sorted(named)}
