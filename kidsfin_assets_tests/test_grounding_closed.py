@@ -11,6 +11,7 @@ import pytest
 from kidsfin_assets.reports.grounding import check_report
 from kidsfin_assets.reports.grounding.spelled import spell_digits
 from kidsfin_assets.reports.prompt import prompt_data
+from kidsfin_assets.warehouse.tables import TREND_METRICS
 from openai_test_server.report_corpus import amount_in_words
 
 FILLER = "Tuần này [[KID]] có một tuần bình thường."
@@ -803,15 +804,8 @@ KID_NO_INCOME = week(  # nothing received this week
 )
 KID_DONE_AND_SET = week(savings_goals=[_DONE, {**_GOAL, "created_in_week": True}])
 KID_NOTHING_BEFORE = week(  # nothing at all the two weeks before
-    **{
-        f"{metric}_{p}": 0
-        for metric in ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
-        for p in ("prev1", "prev2")
-    },
-    **{
-        f"{metric}_trend": "new"
-        for metric in ("income_total", "spending_total", "saving_total", "txn_count", "active_days")
-    },
+    **{f"{metric}_{p}": 0 for metric in TREND_METRICS for p in ("prev1", "prev2")},
+    **{f"{metric}_trend": "new" for metric in TREND_METRICS},
 )
 KID_HALF_WAY = week(  # goal 1 at 60 %
     savings_balance=42000.0, savings_goals=[{**_GOAL, "progress_percent": 60}]
@@ -866,3 +860,17 @@ def test_a_recommendation_asking_for_a_change_is_no_trend(advice: str) -> None:
     }
     assert check_report(report, KID_A) == []
     assert "wrong_trend" in findings("Tuần này con đã giảm chi tiêu.", KID_A)
+
+
+def test_a_command_exempts_its_own_verb_not_the_rest_of_its_sentence() -> None:
+    """ "Giảm chi cho đồ chơi" asks for a change; "vì chi tiêu tuần này đã giảm" after it is
+    a claim of the week (spending went up), read as any other."""
+    report = {
+        "financial_health": FILLER,
+        "spending_pattern": FILLER,
+        "savings_behavior": FILLER,
+        "activity_level": FILLER,
+        "recommendations": ["Giảm chi cho đồ chơi vì chi tiêu tuần này đã giảm.", FILLER],
+        "overall_score": 5,
+    }
+    assert "wrong_trend" in [f.kind for f in check_report(report, KID_A)]
