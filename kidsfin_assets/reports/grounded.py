@@ -11,7 +11,7 @@ from typing import Any
 
 from kidsfin_assets.reports.grounding import Finding, check_report
 from kidsfin_assets.reports.grounding.facts import build_facts
-from kidsfin_assets.reports.offline_writer import offline_report
+from kidsfin_assets.reports.offline_writer import report_of_data
 from kidsfin_assets.reports.prompt import prompt_data
 from kidsfin_assets.reports.report_schema import KidWeeklyReport, personalise
 
@@ -32,7 +32,8 @@ def offline_chunk(
     grounding gate found in it (the rules are held to the same standard as a model)."""
     written = []
     for metrics, name in kids:
-        report = offline_report(metrics)
-        findings = grounding_of_metrics(metrics)(report)
+        data = prompt_data(metrics)  # once a kid: the rules and the gate read the same block
+        report = report_of_data(data)
+        findings = check_report(report, build_facts(data))
         written.append((personalise(report, name), findings))
     return written

@@ -156,7 +156,11 @@ def offline_report(metrics: dict[str, Any]) -> KidWeeklyReport:
 
     Written from what the model would be given (`prompt_data`), in the forms the prompt
     asks for, so that it passes the same grounding check."""
-    d = prompt_data(metrics)
+    return report_of_data(prompt_data(metrics))
+
+
+def report_of_data(d: dict[str, Any]) -> KidWeeklyReport:
+    """`offline_report` of the data block itself (`prompt_data(metrics)`)."""
     return KidWeeklyReport(
         financial_health=_financial_health(d),
         spending_pattern=_spending_pattern(d),
