@@ -989,7 +989,7 @@ _ALL_OF_THEM = re.compile(r"(?<!\w)(?:đều|cùng|cả\s(?:hai|ba|bốn))(?:\s(
 
 
 _EVERY_METRIC = re.compile(
-    r"(?<!\w)(?:mọi|tất\scả(?:\scác)?)\s(?:chỉ\ssố|con\ssố|số\sliệu|khoản)[^,;:]*?\sđều\s(?:\w+\s)?$"
+    r"(?<!\w)(?:(?:mọi|tất\scả(?:\scác)?)\s(?:chỉ\ssố|con\ssố|số\sliệu|khoản)|các\s(?:chỉ\ssố|con\ssố|số\sliệu))[^,;:]*?\sđều\s(?:\w+\s)?$"
 )
 
 
@@ -1149,6 +1149,9 @@ _VERSUS_AFTER = re.compile(r"\s?so\svới\s\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu
 
 _PAIR_NEXT = re.compile(r"\s?(?:so\svới)\s?\d")
 _PAIR_PREVIOUS = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?so\svới\s?$")
+# "Ăn uống với đồ ăn vặt gần bằng nhau (85k và 84k)": a pair in brackets, in the same order
+_PAIR_AND_NEXT = re.compile(r"\s?và\s?\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\)")
+_PAIR_AND_PREVIOUS = re.compile(r"\(\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?và\s?$")
 
 
 def _paired_subject(low: str, sentence: tuple[int, int], n: Stated) -> str | None:
@@ -1157,12 +1160,14 @@ def _paired_subject(low: str, sentence: tuple[int, int], n: Stated) -> str | Non
     one thing is two weeks of it: `_versus`)."""
     if n.kind != "money":
         return None
-    second = bool(_PAIR_PREVIOUS.search(low, sentence[0], n.start))
-    if not second and not _PAIR_NEXT.match(low, n.end):
+    previous = _PAIR_PREVIOUS.search(low, sentence[0], n.start) or _PAIR_AND_PREVIOUS.search(
+        low, max(sentence[0], n.start - 24), n.start
+    )
+    first = low[n.start - 1 : n.start] == "(" and _PAIR_AND_NEXT.match(low, n.end)
+    if previous is None and not first and not _PAIR_NEXT.match(low, n.end):
         return None
-    upto = n.start
-    if second:
-        upto = _PAIR_PREVIOUS.search(low, sentence[0], n.start).start()  # type: ignore[union-attr]
+    second = previous is not None
+    upto = previous.start() if previous is not None else n.start
     words = [SPACES.sub(" ", m.group()) for m in SUBJECT_WORDS_RE.finditer(low, sentence[0], upto)]
     named = list(dict.fromkeys(SUBJECT_WORDS.get(w, f"cat:{group_of(w)}") for w in words))
     named = [x for x in named if x in _SUBJECTS_OF_KIND["money"] or x.startswith("cat:")]

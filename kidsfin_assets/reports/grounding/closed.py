@@ -729,11 +729,13 @@ _NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
-    r"|tiết\skiệm|rút(?:\stiền)?|(?:bỏ|nạp|cất|chuyển)(?=(?:\s(?:thêm|một\sphần|tiền|đồng\snào|xu\snào|chút\snào|đồng))*\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
+    r"|tiết\skiệm|rút(?:\stiền)?|tốn(?:\stiền)?"
+    r"|lấy(?=(?:\s(?:một\sít|một\schút|chút|ít|một\sphần|bớt))?\s(?:tiền\s)?(?:tiết\skiệm|trong\s(?:heo|quỹ)|từ\s(?:heo|quỹ)))"
+    r"|(?:bỏ|nạp|cất|chuyển)(?=(?:\s(?:thêm|một\sphần|tiền|đồng\snào|xu\snào|chút\snào|đồng))*\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
     r"|đụng(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"  # withdrew
     r"|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
-    r"|có(?=(?:\s(?:một\sít|một\schút|chút\sít|chút|ít))?\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
+    r"|có(?=(?:\s(?:một\sít|một\schút|chút\sít|chút|ít|đồng))?\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
 )
 # What follows a negated verb that makes it no claim of nothing: "không chi nhiều".
@@ -747,6 +749,8 @@ _VERB_METRIC = {
     "để": "saving_total",
     "tiết": "saving_total",
     "rút": "withdrawal_total",
+    "lấy": "withdrawal_total",  # "lấy một ít tiền tiết kiệm ra xài"
+    "tốn": "spending_total",  # "không tốn đồng nào cho trò chơi"
     "bỏ": "saving_total",  # "bỏ thêm tiền vào tiết kiệm"
     "nạp": "saving_total",
     "cất": "saving_total",
@@ -766,6 +770,8 @@ _HAS_OBJECT = {
     "khoản chi": "spending_total",
     "khoản thu": "income_total",
     "thu nhập": "income_total",
+    "tiền gửi": "saving_total",  # "không có tiền gửi tiết kiệm": no deposit
+    "tiền rút": "withdrawal_total",
     "tiền": "income_total",
     "giao dịch": "txn_count",
     "sự kiện": "event_count",
@@ -845,9 +851,15 @@ def read_happened(r: Reading) -> None:
     future: dict[Span, bool] = {}
     for m in _EVENT.finditer(r.low):
         negated = bool(m.group("neg"))
+        by_kid = (
+            not negated
+            and m.group("verb").split()[0] in _KID_DID
+            and bool(_BY_THE_KID.search(r.low, max(0, m.start() - 14), m.start()))
+        )
         if (
             not negated
-            and not _AFFIRMED.search(r.low, max(0, m.start() - 8), m.start())
+            and not by_kid
+            and not _AFFIRMED.search(r.low, max(0, m.start() - 16), m.start())
             and not _ACTIVITY.match(r.low, m.start())
             # "con đặt một mục tiêu mới" holds no figure to check instead ("nên đặt": advice)
             and not (m.group("verb").startswith("đặt") and not _SHOULD.search(r.low, 0, m.start()))
@@ -864,6 +876,8 @@ def read_happened(r: Reading) -> None:
         # advice before the verb ("nên gửi"), not after ("đã gửi ... để hướng tới mục tiêu 2")
         if future[clause] or _in_advice(r, clause, m.start()):
             continue
+        if by_kid and _COMPARED_AFTER.search(r.low, m.end(), clause[1]):
+            continue
         if not negated and any(
             m.end() <= n.start < clause[1] and not (n.value == 1 and n.unit in ("khoản", "lần", ""))
             for n in r.stated
@@ -872,7 +886,18 @@ def read_happened(r: Reading) -> None:
         _check_event(r, m, clause, negated)
 
 
-_AFFIRMED = re.compile(r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại)\s$")
+_AFFIRMED = re.compile(r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại|duy\strì(?:\sviệc)?)\s$")
+# "[[KID]] rút tiền tiết kiệm", "con lấy tiền tiết kiệm ra": the kid did it this week (not
+# "cùng con gửi ...", "giúp con ...": the kid as another verb's object, advice)
+_BY_THE_KID = re.compile(
+    r"(?:\[\[kid\]\]|(?<!\w)(?<!cùng\s)(?<!giúp\s)(?<!cho\s)(?<!để\s)(?<!dạy\s)(?<!với\s)"
+    r"(?<!khích\s)(?<!viên\s)(?<!nhắc\s)(?<!hỏi\s)(?<!bảo\s)(?:con|bé))(?:\sphải)?\s$"
+)
+# The verbs whose event the kid as their subject claims: moving money, not judged habits
+# ("con chi tiêu hợp lý", "con tiết kiệm giỏi" say how, not that it happened this week)
+_KID_DID = frozenset({"rút", "lấy", "gửi", "nạp", "bỏ", "cất", "chuyển", "nhận", "đụng", "tốn"})
+# "con chi ít hơn tuần trước": a comparison, checked as one, not as the verb's event
+_COMPARED_AFTER = re.compile(r"(?<!\w)(?:hơn|so\svới|bằng|gấp|tăng|giảm|nhất)(?!\w)")
 # "Tuần này con phải rút tiền tiết kiệm": an event of the week named, not advice
 _MODAL = re.compile(r"(?<!\w)(?:(?:đã|cũng|lại)\s)?phải\s$")
 
@@ -1380,6 +1405,9 @@ _WEEK_BRACKET = re.compile(
 _WEEK_AFTER = re.compile(
     rf"(?<!\w)so\svới\s(?:mức\s)?(?P<n>\d+)(?![\w%]|[.,]\d)\s(?:của\s|ở\s|vào\s)?(?P<week>{_WEEKS.pattern})"
 )
+# "Số giao dịch là 14": a count's level said with no unit after it, of the week its sentence
+# names (none: this week)
+_IS_LEVEL = re.compile(r"(?:(?<!\w)là|:)\s(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)")
 _COUNTED = ("txn_count", "event_count", "active_days")
 # The end of `(?P<n>\d+)` in _LEVEL and _WEEK_BRACKET: a digit no unit follows.
 _BARE_FIGURE = re.compile(r"\d(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)")
@@ -1390,12 +1418,25 @@ def read_levels(r: Reading) -> None:
     found = [*_WEEK_AFTER.finditer(r.low)] if "so với" in r.low else []
     if _BARE_FIGURE.search(r.low):  # both patterns end in a figure with no unit after it
         found += [*_LEVEL.finditer(r.low), *_WEEK_BRACKET.finditer(r.low)]
+        found += [*_IS_LEVEL.finditer(r.low)]  # last: a week's bracket reads its "là" first
     for m in found:
         if r.is_read(m.start("n"), m.end("n")):
             continue
         clauses, _clause = r.locate(m.start())
         named = [x.metric for x in mentions_in(r, clauses[0][0], m.start()) if x.metric]
         if not named or named[-1] not in _COUNTED:
+            continue
+        if m.re is _IS_LEVEL and any(
+            w.lastgroup != "now" for w in week_refs(r.low, clauses[0][0], m.start())
+        ):
+            continue  # "tuần trước, số giao dịch là 26": left to the sweep
+        if m.re is _IS_LEVEL and r.low.endswith("đều ", 0, m.start()):
+            named = [metric for metric in dict.fromkeys(named) if metric in _COUNTED]
+            values = {r.facts.value(metric, "now") for metric in named}
+            if values == {int(m.group("n"))}:  # "số giao dịch và số sự kiện đều là 12": each
+                r.mark(m.start("n"), m.end("n"))
+            else:
+                r.flag("wrong_metric", m.start(), m.end(), f"{m.group()!r}: {', '.join(named)}")
             continue
         week = _WEEKS.match(m.group("week")) if "week" in m.groupdict() else None
         value = r.facts.value(named[-1], (week.lastgroup if week else None) or "now")
@@ -1415,7 +1456,7 @@ _CLAIM_WORDS = re.compile(
     r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
     r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền)"
-    r"|đạt|xong)"  # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
+    r"|đạt|xong|đủ\s(?:số\s)?tiền)"  # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
     r"|tuần\strước|tuần\srồi|hai\stuần|tuần\skia)(?!\w)"
 )
 _DIGIT = re.compile(r"\d")

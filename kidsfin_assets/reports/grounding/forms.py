@@ -29,18 +29,22 @@ from kidsfin_assets.warehouse.tables import TREND_METRICS
 # --- a goal's state said apart from its label ---------------------------------------------
 
 _NOT_REACHED = re.compile(
-    r"(?<!\w)(?:chưa|không)\s(?:(?:đã|được|thể)\s)?(?:đạt|hoàn\sthành|xong)(?:\sđược)?"
+    r"(?<!\w)(?:chưa|không)\s(?:(?:đã|được|thể)\s)?(?:đạt|hoàn\sthành|xong|đủ\s(?:số\s)?tiền|đủ(?=\s*(?:[.,;!]|$)))"
+    r"(?:\sđược)?"
     r"(?!\s*(?:được\s)?(?:khoảng\s|gần\s|hơn\s|tới\s|đến\s|đúng\s)?(?:\d|một\snửa|nửa|mức|\w+\sphần))"
     r"(?!\w)"
 )
 
 
-def _goal_of_claim(r: Reading, m: re.Match[str], before: int | None) -> str | None:
+def _goal_of_claim(
+    r: Reading, m: re.Match[str], before: int | None, said_at: int | None = None
+) -> str | None:
     """The one goal a claim about a goal is of: the only goal its sentence names (before
     `before`; None: anywhere in it, or the only goal of the data), unless the claim is
-    advice or a purpose ("để đạt mục tiêu 1")."""
+    advice or a purpose ("để đạt mục tiêu 1") before `said_at` (default: the claim)."""
     clauses, clause = r.locate(m.start())
-    if _in_advice(r, clause, m.start()) or NOT_A_CLAIM.search(r.low, clause[0], m.start()):
+    at = m.start() if said_at is None else said_at
+    if _in_advice(r, clause, at) or NOT_A_CLAIM.search(r.low, clause[0], at):
         return None
     end = clauses[-1][1] if before is None else before
     named = set(GOAL_LABEL.findall(r.labelled, clauses[0][0], end))
@@ -49,25 +53,42 @@ def _goal_of_claim(r: Reading, m: re.Match[str], before: int | None) -> str | No
     return named.pop() if len(named) == 1 else None
 
 
+# "Mục tiêu 3 chỉ có 10k nên con đạt rồi": reached, said with no object after it
+_REACHED = re.compile(
+    r"(?<!\w)(?:(?:\[\[kid\]\]|con|bé)\s)(?:(?:đã|vừa|cũng)\s)?(?:đạt|hoàn\sthành|xong|đủ\stiền)"
+    r"(?:\s(?:được|rồi))*(?=\s*(?:[.,;!]|$))"
+)
+
+
 def read_goal_state(r: Reading) -> None:
-    """ "Mục tiêu 1 (2.111.000 đ) đang ở mức 0% và chưa đạt": not reached, of the one goal
-    its sentence names before it (several goals, or none: left to the sweep)."""
-    if "đạt" not in r.labelled and "hoàn thành" not in r.labelled and "xong" not in r.labelled:
+    """ "Mục tiêu 1 (2.111.000 đ) đang ở mức 0% và chưa đạt": not reached (and "..., nên con
+    đạt rồi": reached), of the one goal its sentence names before it (several goals, or
+    none: left to the sweep)."""
+    if not any(word in r.labelled for word in ("đạt", "hoàn thành", "xong", "đủ")):
         return
-    for m in _NOT_REACHED.finditer(r.labelled):
-        if r.is_read(m.start(), m.end()):
-            continue
-        number = _goal_of_claim(r, m, m.start())
-        if number is None:
-            continue
-        state = r.facts.goals.get(number)
-        if state is None:
-            r.flag("wrong_goal", m.start(), m.end(), f"no mục tiêu {number} in the data")
-        elif state[0]:
-            said = r.text[m.start() : m.end()]
-            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} is reached")
-        else:
-            r.mark(m.start(), m.end())
+    for reached, pattern in ((False, _NOT_REACHED), (True, _REACHED)):
+        for m in pattern.finditer(r.labelled):
+            if not r.is_read(m.start(), m.end()):
+                _goal_state(r, m, reached)
+
+
+_SO = re.compile(r"(?<!\w)(?:nên|vì\svậy|do\sđó)\s$")  # "..., nên con đạt rồi": so, not should
+
+
+def _goal_state(r: Reading, m: re.Match[str], reached: bool) -> None:
+    so = _SO.search(r.low, max(0, m.start() - 8), m.start()) if reached else None
+    number = _goal_of_claim(r, m, m.start(), so.start() if so else None)
+    if number is None:
+        return
+    state = r.facts.goals.get(number)
+    if state is None:
+        r.flag("wrong_goal", m.start(), m.end(), f"no mục tiêu {number} in the data")
+    elif bool(state[0]) != reached:
+        said = r.text[m.start() : m.end()]
+        is_ = "is reached" if state[0] else "is not reached"
+        r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} {is_}")
+    else:
+        r.mark(m.start(), m.end())
 
 
 # --- a rate said per 100 đồng (the ninth corpus) ------------------------------------------

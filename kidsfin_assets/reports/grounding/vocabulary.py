@@ -335,7 +335,7 @@ PER_AFTER = re.compile(r"\s*(?:mỗi|một)\s(?:ngày|tuần|tháng|lần)")
 # Advice and plans, not claims about the week: "hãy", "con nên", "nếu", "tuần tới". Not
 # "nên" after a cause ("..., nên dòng tiền ròng âm": therefore), nor "cần thêm" (a lack).
 ADVICE = re.compile(
-    r"(?<!\w)(?:hãy|cố\sgắng|khuyến\skhích|thử|có\sthể|nếu|muốn|nhằm|hướng\stới|sẽ|mong"
+    r"(?<!\w)(?:hãy|cố\sgắng|tìm\scách|khuyến\skhích|thử|có\sthể|nếu|muốn|nhằm|hướng\stới|sẽ|mong"
     r"|hy\svọng|tuần\s(?:tới|sau)|đặt\sra|giúp|mục\stiêu(?=\s(?:giảm|tăng|hạn\schế|bớt)(?!\w))"
     r"|(?:con|bé|em|\[\[kid\]\]|mẹ|bố"
     r"|ba|phụ\shuynh|gia\sđình|cả\snhà|bạn)\s(?:cũng\s|vẫn\s)?(?:nên|cần(?!\sthêm)))(?!\w)"
