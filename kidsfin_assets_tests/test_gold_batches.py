@@ -427,8 +427,10 @@ def test_lines_for_inputs_changed_since_are_recorded_not_reported(
 
     settings, ids = setup_week(monkeypatch, pg_url, server, 6, **BATCH)
     assert gold(settings).success and server.stats.batches_created == 1
-    old_hash = planning.input_hash
-    monkeypatch.setattr(planning, "input_hash", lambda *args: old_hash(*args)[::-1])
+    old_hashes = planning.input_hashes
+    monkeypatch.setattr(
+        planning, "input_hashes", lambda *args: [h[::-1] for h in old_hashes(*args)]
+    )
     until_done(settings, server)
     stored = reports(settings)
     assert sorted(r["kid_id"] for r in stored) == ids

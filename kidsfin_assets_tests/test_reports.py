@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 
 from kidsfin_assets.reports.offline_writer import offline_report
 from kidsfin_assets.reports.prompt import (
@@ -10,10 +12,13 @@ from kidsfin_assets.reports.prompt import (
     MAX_DATA_BYTES,
     MAX_PROMPT_GOALS,
     PROMPT_FIELDS,
+    input_hash,
+    input_hashes,
     load_prompt,
     prompt_data,
 )
 from kidsfin_assets.reports.report_schema import PLACEHOLDER, personalise
+from openai_test_server.report_corpus import EDGE_CASES, random_metrics
 
 
 def metrics(**overrides: object) -> dict:
@@ -161,3 +166,26 @@ def test_offline_report_is_valid_and_personalised() -> None:
     filled = personalise(report, "Bông")
     assert "Bông" in filled["financial_health"]
     assert PLACEHOLDER not in json.dumps(filled, ensure_ascii=False)
+
+
+def test_input_hashes_are_the_stored_reports_hashes() -> None:
+    """`input_hashes` serialises the data block once for both writers; each hash must stay
+    the sha256 of the JSON list it always hashed, or every stored report would be asked for
+    again (and paid twice)."""
+
+    def as_stored(metrics: dict, model: str, version: str, writer: str) -> str:
+        items = [prompt_data(metrics), model, version, writer]
+        text = json.dumps(items, ensure_ascii=False, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    rng = random.Random(19)
+    writers = [("gpt-4o-mini", "openai"), ("offline-rules", "offline"), ('m"ô đen\\', "x")]
+    for case in ["typical", *EDGE_CASES]:
+        metrics = random_metrics(rng, case) | {"child": PLACEHOLDER, "known_categories": ("toys",)}
+        metrics["spending_by_category"] = {
+            'Bánh "mì" \\ “x”': 1.5,
+            **metrics["spending_by_category"],
+        }
+        expected = [as_stored(metrics, model, "v7", writer) for model, writer in writers]
+        assert input_hashes(metrics, "v7", writers) == expected
+        assert input_hash(metrics, "offline-rules", "v7", "offline") == expected[1]

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kidsfin_assets.config.weeks import Week
 from kidsfin_assets.reports.offline_writer import OFFLINE_MODEL
-from kidsfin_assets.reports.prompt import Prompt, input_hash
+from kidsfin_assets.reports.prompt import Prompt, input_hashes
 from kidsfin_assets.reports.report_schema import PLACEHOLDER
 from kidsfin_assets.warehouse.tables import kid_weekly_analysis, kid_weekly_reports
 
@@ -120,8 +120,11 @@ def plan_week(
         # How the prompt names the child: a placeholder, unless pseudonymisation is off.
         row["child"] = PLACEHOLDER if pseudonymize else name or PLACEHOLDER
         row["known_categories"] = known_categories  # the others are sent as "khác"
-        paid = input_hash(row, api_model, prompt.version, WRITER_OPENAI)
-        digest = input_hash(row, OFFLINE_MODEL, prompt.version, WRITER_OFFLINE) if offline else paid
+        writers = [(api_model, WRITER_OPENAI)] + (
+            [(OFFLINE_MODEL, WRITER_OFFLINE)] if offline else []
+        )
+        paid, *own = input_hashes(row, prompt.version, writers)
+        digest = own[0] if offline else paid
         if existing.get(row["kid_id"]) not in (digest, paid):
             pending.append(PendingReport(row["kid_id"], row, digest, name))
     return pending, len(rows) - len(pending)

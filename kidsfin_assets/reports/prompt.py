@@ -175,10 +175,23 @@ def max_prompt_bytes(prompt: Prompt) -> int:
 
 def input_hash(metrics: dict[str, Any], model: str, prompt_version: str, writer: str) -> str:
     """Identifies a report's inputs: same hash, same report, no second request."""
-    payload = json.dumps(
-        [prompt_data(metrics), model, prompt_version, writer],
-        ensure_ascii=False,
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return input_hashes(metrics, prompt_version, [(model, writer)])[0]
+
+
+def input_hashes(
+    metrics: dict[str, Any], prompt_version: str, writers: list[tuple[str, str]]
+) -> list[str]:
+    """`input_hash` for each (model, writer), the data block made and serialised once.
+
+    Byte for byte the JSON of `[prompt_data(metrics), model, prompt_version, writer]` (the
+    list's items joined as json.dumps joins them), so that stored hashes still match."""
+    data = _json(prompt_data(metrics))
+    version = _json(prompt_version)
+    return [
+        hashlib.sha256(f"[{data}, {_json(model)}, {version}, {_json(writer)}]".encode()).hexdigest()
+        for model, writer in writers
+    ]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
