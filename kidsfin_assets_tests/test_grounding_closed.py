@@ -943,3 +943,58 @@ def test_finding_a_way_to_cut_is_advice_not_a_trend() -> None:
         "overall_score": 5,
     }
     assert check_report(report, KID_A) == []
+
+
+KID_MORE_DAYS = week(active_days=6, active_days_trend="up")  # 6 days against 4 and 4
+KID_HALF_WAY_RATE = week(  # goal 1 at 60 %, a quarter of the income saved
+    savings_balance=42000.0,
+    saving_total=30000.0,
+    savings_rate=0.25,
+    savings_goals=[{**_GOAL, "progress_percent": 60}],
+)
+# The seventeenth corpus (measured first at 557c9a8): what passed, and true forms it flagged.
+SEVENTEENTH_CORPUS_FORMS = [
+    # "là mục tiêu con vừa đặt" after a goal's label and its amount in brackets
+    ("Mục tiêu 1 (70.000 đ) là mục tiêu con vừa đặt trong tuần này.", KID_SET, True),
+    ("Mục tiêu 1 (70.000 đ) là mục tiêu con vừa đặt trong tuần này.", KID_A, False),
+    # "nhiều ngày hơn", "ít giao dịch hơn": the unit names the metric compared
+    ("Con vào ứng dụng nhiều ngày hơn tuần trước.", KID_MORE_DAYS, True),
+    ("Con vào ứng dụng nhiều ngày hơn tuần trước.", KID_A, False),
+    ("Con có ít giao dịch hơn tuần trước.", KID_FEWER, True),
+    ("Con có ít giao dịch hơn tuần trước.", KID_A, False),
+    # "tầm" is "khoảng": the progress of the goal named, not any percentage of the data
+    ("Mục tiêu 1 đã đi được tầm 60%.", KID_HALF_WAY_RATE, True),
+    ("Mục tiêu 1 đã đi được tầm 25%.", KID_HALF_WAY_RATE, False),
+    # "lấy tiền ra mua X": bought X
+    ("Tuần này con có lấy tiền ra mua đồ chơi.", KID_A, True),
+    ("Tuần này con có lấy tiền ra mua đồ chơi.", KID_QUIET, False),
+    # "mọi thứ đều mới xuất hiện": every metric's trend
+    ("Mọi thứ tuần này đều mới xuất hiện.", KID_ALL_NEW, True),
+    ("Mọi thứ tuần này đều mới xuất hiện.", KID_A, False),
+    # a pair in brackets with "với"
+    ("Ăn uống nhỉnh hơn đồ ăn vặt một chút (85k với 84k).", KID_SPENT_BOTH, True),
+    ("Ăn uống nhỉnh hơn đồ ăn vặt một chút (84k với 85k).", KID_SPENT_BOTH, False),
+    # "mục tiêu 70.000 đ" is an amount after the word, not goal 70
+    ("Số dư chưa đủ mục tiêu 70.000 đ, còn thiếu 52.000 đ.", KID_A, True),
+    ("Số dư chưa đủ mục tiêu 70.000 đ, còn thiếu 60.000 đ.", KID_A, False),
+    # "cao hơn X so với mức Y của tuần trước": against the week named after the level
+    (
+        "Chi tiêu tăng so với trung bình hai tuần trước và cao hơn 196.000 đ so với mức"
+        " 38.000 đ của tuần trước.",
+        KID_A,
+        True,
+    ),
+    (
+        "Chi tiêu tăng so với trung bình hai tuần trước và cao hơn 196.000 đ so với mức"
+        " 38.000 đ của hai tuần trước.",
+        KID_A,
+        False,
+    ),
+    # "hai khoản này": those just named, no count of the data
+    ("Đồ chơi nhiều hơn đồ ăn vặt (120k với 70k), hai khoản này đứng đầu.", KID_A, True),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), SEVENTEENTH_CORPUS_FORMS)
+def test_the_seventeenth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))

@@ -218,6 +218,9 @@ class _Checker:
         for n in stated:
             if (n.kind == "count" and n.unit not in _COUNT_UNITS) or r.is_read(n.start, n.end):
                 continue  # "rút 2 lần": the data counts no such thing (unverifiable)
+            if n.kind == "count" and _THESE.match(low, n.end):  # "hai khoản này": those named
+                r.mark(n.start, n.end)
+                continue
             if n.value == 1 and _NOT_ONE_DONG.match(low, n.end):  # "không chi một đồng nào"
                 r.mark(n.start, n.end)
                 continue
@@ -556,6 +559,10 @@ class _Checker:
                             continue  # "hai tuần trước nhận 280k, nhiều hơn tuần này": compared
                         before = [metric for end, metric in named if end <= d.start()]
                         metric = before[-1] if before else context
+                        unit = _UNIT_IN_DIRECTION.search(low, d.start(), d.end())
+                        if unit:  # "vào ứng dụng nhiều ngày hơn": the unit names the metric
+                            metric = _UNIT_METRIC[unit.group()]
+                            before = [*before, metric]
                         if not before:  # "[[KID]] đã giảm chi tiêu": the metric it moves
                             metric = _object_of(low, d.end(), metrics) or metric
                         elif before[-1] is None:  # "thói quen tiết kiệm ổn định": a habit,
@@ -747,6 +754,7 @@ _GOAL_COUNT_STOP = re.compile(r"\s(?:và|rồi|nhưng)\s|[,;.(]|$")
 _SIGNED = ("net_flow", "savings_balance")
 _ZERO_DONG = re.compile(r"0\s?(?:đ|đồng|vnd)")
 _SIDE_OF_ZERO = re.compile(r"(?<!\w)(?:trên|dưới|(?:lớn|cao|nhỏ|thấp)\shơn)\s$")
+_THESE = re.compile(r"\s(?:này|đó|ấy|kia)(?!\w)")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
 _ANY_GOAL = re.compile(r"(?:\s(?:tiết\skiệm|của\scon|của\sbé))*\snào(?!\w)")
 _MONEY_SUBJECT_OF_WORD = {
@@ -845,23 +853,29 @@ def _ranges_as_about(text: str) -> str:
     return _RANGE.sub(middle, text) if "-" in text or "–" in text else text
 
 
-_RATIO_BEFORE = re.compile(r"(?:gấp|bằng|hơn)\s(?:khoảng\s|gần\s|hơn\s)?$")
+_UNIT_IN_DIRECTION = re.compile(r"ngày|giao\sdịch|sự\skiện")
+_UNIT_METRIC = {"ngày": "active_days", "giao dịch": "txn_count", "sự kiện": "event_count"}
+_RATIO_BEFORE = re.compile(r"(?:gấp|bằng|hơn)\s(?:khoảng\s|tầm\s|cỡ\s|chừng\s|gần\s|hơn\s)?$")
 _GOAL_REACHING = re.compile(
     r"mục\stiêu\s(?P<goal>\d+)(?:\s\([^)]*\))?(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*?(?:đạt|hoàn\sthành|tiến\sđộ|được)"
-    r"(?:\s(?:được|khoảng|gần|hơn|tới|đến|đúng|đủ|chưa|mới|chỉ))*(?:(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*"
+    r"(?:\s(?:được|khoảng|tầm|cỡ|chừng|gần|hơn|tới|đến|đúng|đủ|chưa|mới|chỉ))*(?:(?:(?!mục\stiêu\s\d)(?:[^.;]|\.(?=\d)))*"
     # "..., khoảng 55 %", "... hơn một nửa (55 %)": the same progress again, in figures
     r"(?:,\s(?:khoảng|tức|tức\slà|tương\sđương|cỡ|chừng)|\s?\()(?:\s?(?:khoảng|gần|hơn))?)?\s*$"
 )
 _TARGET_OF = re.compile(
     r"mục\stiêu\s(?P<goal>\d+)\s?(?:\(|,\s|là\s|trị\sgiá\s|có\sgiá\s|với\ssố\stiền\s|(?:có\s)?số\stiền\s|cần\s|)"
-    r"(?:(?:khoảng|hơn|gần|trên|dưới|chưa\sđến)\s)?$"
+    r"(?:(?:khoảng|tầm|cỡ|chừng|hơn|gần|trên|dưới|chưa\sđến)\s)?$"
 )
 _SUBJECT_AFTER = re.compile(
     r"\s*(?:(?:đã|được|đều|là|con|\[\[kid\]\])\s)*(?P<subject>gửi\stiết\skiệm|gửi\svào|gửi|để\sdành"
     r"|tiết\skiệm|chi\stiêu|chi|tiêu|nhận|rút)(?!\w)"
 )
-_CHANGE_BEFORE = re.compile(r"(?:tăng|giảm|xuống|lên)\s(?:khoảng\s|gần\s|hơn\s)?$")
-_LEVEL_BEFORE = re.compile(r"(?:lên|xuống|còn|đến|tới|mức)\s(?:khoảng\s|gần\s|hơn\s)?$")
+_CHANGE_BEFORE = re.compile(
+    r"(?:tăng|giảm|xuống|lên)\s(?:khoảng\s|tầm\s|cỡ\s|chừng\s|gần\s|hơn\s)?$"
+)
+_LEVEL_BEFORE = re.compile(
+    r"(?:lên|xuống|còn|đến|tới|mức)\s(?:khoảng\s|tầm\s|cỡ\s|chừng\s|gần\s|hơn\s)?$"
+)
 
 
 def _percent_list(candidates: list[tuple[float, str]]) -> str:
@@ -989,7 +1003,7 @@ _ALL_OF_THEM = re.compile(r"(?<!\w)(?:đều|cùng|cả\s(?:hai|ba|bốn))(?:\s(
 
 
 _EVERY_METRIC = re.compile(
-    r"(?<!\w)(?:(?:mọi|tất\scả(?:\scác)?)\s(?:chỉ\ssố|con\ssố|số\sliệu|khoản)|các\s(?:chỉ\ssố|con\ssố|số\sliệu))[^,;:]*?\sđều\s(?:\w+\s)?$"
+    r"(?<!\w)(?:(?:mọi|tất\scả(?:\scác)?)\s(?:chỉ\ssố|con\ssố|số\sliệu|khoản)|các\s(?:chỉ\ssố|con\ssố|số\sliệu)|mọi\sthứ)[^,;:]*?\sđều\s(?:\w+\s)?$"
 )
 
 
@@ -1064,10 +1078,12 @@ def _object_of(low: str, at: int, metrics: list[tuple[int, int, str | None]]) ->
     return None
 
 
-# "thấp hơn tuần trước", "cao hơn 22.000 đ so với tuần trước"
+# "thấp hơn tuần trước", "cao hơn 22.000 đ so với tuần trước", "cao hơn 187.000 đ so với mức
+# 10.000 đ của tuần trước"
 _AFTER_DIRECTION = re.compile(
     r"\s(?:(?:hẳn|nhiều|một\schút|chút|khá)\s)?"
     r"(?:(?:khoảng\s|gần\s)?\d[\d.,]*\s?(?:đ|đồng|k|nghìn|ngàn|triệu|%)?\s)?(?:so\svới\s|với\s)?"
+    r"(?:(?:mức\s)?(?:khoảng\s|gần\s)?\d[\d.,]*\s?(?:đ|đồng|k|nghìn|ngàn|triệu)?\s(?:của\s|ở\s|vào\s)?)?"
 )
 
 
@@ -1149,9 +1165,10 @@ _VERSUS_AFTER = re.compile(r"\s?so\svới\s\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu
 
 _PAIR_NEXT = re.compile(r"\s?(?:so\svới)\s?\d")
 _PAIR_PREVIOUS = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?so\svới\s?$")
-# "Ăn uống với đồ ăn vặt gần bằng nhau (85k và 84k)": a pair in brackets, in the same order
-_PAIR_AND_NEXT = re.compile(r"\s?và\s?\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\)")
-_PAIR_AND_PREVIOUS = re.compile(r"\(\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?và\s?$")
+# "Ăn uống với đồ ăn vặt gần bằng nhau (85k và 84k)", "(243k với 117k)": a pair in brackets,
+# in the order the two were named
+_PAIR_AND_NEXT = re.compile(r"\s?(?:và|với)\s?\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\)")
+_PAIR_AND_PREVIOUS = re.compile(r"\(\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?(?:và|với)\s?$")
 
 
 def _paired_subject(low: str, sentence: tuple[int, int], n: Stated) -> str | None:

@@ -78,7 +78,7 @@ class Reading:
         if metric != "target:":
             return metric
         start = max((c[0][0] for c in self.sentences if c[0][0] <= at), default=0)
-        named = re.findall(r"mục\stiêu\s(\d+)", self.labelled[start:at])
+        named = GOAL_LABEL.findall(self.labelled, start, at)
         return f"target:{named[-1]}" if named else metric
 
     def flag(self, kind: str, start: int, end: int, message: str) -> None:
@@ -506,8 +506,10 @@ def read_ratios(r: Reading) -> None:
 
 _COMPARATIVE = re.compile(
     r"(?<!\w)(?P<neg>(?:không|chưa|chẳng)\s)?(?:"
-    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|nhỉnh\shơn|vượt(?:\squá)?|nhiều\stiền(?:\stiết\skiệm)?\shơn|hơn)"
-    r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?|ít\stiền(?:\stiết\skiệm)?\shơn)"
+    r"(?P<more>nhiều\shơn|cao\shơn|lớn\shơn|nhỉnh\shơn|vượt(?:\squá)?|nhiều\s(?:tiền(?:\stiết\skiệm)?"
+    r"|ngày|giao\sdịch|sự\skiện)\shơn|hơn)"
+    r"|(?P<less>ít\shơn|thấp\shơn|nhỏ\shơn|kém(?:\shơn)?|ít\s(?:tiền(?:\stiết\skiệm)?|ngày|giao\sdịch"
+    r"|sự\skiện)\shơn)"
     r"|(?P<about>gần\sbằng|gần\snhư\sbằng|xấp\sxỉ(?:\sbằng)?|suýt\sbằng"
     r"|gần(?:\snhư)?\s(?:y\snhư|giống(?:\snhư)?))"
     r"|(?P<equal>bằng(?:\svới)?|ngang(?:\sbằng)?|tương\sđương(?:\svới)?|y\s(?:như|hệt)(?:\snhư)?"
@@ -805,7 +807,8 @@ def _event_metric(r: Reading, m: re.Match[str], end: int) -> tuple[str | None, i
 
 
 _GOAL_SET = re.compile(
-    r"mục\stiêu\s(?P<n>\d+)[^.,;]*?(?P<neg>chưa\s|không\s)?(?:được\s(?:con\s|bé\s)?|mới\s|vừa\s|đã\s)"
+    r"mục\stiêu\s(?P<n>\d+)(?:(?!mục\stiêu\s\d)(?:[^.,;!?]|(?<=\d)[.,](?=\d)))*?"
+    r"(?P<neg>chưa\s|không\s)?(?:được\s(?:con\s|bé\s)?|mới\s|vừa\s|đã\s)"
     r"(?:được\s)?đặt(?!\w)(?!(?:\sthêm)?(?:\smột)?\smục\stiêu)"  # "vừa xong mục tiêu 1 vừa đặt
 )  # thêm mục tiêu 2": the other goal's
 # "..., nên đặt mục tiêu", "cùng con đặt một mục tiêu mới": advice, not an event
@@ -886,7 +889,9 @@ def read_happened(r: Reading) -> None:
         _check_event(r, m, clause, negated)
 
 
-_AFFIRMED = re.compile(r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại|duy\strì(?:\sviệc)?)\s$")
+_AFFIRMED = re.compile(
+    r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại|duy\strì(?:\sviệc)?|lấy\stiền\sra)\s$"
+)  # "lấy tiền ra mua đồ ăn vặt": bought
 # "[[KID]] rút tiền tiết kiệm", "con lấy tiền tiết kiệm ra": the kid did it this week (not
 # "cùng con gửi ...", "giúp con ...": the kid as another verb's object, advice)
 _BY_THE_KID = re.compile(
@@ -1452,6 +1457,7 @@ _CLAIM_WORDS = re.compile(
     r"(?<!\w)(?:\d+(?:[.,]\d+)*"
     r"|gấp|nửa|phần\s(?:ba|tư|năm|mười)"
     r"|(?:nhiều|ít|cao|thấp|lớn|nhỏ)\s(?:hơn|nhất)|vượt|kém|chủ\syếu|đứng\sđầu"
+    r"|(?:nhiều|ít)\s\w+(?:\s\w+)?\shơn"  # "nhiều ngày hơn": a comparison, read or asked again
     r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
     r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"

@@ -436,7 +436,9 @@ DIRECTIONS = re.compile(
     r"(?P<flat>không\sđổi|không\sthay\sđổi|giữ\snguyên|ổn\sđịnh|đi\sngang)"
     r"|(?P<new>mới\sxuất\shiện|lần\sđầu|mới\sbắt\sđầu)"
     r"|(?P<neg>(?:không|chưa)\s)?(?:(?P<up>tăng(?!\scường)|đi\slên)|(?P<down>giảm|đi\sxuống)"
-    r"|(?P<more>cao\shơn|nhiều\shơn)|(?P<less>thấp\shơn|ít\shơn))"
+    # "nhiều ngày hơn": more of the metric its unit names
+    r"|(?P<more>cao\shơn|nhiều\s(?:(?:ngày|giao\sdịch|sự\skiện)\s)?hơn)"
+    r"|(?P<less>thấp\shơn|ít\s(?:(?:ngày|giao\sdịch|sự\skiện)\s)?hơn))"
     r")(?!\w)"
 )
 
@@ -479,10 +481,11 @@ _GOAL_DONE = (
 )
 
 
-GOAL_LABEL = re.compile(r"mục\stiêu\s(\d+)")  # a goal as the prompt names it
+# a goal as the prompt names it (not "mục tiêu 10.000 đ": an amount after the word)
+GOAL_LABEL = re.compile(r"mục\stiêu\s(\d+)(?!\d|[.,]\d)")
 GOAL_CLAIMS = re.compile(
     rf"(?<!\w)(?P<neg>(?:chưa|không)\s(?:(?:đã|được)\s)?)?{_GOAL_DONE}\s(?:được\s)?mục\stiêu"
-    r"(?:\s(?P<n>\d+)(?!\d)|(?=\s*(?:$|[.,;!]|\stiết\skiệm|\scủa\s(?:mình|con|bé)|\sđã\sđặt)))"
+    r"(?:\s(?P<n>\d+)(?!\d|[.,]\d)|(?=\s*(?:$|[.,;!]|\stiết\skiệm|\scủa\s(?:mình|con|bé)|\sđã\sđặt)))"
     # "mục tiêu 2 (864.000 đ) vẫn chưa đạt": not reached, whatever adverb comes first
     rf"|mục\stiêu\s(?P<n2>\d+)(?:\s\([^)]*\))?\s(?:(?:vẫn|hiện|còn|cũng|thì)\s)*"
     r"(?P<neg2>(?:chưa|không)\s)?(?:(?:đã|vừa)\s)?"
