@@ -998,3 +998,28 @@ SEVENTEENTH_CORPUS_FORMS = [
 @pytest.mark.parametrize(("text", "data", "true"), SEVENTEENTH_CORPUS_FORMS)
 def test_the_seventeenth_corpus_forms_are_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+# The everyday verbs of the same events, read before any corpus used them: "xài", "sắm" spend,
+# "dành dụm", "tích góp" save, "kiếm được" earn.
+EVERYDAY_EVENT_VERBS = [
+    ("Tuần này con không xài đồng nào.", KID_QUIET, True),
+    ("Tuần này con không xài đồng nào.", KID_A, False),
+    ("Tuần này con có xài tiền cho đồ chơi.", KID_A, True),
+    ("Tuần này con có xài tiền cho đồ chơi.", KID_QUIET, False),
+    ("Tuần này con không sắm món gì.", KID_QUIET, True),
+    ("Tuần này con không sắm món gì.", KID_A, False),
+    ("Tuần này con có dành dụm được một ít.", KID_SAVER, True),
+    ("Tuần này con có dành dụm được một ít.", KID_A, False),
+    ("Tuần này con không tích góp thêm.", KID_A, True),
+    ("Tuần này con không tích góp thêm.", KID_SAVER, False),
+    ("Tuần này con chưa kiếm được đồng nào.", KID_NO_INCOME, True),
+    ("Tuần này con chưa kiếm được đồng nào.", KID_A, False),
+]
+
+
+@pytest.mark.parametrize(("text", "data", "true"), EVERYDAY_EVENT_VERBS)
+def test_the_everyday_verbs_of_an_event_are_read(
+    text: str, data: dict[str, Any], true: bool
+) -> None:
+    assert (findings(text, data) == []) is true, (text, findings(text, data))

@@ -731,7 +731,7 @@ _NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
-    r"|tiết\skiệm|rút(?:\stiền)?|tốn(?:\stiền)?"
+    r"|tiết\skiệm|rút(?:\stiền)?|tốn(?:\stiền)?|xài|sắm|dành\sdụm|tích\s(?:góp|cóp)|kiếm(?:\sđược)?"
     r"|lấy(?=(?:\s(?:một\sít|một\schút|chút|ít|một\sphần|bớt))?\s(?:tiền\s)?(?:tiết\skiệm|trong\s(?:heo|quỹ)|từ\s(?:heo|quỹ)))"
     r"|(?:bỏ|nạp|cất|chuyển)(?=(?:\s(?:thêm|một\sphần|tiền|đồng\snào|xu\snào|chút\snào|đồng))*\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
     r"|đụng(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"  # withdrew
@@ -753,6 +753,13 @@ _VERB_METRIC = {
     "rút": "withdrawal_total",
     "lấy": "withdrawal_total",  # "lấy một ít tiền tiết kiệm ra xài"
     "tốn": "spending_total",  # "không tốn đồng nào cho trò chơi"
+    # the everyday words for the same events: "xài" is spend, "dành dụm" and "tích góp" save,
+    # "kiếm được" earn
+    "xài": "spending_total",
+    "sắm": "spending_total",
+    "dành": "saving_total",
+    "tích": "saving_total",
+    "kiếm": "income_total",
     "bỏ": "saving_total",  # "bỏ thêm tiền vào tiết kiệm"
     "nạp": "saving_total",
     "cất": "saving_total",
@@ -1461,6 +1468,7 @@ _CLAIM_WORDS = re.compile(
     r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
     r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
+    r"|xài|sắm|tốn|lấy|dành\sdụm|tích\s(?:góp|cóp)|kiếm|nạp"
     r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền)"
     # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
     r"|đạt|xong|đủ\s(?:số\s)?tiền)"
