@@ -176,10 +176,11 @@ class _Checker:
     def field(self, field: str, original: str) -> None:
         # Numbers in words are read as digits: "một trăm năm mươi nghìn" is 150 nghìn.
         text = _ranges_as_about(spell_digits(unicodedata.normalize("NFC", original)))
-        # A loose writer's "ko" is "không", "vô" is "vào": read as the words they stand for.
         # The labels ("mục tiêu 1") masked out of `low`, at the same places.
         labelled_low = text.lower()
-        if any(word in labelled_low for word in _CASUAL_WORDS):  # most texts have none
+        # A loose writer's "ko" is "không", "vô" is "vào": read as the words they stand for
+        # (looked for first: most texts have none).
+        if any(word in labelled_low for word in _CASUAL_WORDS):
             text = _CASUAL.sub(lambda m: _CASUAL_WORDS[m.group().lower()], text)
             labelled_low = text.lower()
         if not _SENTENCE_OF_WORDS.search(text) or _JSONISH.search(text.replace(PLACEHOLDER, "")):
