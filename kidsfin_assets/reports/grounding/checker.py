@@ -295,6 +295,9 @@ class _Checker:
         elif subject is None:  # "quà tặng tốn của con khoảng 172k": that category's
             said = _subject_of_sentence(low, clause_start, n.start, n.kind)
             subject = said if said is not None and said.startswith("cat:") else None
+        topic = _TOPIC_CATEGORY.search(low, clause_start, n.start) if subject in _SPENT else None
+        if topic:  # "Riêng quà tặng con tiêu khoảng 102k": that category's, not any spending
+            subject = f"cat:{group_of(topic.group('category'))}"
         if subject is not None and subject.startswith("cat:"):
             if week in ("prev1", "prev2", "past"):
                 self.add("unverifiable", field, span, f"{span!r}: no category figure of {week}")
@@ -755,11 +758,17 @@ _GOAL_COUNT_STOP = re.compile(r"\s(?:và|rồi|nhưng)\s|[,;.(]|$")
 _SIGNED = ("net_flow", "savings_balance")
 _ZERO_DONG = re.compile(r"0\s?(?:đ|đồng|vnd)")
 _SIDE_OF_ZERO = re.compile(r"(?<!\w)(?:trên|dưới|(?:lớn|cao|nhỏ|thấp)\shơn)\s$")
+_SPENT = (None, "spending")
+# "Riêng quà tặng, con tiêu ...": the category a clause is about, said first
+_TOPIC_CATEGORY = re.compile(
+    rf"(?<!\w)riêng\s(?:(?:tiền|khoản|mục|phần)\s)?(?:cho\s)?(?P<category>{CATEGORIES.pattern})"
+)
 _THESE = re.compile(r"\s(?:này|đó|ấy|kia)(?!\w)")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")
 _ANY_GOAL = re.compile(r"(?:\s(?:tiết\skiệm|của\scon|của\sbé))*\snào(?!\w)")
 _MONEY_SUBJECT_OF_WORD = {
     "tiền gửi tiết kiệm": "deposit",
+    "gửi vào tiết kiệm": "deposit",
     "gửi tiết kiệm": "deposit",
     "gửi vào": "deposit",
     "gửi": "deposit",
@@ -886,7 +895,7 @@ def _percent_list(candidates: list[tuple[float, str]]) -> str:
 _COUNT_UNITS = frozenset(
     {"giao dịch", "sự kiện", "lượt", "ngày", "danh mục", "loại", "khoản", "mục tiêu"}
 )
-_HEDGES = r"hơn|trên|dưới|chưa\sđến|chưa\stới|xấp\sxỉ"  # "còn thiếu hơn 1 triệu"
+_HEDGES = r"hơn|trên|dưới|chưa\sđến|chưa\stới|xấp\sxỉ|tầm|cỡ"  # "còn thiếu hơn 1 triệu"
 _LACK_WORDS = r"còn\sthiếu|thiếu|cần\sthêm|còn\scần"
 _LACK_BEFORE = re.compile(
     rf"(?<!\w)(?:{_LACK_WORDS}|cần\scó\sthêm|cần)(?:\s(?:khoảng|đúng|chừng|gần|thêm|{_HEDGES}))?\s*$"
@@ -1164,8 +1173,11 @@ def describe_findings(findings: Sequence[Finding], limit: int = 6) -> str:
 _VERSUS_AFTER = re.compile(r"\s?so\svới\s\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|đ|đồng)?\)")
 
 
-_PAIR_NEXT = re.compile(r"\s?(?:so\svới)\s?\d")
-_PAIR_PREVIOUS = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?so\svới\s?$")
+# "39k so với (chỉ) có 2k"
+_PAIR_NEXT = re.compile(r"\s?(?:so\svới)\s?(?:(?:chỉ\s)?có\s)?\d")
+_PAIR_PREVIOUS = re.compile(
+    r"\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\s?so\svới\s?(?:(?:chỉ\s)?có\s)?$"
+)
 # "Ăn uống với đồ ăn vặt gần bằng nhau (85k và 84k)", "(243k với 117k)": a pair in brackets,
 # in the order the two were named
 _PAIR_AND_NEXT = re.compile(r"\s?(?:và|với)\s?\d[\d.,]*\s?(?:k|nghìn|ngàn|triệu|tr|đ|đồng)?\)")

@@ -732,9 +732,11 @@ _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
     r"|tiết\skiệm|rút(?:\stiền)?|tốn(?:\stiền)?|xài|sắm|dành\sdụm|tích\s(?:góp|cóp)|kiếm(?:\sđược)?"
-    r"|lấy(?=(?:\s(?:một\sít|một\schút|chút|ít|một\sphần|bớt))?\s(?:tiền\s)?(?:tiết\skiệm|trong\s(?:heo|quỹ)|từ\s(?:heo|quỹ)))"
+    r"|lấy(?=(?:\sra)?(?:\s(?:một\sít|một\schút|chút|ít|một\sphần|bớt))?\s(?:(?:từ|trong)\s)?(?:tiền\s)?"
+    r"(?:tiết\skiệm|heo|quỹ))"
     r"|(?:bỏ|nạp|cất|chuyển)(?=(?:\s(?:thêm|một\sphần|tiền|đồng\snào|xu\snào|chút\snào|đồng))*\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
-    r"|đụng(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"  # withdrew
+    # "không đụng tới / động đến tiền tiết kiệm": withdrew nothing
+    r"|(?:đụng|động)(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"
     r"|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=(?:\s(?:một\sít|một\schút|chút\sít|chút|ít|đồng))?\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
@@ -765,6 +767,7 @@ _VERB_METRIC = {
     "cất": "saving_total",
     "chuyển": "saving_total",  # "chuyển một phần tiền vào tiết kiệm"
     "đụng": "withdrawal_total",  # "không đụng tới tiền tiết kiệm"
+    "động": "withdrawal_total",  # "không hề động đến tiền tiết kiệm"
     "dùng": "active_days",
     "mở": "active_days",
     "vào": "active_days",
@@ -773,6 +776,7 @@ _VERB_METRIC = {
 }
 _HAS_OBJECT = {
     "ngày hoạt động": "active_days",
+    "ngày nào hoạt động": "active_days",  # "không có ngày nào hoạt động trên ứng dụng"
     "ngày nào": "active_days",
     "khoản gửi": "saving_total",
     "khoản tiết kiệm": "saving_total",
@@ -817,7 +821,13 @@ _GOAL_SET = re.compile(
     r"mục\stiêu\s(?P<n>\d+)(?:(?!mục\stiêu\s\d)(?:[^.,;!?]|(?<=\d)[.,](?=\d)))*?"
     r"(?P<neg>chưa\s|không\s)?(?:được\s(?:con\s|bé\s)?|mới\s|vừa\s|đã\s)"
     r"(?:được\s)?đặt(?!\w)(?!(?:\sthêm)?(?:\smột)?\smục\stiêu)"  # "vừa xong mục tiêu 1 vừa đặt
-)  # thêm mục tiêu 2": the other goal's
+    r"(?!\s(?:nó\s)?từ\s(?:trước|lâu|mấy|vài|hai|ba|\d|tuần))"  # thêm mục tiêu 2": the other
+)  # goal's; "đã đặt từ mấy tuần trước": before this week (_SET_BEFORE)
+# "Mục tiêu 1 khoảng 456k thì con đã đặt từ mấy tuần trước rồi": not set this week
+_SET_BEFORE = re.compile(
+    r"mục\stiêu\s(?P<n>\d+)(?:(?!mục\stiêu\s\d)(?:[^.,;!?]|(?<=\d)[.,](?=\d)))*?"
+    r"(?<!\w)đặt\s(?:nó\s)?từ\s(?:trước|lâu|(?:mấy|vài|hai|ba|\d+)\stuần\strước|tuần\strước)(?!\w)"
+)
 # "..., nên đặt mục tiêu", "cùng con đặt một mục tiêu mới": advice, not an event
 _SHOULD = re.compile(r"(?<!\w)(?:nên|cần|hãy|để|muốn|cùng\s(?:con|bé|em|\[\[kid\]\]))\s$")
 _SETS_GOAL = re.compile(
@@ -833,6 +843,14 @@ def _goal_set_claims(r: Reading) -> None:
     if "đặt" not in r.labelled:
         return
     goals = {str(g.get("goal")): g for g in r.facts.data.get("savings_goals") or []}
+    for m in _SET_BEFORE.finditer(r.labelled):
+        goal = goals.get(f"mục tiêu {m.group('n')}")
+        if goal is not None and not goal.get("created_in_week"):
+            r.mark(m.start(), m.end())
+        else:
+            said = r.labelled[m.start() : m.end()]
+            state = "was set this week" if goal else "is not in the data"
+            r.flag("wrong_event", m.start(), m.end(), f"{said!r}: mục tiêu {m.group('n')} {state}")
     for m in [*_GOAL_SET.finditer(r.labelled), *_SETS_GOAL.finditer(r.labelled)]:
         if m.re is _SETS_GOAL:  # "con đặt thêm mục tiêu 2": set this week, unless advice
             clauses, clause = r.locate(m.start())  # or another week is named
@@ -870,6 +888,10 @@ def read_happened(r: Reading) -> None:
             not negated
             and not by_kid
             and not _AFFIRMED.search(r.low, max(0, m.start() - 16), m.start())
+            and not (
+                m.group("verb").split()[0] in _SPEND_VERBS
+                and _PAID_WITH.search(r.low, max(0, m.start() - 24), m.start())
+            )
             and not _ACTIVITY.match(r.low, m.start())
             # "con đặt một mục tiêu mới" holds no figure to check instead ("nên đặt": advice)
             and not (m.group("verb").startswith("đặt") and not _SHOULD.search(r.low, 0, m.start()))
@@ -896,9 +918,13 @@ def read_happened(r: Reading) -> None:
         _check_event(r, m, clause, negated)
 
 
-_AFFIRMED = re.compile(
-    r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại|duy\strì(?:\sviệc)?|lấy\stiền\sra)\s$"
-)  # "lấy tiền ra mua đồ ăn vặt": bought
+_AFFIRMED = re.compile(r"(?<!\w)(?:đã|có|vừa|cũng|vẫn|còn|đều|chỉ|lại|duy\strì(?:\sviệc)?)\s$")
+# "lấy tiền ra mua đồ ăn vặt", "dùng một ít tiền mua ...": bought (a spending verb only:
+# "lấy một ít tiền tiết kiệm" is a withdrawal)
+_PAID_WITH = re.compile(
+    r"(?<!\w)(?:lấy|dùng)(?:\s(?:một\sít|một\sphần|chút|hết))?\stiền(?:\sra)?\s$"
+)
+_SPEND_VERBS = frozenset({"mua", "chi", "tiêu", "xài", "sắm"})
 # "[[KID]] rút tiền tiết kiệm", "con lấy tiền tiết kiệm ra": the kid did it this week (not
 # "cùng con gửi ...", "giúp con ...": the kid as another verb's object, advice)
 _BY_THE_KID = re.compile(
@@ -907,7 +933,9 @@ _BY_THE_KID = re.compile(
 )
 # The verbs whose event the kid as their subject claims: moving money, not judged habits
 # ("con chi tiêu hợp lý", "con tiết kiệm giỏi" say how, not that it happened this week)
-_KID_DID = frozenset({"rút", "lấy", "gửi", "nạp", "bỏ", "cất", "chuyển", "nhận", "đụng", "tốn"})
+_KID_DID = frozenset(
+    {"rút", "lấy", "gửi", "nạp", "bỏ", "cất", "chuyển", "nhận", "đụng", "động", "tốn"}
+)
 # "con chi ít hơn tuần trước": a comparison, checked as one, not as the verb's event
 _COMPARED_AFTER = re.compile(r"(?<!\w)(?:hơn|so\svới|bằng|gấp|tăng|giảm|nhất)(?!\w)")
 # "Tuần này con phải rút tiền tiết kiệm": an event of the week named, not advice

@@ -326,9 +326,9 @@ def read_goal_absent(r: Reading) -> None:
 
 _NOTHING_THEN = re.compile(
     rf"\s*(?:(?:trong\skhi|còn|nhưng|mà|và)\s)?(?P<week>{_WEEKS.pattern})(?:\s(?:thì|con|bé|em|lại|đều))*"
-    r"\s(?:(?:không|chưa)\scó(?:\sgì)?|trống(?:\strơn)?)\s*$"
+    r"\s(?:(?:không|chưa)\scó(?:\sgì)?|trống(?:\strơn)?|không)\s*$"  # "... thì không"
 )
-_HAS_A_WEEK = ("không có", "chưa có", "trống")
+_HAS_A_WEEK = ("không có", "chưa có", "trống", "thì không")
 
 
 def read_nothing_then(r: Reading) -> None:

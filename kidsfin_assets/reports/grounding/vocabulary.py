@@ -186,7 +186,9 @@ SUBJECT_WORDS: dict[str, str] = {
     "hụt": "net",
     "chênh lệch": "net",
     "chênh": "net",
+    "chênh giữa tiền vào và tiền ra": "net",
     "tiền gửi tiết kiệm": "saving",
+    "gửi vào tiết kiệm": "saving",
     "gửi tiết kiệm": "saving",
     "gửi vào": "saving",
     "gửi": "saving",
@@ -197,6 +199,7 @@ SUBJECT_WORDS: dict[str, str] = {
     "tỷ lệ": "of_income",
     "tỉ lệ": "of_income",
     "rút khỏi tiết kiệm": "withdrawal",
+    "rút khỏi quỹ tiết kiệm": "withdrawal",
     "rút ra khỏi tiết kiệm": "withdrawal",
     "rút từ tiết kiệm": "withdrawal",
     "rút tiền tiết kiệm": "withdrawal",
@@ -313,7 +316,7 @@ BARE_THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+|\d{1,3}(?:,\d{3}){2,}")
 SIGN_BEFORE = re.compile(
     # "chi nhiều hơn nhận 77.000 đ": the net flow is -77.000
     r"(?P<net>(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
-    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược)?|thu\snhập|thu)\s*"
+    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược|\svào)?|thu\snhập|thu)\s*"
     # "..., lố khoảng 13 nghìn", "... thu nhập có 3 nghìn thôi"
     r"(?:,\s(?:âm|lố|hụt|vượt|thâm\shụt)\s)?(?:là\s|khoảng\s|(?:chỉ\s)?có\s)?$)"
     r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)(?:\s(?:tới|đến|mất|hết))?\s*$)"
@@ -493,7 +496,7 @@ GOAL_CLAIMS = re.compile(
     r"|đủ\s|chưa\s)?(?:\d|một\snửa|nửa|phân|một\sphần|\w+\sphần))"
     # "mục tiêu 2 vẫn còn thiếu một ít": not reached
     r"|mục\stiêu\s(?P<n3>\d+)(?:\s\([^)]*\))?\s(?:vẫn\s)?còn\sthiếu\s(?:(?:một|1)\s)?"
-    r"(?:ít|chút(?:\sxíu)?|chút\sít|xíu)(?!\w)"
+    r"(?:ít|chút(?:\sxíu)?|chút\sít|xíu|(?:một\s)?khoản\snhỏ|ít\stiền)(?!\w)"
 )
 
 
