@@ -60,6 +60,7 @@ FULL_KIDS, QUICK_KIDS = 100_000, 12_000
 GOAL_REPORTS_PER_SECOND = 2_000.0
 SAMPLE_SECONDS = 0.2
 SPEED_EVERY = 5  # a speed sample a second (~3 ms of CPU each)
+SPEED_ADDITIONS = 100_000
 SLOW_FACTOR = 1.6
 
 
@@ -127,7 +128,10 @@ class TreeSampler:
         self.cpu_by_pid: dict[int, float] = {}
         self.workers: set[int] = set()  # the offline writer's spawned processes
         self.postgres_cpu_by_pid: dict[int, float] = {}
-        self.speed_ms: list[float] = []  # the CPU's speed through the run (`_speed_ms`)
+        # The CPU's speed through the run: CPU time, so waiting for a core does not count;
+        # what does is the host slowing the core itself (seen here: a virtual CPU that runs
+        # the same loop in 20 ms, then 39 ms, for tens of seconds at a time, idle or busy).
+        self.speed_ms: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -146,7 +150,7 @@ class TreeSampler:
         while not self._stop.wait(SAMPLE_SECONDS):
             samples += 1
             if samples % SPEED_EVERY == 0:
-                self.speed_ms.append(_speed_ms())
+                self.speed_ms.append(reference_ms(SPEED_ADDITIONS))
             total = 0.0
             for pid in [self.root, *descendants(self.root)]:
                 rss, hwm = _rss_mib(pid)
@@ -162,17 +166,6 @@ class TreeSampler:
                 cpu = _proc_cpu(pid)
                 if cpu is not None:
                     self.postgres_cpu_by_pid[pid] = cpu
-
-
-def _speed_ms() -> float:
-    """The CPU ms of a million Python additions, from a tenth of them: how fast this
-    machine's CPU runs right now. CPU time, so waiting for a core does not count; what
-    does is the host slowing the core itself (seen here: a virtual CPU that runs the same
-    loop in 20 ms, then 39 ms, for tens of seconds at a time, idle or busy)."""
-    started, total = time.process_time(), 0
-    for i in range(100_000):
-        total += i
-    return round((time.process_time() - started) * 10_000, 1)
 
 
 def speed_summary(samples: list[float]) -> dict[str, Any]:
