@@ -20,8 +20,13 @@ Grounding = Callable[[KidWeeklyReport], list[Finding]]
 
 def grounding_of_metrics(metrics: dict[str, Any]) -> Grounding:
     """A report against exactly the data the model was given (`asking.grounding_for` is the
-    gate every way of asking holds a kid's report to; the offline workers call this)."""
-    facts = build_facts(prompt_data(metrics))  # once a kid, not once a check
+    gate every way of asking holds a kid's report to)."""
+    return grounding_of_data(prompt_data(metrics))
+
+
+def grounding_of_data(data: dict[str, Any]) -> Grounding:
+    """`grounding_of_metrics` of the data block itself (`prompt_data(metrics)`)."""
+    facts = build_facts(data)  # once a kid, not once a check
     return lambda report: check_report(report, facts)
 
 
@@ -34,6 +39,6 @@ def offline_chunk(
     for metrics, name in kids:
         data = prompt_data(metrics)  # once a kid: the rules and the gate read the same block
         report = report_of_data(data)
-        findings = check_report(report, build_facts(data))
+        findings = grounding_of_data(data)(report)
         written.append((personalise(report, name), findings))
     return written
