@@ -998,6 +998,30 @@ EIGHTEENTH_CORPUS_FORMS = [
     ("Riêng đồ chơi con tiêu khoảng 70k.", KID_A, False),
 ]
 
+NINETEENTH_CORPUS_FORMS = [
+    # a verb that moves money, its subject left out: the kid's act this week
+    ("Tuần này [[KID]] vẫn đều đặn gửi một khoản vào tiết kiệm.", KID_SAVER, True),
+    ("Tuần này [[KID]] vẫn đều đặn gửi một khoản vào tiết kiệm.", KID_A, False),
+    ("Tuần này con cũng có bỏ một ít vào tiết kiệm.", KID_SAVER, True),
+    ("Tuần này con cũng có bỏ một ít vào tiết kiệm.", KID_A, False),
+    # ... not as a noun, a reason or a figure's verb: no claim of its own
+    ("Tiền gửi vào tiết kiệm tuần này là 40.000 đ.", KID_SAVER, True),
+    ("Tuần này có 40.000 đ gửi tiết kiệm.", KID_SAVER, True),
+    # "xếp sau là": what comes next
+    ("Đồ chơi là khoản chi lớn nhất, xếp sau là đồ ăn vặt.", KID_A, True),
+    ("Đồ chơi là khoản chi lớn nhất, xếp sau là đi lại.", KID_A, False),
+    # any superlative: read ("chi mạnh tay nhất", "duy nhất") or asked again
+    ("Đồ chơi là khoản con chi mạnh tay nhất tuần này.", KID_A, True),
+    ("Đồ ăn vặt là khoản con chi mạnh tay nhất tuần này.", KID_A, False),
+    ("Đồ chơi là danh mục chi duy nhất của con tuần này.", KID_TOYS, True),
+    ("Đồ chơi là danh mục chi duy nhất của con tuần này.", KID_A, False),
+    ("Khoản chi duy nhất tuần này là đồ chơi (234.000 đ).", KID_TOYS, True),
+    ("Đây là tuần con tiết kiệm tốt nhất.", KID_SAVER, False),
+    # "X là khoản chi lớn nhất với N": X's amount
+    ("Đồ chơi là khoản chi lớn nhất với 120.000 đ.", KID_A, True),
+    ("Đồ chơi là khoản chi lớn nhất với bảy mươi nghìn đồng.", KID_A, False),
+]
+
 
 # Each round's forms, said truly and falsely: what passed there at first sight, and the true
 # forms it flagged.
@@ -1017,6 +1041,7 @@ CORPUS_FORMS = {
     "SEVENTEENTH_CORPUS_FORMS": SEVENTEENTH_CORPUS_FORMS,
     "EVERYDAY_EVENT_VERBS": EVERYDAY_EVENT_VERBS,
     "EIGHTEENTH_CORPUS_FORMS": EIGHTEENTH_CORPUS_FORMS,
+    "NINETEENTH_CORPUS_FORMS": NINETEENTH_CORPUS_FORMS,
 }
 
 

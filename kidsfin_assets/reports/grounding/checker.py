@@ -295,7 +295,12 @@ class _Checker:
         elif subject is None:  # "quà tặng tốn của con khoảng 172k": that category's
             said = _subject_of_sentence(low, clause_start, n.start, n.kind)
             subject = said if said is not None and said.startswith("cat:") else None
-        topic = _TOPIC_CATEGORY.search(low, clause_start, n.start) if subject in _SPENT else None
+        topic = None
+        if subject in _SPENT:  # "Riêng quà tặng con tiêu ...", "Trò chơi là khoản chi lớn
+            # nhất với 51k": that category's, not any spending
+            topic = _TOPIC_CATEGORY.search(low, clause_start, n.start) or _CATEGORY_IS.search(
+                low, clause_start, n.start
+            )
         if topic:  # "Riêng quà tặng con tiêu khoảng 102k": that category's, not any spending
             subject = f"cat:{group_of(topic.group('category'))}"
         if subject is not None and subject.startswith("cat:"):
@@ -762,6 +767,10 @@ _SPENT = (None, "spending")
 # "Riêng quà tặng, con tiêu ...": the category a clause is about, said first
 _TOPIC_CATEGORY = re.compile(
     rf"(?<!\w)riêng\s(?:(?:tiền|khoản|mục|phần)\s)?(?:cho\s)?(?P<category>{CATEGORIES.pattern})"
+)
+_CATEGORY_IS = re.compile(
+    rf"(?<!\w)(?P<category>{CATEGORIES.pattern})\slà\s(?:khoản|danh\smục|mục)(?:\schi(?:\stiêu)?)?"
+    r"(?:\s\w+){0,3}?\s(?:với|ở\smức|khoảng|là|tới|đến)(?:\s(?:khoảng|gần|hơn|tầm))?\s$"
 )
 _THESE = re.compile(r"\s(?:này|đó|ấy|kia)(?!\w)")
 _NOT_ONE_DONG = re.compile(r"\s?(?:đ|đồng)?\s(?:nào|cả)(?!\w)")

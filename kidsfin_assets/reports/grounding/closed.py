@@ -734,7 +734,8 @@ _EVENT = re.compile(
     r"|tiết\skiệm|rút(?:\stiền)?|tốn(?:\stiền)?|xài|sắm|dành\sdụm|tích\s(?:góp|cóp)|kiếm(?:\sđược)?"
     r"|lấy(?=(?:\sra)?(?:\s(?:một\sít|một\schút|chút|ít|một\sphần|bớt))?\s(?:(?:từ|trong)\s)?(?:tiền\s)?"
     r"(?:tiết\skiệm|heo|quỹ))"
-    r"|(?:bỏ|nạp|cất|chuyển)(?=(?:\s(?:thêm|một\sphần|tiền|đồng\snào|xu\snào|chút\snào|đồng))*\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
+    r"|(?:bỏ|nạp|cất|chuyển)(?=(?:\s(?:thêm|một|ít|chút|phần|khoản|nhỏ|số|tiền|đồng|xu|nào|lại))*"
+    r"\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
     # "không đụng tới / động đến tiền tiết kiệm": withdrew nothing
     r"|(?:đụng|động)(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"
     r"|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
@@ -879,11 +880,7 @@ def read_happened(r: Reading) -> None:
     future: dict[Span, bool] = {}
     for m in _EVENT.finditer(r.low):
         negated = bool(m.group("neg"))
-        by_kid = (
-            not negated
-            and m.group("verb").split()[0] in _KID_DID
-            and bool(_BY_THE_KID.search(r.low, max(0, m.start() - 14), m.start()))
-        )
+        by_kid = not negated and m.group("verb").split()[0] in _KID_DID and _done_by_kid(r, m)
         if (
             not negated
             and not by_kid
@@ -936,6 +933,27 @@ _BY_THE_KID = re.compile(
 _KID_DID = frozenset(
     {"rút", "lấy", "gửi", "nạp", "bỏ", "cất", "chuyển", "nhận", "đụng", "động", "tốn"}
 )
+# What before a verb makes it a noun, a reason or a condition, not the kid's act this week:
+# "tiền gửi vào", "tiền tiêu vặt nhận được", "mỗi lần rút tiền", "thói quen gửi", "khen con
+# vì vẫn gửi", "nếu gửi"
+_NOT_AN_ACT = re.compile(
+    r"(?<!\w)(?:(?:tiền|khoản|số\stiền)(?:\s(?:tiêu\svặt|tiết\skiệm|\w+))?|lần|việc|thói\squen"
+    r"|động\slực|mục\stiêu|được|vì|khi|nếu|cần|trước\skhi|sẽ|để|rằng)"
+    r"(?:\s(?:vẫn|đã|có|cũng|đều\sđặn|thêm))*\s$"
+)
+
+
+def _done_by_kid(r: Reading, m: re.Match[str]) -> bool:
+    """A verb that moves money, said outright, is the kid's act this week: "[[KID]] rút tiền
+    tiết kiệm", and with the subject left out, "vẫn đều đặn gửi một khoản vào tiết kiệm"."""
+    if _BY_THE_KID.search(r.low, max(0, m.start() - 14), m.start()):
+        return True
+    if _NOT_AN_ACT.search(r.low, max(0, m.start() - 24), m.start()):
+        return False
+    # "21.000 đ gửi tiết kiệm": the figure before it is what is checked
+    return not any(n.kind == "money" and 0 <= m.start() - n.end <= 3 for n in r.stated)
+
+
 # "con chi ít hơn tuần trước": a comparison, checked as one, not as the verb's event
 _COMPARED_AFTER = re.compile(r"(?<!\w)(?:hơn|so\svới|bằng|gấp|tăng|giảm|nhất)(?!\w)")
 # "Tuần này con phải rút tiền tiết kiệm": an event of the week named, not advice
@@ -1125,7 +1143,9 @@ def _in_advice(r: Reading, clause: Span, at: int) -> bool:
 _RANK = re.compile(
     r"(?<!\w)(?:(?P<top>nhiều\s(?:tiền\s)?nhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu"
     r"|phần\slớn|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
+    r"|mạnh(?:\stay)?\snhất|đậm\snhất|nặng\snhất"  # "khoản con chi mạnh tay nhất"
     r"|\d+\s(?:khoản|danh\smục|loại)(?:\schi(?:\stiêu)?)?\slần\slượt\slà)"  # the k largest, listed
+    r"|(?P<only>duy\snhất)"  # "X là danh mục chi duy nhất": the one category spent on
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
     r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau|rồi\stới"
     r"|rồi\sđến)"
@@ -1190,8 +1210,13 @@ def read_ranking(r: Reading) -> None:
         if top_k is None:
             named = _named_again(named, clauses, ranks[0].start())
         groups = [x.metric[4:] for x in named if x.metric]
-        then = next((m for m in ranks if m.group() in _THEN_RANK), None)
-        if then is not None:  # "X và Y là hai khoản lớn nhất; tiếp theo là Z và W"
+        said = ranks  # "duy nhất" is checked on its own, the other ranks as before
+        problem = _only_problem(ranking, groups) if _has_only(ranks) else None
+        ranks = [m for m in ranks if m.lastgroup != "only"]
+        then = next((m for m in ranks if _comes_next(m, r.low)), None)
+        if problem is not None or not ranks:
+            pass
+        elif then is not None:  # "X và Y là hai khoản lớn nhất; tiếp theo là Z và W"
             above = [x.metric[4:] for x in named if x.metric and x.end <= then.start()]
             below = [x.metric[4:] for x in named if x.metric and x.start >= then.end()]
             opens = not r.low[first : then.start()].strip()  # "...; tiếp theo là Z"
@@ -1212,7 +1237,7 @@ def read_ranking(r: Reading) -> None:
             )
         span = (first, last)
         if problem is None:
-            for m in [*ranks, *([top_k] if top_k else [])]:
+            for m in [*said, *([top_k] if top_k else [])]:
                 r.mark(*m.span())
         else:
             r.flag("wrong_category", *span, f"{r.text[first:last].strip()!r}: {problem}")
@@ -1248,6 +1273,26 @@ def _no_top_category(r: Reading, ranks: list[re.Match[str]], first: int, last: i
 
 
 _THEN_RANK = ("tiếp theo", "sau đó", "rồi tới", "rồi đến", "theo sau")
+
+
+def _has_only(ranks: list[re.Match[str]]) -> bool:
+    return any(m.lastgroup == "only" for m in ranks)
+
+
+def _only_problem(ranking: tuple[tuple[str, float], ...], groups: list[str]) -> str | None:
+    """ "X là danh mục chi duy nhất": X, and nothing else, was spent on."""
+    spent = {g for g, a in ranking if a > 0}
+    if set(groups) == spent:
+        return None
+    order = ", ".join(f"{g} {a:,.0f}" for g, a in ranking) or "no spending"
+    return f"{', '.join(groups)} is not the only category spent on ({order})"
+
+
+def _comes_next(m: re.Match[str], low: str) -> bool:
+    """ "tiếp theo là Z", and "xếp sau là Z" ("Z xếp sau Y" is an ordinal, Z's place)."""
+    return m.group() in _THEN_RANK or (
+        m.group() in ("xếp sau", "đứng sau") and low.startswith(" là ", m.end())
+    )
 
 
 def _next_problem(
@@ -1491,7 +1536,9 @@ def read_levels(r: Reading) -> None:
 _CLAIM_WORDS = re.compile(
     r"(?<!\w)(?:\d+(?:[.,]\d+)*"
     r"|gấp|nửa|phần\s(?:ba|tư|năm|mười)"
-    r"|(?:nhiều|ít|cao|thấp|lớn|nhỏ)\s(?:hơn|nhất)|vượt|kém|chủ\syếu|đứng\sđầu"
+    r"|(?:nhiều|ít|cao|thấp|lớn|nhỏ)\shơn|vượt|kém|chủ\syếu|đứng\sđầu"
+    # any superlative ("chi mạnh tay nhất", "duy nhất"): read as a ranking or asked again
+    r"|(?<=\w\s)(?<!thống\s)(?<!hợp\s)(?<!đồng\s)(?<!duy\s)nhất(?!\s(?:định|là))|duy\snhất"
     r"|(?:nhiều|ít)\s\w+(?:\s\w+)?\shơn"  # "nhiều ngày hơn": a comparison, read or asked again
     r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
     r"|phần\slớn"
@@ -1532,8 +1579,9 @@ def sweep(r: Reading) -> None:
         if word.startswith(("tuần", "hai tuần")) and any(s < last and first < e for s, e in r.read):
             continue  # a week named by a sentence whose claims were read
         sentence = r.text[first:last].strip()
+        start = r.low.rfind(" ", first, m.start() - 1) + 1 if word == "nhất" else m.start()
         msg = (
-            f"cannot verify {r.text[m.start() : m.end()]!r} in {sentence!r}: say it with "
+            f"cannot verify {r.text[max(start, first) : m.end()]!r} in {sentence!r}: say it with "
             "a figure of the data and what it is, or leave it out"
         )
         r.flag("unverifiable", first, last, msg)
