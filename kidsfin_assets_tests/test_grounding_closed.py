@@ -1022,6 +1022,52 @@ NINETEENTH_CORPUS_FORMS = [
     ("Đồ chơi là khoản chi lớn nhất với bảy mươi nghìn đồng.", KID_A, False),
 ]
 
+TWENTIETH_CORPUS_FORMS = [
+    # the everyday words for a deposit, with a figure and a trend
+    ("Con bỏ heo 40k tuần này.", KID_SAVER, True),
+    ("Con bỏ heo 40k tuần này.", KID_A, False),
+    (
+        "Con dành dụm 40.000 đ, tỷ lệ tiết kiệm 33%, ổn định so với trung bình hai tuần trước.",
+        KID_SAVER,
+        True,
+    ),
+    (
+        "Con dành dụm 40.000 đ, tỷ lệ tiết kiệm 33%, tăng so với trung bình hai tuần trước.",
+        KID_SAVER,
+        False,
+    ),
+    ("Con kiếm được 120 nghìn tuần này.", KID_A, True),
+    ("Con kiếm được 120 nghìn tuần này.", KID_NO_INCOME, False),
+    # "hổng" is "không"
+    ("Tuần này con hổng có tiêu gì cho đồ chơi hết.", KID_QUIET, True),
+    ("Tuần này con hổng có tiêu gì cho đồ chơi hết.", KID_A, False),
+    # "còn" before a figure ("còn âm 77k", "còn có 120k") is no new clause
+    ("Số dư tiết kiệm còn âm 77k.", KID_OWES, True),
+    ("Số dư tiết kiệm còn âm 114k.", KID_OWES, False),
+    ("Tuần trước con còn có 120k tiền vào, tuần này thì không có gì.", KID_NO_INCOME, True),
+    ("Tuần trước con còn có 90k tiền vào, tuần này thì không có gì.", KID_NO_INCOME, False),
+    # "xếp nhất": the top
+    ("Đồ chơi xếp nhất trong các khoản chi.", KID_A, True),
+    ("Đồ ăn vặt xếp nhất trong các khoản chi.", KID_A, False),
+    # what a goal would do is no goal held
+    (
+        "Con chưa có mục tiêu nào; một mục tiêu rõ ràng sẽ giúp con để dành đều hơn.",
+        KID_NO_GOAL,
+        True,
+    ),
+    # "..., X (a) và Y (b), bằng với Z": Y equals Z
+    (
+        "Hai khoản lớn nhất là đồ chơi (120.000 đ) và đồ ăn vặt (50.000 đ), bằng với đi lại.",
+        KID_TIE,
+        True,
+    ),
+    (
+        "Hai khoản lớn nhất là đồ chơi (120.000 đ) và đồ ăn vặt (50.000 đ), bằng với sách truyện.",
+        KID_TIE,
+        False,
+    ),
+]
+
 
 # Each round's forms, said truly and falsely: what passed there at first sight, and the true
 # forms it flagged.
@@ -1042,6 +1088,7 @@ CORPUS_FORMS = {
     "EVERYDAY_EVENT_VERBS": EVERYDAY_EVENT_VERBS,
     "EIGHTEENTH_CORPUS_FORMS": EIGHTEENTH_CORPUS_FORMS,
     "NINETEENTH_CORPUS_FORMS": NINETEENTH_CORPUS_FORMS,
+    "TWENTIETH_CORPUS_FORMS": TWENTIETH_CORPUS_FORMS,
 }
 
 

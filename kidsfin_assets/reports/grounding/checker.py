@@ -926,10 +926,17 @@ _COMPARING = re.compile(
 )
 _OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so\svới\stổng)\s*$")
 _OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
-_CASUAL_WORDS = {"ko": "không", "k0": "không", "hông": "không", "hok": "không", "vô": "vào"}
+_CASUAL_WORDS = {
+    "ko": "không",
+    "k0": "không",
+    "hông": "không",
+    "hổng": "không",
+    "hok": "không",
+    "vô": "vào",
+}
 # "vô" only where it means "into" ("tiền vô", "gửi vô tiết kiệm", "vô app"), not in "vô cùng"
 _CASUAL = re.compile(
-    r"(?<!\w)(?:ko|k0|hông|hok"
+    r"(?<!\w)(?:ko|k0|hông|hổng|hok"
     r"|(?:(?<=tiền\s)|(?<=gửi\s)|(?<=dành\s)|(?<=kiệm\s)|(?<=nạp\s)|(?<=thêm\s)|(?<=cất\s))vô"
     r"|vô(?=\s(?:app|ứng\sdụng|tiết\skiệm|heo|quỹ|tài\skhoản)(?!\w)))(?!\w)",
     re.IGNORECASE,

@@ -350,8 +350,21 @@ def _subject_before(
         week = _clause_week(r, start, end)
         found = [x for x in found if (x.metric, x.week or week) != other]
         if found:
+            # "..., trò chơi (55k) và sách truyện (52k), bằng với đồ dùng học tập": a clause
+            # that opens with the comparison is said of the category named last before it
+            opens = start != own[0] and not r.low[own[0] : at].strip()
+            last = found[-1]
+            if (
+                opens
+                and (last.metric or "").startswith("cat:")
+                and _AND_BEFORE.search(r.low, start, last.start)
+            ):
+                return last
             return found[0]
     return None
+
+
+_AND_BEFORE = re.compile(r"\)\s(?:và|với)\s")
 
 
 def _clause_week(r: Reading, start: int, end: int) -> str:
@@ -738,7 +751,7 @@ _EVENT = re.compile(
     r"\svào\s(?:tiết\skiệm|heo|ống|quỹ))"
     # "không đụng tới / động đến tiền tiết kiệm": withdrew nothing
     r"|(?:đụng|động)(?=\s(?:tới|đến|vào)\s(?:(?:tiền|khoản|số\stiền)\s)?(?:tiết\skiệm|heo|quỹ))"
-    r"|bỏ(?=\sống)|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
+    r"|bỏ(?=\s(?:ống|heo))|đặt(?:\sthêm)?(?=\s(?:một\s|1\s)?mục\stiêu)|hoàn\sthành"
     r"|(?:dùng|mở|vào)(?=\s(?:app|ứng\sdụng))|đăng\snhập|hoạt\sđộng(?!\stài)"
     r"|có(?=(?:\s(?:một\sít|một\schút|chút\sít|chút|ít|đồng))?\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền|ngày\shoạt\sđộng|ngày\snào))"
     r")(?!\w)"
@@ -1143,7 +1156,7 @@ def _in_advice(r: Reading, clause: Span, at: int) -> bool:
 _RANK = re.compile(
     r"(?<!\w)(?:(?P<top>nhiều\s(?:tiền\s)?nhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu"
     r"|phần\slớn|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
-    r"|mạnh(?:\stay)?\snhất|đậm\snhất|nặng\snhất"  # "khoản con chi mạnh tay nhất"
+    r"|mạnh(?:\stay)?\snhất|đậm\snhất|nặng\snhất|(?:xếp|đứng)\snhất"  # "chi mạnh tay nhất"
     r"|\d+\s(?:khoản|danh\smục|loại)(?:\schi(?:\stiêu)?)?\slần\slượt\slà)"  # the k largest, listed
     r"|(?P<only>duy\snhất)"  # "X là danh mục chi duy nhất": the one category spent on
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
@@ -1543,7 +1556,7 @@ _CLAIM_WORDS = re.compile(
     r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
     r"|phần\slớn"
     r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
-    r"|xài|sắm|tốn|lấy|dành\sdụm|tích\s(?:góp|cóp)|kiếm|nạp"
+    r"|xài|sắm|tốn|lấy|dành\sdụm|tích\s(?:góp|cóp)|kiếm|nạp|bỏ\s(?:ống|heo)"
     r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền)"
     # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again
     r"|đạt|xong|đủ\s(?:số\s)?tiền)"

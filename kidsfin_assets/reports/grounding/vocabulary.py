@@ -194,6 +194,14 @@ SUBJECT_WORDS: dict[str, str] = {
     "gửi": "saving",
     "tiền để dành": "saving",
     "để dành": "saving",
+    # the everyday words for a deposit: "con bỏ heo 40k", "bỏ ống 12.000 đ", "dành dụm 69k"
+    "bỏ heo": "saving",
+    "bỏ ống": "saving",
+    "bỏ vào heo": "saving",
+    "bỏ vào ống": "saving",
+    "dành dụm": "saving",
+    "tích góp": "saving",
+    "tích cóp": "saving",
     "tiết kiệm": "saving",
     "rút tiết kiệm": "withdrawal",
     "tỷ lệ": "of_income",
@@ -212,7 +220,8 @@ SUBJECT_WORDS: dict[str, str] = {
     "thu nhập": "income",
     "tiền tiêu vặt": "income",
     "tiền nhận": "income",
-    "tiền vào": "income",  # "tiền vô nhiều hơn tiền ra" (vô: vào)
+    "tiền vào": "income",
+    "kiếm được": "income",  # "con kiếm được 22 nghìn"  # "tiền vô nhiều hơn tiền ra" (vô: vào)
     "tiền ra": "spending",
     "nhận": "income",
     "tổng chi tiêu": "total_spending",  # the whole, not a category's
@@ -357,8 +366,9 @@ BOUNDARIES = re.compile(
     # "Chi tiêu giảm so với hai tuần trước: thấp hơn ...": what follows a colon explains it
     r"|(?P<clause>(?<=[,:])\s|(?<=\s)(?:[-–]\s|(?=(?:nhưng|trong\skhi|tuy\snhiên|song)\s)"
     # "chỉ còn 106k" is no new clause (the lookbehinds after the lookahead: tried less often)
-    # nor "số dư còn khoảng 1,1 triệu": "còn" before a figure is its level, not "while"
-    r"|(?=còn\s(?!(?:(?:khoảng|gần|hơn|chừng|tầm|cỡ|đúng)\s)?\d))"
+    # nor "số dư còn khoảng 1,1 triệu", "còn âm 30k", "con còn có 16k": "còn" before a
+    # figure is its level or "still"
+    r"|(?=còn\s(?!(?:có\s)?(?:(?:khoảng|gần|hơn|chừng|tầm|cỡ|đúng|âm|dương)\s)?-?\d))"
     r"(?<!chỉ\s)(?<!vẫn\s)(?<!đã\s)(?<!cũng\s)(?<!hiện\s)))"
     r")"
 )
@@ -408,6 +418,10 @@ _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
     ("gửi tiết kiệm", "saving_total"),
     ("tiết kiệm", "saving_total"),
     ("để dành", "saving_total"),
+    ("dành dụm", "saving_total"),
+    ("bỏ ống", "saving_total"),
+    ("bỏ heo", "saving_total"),
+    ("tích góp", "saving_total"),
 )
 
 
