@@ -23,6 +23,7 @@ _TRENDS = {"tăng": "up", "giảm": "down", "ổn định": "flat", "mới xuấ
 _TREND = "(tăng|giảm|ổn định|mới xuất hiện)"
 _KID = "\x00"  # where the data's `child` (the placeholder or the nickname) was in the text
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
+_QUOTED = re.compile(r"mục “([^”]+)”")
 
 Check = Callable[[re.Match[str], Mapping[str, Any], Facts], bool]
 
@@ -62,7 +63,8 @@ def _top(m: re.Match[str], d: Mapping[str, Any], f: Facts) -> bool:
         return False
     if m[2] is None:
         return True
-    said = group_of(m[2])
+    quoted = _QUOTED.fullmatch(m[2])  # the app's own name, quoted: mục “quà tặng”
+    said = group_of(quoted[1] if quoted else m[2])
     top = f.ranking[0][1] if f.ranking else None
     amounts = [amount for amount, _share in f.categories.get(said, ())]
     return top is not None and any(
