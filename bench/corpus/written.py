@@ -45,12 +45,13 @@ WRITTEN = (
     "eighteenth",
     "nineteenth",
     "twentieth",
+    "twentyfirst",
 )
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
 # then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p,
 # the ninth's q/r, the tenth's s/t, the eleventh's u/v, the twelfth's w/x, the thirteenth's
 # y/z; from the fourteenth on, letters with a digit: a2/b2, then c2/d2, e2/f2, g2/h2, i2/j2, k2/l2,
-# m2/n2).
+# m2/n2, o2/p2).
 # One with fewer is skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
@@ -70,6 +71,7 @@ NEXT_WRITERS = {
     "eighteenth": ("i2", "j2"),
     "nineteenth": ("k2", "l2"),
     "twentieth": ("m2", "n2"),
+    "twentyfirst": ("o2", "p2"),
 }
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
