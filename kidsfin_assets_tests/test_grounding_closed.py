@@ -1020,6 +1020,13 @@ NINETEENTH_CORPUS_FORMS = [
     # "X là khoản chi lớn nhất với N": X's amount
     ("Đồ chơi là khoản chi lớn nhất với 120.000 đ.", KID_A, True),
     ("Đồ chơi là khoản chi lớn nhất với bảy mươi nghìn đồng.", KID_A, False),
+    # "số tiền được cho" is the income, "lố" what spending went over it by, "chả" is "chẳng"
+    ("Con xài nhiều hơn số tiền được cho, lố khoảng 114k.", KID_A, True),
+    ("Con xài ít hơn số tiền được cho.", KID_A, False),
+    ("Tuần này con chả tiêu đồng nào.", KID_QUIET, True),
+    ("Tuần này con chả tiêu đồng nào.", KID_A, False),
+    ("Con chả gửi đồng nào vào tiết kiệm.", KID_A, True),
+    ("Con chả gửi đồng nào vào tiết kiệm.", KID_SAVER, False),
 ]
 
 TWENTIETH_CORPUS_FORMS = [

@@ -784,7 +784,7 @@ _MONEY_SUBJECT_OF_WORD = {
     "gửi": "deposit",
 }
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
-_SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ)(?!\w)")
+_SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ|lố)(?!\w)")
 _LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
 
 
@@ -932,11 +932,12 @@ _CASUAL_WORDS = {
     "hông": "không",
     "hổng": "không",
     "hok": "không",
+    "chả": "chẳng",  # "con chả tiêu đồng nào" (not the dish: "chả giò")
     "vô": "vào",
 }
 # "vô" only where it means "into" ("tiền vô", "gửi vô tiết kiệm", "vô app"), not in "vô cùng"
 _CASUAL = re.compile(
-    r"(?<!\w)(?:ko|k0|hông|hổng|hok"
+    r"(?<!\w)(?:ko|k0|hông|hổng|hok|chả(?!\s(?:giò|cá|lụa|quế|chìa))"
     r"|(?:(?<=tiền\s)|(?<=gửi\s)|(?<=dành\s)|(?<=kiệm\s)|(?<=nạp\s)|(?<=thêm\s)|(?<=cất\s))vô"
     r"|vô(?=\s(?:app|ứng\sdụng|tiết\skiệm|heo|quỹ|tài\skhoản)(?!\w)))(?!\w)",
     re.IGNORECASE,

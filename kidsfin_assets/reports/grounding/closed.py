@@ -120,6 +120,8 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("bỏ vào heo", "saving_total"),
     ("bỏ ống heo", "saving_total"),
     ("bỏ heo", "saving_total"),
+    ("bỏ ống", "saving_total"),
+    ("dành dụm", "saving_total"),
     ("gửi tiết kiệm", "saving_total"),
     ("gửi vào", "saving_total"),
     ("tiền gửi", "saving_total"),
@@ -135,6 +137,9 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiền vào", "income_total"),  # "tiền vô nhiều hơn tiền ra" (vô: vào)
     ("tiền ra", "spending_total"),
     ("khoản nhận", "income_total"),
+    ("tiền được cho", "income_total"),  # "xài nhiều hơn số tiền được cho"
+    ("được cho", "income_total"),
+    ("kiếm được", "income_total"),
     ("khoản thu", "income_total"),
     ("mức thu", "income_total"),
     ("thu", "income_total"),  # "chi nhiều hơn thu"
@@ -149,6 +154,7 @@ _MENTION_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiền tiêu", "spending_total"),
     ("chi", "spending_total"),
     ("tiêu", "spending_total"),
+    ("xài", "spending_total"),
     ("số giao dịch", "txn_count"),
     ("giao dịch", "txn_count"),
     ("số sự kiện", "event_count"),

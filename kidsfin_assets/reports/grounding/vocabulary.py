@@ -184,6 +184,7 @@ SUBJECT_WORDS: dict[str, str] = {
     "dư ra": "net",
     "dư": "net",  # "chỉ chi 74k, dư tới 321k" ("số dư" is the balance, longer, read first)
     "hụt": "net",
+    "lố": "net",  # "xài nhiều hơn số tiền được cho, lố khoảng 8 nghìn"
     "chênh lệch": "net",
     "chênh": "net",
     "chênh giữa tiền vào và tiền ra": "net",
@@ -221,7 +222,9 @@ SUBJECT_WORDS: dict[str, str] = {
     "tiền tiêu vặt": "income",
     "tiền nhận": "income",
     "tiền vào": "income",
-    "kiếm được": "income",  # "con kiếm được 22 nghìn"  # "tiền vô nhiều hơn tiền ra" (vô: vào)
+    "kiếm được": "income",  # "con kiếm được 22 nghìn"
+    "tiền được cho": "income",  # "chi nhiều hơn số tiền được cho"
+    "được cho": "income",  # "tiền vô nhiều hơn tiền ra" (vô: vào)
     "tiền ra": "spending",
     "nhận": "income",
     "tổng chi tiêu": "total_spending",  # the whole, not a category's
@@ -411,6 +414,9 @@ _METRIC_WORDS: tuple[tuple[str, str | None], ...] = (
     ("tiền vào", "income_total"),
     ("tiền ra", "spending_total"),
     ("khoản nhận", "income_total"),
+    ("tiền được cho", "income_total"),  # "xài nhiều hơn số tiền được cho"
+    ("được cho", "income_total"),
+    ("xài", "spending_total"),
     ("chi tiêu", "spending_total"),
     ("tiền chi", "spending_total"),
     ("khoản chi", "spending_total"),
