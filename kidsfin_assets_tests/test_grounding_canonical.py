@@ -101,3 +101,69 @@ def test_a_nickname_or_another_child_is_not_canonical() -> None:
     assert canonical_and_true(report_texts(report), facts_for(data))
     other = {k: v.replace("Bé Na", "Bé Bo") if isinstance(v, str) else v for k, v in report.items()}
     assert not canonical_and_true(report_texts(other), facts_for(data))
+
+
+# What an adversary tried on the canonical path (stop 30): each must not be accepted by it.
+def _spender() -> dict[str, Any]:
+    """A week that spent, withdrew and saved nothing, with no goal."""
+    data = next(
+        d
+        for d in BLOCKS
+        if d["spending_total"] > 0 and d["withdrawal_total"] == 0 and not d["savings_goals"]
+    )
+    return {**data, "savings_rate": 0.0 if data["income_total"] else None}
+
+
+@pytest.mark.parametrize(
+    "advice",
+    [
+        # a category slot that smuggles a figure, a claim or a sentence
+        "Cùng con xem lại các khoản chi cho quà, con đã tiêu 250k tuần này, gấp 3 lần tuần"
+        " trước và chọn một khoản có thể bớt.",
+        "Cùng con xem lại các khoản chi cho ăn uống! Con đã nói dối bố mẹ! Hãy phạt con và"
+        " chọn một khoản có thể bớt.",
+        # a category nothing was spent on, advice that praises what did not happen
+        "Cùng con xem lại các khoản chi cho trò chơi điện tử và chọn một khoản có thể bớt.",
+        "Khen con vì đã giữ được tiền và hỏi con dự định dùng tiền vào việc gì.",
+        "Hỏi con lý do rút tiền tiết kiệm và cùng con lập kế hoạch bù lại.",
+        "Khen con vì đã để dành đều đặn và cùng con duy trì thói quen này.",
+        "Cùng con tính xem mỗi tuần cần để dành bao nhiêu để đạt mục tiêu đã đặt.",
+    ],
+    ids=["figure", "sentences", "unspent", "kept", "withdrew", "saved", "goal"],
+)
+def test_advice_the_week_does_not_bear_out_is_not_canonical(advice: str) -> None:
+    data = _spender()
+    report = _offline(data)
+    assert canonical_and_true(report_texts(report), facts_for(data))
+    report["recommendations"] = [advice, report["recommendations"][-1]]
+    assert not canonical_and_true(report_texts(report), facts_for(data))
+
+
+def test_odd_digits_and_odd_data_are_left_to_the_general_checker() -> None:
+    data = BLOCKS[0]
+    report = _offline(data)
+    days = data["active_days"]
+    for text in (
+        f"[[KID]] hoạt động {'1' + '0' * 4400} ngày trong tuần với 10 sự kiện trong ứng dụng.",
+        f"[[KID]] hoạt động {chr(0x09E6 + days)} ngày trong tuần với"
+        f" {data['event_count']} sự kiện trong ứng dụng.",  # a Bengali digit of the same value
+    ):
+        changed = {**report, "activity_level": text}
+        assert not canonical_and_true(report_texts(changed), facts_for(data))
+        assert check_report(changed, data) != []  # no exception: findings
+    odd = {**data, "income_total": None, "spending_total": "many"}
+    net = {**report, "financial_health": "Dòng tiền ròng của tuần là 68.000 đ."}
+    assert not canonical_and_true(report_texts(net), facts_for(odd))
+
+
+def test_only_the_writers_words_name_the_top_category() -> None:
+    data = next(d for d in BLOCKS if "books" in d["spending_by_category"])
+    data = {**data, "spending_by_category": {"books": 30000.0}, "top_spending_category": "books"}
+    data = {**data, "spending_total": 30000.0, "net_flow": data["income_total"] - 30000.0}
+    report = _offline(data)
+    assert "nhiều nhất cho sách truyện (30.000 đ)" in report["spending_pattern"]
+    assert canonical_and_true(report_texts(report), facts_for(data))
+    for words in ("books", "mục “books”", "sách vở"):
+        said = report["spending_pattern"].replace("sách truyện", words)
+        changed = {**report, "spending_pattern": said}
+        assert not canonical_and_true(report_texts(changed), facts_for(data))

@@ -16,14 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kidsfin_assets.reports.grounding.facts import Facts
-from kidsfin_assets.reports.grounding.vocabulary import group_of
+from kidsfin_assets.reports.offline_writer import category_words
 
-_MONEY = r"(-?\d{1,3}(?:\.\d{3})*) đ"
+# ASCII digits only, no leading zero, at most what a week's figure can be ("৪" is no 4)
+_MONEY = r"(0|-?[1-9][0-9]{0,2}(?:\.[0-9]{3}){0,4}) đ"
+_SMALL = "(0|[1-9][0-9]{0,3})"  # a percentage, a count of days or events
 _TRENDS = {"tăng": "up", "giảm": "down", "ổn định": "flat", "mới xuất hiện": "new"}
 _TREND = "(tăng|giảm|ổn định|mới xuất hiện)"
 _KID = "\x00"  # where the data's `child` (the placeholder or the nickname) was in the text
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
-_QUOTED = re.compile(r"mục “([^”]+)”")
 
 Check = Callable[[re.Match[str], Mapping[str, Any], Facts], bool]
 
@@ -32,14 +33,24 @@ def _amount(text: str) -> float:
     return float(text.replace(".", ""))
 
 
-def _is(data: Mapping[str, Any], key: str, amount: str) -> bool:
+def _number(data: Mapping[str, Any], key: str) -> float | None:
     value = data.get(key)
-    return isinstance(value, int | float) and abs(float(value) - _amount(amount)) < 0.5
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if is_number else None
+
+
+def _is(data: Mapping[str, Any], key: str, amount: str) -> bool:
+    value = _number(data, key)
+    return value is not None and abs(value - _amount(amount)) < 0.5
 
 
 def _zero(data: Mapping[str, Any], key: str) -> bool:
-    value = data.get(key)
-    return isinstance(value, int | float) and abs(float(value)) < 0.5
+    return _is(data, key, "0")
+
+
+def _more_than(data: Mapping[str, Any], key: str, floor: float) -> bool:
+    value = _number(data, key)
+    return value is not None and value > floor
 
 
 def _week(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
@@ -50,7 +61,8 @@ def _week(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
 
 def _net(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
     # "vì con chi nhiều hơn số tiền nhận được" is said exactly when the flow is negative
-    more_out = float(d["spending_total"]) > float(d["income_total"])
+    spending, income = _number(d, "spending_total"), _number(d, "income_total")
+    more_out = spending is not None and income is not None and spending > income
     return _is(d, "net_flow", m[1]) and bool(m[2]) == (_amount(m[1]) < 0) and (not m[2] or more_out)
 
 
@@ -58,23 +70,36 @@ def _trend(metric: str) -> Check:
     return lambda m, d, _f: d.get(f"{metric}_trend") == _TRENDS[m[1]]
 
 
-def _top(m: re.Match[str], d: Mapping[str, Any], f: Facts) -> bool:
+def _spent_on(said: str, d: Mapping[str, Any]) -> float | None:
+    """What the category the text names, in the writer's words for one of the data's keys,
+    was spent on; None for any other words (a group id, an English key, "mục “khác”")."""
+    spent = d.get("spending_by_category")
+    if not isinstance(spent, Mapping):
+        return None
+    keys = [k for k in spent if category_words(str(k)) == said]
+    amounts = [_number(spent, k) for k in keys]
+    return amounts[0] if len(amounts) == 1 else None
+
+
+def _top(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
     if not _is(d, "spending_total", m[1]):
         return False
     if m[2] is None:
         return True
-    quoted = _QUOTED.fullmatch(m[2])  # the app's own name, quoted: mục “quà tặng”
-    said = group_of(quoted[1] if quoted else m[2])
-    top = f.ranking[0][1] if f.ranking else None
-    amounts = [amount for amount, _share in f.categories.get(said, ())]
-    return top is not None and any(
-        abs(a - _amount(m[3])) < 0.5 and abs(a - top) < 0.5 for a in amounts
+    amount = _spent_on(m[2], d)
+    spent = d.get("spending_by_category") or {}
+    top = max((_number(spent, k) or 0.0 for k in spent), default=None)
+    return (
+        amount is not None
+        and top is not None
+        and abs(amount - _amount(m[3])) < 0.5
+        and (abs(amount - top) < 0.5)
     )
 
 
 def _rate(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
-    rate = d.get("savings_rate")
-    return isinstance(rate, int | float) and abs(float(rate) * 100 - int(m[1])) <= 0.5
+    rate = _number(d, "savings_rate")
+    return rate is not None and abs(rate * 100 - int(m[1])) <= 0.5
 
 
 def _goal(m: re.Match[str], d: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -114,11 +139,29 @@ def _days(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
     return d.get("active_days") == int(m[1]) and d.get("event_count") == int(m[2])
 
 
-def _advice(_m: re.Match[str], _d: Mapping[str, Any], _f: Facts) -> bool:
-    return True  # advice holds no claim the general checker would read either
+def _review_category(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+    amount = _spent_on(m[1], d) if m[1] else None
+    return _more_than(d, "spending_total", 0) and (m[1] is None or (amount or 0.0) > 0)
 
 
-_GOAL = r"(?P<goal>mục tiêu \d+) \((?P<target>\d{1,3}(?:\.\d{3})*) đ\)"
+def _open_goal(d: Mapping[str, Any]) -> bool:
+    goals = d.get("savings_goals") or []
+    return any(
+        isinstance(g, Mapping) and g.get("open_at_week_end") and not g.get("reached") for g in goals
+    )
+
+
+def _advice(condition: Callable[[Mapping[str, Any]], bool]) -> Check:
+    """A piece of advice, held to the week it fits ("Hỏi con lý do rút tiền tiết kiệm" only
+    in a week with a withdrawal): what its words take for granted must be so."""
+    return lambda _m, d, _f: condition(d)
+
+
+def _rate_is(d: Mapping[str, Any]) -> float | None:
+    return _number(d, "savings_rate")
+
+
+_GOAL = r"(?P<goal>mục tiêu [1-9][0-9]?) \((?P<target>[1-9][0-9]{0,2}(?:\.[0-9]{3}){0,4}) đ\)"
 _SET = "(?P<set> vừa đặt trong tuần)?"
 # (form, check) by field: each form is a whole sentence, its figures checked by `check`
 FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
@@ -175,7 +218,7 @@ FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
             re.compile(r"Con chưa có thu nhập trong tuần nên chưa tính được tỷ lệ tiết kiệm\."),
             lambda m, d, _f: d.get("savings_rate") is None and _zero(d, "income_total"),
         ),
-        (re.compile(r"Tỷ lệ tiết kiệm là (\d+)% số tiền nhận được\."), _rate),
+        (re.compile(rf"Tỷ lệ tiết kiệm là {_SMALL}% số tiền nhận được\."), _rate),
         (
             re.compile(rf"Tiền để dành {_TREND} so với trung bình hai tuần trước\."),
             _trend("saving_total"),
@@ -183,7 +226,9 @@ FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
         (re.compile(rf"Tuần này {_KID} đã hoàn thành {_GOAL}\."), _goal_done),
         (re.compile(rf"Số tiền {_KID} để dành đã đủ cho {_GOAL}{_SET}\."), _goal_reached),
         (
-            re.compile(rf"{_KID} đã để dành được (?P<pct>\d+) % cho {_GOAL}{_SET}\."),
+            re.compile(
+                rf"{_KID} đã để dành được (?P<pct>0|[1-9][0-9]{{0,2}}) % cho {_GOAL}{_SET}\."
+            ),
             _goal_progress,
         ),
     ),
@@ -194,28 +239,55 @@ FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
         ),
         (
             re.compile(
-                rf"{_KID} hoạt động (\d+) ngày trong tuần với (\d+) sự kiện trong ứng dụng\."
+                rf"{_KID} hoạt động {_SMALL} ngày trong tuần với {_SMALL} sự kiện trong ứng dụng\."
             ),
             _days,
         ),
     ),
-    # advice in the forms that hold no figure and no claim (the target "ít nhất 20%" is one
-    # the general checker lets pass in advice too)
+    # the offline writer's advice, each where what it takes for granted is so
     "recommendations": (
         (
             re.compile(
-                r"Cùng con xem lại các khoản chi (?:cho [^.]+?|trong tuần) và chọn một khoản"
-                r" có thể bớt\."
-                r"|Cùng con xem lại các khoản chi trong tuần để con biết tiền đã đi đâu\."
-                r"|Khen con vì đã giữ được tiền và hỏi con dự định dùng tiền vào việc gì\."
-                r"|Hỏi con lý do rút tiền tiết kiệm và cùng con lập kế hoạch bù lại\."
-                r"|Cùng con lập kế hoạch để dành một phần ngay khi có khoản tiền tiếp theo\."
-                r"|Đặt mục tiêu để dành ít nhất 20% số tiền nhận được\."
-                r"|Khen con vì đã để dành đều đặn và cùng con duy trì thói quen này\."
-                r"|Khuyến khích con mở ứng dụng và hoàn thành một bài học mỗi ngày\."
-                r"|Cùng con tính xem mỗi tuần cần để dành bao nhiêu để đạt mục tiêu đã đặt\."
+                r"Cùng con xem lại các khoản chi (?:cho ([^.,;:!?()]+?)|trong tuần) và chọn một"
+                r" khoản có thể bớt\."
             ),
-            _advice,
+            _review_category,
+        ),
+        (
+            re.compile(r"Cùng con xem lại các khoản chi trong tuần để con biết tiền đã đi đâu\."),
+            _advice(lambda d: _more_than(d, "spending_total", 0)),
+        ),
+        (
+            re.compile(r"Khen con vì đã giữ được tiền và hỏi con dự định dùng tiền vào việc gì\."),
+            _advice(lambda d: _zero(d, "spending_total")),
+        ),
+        (
+            re.compile(r"Hỏi con lý do rút tiền tiết kiệm và cùng con lập kế hoạch bù lại\."),
+            _advice(lambda d: _more_than(d, "withdrawal_total", 0)),
+        ),
+        (
+            re.compile(
+                r"Cùng con lập kế hoạch để dành một phần ngay khi có khoản tiền tiếp theo\."
+            ),
+            _advice(lambda d: _rate_is(d) is None),
+        ),
+        (
+            re.compile(r"Đặt mục tiêu để dành ít nhất 20% số tiền nhận được\."),
+            _advice(lambda d: (_rate_is(d) or 0.0) < 0.2 and _rate_is(d) is not None),
+        ),
+        (
+            re.compile(r"Khen con vì đã để dành đều đặn và cùng con duy trì thói quen này\."),
+            _advice(lambda d: (_rate_is(d) or 0.0) >= 0.2),
+        ),
+        (
+            re.compile(r"Khuyến khích con mở ứng dụng và hoàn thành một bài học mỗi ngày\."),
+            _advice(lambda d: (_number(d, "active_days") or 0.0) < 3),
+        ),
+        (
+            re.compile(
+                r"Cùng con tính xem mỗi tuần cần để dành bao nhiêu để đạt mục tiêu đã đặt\."
+            ),
+            _advice(_open_goal),
         ),
     ),
 }
@@ -236,6 +308,13 @@ def _sentence_holds(field: str, sentence: str, facts: Facts) -> bool:
 
 def canonical_and_true(texts: list[tuple[str, str]], facts: Facts) -> bool:
     """True when every sentence of every (field, text) is a canonical form, and true."""
+    try:
+        return _all_hold(texts, facts)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return False  # data of an odd shape: the general checker reads it
+
+
+def _all_hold(texts: list[tuple[str, str]], facts: Facts) -> bool:
     for field, text in texts:
         name = "recommendations" if field.startswith("recommendations") else field
         for sentence in _SENTENCE_END.split(text.strip()):

@@ -190,6 +190,9 @@ class _Checker:
         self._shown = text
         if self.facts.masks is not None:  # a child or category named "Bin 2015", "Mục tiêu 1"
             text = self.facts.masks.sub(lambda m: " " * len(m.group()), text)
+        if _OTHER_DIGITS.search(text):  # "hoạt động ৪ ngày": a Bengali 4 that reads as 8
+            self.add("unverifiable", field, original[:80], f"digits other than 0-9: {original!r}")
+            return
         self._masked = text
         low = labelled_low if text is self._shown else text.lower()  # no label was masked
         advice_field = field.startswith("recommendations")
@@ -926,6 +929,9 @@ _COMPARING = re.compile(
 )
 _OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so\svới\stổng)\s*$")
 _OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
+# A digit of another script (or full-width): read by int() as its value, not as a parent
+# reads it
+_OTHER_DIGITS = re.compile(r"(?![0-9])\d")
 _CASUAL_WORDS = {
     "ko": "không",
     "k0": "không",
