@@ -1075,6 +1075,30 @@ TWENTIETH_CORPUS_FORMS = [
     ),
 ]
 
+TWENTYFIRST_CORPUS_FORMS = [
+    # a deposit as a trend's subject is no act of its own
+    ("Tuần này con không gửi tiết kiệm, gửi tiết kiệm ổn định.", KID_A, True),
+    ("Tuần này con không gửi tiết kiệm, gửi tiết kiệm ổn định.", KID_SAVER, False),
+    # "không bị rút": none withdrawn
+    ("Tiền tiết kiệm của con không bị rút ra đồng nào trong tuần này.", KID_A, True),
+    ("Tiền tiết kiệm của con không bị rút ra đồng nào trong tuần này.", KID_WITHDREW, False),
+    # the net flow's sign said by "chi nhiều hơn số tiền nhận"; "lệch" is the difference
+    ("Con chi nhiều hơn số tiền nhận được, chênh lệch 114.000 đ.", KID_A, True),
+    ("Con chi nhiều hơn số tiền nhận được, chênh lệch 100.000 đ.", KID_A, False),
+    ("Con tiêu nhiều hơn nhận, lệch có 114 nghìn đồng.", KID_A, True),
+    # "giao dịch 11": the count's level
+    ("Giao dịch 11, tăng so với trung bình hai tuần trước.", KID_A, True),
+    ("Giao dịch 12, tăng so với trung bình hai tuần trước.", KID_A, False),
+    # "cả tuần trước lẫn hai tuần trước ... đều": each week
+    ("Cả tuần trước lẫn hai tuần trước, con đều không có thu nhập.", KID_NOTHING_BEFORE, True),
+    ("Cả tuần trước lẫn hai tuần trước, con đều không có thu nhập.", KID_A, False),
+    # "khi" after a week: that week's
+    ("So với hai tuần trước, khi con chưa có thu nhập, thu nhập là mới.", KID_NOTHING_BEFORE, True),
+    # "so với 2 tuần trước" is two weeks ago, not a level of 2
+    ("Số giao dịch tăng so với 2 tuần trước.", KID_A, True),
+    ("Số giao dịch giảm so với 2 tuần trước.", KID_A, False),
+]
+
 
 # Each round's forms, said truly and falsely: what passed there at first sight, and the true
 # forms it flagged.
@@ -1096,6 +1120,7 @@ CORPUS_FORMS = {
     "EIGHTEENTH_CORPUS_FORMS": EIGHTEENTH_CORPUS_FORMS,
     "NINETEENTH_CORPUS_FORMS": NINETEENTH_CORPUS_FORMS,
     "TWENTIETH_CORPUS_FORMS": TWENTIETH_CORPUS_FORMS,
+    "TWENTYFIRST_CORPUS_FORMS": TWENTYFIRST_CORPUS_FORMS,
 }
 
 
@@ -1109,3 +1134,20 @@ CORPUS_FORMS = {
 )
 def test_each_corpus_form_is_read(text: str, data: dict[str, Any], true: bool) -> None:
     assert (findings(text, data) == []) is true, (text, findings(text, data))
+
+
+def test_what_advice_aims_at_is_no_trend() -> None:
+    """ "... để số dư tăng dần" in a recommendation is its aim (the twenty-first's re-ask)."""
+    report = {
+        "financial_health": FILLER,
+        "spending_pattern": FILLER,
+        "savings_behavior": FILLER,
+        "activity_level": FILLER,
+        "recommendations": [
+            "Cùng con đặt một mục tiêu tiết kiệm cụ thể để số dư tăng dần.",
+            "Khen con vì số dư tăng dần.",  # a claim: the balance did not grow
+        ],
+        "overall_score": 5,
+    }
+    found = check_report(report, KID_OWES)
+    assert [f.field for f in found] == ["recommendations[1]"], found

@@ -343,7 +343,8 @@ class _Checker:
         """ "Số dư tiết kiệm là 77.000 đ" of a balance of -77.000 đ: a negative said as positive."""
         signed = [self.facts.data.get(label) for label in labels if label in _SIGNED]
         below_zero = bool(signed) and all(isinstance(v, int | float) and v < 0 for v in signed)
-        if below_zero and not _SAID_NEGATIVE.search(low, clause_start, n.end):
+        spent_more = _SPENT_MORE.search(low, _sentence_start(low, n.start), n.start)
+        if below_zero and not spent_more and not _SAID_NEGATIVE.search(low, clause_start, n.end):
             self.add("wrong_sign", field, span, f"{span!r}: it is negative ({signed[0]:,.0f})")
 
     def subject_of(self, low: str, labelled_low: str, clause_start: int, n: Stated) -> str | None:
@@ -570,6 +571,9 @@ class _Checker:
                         ref = _reference_after(low, d.end()) or clause_ref
                         if self.r.is_read(d.start(), d.end()):
                             continue  # "hai tuần trước nhận 280k, nhiều hơn tuần này": compared
+                        if self.r.advice_field and _PURPOSE.search(low, s, d.start()):
+                            self.r.mark(d.start(), d.end())  # "... để số dư tăng dần": an aim
+                            continue
                         before = [metric for end, metric in named if end <= d.start()]
                         metric = before[-1] if before else context
                         unit = _UNIT_IN_DIRECTION.search(low, d.start(), d.end())
@@ -788,6 +792,11 @@ _MONEY_SUBJECT_OF_WORD = {
 }
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
 _SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ|lố)(?!\w)")
+# "Con chi nhiều hơn số tiền nhận được, chênh lệch 100.000 đ": the sign said by the words
+_SPENT_MORE = re.compile(
+    r"(?<!\w)(?:chi|tiêu|xài)(?:\s\w+){0,2}?\snhiều\shơn\s(?:(?:số|khoản)\s)?(?:tiền\s)?"
+    r"(?:nhận|thu|được\scho)"
+)
 _LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
 
 
@@ -931,6 +940,8 @@ _OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so
 _OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
 # A digit of another script (or full-width): read by int() as its value, not as a parent
 # reads it
+# "Cùng con đặt một mục tiêu để số dư tăng dần": what advice aims at, not a trend
+_PURPOSE = re.compile(r"(?<!\w)để\s(?!dành)")
 _OTHER_DIGITS = re.compile(r"(?![0-9])\d")
 _CASUAL_WORDS = {
     "ko": "không",

@@ -746,7 +746,7 @@ _BARE = re.compile(r"(?<![\w.,])\d+(?![\w%]|[.,]\d)")
 
 # --- what did or did not happen -------------------------------------------------------------
 
-_NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|hề\scó))*\s"
+_NEGATION = r"(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|phải|bị|hề\scó))*\s"
 _EVENT = re.compile(
     rf"(?<!\w)(?P<neg>{_NEGATION})?(?P<verb>"
     r"chi\stiêu|chi\scho|chi|tiêu\stiền|tiêu|mua|nhận(?:\sđược)?|gửi(?:\stiết\skiệm)?|để\sdành"
@@ -974,7 +974,11 @@ def _done_by_kid(r: Reading, m: re.Match[str]) -> bool:
 
 
 # "con chi ít hơn tuần trước": a comparison, checked as one, not as the verb's event
-_COMPARED_AFTER = re.compile(r"(?<!\w)(?:hơn|so\svới|bằng|gấp|tăng|giảm|nhất)(?!\w)")
+# ("gửi tiết kiệm ổn định": the deposit as a trend's subject, no act of its own)
+_COMPARED_AFTER = re.compile(
+    r"(?<!\w)(?:hơn|so\svới|bằng|gấp|tăng|giảm|nhất|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang"
+    r"|mới\sxuất\shiện)(?!\w)"
+)
 # "Tuần này con phải rút tiền tiết kiệm": an event of the week named, not advice
 _MODAL = re.compile(r"(?<!\w)(?:(?:đã|cũng|lại)\s)?phải\s$")
 
@@ -1005,8 +1009,11 @@ def _check_event(r: Reading, m: re.Match[str], clause: Span, negated: bool) -> N
         key = "created_in_week" if metric == "goal_set" else "completed_in_week"
         goals = r.facts.data.get("savings_goals") or []
         value: float | None = 1.0 if any(g.get(key) for g in goals) else 0.0
-    else:
-        value = r.facts.value(metric, week)
+    else:  # "Cả tuần trước lẫn hai tuần trước, con đều không có ...": each week named
+        weeks = _both_weeks(r, m.start()) or (week,)
+        values = [r.facts.value(metric, each) for each in weeks]
+        value = None if None in values else (max if negated else min)(v or 0.0 for v in values)
+        week = "/".join(weeks)
     if value is None:
         return
     if negated and value > 0 and _ALMOST.search(r.low, max(0, m.start() - 12), m.start()):
@@ -1118,8 +1125,23 @@ def _check_only_these(r: Reading, m: re.Match[str], clause: Span) -> None:
 _ADVICE_START = re.compile(r"\s*(?:nên|cần(?!\sthêm)|đừng|tiếp\stục)(?!\w)")
 
 
-_THEN = re.compile(r"\s*(?:khi|lúc|hồi)\s(?:đó|ấy)(?!\w)")
+# "so với hai tuần trước, khi (đó) con chưa chi gì": the week said before
+_THEN = re.compile(r"\s*(?:khi|lúc|hồi)(?:\s(?:đó|ấy))?(?!\w)")
 _WHEN = re.compile(r"(?<!\w)(?:khi|lúc|mà)(?!\w)")
+
+
+_A_WEEK = re.sub(r"\?P<\w+>", "?:", _WEEKS.pattern)  # any week, its groups unnamed
+_BOTH_WEEKS = re.compile(rf"(?<!\w)cả\s(?P<a>{_A_WEEK})\s(?:lẫn|và|với)\s(?P<b>{_A_WEEK})")
+
+
+def _both_weeks(r: Reading, at: int) -> tuple[str, ...] | None:
+    first = next((c[0][0] for c in r.sentences if c[0][0] <= at < c[-1][1]), 0)
+    both = _BOTH_WEEKS.search(r.low, first, at)
+    if both is None or "đều" not in r.low[both.end() : at]:
+        return None
+    said = [_WEEKS.match(both.group(g)) for g in ("a", "b")]
+    weeks = tuple(w.lastgroup for w in said if w is not None and w.lastgroup)
+    return weeks if len(weeks) == 2 else None
 
 
 def _event_week(r: Reading, clause: Span, at: int) -> str:
@@ -1507,11 +1529,15 @@ _WEEK_BRACKET = re.compile(
 )
 # "chỉ còn 7 so với 12 tuần rồi": the figure, then the week it is of
 _WEEK_AFTER = re.compile(
-    rf"(?<!\w)so\svới\s(?:mức\s)?(?P<n>\d+)(?![\w%]|[.,]\d)\s(?:của\s|ở\s|vào\s)?(?P<week>{_WEEKS.pattern})"
+    rf"(?<!\w)so\svới\s(?:mức\s)?(?P<n>\d+)(?![\w%]|[.,]\d|(?<=\s2)\stuần\strước)"
+    rf"\s(?:của\s|ở\s|vào\s)?(?P<week>{_WEEKS.pattern})"  # "so với 2 tuần trước": W-2
 )
-# "Số giao dịch là 14": a count's level said with no unit after it, of the week its sentence
-# names (none: this week)
-_IS_LEVEL = re.compile(r"(?:(?<!\w)là|:)\s(?P<n>\d+)(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)")
+# "Số giao dịch là 14", "giao dịch 6, ổn định": a count's level said with no unit after it,
+# of the week its sentence names (none: this week)
+_IS_LEVEL = re.compile(
+    r"(?:(?<!\w)là|:|(?<!\w)(?:giao\sdịch|sự\skiện|ngày\shoạt\sđộng))\s(?P<n>\d+)"
+    r"(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)"
+)
 _COUNTED = ("txn_count", "event_count", "active_days")
 # The end of `(?P<n>\d+)` in _LEVEL and _WEEK_BRACKET: a digit no unit follows.
 _BARE_FIGURE = re.compile(r"\d(?!\d|[.,]\d|\s?%|\s?(?!so\svới)\w)")
@@ -1527,7 +1553,8 @@ def read_levels(r: Reading) -> None:
         if r.is_read(m.start("n"), m.end("n")):
             continue
         clauses, _clause = r.locate(m.start())
-        named = [x.metric for x in mentions_in(r, clauses[0][0], m.start()) if x.metric]
+        upto = m.start("n") if m.re is _IS_LEVEL else m.start()  # "giao dịch 6": its own name
+        named = [x.metric for x in mentions_in(r, clauses[0][0], upto) if x.metric]
         if not named or named[-1] not in _COUNTED:
             continue
         if m.re is _IS_LEVEL and any(
@@ -1561,7 +1588,7 @@ _CLAIM_WORDS = re.compile(
     r"|(?:nhiều|ít)\s\w+(?:\s\w+)?\shơn"  # "nhiều ngày hơn": a comparison, read or asked again
     r"|tăng(?!\scường)|giảm|ổn\sđịnh|không\sđổi|giữ\snguyên|đi\sngang|mới\sxuất\shiện|lần\sđầu"
     r"|phần\slớn"
-    r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
+    r"|(?:không|chưa|chẳng)(?:\s(?:hề|có|được|đã|bị))*\s(?:chi|tiêu|mua|nhận|gửi|để\sdành|tiết\skiệm"
     r"|xài|sắm|tốn|lấy|dành\sdụm|tích\s(?:góp|cóp)|kiếm|nạp|bỏ\s(?:ống|heo)"
     r"|rút|đặt|hoàn\sthành|dùng|mở|hoạt\sđộng|có\s(?:khoản|giao\sdịch|thu\snhập|sự\skiện|tiền)"
     # "mục tiêu 2 ... chưa đạt": whether a goal is reached, read or asked again

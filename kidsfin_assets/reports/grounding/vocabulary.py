@@ -185,6 +185,7 @@ SUBJECT_WORDS: dict[str, str] = {
     "dư": "net",  # "chỉ chi 74k, dư tới 321k" ("số dư" is the balance, longer, read first)
     "hụt": "net",
     "lố": "net",  # "xài nhiều hơn số tiền được cho, lố khoảng 8 nghìn"
+    "lệch": "net",  # "tiêu nhiều hơn nhận một chút, lệch có 1 nghìn"
     "chênh lệch": "net",
     "chênh": "net",
     "chênh giữa tiền vào và tiền ra": "net",
