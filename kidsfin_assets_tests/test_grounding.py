@@ -14,7 +14,13 @@ import pydantic
 import pytest
 from openai.lib._pydantic import to_strict_json_schema
 
-from kidsfin_assets.reports.grounding import Finding, check_report, describe_findings
+from kidsfin_assets.reports.grounding import (
+    Finding,
+    check_report,
+    closed,
+    describe_findings,
+    vocabulary,
+)
 from kidsfin_assets.reports.offline_writer import CATEGORY_WORDS, offline_report
 from kidsfin_assets.reports.prompt import load_prompt, prompt_data
 from kidsfin_assets.reports.report_schema import PLACEHOLDER, KidWeeklyReport
@@ -602,3 +608,31 @@ def test_the_offline_writer_speaks_of_goals_and_stays_grounded() -> None:
     assert "71 % cho mục tiêu 1 (420.000 đ)" in three.savings_behavior
     assert "đủ cho mục tiêu 2 (250.000 đ)" in three.savings_behavior
     assert "hoàn thành mục tiêu 3 (90.000 đ)" in three.savings_behavior
+
+
+def test_every_word_for_a_weeks_sum_is_read_alike_by_each_reader() -> None:
+    """A word the figure reader knows for income, spending or a deposit ("bỏ heo", "kiếm
+    được") is read as the same metric by the trend reader and the comparison reader: the
+    twentieth corpus's lies passed where one reader knew a word the others did not."""
+    metric_of_subject = {
+        "saving": "saving_total",
+        "income": "income_total",
+        "spending": "spending_total",
+        "total_spending": "spending_total",
+    }
+    unread = []
+    for word, subject in vocabulary.SUBJECT_WORDS.items():
+        want = metric_of_subject.get(subject)
+        if want is None:
+            continue
+        trend = vocabulary.METRICS.search(word)
+        mention = closed._MENTIONS.search(word)
+        read = (
+            trend and vocabulary.METRIC_OF.get(vocabulary.SPACES.sub(" ", trend.group())),
+            mention
+            and mention.group("word")
+            and closed._MENTION_OF.get(vocabulary.SPACES.sub(" ", mention.group("word"))),
+        )
+        if read != (want, want):
+            unread.append((word, want, read))
+    assert unread == []
