@@ -938,10 +938,10 @@ _COMPARING = re.compile(
 )
 _OUT_OF = re.compile(r"\d[\d.,]*\s?(?:k|nghìn|ngàn|đ|đồng)?\s(?:trên|/|so\svới\stổng)\s*$")
 _OF_INCOME = re.compile(r"(?<!\w)(?:số\stiền\s)?(?:nhận|thu\snhập|thu)(?!\w)")
-# A digit of another script (or full-width): read by int() as its value, not as a parent
-# reads it
 # "Cùng con đặt một mục tiêu để số dư tăng dần": what advice aims at, not a trend
 _PURPOSE = re.compile(r"(?<!\w)để\s(?!dành)")
+# A digit of another script (or full-width): read by int() as its value, not as a parent
+# reads it
 _OTHER_DIGITS = re.compile(r"(?![0-9])\d")
 _CASUAL_WORDS = {
     "ko": "không",
