@@ -1260,9 +1260,7 @@ def read_ranking(r: Reading) -> None:
         problem = _only_problem(ranking, groups) if _has_only(ranks) else None
         ranks = [m for m in ranks if m.lastgroup != "only"]
         then = next((m for m in ranks if _comes_next(m, r.low)), None)
-        if problem is not None or not ranks:
-            pass
-        elif then is not None:  # "X và Y là hai khoản lớn nhất; tiếp theo là Z và W"
+        if problem is None and ranks and then is not None:  # "X và Y ...; tiếp theo là Z và W"
             above = [x.metric[4:] for x in named if x.metric and x.end <= then.start()]
             below = [x.metric[4:] for x in named if x.metric and x.start >= then.end()]
             opens = not r.low[first : then.start()].strip()  # "...; tiếp theo là Z"
@@ -1277,7 +1275,7 @@ def read_ranking(r: Reading) -> None:
                 k = int(top_k.group("k"))  # "3 khoản lớn nhất là X, Y rồi tới Z": all three
                 listed = [*above, *below] if k == len(above) + len(below) else above
                 problem = _rank_problem(ranking, listed, ranks, top_k, r.low)
-        else:
+        elif problem is None and ranks:
             problem = _ordinal_problem(ranking, named, ranks, clauses, r.low) or _rank_problem(
                 ranking, groups, ranks, top_k, r.low
             )
