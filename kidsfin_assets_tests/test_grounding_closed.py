@@ -1062,6 +1062,7 @@ TWENTIETH_CORPUS_FORMS = [
         KID_NO_GOAL,
         True,
     ),
+    ("Con có một mục tiêu giúp con để dành đều đặn.", KID_NO_GOAL, False),
     # "..., X (a) và Y (b), bằng với Z": Y equals Z
     (
         "Hai khoản lớn nhất là đồ chơi (120.000 đ) và đồ ăn vặt (50.000 đ), bằng với đi lại.",

@@ -300,12 +300,12 @@ class _Checker:
             said = _subject_of_sentence(low, clause_start, n.start, n.kind)
             subject = said if said is not None and said.startswith("cat:") else None
         topic = None
-        if subject in _SPENT:  # "Riêng quà tặng con tiêu ...", "Trò chơi là khoản chi lớn
-            # nhất với 51k": that category's, not any spending
+        if subject in _SPENT:
             topic = _TOPIC_CATEGORY.search(low, clause_start, n.start) or _CATEGORY_IS.search(
                 low, clause_start, n.start
             )
-        if topic:  # "Riêng quà tặng con tiêu khoảng 102k": that category's, not any spending
+        if topic:  # "Riêng quà tặng con tiêu khoảng 102k", "Trò chơi là khoản chi lớn nhất với
+            # 51k": that category's, not any spending
             subject = f"cat:{group_of(topic.group('category'))}"
         if subject is not None and subject.startswith("cat:"):
             if week in ("prev1", "prev2", "past"):

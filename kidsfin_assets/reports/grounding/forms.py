@@ -304,7 +304,7 @@ def read_from_to(r: Reading) -> None:
 
 _A_GOAL = re.compile(r"(?<!\w)mục\stiêu(?!\w)")
 _NO_GOAL = re.compile(r"(?<!\w)(?:chưa|không|chẳng)(?!\w)")
-_WOULD = re.compile(r"(?<!\w)(?:sẽ|có\sthể|giúp)(?!\w)")
+_WOULD = re.compile(r"(?<!\w)(?:sẽ|có\sthể)(?!\w)")
 
 
 def read_goal_absent(r: Reading) -> None:
