@@ -26,7 +26,7 @@ _TREND = "(tăng|giảm|ổn định|mới xuất hiện)"
 _KID = "\x00"  # where the data's `child` (the placeholder or the nickname) was in the text
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
 
-Check = Callable[[re.Match[str], Mapping[str, Any], Facts], bool]
+Check = Callable[[re.Match[str], Mapping[str, Any]], bool]
 
 
 def _amount(text: str) -> float:
@@ -53,13 +53,13 @@ def _more_than(data: Mapping[str, Any], key: str, floor: float) -> bool:
     return value is not None and value > floor
 
 
-def _week(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _week(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     income = _is(d, "income_total", m[1]) if m[1] else _zero(d, "income_total")
     spending = _is(d, "spending_total", m[2]) if m[2] else _zero(d, "spending_total")
     return income and spending
 
 
-def _net(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _net(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     # "vì con chi nhiều hơn số tiền nhận được" is said exactly when the flow is negative
     spending, income = _number(d, "spending_total"), _number(d, "income_total")
     more_out = spending is not None and income is not None and spending > income
@@ -67,7 +67,7 @@ def _net(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
 
 
 def _trend(metric: str) -> Check:
-    return lambda m, d, _f: d.get(f"{metric}_trend") == _TRENDS[m[1]]
+    return lambda m, d: d.get(f"{metric}_trend") == _TRENDS[m[1]]
 
 
 def _spent_on(said: str, d: Mapping[str, Any]) -> float | None:
@@ -81,7 +81,7 @@ def _spent_on(said: str, d: Mapping[str, Any]) -> float | None:
     return amounts[0] if len(amounts) == 1 else None
 
 
-def _top(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _top(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     if not _is(d, "spending_total", m[1]):
         return False
     if m[2] is None:
@@ -93,11 +93,11 @@ def _top(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
         amount is not None
         and top is not None
         and abs(amount - _amount(m[3])) < 0.5
-        and (abs(amount - top) < 0.5)
+        and abs(amount - top) < 0.5
     )
 
 
-def _rate(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _rate(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     rate = _number(d, "savings_rate")
     return rate is not None and abs(rate * 100 - int(m[1])) <= 0.5
 
@@ -109,12 +109,12 @@ def _goal(m: re.Match[str], d: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return goal
 
 
-def _goal_done(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _goal_done(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     goal = _goal(m, d)
     return goal is not None and bool(goal.get("completed_in_week"))
 
 
-def _goal_reached(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _goal_reached(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     goal = _goal(m, d)
     return (
         goal is not None
@@ -124,7 +124,7 @@ def _goal_reached(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
     )
 
 
-def _goal_progress(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _goal_progress(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     goal = _goal(m, d)
     return (
         goal is not None
@@ -135,11 +135,11 @@ def _goal_progress(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
     )
 
 
-def _days(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _days(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     return d.get("active_days") == int(m[1]) and d.get("event_count") == int(m[2])
 
 
-def _review_category(m: re.Match[str], d: Mapping[str, Any], _f: Facts) -> bool:
+def _review_category(m: re.Match[str], d: Mapping[str, Any]) -> bool:
     amount = _spent_on(m[1], d) if m[1] else None
     return _more_than(d, "spending_total", 0) and (m[1] is None or (amount or 0.0) > 0)
 
@@ -154,10 +154,10 @@ def _open_goal(d: Mapping[str, Any]) -> bool:
 def _advice(condition: Callable[[Mapping[str, Any]], bool]) -> Check:
     """A piece of advice, held to the week it fits ("Hỏi con lý do rút tiền tiết kiệm" only
     in a week with a withdrawal): what its words take for granted must be so."""
-    return lambda _m, d, _f: condition(d)
+    return lambda _m, d: condition(d)
 
 
-def _rate_is(d: Mapping[str, Any]) -> float | None:
+def _rate_of(d: Mapping[str, Any]) -> float | None:
     return _number(d, "savings_rate")
 
 
@@ -181,13 +181,13 @@ FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
         ),
         (
             re.compile(rf"Số dư tiết kiệm hiện là {_MONEY}\."),
-            lambda m, d, _f: _is(d, "savings_balance", m[1]),
+            lambda m, d: _is(d, "savings_balance", m[1]),
         ),
     ),
     "spending_pattern": (
         (
             re.compile(rf"Tuần này {_KID} không có khoản chi nào\."),
-            lambda m, d, _f: _zero(d, "spending_total"),
+            lambda m, d: _zero(d, "spending_total"),
         ),
         (
             re.compile(
@@ -204,19 +204,19 @@ FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
     "savings_behavior": (
         (
             re.compile(rf"Tuần này {_KID} để dành {_MONEY}\."),
-            lambda m, d, _f: _is(d, "saving_total", m[1]) and _amount(m[1]) > 0,
+            lambda m, d: _is(d, "saving_total", m[1]) and _amount(m[1]) > 0,
         ),
         (
             re.compile(rf"Tuần này {_KID} chưa để dành thêm khoản nào\."),
-            lambda m, d, _f: _zero(d, "saving_total"),
+            lambda m, d: _zero(d, "saving_total"),
         ),
         (
             re.compile(rf"{_KID} đã rút {_MONEY} từ tiền tiết kiệm\."),
-            lambda m, d, _f: _is(d, "withdrawal_total", m[1]) and _amount(m[1]) > 0,
+            lambda m, d: _is(d, "withdrawal_total", m[1]) and _amount(m[1]) > 0,
         ),
         (
             re.compile(r"Con chưa có thu nhập trong tuần nên chưa tính được tỷ lệ tiết kiệm\."),
-            lambda m, d, _f: d.get("savings_rate") is None and _zero(d, "income_total"),
+            lambda m, d: d.get("savings_rate") is None and _zero(d, "income_total"),
         ),
         (re.compile(rf"Tỷ lệ tiết kiệm là {_SMALL}% số tiền nhận được\."), _rate),
         (
@@ -235,7 +235,7 @@ FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
     "activity_level": (
         (
             re.compile(rf"Tuần này {_KID} chưa mở ứng dụng ngày nào\."),
-            lambda m, d, _f: d.get("active_days") == 0,
+            lambda m, d: d.get("active_days") == 0,
         ),
         (
             re.compile(
@@ -269,15 +269,15 @@ FORMS: dict[str, tuple[tuple[re.Pattern[str], Check], ...]] = {
             re.compile(
                 r"Cùng con lập kế hoạch để dành một phần ngay khi có khoản tiền tiếp theo\."
             ),
-            _advice(lambda d: _rate_is(d) is None),
+            _advice(lambda d: _rate_of(d) is None),
         ),
         (
             re.compile(r"Đặt mục tiêu để dành ít nhất 20% số tiền nhận được\."),
-            _advice(lambda d: (_rate_is(d) or 0.0) < 0.2 and _rate_is(d) is not None),
+            _advice(lambda d: (_rate_of(d) or 0.0) < 0.2 and _rate_of(d) is not None),
         ),
         (
             re.compile(r"Khen con vì đã để dành đều đặn và cùng con duy trì thói quen này\."),
-            _advice(lambda d: (_rate_is(d) or 0.0) >= 0.2),
+            _advice(lambda d: (_rate_of(d) or 0.0) >= 0.2),
         ),
         (
             re.compile(r"Khuyến khích con mở ứng dụng và hoàn thành một bài học mỗi ngày\."),
@@ -302,7 +302,7 @@ def _sentence_holds(field: str, sentence: str, facts: Facts) -> bool:
     for form, check in FORMS.get(field, ()):
         m = form.fullmatch(sentence)
         if m is not None:
-            return check(m, data, facts)
+            return check(m, data)
     return False
 
 
