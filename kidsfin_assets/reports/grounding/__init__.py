@@ -1,6 +1,8 @@
 """The grounding gate: is everything a report states true of the week's data?
 
 - `checker`: reads a report's text against the data block (`check_report`, `Finding`);
+- `canonical`: the prompt's one form of each sentence, read whole and checked exactly first
+  (a report wholly in them, and true, needs no general reading);
 - `facts`: what a report may state about one data block, computed once (`Facts`);
 - `reading`: a text's sentences, clauses and the numbers it states;
 - `vocabulary`: the words it reads (categories, subjects, metrics, directions, units);
