@@ -47,12 +47,13 @@ WRITTEN = (
     "twentieth",
     "twentyfirst",
     "twentysecond",
+    "twentythird",
 )
 # Each corpus has two writers of each style (careful_a ... loose_b for the independent one,
 # then c/d, e/f, g/h, i/j; the sixth's are k/l, the seventh's m/n, the eighth's o/p,
 # the ninth's q/r, the tenth's s/t, the eleventh's u/v, the twelfth's w/x, the thirteenth's
 # y/z; from the fourteenth on, letters with a digit: a2/b2, then c2/d2, e2/f2, g2/h2, i2/j2, k2/l2,
-# m2/n2, o2/p2, q2/r2).
+# m2/n2, o2/p2, q2/r2, s2/t2).
 # One with fewer is skipped, not measured.
 STYLES = ("careful", "loose")
 WRITERS_PER_STYLE = 2
@@ -74,6 +75,7 @@ NEXT_WRITERS = {
     "twentieth": ("m2", "n2"),
     "twentyfirst": ("o2", "p2"),
     "twentysecond": ("q2", "r2"),
+    "twentythird": ("s2", "t2"),
 }
 _FILLER = "Tuần này [[KID]] có một tuần bình thường."
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
