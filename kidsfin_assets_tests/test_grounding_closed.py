@@ -1100,6 +1100,25 @@ TWENTYFIRST_CORPUS_FORMS = [
     ("Số giao dịch giảm so với 2 tuần trước.", KID_A, False),
 ]
 
+TWENTYSECOND_CORPUS_FORMS = [
+    # "để dành thêm N": the week's deposit, not a change
+    ("Tuần này con đã để dành thêm 40.000 đ vào quỹ tiết kiệm.", KID_SAVER, True),
+    ("Tuần này con đã để dành thêm 40.000 đ vào quỹ tiết kiệm.", KID_A, False),
+    # categories added up
+    ("Đồ chơi với đồ ăn vặt cộng lại chiếm phần lớn chi tiêu.", KID_A, True),
+    ("Đồ chơi với đồ ăn vặt cộng lại chưa tới một nửa chi tiêu.", KID_A, False),
+    ("Đồ ăn vặt với đi lại cộng lại chiếm gần một nửa chi tiêu.", KID_A, True),
+    # the verb said once: "mục tiêu 1 là đạt, mục tiêu 2 thì chưa"
+    ("Chỉ mới có mục tiêu 1 là đạt, mục tiêu 2 thì chưa.", KID_TWO_GOALS, True),
+    ("Chỉ mới có mục tiêu 1 là đạt, mục tiêu 2 thì chưa.", KID_TWO_REACHED, False),
+    # the difference after "tới"
+    ("Tiền tiêu nhiều hơn tiền nhận tới 114k.", KID_A, True),
+    ("Tiền tiêu nhiều hơn tiền nhận tới 50k.", KID_A, False),
+    # "Top 3 khoản chi là ...": the three largest, in order
+    ("Top 3 khoản chi là đồ chơi 120k, đồ ăn vặt 70k, đi lại 44k.", KID_A, True),
+    ("Top 3 khoản chi là đồ ăn vặt 70k, đồ chơi 120k, đi lại 44k.", KID_A, False),
+]
+
 
 # Each round's forms, said truly and falsely: what passed there at first sight, and the true
 # forms it flagged.
@@ -1122,6 +1141,7 @@ CORPUS_FORMS = {
     "NINETEENTH_CORPUS_FORMS": NINETEENTH_CORPUS_FORMS,
     "TWENTIETH_CORPUS_FORMS": TWENTIETH_CORPUS_FORMS,
     "TWENTYFIRST_CORPUS_FORMS": TWENTYFIRST_CORPUS_FORMS,
+    "TWENTYSECOND_CORPUS_FORMS": TWENTYSECOND_CORPUS_FORMS,
 }
 
 

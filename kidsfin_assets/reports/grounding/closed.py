@@ -496,7 +496,9 @@ def read_ratios(r: Reading) -> None:
         other_week = after_week or week
         if other_metric == subject.metric and other_week == week:
             continue  # the same thing twice: not a ratio this reader can place
-        a = r.facts.value(r.goal_of(subject.metric, m.start()), week)
+        summed = _summed(r, subject, m.start(), week)
+        a = summed[0] if summed else r.facts.value(r.goal_of(subject.metric, m.start()), week)
+        named = summed[1] if summed else subject.metric
         b = (
             1.0
             if other_metric == "one"
@@ -518,12 +520,30 @@ def read_ratios(r: Reading) -> None:
         if b <= 0 or not (low * ratio - 1e-9 <= actual <= high * ratio + 1e-9):
             actual = "undefined (the other is 0)" if b <= 0 else f"{a / b:.2f}"
             msg = (
-                f"{said!r}: {subject.metric} ({week}) / {other_metric} ({other_week}) "
+                f"{said!r}: {named} ({week}) / {other_metric} ({other_week}) "
                 f"is {actual}, not {ratio:g}"
             )
             r.flag("wrong_ratio", m.start(), m.end(), msg)
         else:
             r.mark(m.start(), m.end())
+
+
+_ADDED_UP = re.compile(r"(?<!\w)(?:cộng\slại|gộp\slại|cộng\schung|tổng\scộng)(?!\w)")
+
+
+def _summed(r: Reading, subject: Mention, at: int, week: str) -> tuple[float, str] | None:
+    """ "Ăn vặt với ăn uống cộng lại chiếm gần một nửa": the categories named, added up
+    (their sum, and their names joined by "+")."""
+    added = _ADDED_UP.search(r.low, subject.end, at)
+    if added is None or not (subject.metric or "").startswith("cat:"):
+        return None
+    named = {x.metric for x in mentions_in(r, subject.start, added.start()) if x.metric}
+    if len(named) < 2 or not all(metric.startswith("cat:") for metric in named):
+        return None
+    values = [r.facts.value(metric, week) for metric in sorted(named)]
+    if None in values:
+        return None
+    return sum(v or 0.0 for v in values), "+".join(sorted(named))
 
 
 # --- two metrics compared -------------------------------------------------------------------
@@ -543,7 +563,10 @@ _COMPARATIVE = re.compile(
 )
 
 
-_DIFFERENCE = re.compile(r"\s(?:được\s)?(?:khoảng\s|gần\s|đúng\s|chừng\s)?(?=-?\d)")
+# "nhiều hơn tiền nhận (tới) 71k": the difference after the comparison
+_DIFFERENCE = re.compile(
+    r"\s(?:được\s)?(?:khoảng\s|gần\s|đúng\s|chừng\s|tới\s|đến\s|cỡ\s|tầm\s)?(?=-?\d)"
+)
 
 
 _COMPARATIVE_WORDS = (
@@ -1190,7 +1213,8 @@ _RANK = re.compile(
     r"(?<!\w)(?:(?P<top>nhiều\s(?:tiền\s)?nhất|lớn\snhất|cao\snhất|chủ\syếu|đứng\sđầu|dẫn\sđầu"
     r"|phần\slớn|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
     r"|mạnh(?:\stay)?\snhất|đậm\snhất|nặng\snhất|(?:xếp|đứng)\snhất"  # "chi mạnh tay nhất"
-    r"|\d+\s(?:khoản|danh\smục|loại)(?:\schi(?:\stiêu)?)?\slần\slượt\slà)"  # the k largest, listed
+    r"|\d+\s(?:khoản|danh\smục|loại)(?:\schi(?:\stiêu)?)?\slần\slượt\slà"  # the k largest, listed
+    r"|top\s\d+\s(?:khoản|danh\smục|loại)(?:\schi(?:\stiêu)?)?\slà)"
     r"|(?P<only>duy\snhất)"  # "X là danh mục chi duy nhất": the one category spent on
     r"|(?P<least>ít\snhất|thấp\snhất|nhỏ\snhất|cuối\scùng)"
     r"|(?P<second>thứ\s(?:hai|2|nhì)|tiếp\stheo|sau\sđó|đứng\ssau|xếp\ssau|theo\ssau|rồi\stới"
@@ -1199,9 +1223,11 @@ _RANK = re.compile(
     r"|(?P<listed>(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ))(?!\w)"
 )
 _TOP_K = re.compile(
-    r"(?<!\w)(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s(?:(?:lớn|nhiều|cao)\snhất"
+    r"(?<!\w)(?P<top>top\s)?(?P<k>\d+)\s(?:khoản|danh\smục|loại|mục)(?:\schi(?:\stiêu)?)?\s"
+    r"(?:(?:lớn|nhiều|cao)\snhất"
     r"|tốn(?:\snhiều)?(?:\stiền|\ském)?\snhất"
-    r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ|lần\slượt\slà)"
+    r"|(?:xếp\s)?theo\sthứ\stự|từ\slớn\s(?:tới|đến)\snhỏ|lần\slượt\slà"
+    r"|(?(top)là|(?!)))"  # "Top 3 khoản chi là X, Y, Z": the three largest
 )
 
 
@@ -1218,6 +1244,7 @@ _RANK_WORDS = (
     "phần lớn",
     "rồi",
     "lần lượt",
+    "top",
 )
 
 

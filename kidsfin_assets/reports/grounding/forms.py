@@ -70,8 +70,19 @@ def read_goal_state(r: Reading) -> None:
         for m in pattern.finditer(r.labelled):
             if not r.is_read(m.start(), m.end()):
                 _goal_state(r, m, reached)
+    for m in _ELSE_NOT.finditer(r.labelled):  # "mục tiêu 1 là đạt, mục tiêu 2 thì chưa"
+        state = r.facts.goals.get(m.group("n"))
+        if state is not None and not state[0]:
+            r.mark(m.start(), m.end())
+        elif state is not None:
+            said = r.labelled[m.start() : m.end()]  # the label as written, not masked
+            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {m['n']} is reached")
 
 
+# "Chỉ mục tiêu 1 là đạt, mục tiêu 2 thì chưa": the verb said once, for the goal before
+_ELSE_NOT = re.compile(
+    r"(?<=[,;]\s)mục\stiêu\s(?P<n>\d+)\s(?:thì|lại|vẫn)\s(?:chưa|không)(?=\s*(?:[.,;!]|$))"
+)
 _SO = re.compile(r"(?<!\w)(?:nên|vì\svậy|do\sđó)\s$")  # "..., nên con đạt rồi": so, not should
 
 

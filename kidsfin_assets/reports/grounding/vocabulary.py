@@ -293,8 +293,10 @@ RATE_AFTER = re.compile(
 # does not states this week's figures.
 COMPARES = re.compile(
     r"(?<!\w)(?:tuần\strước|tuần\srồi|trước\sđó|hai\stuần|2\stuần|trung\sbình|so\svới|hơn|tăng"
-    # "gửi thêm 25k": the week's deposit, not a change ("tăng thêm 5k" compares by "tăng")
-    r"|giảm|chênh|thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|từ|(?<!gửi\s)thêm|bớt|bằng|như"
+    # "gửi thêm 25k", "để dành thêm 8k": the week's deposit, not a change ("tăng thêm 5k"
+    # compares by "tăng")
+    r"|giảm|chênh|thay\sđổi|kém|vượt|đi\slên|đi\sxuống|lên|xuống|từ"
+    r"|(?<!gửi\s)(?<!dành\s)(?<!dụm\s)(?<!bỏ\s)(?<!cất\s)(?<!nạp\s)thêm|bớt|bằng|như"
     r"|gấp|nửa)(?!\w)"
 )
 
