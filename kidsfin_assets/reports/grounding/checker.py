@@ -343,8 +343,7 @@ class _Checker:
         """ "Số dư tiết kiệm là 77.000 đ" of a balance of -77.000 đ: a negative said as positive."""
         signed = [self.facts.data.get(label) for label in labels if label in _SIGNED]
         below_zero = bool(signed) and all(isinstance(v, int | float) and v < 0 for v in signed)
-        spent_more = _SPENT_MORE.search(low, _sentence_start(low, n.start), n.start)
-        if below_zero and not spent_more and not _SAID_NEGATIVE.search(low, clause_start, n.end):
+        if below_zero and not _SAID_NEGATIVE.search(low, clause_start, n.end):
             self.add("wrong_sign", field, span, f"{span!r}: it is negative ({signed[0]:,.0f})")
 
     def subject_of(self, low: str, labelled_low: str, clause_start: int, n: Stated) -> str | None:
@@ -792,11 +791,6 @@ _MONEY_SUBJECT_OF_WORD = {
 }
 _PERCENT_SUBJECTS = ("rate", "saving", "spending", "total_spending", "income")
 _SAID_NEGATIVE = re.compile(r"(?<!\w)(?:âm|hụt|thâm\shụt|thiếu|bị\strừ|lỗ|lố)(?!\w)")
-# "Con chi nhiều hơn số tiền nhận được, chênh lệch 100.000 đ": the sign said by the words
-_SPENT_MORE = re.compile(
-    r"(?<!\w)(?:chi|tiêu|xài)(?:\s\w+){0,2}?\snhiều\shơn\s(?:(?:số|khoản)\s)?(?:tiền\s)?"
-    r"(?:nhận|thu|được\scho)"
-)
 _LACK_GOAL_STOP = re.compile(r"[,()]|\svà\s|\scòn\s")
 
 

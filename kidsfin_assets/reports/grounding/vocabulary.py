@@ -344,10 +344,12 @@ BARE_THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+|\d{1,3}(?:,\d{3}){2,}")
 # Just before an amount: how its sign is said in words.
 SIGN_BEFORE = re.compile(
     # "chi nhiều hơn nhận 77.000 đ": the net flow is -77.000
-    r"(?P<net>(?:chi|tiêu|chi\stiêu)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
-    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược|\svào)?|thu\snhập|thu)\s*"
-    # "..., lố khoảng 13 nghìn", "... thu nhập có 3 nghìn thôi"
-    r"(?:,\s(?:âm|lố|hụt|vượt|thâm\shụt)\s)?(?:là\s|khoảng\s|(?:chỉ\s)?có\s)?$)"
+    r"(?P<net>(?:chi|tiêu|chi\stiêu|xài)\s(?:nhiều\shơn|vượt(?:\squá)?)\s"
+    r"(?:số\stiền\s|tiền\s)?(?:nhận(?:\sđược|\svào)?|thu\snhập|thu|được\scho)"
+    r"(?:\s(?:một\s)?(?:chút(?:\sxíu)?|tí|ít))?\s*"
+    # "..., lố khoảng 13 nghìn", "... thu nhập có 3 nghìn thôi", "..., chênh lệch 100.000 đ"
+    r"(?:,\s(?:âm|lố|hụt|vượt|thâm\shụt|chênh\slệch|chênh|lệch)\s)?"
+    r"(?:là\s|khoảng\s|(?:chỉ\s)?có\s)?$)"
     r"|(?P<neg>(?:(?<!\w)âm|thâm\shụt|thiếu\shụt|hụt)(?:\s(?:tới|đến|mất|hết))?\s*$)"
     r"|(?P<pos>(?:(?<!\w)dương|(?<!số\s)(?<!\w)dư(?:\sra)?|(?:nhận|thu\snhập|thu)\snhiều\shơn\s"
     r"(?:chi\stiêu|chi|tiêu))\s*(?:là\s)?$)"
