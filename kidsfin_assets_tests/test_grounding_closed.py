@@ -1111,6 +1111,7 @@ TWENTYSECOND_CORPUS_FORMS = [
     # the verb said once: "mục tiêu 1 là đạt, mục tiêu 2 thì chưa"
     ("Chỉ mới có mục tiêu 1 là đạt, mục tiêu 2 thì chưa.", KID_TWO_GOALS, True),
     ("Chỉ mới có mục tiêu 1 là đạt, mục tiêu 2 thì chưa.", KID_TWO_REACHED, False),
+    ("Chỉ mới có mục tiêu 1 là đạt, mục tiêu 3 thì chưa.", KID_TWO_GOALS, False),  # no goal 3
     # the difference after "tới"
     ("Tiền tiêu nhiều hơn tiền nhận tới 114k.", KID_A, True),
     ("Tiền tiêu nhiều hơn tiền nhận tới 50k.", KID_A, False),

@@ -71,12 +71,9 @@ def read_goal_state(r: Reading) -> None:
             if not r.is_read(m.start(), m.end()):
                 _goal_state(r, m, reached)
     for m in _ELSE_NOT.finditer(r.labelled):  # "mục tiêu 1 là đạt, mục tiêu 2 thì chưa"
-        state = r.facts.goals.get(m.group("n"))
-        if state is not None and not state[0]:
-            r.mark(m.start(), m.end())
-        elif state is not None:
-            said = r.labelled[m.start() : m.end()]  # the label as written, not masked
-            r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {m['n']} is reached")
+        if not r.is_read(m.start(), m.end()):
+            # the label as written (r.text masks it)
+            _check_goal(r, m, m.group("n"), False, r.labelled[m.start() : m.end()])
 
 
 # "Chỉ mục tiêu 1 là đạt, mục tiêu 2 thì chưa": the verb said once, for the goal before
@@ -89,13 +86,16 @@ _SO = re.compile(r"(?<!\w)(?:nên|vì\svậy|do\sđó)\s$")  # "..., nên con đ
 def _goal_state(r: Reading, m: re.Match[str], reached: bool) -> None:
     so = _SO.search(r.low, max(0, m.start() - 8), m.start()) if reached else None
     number = _goal_of_claim(r, m, m.start(), so.start() if so else None)
-    if number is None:
-        return
+    if number is not None:
+        _check_goal(r, m, number, reached, r.text[m.start() : m.end()])
+
+
+def _check_goal(r: Reading, m: re.Match[str], number: str, reached: bool, said: str) -> None:
+    """That goal `number` is reached (or not), as `m` says: read, or a finding."""
     state = r.facts.goals.get(number)
     if state is None:
         r.flag("wrong_goal", m.start(), m.end(), f"no mục tiêu {number} in the data")
     elif bool(state[0]) != reached:
-        said = r.text[m.start() : m.end()]
         is_ = "is reached" if state[0] else "is not reached"
         r.flag("wrong_goal", m.start(), m.end(), f"{said!r}: mục tiêu {number} {is_}")
     else:
