@@ -98,7 +98,7 @@ def _top(m: re.Match[str], d: Mapping[str, Any]) -> bool:
 
 
 def _rate(m: re.Match[str], d: Mapping[str, Any]) -> bool:
-    rate = _number(d, "savings_rate")
+    rate = _rate_of(d)
     return rate is not None and abs(rate * 100 - int(m[1])) <= 0.5
 
 

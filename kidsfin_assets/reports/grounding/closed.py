@@ -1163,7 +1163,7 @@ _BOTH_WEEKS = re.compile(rf"(?<!\w)cả\s(?P<a>{_A_WEEK})\s(?:lẫn|và|với)\s
 
 
 def _both_weeks(r: Reading, at: int) -> tuple[str, ...] | None:
-    first = next((c[0][0] for c in r.sentences if c[0][0] <= at < c[-1][1]), 0)
+    first = r.locate(at)[0][0][0]  # its sentence's start
     both = _BOTH_WEEKS.search(r.low, first, at)
     if both is None or "đều" not in r.low[both.end() : at]:
         return None
