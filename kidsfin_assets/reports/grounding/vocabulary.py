@@ -229,14 +229,14 @@ SUBJECT_WORDS: dict[str, str] = {
     "thu nhập": "income",
     "tiền tiêu vặt": "income",
     "tiền nhận": "income",
-    "tiền vào": "income",
+    "tiền vào": "income",  # "tiền vô nhiều hơn tiền ra" (vô: vào)
     "số tiền nhận": "income",
     "khoản nhận": "income",
     "khoản thu": "income",
     "mức thu": "income",
     "kiếm được": "income",  # "con kiếm được 22 nghìn"
     "tiền được cho": "income",  # "chi nhiều hơn số tiền được cho"
-    "được cho": "income",  # "tiền vô nhiều hơn tiền ra" (vô: vào)
+    "được cho": "income",
     "tiền ra": "spending",
     "nhận": "income",
     "tổng chi tiêu": "total_spending",  # the whole, not a category's
